@@ -1,1 +1,20 @@
-//! tmp
+//! Palisade: a policy sidecar proxy for AI agent runtimes.
+//!
+//! The data plane is pingora; [`pipeline`] orders a request's stages (routing, identity,
+//! authorization, limits, guardrails, forwarding, stream inspection, audit) and every concern
+//! lives in its own module behind a small interface. Start a proxy with [`server::start`]; the
+//! `palisade` binary is [`cli::main`].
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod lifecycle;
+pub mod listener;
+pub mod pipeline;
+pub mod protocol;
+pub mod route;
+pub mod server;
+pub mod telemetry;
+
+pub use error::ProxyError;

@@ -1,1 +1,186 @@
-//! tmp
+//! Test support for end-to-end scenarios: the whole proxy in-process on port 0, real upstreams on
+//! port 0, and small clients that time what arrives.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use palisade_e2e::{TestProxy, upstream};
+//! let echo = upstream::echo().await;
+//! let proxy = TestProxy::new()
+//!     .upstream("echo", echo.addr)
+//!     .route("api", "/api", "echo", "")
+//!     .start();
+//! let resp = reqwest::get(proxy.url("/api/x")).await.unwrap();
+//! # }
+//! ```
+
+pub mod sse_client;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use palisade_proxy::config::Config;
+use palisade_proxy::server::{self, Running, StartOptions};
+
+/// Fluent builder for an in-process proxy.
+#[derive(Default)]
+pub struct TestProxy {
+    upstreams: Vec<String>,
+    routes: Vec<String>,
+    listener_extra: String,
+    top_extra: String,
+    drain_timeout: Option<String>,
+}
+
+impl TestProxy {
+    /// An empty configuration: plain listener on 127.0.0.1:0, admin on 127.0.0.1:0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an upstream named `name` at `addr`, with extra YAML fields (`connect_timeout: 1s`).
+    pub fn upstream_with(mut self, name: &str, addr: SocketAddr, extra: &str) -> Self {
+        let mut entry = format!("  {name}:\n    address: \"{addr}\"\n");
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            entry.push_str(&format!("    {}\n", line.trim()));
+        }
+        self.upstreams.push(entry);
+        self
+    }
+
+    /// Adds an upstream named `name` at `addr`.
+    pub fn upstream(self, name: &str, addr: SocketAddr) -> Self {
+        self.upstream_with(name, addr, "")
+    }
+
+    /// Adds a route `name` for `path_prefix` to `upstream`; `extra` is YAML for further route
+    /// fields, one per line (`protocol: agui`, `idle_timeout: 500ms`, `methods` go in `match`
+    /// via [`TestProxy::route_matching`]).
+    pub fn route(self, name: &str, path_prefix: &str, upstream: &str, extra: &str) -> Self {
+        self.route_matching(name, &format!("path_prefix: {path_prefix}"), upstream, extra)
+    }
+
+    /// Adds a route with a full `match` body in flow YAML (`path_prefix: /a, methods: [GET]`).
+    pub fn route_matching(mut self, name: &str, matcher: &str, upstream: &str, extra: &str) -> Self {
+        let mut entry = format!(
+            "  - name: {name}\n    match: {{{matcher}}}\n    upstream: {upstream}\n"
+        );
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            entry.push_str(&format!("    {}\n", line.trim()));
+        }
+        self.routes.push(entry);
+        self
+    }
+
+    /// Extra YAML lines for the listener (e.g. a `tls:` block, pre-indented by the caller).
+    pub fn listener_yaml(mut self, yaml: &str) -> Self {
+        self.listener_extra = yaml.to_string();
+        self
+    }
+
+    /// Extra top-level YAML (e.g. `limits: {max_body_bytes: 100}`).
+    pub fn top_yaml(mut self, yaml: &str) -> Self {
+        self.top_extra.push_str(yaml);
+        self.top_extra.push('\n');
+        self
+    }
+
+    /// Sets `server.drain_timeout` (default `5s` in tests).
+    pub fn drain_timeout(mut self, value: &str) -> Self {
+        self.drain_timeout = Some(value.to_string());
+        self
+    }
+
+    /// The YAML this builder produces.
+    pub fn yaml(&self) -> String {
+        let mut y = String::from("listeners:\n  - name: public\n    address: 127.0.0.1:0\n");
+        y.push_str(&self.listener_extra);
+        y.push_str("admin:\n  address: 127.0.0.1:0\n");
+        y.push_str(&format!(
+            "server:\n  threads: 2\n  log_level: warn\n  drain_timeout: {}\n",
+            self.drain_timeout.as_deref().unwrap_or("5s")
+        ));
+        if !self.upstreams.is_empty() {
+            y.push_str("upstreams:\n");
+            self.upstreams.iter().for_each(|u| y.push_str(u));
+        }
+        if !self.routes.is_empty() {
+            y.push_str("routes:\n");
+            self.routes.iter().for_each(|r| y.push_str(r));
+        }
+        y.push_str(&self.top_extra);
+        y
+    }
+
+    /// Validates the config and starts the proxy; panics with the config errors otherwise.
+    pub fn start(self) -> Proxy {
+        let yaml = self.yaml();
+        let config = Config::from_yaml(&yaml, Vec::new())
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{yaml}"));
+        let running = server::start(config, StartOptions::default()).expect("proxy starts");
+        Proxy { running }
+    }
+}
+
+/// A running in-process proxy.
+pub struct Proxy {
+    /// The started proxy.
+    pub running: Running,
+}
+
+impl Proxy {
+    /// The first public listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.running.listeners[0]
+    }
+
+    /// `http://<listener><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
+    }
+
+    /// `http://<admin><path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.running.admin, path)
+    }
+}
+
+/// Polls `check` every 10 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A client that never pools connections (each test request sees a fresh connection).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Parses the documented error body and returns `error.code`.
+pub fn error_code(body: &[u8]) -> String {
+    let json: serde_json::Value =
+        serde_json::from_slice(body).unwrap_or_else(|_| panic!("not JSON: {body:?}"));
+    let error = &json["error"];
+    for field in ["code", "message", "request_id", "trace_id", "timestamp"] {
+        assert!(error[field].is_string(), "error.{field} missing in {json}");
+    }
+    error["code"].as_str().unwrap().to_string()
+}
+
+/// A port on loopback that nothing listens on.
+pub fn closed_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}

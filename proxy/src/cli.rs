@@ -1,0 +1,58 @@
+//! The `palisade` command line (see `DESIGN.md`'s command table).
+
+mod serve;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Palisade: a policy sidecar proxy for AI agent runtimes.
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the embedded-default stack: proxy, admin listener and the bundled orchestrator.
+    Dev(serve::DevArgs),
+    /// Run in production mode from a config file.
+    Run {
+        /// The config file (YAML).
+        #[arg(short, long, env = "PALISADE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Check a config file; prints every error with its field path, exits 0 only when valid.
+    Validate {
+        /// The config file (YAML).
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Config tooling.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the JSON Schema of the config file.
+    Schema,
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Dev(args) => serve::dev(args),
+        Command::Run { config } => serve::run(&config),
+        Command::Validate { config } => validate::run(&config),
+        Command::Config(ConfigCommand::Schema) => {
+            print!("{}", crate::config::schema_json());
+            ExitCode::SUCCESS
+        }
+    }
+}

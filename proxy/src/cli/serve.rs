@@ -1,0 +1,91 @@
+//! `palisade dev` and `palisade run`: start, print how to call, wait for shutdown.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{Config, ConfigError, EMBEDDED_DEV_CONFIG};
+use crate::server::{self, StartOptions};
+use crate::telemetry::logging;
+
+/// Flags of `palisade dev`.
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Public listener address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Admin listener address.
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+    /// Address of the bundled orchestrator.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    orchestrator: SocketAddr,
+}
+
+/// `palisade dev`: the embedded-default config with the flags' addresses.
+pub fn dev(args: DevArgs) -> ExitCode {
+    let overrides = [
+        ("PALISADE_LISTENERS__0__ADDRESS", args.listen.to_string()),
+        ("PALISADE_ADMIN__ADDRESS", args.admin.to_string()),
+        ("PALISADE_UPSTREAMS__ORCHESTRATOR__ADDRESS", args.orchestrator.to_string()),
+        ("PALISADE_EMBEDDED_ORCHESTRATOR__ADDRESS", args.orchestrator.to_string()),
+    ];
+    // Flags win over the environment, which wins over the file.
+    let env = std::env::vars()
+        .chain(overrides.into_iter().map(|(k, v)| (k.to_string(), v)))
+        .collect::<Vec<_>>();
+    serve(Config::from_yaml(EMBEDDED_DEV_CONFIG, env), "embedded defaults")
+}
+
+/// `palisade run -c FILE`.
+pub fn run(path: &Path) -> ExitCode {
+    serve(Config::load(path), &path.display().to_string())
+}
+
+fn serve(config: Result<Config, ConfigError>, source: &str) -> ExitCode {
+    let config = match config {
+        Ok(config) => config,
+        Err(err) => {
+            for e in err.field_errors() {
+                eprintln!("{source}: {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    logging::init(config.log_format, &config.log_level);
+    let running = match server::start(config.clone(), StartOptions { handle_signals: true }) {
+        Ok(running) => running,
+        Err(e) => {
+            eprintln!("palisade: cannot start: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print_banner(&config, &running);
+    running.wait();
+    tracing::info!("shutdown complete");
+    // pingora's own threads are still in their grace period; everything they served is done.
+    std::process::exit(0)
+}
+
+fn print_banner(config: &Config, running: &server::Running) {
+    let proxy = running.listeners[0];
+    let scheme = if config.listeners[0].tls.is_some() { "https" } else { "http" };
+    println!("Palisade is up.");
+    println!("  proxy   {scheme}://{proxy}");
+    println!("  admin   http://{}  (/healthz /readyz /metrics)", running.admin);
+    if let Some(orch) = running.orchestrator {
+        println!("  orchestrator (bundled, offline model)  http://{orch}");
+    }
+    if let Some(route) = config.routes.routes().iter().find(|r| r.path_prefix == "/agent") {
+        println!();
+        println!("Stream an agent run through the proxy (route `{}`):", route.name);
+        println!(
+            "  curl -N -X POST {scheme}://{proxy}/agent -H 'content-type: application/json' \
+             -H 'accept: text/event-stream' \\\n    -d '{{\"threadId\":\"t1\",\"runId\":\"r1\",\
+             \"messages\":[{{\"id\":\"m1\",\"role\":\"user\",\"content\":\"hello from behind palisade\"}}],\
+             \"tools\":[],\"context\":[],\"state\":{{}},\"forwardedProps\":{{}}}}'"
+        );
+    }
+    println!();
+    println!("Stop with Ctrl-C (drains live streams first; press again to exit at once).");
+}

@@ -1,0 +1,297 @@
+//! The configuration file as written: `serde` types with `deny_unknown_fields` and JSON Schema.
+//!
+//! These types mirror `palisade.yaml` one to one and hold no logic. [`super::Config`] is built
+//! from them by validation (`TryFrom`), which is where cross-field rules and defaults that depend
+//! on other fields live. Every field documents its default; the schema in
+//! `config/schema/palisade.schema.json` is generated from these doc comments.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+/// Root of `palisade.yaml`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSpec {
+    /// Public listeners that accept client traffic. Default: one plain HTTP listener on
+    /// `127.0.0.1:8080`.
+    #[serde(default = "default_listeners")]
+    pub listeners: Vec<ListenerSpec>,
+    /// The admin listener (`/healthz`, `/readyz`, `/metrics`). Never serves client routes.
+    #[serde(default)]
+    pub admin: AdminSpec,
+    /// Process-wide settings: worker threads, shutdown, logging.
+    #[serde(default)]
+    pub server: ServerSpec,
+    /// Request limits applied to every route unless the route overrides them.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// Named upstreams that routes forward to. Default: none.
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamSpec>,
+    /// Routes, matched in order; the first route whose host, path prefix and method match wins.
+    /// Default: none (every request gets 404).
+    #[serde(default)]
+    pub routes: Vec<RouteSpec>,
+    /// Start the bundled orchestrator in-process (used by `palisade dev`). Default: absent (off).
+    #[serde(default)]
+    pub embedded_orchestrator: Option<EmbeddedOrchestratorSpec>,
+}
+
+/// One public listener.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// Name used in logs and metrics. Default: `public`.
+    #[serde(default = "default_listener_name")]
+    pub name: String,
+    /// `host:port` to bind, e.g. `0.0.0.0:8443` or `[::1]:8080`. Required.
+    pub address: String,
+    /// Serve TLS (rustls) with HTTP/2 and HTTP/1.1 negotiated by ALPN. Default: absent (plain
+    /// HTTP).
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// Accept HTTP/2 with prior knowledge (h2c) on a plain listener. Default: `true`.
+    #[serde(default = "default_true")]
+    pub h2c: bool,
+}
+
+/// A certificate and key for a TLS listener.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM file with the certificate chain, leaf first. Required.
+    pub cert: String,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1). Required.
+    pub key: String,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSpec {
+    /// `host:port` of the admin listener. Default: `127.0.0.1:9901` (loopback only).
+    #[serde(default = "default_admin_address")]
+    pub address: String,
+    /// Allow binding the admin listener to a non-loopback address. Default: `false`.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+}
+
+impl Default for AdminSpec {
+    fn default() -> Self {
+        Self {
+            address: default_admin_address(),
+            allow_non_loopback: false,
+        }
+    }
+}
+
+/// Process-wide settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSpec {
+    /// Worker threads of the data plane. Default: the number of CPU cores.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// After SIGTERM/SIGINT: how long live streams may run before the proxy ends them (AG-UI
+    /// streams get a `RUN_ERROR` with code `SHUTTING_DOWN`). Default: `30s`.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub drain_timeout: Duration,
+    /// Log line format: `json` (one object per line) or `pretty`. Default: `json`.
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info,palisade_proxy=debug`. Default:
+    /// `info`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            drain_timeout: default_drain_timeout(),
+            log_format: LogFormat::default(),
+            log_level: default_log_level(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    /// Largest request body accepted, in bytes; larger bodies get 413 `PAYLOAD_TOO_LARGE`.
+    /// Default: `1048576` (1 MiB).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+}
+
+impl Default for LimitsSpec {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+/// A named upstream.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    /// `host:port` of the upstream; a host name is resolved at start-up. Required.
+    pub address: String,
+    /// Connect with TLS (rustls, verified against the system's root certificates). Default:
+    /// `false`.
+    #[serde(default)]
+    pub tls: bool,
+    /// SNI and certificate name for TLS. Default: the host part of `address`.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// Time allowed to establish the TCP (and TLS) connection; a timeout answers 504. Default:
+    /// `5s`.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub connect_timeout: Duration,
+    /// How long an idle pooled connection is kept for reuse. Default: `60s`.
+    #[serde(default = "default_pool_idle_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub pool_idle_timeout: Duration,
+}
+
+/// One route: which requests it matches and where they go.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Unique route name, used in metrics, logs, audit and as Cedar `Route::"<name>"`. Required.
+    pub name: String,
+    /// What the route matches.
+    #[serde(rename = "match")]
+    pub matcher: MatchSpec,
+    /// Name of an entry in `upstreams`. Required.
+    pub upstream: String,
+    /// Protocol spoken on this route; `agui` streams are ended with a `RUN_ERROR` event when the
+    /// upstream dies or the proxy drains. Default: `http`.
+    #[serde(default)]
+    pub protocol: RouteProtocol,
+    /// Longest silence allowed while waiting for the upstream's response or its next body chunk
+    /// (an idle timeout, never a total one, so streams may run for hours). Default: `5m`.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub idle_timeout: Duration,
+    /// Overrides `limits.max_body_bytes` for this route. Default: absent.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Replace the matched `path_prefix` with this before forwarding, e.g. `/` to strip it.
+    /// Default: absent (the path is forwarded unchanged).
+    #[serde(default)]
+    pub rewrite_prefix: Option<String>,
+    /// Forward the client's `Host` header instead of the upstream's address. Default: `false`.
+    #[serde(default)]
+    pub preserve_host: bool,
+}
+
+/// Request matching of a route.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MatchSpec {
+    /// Exact host (without port), or `*.example.com` for any subdomain. Default: any host.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Path prefix on a segment boundary: `/agent` matches `/agent` and `/agent/x`, not
+    /// `/agents`. Default: `/`.
+    #[serde(default = "default_path_prefix")]
+    pub path_prefix: String,
+    /// Allowed methods, upper case. A request to a matching path with another method gets 405.
+    /// Default: any method.
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// Protocol of a route.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteProtocol {
+    /// Plain HTTP; SSE responses still stream event by event.
+    #[default]
+    Http,
+    /// AG-UI: `RunAgentInput` in, AG-UI events out over SSE.
+    Agui,
+    /// MCP Streamable HTTP (JSON-RPC).
+    Mcp,
+    /// A2A (JSON-RPC over HTTP, SSE for streaming).
+    A2a,
+}
+
+/// The bundled orchestrator started in-process.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedOrchestratorSpec {
+    /// `host:port` the orchestrator binds. Default: `127.0.0.1:8081`.
+    #[serde(default = "default_orchestrator_address")]
+    pub address: String,
+    /// Delay between words of the offline model's streamed answer, in milliseconds. Default:
+    /// `40`.
+    #[serde(default = "default_word_delay_ms")]
+    pub word_delay_ms: u64,
+}
+
+fn default_listeners() -> Vec<ListenerSpec> {
+    vec![ListenerSpec {
+        name: default_listener_name(),
+        address: "127.0.0.1:8080".into(),
+        tls: None,
+        h2c: true,
+    }]
+}
+fn default_listener_name() -> String {
+    "public".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_admin_address() -> String {
+    "127.0.0.1:9901".into()
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_max_body_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_pool_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_path_prefix() -> String {
+    "/".into()
+}
+fn default_orchestrator_address() -> String {
+    "127.0.0.1:8081".into()
+}
+fn default_word_delay_ms() -> u64 {
+    40
+}

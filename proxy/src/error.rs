@@ -1,0 +1,224 @@
+//! The one error type of the request path and its mapping to the wire.
+//!
+//! Every non-2xx response the proxy itself produces comes from a [`ProxyError`]. The mapping to
+//! HTTP status, stable error code, metric reason and audit field lives in one exhaustive `match`
+//! ([`ProxyError::kind`]), so adding a variant without deciding how it looks on the wire does not
+//! compile. The JSON body is the contract from `DESIGN.md`:
+//!
+//! ```json
+//! {"error":{"code":"FORBIDDEN","message":"…","request_id":"…","trace_id":"…","timestamp":"RFC3339"}}
+//! ```
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// Why the proxy refused or failed a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// No credentials, or credentials that could not be verified.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// The credentials were valid once but have expired.
+    #[error("token expired")]
+    TokenExpired,
+    /// The credentials were revoked.
+    #[error("token revoked")]
+    TokenRevoked,
+    /// No policy permits the request.
+    #[error("access denied")]
+    Forbidden,
+    /// No route matches the request's host and path.
+    #[error("no route for this path")]
+    NotFound,
+    /// A route matches the path but not the method; `allow` lists the methods it accepts.
+    #[error("method not allowed")]
+    MethodNotAllowed {
+        /// Comma-separated methods for the `Allow` header.
+        allow: String,
+    },
+    /// A rate limit or quota was exceeded.
+    #[error("rate limit exceeded")]
+    RateLimited {
+        /// When the client may retry.
+        retry_after: Duration,
+    },
+    /// The request body is larger than the route allows.
+    #[error("request body exceeds {limit} bytes")]
+    PayloadTooLarge {
+        /// The configured limit in bytes.
+        limit: u64,
+    },
+    /// The request is malformed; the message names what is wrong.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A guardrail blocked the request or the response.
+    #[error("blocked by guardrail")]
+    GuardrailViolation,
+    /// The upstream refused the connection, reset it, or sent something unusable.
+    #[error("upstream unavailable")]
+    UpstreamUnavailable,
+    /// The upstream did not answer in time.
+    #[error("upstream timed out")]
+    UpstreamTimeout,
+    /// The proxy is shutting down and ended the stream at its drain deadline.
+    #[error("proxy is shutting down")]
+    ShuttingDown,
+    /// A bug or an unexpected failure inside the proxy.
+    #[error("internal error")]
+    Internal,
+}
+
+/// How a [`ProxyError`] looks on the wire, in metrics and in the audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorKind {
+    /// HTTP status code.
+    pub status: u16,
+    /// Stable, documented error code (`error.code` in the body, `RUN_ERROR.code` on streams).
+    pub code: &'static str,
+    /// Low-cardinality reason label for `palisade_requests_total{reason}` and the audit record.
+    pub reason: &'static str,
+}
+
+impl ProxyError {
+    /// The one exhaustive mapping from error to status, code and metric reason.
+    pub fn kind(&self) -> ErrorKind {
+        let (status, code, reason) = match self {
+            Self::Unauthenticated => (401, "UNAUTHENTICATED", "unauthenticated"),
+            Self::TokenExpired => (401, "TOKEN_EXPIRED", "token_expired"),
+            Self::TokenRevoked => (401, "TOKEN_REVOKED", "token_revoked"),
+            Self::Forbidden => (403, "FORBIDDEN", "forbidden"),
+            Self::NotFound => (404, "NOT_FOUND", "no_route"),
+            Self::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED", "method_not_allowed"),
+            Self::RateLimited { .. } => (429, "RATE_LIMITED", "rate_limited"),
+            Self::PayloadTooLarge { .. } => (413, "PAYLOAD_TOO_LARGE", "payload_too_large"),
+            Self::InvalidRequest(_) => (400, "INVALID_REQUEST", "invalid_request"),
+            Self::GuardrailViolation => (400, "GUARDRAIL_VIOLATION", "guardrail"),
+            Self::UpstreamUnavailable => (502, "UPSTREAM_UNAVAILABLE", "upstream_unavailable"),
+            Self::UpstreamTimeout => (504, "UPSTREAM_TIMEOUT", "upstream_timeout"),
+            Self::ShuttingDown => (503, "SHUTTING_DOWN", "shutting_down"),
+            Self::Internal => (500, "INTERNAL", "internal"),
+        };
+        ErrorKind {
+            status,
+            code,
+            reason,
+        }
+    }
+
+    /// Extra response headers this error carries (`Allow`, `Retry-After`).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::MethodNotAllowed { allow } => vec![("allow", allow.clone())],
+            Self::RateLimited { retry_after } => {
+                vec![("retry-after", retry_after.as_secs().max(1).to_string())]
+            }
+            Self::Unauthenticated | Self::TokenExpired | Self::TokenRevoked => {
+                vec![("www-authenticate", "Bearer".to_string())]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The JSON error body from `DESIGN.md`.
+    pub fn body(&self, request_id: &str, trace_id: &str) -> Bytes {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            error: Body<'a>,
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            code: &'a str,
+            message: String,
+            request_id: &'a str,
+            trace_id: &'a str,
+            timestamp: String,
+        }
+        let envelope = Envelope {
+            error: Body {
+                code: self.kind().code,
+                message: self.to_string(),
+                request_id,
+                trace_id,
+                timestamp: now_rfc3339(),
+            },
+        };
+        // Serializing plain strings into a Vec cannot fail.
+        Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+    }
+}
+
+/// The current UTC time as RFC 3339 with millisecond precision.
+pub fn now_rfc3339() -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&format)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_maps_to_a_documented_code() {
+        let all = [
+            ProxyError::Unauthenticated,
+            ProxyError::TokenExpired,
+            ProxyError::TokenRevoked,
+            ProxyError::Forbidden,
+            ProxyError::NotFound,
+            ProxyError::MethodNotAllowed { allow: "GET".into() },
+            ProxyError::RateLimited {
+                retry_after: Duration::from_secs(3),
+            },
+            ProxyError::PayloadTooLarge { limit: 10 },
+            ProxyError::InvalidRequest("bad".into()),
+            ProxyError::GuardrailViolation,
+            ProxyError::UpstreamUnavailable,
+            ProxyError::UpstreamTimeout,
+            ProxyError::ShuttingDown,
+            ProxyError::Internal,
+        ];
+        let docs = include_str!("../../docs/errors.md");
+        for err in all {
+            let kind = err.kind();
+            assert!((400..600).contains(&kind.status), "{err:?}");
+            assert!(
+                docs.contains(&format!("`{}`", kind.code)),
+                "docs/errors.md does not document {}",
+                kind.code
+            );
+        }
+    }
+
+    #[test]
+    fn body_has_the_design_shape() {
+        let body = ProxyError::PayloadTooLarge { limit: 1024 }.body("req-1", "trace-1");
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let error = &json["error"];
+        assert_eq!(error["code"], "PAYLOAD_TOO_LARGE");
+        assert_eq!(error["message"], "request body exceeds 1024 bytes");
+        assert_eq!(error["request_id"], "req-1");
+        assert_eq!(error["trace_id"], "trace-1");
+        let ts = error["timestamp"].as_str().unwrap();
+        assert!(
+            time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+                .is_ok(),
+            "{ts}"
+        );
+        assert_eq!(json.as_object().unwrap().len(), 1);
+        assert_eq!(error.as_object().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn retry_after_is_at_least_one_second() {
+        let err = ProxyError::RateLimited {
+            retry_after: Duration::from_millis(200),
+        };
+        assert_eq!(err.headers(), vec![("retry-after", "1".to_string())]);
+    }
+}

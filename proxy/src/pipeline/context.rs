@@ -1,0 +1,83 @@
+//! [`RequestCtx`]: everything the pipeline learns about one request, from accept to audit.
+
+use std::net::SocketAddr;
+use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::headers::TraceContext;
+use crate::error::ProxyError;
+use crate::lifecycle::{InFlight, StreamGuard};
+use crate::protocol::relay::SseRelay;
+use crate::route::Route;
+
+/// Per-request state carried through every pipeline phase.
+pub struct RequestCtx {
+    /// `X-Request-Id`: the client's when well-formed, else generated.
+    pub request_id: String,
+    /// W3C trace context of this hop.
+    pub trace: Option<TraceContext>,
+    /// When the request arrived.
+    pub started: Instant,
+    /// The matched route, once routing ran.
+    pub route: Option<Arc<Route>>,
+    /// Why the request failed, when it did (drives the status, metrics and audit reason).
+    pub error: Option<ProxyError>,
+    /// Request body bytes received.
+    pub request_bytes: u64,
+    /// Response body bytes sent.
+    pub response_bytes: u64,
+    /// The upstream socket and its peer, once connected.
+    pub upstream_socket: Option<(RawFd, SocketAddr)>,
+    /// Set when the response is an SSE stream.
+    pub stream: Option<StreamCtx>,
+    _in_flight: InFlight,
+}
+
+/// State of a relayed SSE response.
+pub struct StreamCtx {
+    /// The re-framing relay.
+    pub relay: SseRelay,
+    /// Events already counted in metrics.
+    pub events_counted: u64,
+    /// Registration with the drain; `None` when the upstream socket was unknown.
+    pub guard: Option<StreamGuard>,
+    /// When the stream started.
+    pub started: Instant,
+}
+
+impl RequestCtx {
+    /// A fresh context, counted in flight until dropped.
+    pub fn new(in_flight: InFlight) -> Self {
+        Self {
+            request_id: String::new(),
+            trace: None,
+            started: Instant::now(),
+            route: None,
+            error: None,
+            request_bytes: 0,
+            response_bytes: 0,
+            upstream_socket: None,
+            stream: None,
+            _in_flight: in_flight,
+        }
+    }
+
+    /// The route name for metrics and logs (`-` before routing).
+    pub fn route_name(&self) -> &str {
+        self.route.as_ref().map_or("-", |r| r.name.as_str())
+    }
+
+    /// The trace id (empty before the request was read).
+    pub fn trace_id(&self) -> &str {
+        self.trace.as_ref().map_or("", |t| t.trace_id.as_str())
+    }
+
+    /// Whether the drain deadline ended this request's stream.
+    pub fn ended_by_drain(&self) -> bool {
+        self.stream
+            .as_ref()
+            .and_then(|s| s.guard.as_ref())
+            .is_some_and(StreamGuard::ended_by_drain)
+    }
+}

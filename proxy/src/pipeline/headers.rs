@@ -1,0 +1,208 @@
+//! Header hygiene: request ids, trace context, forwarding headers, hop-by-hop removal.
+
+use http::header::{HeaderName, CONNECTION};
+use pingora_http::{RequestHeader, ResponseHeader};
+
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Prefix of the identity headers only the proxy may set.
+pub const PALISADE_PREFIX: &str = "x-palisade-";
+
+/// Removes every client-supplied `X-Palisade-*` header. Runs before anything else so that no
+/// later stage (or the upstream) can mistake a client's header for the proxy's own.
+pub fn strip_palisade_headers(req: &mut RequestHeader) {
+    let spoofed: Vec<HeaderName> = req
+        .headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(PALISADE_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        req.remove_header(&name);
+    }
+}
+
+/// Names listed in `Connection` plus the fixed hop-by-hop set.
+fn hop_by_hop_names(headers: &http::HeaderMap) -> Vec<HeaderName> {
+    let mut names: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    names.extend(HOP_BY_HOP.iter().map(|n| HeaderName::from_static(n)));
+    names
+}
+
+/// Removes hop-by-hop headers from a request about to be forwarded.
+pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
+    for name in hop_by_hop_names(&req.headers) {
+        req.remove_header(&name);
+    }
+}
+
+/// Removes hop-by-hop headers from an upstream response (so `Connection` never reaches an h2
+/// client, where it is illegal).
+pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
+    for name in hop_by_hop_names(&resp.headers) {
+        resp.remove_header(&name);
+    }
+}
+
+/// Returns the client's `X-Request-Id` when it is well-formed (1–128 of `A-Za-z0-9-_.:`),
+/// otherwise a fresh UUID.
+pub fn request_id(req: &RequestHeader) -> String {
+    req.headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_well_formed_id(v))
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
+}
+
+fn is_well_formed_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// W3C trace context for one hop: the trace id to keep, and the `traceparent` to send upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 32 lower-case hex digits.
+    pub trace_id: String,
+    /// This hop's span id, 16 lower-case hex digits.
+    pub span_id: String,
+    /// Trace flags (`01` = sampled).
+    pub flags: String,
+}
+
+impl TraceContext {
+    /// Continues the client's `traceparent` when valid, else starts a new trace.
+    pub fn from_request(req: &RequestHeader) -> Self {
+        let span_id = random_hex(8);
+        if let Some((trace_id, flags)) = req
+            .headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_traceparent)
+        {
+            return Self {
+                trace_id,
+                span_id,
+                flags,
+            };
+        }
+        Self {
+            trace_id: random_hex(16),
+            span_id,
+            flags: "01".into(),
+        }
+    }
+
+    /// The `traceparent` header value naming this hop as the parent.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+    }
+}
+
+fn parse_traceparent(v: &str) -> Option<(String, String)> {
+    let mut parts = v.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let ok = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && hex(flags, 2)
+        && (version != "00" || parts.next().is_none());
+    ok.then(|| (trace.to_ascii_lowercase(), flags.to_ascii_lowercase()))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let id = uuid::Uuid::new_v4();
+    id.simple().to_string()[..bytes * 2].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in headers {
+            r.append_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn palisade_headers_are_removed_case_insensitively() {
+        let mut r = req(&[
+            ("X-Palisade-Principal", "User::\"admin\""),
+            ("x-palisade-roles", "admin"),
+            ("X-Other", "kept"),
+        ]);
+        strip_palisade_headers(&mut r);
+        assert!(r.headers.get("x-palisade-principal").is_none());
+        assert!(r.headers.get("x-palisade-roles").is_none());
+        assert_eq!(r.headers.get("x-other").unwrap(), "kept");
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_removed() {
+        let mut r = req(&[
+            ("Connection", "keep-alive, X-Secret-Hop"),
+            ("X-Secret-Hop", "1"),
+            ("Keep-Alive", "timeout=5"),
+            ("Upgrade", "h2c"),
+            ("Accept", "text/event-stream"),
+        ]);
+        strip_hop_by_hop_request(&mut r);
+        let names: Vec<_> = r.headers.keys().map(|k| k.as_str().to_string()).collect();
+        assert_eq!(names, ["accept"]);
+    }
+
+    #[test]
+    fn request_ids_are_accepted_only_when_well_formed() {
+        assert_eq!(request_id(&req(&[("x-request-id", "abc-123_x.y:z")])), "abc-123_x.y:z");
+        for bad in ["", "has space", "semi;colon", &"x".repeat(129)] {
+            let id = request_id(&req(&[("x-request-id", bad)]));
+            assert_ne!(id, bad);
+            assert!(uuid::Uuid::parse_str(&id).is_ok());
+        }
+    }
+
+    #[test]
+    fn traceparent_is_continued_or_started() {
+        let t = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let ctx = TraceContext::from_request(&req(&[("traceparent", t)]));
+        assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_ne!(ctx.span_id, "00f067aa0ba902b7");
+        assert!(ctx.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            let ctx = TraceContext::from_request(&req(&[("traceparent", bad)]));
+            assert_ne!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+            assert_eq!(ctx.trace_id.len(), 32);
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Starting and stopping a whole Palisade: data plane, admin listener, optional orchestrator.
+//!
+//! [`start`] returns a [`Running`] handle with the bound addresses, so the binary and the
+//! end-to-end tests start the proxy the same way:
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! let config = palisade_proxy::config::Config::load("config/palisade.yaml")?;
+//! let running = palisade_proxy::server::start(config, palisade_proxy::server::StartOptions::default())?;
+//! println!("proxy on {}", running.listeners[0]);
+//! running.shutdown();
+//! running.wait();
+//! # Ok(()) }
+//! ```
+//!
+//! Shutdown (SIGTERM, SIGINT or [`Running::shutdown`]): `/readyz` turns 503, listeners stop
+//! accepting, requests in flight finish until `server.drain_timeout`; streams still live then are
+//! ended (AG-UI streams with a `RUN_ERROR` of code `SHUTTING_DOWN`). A second signal exits at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use async_trait::async_trait;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+use crate::listener;
+use crate::pipeline::Pipeline;
+use crate::telemetry::Metrics;
+
+/// How to start.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Listen for SIGTERM/SIGINT (the binary); tests call [`Running::shutdown`] instead.
+    pub handle_signals: bool,
+}
+
+/// A started Palisade.
+pub struct Running {
+    /// Bound public listener addresses, in config order.
+    pub listeners: Vec<SocketAddr>,
+    /// Bound admin address.
+    pub admin: SocketAddr,
+    /// Bound address of the embedded orchestrator, when one runs.
+    pub orchestrator: Option<SocketAddr>,
+    /// Readiness and drain state.
+    pub lifecycle: Arc<Lifecycle>,
+    /// The proxy's metrics.
+    pub metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+    drained: watch::Receiver<bool>,
+    aux: Option<tokio::runtime::Runtime>,
+}
+
+impl Running {
+    /// Begins a graceful shutdown (as SIGTERM does).
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Blocks until the shutdown has drained (or forever, if none was asked for).
+    pub fn wait(mut self) {
+        let mut drained = self.drained.clone();
+        if let Some(aux) = self.aux.as_ref() {
+            aux.block_on(async {
+                let _ = drained.wait_for(|d| *d).await;
+            });
+        }
+        self.aux.take().map(tokio::runtime::Runtime::shutdown_background);
+    }
+
+    /// Waits (asynchronously) until the shutdown has drained.
+    pub async fn drained(&self) {
+        let mut drained = self.drained.clone();
+        let _ = drained.wait_for(|d| *d).await;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Never block here: a test may drop the handle inside its own runtime.
+        if let Some(aux) = self.aux.take() {
+            aux.shutdown_background();
+        }
+    }
+}
+
+/// Starts everything `config` describes and returns once all listeners accept connections.
+pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
+    let metrics = Metrics::new(prometheus::Registry::new()).context("registering metrics")?;
+    let lifecycle = Lifecycle::new();
+    // A small runtime beside pingora's for the admin listener, the orchestrator and the drain.
+    let aux = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("palisade-aux")
+        .enable_all()
+        .build()
+        .context("starting the admin runtime")?;
+
+    let orchestrator = match &config.embedded_orchestrator {
+        Some(spec) => Some(start_orchestrator(&aux, spec)?),
+        None => None,
+    };
+
+    let admin_listener = bind(config.admin_address)
+        .with_context(|| format!("binding the admin listener {}", config.admin_address))?;
+    let admin = admin_listener.local_addr()?;
+    let admin_router = admin::router(AdminState {
+        lifecycle: lifecycle.clone(),
+        metrics: metrics.clone(),
+    });
+    aux.spawn(async move {
+        let served = match tokio::net::TcpListener::from_std(admin_listener) {
+            Ok(listener) => axum::serve(listener, admin_router).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = served {
+            tracing::error!(error = %e, "admin listener stopped");
+        }
+    });
+
+    let mut server_conf = ServerConf {
+        threads: config.threads,
+        // Drain runs in our own watch; pingora's grace period only has to outlast it.
+        grace_period_seconds: Some(config.drain_timeout.as_secs() + 3),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    server_conf.daemon = false;
+    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let address = listener::resolve_port(l.address)
+            .with_context(|| format!("listener {} on {}", l.name, l.address))?;
+        let pipeline = Pipeline::new(
+            config.routes.clone(),
+            metrics.clone(),
+            lifecycle.clone(),
+            l.tls.is_some(),
+        );
+        let service =
+            listener::proxy_service(&server.configuration, l, address, pipeline)?;
+        server.add_service(service);
+        listeners.push(address);
+    }
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (drained_tx, drained) = watch::channel(false);
+    let signals = Signals {
+        trigger: shutdown_rx,
+        handle_signals: options.handle_signals,
+        lifecycle: lifecycle.clone(),
+        drain_timeout: config.drain_timeout,
+        aux: aux.handle().clone(),
+        drained: Arc::new(drained_tx),
+    };
+    std::thread::Builder::new()
+        .name("palisade-server".into())
+        .spawn(move || {
+            server.run(RunArgs {
+                shutdown_signal: Box::new(signals),
+            })
+        })
+        .context("starting the data plane")?;
+
+    for address in &listeners {
+        wait_until_accepting(*address)
+            .with_context(|| format!("listener {address} did not come up"))?;
+    }
+    lifecycle.set_ready();
+    Ok(Running {
+        listeners,
+        admin,
+        orchestrator,
+        lifecycle,
+        metrics,
+        shutdown,
+        drained,
+        aux: Some(aux),
+    })
+}
+
+fn start_orchestrator(
+    aux: &tokio::runtime::Runtime,
+    spec: &crate::config::spec::EmbeddedOrchestratorSpec,
+) -> anyhow::Result<SocketAddr> {
+    let listener = bind(spec.address.parse().context("embedded orchestrator address")?)
+        .with_context(|| format!("binding the embedded orchestrator on {}", spec.address))?;
+    let address = listener.local_addr()?;
+    let config = palisade_orchestrator::OrchestratorConfig {
+        listen: address,
+        word_delay_ms: spec.word_delay_ms,
+    };
+    aux.spawn(async move {
+        let never = std::future::pending::<()>();
+        let served = match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => palisade_orchestrator::serve(listener, config, never).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = served {
+            tracing::error!(error = %e, "embedded orchestrator stopped");
+        }
+    });
+    Ok(address)
+}
+
+/// Binds a non-blocking std listener, to hand to a runtime without entering it here (so that
+/// [`start`] also works from inside an async test).
+fn bind(address: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn wait_until_accepting(address: SocketAddr) -> std::io::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)) {
+            Ok(_) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// pingora's shutdown trigger: a signal or [`Running::shutdown`], then our drain.
+struct Signals {
+    trigger: watch::Receiver<bool>,
+    handle_signals: bool,
+    lifecycle: Arc<Lifecycle>,
+    drain_timeout: Duration,
+    aux: tokio::runtime::Handle,
+    drained: Arc<watch::Sender<bool>>,
+}
+
+#[async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        let mut trigger = self.trigger.clone();
+        let by_handle = async move {
+            let _ = trigger.wait_for(|t| *t).await;
+        };
+        if self.handle_signals {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+            tokio::select! {
+                _ = by_handle => {}
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            self.aux.spawn(async move {
+                let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+                let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                tracing::warn!("second shutdown signal: exiting now");
+                std::process::exit(1);
+            });
+        } else {
+            by_handle.await;
+        }
+        tracing::info!(drain_timeout_s = self.drain_timeout.as_secs_f64(), "shutdown: draining");
+        self.lifecycle.start_drain();
+        let lifecycle = self.lifecycle.clone();
+        let drained = self.drained.clone();
+        let deadline = Instant::now() + self.drain_timeout;
+        self.aux.spawn(async move {
+            // Give pingora a moment to close its listeners before counting what is left.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let ended = lifecycle.drain(deadline, Duration::from_secs(1)).await;
+            tracing::info!(streams_ended = ended, "shutdown: drained");
+            let _ = drained.send(true);
+        });
+        ShutdownSignal::GracefulTerminate
+    }
+}

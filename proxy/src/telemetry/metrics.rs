@@ -1,0 +1,109 @@
+//! The proxy's Prometheus metrics, all prefixed `palisade_` with units in their names.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// Latency buckets for proxy work: sub-millisecond resolution up to long streams.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+/// Handles to every metric the data plane updates.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Registry the metrics are registered in (served on `/metrics`).
+    pub registry: Registry,
+    /// `palisade_requests_total{route,method,status,reason}`.
+    pub requests: IntCounterVec,
+    /// `palisade_request_duration_seconds{route}`: from accept to the last byte sent.
+    pub request_duration: HistogramVec,
+    /// `palisade_active_streams{route}`: SSE responses being relayed now.
+    pub active_streams: IntGaugeVec,
+    /// `palisade_sse_events_total{route}`: SSE events relayed.
+    pub sse_events: IntCounterVec,
+    /// `palisade_stream_duration_seconds`: lifetime of SSE responses.
+    pub stream_duration: Histogram,
+    /// `palisade_upstream_errors_total{route,kind}`: connect refused, timeouts, resets.
+    pub upstream_errors: IntCounterVec,
+    /// `palisade_request_bytes_total{route}`: request body bytes received from clients.
+    pub request_bytes: IntCounterVec,
+    /// `palisade_response_bytes_total{route}`: response body bytes sent to clients.
+    pub response_bytes: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new("palisade_requests_total", "Requests handled, by outcome."),
+            &["route", "method", "status", "reason"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "palisade_request_duration_seconds",
+                "Time from request start to the last response byte.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+            &["route"],
+        )?;
+        let active_streams = IntGaugeVec::new(
+            Opts::new("palisade_active_streams", "SSE responses being relayed."),
+            &["route"],
+        )?;
+        let sse_events = IntCounterVec::new(
+            Opts::new("palisade_sse_events_total", "SSE events relayed to clients."),
+            &["route"],
+        )?;
+        let stream_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "palisade_stream_duration_seconds",
+                "Lifetime of relayed SSE responses.",
+            )
+            .buckets(DURATION_BUCKETS.to_vec()),
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "palisade_upstream_errors_total",
+                "Failures talking to upstreams, by kind.",
+            ),
+            &["route", "kind"],
+        )?;
+        let request_bytes = IntCounterVec::new(
+            Opts::new("palisade_request_bytes_total", "Request body bytes received."),
+            &["route"],
+        )?;
+        let response_bytes = IntCounterVec::new(
+            Opts::new("palisade_response_bytes_total", "Response body bytes sent."),
+            &["route"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(active_streams.clone()))?;
+        registry.register(Box::new(sse_events.clone()))?;
+        registry.register(Box::new(stream_duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(request_bytes.clone()))?;
+        registry.register(Box::new(response_bytes.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            request_duration,
+            active_streams,
+            sse_events,
+            stream_duration,
+            upstream_errors,
+            request_bytes,
+            response_bytes,
+        })
+    }
+
+    /// Renders the registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let encoder = prometheus::TextEncoder::new();
+        encoder
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}

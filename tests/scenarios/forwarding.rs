@@ -1,0 +1,115 @@
+//! Routing and header hygiene.
+
+use palisade_e2e::{client, error_code, upstream, TestProxy};
+use serde_json::Value;
+
+async fn echo_json(resp: reqwest::Response) -> Value {
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_host_path_and_method_with_rewrite() {
+    let a = upstream::echo().await;
+    let b = upstream::echo().await;
+    let proxy = TestProxy::new()
+        .upstream("a", a.addr)
+        .upstream("b", b.addr)
+        .route_matching("only-post", "path_prefix: /agent, methods: [POST]", "a", "")
+        .route_matching("tenant", "host: api.example.test, path_prefix: /", "b", "rewrite_prefix: /v2")
+        .route("api", "/api", "a", "rewrite_prefix: /")
+        .start();
+    let c = client();
+
+    let got = echo_json(c.post(proxy.url("/agent/run?x=1")).body("{}").send().await.unwrap()).await;
+    assert_eq!(got["path"], "/agent/run?x=1");
+    assert_eq!(got["method"], "POST");
+
+    let got = echo_json(c.get(proxy.url("/api/things")).send().await.unwrap()).await;
+    assert_eq!(got["path"], "/things");
+
+    let got = echo_json(
+        c.get(proxy.url("/things"))
+            .header("host", "api.example.test:8080")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(got["path"], "/v2/things");
+    assert_eq!(got["headers"]["x-forwarded-host"], "api.example.test:8080");
+
+    let resp = c.get(proxy.url("/agent")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_eq!(error_code(&resp.bytes().await.unwrap()), "METHOD_NOT_ALLOWED");
+
+    let resp = c.get(proxy.url("/agents")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(error_code(&resp.bytes().await.unwrap()), "NOT_FOUND");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strips_spoofable_and_hop_by_hop_headers_and_adds_forwarding() {
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new().upstream("echo", echo.addr).route("all", "/", "echo", "").start();
+    let resp = client()
+        .get(proxy.url("/x"))
+        .header("X-Palisade-Principal", "User::\"admin\"")
+        .header("x-palisade-roles", "admin")
+        .header("X-PALISADE-ASSERTION", "forged")
+        .header("connection", "x-hop")
+        .header("x-hop", "secret")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-custom", "kept")
+        .send()
+        .await
+        .unwrap();
+    // Hop-by-hop headers from the upstream never reach the client either.
+    assert!(resp.headers().get("keep-alive").is_none());
+    let got = echo_json(resp).await;
+    let headers = got["headers"].as_object().unwrap();
+    let leaked: Vec<_> = headers.keys().filter(|k| k.starts_with("x-palisade-")).collect();
+    assert!(leaked.is_empty(), "client X-Palisade-* headers reached upstream: {leaked:?}");
+    assert!(headers.get("x-hop").is_none());
+    assert_eq!(headers["x-custom"], "kept");
+    assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    assert_eq!(headers["x-forwarded-proto"], "http");
+    assert_eq!(headers["host"], echo.addr.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_id_and_traceparent_propagate() {
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new().upstream("echo", echo.addr).route("all", "/", "echo", "").start();
+    let c = client();
+
+    let resp = c
+        .get(proxy.url("/"))
+        .header("x-request-id", "client-id-42")
+        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-request-id"], "client-id-42");
+    let got = echo_json(resp).await;
+    assert_eq!(got["headers"]["x-request-id"], "client-id-42");
+    let tp = got["headers"]["traceparent"].as_str().unwrap();
+    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{tp}");
+    assert!(!tp.contains("00f067aa0ba902b7"), "the proxy is a hop with its own span id: {tp}");
+
+    // A malformed id is replaced, and the replacement is what both sides see.
+    let resp = c.get(proxy.url("/")).header("x-request-id", "bad id;").send().await.unwrap();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert_ne!(id, "bad id;");
+    let got = echo_json(resp).await;
+    assert_eq!(got["headers"]["x-request-id"], id.as_str());
+
+    // The error body carries the same request id.
+    let resp = c.get(proxy.url("/")).header("x-request-id", "r-1").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let proxy404 = TestProxy::new().start();
+    let resp = c.get(proxy404.url("/nothing")).header("x-request-id", "r-2").send().await.unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["request_id"], "r-2");
+}

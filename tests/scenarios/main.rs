@@ -1,0 +1,10 @@
+//! End-to-end scenarios: the whole proxy in-process on port 0 in front of real upstreams on
+//! port 0. One test binary, one module per concern.
+
+mod admin;
+mod errors;
+mod forwarding;
+mod h2;
+mod orchestrator;
+mod shutdown;
+mod streaming;

@@ -1,0 +1,228 @@
+//! Real upstreams on port 0: an echo server, a timed SSE server, one that dies mid-stream, and
+//! one that never answers.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::response::Response;
+use axum::Router;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// An upstream server running on the test's runtime.
+pub struct Upstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+async fn serve(router: Router) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, router).await.ok();
+    });
+    Upstream { addr }
+}
+
+/// Answers every request with JSON describing it: method, path (with query), headers, body size.
+pub async fn echo() -> Upstream {
+    serve(Router::new().fallback(|req: Request| async move {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        let headers: serde_json::Map<String, serde_json::Value> = parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
+            .collect();
+        let json = serde_json::json!({
+            "method": parts.method.as_str(),
+            "path": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+            "headers": headers,
+            "body_len": body.len(),
+        });
+        Response::builder()
+            .header("content-type", "application/json")
+            .header("connection", "keep-alive")
+            .header("keep-alive", "timeout=5")
+            .body(Body::from(json.to_string()))
+            .unwrap()
+    }))
+    .await
+}
+
+/// How a [`sse`] upstream frames and fills its stream.
+#[derive(Clone, Copy)]
+pub struct SseScript {
+    /// Time between events.
+    pub interval: Duration,
+    /// Number of payload events.
+    pub count: usize,
+    /// Line ending: `"\n"`, `"\r\n"` or `"\r"`.
+    pub line_ending: &'static str,
+    /// Emit AG-UI events (RUN_STARTED … RUN_FINISHED) instead of `{"seq":i}` payloads.
+    pub agui: bool,
+    /// For AG-UI: end with RUN_FINISHED (otherwise just close the stream).
+    pub finish_run: bool,
+}
+
+impl Default for SseScript {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(100),
+            count: 10,
+            line_ending: "\n",
+            agui: false,
+            finish_run: true,
+        }
+    }
+}
+
+/// A timed SSE upstream and what it observed.
+pub struct SseUpstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// When each payload event `seq` was handed to the connection.
+    pub emitted: Arc<Mutex<Vec<Instant>>>,
+    /// When a response stream was dropped before it finished (client or proxy went away).
+    pub cancelled: Arc<Mutex<Option<Instant>>>,
+}
+
+struct CancelGuard {
+    done: bool,
+    cancelled: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if !self.done {
+            *self.cancelled.lock().unwrap() = Some(Instant::now());
+        }
+    }
+}
+
+/// Streams `script.count` events, one every `script.interval`, recording emit times.
+pub async fn sse(script: SseScript) -> SseUpstream {
+    let emitted = Arc::new(Mutex::new(Vec::new()));
+    let cancelled = Arc::new(Mutex::new(None));
+    let (em, ca) = (emitted.clone(), cancelled.clone());
+    let router = Router::new().fallback(move |_req: Request| {
+        let (emitted, cancelled) = (em.clone(), ca.clone());
+        async move {
+            let nl = script.line_ending;
+            let stream = async_stream(script, emitted, cancelled, nl);
+            Response::builder()
+                .header("content-type", "text/event-stream")
+                .header("cache-control", "no-cache")
+                .body(Body::from_stream(stream))
+                .unwrap()
+        }
+    });
+    let up = serve(router).await;
+    SseUpstream {
+        addr: up.addr,
+        emitted,
+        cancelled,
+    }
+}
+
+fn async_stream(
+    script: SseScript,
+    emitted: Arc<Mutex<Vec<Instant>>>,
+    cancelled: Arc<Mutex<Option<Instant>>>,
+    nl: &'static str,
+) -> impl futures::Stream<Item = Result<Bytes, Infallible>> {
+    let frame = move |data: String| Bytes::from(format!("data: {data}{nl}{nl}"));
+    let guard = CancelGuard {
+        done: false,
+        cancelled,
+    };
+    futures::stream::unfold((0usize, guard), move |(step, mut guard)| {
+        let emitted = emitted.clone();
+        async move {
+            // Steps: [RUN_STARTED], payloads…, [RUN_FINISHED]
+            let payload_start = usize::from(script.agui);
+            let total = payload_start + script.count + usize::from(script.agui && script.finish_run);
+            if step >= total {
+                guard.done = true;
+                drop(guard);
+                return None;
+            }
+            if step >= payload_start && step < payload_start + script.count {
+                tokio::time::sleep(script.interval).await;
+            }
+            let seq = step.wrapping_sub(payload_start);
+            let data = if !script.agui {
+                serde_json::json!({ "seq": seq }).to_string()
+            } else if step == 0 {
+                r#"{"type":"RUN_STARTED","threadId":"t","runId":"r"}"#.to_string()
+            } else if step < payload_start + script.count {
+                serde_json::json!({"type":"TEXT_MESSAGE_CONTENT","messageId":"m","delta": format!("w{seq} ")}).to_string()
+            } else {
+                r#"{"type":"RUN_FINISHED","threadId":"t","runId":"r"}"#.to_string()
+            };
+            if step >= payload_start && step < payload_start + script.count {
+                emitted.lock().unwrap().push(Instant::now());
+            }
+            Some((Ok(frame(data)), (step + 1, guard)))
+        }
+    })
+}
+
+/// A raw HTTP/1.1 upstream that starts an SSE response, sends `events` AG-UI-shaped events, then
+/// resets the connection (the process "died").
+pub async fn dying_sse(events: usize) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                read_request_head(&mut sock).await;
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                sock.write_all(head.as_bytes()).await.ok();
+                for i in 0..events {
+                    let data = if i == 0 {
+                        r#"data: {"type":"RUN_STARTED","threadId":"t","runId":"r"}"#.to_string() + "\n\n"
+                    } else {
+                        format!("data: {{\"type\":\"TEXT_MESSAGE_CONTENT\",\"messageId\":\"m\",\"delta\":\"{i}\"}}\n\n")
+                    };
+                    let chunk = format!("{:x}\r\n{data}\r\n", data.len());
+                    sock.write_all(chunk.as_bytes()).await.ok();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                #[allow(deprecated)]
+                sock.set_linger(Some(Duration::ZERO)).ok();
+                drop(sock);
+            });
+        }
+    });
+    Upstream { addr }
+}
+
+/// Accepts connections and reads requests but never answers.
+pub async fn silent() -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut sock, _)) = listener.accept().await {
+            read_request_head(&mut sock).await;
+            held.push(sock);
+        }
+    });
+    Upstream { addr }
+}
+
+async fn read_request_head(sock: &mut tokio::net::TcpStream) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut byte).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&byte[..n]),
+        }
+    }
+}
