@@ -1,0 +1,88 @@
+//! The `palisade-orchestrator` binary: config file, `--listen`, JSON logs, SIGTERM shutdown.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::time::timeout;
+
+const BIN: &str = env!("CARGO_BIN_EXE_palisade-orchestrator");
+
+#[tokio::test]
+async fn serves_from_a_config_file_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("orchestrator.yaml");
+    // The file asks for a fixed port; --listen overrides it with port 0.
+    std::fs::write(&config, "listen: 127.0.0.1:1\nword_delay_ms: 1\n").unwrap();
+    let mut child = Command::new(BIN)
+        .args(["-c", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // The first log line is JSON and names the bound address.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("a log line")
+        .unwrap()
+        .expect("stdout open");
+    let log: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(log["level"], "INFO", "{log}");
+    let addr = log["fields"]["listen"]
+        .as_str()
+        .expect("listen field")
+        .to_owned();
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.text().await.unwrap(), "ok");
+    let run = reqwest::Client::new()
+        .post(format!("http://{addr}/agent"))
+        .body(
+            r#"{"threadId":"t","runId":"r","messages":[{"id":"u","role":"user","content":"hi"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let body = run.text().await.unwrap();
+    assert!(
+        body.ends_with("data: {\"type\":\"RUN_FINISHED\",\"threadId\":\"t\",\"runId\":\"r\"}\n\n")
+    );
+
+    let pid = child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn rejects_a_config_with_unknown_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.yaml");
+    std::fs::write(&config, "word_delay: 5\n").unwrap();
+    let output = Command::new(BIN)
+        .args(["-c", config.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("word_delay"), "{stderr}");
+}
