@@ -13,11 +13,11 @@ async fn health_readiness_and_metrics() {
     assert_eq!(c.get(proxy.url("/metrics")).send().await.unwrap().status(), 404);
 
     c.get(proxy.url("/api/a")).send().await.unwrap();
-    c.get(proxy.url("/nope")).send().await.unwrap();
+    c.get(proxy.url("/nope")).send().await.unwrap(); // the second 404, after /metrics
     let text = c.get(proxy.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
     for expected in [
         r#"palisade_requests_total{method="GET",reason="ok",route="api",status="200"} 1"#,
-        r#"palisade_requests_total{method="GET",reason="no_route",route="-",status="404"} 1"#,
+        r#"palisade_requests_total{method="GET",reason="no_route",route="-",status="404"} 2"#,
         "palisade_request_duration_seconds_bucket",
         "palisade_response_bytes_total",
     ] {

@@ -10,6 +10,7 @@ async fn h2c_prior_knowledge_serves_requests_and_streams() {
     let echo = upstream::echo().await;
     let sse = upstream::sse(SseScript { count: 5, interval: Duration::from_millis(20), ..SseScript::default() }).await;
     let proxy = TestProxy::new()
+        .listener_yaml("    h2c: true\n")
         .upstream("echo", echo.addr)
         .upstream("sse", sse.addr)
         .route("sse", "/events", "sse", "")

@@ -53,8 +53,11 @@ pub struct ListenerSpec {
     /// HTTP).
     #[serde(default)]
     pub tls: Option<TlsSpec>,
-    /// Accept HTTP/2 with prior knowledge (h2c) on a plain listener. Default: `true`.
-    #[serde(default = "default_true")]
+    /// Accept HTTP/2 with prior knowledge (h2c) on a plain listener. Default: `false`. Off by
+    /// default because detecting the h2 preface waits for its first 24 bytes, so a very short
+    /// HTTP/1.0 request on an h2c listener waits until the client closes. TLS listeners always
+    /// offer h2 through ALPN.
+    #[serde(default)]
     pub h2c: bool,
 }
 
@@ -256,14 +259,11 @@ fn default_listeners() -> Vec<ListenerSpec> {
         name: default_listener_name(),
         address: "127.0.0.1:8080".into(),
         tls: None,
-        h2c: true,
+        h2c: false,
     }]
 }
 fn default_listener_name() -> String {
     "public".into()
-}
-fn default_true() -> bool {
-    true
 }
 fn default_admin_address() -> String {
     "127.0.0.1:9901".into()
