@@ -131,7 +131,8 @@ pub fn parse_spec(
     text: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<ConfigSpec, ConfigError> {
-    let invalid = |path: String, message: String| ConfigError::Invalid(vec![FieldError { path, message }]);
+    let invalid =
+        |path: String, message: String| ConfigError::Invalid(vec![FieldError { path, message }]);
     let mut tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         let at = e
             .location()
@@ -148,7 +149,11 @@ pub fn parse_spec(
     }
     serde_path_to_error::deserialize(tree).map_err(|e| {
         let path = e.path().to_string();
-        let path = if path == "." { "(root)".to_string() } else { path };
+        let path = if path == "." {
+            "(root)".to_string()
+        } else {
+            path
+        };
         invalid(path, e.into_inner().to_string())
     })
 }

@@ -171,7 +171,9 @@ mod tests {
             ProxyError::TokenRevoked,
             ProxyError::Forbidden,
             ProxyError::NotFound,
-            ProxyError::MethodNotAllowed { allow: "GET".into() },
+            ProxyError::MethodNotAllowed {
+                allow: "GET".into(),
+            },
             ProxyError::RateLimited {
                 retry_after: Duration::from_secs(3),
             },
@@ -206,8 +208,7 @@ mod tests {
         assert_eq!(error["trace_id"], "trace-1");
         let ts = error["timestamp"].as_str().unwrap();
         assert!(
-            time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
-                .is_ok(),
+            time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).is_ok(),
             "{ts}"
         );
         assert_eq!(json.as_object().unwrap().len(), 1);

@@ -74,11 +74,7 @@ impl Lifecycle {
     /// Registers a live stream relayed over the upstream socket `fd` connected to `peer`.
     /// The returned guard deregisters it; [`StreamGuard::ended_by_drain`] tells the stream's
     /// error path whether the drain ended it.
-    pub fn register_stream(
-        self: &Arc<Self>,
-        fd: RawFd,
-        peer: std::net::SocketAddr,
-    ) -> StreamGuard {
+    pub fn register_stream(self: &Arc<Self>, fd: RawFd, peer: std::net::SocketAddr) -> StreamGuard {
         let id = self.next_stream.fetch_add(1, Ordering::Relaxed);
         let ended_by_drain = Arc::new(AtomicBool::new(false));
         self.streams.insert(
@@ -226,8 +222,11 @@ mod tests {
         let guard = l.enter();
         let l2 = l.clone();
         let drain = tokio::spawn(async move {
-            l2.drain(Instant::now() + Duration::from_secs(30), Duration::from_secs(1))
-                .await
+            l2.drain(
+                Instant::now() + Duration::from_secs(30),
+                Duration::from_secs(1),
+            )
+            .await
         });
         tokio::task::yield_now().await;
         assert!(!drain.is_finished());

@@ -113,7 +113,11 @@ impl ProxyHttp for Pipeline {
         RequestCtx::new(self.lifecycle.enter())
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<bool> {
         match self.admit(session, ctx) {
             Ok(()) => Ok(false),
             Err(err) => {
@@ -139,7 +143,11 @@ impl ProxyHttp for Pipeline {
         Ok(())
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora_core::Result<Box<HttpPeer>> {
         let route = ctx
             .route
             .as_ref()
@@ -180,10 +188,17 @@ impl ProxyHttp for Pipeline {
             return Error::e_explain(ErrorType::InternalError, "no route in context");
         };
         headers::strip_hop_by_hop_request(upstream);
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let original_host = request_host(session.req_header()).map(str::to_string);
         if let Some(ip) = client_ip {
-            let forwarded_for = match upstream.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+            let forwarded_for = match upstream
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
                 Some(prior) => format!("{prior}, {ip}"),
                 None => ip.to_string(),
             };
@@ -196,7 +211,9 @@ impl ProxyHttp for Pipeline {
         if !route.preserve_host {
             upstream.insert_header(http::header::HOST, route.upstream.authority.as_str())?;
         }
-        if let Some(path) = route.upstream_path(upstream.uri.path_and_query().map_or("/", |p| p.as_str())) {
+        if let Some(path) =
+            route.upstream_path(upstream.uri.path_and_query().map_or("/", |p| p.as_str()))
+        {
             let uri = path
                 .parse::<http::Uri>()
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;
@@ -221,7 +238,11 @@ impl ProxyHttp for Pipeline {
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/event-stream")
+            });
         if is_sse {
             // Re-framing changes the length; intermediaries must not buffer or transform.
             resp.remove_header(&http::header::CONTENT_LENGTH);
@@ -230,8 +251,14 @@ impl ProxyHttp for Pipeline {
                 resp.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
             }
             resp.insert_header("x-accel-buffering", "no")?;
-            let agui = ctx.route.as_ref().is_some_and(|r| r.protocol == RouteProtocol::Agui);
-            self.metrics.active_streams.with_label_values(&[ctx.route_name()]).inc();
+            let agui = ctx
+                .route
+                .as_ref()
+                .is_some_and(|r| r.protocol == RouteProtocol::Agui);
+            self.metrics
+                .active_streams
+                .with_label_values(&[ctx.route_name()])
+                .inc();
             ctx.stream = Some(StreamCtx {
                 relay: SseRelay::new(agui),
                 events_counted: 0,
@@ -266,11 +293,17 @@ impl ProxyHttp for Pipeline {
                 .with_label_values(&[route])
                 .inc_by(events - stream.events_counted);
             stream.events_counted = events;
-            let agui = ctx.route.as_ref().is_some_and(|r| r.protocol == RouteProtocol::Agui);
+            let agui = ctx
+                .route
+                .as_ref()
+                .is_some_and(|r| r.protocol == RouteProtocol::Agui);
             if end_of_stream && agui && !stream.relay.terminal_seen() {
                 // The upstream closed cleanly but the run never finished: say so, in-protocol.
                 let err = ProxyError::UpstreamUnavailable;
-                let frame = agui::run_error_frame(err.kind().code, "upstream ended the stream before the run finished");
+                let frame = agui::run_error_frame(
+                    err.kind().code,
+                    "upstream ended the stream before the run finished",
+                );
                 let mut joined = body.take().map(|b| b.to_vec()).unwrap_or_default();
                 joined.extend_from_slice(&frame);
                 *body = Some(Bytes::from(joined));
@@ -281,9 +314,17 @@ impl ProxyHttp for Pipeline {
         Ok(None)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         let classified = respond::classify(e, ctx);
-        if matches!(classified, Some(ProxyError::UpstreamUnavailable | ProxyError::UpstreamTimeout)) {
+        if matches!(
+            classified,
+            Some(ProxyError::UpstreamUnavailable | ProxyError::UpstreamTimeout)
+        ) {
             self.metrics
                 .upstream_errors
                 .with_label_values(&[ctx.route_name(), respond::upstream_error_kind(e)])
@@ -328,11 +369,22 @@ impl ProxyHttp for Pipeline {
             .request_duration
             .with_label_values(&[route.as_str()])
             .observe(elapsed.as_secs_f64());
-        self.metrics.request_bytes.with_label_values(&[route.as_str()]).inc_by(ctx.request_bytes);
-        self.metrics.response_bytes.with_label_values(&[route.as_str()]).inc_by(ctx.response_bytes);
+        self.metrics
+            .request_bytes
+            .with_label_values(&[route.as_str()])
+            .inc_by(ctx.request_bytes);
+        self.metrics
+            .response_bytes
+            .with_label_values(&[route.as_str()])
+            .inc_by(ctx.response_bytes);
         if let Some(stream) = ctx.stream.take() {
-            self.metrics.active_streams.with_label_values(&[route.as_str()]).dec();
-            self.metrics.stream_duration.observe(stream.started.elapsed().as_secs_f64());
+            self.metrics
+                .active_streams
+                .with_label_values(&[route.as_str()])
+                .dec();
+            self.metrics
+                .stream_duration
+                .observe(stream.started.elapsed().as_secs_f64());
         }
         tracing::info!(
             request_id = %ctx.request_id,

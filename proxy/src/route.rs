@@ -98,7 +98,9 @@ impl Route {
     pub fn upstream_path(&self, path_and_query: &str) -> Option<String> {
         let replacement = self.rewrite_prefix.as_deref()?;
         let prefix = self.path_prefix.trim_end_matches('/');
-        let rest = path_and_query.strip_prefix(prefix).unwrap_or(path_and_query);
+        let rest = path_and_query
+            .strip_prefix(prefix)
+            .unwrap_or(path_and_query);
         let joined = match (replacement.ends_with('/'), rest.starts_with('/')) {
             (true, true) => format!("{}{}", replacement, &rest[1..]),
             (false, false) if !rest.is_empty() && !rest.starts_with('?') => {
@@ -226,11 +228,17 @@ mod tests {
         assert_eq!(name(table.find(None, "/agent/x?y=1", &post)), "agent");
         assert_eq!(name(table.find(None, "/agents", &post)), "404");
         assert_eq!(name(table.find(None, "/agent", &get)), "405 POST");
-        assert_eq!(name(table.find(Some("a.example.com"), "/api/v1", &get)), "api");
+        assert_eq!(
+            name(table.find(Some("a.example.com"), "/api/v1", &get)),
+            "api"
+        );
         assert_eq!(name(table.find(Some("A.EXAMPLE.COM"), "/api", &get)), "api");
         assert_eq!(name(table.find(Some("example.com"), "/api", &get)), "404");
         assert_eq!(name(table.find(Some("docs.local"), "/x", &get)), "root");
-        assert_eq!(name(table.find(Some("docs.local"), "/x", &post)), "405 GET, HEAD");
+        assert_eq!(
+            name(table.find(Some("docs.local"), "/x", &post)),
+            "405 GET, HEAD"
+        );
     }
 
     #[test]

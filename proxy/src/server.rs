@@ -72,7 +72,9 @@ impl Running {
                 let _ = drained.wait_for(|d| *d).await;
             });
         }
-        self.aux.take().map(tokio::runtime::Runtime::shutdown_background);
+        if let Some(aux) = self.aux.take() {
+            aux.shutdown_background();
+        }
     }
 
     /// Waits (asynchronously) until the shutdown has drained.
@@ -144,8 +146,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
             lifecycle.clone(),
             l.tls.is_some(),
         );
-        let service =
-            listener::proxy_service(&server.configuration, l, address, pipeline)?;
+        let service = listener::proxy_service(&server.configuration, l, address, pipeline)?;
         server.add_service(service);
         listeners.push(address);
     }
@@ -190,8 +191,12 @@ fn start_orchestrator(
     aux: &tokio::runtime::Runtime,
     spec: &crate::config::spec::EmbeddedOrchestratorSpec,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = bind(spec.address.parse().context("embedded orchestrator address")?)
-        .with_context(|| format!("binding the embedded orchestrator on {}", spec.address))?;
+    let listener = bind(
+        spec.address
+            .parse()
+            .context("embedded orchestrator address")?,
+    )
+    .with_context(|| format!("binding the embedded orchestrator on {}", spec.address))?;
     let address = listener.local_addr()?;
     let config = palisade_orchestrator::OrchestratorConfig {
         listen: address,
@@ -265,7 +270,10 @@ impl ShutdownSignalWatch for Signals {
         } else {
             by_handle.await;
         }
-        tracing::info!(drain_timeout_s = self.drain_timeout.as_secs_f64(), "shutdown: draining");
+        tracing::info!(
+            drain_timeout_s = self.drain_timeout.as_secs_f64(),
+            "shutdown: draining"
+        );
         self.lifecycle.start_drain();
         let lifecycle = self.lifecycle.clone();
         let drained = self.drained.clone();

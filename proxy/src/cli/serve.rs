@@ -27,14 +27,23 @@ pub fn dev(args: DevArgs) -> ExitCode {
     let overrides = [
         ("PALISADE_LISTENERS__0__ADDRESS", args.listen.to_string()),
         ("PALISADE_ADMIN__ADDRESS", args.admin.to_string()),
-        ("PALISADE_UPSTREAMS__ORCHESTRATOR__ADDRESS", args.orchestrator.to_string()),
-        ("PALISADE_EMBEDDED_ORCHESTRATOR__ADDRESS", args.orchestrator.to_string()),
+        (
+            "PALISADE_UPSTREAMS__ORCHESTRATOR__ADDRESS",
+            args.orchestrator.to_string(),
+        ),
+        (
+            "PALISADE_EMBEDDED_ORCHESTRATOR__ADDRESS",
+            args.orchestrator.to_string(),
+        ),
     ];
     // Flags win over the environment, which wins over the file.
     let env = std::env::vars()
         .chain(overrides.into_iter().map(|(k, v)| (k.to_string(), v)))
         .collect::<Vec<_>>();
-    serve(Config::from_yaml(EMBEDDED_DEV_CONFIG, env), "embedded defaults")
+    serve(
+        Config::from_yaml(EMBEDDED_DEV_CONFIG, env),
+        "embedded defaults",
+    )
 }
 
 /// `palisade run -c FILE`.
@@ -53,7 +62,12 @@ fn serve(config: Result<Config, ConfigError>, source: &str) -> ExitCode {
         }
     };
     logging::init(config.log_format, &config.log_level);
-    let running = match server::start(config.clone(), StartOptions { handle_signals: true }) {
+    let running = match server::start(
+        config.clone(),
+        StartOptions {
+            handle_signals: true,
+        },
+    ) {
         Ok(running) => running,
         Err(e) => {
             eprintln!("palisade: cannot start: {e:#}");
@@ -69,16 +83,31 @@ fn serve(config: Result<Config, ConfigError>, source: &str) -> ExitCode {
 
 fn print_banner(config: &Config, running: &server::Running) {
     let proxy = running.listeners[0];
-    let scheme = if config.listeners[0].tls.is_some() { "https" } else { "http" };
+    let scheme = if config.listeners[0].tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     println!("Palisade is up.");
     println!("  proxy   {scheme}://{proxy}");
-    println!("  admin   http://{}  (/healthz /readyz /metrics)", running.admin);
+    println!(
+        "  admin   http://{}  (/healthz /readyz /metrics)",
+        running.admin
+    );
     if let Some(orch) = running.orchestrator {
         println!("  orchestrator (bundled, offline model)  http://{orch}");
     }
-    if let Some(route) = config.routes.routes().iter().find(|r| r.path_prefix == "/agent") {
+    if let Some(route) = config
+        .routes
+        .routes()
+        .iter()
+        .find(|r| r.path_prefix == "/agent")
+    {
         println!();
-        println!("Stream an agent run through the proxy (route `{}`):", route.name);
+        println!(
+            "Stream an agent run through the proxy (route `{}`):",
+            route.name
+        );
         println!(
             "  curl -N -X POST {scheme}://{proxy}/agent -H 'content-type: application/json' \
              -H 'accept: text/event-stream' \\\n    -d '{{\"threadId\":\"t1\",\"runId\":\"r1\",\

@@ -30,7 +30,10 @@ const ROOTS: &[&str] = &[
 ];
 
 /// Applies every override in `vars` to `root`; returns one error per variable it could not apply.
-pub fn apply(root: &mut Value, vars: impl IntoIterator<Item = (String, String)>) -> Vec<FieldError> {
+pub fn apply(
+    root: &mut Value,
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut vars: Vec<_> = vars
         .into_iter()
@@ -80,14 +83,21 @@ fn set(node: &mut Value, segments: &[&str], value: Value) -> Result<(), String> 
                 .parse()
                 .map_err(|_| format!("`{head}` is not an index into a list"))?;
             if index > seq.len() {
-                return Err(format!("index {index} skips entries (list has {})", seq.len()));
+                return Err(format!(
+                    "index {index} skips entries (list has {})",
+                    seq.len()
+                ));
             }
             if index == seq.len() {
                 seq.push(Value::Null);
             }
             &mut seq[index]
         }
-        _ => return Err(format!("`{head}` is inside a value that is not a map or list")),
+        _ => {
+            return Err(format!(
+                "`{head}` is inside a value that is not a map or list"
+            ))
+        }
     };
     set(child, rest, value)
 }

@@ -32,7 +32,8 @@ fn empty_file_gets_secure_defaults() {
 
 #[test]
 fn unknown_field_is_reported_with_its_path() {
-    let err = load("routes:\n  - name: a\n    upstream: u\n    match: {path_prefx: /}\n").unwrap_err();
+    let err =
+        load("routes:\n  - name: a\n    upstream: u\n    match: {path_prefx: /}\n").unwrap_err();
     let errors = err.field_errors();
     assert_eq!(errors[0].path, "routes[0].match.path_prefx");
     assert!(errors[0].message.contains("path_prefx"), "{errors:?}");
@@ -81,12 +82,21 @@ routes:
 #[test]
 fn env_overrides_apply_before_validation() {
     let env = vec![
-        ("PALISADE_ADMIN__ADDRESS".to_string(), "127.0.0.1:9999".to_string()),
-        ("PALISADE_ROUTES__0__IDLE_TIMEOUT".to_string(), "7s".to_string()),
+        (
+            "PALISADE_ADMIN__ADDRESS".to_string(),
+            "127.0.0.1:9999".to_string(),
+        ),
+        (
+            "PALISADE_ROUTES__0__IDLE_TIMEOUT".to_string(),
+            "7s".to_string(),
+        ),
     ];
     let config = Config::from_yaml(EMBEDDED_DEV_CONFIG, env).unwrap();
     assert_eq!(config.admin_address.port(), 9999);
-    assert_eq!(config.routes.routes()[0].idle_timeout, Duration::from_secs(7));
+    assert_eq!(
+        config.routes.routes()[0].idle_timeout,
+        Duration::from_secs(7)
+    );
 
     let env = vec![("PALISADE_SERVER__THREADS".to_string(), "zero".to_string())];
     let err = Config::from_yaml(EMBEDDED_DEV_CONFIG, env).unwrap_err();

@@ -36,7 +36,10 @@ impl Errors {
 
     fn readable_file(&mut self, path: String, file: &str) {
         if !Path::new(file).is_file() {
-            self.push(path, format!("file `{file}` does not exist or is not a file"));
+            self.push(
+                path,
+                format!("file `{file}` does not exist or is not a file"),
+            );
         }
     }
 }
@@ -164,14 +167,16 @@ fn routes(
     for (i, r) in spec.routes.iter().enumerate() {
         let at = format!("routes[{i}]");
         let name_ok = !r.name.is_empty()
-            && r
-                .name
+            && r.name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
         if !name_ok {
             errors.push(format!("{at}.name"), "use 1 or more of A-Z a-z 0-9 _ - .");
         } else if !names.insert(r.name.as_str()) {
-            errors.push(format!("{at}.name"), format!("route `{}` is defined twice", r.name));
+            errors.push(
+                format!("{at}.name"),
+                format!("route `{}` is defined twice", r.name),
+            );
         }
         if !r.matcher.path_prefix.starts_with('/') {
             errors.push(format!("{at}.match.path_prefix"), "must start with `/`");

@@ -72,8 +72,7 @@ pub fn request_id(req: &RequestHeader) -> String {
 
 fn is_well_formed_id(v: &str) -> bool {
     (1..=128).contains(&v.len())
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
@@ -179,7 +178,10 @@ mod tests {
 
     #[test]
     fn request_ids_are_accepted_only_when_well_formed() {
-        assert_eq!(request_id(&req(&[("x-request-id", "abc-123_x.y:z")])), "abc-123_x.y:z");
+        assert_eq!(
+            request_id(&req(&[("x-request-id", "abc-123_x.y:z")])),
+            "abc-123_x.y:z"
+        );
         for bad in ["", "has space", "semi;colon", &"x".repeat(129)] {
             let id = request_id(&req(&[("x-request-id", bad)]));
             assert_ne!(id, bad);
@@ -193,7 +195,9 @@ mod tests {
         let ctx = TraceContext::from_request(&req(&[("traceparent", t)]));
         assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(ctx.span_id, "00f067aa0ba902b7");
-        assert!(ctx.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(ctx
+            .traceparent()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
 
         for bad in [
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",

@@ -43,7 +43,10 @@ pub async fn end_started_stream(session: &mut Session, ctx: &mut RequestCtx, err
         .route
         .as_ref()
         .is_some_and(|r| r.protocol == RouteProtocol::Agui)
-        && ctx.stream.as_ref().is_some_and(|s| !s.relay.terminal_seen());
+        && ctx
+            .stream
+            .as_ref()
+            .is_some_and(|s| !s.relay.terminal_seen());
     let code = err.kind().code;
     let message = err.to_string();
     ctx.error = Some(err);
@@ -72,10 +75,9 @@ pub fn classify(e: &Error, ctx: &RequestCtx) -> Option<ProxyError> {
             return None
         }
         (ErrorSource::Downstream, _) => ProxyError::InvalidRequest("malformed request".into()),
-        (
-            _,
-            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
-        ) => ProxyError::UpstreamTimeout,
+        (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
+            ProxyError::UpstreamTimeout
+        }
         (ErrorSource::Upstream, _) => ProxyError::UpstreamUnavailable,
         (_, t) if is_connect_error(t) => ProxyError::UpstreamUnavailable,
         _ => ProxyError::Internal,

@@ -103,7 +103,10 @@ mod tests {
         relay
             .relay(b"data: {\"type\":\"TEXT_MESSAGE_CONTENT\",\"delta\":\"RUN_FINISHED\"}\n\n")
             .unwrap();
-        assert!(!relay.terminal_seen(), "a delta mentioning the name is not the event");
+        assert!(
+            !relay.terminal_seen(),
+            "a delta mentioning the name is not the event"
+        );
         relay
             .relay(b"data: {\"type\": \"RUN_FINISHED\", \"threadId\":\"t\",\"runId\":\"r\"}\n\n")
             .unwrap();

@@ -53,7 +53,10 @@ impl Metrics {
             &["route"],
         )?;
         let sse_events = IntCounterVec::new(
-            Opts::new("palisade_sse_events_total", "SSE events relayed to clients."),
+            Opts::new(
+                "palisade_sse_events_total",
+                "SSE events relayed to clients.",
+            ),
             &["route"],
         )?;
         let stream_duration = Histogram::with_opts(
@@ -71,7 +74,10 @@ impl Metrics {
             &["route", "kind"],
         )?;
         let request_bytes = IntCounterVec::new(
-            Opts::new("palisade_request_bytes_total", "Request body bytes received."),
+            Opts::new(
+                "palisade_request_bytes_total",
+                "Request body bytes received.",
+            ),
             &["route"],
         )?;
         let response_bytes = IntCounterVec::new(

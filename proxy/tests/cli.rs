@@ -1,0 +1,190 @@
+//! The `palisade` binary: `validate` over every shipped config, error reporting, and `dev` end to
+//! end (the README's first command).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn palisade() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_palisade"))
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Every YAML file under `dir`, recursively.
+fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_shipped_config_validates() {
+    let mut files = Vec::new();
+    yaml_files(&repo_root().join("config"), &mut files);
+    yaml_files(&repo_root().join("examples"), &mut files);
+    let palisade_configs: Vec<_> = files
+        .into_iter()
+        .filter(|f| std::fs::read_to_string(f).unwrap().contains("routes:"))
+        .collect();
+    assert!(palisade_configs.len() >= 2, "found {palisade_configs:?}");
+    for file in palisade_configs {
+        let out = palisade()
+            .arg("validate")
+            .arg("-c")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} does not validate:\n{}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid"));
+    }
+}
+
+#[test]
+fn validate_prints_every_error_with_its_field_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "admin: {address: 10.1.2.3:9901}\nupstreams:\n  a: {address: \"127.0.0.1:1\"}\nroutes:\n  \
+         - {name: x, match: {path_prefix: nope}, upstream: b}\n  - {name: x, match: {methods: [get]}, upstream: a}\n",
+    )
+    .unwrap();
+    let out = palisade()
+        .arg("validate")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for path in [
+        "admin.address",
+        "routes[0].match.path_prefix",
+        "routes[0].upstream",
+        "routes[1].name",
+        "routes[1].match.methods[0]",
+    ] {
+        assert!(
+            stderr.contains(&format!(": {path}: ")),
+            "{path} missing in:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("5 error(s)"), "{stderr}");
+
+    std::fs::write(
+        &file,
+        "listeners:\n  - address: 127.0.0.1:1\n    tls_cert: x\n",
+    )
+    .unwrap();
+    let out = palisade()
+        .arg("validate")
+        .arg("-c")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listeners[0].tls_cert"), "{stderr}");
+
+    let out = palisade()
+        .arg("validate")
+        .arg("-c")
+        .arg(dir.path().join("missing.yaml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The README's first command: `palisade dev` starts proxy + orchestrator, prints a curl line
+/// that streams through the proxy, and exits cleanly on SIGTERM.
+#[test]
+fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
+    let (listen, admin, orch) = (free_port(), free_port(), free_port());
+    let mut child = palisade()
+        .args(["dev", "--listen", &format!("127.0.0.1:{listen}")])
+        .args(["--admin", &format!("127.0.0.1:{admin}")])
+        .args(["--orchestrator", &format!("127.0.0.1:{orch}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    let mut lines = stdout.lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Stop with") {
+            break;
+        }
+    }
+    assert!(banner.contains("curl -N"), "no curl line in:\n{banner}");
+    // Run the printed command (joined, as a shell would) and check it streams an AG-UI run.
+    let curl_start = banner.find("curl -N").unwrap();
+    let curl_end = banner[curl_start..]
+        .find("\n\n")
+        .map_or(banner.len(), |i| curl_start + i);
+    let curl = banner[curl_start..curl_end].replace("\\\n", " ");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{curl} --max-time 20 -sS"))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        body.starts_with("data: {\"type\":\"RUN_STARTED\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("TEXT_MESSAGE_CONTENT") && body.trim_end().ends_with("}"),
+        "{body}"
+    );
+    assert!(body.contains("\"RUN_FINISHED\""), "{body}");
+
+    // SIGTERM: drains (nothing live) and exits 0.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "palisade did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it on a fresh machine: installs what it needs, then runs
+# formatting and lint checks, every unit/property/end-to-end test, doc tests and a fuzz smoke run.
+# Usage: bash tests/run.sh            (from anywhere inside the repository)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- system packages -------------------------------------------------------------------------
+# cmake: pingora-core builds libz-ng-sys. curl: the `palisade dev` test runs the printed command.
+missing=()
+command -v cmake >/dev/null || missing+=(cmake)
+command -v curl >/dev/null || missing+=(curl)
+if ((${#missing[@]})); then
+  step "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- rust tools ------------------------------------------------------------------------------
+if ! cargo nextest --version >/dev/null 2>&1; then
+  step "installing cargo-nextest"
+  cargo install cargo-nextest --locked
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (unit, property, end-to-end)"
+cargo nextest run --workspace --locked --no-fail-fast
+
+step "doc tests"
+cargo test --workspace --doc --locked
+
+step "fuzz smoke (SSE parser)"
+if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+  bash proxy/wire/fuzz/run.sh "${PALISADE_FUZZ_SECONDS:-30}"
+else
+  echo "fuzz smoke: NOT RUN — no nightly toolchain on this machine (cargo-fuzz needs one)."
+  echo "The same invariants run as property tests above (palisade-wire sse::tests)."
+fi
+
+step "all checks passed"
