@@ -6,6 +6,7 @@
 //! `palisade` binary is [`cli::main`].
 
 pub mod admin;
+pub mod authn;
 pub mod cli;
 pub mod config;
 pub mod error;

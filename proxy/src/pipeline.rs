@@ -64,6 +64,7 @@ impl Pipeline {
     fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
         // Strip first: nothing below may read a client-written identity header.
         headers::strip_palisade_headers(session.req_header_mut());
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         let req = session.req_header();
         ctx.request_id = headers::request_id(req);
         ctx.trace = Some(TraceContext::from_request(req));

@@ -1,11 +1,12 @@
 //! [`RequestCtx`]: everything the pipeline learns about one request, from accept to audit.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::headers::TraceContext;
+use crate::authn::Principal;
 use crate::error::ProxyError;
 use crate::lifecycle::{InFlight, StreamGuard};
 use crate::protocol::relay::SseRelay;
@@ -21,6 +22,10 @@ pub struct RequestCtx {
     pub started: Instant,
     /// The matched route, once routing ran.
     pub route: Option<Arc<Route>>,
+    /// Who is calling, once identification ran.
+    pub principal: Option<Principal>,
+    /// The client's IP address (the TCP peer).
+    pub client_ip: Option<IpAddr>,
     /// Why the request failed, when it did (drives the status, metrics and audit reason).
     pub error: Option<ProxyError>,
     /// Request body bytes received.
@@ -54,6 +59,8 @@ impl RequestCtx {
             trace: None,
             started: Instant::now(),
             route: None,
+            principal: None,
+            client_ip: None,
             error: None,
             request_bytes: 0,
             response_bytes: 0,
