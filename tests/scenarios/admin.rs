@@ -5,16 +5,43 @@ use palisade_e2e::{client, upstream, TestProxy};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_readiness_and_metrics() {
     let echo = upstream::echo().await;
-    let proxy = TestProxy::new().upstream("echo", echo.addr).route("api", "/api", "echo", "").start();
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("api", "/api", "echo", "")
+        .start();
     let c = client();
-    assert_eq!(c.get(proxy.admin_url("/healthz")).send().await.unwrap().status(), 200);
-    assert_eq!(c.get(proxy.admin_url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(proxy.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.get(proxy.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // The admin endpoints are not on the public port.
-    assert_eq!(c.get(proxy.url("/metrics")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        c.get(proxy.url("/metrics")).send().await.unwrap().status(),
+        404
+    );
 
     c.get(proxy.url("/api/a")).send().await.unwrap();
     c.get(proxy.url("/nope")).send().await.unwrap(); // the second 404, after /metrics
-    let text = c.get(proxy.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = c
+        .get(proxy.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for expected in [
         r#"palisade_requests_total{method="GET",reason="ok",route="api",status="200"} 1"#,
         r#"palisade_requests_total{method="GET",reason="no_route",route="-",status="404"} 2"#,

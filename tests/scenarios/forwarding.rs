@@ -16,12 +16,24 @@ async fn routes_by_host_path_and_method_with_rewrite() {
         .upstream("a", a.addr)
         .upstream("b", b.addr)
         .route_matching("only-post", "path_prefix: /agent, methods: [POST]", "a", "")
-        .route_matching("tenant", "host: api.example.test, path_prefix: /", "b", "rewrite_prefix: /v2")
+        .route_matching(
+            "tenant",
+            "host: api.example.test, path_prefix: /",
+            "b",
+            "rewrite_prefix: /v2",
+        )
         .route("api", "/api", "a", "rewrite_prefix: /")
         .start();
     let c = client();
 
-    let got = echo_json(c.post(proxy.url("/agent/run?x=1")).body("{}").send().await.unwrap()).await;
+    let got = echo_json(
+        c.post(proxy.url("/agent/run?x=1"))
+            .body("{}")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(got["path"], "/agent/run?x=1");
     assert_eq!(got["method"], "POST");
 
@@ -42,7 +54,10 @@ async fn routes_by_host_path_and_method_with_rewrite() {
     let resp = c.get(proxy.url("/agent")).send().await.unwrap();
     assert_eq!(resp.status(), 405);
     assert_eq!(resp.headers()["allow"], "POST");
-    assert_eq!(error_code(&resp.bytes().await.unwrap()), "METHOD_NOT_ALLOWED");
+    assert_eq!(
+        error_code(&resp.bytes().await.unwrap()),
+        "METHOD_NOT_ALLOWED"
+    );
 
     let resp = c.get(proxy.url("/agents")).send().await.unwrap();
     assert_eq!(resp.status(), 404);
@@ -52,7 +67,10 @@ async fn routes_by_host_path_and_method_with_rewrite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strips_spoofable_and_hop_by_hop_headers_and_adds_forwarding() {
     let echo = upstream::echo().await;
-    let proxy = TestProxy::new().upstream("echo", echo.addr).route("all", "/", "echo", "").start();
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("all", "/", "echo", "")
+        .start();
     let resp = client()
         .get(proxy.url("/x"))
         .header("X-Palisade-Principal", "User::\"admin\"")
@@ -69,8 +87,14 @@ async fn strips_spoofable_and_hop_by_hop_headers_and_adds_forwarding() {
     assert!(resp.headers().get("keep-alive").is_none());
     let got = echo_json(resp).await;
     let headers = got["headers"].as_object().unwrap();
-    let leaked: Vec<_> = headers.keys().filter(|k| k.starts_with("x-palisade-")).collect();
-    assert!(leaked.is_empty(), "client X-Palisade-* headers reached upstream: {leaked:?}");
+    let leaked: Vec<_> = headers
+        .keys()
+        .filter(|k| k.starts_with("x-palisade-"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "client X-Palisade-* headers reached upstream: {leaked:?}"
+    );
     assert!(headers.get("x-hop").is_none());
     assert_eq!(headers["x-custom"], "kept");
     assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
@@ -81,13 +105,19 @@ async fn strips_spoofable_and_hop_by_hop_headers_and_adds_forwarding() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_id_and_traceparent_propagate() {
     let echo = upstream::echo().await;
-    let proxy = TestProxy::new().upstream("echo", echo.addr).route("all", "/", "echo", "").start();
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("all", "/", "echo", "")
+        .start();
     let c = client();
 
     let resp = c
         .get(proxy.url("/"))
         .header("x-request-id", "client-id-42")
-        .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
         .send()
         .await
         .unwrap();
@@ -95,21 +125,42 @@ async fn request_id_and_traceparent_propagate() {
     let got = echo_json(resp).await;
     assert_eq!(got["headers"]["x-request-id"], "client-id-42");
     let tp = got["headers"]["traceparent"].as_str().unwrap();
-    assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{tp}");
-    assert!(!tp.contains("00f067aa0ba902b7"), "the proxy is a hop with its own span id: {tp}");
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
+    assert!(
+        !tp.contains("00f067aa0ba902b7"),
+        "the proxy is a hop with its own span id: {tp}"
+    );
 
     // A malformed id is replaced, and the replacement is what both sides see.
-    let resp = c.get(proxy.url("/")).header("x-request-id", "bad id;").send().await.unwrap();
+    let resp = c
+        .get(proxy.url("/"))
+        .header("x-request-id", "bad id;")
+        .send()
+        .await
+        .unwrap();
     let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_ne!(id, "bad id;");
     let got = echo_json(resp).await;
     assert_eq!(got["headers"]["x-request-id"], id.as_str());
 
     // The error body carries the same request id.
-    let resp = c.get(proxy.url("/")).header("x-request-id", "r-1").send().await.unwrap();
+    let resp = c
+        .get(proxy.url("/"))
+        .header("x-request-id", "r-1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let proxy404 = TestProxy::new().start();
-    let resp = c.get(proxy404.url("/nothing")).header("x-request-id", "r-2").send().await.unwrap();
+    let resp = c
+        .get(proxy404.url("/nothing"))
+        .header("x-request-id", "r-2")
+        .send()
+        .await
+        .unwrap();
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["request_id"], "r-2");
 }

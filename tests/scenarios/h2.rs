@@ -8,7 +8,12 @@ use palisade_e2e::{sse_client, TestProxy};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_prior_knowledge_serves_requests_and_streams() {
     let echo = upstream::echo().await;
-    let sse = upstream::sse(SseScript { count: 5, interval: Duration::from_millis(20), ..SseScript::default() }).await;
+    let sse = upstream::sse(SseScript {
+        count: 5,
+        interval: Duration::from_millis(20),
+        ..SseScript::default()
+    })
+    .await;
     let proxy = TestProxy::new()
         .listener_yaml("    h2c: true\n")
         .upstream("echo", echo.addr)
@@ -16,7 +21,10 @@ async fn h2c_prior_knowledge_serves_requests_and_streams() {
         .route("sse", "/events", "sse", "")
         .route("echo", "/", "echo", "")
         .start();
-    let c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
     // The echo upstream sends `connection`/`keep-alive`; an h2 client rejects a response that
     // carries them, so a 200 here shows they were removed.
     let resp = c.get(proxy.url("/x")).send().await.unwrap();

@@ -12,10 +12,19 @@ async fn an_agent_run_streams_through_the_proxy() {
         listen: addr,
         word_delay_ms: 5,
     };
-    tokio::spawn(palisade_orchestrator::serve(listener, config, std::future::pending()));
+    tokio::spawn(palisade_orchestrator::serve(
+        listener,
+        config,
+        std::future::pending(),
+    ));
     let proxy = TestProxy::new()
         .upstream("orchestrator", addr)
-        .route_matching("agent", "path_prefix: /agent, methods: [POST]", "orchestrator", "protocol: agui")
+        .route_matching(
+            "agent",
+            "path_prefix: /agent, methods: [POST]",
+            "orchestrator",
+            "protocol: agui",
+        )
         .start();
     let input = serde_json::json!({
         "threadId": "t1", "runId": "r1", "state": {}, "tools": [], "context": [], "forwardedProps": {},

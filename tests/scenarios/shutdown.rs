@@ -8,8 +8,18 @@ use palisade_e2e::{client, eventually, TestProxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_lets_short_streams_finish_and_ends_long_ones_with_run_error() {
-    let short = upstream::sse(SseScript { count: 5, agui: true, ..SseScript::default() }).await;
-    let long = upstream::sse(SseScript { count: 1000, agui: true, ..SseScript::default() }).await;
+    let short = upstream::sse(SseScript {
+        count: 5,
+        agui: true,
+        ..SseScript::default()
+    })
+    .await;
+    let long = upstream::sse(SseScript {
+        count: 1000,
+        agui: true,
+        ..SseScript::default()
+    })
+    .await;
     let proxy = TestProxy::new()
         .drain_timeout("1500ms")
         .upstream("short", short.addr)
@@ -18,34 +28,55 @@ async fn drain_lets_short_streams_finish_and_ends_long_ones_with_run_error() {
         .route("long", "/long", "long", "protocol: agui")
         .start();
     let c = client();
-    assert_eq!(c.get(proxy.admin_url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        c.get(proxy.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
-    let open = |path: &'static str| {
-        let c = c.clone();
-        let url = proxy.url(path);
-        async move {
-            let resp = c.post(url).body("{}").send().await.unwrap();
-            tokio::spawn(sse_client::read(resp, None, Duration::from_secs(20)))
-        }
-    };
-    let short_stream = open("/short").await;
-    let long_stream = open("/long").await;
-    eventually(Duration::from_secs(2), || (proxy.running.lifecycle.live_streams() == 2).then_some(()))
-        .await
-        .expect("both streams live");
+    let short_resp = c.post(proxy.url("/short")).body("{}").send().await.unwrap();
+    let short_stream = tokio::spawn(sse_client::read(short_resp, None, Duration::from_secs(20)));
+    let long_resp = c.post(proxy.url("/long")).body("{}").send().await.unwrap();
+    let long_stream = tokio::spawn(sse_client::read(long_resp, None, Duration::from_secs(20)));
+    eventually(Duration::from_secs(2), || {
+        (proxy.running.lifecycle.live_streams() == 2).then_some(())
+    })
+    .await
+    .expect("both streams live");
 
     let shutdown_at = Instant::now();
     proxy.running.shutdown();
-    eventually(Duration::from_secs(2), || (!proxy.running.lifecycle.is_ready()).then_some(())).await.unwrap();
-    assert_eq!(c.get(proxy.admin_url("/readyz")).send().await.unwrap().status(), 503);
+    eventually(Duration::from_secs(2), || {
+        (!proxy.running.lifecycle.is_ready()).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        c.get(proxy.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
 
     // New connections are refused once the listener closed.
     let addr = proxy.addr();
-    let refused = eventually(Duration::from_secs(2), || std::net::TcpStream::connect(addr).is_err().then_some(())).await;
+    let refused = eventually(Duration::from_secs(2), || {
+        std::net::TcpStream::connect(addr).is_err().then_some(())
+    })
+    .await;
     assert!(refused.is_some(), "listener still accepting during drain");
 
     let short_got = short_stream.await.unwrap();
-    assert_eq!(short_got.types().last().unwrap(), "RUN_FINISHED", "a stream that ends within the deadline finishes");
+    assert_eq!(
+        short_got.types().last().unwrap(),
+        "RUN_FINISHED",
+        "a stream that ends within the deadline finishes"
+    );
 
     let long_got = long_stream.await.unwrap();
     let ended_at = long_got.events.last().unwrap().at;
@@ -53,6 +84,12 @@ async fn drain_lets_short_streams_finish_and_ends_long_ones_with_run_error() {
     assert_eq!(last["type"], "RUN_ERROR");
     assert_eq!(last["code"], "SHUTTING_DOWN");
     let after = ended_at.duration_since(shutdown_at);
-    assert!(after >= Duration::from_millis(1400) && after < Duration::from_secs(4), "ended {after:?} after shutdown");
-    assert!(long_got.events.len() > 10, "the long stream kept flowing during the drain");
+    assert!(
+        after >= Duration::from_millis(1400) && after < Duration::from_secs(4),
+        "ended {after:?} after shutdown"
+    );
+    assert!(
+        long_got.events.len() > 10,
+        "the long stream kept flowing during the drain"
+    );
 }

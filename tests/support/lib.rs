@@ -57,14 +57,24 @@ impl TestProxy {
     /// fields, one per line (`protocol: agui`, `idle_timeout: 500ms`, `methods` go in `match`
     /// via [`TestProxy::route_matching`]).
     pub fn route(self, name: &str, path_prefix: &str, upstream: &str, extra: &str) -> Self {
-        self.route_matching(name, &format!("path_prefix: {path_prefix}"), upstream, extra)
+        self.route_matching(
+            name,
+            &format!("path_prefix: {path_prefix}"),
+            upstream,
+            extra,
+        )
     }
 
     /// Adds a route with a full `match` body in flow YAML (`path_prefix: /a, methods: [GET]`).
-    pub fn route_matching(mut self, name: &str, matcher: &str, upstream: &str, extra: &str) -> Self {
-        let mut entry = format!(
-            "  - name: {name}\n    match: {{{matcher}}}\n    upstream: {upstream}\n"
-        );
+    pub fn route_matching(
+        mut self,
+        name: &str,
+        matcher: &str,
+        upstream: &str,
+        extra: &str,
+    ) -> Self {
+        let mut entry =
+            format!("  - name: {name}\n    match: {{{matcher}}}\n    upstream: {upstream}\n");
         for line in extra.lines().filter(|l| !l.trim().is_empty()) {
             entry.push_str(&format!("    {}\n", line.trim()));
         }

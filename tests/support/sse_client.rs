@@ -58,7 +58,10 @@ pub async fn read(resp: reqwest::Response, stop_after: Option<usize>, limit: Dur
     loop {
         let next = match tokio::time::timeout_at(deadline, body.next()).await {
             Ok(next) => next,
-            Err(_) => panic!("stream did not end within {limit:?}: got {} events", out.events.len()),
+            Err(_) => panic!(
+                "stream did not end within {limit:?}: got {} events",
+                out.events.len()
+            ),
         };
         let Some(chunk) = next else { break };
         let chunk = match chunk {

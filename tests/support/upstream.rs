@@ -20,7 +20,9 @@ pub struct Upstream {
 }
 
 async fn serve(router: Router) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         axum::serve(listener, router).await.ok();
@@ -32,7 +34,9 @@ async fn serve(router: Router) -> Upstream {
 pub async fn echo() -> Upstream {
     serve(Router::new().fallback(|req: Request| async move {
         let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
         let headers: serde_json::Map<String, serde_json::Value> = parts
             .headers
             .iter()
@@ -145,7 +149,8 @@ fn async_stream(
         async move {
             // Steps: [RUN_STARTED], payloads…, [RUN_FINISHED]
             let payload_start = usize::from(script.agui);
-            let total = payload_start + script.count + usize::from(script.agui && script.finish_run);
+            let total =
+                payload_start + script.count + usize::from(script.agui && script.finish_run);
             if step >= total {
                 guard.done = true;
                 drop(guard);
@@ -185,7 +190,8 @@ pub async fn dying_sse(events: usize) -> Upstream {
                 sock.write_all(head.as_bytes()).await.ok();
                 for i in 0..events {
                     let data = if i == 0 {
-                        r#"data: {"type":"RUN_STARTED","threadId":"t","runId":"r"}"#.to_string() + "\n\n"
+                        r#"data: {"type":"RUN_STARTED","threadId":"t","runId":"r"}"#.to_string()
+                            + "\n\n"
                     } else {
                         format!("data: {{\"type\":\"TEXT_MESSAGE_CONTENT\",\"messageId\":\"m\",\"delta\":\"{i}\"}}\n\n")
                     };
