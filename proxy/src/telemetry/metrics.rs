@@ -31,6 +31,13 @@ pub struct Metrics {
     pub request_bytes: IntCounterVec,
     /// `palisade_response_bytes_total{route}`: response body bytes sent to clients.
     pub response_bytes: IntCounterVec,
+    /// `palisade_authz_decisions_total{policy_set,mode,action,decision}`: Cedar decisions.
+    pub authz_decisions: IntCounterVec,
+    /// `palisade_authz_decision_seconds`: time to decide one request (all sets, incl. entity
+    /// construction).
+    pub authz_duration: Histogram,
+    /// `palisade_policy_reloads_total{result}`: policy reloads, `success` or `failure`.
+    pub policy_reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -84,6 +91,33 @@ impl Metrics {
             Opts::new("palisade_response_bytes_total", "Response body bytes sent."),
             &["route"],
         )?;
+        let authz_decisions = IntCounterVec::new(
+            Opts::new(
+                "palisade_authz_decisions_total",
+                "Authorization decisions, by policy set, mode, action and verdict.",
+            ),
+            &["policy_set", "mode", "action", "decision"],
+        )?;
+        let authz_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "palisade_authz_decision_seconds",
+                "Time to decide one request with every policy set.",
+            )
+            .buckets(vec![
+                0.000_002, 0.000_005, 0.000_01, 0.000_02, 0.000_05, 0.000_1, 0.000_25, 0.001,
+                0.01,
+            ]),
+        )?;
+        let policy_reloads = IntCounterVec::new(
+            Opts::new(
+                "palisade_policy_reloads_total",
+                "Policy set reloads, by result.",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(authz_decisions.clone()))?;
+        registry.register(Box::new(authz_duration.clone()))?;
+        registry.register(Box::new(policy_reloads.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(active_streams.clone()))?;
@@ -102,6 +136,9 @@ impl Metrics {
             upstream_errors,
             request_bytes,
             response_bytes,
+            authz_decisions,
+            authz_duration,
+            policy_reloads,
         })
     }
 

@@ -1,0 +1,194 @@
+//! Authorization: Cedar policies decide every request, and body-aware checks decide the tools,
+//! MCP calls and A2A methods inside it.
+//!
+//! - A policy directory (`policies/`) holds the schema, the policies and the tool catalog;
+//!   [`PolicySet::load`] validates it strictly (every error with file and line) and pre-slices
+//!   it by scope so a decision evaluates only the policies that can apply.
+//! - [`Authz`] holds the live sets behind `arc-swap` (no lock on the request path), decides
+//!   with every set (one `enforce`, any number `shadow`), reloads on file change or SIGHUP and
+//!   keeps the last good set when a reload fails.
+//! - [`RouteAuthz`] maps a route's requests to `(action, resource)`.
+//! - [`body`] makes the AG-UI / MCP / A2A decisions; [`stream`] filters denied tool calls out
+//!   of AG-UI streams and MCP `tools/list` answers.
+//!
+//! ```no_run
+//! use palisade_proxy::authz::{Mode, PolicySet};
+//! let set = PolicySet::load("main", "policies".as_ref(), Mode::Enforce).expect("valid policies");
+//! println!("{} policies, hash {}", set.len(), set.hash());
+//! ```
+
+pub mod body;
+pub mod catalog;
+mod decision;
+pub mod entities;
+pub mod explain;
+mod live;
+mod load;
+mod route;
+pub mod runtests;
+mod slice;
+pub mod spec;
+pub mod stream;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use cedar_policy::{PolicyId, Schema};
+
+pub use decision::{Decision, Mode};
+pub use entities::{AuthzRequest, BuiltRequest, RequestFacts, Resource, ResourceKind};
+pub use live::{Authz, Decisions, ReloadOutcome};
+pub use load::{PolicyError, PolicyFiles, PolicySource};
+pub use route::{RouteAuthz, Target};
+pub use spec::{AuthzSpec, DeniedToolCall, ModeSpec, PolicySetSpec, RouteAuthzSpec};
+
+use catalog::ToolCatalog;
+use entities::EntityModel;
+use slice::Slices;
+
+/// A loaded, strictly validated Cedar policy set with its schema and tool catalog.
+pub struct PolicySet {
+    name: Arc<str>,
+    mode: Mode,
+    hash: Arc<str>,
+    schema: Schema,
+    policies: cedar_policy::PolicySet,
+    sources: BTreeMap<PolicyId, PolicySource>,
+    catalog: ToolCatalog,
+    model: EntityModel,
+    slices: Slices,
+}
+
+impl PolicySet {
+    /// The set's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The set's mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// SHA-256 (hex) of the set's files.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Number of policies.
+    pub fn len(&self) -> usize {
+        self.policies.num_of_policies()
+    }
+
+    /// Whether the set has no policy (it then denies everything).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The schema.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The Cedar policies.
+    pub fn policies(&self) -> &cedar_policy::PolicySet {
+        &self.policies
+    }
+
+    /// The tool catalog.
+    pub fn catalog(&self) -> &ToolCatalog {
+        &self.catalog
+    }
+
+    /// Where policy `id` was written.
+    pub fn source(&self, id: &str) -> Option<&PolicySource> {
+        self.sources.get(&PolicyId::new(id))
+    }
+
+    /// Checks that `action` exists and applies to `resource`'s type.
+    pub fn check_target(&self, action: &str, resource: &Resource) -> Result<(), String> {
+        self.model.check_target(action, resource)
+    }
+
+    /// Builds the Cedar request for `req` (what [`PolicySet::decide`] evaluates).
+    pub fn build(&self, req: &AuthzRequest<'_>) -> Result<BuiltRequest, String> {
+        self.model.build(req)
+    }
+
+    /// Decides `req`. A request that cannot be built (an action missing from the schema, an
+    /// unusable id) is denied, with the reason in `errors`.
+    pub fn decide(&self, req: &AuthzRequest<'_>) -> Decision {
+        match self.model.build(req) {
+            Ok(built) => self.evaluate(&built),
+            Err(e) => Decision {
+                allowed: false,
+                policies: Vec::new(),
+                errors: vec![format!("request: {e}")],
+                mode: self.mode,
+                policy_set: self.name.clone(),
+                policy_set_hash: self.hash.clone(),
+                principal: req.principal.map_or_else(
+                    || format!("Anonymous::\"{}\"", req.facts.ip),
+                    |p| p.entity_uid(),
+                ),
+                action: format!("Action::\"{}\"", req.action),
+                resource: req.resource.uid_text(),
+            },
+        }
+    }
+
+    /// Evaluates a built request against the slices that can apply to it.
+    pub fn evaluate(&self, built: &BuiltRequest) -> Decision {
+        let authorizer = cedar_policy::Authorizer::new();
+        let action = built
+            .request
+            .action()
+            .map(|a| a.id().unescaped().to_string())
+            .unwrap_or_default();
+        let mut permits = Vec::new();
+        let mut forbids = Vec::new();
+        let mut errors = Vec::new();
+        for slice in self
+            .slices
+            .candidates(&action, &built.resource, &built.principal_side)
+        {
+            let response = authorizer.is_authorized(&built.request, slice, &built.entities);
+            let reasons = response.diagnostics().reason().map(|id| id.to_string());
+            match response.decision() {
+                cedar_policy::Decision::Allow => permits.extend(reasons),
+                cedar_policy::Decision::Deny => forbids.extend(reasons),
+            }
+            errors.extend(response.diagnostics().errors().map(|e| e.to_string()));
+        }
+        let allowed = forbids.is_empty() && !permits.is_empty();
+        let mut policies = if allowed { permits } else { forbids };
+        policies.sort();
+        policies.dedup();
+        errors.sort();
+        errors.dedup();
+        Decision {
+            allowed,
+            policies,
+            errors,
+            mode: self.mode,
+            policy_set: self.name.clone(),
+            policy_set_hash: self.hash.clone(),
+            principal: built.principal.clone(),
+            action: built.action.clone(),
+            resource: built.resource.clone(),
+        }
+    }
+
+    /// Evaluates against the whole set, unsliced (tests, `policy explain`): must agree with
+    /// [`PolicySet::evaluate`].
+    pub fn evaluate_unsliced(&self, built: &BuiltRequest) -> cedar_policy::Response {
+        cedar_policy::Authorizer::new().is_authorized(
+            &built.request,
+            &self.policies,
+            &built.entities,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Body-aware authorization (filled in below).

@@ -1,0 +1,493 @@
+//! Building the Cedar request — principal, action, resource, context and the entities they
+//! need — from what the proxy knows about a request ([`AuthzRequest`]).
+//!
+//! Entities are built per request and are few: the principal (parents `Role::"<role>"` and
+//! `Tenant::"<id>"`), the resource (a catalogued `Tool` is prebuilt at load), the action with
+//! its ancestors (prebuilt), and for tool calls an `Arguments` entity whose tags are the call's
+//! arguments. Nothing is looked up from outside the request and the loaded policy set.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema,
+};
+use serde_json::{json, Value};
+
+use super::catalog::{ToolCatalog, ToolSpec};
+use crate::authn::{AuthMethod, Principal, PrincipalKind};
+
+/// Kinds of resource the proxy names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    /// `Route::"<route name>"`.
+    Route,
+    /// `Agent::"<agent name>"`.
+    Agent,
+    /// `Tool::"<tool name>"`.
+    Tool,
+    /// `Thread::"<thread id>"`.
+    Thread,
+}
+
+impl ResourceKind {
+    /// The Cedar entity type name.
+    pub fn entity_type(self) -> &'static str {
+        match self {
+            Self::Route => "Route",
+            Self::Agent => "Agent",
+            Self::Tool => "Tool",
+            Self::Thread => "Thread",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "Route" => Self::Route,
+            "Agent" => Self::Agent,
+            "Tool" => Self::Tool,
+            "Thread" => Self::Thread,
+            _ => return None,
+        })
+    }
+}
+
+/// A resource: kind and id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Resource {
+    /// Entity type.
+    pub kind: ResourceKind,
+    /// Entity id.
+    pub id: String,
+}
+
+impl Resource {
+    /// A resource of `kind` named `id`.
+    pub fn new(kind: ResourceKind, id: impl Into<String>) -> Self {
+        Self {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    /// Parses Cedar text such as `Agent::"assistant"`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let uid =
+            EntityUid::from_str(text).map_err(|e| format!("`{text}` is not an entity: {e}"))?;
+        let kind = ResourceKind::parse(&uid.type_name().to_string()).ok_or_else(|| {
+            format!(
+                "`{}` is not a resource type the proxy builds (Route, Agent, Tool, Thread)",
+                uid.type_name()
+            )
+        })?;
+        Ok(Self::new(kind, uid.id().unescaped()))
+    }
+
+    /// The Cedar uid as text: `Tool::"search"`.
+    pub fn uid_text(&self) -> String {
+        format!(
+            "{}::{}",
+            self.kind.entity_type(),
+            Value::String(self.id.clone())
+        )
+    }
+}
+
+/// Facts about the HTTP request that make up the Cedar context.
+#[derive(Debug, Clone)]
+pub struct RequestFacts {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// Path without the query.
+    pub path: String,
+    /// Client address (TCP peer); `0.0.0.0` when unknown.
+    pub ip: IpAddr,
+    /// When the request arrived.
+    pub time: time::OffsetDateTime,
+    /// TLS on the client connection.
+    pub tls: bool,
+    /// Declared body size, 0 when unknown.
+    pub request_bytes: u64,
+    /// The matched route's name.
+    pub route: String,
+    /// The matched route's protocol (`http`, `agui`, `mcp`, `a2a`).
+    pub protocol: &'static str,
+}
+
+/// Everything one decision is about.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthzRequest<'a> {
+    /// Who is asking; `None` is `Anonymous::"<ip>"`.
+    pub principal: Option<&'a Principal>,
+    /// Cedar action id (`run_agent`, `call_tool`, …).
+    pub action: &'a str,
+    /// What it is about.
+    pub resource: &'a Resource,
+    /// The request's facts.
+    pub facts: &'a RequestFacts,
+    /// A tool call's arguments (a JSON object), for tool actions.
+    pub arguments: Option<&'a Value>,
+}
+
+/// A Cedar request ready to evaluate, with what explain shows.
+pub struct BuiltRequest {
+    /// The Cedar request.
+    pub request: cedar_policy::Request,
+    /// The entities it needs.
+    pub entities: Entities,
+    /// Principal uid as text.
+    pub principal: String,
+    /// Action uid as text.
+    pub action: String,
+    /// Resource uid as text.
+    pub resource: String,
+    /// Uids the principal is `in` (itself and its parents), for slicing.
+    pub principal_side: Vec<String>,
+}
+
+/// Prebuilt parts of requests for one schema and catalog.
+pub struct EntityModel {
+    actions: HashMap<String, (EntityUid, Vec<Entity>)>,
+    ancestry: HashMap<String, Vec<String>>,
+    resource_types: HashMap<String, Vec<String>>,
+    tools: HashMap<String, Entity>,
+}
+
+impl EntityModel {
+    /// Prebuilds action entities from `schema` and tool entities from `catalog`.
+    pub fn new(schema: &Schema, catalog: &ToolCatalog) -> Result<Self, String> {
+        let action_entities = schema.action_entities().map_err(|e| e.to_string())?;
+        let mut actions = HashMap::new();
+        let mut ancestry = HashMap::new();
+        let mut resource_types = HashMap::new();
+        for uid in schema.actions() {
+            let id = uid.id().unescaped().to_string();
+            let ancestors: Vec<EntityUid> = action_entities
+                .ancestors(uid)
+                .map(|a| a.cloned().collect())
+                .unwrap_or_default();
+            let entities = std::iter::once(uid)
+                .chain(ancestors.iter())
+                .filter_map(|u| action_entities.get(u).cloned())
+                .collect();
+            ancestry.insert(
+                id.clone(),
+                ancestors
+                    .iter()
+                    .map(|a| a.id().unescaped().to_string())
+                    .collect(),
+            );
+            let types = schema
+                .resources_for_action(uid)
+                .map(|it| it.map(|t| t.to_string()).collect())
+                .unwrap_or_default();
+            resource_types.insert(id.clone(), types);
+            actions.insert(id, (uid.clone(), entities));
+        }
+        let mut tools = HashMap::new();
+        for (name, spec) in &catalog.tools {
+            tools.insert(name.clone(), tool_entity(name, Some(spec))?);
+        }
+        Ok(Self {
+            actions,
+            ancestry,
+            resource_types,
+            tools,
+        })
+    }
+
+    /// Action id → ids of its ancestors (action groups).
+    pub fn action_ancestry(&self) -> &HashMap<String, Vec<String>> {
+        &self.ancestry
+    }
+
+    /// Checks that `action` exists and applies to resources of `resource`'s type.
+    pub fn check_target(&self, action: &str, resource: &Resource) -> Result<(), String> {
+        let types = self
+            .resource_types
+            .get(action)
+            .ok_or_else(|| format!("the schema has no action `{action}`"))?;
+        let ty = resource.kind.entity_type();
+        if !types.iter().any(|t| t == ty) {
+            return Err(format!(
+                "action `{action}` does not apply to `{ty}` resources (it takes: {})",
+                types.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds the Cedar request and entities for `req`.
+    pub fn build(&self, req: &AuthzRequest<'_>) -> Result<BuiltRequest, String> {
+        let (action_uid, action_entities) = self
+            .actions
+            .get(req.action)
+            .ok_or_else(|| format!("the schema has no action `{}`", req.action))?;
+        let (principal, principal_side) = principal_entity(req.principal, req.facts.ip)?;
+        let principal_uid = principal.uid();
+        let resource = self.resource_entity(req)?;
+        let resource_uid = resource.uid();
+        let mut entities: Vec<Entity> = Vec::with_capacity(action_entities.len() + 3);
+        entities.push(principal);
+        entities.push(resource);
+        entities.extend(action_entities.iter().cloned());
+        let mut pairs = context_pairs(req);
+        if req.resource.kind == ResourceKind::Tool {
+            let args = arguments_entity(req.arguments)?;
+            pairs.push((
+                "arguments".into(),
+                RestrictedExpression::new_entity_uid(args.uid()),
+            ));
+            pairs.push((
+                "route".into(),
+                RestrictedExpression::new_string(req.facts.route.clone()),
+            ));
+            entities.push(args);
+        }
+        let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        let request = cedar_policy::Request::new(
+            principal_uid.clone(),
+            action_uid.clone(),
+            resource_uid.clone(),
+            context,
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(BuiltRequest {
+            request,
+            entities,
+            principal: principal_uid.to_string(),
+            action: action_uid.to_string(),
+            resource: resource_uid.to_string(),
+            principal_side,
+        })
+    }
+
+    fn resource_entity(&self, req: &AuthzRequest<'_>) -> Result<Entity, String> {
+        let r = req.resource;
+        let uid = uid(r.kind.entity_type(), &r.id)?;
+        let attrs = match r.kind {
+            ResourceKind::Tool => {
+                return match self.tools.get(&r.id) {
+                    Some(tool) => Ok(tool.clone()),
+                    None => tool_entity(&r.id, None),
+                }
+            }
+            ResourceKind::Route => HashMap::from([(
+                "protocol".to_string(),
+                RestrictedExpression::new_string(req.facts.protocol.to_string()),
+            )]),
+            ResourceKind::Agent => HashMap::from([(
+                "route".to_string(),
+                RestrictedExpression::new_string(req.facts.route.clone()),
+            )]),
+            ResourceKind::Thread => HashMap::new(),
+        };
+        Entity::new(uid, attrs, HashSet::new()).map_err(|e| e.to_string())
+    }
+
+    /// The context as JSON, for `policy explain` (same facts as the Cedar context).
+    pub fn context_json(req: &AuthzRequest<'_>) -> Value {
+        let mut ctx = json!({
+            "method": req.facts.method,
+            "path": req.facts.path,
+            "ip": {"__extn": {"fn": "ip", "arg": req.facts.ip.to_string()}},
+            "time": {"__extn": {"fn": "datetime", "arg": cedar_datetime(req.facts.time)}},
+            "hour": req.facts.time.to_offset(time::UtcOffset::UTC).hour(),
+            "weekday": weekday(req.facts.time),
+            "tls": req.facts.tls,
+            "mfa": req.principal.is_some_and(|p| p.mfa),
+            "request_bytes": req.facts.request_bytes,
+        });
+        if req.resource.kind == ResourceKind::Tool {
+            ctx["route"] = json!(req.facts.route);
+            ctx["arguments"] = json!({"__entity": {"type": "Arguments", "id": "call"}});
+        }
+        ctx
+    }
+}
+
+fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
+    let ty = EntityTypeName::from_str(ty).map_err(|e| e.to_string())?;
+    Ok(EntityUid::from_type_name_and_id(ty, EntityId::new(id)))
+}
+
+fn string_set(values: &[String]) -> RestrictedExpression {
+    RestrictedExpression::new_set(values.iter().cloned().map(RestrictedExpression::new_string))
+}
+
+/// The principal entity and the uids it is `in` (itself and its parents).
+fn principal_entity(
+    principal: Option<&Principal>,
+    ip: IpAddr,
+) -> Result<(Entity, Vec<String>), String> {
+    let anonymous;
+    let p = match principal {
+        Some(p) => p,
+        None => {
+            anonymous = Principal::new(
+                PrincipalKind::Anonymous,
+                ip.to_string(),
+                AuthMethod::Anonymous,
+            );
+            &anonymous
+        }
+    };
+    let me = uid(p.kind.entity_type(), &p.id)?;
+    let mut parents = HashSet::with_capacity(p.roles.len() + 1);
+    let mut side = Vec::with_capacity(p.roles.len() + 2);
+    side.push(me.to_string());
+    for role in &p.roles {
+        let r = uid("Role", role)?;
+        side.push(r.to_string());
+        parents.insert(r);
+    }
+    let mut attrs = HashMap::with_capacity(8);
+    if let Some(tenant) = &p.tenant {
+        let t = uid("Tenant", tenant)?;
+        side.push(t.to_string());
+        parents.insert(t);
+        attrs.insert(
+            "tenant".into(),
+            RestrictedExpression::new_string(tenant.clone()),
+        );
+    }
+    if let Some(email) = &p.email {
+        attrs.insert(
+            "email".into(),
+            RestrictedExpression::new_string(email.clone()),
+        );
+    }
+    attrs.insert("roles".into(), string_set(&p.roles));
+    attrs.insert("groups".into(), string_set(&p.groups));
+    attrs.insert("scopes".into(), string_set(&p.scopes));
+    attrs.insert("mfa".into(), RestrictedExpression::new_bool(p.mfa));
+    attrs.insert(
+        "auth_method".into(),
+        RestrictedExpression::new_string(p.auth_method.as_str().into()),
+    );
+    let entity = Entity::new(me, attrs, parents).map_err(|e| e.to_string())?;
+    Ok((entity, side))
+}
+
+fn tool_entity(name: &str, spec: Option<&ToolSpec>) -> Result<Entity, String> {
+    let set = |values: Option<&std::collections::BTreeSet<String>>| {
+        RestrictedExpression::new_set(
+            values
+                .into_iter()
+                .flatten()
+                .cloned()
+                .map(RestrictedExpression::new_string),
+        )
+    };
+    let mut attrs = HashMap::from([
+        (
+            "risk".to_string(),
+            RestrictedExpression::new_string(spec.map_or("high", |s| s.risk.as_str()).into()),
+        ),
+        ("tags".to_string(), set(spec.map(|s| &s.tags))),
+        (
+            "required_credentials".to_string(),
+            set(spec.map(|s| &s.required_credentials)),
+        ),
+        (
+            "catalogued".to_string(),
+            RestrictedExpression::new_bool(spec.is_some()),
+        ),
+    ]);
+    if let Some(tenant) = spec.and_then(|s| s.tenant.clone()) {
+        attrs.insert("tenant".into(), RestrictedExpression::new_string(tenant));
+    }
+    Entity::new(uid("Tool", name)?, attrs, HashSet::new()).map_err(|e| e.to_string())
+}
+
+/// `Arguments::"call"`, one tag per top-level argument: strings as is, other values as JSON.
+fn arguments_entity(arguments: Option<&Value>) -> Result<Entity, String> {
+    let tags: HashMap<String, RestrictedExpression> = arguments
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            (k.clone(), RestrictedExpression::new_string(text))
+        })
+        .collect();
+    Entity::new_with_tags(
+        uid("Arguments", "call")?,
+        HashMap::new(),
+        HashSet::new(),
+        tags,
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn context_pairs(req: &AuthzRequest<'_>) -> Vec<(String, RestrictedExpression)> {
+    let f = req.facts;
+    vec![
+        (
+            "method".into(),
+            RestrictedExpression::new_string(f.method.clone()),
+        ),
+        (
+            "path".into(),
+            RestrictedExpression::new_string(f.path.clone()),
+        ),
+        ("ip".into(), RestrictedExpression::new_ip(f.ip.to_string())),
+        (
+            "time".into(),
+            RestrictedExpression::new_datetime(cedar_datetime(f.time)),
+        ),
+        (
+            "hour".into(),
+            RestrictedExpression::new_long(i64::from(
+                f.time.to_offset(time::UtcOffset::UTC).hour(),
+            )),
+        ),
+        (
+            "weekday".into(),
+            RestrictedExpression::new_string(weekday(f.time).into()),
+        ),
+        ("tls".into(), RestrictedExpression::new_bool(f.tls)),
+        (
+            "mfa".into(),
+            RestrictedExpression::new_bool(req.principal.is_some_and(|p| p.mfa)),
+        ),
+        (
+            "request_bytes".into(),
+            RestrictedExpression::new_long(i64::try_from(f.request_bytes).unwrap_or(i64::MAX)),
+        ),
+    ]
+}
+
+/// `2026-01-02T03:04:05.678Z`, the form Cedar's `datetime()` accepts.
+fn cedar_datetime(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+fn weekday(t: time::OffsetDateTime) -> &'static str {
+    use time::Weekday::*;
+    match t.to_offset(time::UtcOffset::UTC).weekday() {
+        Monday => "Mon",
+        Tuesday => "Tue",
+        Wednesday => "Wed",
+        Thursday => "Thu",
+        Friday => "Fri",
+        Saturday => "Sat",
+        Sunday => "Sun",
+    }
+}

@@ -1,0 +1,1 @@
+//! explain (filled in below).

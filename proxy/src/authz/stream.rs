@@ -1,0 +1,1 @@
+//! Stream filtering (filled in below).

@@ -1,0 +1,482 @@
+//! Unit tests: loading, strict validation errors, decisions per role and per ABAC rule built
+//! from `Principal` values, slicing agrees with whole-set evaluation.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use super::*;
+use crate::authn::{AuthMethod, Principal, PrincipalKind};
+
+pub(crate) fn policies_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
+}
+
+pub(crate) fn seed_set() -> PolicySet {
+    PolicySet::load("main", &policies_dir(), Mode::Enforce)
+        .unwrap_or_else(|e| panic!("policies/ must load: {e:#?}"))
+}
+
+pub(crate) fn user(roles: &[&str]) -> Principal {
+    let mut p = Principal::new(
+        PrincipalKind::User,
+        "https://idp.test|alice",
+        AuthMethod::Jwt,
+    );
+    p.roles = roles.iter().map(|r| r.to_string()).collect();
+    p.normalize()
+}
+
+/// Tuesday 2026-01-06 10:00 UTC: inside business hours.
+pub(crate) fn facts(method: &str) -> RequestFacts {
+    RequestFacts {
+        method: method.into(),
+        path: "/x".into(),
+        ip: "127.0.0.1".parse::<IpAddr>().unwrap(),
+        time: time::macros::datetime!(2026-01-06 10:00 UTC),
+        tls: false,
+        request_bytes: 0,
+        route: "r".into(),
+        protocol: "http",
+    }
+}
+
+fn decide(
+    set: &PolicySet,
+    p: Option<&Principal>,
+    action: &str,
+    resource: Resource,
+    f: &RequestFacts,
+) -> Decision {
+    decide_args(set, p, action, resource, f, None)
+}
+
+fn decide_args(
+    set: &PolicySet,
+    p: Option<&Principal>,
+    action: &str,
+    resource: Resource,
+    f: &RequestFacts,
+    arguments: Option<&serde_json::Value>,
+) -> Decision {
+    let req = AuthzRequest {
+        principal: p,
+        action,
+        resource: &resource,
+        facts: f,
+        arguments,
+    };
+    let d = set.decide(&req);
+    // The sliced decision must equal the whole set's, and the request must fit the schema.
+    let built = set.build(&req).unwrap();
+    let whole = set.evaluate_unsliced(&built);
+    assert_eq!(
+        d.allowed,
+        whole.decision() == cedar_policy::Decision::Allow,
+        "sliced and whole-set decisions differ for {action} {resource:?}"
+    );
+    let mut reasons: Vec<String> = whole
+        .diagnostics()
+        .reason()
+        .map(|r| r.to_string())
+        .collect();
+    reasons.sort();
+    assert_eq!(d.policies, reasons);
+    cedar_policy::Request::new(
+        built.request.principal().unwrap().clone(),
+        built.request.action().unwrap().clone(),
+        built.request.resource().unwrap().clone(),
+        built.request.context().unwrap().clone(),
+        Some(set.schema()),
+    )
+    .unwrap_or_else(|e| panic!("request does not fit the schema: {e}"));
+    assert!(d.errors.is_empty(), "{:?}", d.errors);
+    d
+}
+
+fn tool(name: &str) -> Resource {
+    Resource::new(ResourceKind::Tool, name)
+}
+fn agent() -> Resource {
+    Resource::new(ResourceKind::Agent, "assistant")
+}
+
+#[test]
+fn seed_policies_load_strictly_with_ids_and_a_hash() {
+    let set = seed_set();
+    assert!(set.len() >= 15, "{}", set.len());
+    assert_eq!(set.hash().len(), 64);
+    let src = set.source("tenant-isolation").expect("annotated id");
+    assert!(src.file.ends_with("abac.cedar"), "{src:?}");
+    assert!(src.line > 1);
+    assert!(set.catalog().tools.contains_key("run_shell"));
+}
+
+#[test]
+fn roles_run_agents_as_the_seed_policies_say() {
+    let set = seed_set();
+    let f = facts("POST");
+    for (role, allowed) in [
+        ("admin", true),
+        ("developer", true),
+        ("agent_operator", true),
+        ("user", true),
+        ("viewer", false),
+    ] {
+        let p = user(&[role]);
+        let d = decide(&set, Some(&p), "run_agent", agent(), &f);
+        assert_eq!(d.allowed, allowed, "{role}: {d:?}");
+    }
+    let nobody = user(&[]);
+    let d = decide(&set, Some(&nobody), "run_agent", agent(), &f);
+    assert!(!d.allowed && d.policies.is_empty());
+    let d = decide(&set, None, "run_agent", agent(), &f);
+    assert!(!d.allowed);
+    assert_eq!(d.principal, "Anonymous::\"127.0.0.1\"");
+}
+
+#[test]
+fn decisions_name_the_deciding_policies_and_the_set() {
+    let set = seed_set();
+    let p = user(&["user"]);
+    let d = decide(&set, Some(&p), "run_agent", agent(), &facts("POST"));
+    assert_eq!(d.policies, ["user-agents"]);
+    assert_eq!(&*d.policy_set_hash, set.hash());
+    assert_eq!(d.mode, Mode::Enforce);
+    assert_eq!(d.action, "Action::\"run_agent\"");
+    assert_eq!(d.resource, "Agent::\"assistant\"");
+}
+
+#[test]
+fn tool_risk_by_role() {
+    let set = seed_set();
+    let f = facts("POST");
+    let user_p = user(&["user"]);
+    let dev = user(&["developer"]);
+    assert!(decide(&set, Some(&user_p), "call_tool", tool("search_docs"), &f).allowed);
+    assert!(!decide(&set, Some(&user_p), "call_tool", tool("read_file"), &f).allowed);
+    assert!(decide(&set, Some(&dev), "call_tool", tool("read_file"), &f).allowed);
+    assert!(!decide(&set, Some(&dev), "call_tool", tool("write_file"), &f).allowed);
+    let viewer = user(&["viewer"]);
+    assert!(decide(&set, Some(&viewer), "list_tools", tool("search_docs"), &f).allowed);
+    assert!(!decide(&set, Some(&viewer), "call_tool", tool("search_docs"), &f).allowed);
+}
+
+#[test]
+fn high_risk_tools_need_mfa() {
+    let set = seed_set();
+    let f = facts("POST");
+    let mut op = user(&["agent_operator"]);
+    let d = decide(&set, Some(&op), "call_tool", tool("write_file"), &f);
+    assert!(!d.allowed);
+    assert_eq!(d.policies, ["high-risk-needs-mfa"]);
+    op.mfa = true;
+    assert!(decide(&set, Some(&op), "call_tool", tool("write_file"), &f).allowed);
+}
+
+#[test]
+fn required_credentials_come_from_scopes() {
+    let set = seed_set();
+    let f = facts("POST");
+    let mut op = user(&["agent_operator"]);
+    op.mfa = true;
+    let d = decide(&set, Some(&op), "call_tool", tool("run_shell"), &f);
+    assert_eq!(d.policies, ["required-credentials"]);
+    op.scopes = vec!["tools:exec".into()];
+    assert!(decide(&set, Some(&op), "call_tool", tool("run_shell"), &f).allowed);
+}
+
+#[test]
+fn tenant_isolation() {
+    let set = seed_set();
+    let f = facts("POST");
+    let mut p = user(&["user"]);
+    let d = decide(&set, Some(&p), "call_tool", tool("acme_crm_lookup"), &f);
+    assert_eq!(d.policies, ["tenant-isolation"]);
+    p.tenant = Some("globex".into());
+    assert!(!decide(&set, Some(&p), "call_tool", tool("acme_crm_lookup"), &f).allowed);
+    p.tenant = Some("acme".into());
+    assert!(decide(&set, Some(&p), "call_tool", tool("acme_crm_lookup"), &f).allowed);
+}
+
+#[test]
+fn business_hours() {
+    let set = seed_set();
+    let dev = user(&["developer"]);
+    let mut f = facts("POST");
+    assert!(decide(&set, Some(&dev), "call_tool", tool("send_email"), &f).allowed);
+    f.time = time::macros::datetime!(2026-01-06 19:30 UTC);
+    assert_eq!(
+        decide(&set, Some(&dev), "call_tool", tool("send_email"), &f).policies,
+        ["business-hours"]
+    );
+    f.time = time::macros::datetime!(2026-01-10 10:00 UTC); // a Saturday
+    assert!(!decide(&set, Some(&dev), "call_tool", tool("send_email"), &f).allowed);
+}
+
+#[test]
+fn admin_ip_allow_list() {
+    let set = seed_set();
+    let admin = user(&["admin"]);
+    let route = Resource::new(ResourceKind::Route, "admin-api");
+    let mut f = facts("GET");
+    assert!(decide(&set, Some(&admin), "admin", route.clone(), &f).allowed);
+    f.ip = "10.1.2.3".parse().unwrap();
+    assert!(decide(&set, Some(&admin), "admin", route.clone(), &f).allowed);
+    f.ip = "203.0.113.9".parse().unwrap();
+    let d = decide(&set, Some(&admin), "admin", route, &f);
+    assert_eq!(d.policies, ["admin-ip-allowlist"]);
+}
+
+#[test]
+fn tool_arguments_are_visible_to_policies() {
+    let set = seed_set();
+    let dev = user(&["developer"]);
+    let f = facts("POST");
+    let ok = serde_json::json!({"path": "/srv/data.txt"});
+    let etc = serde_json::json!({"path": "/etc/shadow", "lines": 3});
+    assert!(
+        decide_args(
+            &set,
+            Some(&dev),
+            "call_tool",
+            tool("read_file"),
+            &f,
+            Some(&ok)
+        )
+        .allowed
+    );
+    let d = decide_args(
+        &set,
+        Some(&dev),
+        "call_tool",
+        tool("read_file"),
+        &f,
+        Some(&etc),
+    );
+    assert_eq!(d.policies, ["no-system-paths"]);
+}
+
+#[test]
+fn uncatalogued_tools_are_admin_only() {
+    let set = seed_set();
+    let f = facts("POST");
+    let d = decide(
+        &set,
+        Some(&user(&["developer"])),
+        "use_tool",
+        tool("mystery"),
+        &f,
+    );
+    assert!(!d.allowed);
+    let mut admin = user(&["admin"]);
+    admin.mfa = true; // unknown tools count as high risk
+    assert!(decide(&set, Some(&admin), "use_tool", tool("mystery"), &f).allowed);
+}
+
+#[test]
+fn viewer_http_is_read_only() {
+    let set = seed_set();
+    let v = user(&["viewer"]);
+    let route = Resource::new(ResourceKind::Route, "api");
+    assert!(decide(&set, Some(&v), "http_request", route.clone(), &facts("GET")).allowed);
+    assert!(!decide(&set, Some(&v), "http_request", route, &facts("POST")).allowed);
+}
+
+fn write_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn seed_schema() -> String {
+    std::fs::read_to_string(policies_dir().join("palisade.cedarschema")).unwrap()
+}
+
+#[test]
+fn validation_errors_carry_file_line_and_message() {
+    let bad = "// a comment\n\n@id(\"typo\")\npermit (principal, action == Action::\"call_tool\", resource)\nwhen { resource.rsik == \"low\" };\n";
+    let dir = write_dir(&[("s.cedarschema", &seed_schema()), ("bad.cedar", bad)]);
+    let errors = PolicySet::load("t", dir.path(), Mode::Enforce)
+        .err()
+        .expect("invalid");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let e = &errors[0];
+    assert!(e.file.ends_with("bad.cedar"), "{e}");
+    assert_eq!(e.line, Some(5), "{e}");
+    assert!(
+        e.message.contains("typo") && e.message.contains("rsik"),
+        "{e}"
+    );
+}
+
+#[test]
+fn parse_errors_and_duplicate_ids_are_reported() {
+    let dir = write_dir(&[
+        ("s.cedarschema", &seed_schema()),
+        (
+            "a.cedar",
+            "@id(\"x\")\npermit (principal, action, resource);\n",
+        ),
+        (
+            "b.cedar",
+            "@id(\"x\")\npermit (principal, action, resource);\n\npermit (principal,\n",
+        ),
+    ]);
+    let errors = PolicySet::load("t", dir.path(), Mode::Enforce)
+        .err()
+        .expect("invalid");
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert!(
+        text.iter()
+            .any(|e| e.contains("b.cedar:") && e.contains("unexpected")),
+        "{text:#?}"
+    );
+    let dir = write_dir(&[
+        ("s.cedarschema", &seed_schema()),
+        (
+            "a.cedar",
+            "@id(\"x\")\npermit (principal, action, resource);\n",
+        ),
+        (
+            "b.cedar",
+            "\n\n@id(\"x\")\nforbid (principal, action, resource);\n",
+        ),
+    ]);
+    let errors = PolicySet::load("t", dir.path(), Mode::Enforce)
+        .err()
+        .expect("invalid");
+    assert_eq!(
+        errors[0].to_string().split(": ").nth(1),
+        Some("policy id `x` is used twice")
+    );
+    assert_eq!(errors[0].line, Some(3));
+}
+
+#[test]
+fn policies_without_id_are_named_by_file_and_line() {
+    let dir = write_dir(&[
+        ("s.cedarschema", &seed_schema()),
+        (
+            "p.cedar",
+            "\npermit (principal, action == Action::\"run_agent\", resource);\n",
+        ),
+    ]);
+    let set = PolicySet::load("t", dir.path(), Mode::Shadow).unwrap();
+    assert!(set.source("p.cedar:2").is_some());
+    let d = set.decide(&AuthzRequest {
+        principal: None,
+        action: "run_agent",
+        resource: &agent(),
+        facts: &facts("POST"),
+        arguments: None,
+    });
+    assert!(d.allowed && !d.blocks());
+    assert_eq!(d.policies, ["p.cedar:2"]);
+}
+
+#[test]
+fn shadow_denials_never_block() {
+    let dir = write_dir(&[("s.cedarschema", &seed_schema())]);
+    let set = PolicySet::load("next", dir.path(), Mode::Shadow).unwrap();
+    let d = set.decide(&AuthzRequest {
+        principal: None,
+        action: "run_agent",
+        resource: &agent(),
+        facts: &facts("POST"),
+        arguments: None,
+    });
+    assert!(!d.allowed);
+    assert!(!d.blocks());
+}
+
+#[test]
+fn reload_keeps_the_last_good_set() {
+    let dir = write_dir(&[
+        ("s.cedarschema", &seed_schema()),
+        (
+            "p.cedar",
+            "@id(\"all\")\npermit (principal, action, resource);\n",
+        ),
+    ]);
+    let spec = AuthzSpec {
+        policy_sets: vec![PolicySetSpec {
+            name: "main".into(),
+            path: dir.path().display().to_string(),
+            mode: ModeSpec::Enforce,
+        }],
+        reload_interval: std::time::Duration::ZERO,
+    };
+    let authz = Authz::from_spec(&spec, Vec::new()).unwrap().unwrap();
+    let first = authz.primary().hash().to_string();
+    assert_eq!(
+        authz.reload(),
+        vec![("main".to_string(), ReloadOutcome::Unchanged)]
+    );
+
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        "permit (principal, action, resource) when { nope };",
+    )
+    .unwrap();
+    let outcome = authz.reload();
+    assert!(
+        matches!(&outcome[0].1, ReloadOutcome::Failed(e) if e[0].file.ends_with("p.cedar")),
+        "{outcome:?}"
+    );
+    assert_eq!(authz.primary().hash(), first, "the last good set stays");
+
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        "@id(\"none\")\nforbid (principal, action, resource);\n",
+    )
+    .unwrap();
+    let outcome = authz.reload();
+    assert!(
+        matches!(&outcome[0].1, ReloadOutcome::Reloaded(h) if *h != first),
+        "{outcome:?}"
+    );
+    assert!(authz.primary().source("none").is_some());
+}
+
+#[test]
+fn a_schema_without_a_route_action_is_refused() {
+    let schema = seed_schema().replace("action run_agent in", "action run_agent_renamed in");
+    let dir = write_dir(&[("s.cedarschema", &schema)]);
+    let spec = AuthzSpec {
+        policy_sets: vec![PolicySetSpec {
+            name: "main".into(),
+            path: dir.path().display().to_string(),
+            mode: ModeSpec::Enforce,
+        }],
+        reload_interval: std::time::Duration::ZERO,
+    };
+    let target = Target {
+        action: "run_agent".into(),
+        resource: agent(),
+    };
+    let errors = Authz::from_spec(&spec, vec![target]).err().unwrap();
+    assert!(errors[0].1.contains("no action `run_agent`"), "{errors:?}");
+}
+
+#[test]
+fn seed_policy_tests_pass() {
+    let set = seed_set();
+    let files = runtests::find_test_files(&policies_dir().join("tests"));
+    assert!(!files.is_empty());
+    let mut n = 0;
+    for file in files {
+        for outcome in runtests::run_file(&set, &file).unwrap() {
+            n += 1;
+            assert!(
+                outcome.failure.is_none(),
+                "{}: {}: {:?}",
+                outcome.file.display(),
+                outcome.name,
+                outcome.failure
+            );
+        }
+    }
+    assert!(n >= 10, "{n} cases");
+}
