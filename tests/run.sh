@@ -9,9 +9,12 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # --- system packages -------------------------------------------------------------------------
 # cmake: pingora-core builds libz-ng-sys. curl: the `palisade dev` test runs the printed command.
+# node + npm: the OIDC tests run a real OpenID provider (tests/oidc, needs Node.js >= 20.18).
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v curl >/dev/null || missing+=(curl)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -24,6 +27,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   step "installing cargo-nextest"
   cargo install cargo-nextest --locked
 fi
+
+# --- npm packages of the test OpenID provider (once, so parallel tests don't race on it) --------
+step "npm ci (tests/oidc)"
+npm ci --prefix tests/oidc --no-audit --no-fund
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

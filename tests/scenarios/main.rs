@@ -5,6 +5,7 @@ mod admin;
 mod errors;
 mod forwarding;
 mod h2;
+mod oidc_harness;
 mod orchestrator;
 mod shutdown;
 mod streaming;

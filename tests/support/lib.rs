@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+pub mod oidc;
 pub mod sse_client;
 pub mod upstream;
 
