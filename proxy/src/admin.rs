@@ -7,8 +7,9 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Json, Router};
 
+use crate::authn::Authenticator;
 use crate::lifecycle::Lifecycle;
 use crate::telemetry::Metrics;
 
@@ -19,6 +20,8 @@ pub struct AdminState {
     pub lifecycle: Arc<Lifecycle>,
     /// The metrics registry to render.
     pub metrics: Metrics,
+    /// Authentication: the assertion JWKS and revocations.
+    pub authn: Arc<Authenticator>,
 }
 
 /// The admin router.
@@ -27,17 +30,49 @@ pub fn router(state: AdminState) -> Router {
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/revocations", get(list_revocations).post(revoke))
         .with_state(state)
 }
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     if state.lifecycle.is_ready() {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, "ready\n".to_string())
     } else if state.lifecycle.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+        let pending = state.lifecycle.pending_checks().join(", ");
+        (StatusCode::SERVICE_UNAVAILABLE, format!("starting: waiting for {pending}\n"))
     }
+}
+
+/// The public key that signs `X-Palisade-Assertion`; upstreams verify assertions against it.
+async fn jwks(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.authn.assertion_jwks())
+}
+
+#[derive(serde::Deserialize)]
+struct Revoke {
+    jti: String,
+    /// Unix seconds after which the entry may be forgotten (the token's `exp`).
+    #[serde(default)]
+    forget_after: Option<u64>,
+}
+
+async fn revoke(State(state): State<AdminState>, Json(body): Json<Revoke>) -> impl IntoResponse {
+    if body.jti.is_empty() || body.jti.len() > 512 {
+        return (StatusCode::BAD_REQUEST, "jti must be 1-512 bytes\n");
+    }
+    let until = body
+        .forget_after
+        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+    state.authn.revocations.revoke(&body.jti, until);
+    tracing::info!(jti = %body.jti, "token revoked");
+    (StatusCode::NO_CONTENT, "")
+}
+
+async fn list_revocations(State(state): State<AdminState>) -> impl IntoResponse {
+    Json(state.authn.revocations.list())
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {

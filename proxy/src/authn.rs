@@ -1,9 +1,294 @@
 //! Authentication: every request gets a [`Principal`] or is refused.
 //!
 //! Nothing downstream trusts a header the client could have written: identity comes from a
-//! verified credential (JWT, API key, client certificate) or from identity headers sent by a
-//! configured, trusted edge gateway.
+//! verified credential (JWT, API key) or from identity headers sent by a configured, trusted edge
+//! gateway — from anyone else those headers are removed.
+//!
+//! [`Authenticator::identify`] is the pipeline's one call; [`Authenticator::forward`] writes the
+//! identity headers and the signed `X-Palisade-Assertion` for the upstream.
 
+pub mod apikey;
+pub mod claims;
+pub mod config;
+pub mod jwt;
+pub mod keys;
 pub mod principal;
+pub mod revocation;
+pub mod signer;
+mod spec;
+mod trusted;
 
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use pingora_http::RequestHeader;
+
+pub use config::{AuthRequirement, AuthnSpec};
 pub use principal::{AuthMethod, Principal, PrincipalKind};
+pub use spec::validate_spec;
+
+use crate::error::ProxyError;
+use apikey::KeyIndex;
+use jwt::Issuer;
+use revocation::{RevocationList, TokenCache};
+use signer::Signer;
+
+/// The authentication stage and its state.
+pub struct Authenticator {
+    issuers: Vec<Arc<Issuer>>,
+    api_keys: Option<(std::path::PathBuf, ArcSwap<KeyIndex>)>,
+    trusted: Option<trusted::TrustedHeaders>,
+    cache: TokenCache,
+    /// Revoked token ids (`palisade tokens revoke`, admin `POST /revocations`).
+    pub revocations: RevocationList,
+    max_token_bytes: usize,
+    assertion: Signer,
+    assertion_spec: config::AssertionSpec,
+    dev: Option<(Signer, config::DevIssuerSpec)>,
+}
+
+impl Authenticator {
+    /// Builds the stage from a validated spec: generates the assertion (and dev issuer) keys and
+    /// reads HMAC secrets from the environment.
+    pub fn new(spec: &AuthnSpec) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let mut issuers = spec::build_issuers(spec, &http)?;
+        let dev = match &spec.dev_issuer {
+            Some(dev_spec) => {
+                let signer = Signer::generate()?;
+                issuers.push(Arc::new(spec::dev_issuer(dev_spec, &signer, &http)));
+                Some((signer, dev_spec.clone()))
+            }
+            None => None,
+        };
+        let api_keys = match &spec.api_keys {
+            Some(k) => {
+                let path = std::path::PathBuf::from(&k.file);
+                let index = KeyIndex::new(apikey::KeysFile::load(&path)?);
+                Some((path, ArcSwap::from_pointee(index)))
+            }
+            None => None,
+        };
+        Ok(Self {
+            issuers,
+            api_keys,
+            trusted: spec.trusted_headers.as_ref().map(trusted::TrustedHeaders::new),
+            cache: TokenCache::new(spec.token_cache.max_entries),
+            revocations: RevocationList::default(),
+            max_token_bytes: spec.max_token_bytes,
+            assertion: Signer::generate()?,
+            assertion_spec: spec.assertion.clone(),
+            dev,
+        })
+    }
+
+    /// Identifies the caller. Runs first among the policy stages: authorization and limits key on
+    /// the principal. Removes untrusted identity headers from `req` as it goes.
+    pub async fn identify(
+        &self,
+        req: &mut RequestHeader,
+        client_ip: Option<std::net::IpAddr>,
+        client_cert: Option<&str>,
+        requirement: AuthRequirement,
+    ) -> Result<Principal, ProxyError> {
+        if let Some(trusted) = &self.trusted {
+            if let Some(p) = trusted.identify(req, client_ip) {
+                return Ok(p);
+            }
+        }
+        match credential(req) {
+            Some(Credential::Bearer(token)) | Some(Credential::ApiKey(token)) => {
+                let token = token.to_string();
+                self.verify(&token).await
+            }
+            Some(Credential::Unsupported) => Err(ProxyError::Unauthenticated),
+            // A workload with a verified client certificate and no other credential.
+            None if client_cert.is_some() => Ok(Principal::new(
+                PrincipalKind::Service,
+                client_cert.unwrap_or_default(),
+                AuthMethod::Mtls,
+            )),
+            None if requirement == AuthRequirement::Optional => {
+                let ip = client_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+                Ok(Principal::new(PrincipalKind::Anonymous, ip, AuthMethod::Anonymous))
+            }
+            None => Err(ProxyError::Unauthenticated),
+        }
+    }
+
+    async fn verify(&self, token: &str) -> Result<Principal, ProxyError> {
+        if token.len() > self.max_token_bytes {
+            return Err(ProxyError::Unauthenticated);
+        }
+        if token.starts_with(apikey::PREFIX) {
+            let (_, index) = self.api_keys.as_ref().ok_or(ProxyError::Unauthenticated)?;
+            return index.load().verify(token);
+        }
+        let key = TokenCache::key(token);
+        if let Some(hit) = self.cache.get(&key, &self.revocations) {
+            return Ok((*hit).clone());
+        }
+        let principal = jwt::verify(&self.issuers, token, self.max_token_bytes).await?;
+        if let Some(jti) = &principal.token_id {
+            if self.revocations.is_revoked(jti) {
+                return Err(ProxyError::TokenRevoked);
+            }
+        }
+        self.cache.insert(key, Arc::new(principal.clone()));
+        Ok(principal)
+    }
+
+    /// Writes the identity headers for the upstream and removes the client's credentials unless
+    /// the route forwards them.
+    pub fn forward(
+        &self,
+        upstream: &mut RequestHeader,
+        principal: &Principal,
+        route: &str,
+        request_id: &str,
+        keep_credentials: bool,
+    ) -> pingora_core::Result<()> {
+        if !keep_credentials {
+            upstream.remove_header(&http::header::AUTHORIZATION);
+            upstream.remove_header("x-api-key");
+        }
+        upstream.insert_header("x-palisade-principal", principal.entity_uid())?;
+        upstream.insert_header("x-palisade-roles", principal.roles.join(","))?;
+        if let Some(tenant) = &principal.tenant {
+            upstream.insert_header("x-palisade-tenant", tenant.as_str())?;
+        }
+        let assertion = self.assertion(principal, route, request_id).map_err(|e| {
+            pingora_core::Error::because(pingora_core::ErrorType::InternalError, "assertion", e)
+        })?;
+        upstream.insert_header("x-palisade-assertion", assertion)?;
+        Ok(())
+    }
+
+    /// The signed identity assertion (ES256, at most 60 s).
+    pub fn assertion(
+        &self,
+        p: &Principal,
+        route: &str,
+        request_id: &str,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = unix_now();
+        let ttl = self.assertion_spec.ttl.min(Duration::from_secs(60)).as_secs();
+        self.assertion.sign(&serde_json::json!({
+            "iss": self.assertion_spec.issuer,
+            "sub": p.entity_uid(),
+            "aud": route,
+            "iat": now,
+            "exp": now + ttl,
+            "jti": request_id,
+            "principal_type": p.kind.entity_type(),
+            "principal_id": p.id,
+            "roles": p.roles,
+            "groups": p.groups,
+            "scopes": p.scopes,
+            "tenant": p.tenant,
+            "email": p.email,
+            "mfa": p.mfa,
+            "auth_method": p.auth_method.as_str(),
+        }))
+    }
+
+    /// The public key of the assertions, as JWKS JSON (served on the admin listener).
+    pub fn assertion_jwks(&self) -> serde_json::Value {
+        serde_json::to_value(self.assertion.jwks()).unwrap_or_default()
+    }
+
+    /// A token from the dev issuer, when one is configured.
+    pub fn dev_token(&self) -> Option<String> {
+        let (signer, spec) = self.dev.as_ref()?;
+        let now = unix_now();
+        signer
+            .sign(&serde_json::json!({
+                "iss": spec.issuer,
+                "sub": "dev-user",
+                "aud": "palisade",
+                "iat": now,
+                "exp": now + spec.token_ttl.as_secs(),
+                "jti": uuid::Uuid::new_v4().to_string(),
+                "email": "dev@palisade.local",
+                "roles": spec.roles,
+                "tenant": spec.tenant,
+            }))
+            .ok()
+    }
+
+    /// Whether every issuer that readiness waits for has its keys.
+    pub fn is_ready(&self) -> bool {
+        self.issuers
+            .iter()
+            .filter(|i| i.required_for_readiness)
+            .all(|i| i.keys.is_loaded())
+    }
+
+    /// Loads keys now, then keeps them (and the API keys file) fresh. Runs until the runtime
+    /// stops.
+    pub async fn run_background(self: Arc<Self>) {
+        for issuer in &self.issuers {
+            let issuer = issuer.clone();
+            tokio::spawn(async move {
+                loop {
+                    let wait = match issuer.keys.refresh().await {
+                        Ok(_) => issuer.refresh_every,
+                        Err(e) => {
+                            tracing::warn!(issuer = %issuer.issuer, error = %e, "loading keys failed; retrying");
+                            Duration::from_secs(2).min(issuer.refresh_every)
+                        }
+                    };
+                    tokio::time::sleep(wait).await;
+                }
+            });
+        }
+        let mut last_modified = None;
+        loop {
+            if let Some((path, index)) = &self.api_keys {
+                let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+                if modified != last_modified {
+                    match apikey::KeysFile::load(path) {
+                        Ok(file) => index.store(Arc::new(KeyIndex::new(file))),
+                        Err(e) => tracing::warn!(file = %path.display(), error = %e, "keeping the previous API keys"),
+                    }
+                    last_modified = modified;
+                }
+            }
+            self.revocations.purge_expired();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+enum Credential<'a> {
+    Bearer(&'a str),
+    ApiKey(&'a str),
+    Unsupported,
+}
+
+/// The credential a request presents: `Authorization: Bearer …` or `X-API-Key: …`.
+fn credential(req: &RequestHeader) -> Option<Credential<'_>> {
+    if let Some(value) = req.headers.get(http::header::AUTHORIZATION) {
+        let Ok(value) = value.to_str() else {
+            return Some(Credential::Unsupported);
+        };
+        return match value.split_once(' ') {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+                Some(Credential::Bearer(token.trim()))
+            }
+            _ => Some(Credential::Unsupported),
+        };
+    }
+    let key = req.headers.get("x-api-key")?;
+    Some(key.to_str().map_or(Credential::Unsupported, |k| Credential::ApiKey(k.trim())))
+}

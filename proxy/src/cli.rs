@@ -1,5 +1,7 @@
 //! The `palisade` command line (see `DESIGN.md`'s command table).
 
+mod keys;
+mod policy;
 mod serve;
 mod validate;
 
@@ -35,6 +37,15 @@ enum Command {
     /// Config tooling.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Cedar policies: validate strictly, run `run-tests` files, explain one decision.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// API keys: create, list, revoke.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// JWT revocation on a running proxy.
+    #[command(subcommand)]
+    Tokens(keys::TokensCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +61,9 @@ pub fn main() -> ExitCode {
         Command::Dev(args) => serve::dev(args),
         Command::Run { config } => serve::run(&config),
         Command::Validate { config } => validate::run(&config),
+        Command::Policy(cmd) => policy::run(cmd),
+        Command::Keys(cmd) => keys::keys(cmd),
+        Command::Tokens(cmd) => keys::tokens(cmd),
         Command::Config(ConfigCommand::Schema) => {
             print!("{}", crate::config::schema_json());
             ExitCode::SUCCESS

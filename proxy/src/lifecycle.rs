@@ -26,7 +26,11 @@ pub struct Lifecycle {
     idle: Notify,
     next_stream: AtomicU64,
     streams: DashMap<u64, LiveStream>,
+    checks: std::sync::RwLock<Vec<ReadinessCheck>>,
 }
+
+/// A named condition `/readyz` waits for (e.g. "authentication keys loaded").
+type ReadinessCheck = (&'static str, Box<dyn Fn() -> bool + Send + Sync>);
 
 struct LiveStream {
     fd: RawFd,
@@ -45,9 +49,27 @@ impl Lifecycle {
         self.ready.store(true, Ordering::SeqCst);
     }
 
+    /// Adds a condition readiness waits for. Called at start-up only (the lock is never taken on
+    /// the request path).
+    pub fn add_readiness_check(&self, name: &'static str, check: impl Fn() -> bool + Send + Sync + 'static) {
+        if let Ok(mut checks) = self.checks.write() {
+            checks.push((name, Box::new(check)));
+        }
+    }
+
+    /// Names of the readiness conditions not met yet.
+    pub fn pending_checks(&self) -> Vec<&'static str> {
+        self.checks
+            .read()
+            .map(|c| c.iter().filter(|(_, f)| !f()).map(|(n, _)| *n).collect())
+            .unwrap_or_default()
+    }
+
     /// Whether `/readyz` should answer 200.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && !self.draining.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst)
+            && !self.draining.load(Ordering::SeqCst)
+            && self.pending_checks().is_empty()
     }
 
     /// Whether a shutdown has begun.

@@ -4,6 +4,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub mod mtls;
+
 use anyhow::Context;
 use pingora_core::apps::HttpServerOptions;
 use pingora_core::listeners::tls::TlsSettings;
@@ -32,8 +34,17 @@ pub fn proxy_service(
     let addr = address.to_string();
     match &listener.tls {
         Some(tls) => {
-            let mut settings = TlsSettings::intermediate(&tls.cert, &tls.key)
-                .with_context(|| format!("TLS settings for listener {}", listener.name))?;
+            let mut settings = match &tls.client_ca {
+                Some(ca) => {
+                    let mut s = TlsSettings::with_callbacks(Box::new(mtls::ClientIdentity))?;
+                    s.set_certificate_chain_file(&tls.cert)?;
+                    s.set_private_key_file(&tls.key)?;
+                    s.set_client_cert_verifier(mtls::client_verifier(ca, tls.require_client_cert)?);
+                    s
+                }
+                None => TlsSettings::intermediate(&tls.cert, &tls.key)
+                    .with_context(|| format!("TLS settings for listener {}", listener.name))?,
+            };
             settings.enable_h2();
             service.add_tls_with_settings(&addr, None, settings);
         }

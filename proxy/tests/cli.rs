@@ -152,9 +152,13 @@ fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
         .find("\n\n")
         .map_or(banner.len(), |i| curl_start + i);
     let curl = banner[curl_start..curl_end].replace("\\\n", " ");
+    let export = banner
+        .lines()
+        .find(|l| l.starts_with("export PALISADE_TOKEN="))
+        .expect("dev prints a token to use");
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("{curl} --max-time 20 -sS"))
+        .arg(format!("{export}; {curl} --max-time 20 -sS"))
         .output()
         .unwrap();
     let body = String::from_utf8_lossy(&out.stdout);
@@ -172,6 +176,15 @@ fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
         "{body}"
     );
     assert!(body.contains("\"RUN_FINISHED\""), "{body}");
+
+    // Without the token the same request is refused with the documented body.
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{curl} --max-time 20 -sS -o /dev/null -w '%{{http_code}}'"))
+        .env_remove("PALISADE_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
 
     // SIGTERM: drains (nothing live) and exits 0.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

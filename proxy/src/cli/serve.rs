@@ -104,12 +104,21 @@ fn print_banner(config: &Config, running: &server::Running) {
         .find(|r| r.path_prefix == "/agent")
     {
         println!();
+        let auth = match running.authn.dev_token() {
+            Some(token) => {
+                println!("A token from the dev issuer (roles: admin; valid 12 h):");
+                println!("export PALISADE_TOKEN={token}");
+                println!();
+                " -H \"authorization: Bearer $PALISADE_TOKEN\""
+            }
+            None => "",
+        };
         println!(
             "Stream an agent run through the proxy (route `{}`):",
             route.name
         );
         println!(
-            "  curl -N -X POST {scheme}://{proxy}/agent -H 'content-type: application/json' \
+            "  curl -N -X POST {scheme}://{proxy}/agent{auth} -H 'content-type: application/json' \
              -H 'accept: text/event-stream' \\\n    -d '{{\"threadId\":\"t1\",\"runId\":\"r1\",\
              \"messages\":[{{\"id\":\"m1\",\"role\":\"user\",\"content\":\"hello from behind palisade\"}}],\
              \"tools\":[],\"context\":[],\"state\":{{}},\"forwardedProps\":{{}}}}'"

@@ -1,0 +1,110 @@
+//! Claim mapping: from a verified JWT's claims to the [`Principal`]'s attributes.
+
+use serde_json::Value;
+
+use super::config::ClaimMappingSpec;
+use super::principal::{AuthMethod, Principal, PrincipalKind};
+
+/// Looks `path` up in `claims`: first as one top-level name (Auth0's namespaced
+/// `https://example.com/roles`), then as a dotted path (`resource_access.app.roles`).
+pub fn lookup<'a>(claims: &'a Value, path: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(path) {
+        return Some(v);
+    }
+    path.split('.').try_fold(claims, |node, key| node.get(key))
+}
+
+/// Strings from a claim that is a string (split on spaces when `split_spaces`) or a list.
+fn strings(value: &Value, split_spaces: bool) -> Vec<String> {
+    match value {
+        Value::String(s) if split_spaces => s.split_whitespace().map(str::to_string).collect(),
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn first_string(claims: &Value, paths: &[String]) -> Option<String> {
+    paths
+        .iter()
+        .find_map(|p| lookup(claims, p).and_then(Value::as_str))
+        .map(str::to_string)
+}
+
+fn merged(claims: &Value, paths: &[String], split_spaces: bool) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|p| lookup(claims, p))
+        .flat_map(|v| strings(v, split_spaces))
+        .collect()
+}
+
+/// Builds the `User::"<iss>|<sub>"` principal from verified claims.
+pub fn principal_from_claims(issuer: &str, claims: &Value, map: &ClaimMappingSpec) -> Principal {
+    let sub = claims["sub"].as_str().unwrap_or("");
+    let mut p = Principal::new(PrincipalKind::User, format!("{issuer}|{sub}"), AuthMethod::Jwt);
+    p.email = first_string(claims, &map.email);
+    p.tenant = first_string(claims, &map.tenant);
+    p.roles = merged(claims, &map.roles, false);
+    p.groups = merged(claims, &map.groups, false);
+    p.scopes = merged(claims, &map.scopes, true);
+    p.mfa = claims["amr"]
+        .as_array()
+        .is_some_and(|amr| amr.iter().filter_map(Value::as_str).any(|m| map.mfa_amr.iter().any(|x| x == m)));
+    p.token_id = claims["jti"].as_str().map(str::to_string);
+    p.expires_at = claims["exp"]
+        .as_u64()
+        .map(|exp| std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp));
+    p.normalize()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(roles: &[&str]) -> ClaimMappingSpec {
+        ClaimMappingSpec {
+            roles: roles.iter().map(|s| s.to_string()).collect(),
+            ..ClaimMappingSpec::default()
+        }
+    }
+
+    #[test]
+    fn keycloak_realm_and_client_roles_merge() {
+        let claims = json!({
+            "sub": "u1", "email": "a@acme.test", "tenant": "acme",
+            "realm_access": {"roles": ["user", "developer"]},
+            "resource_access": {"palisade": {"roles": ["agent_operator"]}, "other": {"roles": ["x"]}},
+            "scope": "openid agents:run", "amr": ["pwd", "otp"], "jti": "j1", "exp": 2000000000
+        });
+        let p = principal_from_claims(
+            "https://kc/realms/r",
+            &claims,
+            &map(&["realm_access.roles", "resource_access.palisade.roles"]),
+        );
+        assert_eq!(p.id, "https://kc/realms/r|u1");
+        assert_eq!(p.roles, ["agent_operator", "developer", "user"]);
+        assert_eq!(p.scopes, ["agents:run", "openid"]);
+        assert_eq!(p.tenant.as_deref(), Some("acme"));
+        assert_eq!(p.email.as_deref(), Some("a@acme.test"));
+        assert!(p.mfa);
+        assert_eq!(p.token_id.as_deref(), Some("j1"));
+    }
+
+    #[test]
+    fn supabase_and_auth0_shapes() {
+        let supabase = json!({"sub": "s", "role": "authenticated", "app_metadata": {"role": "admin"}});
+        let p = principal_from_claims("sb", &supabase, &map(&["app_metadata.role", "role"]));
+        assert_eq!(p.roles, ["admin", "authenticated"]);
+        assert!(!p.mfa);
+
+        let auth0 = json!({"sub": "a", "https://palisade.dev/roles": ["viewer"], "scp": ["read"]});
+        let p = principal_from_claims("a0", &auth0, &map(&["https://palisade.dev/roles"]));
+        assert_eq!(p.roles, ["viewer"]);
+        assert_eq!(p.scopes, ["read"]);
+    }
+}

@@ -1,0 +1,146 @@
+//! From the `authentication:` spec to issuers: validation with field paths, then construction.
+
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily};
+
+use super::config::{AuthnSpec, DevIssuerSpec, IssuerSpec};
+use super::jwt::Issuer;
+use super::keys::{KeySet, KeySource, KeyStore};
+use super::signer::Signer;
+use crate::config::FieldError;
+
+fn algorithms(spec: &IssuerSpec) -> Result<Vec<Algorithm>, String> {
+    let names: Vec<&str> = if spec.algorithms.is_empty() {
+        if spec.keys.secret_env.is_some() {
+            vec!["HS256"]
+        } else {
+            vec!["RS256"]
+        }
+    } else {
+        spec.algorithms.iter().map(String::as_str).collect()
+    };
+    names
+        .into_iter()
+        .map(|n| {
+            n.parse::<Algorithm>()
+                .map_err(|_| format!("`{n}` is not a JWT signature algorithm (`none` is never allowed)"))
+        })
+        .collect()
+}
+
+/// Checks the spec; pushes one error per problem with its field path.
+pub fn validate_spec(spec: &AuthnSpec, errors: &mut Vec<FieldError>) {
+    let mut push = |path: String, message: String| errors.push(FieldError { path, message });
+    for (i, issuer) in spec.issuers.iter().enumerate() {
+        let at = format!("authentication.issuers[{i}]");
+        if issuer.issuer.is_empty() {
+            push(format!("{at}.issuer"), "must not be empty".into());
+        }
+        match algorithms(issuer) {
+            Err(e) => push(format!("{at}.algorithms"), e),
+            Ok(algs) => {
+                let hmac = issuer.keys.secret_env.is_some();
+                for alg in algs {
+                    let is_hmac = alg.family() == AlgorithmFamily::Hmac;
+                    if is_hmac != hmac {
+                        push(
+                            format!("{at}.algorithms"),
+                            format!(
+                                "{alg:?} cannot be used with this key source: HMAC algorithms only with \
+                                 `secret_env`, public-key algorithms only with a JWKS"
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        let keys = &issuer.keys;
+        if keys.count() != 1 {
+            push(
+                format!("{at}.keys"),
+                "set exactly one of discovery: true, jwks_url, jwks_file, secret_env".into(),
+            );
+        }
+        if let Some(var) = &keys.secret_env {
+            match std::env::var(var) {
+                Ok(secret) if secret.len() >= 32 => {}
+                Ok(_) => push(format!("{at}.keys.secret_env"), format!("${var} is shorter than 32 bytes")),
+                Err(_) => push(format!("{at}.keys.secret_env"), format!("environment variable {var} is not set")),
+            }
+        }
+        if let Some(url) = &keys.jwks_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                push(format!("{at}.keys.jwks_url"), "must be an http(s) URL".into());
+            }
+        }
+    }
+    if let Some(keys) = &spec.api_keys {
+        if keys.file.is_empty() {
+            push("authentication.api_keys.file".into(), "must not be empty".into());
+        }
+    }
+    if let Some(trusted) = &spec.trusted_headers {
+        if trusted.from.is_empty() {
+            push("authentication.trusted_headers.from".into(), "list at least one network".into());
+        }
+        for (i, net) in trusted.from.iter().enumerate() {
+            if net.parse::<ipnet::IpNet>().is_err() && net.parse::<std::net::IpAddr>().is_err() {
+                push(format!("authentication.trusted_headers.from[{i}]"), format!("`{net}` is not a CIDR"));
+            }
+        }
+    }
+    if spec.assertion.ttl.is_zero() || spec.assertion.ttl.as_secs() > 60 {
+        push("authentication.assertion.ttl".into(), "must be between 1s and 60s".into());
+    }
+    if spec.max_token_bytes == 0 {
+        push("authentication.max_token_bytes".into(), "must be greater than 0".into());
+    }
+}
+
+/// Builds the configured issuers (keys load in the background).
+pub fn build_issuers(spec: &AuthnSpec, http: &reqwest::Client) -> anyhow::Result<Vec<Arc<Issuer>>> {
+    spec.issuers
+        .iter()
+        .map(|s| {
+            let keys = match &s.keys.secret_env {
+                Some(var) => {
+                    let secret = std::env::var(var)
+                        .map_err(|_| anyhow::anyhow!("environment variable {var} is not set"))?;
+                    KeyStore::fixed(KeySet::hmac(secret.as_bytes()), http.clone())
+                }
+                None => KeyStore::new(
+                    KeySource::from_spec(&s.keys, &s.issuer),
+                    s.refetch_min_interval,
+                    http.clone(),
+                ),
+            };
+            Ok(Arc::new(Issuer {
+                issuer: s.issuer.clone(),
+                audiences: s.audiences.clone(),
+                algorithms: algorithms(s).map_err(anyhow::Error::msg)?,
+                keys: Arc::new(keys),
+                leeway: s.leeway,
+                required_claims: s.required_claims.clone(),
+                claims: s.claims.clone(),
+                required_for_readiness: s.required_for_readiness,
+                refresh_every: s.jwks_ttl,
+            }))
+        })
+        .collect()
+}
+
+/// The dev issuer: fixed ES256 key, audience `palisade`.
+pub fn dev_issuer(spec: &DevIssuerSpec, signer: &Signer, http: &reqwest::Client) -> Issuer {
+    Issuer {
+        issuer: spec.issuer.clone(),
+        audiences: vec!["palisade".into()],
+        algorithms: vec![Algorithm::ES256],
+        keys: Arc::new(KeyStore::fixed(signer.key_set(), http.clone())),
+        leeway: std::time::Duration::from_secs(30),
+        required_claims: vec!["sub".into()],
+        claims: Default::default(),
+        required_for_readiness: true,
+        refresh_every: std::time::Duration::from_secs(3600),
+    }
+}

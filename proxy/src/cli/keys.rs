@@ -1,0 +1,162 @@
+//! `palisade keys create|list|revoke` and `palisade tokens revoke`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::authn::apikey::{self, KeysFile};
+
+/// API key management (the keys file named by `authentication.api_keys.file`).
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key; prints the secret token once.
+    Create {
+        /// The keys file.
+        #[arg(short, long)]
+        file: PathBuf,
+        /// Who the key belongs to.
+        #[arg(long)]
+        owner: String,
+        /// Roles (repeatable).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Scopes (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Rate-limit tier.
+        #[arg(long)]
+        tier: Option<String>,
+        /// Lifetime, e.g. `90d`; default: no expiry.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
+    },
+    /// List keys (never their secrets).
+    List {
+        /// The keys file.
+        #[arg(short, long)]
+        file: PathBuf,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// The keys file.
+        #[arg(short, long)]
+        file: PathBuf,
+        /// The key id.
+        id: String,
+    },
+}
+
+/// Token revocation.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Revoke a JWT by its `jti` on a running proxy (through its admin listener).
+    Revoke {
+        /// The token's `jti`.
+        jti: String,
+        /// The proxy's admin address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: String,
+    },
+}
+
+/// Runs a `keys` command.
+pub fn keys(cmd: KeysCommand) -> ExitCode {
+    match run_keys(cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("palisade keys: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Create {
+            file,
+            owner,
+            roles,
+            scopes,
+            tenant,
+            tier,
+            expires_in,
+        } => {
+            let mut keys = KeysFile::load(&file)?;
+            let (mut record, token) = apikey::generate(&owner);
+            record.roles = roles;
+            record.scopes = scopes;
+            record.tenant = tenant;
+            record.tier = tier;
+            record.expires_at = expires_in.map(|d| {
+                let t = time::OffsetDateTime::now_utc() + d;
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            });
+            let id = record.id.clone();
+            keys.keys.push(record);
+            keys.save(&file)?;
+            eprintln!("created key {id} for {owner}; the token is shown once:");
+            println!("{token}");
+        }
+        KeysCommand::List { file } => {
+            println!("{:<14} {:<16} {:<24} {:<8} EXPIRES", "ID", "OWNER", "ROLES", "STATE");
+            for k in KeysFile::load(&file)?.keys {
+                let state = if k.revoked { "revoked" } else { "active" };
+                println!(
+                    "{:<14} {:<16} {:<24} {:<8} {}",
+                    k.id,
+                    k.owner,
+                    k.roles.join(","),
+                    state,
+                    k.expires_at.as_deref().unwrap_or("never")
+                );
+            }
+        }
+        KeysCommand::Revoke { file, id } => {
+            let mut keys = KeysFile::load(&file)?;
+            let key = keys
+                .keys
+                .iter_mut()
+                .find(|k| k.id == id)
+                .ok_or_else(|| anyhow::anyhow!("no key with id {id} in {}", file.display()))?;
+            key.revoked = true;
+            keys.save(&file)?;
+            eprintln!("revoked key {id}; running proxies pick the change up within a second");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a `tokens` command.
+pub fn tokens(cmd: TokensCommand) -> ExitCode {
+    let TokensCommand::Revoke { jti, admin } = cmd;
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("palisade tokens: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://{admin}/revocations"))
+            .json(&serde_json::json!({ "jti": jti }))
+            .send()
+            .await?
+            .error_for_status()
+    });
+    match result {
+        Ok(_) => {
+            eprintln!("revoked token {jti}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade tokens revoke: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
