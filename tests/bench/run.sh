@@ -1,0 +1,494 @@
+#!/usr/bin/env bash
+# Whole-system load benchmark on loopback: direct vs nginx vs palisade, side by side.
+#
+#   bash tests/bench/run.sh                      # 10 s per load run
+#   BENCH_DURATION=2s bash tests/bench/run.sh    # quick mode
+#
+# Everything runs on 127.0.0.1 with ports picked at run time; every process this script starts
+# is stopped on exit, also on failure. Results: a table on stdout, target/bench/results.json,
+# logs and the generated configs in target/bench/. See tests/bench/README.md for the knobs and
+# how to read the numbers.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+
+DURATION="${BENCH_DURATION:-10s}"
+CONNS="${BENCH_CONNS:-64}"
+WRK_THREADS="${BENCH_WRK_THREADS:-1}"
+PROXY_THREADS="${BENCH_PROXY_THREADS:-1}"
+UPSTREAM_THREADS="${BENCH_UPSTREAM_THREADS:-1}"
+ROUNDS="${BENCH_ROUNDS:-1}"
+H2="${BENCH_H2:-1}"
+H2_CLIENTS="${BENCH_H2_CLIENTS:-8}"
+H2_STREAMS="${BENCH_H2_STREAMS:-8}"
+SSE_STREAMS="${BENCH_SSE_STREAMS:-50}"
+SSE_EVENTS="${BENCH_SSE_EVENTS:-200}"
+SSE_INTERVAL_MS="${BENCH_SSE_INTERVAL_MS:-10}"
+SSE_THREADS="${BENCH_SSE_THREADS:-1}"
+OUT="${BENCH_OUT:-$ROOT/target/bench}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+BIN="$TARGET_DIR/release"
+
+die() {
+    echo "bench: error: $*" >&2
+    exit 1
+}
+log() { echo "bench: $*" >&2; }
+
+# ---- arguments -------------------------------------------------------------------------------
+[[ "$DURATION" =~ ^([0-9]+)(s|m)?$ ]] || die "BENCH_DURATION must look like 10s, 2s or 1m (got '$DURATION')"
+DUR_S="${BASH_REMATCH[1]}"
+[[ "${BASH_REMATCH[2]}" == m ]] && DUR_S=$((DUR_S * 60))
+((DUR_S >= 1)) || die "BENCH_DURATION must be at least 1s"
+for v in ROUNDS CONNS WRK_THREADS PROXY_THREADS UPSTREAM_THREADS H2_CLIENTS H2_STREAMS SSE_STREAMS \
+    SSE_EVENTS SSE_INTERVAL_MS SSE_THREADS; do
+    [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "BENCH_$v must be a positive integer (got '${!v}')"
+done
+((CONNS >= WRK_THREADS)) || die "BENCH_CONNS ($CONNS) must be >= BENCH_WRK_THREADS ($WRK_THREADS)"
+
+# ---- tools -----------------------------------------------------------------------------------
+command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
+command -v timeout >/dev/null || die "timeout (coreutils) not found"
+find_nginx() { command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true; }
+missing=()
+command -v wrk >/dev/null || missing+=(wrk)
+[[ -n "$(find_nginx)" ]] || missing+=(nginx)
+if [[ "$H2" == 1 ]] && ! command -v h2load >/dev/null; then missing+=(nghttp2-client); fi
+if ((${#missing[@]})); then
+    [[ "$(id -u)" == 0 ]] || die "missing ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}"
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+    log "installing ${missing[*]}"
+    # Keep the nginx package from starting its system service (port 80) while installing.
+    policy_added=0
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_added=1
+    fi
+    install_ok=1
+    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"; } >&2 || install_ok=0
+    ((policy_added)) && rm -f /usr/sbin/policy-rc.d
+    ((install_ok)) || die "apt-get install ${missing[*]} failed"
+fi
+NGINX="$(find_nginx)"
+[[ -n "$NGINX" ]] || die "nginx still not found after installing"
+
+# ---- build (release only: this is where it is measured) --------------------------------------
+log "building release binaries"
+cargo build --release -p palisade-proxy --bin palisade >&2 || die "cargo build of palisade failed"
+cargo build --release -p palisade-e2e --bin bench-upstream --bin bench-sse >&2 ||
+    die "cargo build of the bench helpers failed"
+for b in palisade bench-upstream bench-sse; do
+    [[ -x "$BIN/$b" ]] || die "$BIN/$b missing after the build"
+done
+
+# ---- processes and cleanup -------------------------------------------------------------------
+mkdir -p "$OUT/logs"
+rm -f "$OUT"/logs/* "$OUT/results.json"
+LOGS="$OUT/logs"
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/palisade-bench.XXXXXX")"
+chmod 755 "$TMP"
+PIDS=()
+
+# The script's own stderr, for cleanup: a signal can run the EXIT trap while a redirected
+# command (a load run writing its log) is still the current context.
+exec {STDERR_FD}>&2
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    exec 2>&"$STDERR_FD" >&2
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for _ in $(seq 50); do
+        local alive=0
+        for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
+    for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    cp "$TMP"/*.yaml "$TMP"/*.conf "$LOGS"/ 2>/dev/null || true
+    rm -rf "$TMP"
+    if ((rc != 0)); then echo "bench: failed (exit $rc); logs in $LOGS" >&2; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Starts "$@" in the background with output to $LOGS/$1.log; sets STARTED_PID.
+start() {
+    local name=$1
+    shift
+    "$@" >"$LOGS/$name.log" 2>&1 &
+    STARTED_PID=$!
+    PIDS+=("$STARTED_PID")
+}
+
+# Prints the status line of GET $2 on 127.0.0.1:$1 (plain bash, no curl needed).
+status_line() {
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
+        IFS= read -r -t 2 line <&3 || exit 1
+        echo "${line%$'\r'}"
+    ) 2>/dev/null
+}
+
+# Waits until GET $3 on port $2 answers 200, while process $4 (named $1) stays alive.
+wait_ready() {
+    local name=$1 port=$2 path=$3 pid=$4
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || {
+            tail -n 20 "$LOGS/$name.log" >&2
+            die "$name exited during start-up (log: $LOGS/$name.log)"
+        }
+        [[ "$(status_line "$port" "$path")" == "HTTP/1.1 200"* ]] && return 0
+        sleep 0.1
+    done
+    tail -n 20 "$LOGS/$name.log" >&2
+    die "$name did not answer 200 on 127.0.0.1:$port$path within 10 s"
+}
+
+# ---- ports -----------------------------------------------------------------------------------
+mapfile -t PORTS < <("$BIN/bench-upstream" ports 5)
+((${#PORTS[@]} == 5)) || die "could not pick free loopback ports"
+UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} NGINX_H2_PORT=${PORTS[2]} PAL_PORT=${PORTS[3]} ADMIN_PORT=${PORTS[4]}
+
+# ---- upstream --------------------------------------------------------------------------------
+start upstream "$BIN/bench-upstream" --threads "$UPSTREAM_THREADS" --port "$UP_PORT"
+UP_PID=$STARTED_PID
+wait_ready upstream "$UP_PORT" /small "$UP_PID"
+
+# ---- nginx -----------------------------------------------------------------------------------
+# A plain, well-tuned reverse proxy: keepalive pool upstream over HTTP/1.1, no response
+# buffering (SSE), no access log, as many workers as palisade has threads, and the same kind of
+# forwarding headers palisade adds. nginx 1.22 cannot serve h2c and HTTP/1.1 on one port, so
+# h2c gets a second listen port.
+mkdir -p "$TMP/nginx"
+user_line=""
+[[ "$(id -u)" == 0 ]] && user_line="user root;"
+cat >"$TMP/nginx.conf" <<EOF
+$user_line
+worker_processes $PROXY_THREADS;
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    client_body_temp_path $TMP/nginx/client_body;
+    proxy_temp_path $TMP/nginx/proxy;
+    fastcgi_temp_path $TMP/nginx/fastcgi;
+    uwsgi_temp_path $TMP/nginx/uwsgi;
+    scgi_temp_path $TMP/nginx/scgi;
+    keepalive_timeout 65s;
+    keepalive_requests 1000000;
+    http2_max_requests 1000000;
+    upstream bench {
+        server 127.0.0.1:$UP_PORT;
+        keepalive 256;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        listen 127.0.0.1:$NGINX_H2_PORT http2;
+        location / {
+            proxy_pass http://bench;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$proxy_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Request-Id \$request_id;
+            proxy_buffering off;
+            proxy_read_timeout 300s;
+        }
+    }
+}
+EOF
+"$NGINX" -t -q -p "$TMP/nginx" -c "$TMP/nginx.conf" >"$LOGS/nginx-test.log" 2>&1 ||
+    { cat "$LOGS/nginx-test.log" >&2; die "nginx rejected its config ($TMP/nginx.conf)"; }
+start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx.conf"
+NGINX_PID=$STARTED_PID
+wait_ready nginx "$NGINX_PORT" /small "$NGINX_PID"
+
+# ---- palisade --------------------------------------------------------------------------------
+cat >"$TMP/palisade.yaml" <<EOF
+listeners:
+  - name: bench
+    address: 127.0.0.1:$PAL_PORT
+    h2c: true
+admin:
+  address: 127.0.0.1:$ADMIN_PORT
+server:
+  threads: $PROXY_THREADS
+  drain_timeout: 1s
+  log_format: json
+  log_level: warn
+upstreams:
+  bench:
+    address: 127.0.0.1:$UP_PORT
+    connect_timeout: 2s
+routes:
+  - name: small
+    match:
+      path_prefix: /small
+      methods: [GET]
+    upstream: bench
+  - name: sse
+    match:
+      path_prefix: /sse
+      methods: [GET]
+    upstream: bench
+EOF
+"$BIN/palisade" validate -c "$TMP/palisade.yaml" >"$LOGS/palisade-validate.log" 2>&1 ||
+    { cat "$LOGS/palisade-validate.log" >&2; die "palisade rejected its config"; }
+start palisade "$BIN/palisade" run -c "$TMP/palisade.yaml"
+PAL_PID=$STARTED_PID
+wait_ready palisade "$ADMIN_PORT" /readyz "$PAL_PID"
+wait_ready palisade "$PAL_PORT" /small "$PAL_PID"
+
+declare -A PORT_OF=([direct]=$UP_PORT [nginx]=$NGINX_PORT [palisade]=$PAL_PORT)
+declare -A H2_PORT_OF=([direct]=$UP_PORT [nginx]=$NGINX_H2_PORT [palisade]=$PAL_PORT)
+SETUPS=(direct nginx palisade)
+
+# ---- measurements ----------------------------------------------------------------------------
+# Per round, keyed "workload/setup/round": rate (req/s or events/s), latencies in ms, errors,
+# and the proxy's CPU time per request (or per event) in µs. The reported value of a
+# workload/setup is the round with the median rate.
+declare -A RATE P50 P99 MEAN ERRS CPU
+ROWS=()
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
+# wrk prints latencies as 512.00us / 1.23ms / 1.02s; converts to ms.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        if (v ~ /us$/) { sub(/us$/, "", v); printf "%.3f", v / 1000 }
+        else if (v ~ /ms$/) { sub(/ms$/, "", v); printf "%.3f", v }
+        else if (v ~ /m$/) { sub(/m$/, "", v); printf "%.3f", v * 60000 }
+        else if (v ~ /s$/) { sub(/s$/, "", v); printf "%.3f", v * 1000 }
+        else printf "nan" }'
+}
+
+# The value of numeric field $2 in the one-line JSON object in file $1.
+json_num() { grep -o "\"$2\":[-0-9.eE+]*" "$1" | head -n1 | cut -d: -f2; }
+
+bounded() { timeout --kill-after=5 "$1" "${@:2}"; }
+
+# CPU time in ns of process $1 and its children (nginx's workers): the sum of every thread's
+# run time from /proc/<pid>/task/<tid>/schedstat (ns resolution), or utime + stime from
+# /proc/<pid>/stat (clock ticks) where schedstat is missing.
+cpu_ns() {
+    local total=0 f s pid fields t run
+    for f in /proc/[0-9]*/stat; do
+        { read -r s <"$f"; } 2>/dev/null || continue
+        pid=${f#/proc/}
+        pid=${pid%/stat}
+        read -r -a fields <<<"${s##*) }"
+        # After "pid (comm) ": [0]=state [1]=ppid … [11]=utime [12]=stime.
+        [[ "$pid" == "$1" || "${fields[1]}" == "$1" ]] || continue
+        if [[ -r "/proc/$pid/schedstat" ]]; then
+            for t in /proc/"$pid"/task/*/schedstat; do
+                { read -r run _ <"$t"; } 2>/dev/null && total=$((total + run))
+            done
+        else
+            total=$((total + (fields[11] + fields[12]) * 1000000000 / CLK_TCK))
+        fi
+    done
+    echo "$total"
+}
+declare -A CPU_PID=([nginx]=$NGINX_PID [palisade]=$PAL_PID)
+CPU_BEFORE=0
+cpu_start() { [[ -n "${CPU_PID[$1]:-}" ]] && CPU_BEFORE=$(cpu_ns "${CPU_PID[$1]}") || true; }
+# µs of proxy CPU per unit of work ($2 units since cpu_start), or n/a for direct.
+cpu_per() {
+    [[ -n "${CPU_PID[$1]:-}" ]] || { echo n/a; return; }
+    local after
+    after=$(cpu_ns "${CPU_PID[$1]}")
+    awk -v t=$((after - CPU_BEFORE)) -v n="$2" \
+        'BEGIN { if (n + 0 == 0) print "n/a"; else printf "%.2f", t / 1000 / n }'
+}
+
+run_wrk() {
+    local setup=$1 seconds=$2 file=$3
+    bounded $((seconds + 30)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${seconds}s" --latency \
+        "http://127.0.0.1:${PORT_OF[$setup]}/small" >"$file" 2>&1 ||
+        { cat "$file" >&2; die "wrk against $setup failed"; }
+}
+
+bench_small_h1() {
+    local setup=$1 round=$2 key="small-h1/$1/$2" file="$LOGS/wrk-$1-$2.txt"
+    log "small GET, HTTP/1.1, $setup (round $round): wrk -t$WRK_THREADS -c$CONNS -d$DURATION"
+    ((round > 1)) || run_wrk "$setup" 1 "$LOGS/wrk-$setup-warmup.txt"
+    cpu_start "$setup"
+    run_wrk "$setup" "$DUR_S" "$file"
+    local n
+    n=$(awk '/requests in/ {print $1}' "$file")
+    CPU[$key]=$(cpu_per "$setup" "$n")
+    RATE[$key]=$(awk '/^Requests\/sec:/ {print $2}' "$file")
+    P50[$key]=$(to_ms "$(awk '$1 == "50%" {print $2}' "$file")")
+    P99[$key]=$(to_ms "$(awk '$1 == "99%" {print $2}' "$file")")
+    MEAN[$key]=$(to_ms "$(awk '$1 == "Latency" && NF > 2 {print $2; exit}' "$file")")
+    ERRS[$key]=$(awk '/Non-2xx or 3xx/ {n += $NF}
+        /Socket errors/ {gsub(/,/, ""); n += $4 + $6 + $8 + $10} END {print n + 0}' "$file")
+    [[ -n "${RATE[$key]}" && "${n:-0}" -gt 0 ]] || { cat "$file" >&2; die "could not read wrk's output for $setup"; }
+}
+
+bench_small_h2() {
+    local setup=$1 round=$2 key="small-h2/$1/$2" file="$LOGS/h2load-$1-$2.txt"
+    local url="http://127.0.0.1:${H2_PORT_OF[$setup]}/small"
+    log "small GET, h2c, $setup (round $round): h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DUR_S"
+    cpu_start "$setup"
+    # The warm-up second is inside the CPU window: per-request CPU is over all requests.
+    bounded $((DUR_S + 30)) h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$DUR_S" \
+        --warm-up-time 1 "$url" >"$file" 2>&1 || { cat "$file" >&2; die "h2load against $setup failed"; }
+    local ok
+    ok=$(awk '/^requests:/ {gsub(/,/, ""); print $8}' "$file")
+    [[ "${ok:-0}" -gt 0 ]] || { cat "$file" >&2; die "h2load against $setup: no successful requests"; }
+    local rate
+    rate=$(awk '/^finished in/ {gsub(/,/, ""); print $4}' "$file")
+    # h2load counts only the measured period; scale to the warm-up + measured CPU window.
+    CPU[$key]=$(cpu_per "$setup" "$(awk -v r="$rate" -v d="$DUR_S" 'BEGIN {printf "%d", r * (d + 1)}')")
+    RATE[$key]=$rate
+    # "time for request:  min  max  mean  sd  +/-sd": h2load reports no percentiles.
+    MEAN[$key]=$(to_ms "$(awk '/^time for request:/ {print $6}' "$file")")
+    P50[$key]=n/a
+    P99[$key]=n/a
+    ERRS[$key]=$(awk '/^requests:/ {gsub(/,/, ""); print $10 + $12 + $14}' "$file")
+}
+
+bench_sse() {
+    local setup=$1 round=$2 key="sse/$1/$2" file="$LOGS/sse-$1-$2.json"
+    local url="http://127.0.0.1:${PORT_OF[$setup]}/sse?events=$SSE_EVENTS&interval_ms=$SSE_INTERVAL_MS"
+    log "SSE, $setup (round $round): $SSE_STREAMS streams x $SSE_EVENTS events every ${SSE_INTERVAL_MS} ms"
+    local budget=$((SSE_EVENTS * SSE_INTERVAL_MS / 1000 + 30))
+    cpu_start "$setup"
+    bounded $((budget + 10)) "$BIN/bench-sse" --url "$url" --streams "$SSE_STREAMS" \
+        --events "$SSE_EVENTS" --stagger-ms "$SSE_INTERVAL_MS" --timeout-s "$budget" \
+        --threads "$SSE_THREADS" >"$file" 2>"$LOGS/sse-$setup-$round.err" ||
+        { cat "$file" "$LOGS/sse-$setup-$round.err" >&2; die "bench-sse against $setup failed"; }
+    CPU[$key]=$(cpu_per "$setup" "$(json_num "$file" events)")
+    RATE[$key]=$(json_num "$file" events_per_s)
+    P50[$key]=$(awk -v v="$(json_num "$file" p50_us)" 'BEGIN {printf "%.3f", v / 1000}')
+    P99[$key]=$(awk -v v="$(json_num "$file" p99_us)" 'BEGIN {printf "%.3f", v / 1000}')
+    MEAN[$key]=n/a
+    ERRS[$key]=$(json_num "$file" failed_streams)
+}
+
+# Rounds interleave the setups (direct, nginx, palisade, direct, …) so slow drifts in machine
+# load hit all three alike.
+measure() {
+    local workload=$1 fn=$2 round setup
+    for round in $(seq "$ROUNDS"); do
+        for setup in "${SETUPS[@]}"; do "$fn" "$setup" "$round"; done
+    done
+    for setup in "${SETUPS[@]}"; do
+        # The round with the median rate stands for the workload/setup.
+        local median
+        median=$(for round in $(seq "$ROUNDS"); do echo "${RATE[$workload/$setup/$round]} $round"; done |
+            sort -g | awk '{ r[NR] = $2 } END { print r[int((NR + 1) / 2)] }')
+        local key="$workload/$setup"
+        RATE[$key]=${RATE[$key/$median]} P50[$key]=${P50[$key/$median]} P99[$key]=${P99[$key/$median]}
+        MEAN[$key]=${MEAN[$key/$median]} ERRS[$key]=${ERRS[$key/$median]} CPU[$key]=${CPU[$key/$median]}
+        ROWS+=("$key")
+    done
+}
+
+measure small-h1 bench_small_h1
+[[ "$H2" == 1 ]] && measure small-h2 bench_small_h2
+measure sse bench_sse
+
+declare -A PID_OF=([upstream]=$UP_PID [nginx]=$NGINX_PID [palisade]=$PAL_PID)
+for name in "${!PID_OF[@]}"; do
+    kill -0 "${PID_OF[$name]}" 2>/dev/null || die "$name died during the benchmark (log: $LOGS/$name.log)"
+done
+
+# ---- report ----------------------------------------------------------------------------------
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "n/a") print "n/a"; else printf "%.3f", a / b }'; }
+diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a") print "n/a"; else printf "%.3f", a - b }'; }
+json_val() { if [[ "$1" =~ ^-?[0-9.]+$ ]]; then echo "$1"; else echo null; fi; }
+# The latency a workload's "added" figure compares: p99, or the mean for h2 (no percentiles).
+lat_of() { if [[ $1 == small-h2 ]]; then echo MEAN; else echo P99; fi; }
+
+GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+GIT_DIRTY=$([[ -n "$(git status --porcelain -- proxy 2>/dev/null)" ]] && echo true || echo false)
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+{
+    echo
+    echo "Palisade load benchmark — $NOW, rev $GIT_REV$([[ $GIT_DIRTY == true ]] && echo ' (proxy/ modified)'), $(nproc) cores, load avg $LOAD"
+    echo "proxy threads = nginx workers = $PROXY_THREADS, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION,"
+    echo "h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DUR_S, SSE $SSE_STREAMS streams x $SSE_EVENTS events / ${SSE_INTERVAL_MS} ms, rounds $ROUNDS (median shown)"
+    echo
+    printf '%-9s %-9s %15s %8s %8s %8s %10s %7s\n' workload setup rate "p50 ms" "p99 ms" "mean ms" "cpu us/op" errors
+    printf '%-9s %-9s %15s %8s %8s %8s %10s %7s\n' --------- --------- --------------- -------- -------- -------- ---------- -------
+    for key in "${ROWS[@]}"; do
+        unit="req/s"
+        [[ $key == sse/* ]] && unit="ev/s"
+        printf '%-9s %-9s %9.0f %-5s %8s %8s %8s %10s %7s\n' "${key%/*}" "${key#*/}" "${RATE[$key]}" "$unit" \
+            "${P50[$key]}" "${P99[$key]}" "${MEAN[$key]}" "${CPU[$key]}" "${ERRS[$key]}"
+    done
+    echo
+    echo "ratios of rate, and latency added by each proxy (proxy - direct):"
+    for w in small-h1 small-h2 sse; do
+        [[ -n "${RATE[$w/direct]:-}" ]] || continue
+        declare -n L="$(lat_of "$w")"
+        printf '  %-9s palisade/nginx %s  palisade/direct %s  nginx/direct %s  | added %s: nginx %s ms, palisade %s ms | cpu palisade/nginx %s\n' \
+            "$w" "$(ratio "${RATE[$w/palisade]}" "${RATE[$w/nginx]}")" \
+            "$(ratio "${RATE[$w/palisade]}" "${RATE[$w/direct]}")" \
+            "$(ratio "${RATE[$w/nginx]}" "${RATE[$w/direct]}")" "$(lat_of "$w" | tr 'A-Z' 'a-z')" \
+            "$(diff_ms "${L[$w/nginx]}" "${L[$w/direct]}")" "$(diff_ms "${L[$w/palisade]}" "${L[$w/direct]}")" \
+            "$(ratio "${CPU[$w/palisade]}" "${CPU[$w/nginx]}")"
+        unset -n L
+    done
+    echo "  cpu us/op: on-CPU time of the proxy's processes (all threads; nginx master + workers) per request or per SSE event."
+    [[ "$H2" == 1 ]] && echo "  h2 rows: h2load prints no percentiles, so they compare mean latency; nginx 1.22 serves h2c on a second port."
+    echo
+} | tee "$OUT/table.txt"
+
+{
+    echo "{"
+    echo "  \"date\": \"$NOW\", \"git_rev\": \"$GIT_REV\", \"proxy_modified\": $GIT_DIRTY,"
+    echo "  \"cores\": $(nproc), \"load_avg\": \"$LOAD\","
+    echo "  \"config\": {\"duration_s\": $DUR_S, \"rounds\": $ROUNDS, \"conns\": $CONNS, \"wrk_threads\": $WRK_THREADS,"
+    echo "    \"proxy_threads\": $PROXY_THREADS, \"upstream_threads\": $UPSTREAM_THREADS,"
+    echo "    \"h2_clients\": $H2_CLIENTS, \"h2_streams_per_client\": $H2_STREAMS,"
+    echo "    \"sse_streams\": $SSE_STREAMS, \"sse_events\": $SSE_EVENTS, \"sse_interval_ms\": $SSE_INTERVAL_MS},"
+    echo "  \"results\": ["
+    n=0
+    for key in "${ROWS[@]}"; do
+        n=$((n + 1))
+        sep=","
+        ((n == ${#ROWS[@]})) && sep=""
+        printf '    {"workload": "%s", "setup": "%s", "rate": %s, "rate_unit": "%s", "p50_ms": %s, "p99_ms": %s, "mean_ms": %s, "proxy_cpu_us_per_op": %s, "errors": %s}%s\n' \
+            "${key%/*}" "${key#*/}" "$(json_val "${RATE[$key]}")" "$([[ $key == sse/* ]] && echo events/s || echo req/s)" \
+            "$(json_val "${P50[$key]}")" "$(json_val "${P99[$key]}")" "$(json_val "${MEAN[$key]}")" \
+            "$(json_val "${CPU[$key]}")" "$(json_val "${ERRS[$key]}")" "$sep"
+    done
+    echo "  ],"
+    echo "  \"ratios\": {"
+    first=1
+    for w in small-h1 small-h2 sse; do
+        [[ -n "${RATE[$w/direct]:-}" ]] || continue
+        declare -n L="$(lat_of "$w")"
+        ((first)) || echo ","
+        first=0
+        printf '    "%s": {"palisade_over_nginx": %s, "palisade_over_direct": %s, "nginx_over_direct": %s, "added_latency": "%s", "added_ms_nginx": %s, "added_ms_palisade": %s, "cpu_palisade_over_nginx": %s}' \
+            "$w" "$(json_val "$(ratio "${RATE[$w/palisade]}" "${RATE[$w/nginx]}")")" \
+            "$(json_val "$(ratio "${RATE[$w/palisade]}" "${RATE[$w/direct]}")")" \
+            "$(json_val "$(ratio "${RATE[$w/nginx]}" "${RATE[$w/direct]}")")" "$(lat_of "$w" | tr 'A-Z' 'a-z')" \
+            "$(json_val "$(diff_ms "${L[$w/nginx]}" "${L[$w/direct]}")")" \
+            "$(json_val "$(diff_ms "${L[$w/palisade]}" "${L[$w/direct]}")")" \
+            "$(json_val "$(ratio "${CPU[$w/palisade]}" "${CPU[$w/nginx]}")")"
+        unset -n L
+    done
+    echo
+    echo "  }"
+    echo "}"
+} >"$OUT/results.json"
+log "results: $OUT/results.json (table: $OUT/table.txt, logs: $LOGS)"

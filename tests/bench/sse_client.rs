@@ -1,0 +1,209 @@
+//! `bench-sse`: opens concurrent SSE streams and measures the latency each event picked up on
+//! its way from `bench-upstream` to here.
+//!
+//! ```text
+//! bench-sse --url http://127.0.0.1:PORT/sse?events=200&interval_ms=10 \
+//!           [--streams 50] [--events 200] [--timeout-s 60] [--stagger-ms 0] [--threads 1]
+//! ```
+//!
+//! `--stagger-ms` spreads the stream starts evenly over that many milliseconds (pass the event
+//! interval, so the streams' events interleave instead of all firing at once).
+//!
+//! Every event's data carries the upstream's emit time (`"ts"`, ns since the UNIX epoch); the
+//! client reads the wall clock (`SystemTime`) as soon as the chunk completing the event arrives.
+//! Both ends run on the same machine, so they share the clock. Prints one JSON object:
+//! `{"streams":…,"events":…,"expected_events":…,"failed_streams":…,"elapsed_s":…,
+//! "events_per_s":…,"p50_us":…,"p90_us":…,"p99_us":…,"max_us":…}`, and exits non-zero when a
+//! stream failed or delivered fewer events than `--events`.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use palisade_wire::sse::{SseItem, SseParser};
+
+struct Options {
+    url: String,
+    streams: usize,
+    events: usize,
+    timeout: Duration,
+    stagger: Duration,
+    threads: usize,
+}
+
+/// What one stream saw.
+struct StreamResult {
+    latencies_ns: Vec<i64>,
+    error: Option<String>,
+}
+
+fn main() {
+    let options = match parse_args() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("bench-sse: {e}");
+            std::process::exit(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads.max(1))
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let ok = runtime.block_on(run(&options));
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut o = Options {
+        url: String::new(),
+        streams: 50,
+        events: 200,
+        timeout: Duration::from_secs(60),
+        stagger: Duration::ZERO,
+        threads: 1,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().cloned().ok_or(format!("{arg} needs a value"));
+        let num = |v: String| v.parse::<usize>().map_err(|e| format!("{arg}: {e}"));
+        match arg.as_str() {
+            "--url" => o.url = value()?,
+            "--streams" => o.streams = num(value()?)?,
+            "--events" => o.events = num(value()?)?,
+            "--timeout-s" => o.timeout = Duration::from_secs(num(value()?)? as u64),
+            "--stagger-ms" => o.stagger = Duration::from_millis(num(value()?)? as u64),
+            "--threads" => o.threads = num(value()?)?,
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    if o.url.is_empty() {
+        return Err("--url is required".into());
+    }
+    Ok(o)
+}
+
+async fn run(o: &Options) -> bool {
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(o.streams)
+        .build()
+        .expect("http client");
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + o.timeout;
+    // Spread the stream starts over one interval so the upstream's ticks do not all fire at
+    // the same instant: a burst of `streams` simultaneous events measures queueing in the
+    // client and the upstream more than anything in between.
+    let tasks: Vec<_> = (0..o.streams)
+        .map(|i| {
+            let delay = o.stagger * i as u32 / o.streams as u32;
+            tokio::spawn(one_stream(client.clone(), o.url.clone(), delay, deadline))
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(o.streams * o.events);
+    let mut failed = 0usize;
+    let mut short = 0usize;
+    for task in tasks {
+        let result = task.await.unwrap_or_else(|e| StreamResult {
+            latencies_ns: Vec::new(),
+            error: Some(format!("task: {e}")),
+        });
+        if let Some(error) = &result.error {
+            failed += 1;
+            if failed <= 3 {
+                eprintln!("bench-sse: stream failed: {error}");
+            }
+        } else if result.latencies_ns.len() < o.events {
+            short += 1;
+        }
+        latencies.extend(result.latencies_ns);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let pct = |p: f64| percentile_us(&latencies, p);
+    let report = serde_json::json!({
+        "streams": o.streams,
+        "events": latencies.len(),
+        "expected_events": o.streams * o.events,
+        "failed_streams": failed,
+        "short_streams": short,
+        "elapsed_s": elapsed,
+        "events_per_s": latencies.len() as f64 / elapsed,
+        "p50_us": pct(50.0),
+        "p90_us": pct(90.0),
+        "p99_us": pct(99.0),
+        "max_us": pct(100.0),
+    });
+    println!("{report}");
+    failed == 0 && short == 0
+}
+
+async fn one_stream(
+    client: reqwest::Client,
+    url: String,
+    delay: Duration,
+    deadline: tokio::time::Instant,
+) -> StreamResult {
+    let mut out = StreamResult {
+        latencies_ns: Vec::new(),
+        error: None,
+    };
+    let read = async {
+        tokio::time::sleep(delay).await;
+        let resp = client
+            .get(&url)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("status {}", resp.status()));
+        }
+        let mut parser = SseParser::new();
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| format!("body: {e}"))?;
+            let now = now_ns();
+            parser.push(&chunk);
+            while let Some(item) = parser.next_item() {
+                if let Ok(SseItem::Event(event)) = item {
+                    let ts = event
+                        .data
+                        .as_deref()
+                        .and_then(emit_ts)
+                        .ok_or("event without ts")?;
+                    out.latencies_ns.push(now - ts);
+                }
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => out.error = Some(e),
+        Err(_) => out.error = Some("timed out".into()),
+    }
+    out
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The `ts` field of `{"seq":…,"ts":…}`.
+fn emit_ts(data: &str) -> Option<i64> {
+    let value: serde_json::Value = serde_json::from_str(data).ok()?;
+    value.get("ts")?.as_i64()
+}
+
+/// The `p`th percentile (nearest rank) of sorted nanosecond samples, in microseconds.
+fn percentile_us(sorted_ns: &[i64], p: f64) -> f64 {
+    if sorted_ns.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted_ns.len() as f64).ceil() as usize;
+    let idx = rank.clamp(1, sorted_ns.len()) - 1;
+    sorted_ns[idx] as f64 / 1000.0
+}
