@@ -112,6 +112,36 @@ fn validate_prints_every_error_with_its_field_path() {
     assert!(!out.status.success());
 }
 
+/// Every ```yaml block in docs/authentication.md is a complete, valid config.
+#[test]
+fn authentication_doc_examples_validate() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/authentication.md")).unwrap();
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .filter(|block| block.contains("routes:"))
+        .collect();
+    assert!(blocks.len() >= 3, "Keycloak, Supabase and Auth0 examples");
+    let dir = tempfile::tempdir().unwrap();
+    for (i, block) in blocks.iter().enumerate() {
+        let file = dir.path().join(format!("auth-{i}.yaml"));
+        std::fs::write(&file, block).unwrap();
+        let out = palisade()
+            .arg("validate")
+            .arg("-c")
+            .arg(&file)
+            .env("SUPABASE_JWT_SECRET", "x".repeat(40))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "example {i} does not validate:\n{block}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

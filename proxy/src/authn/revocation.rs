@@ -93,7 +93,9 @@ impl TokenCache {
             if self.entries.len() >= self.max_entries {
                 // Still full of live tokens: make room by dropping an arbitrary entry, keeping
                 // the bound strict.
-                if let Some(victim) = self.entries.iter().next().map(|e| *e.key()) {
+                // Bind first: the iterator holds a shard lock that `remove` needs.
+                let victim = self.entries.iter().next().map(|e| *e.key());
+                if let Some(victim) = victim {
                     self.entries.remove(&victim);
                 }
             }
