@@ -411,3 +411,27 @@ async fn mtls_client_certificates_identify_services() {
     assert!(without_cert(&required).get(url(&required)).send().await.is_err(), "handshake refused without a certificate");
     assert_eq!(with_cert(&required).get(url(&required)).send().await.unwrap().status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_routes_publish_rfc9728_metadata_and_point_401s_at_it() {
+    let f = fixture("").await;
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("tools", "/mcp", "echo", "auth: required\nprotocol: mcp")
+        .top_yaml(&format!(
+            "authentication:\n  issuers:\n    - issuer: {ISS}\n      algorithms: [ES256]\n      keys: {{jwks_url: \"http://127.0.0.1:1/jwks\"}}\n      required_for_readiness: false\n"
+        ))
+        .start();
+    let resp = client().post(proxy.url("/mcp")).body("{}").send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let www = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
+    let expected_url = format!("http://{}/.well-known/oauth-protected-resource/mcp", proxy.addr());
+    assert_eq!(www, format!("Bearer resource_metadata=\"{expected_url}\""));
+
+    let doc: Value = client().get(&expected_url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(doc["resource"], format!("http://{}/mcp", proxy.addr()));
+    assert_eq!(doc["authorization_servers"], json!([ISS]));
+    assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
+    drop(f);
+}
