@@ -12,6 +12,7 @@ pub mod claims;
 pub mod config;
 pub mod jwt;
 pub mod keys;
+pub mod metadata;
 pub mod principal;
 pub mod revocation;
 pub mod signer;
@@ -75,7 +76,10 @@ impl Authenticator {
         Ok(Self {
             issuers,
             api_keys,
-            trusted: spec.trusted_headers.as_ref().map(trusted::TrustedHeaders::new),
+            trusted: spec
+                .trusted_headers
+                .as_ref()
+                .map(trusted::TrustedHeaders::new),
             cache: TokenCache::new(spec.token_cache.max_entries),
             revocations: RevocationList::default(),
             max_token_bytes: spec.max_token_bytes,
@@ -113,7 +117,11 @@ impl Authenticator {
             )),
             None if requirement == AuthRequirement::Optional => {
                 let ip = client_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-                Ok(Principal::new(PrincipalKind::Anonymous, ip, AuthMethod::Anonymous))
+                Ok(Principal::new(
+                    PrincipalKind::Anonymous,
+                    ip,
+                    AuthMethod::Anonymous,
+                ))
             }
             None => Err(ProxyError::Unauthenticated),
         }
@@ -175,7 +183,11 @@ impl Authenticator {
         request_id: &str,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = unix_now();
-        let ttl = self.assertion_spec.ttl.min(Duration::from_secs(60)).as_secs();
+        let ttl = self
+            .assertion_spec
+            .ttl
+            .min(Duration::from_secs(60))
+            .as_secs();
         self.assertion.sign(&serde_json::json!({
             "iss": self.assertion_spec.issuer,
             "sub": p.entity_uid(),
@@ -219,6 +231,15 @@ impl Authenticator {
             .ok()
     }
 
+    /// Issuer URLs of OIDC issuers (the `authorization_servers` of RFC 9728 metadata).
+    pub fn authorization_servers(&self) -> Vec<String> {
+        self.issuers
+            .iter()
+            .filter(|i| i.issuer.starts_with("https://") || i.issuer.starts_with("http://"))
+            .map(|i| i.issuer.clone())
+            .collect()
+    }
+
     /// Whether every issuer that readiness waits for has its keys.
     pub fn is_ready(&self) -> bool {
         self.issuers
@@ -252,13 +273,24 @@ impl Authenticator {
                 if modified != last_modified {
                     match apikey::KeysFile::load(path) {
                         Ok(file) => index.store(Arc::new(KeyIndex::new(file))),
-                        Err(e) => tracing::warn!(file = %path.display(), error = %e, "keeping the previous API keys"),
+                        Err(e) => {
+                            tracing::warn!(file = %path.display(), error = %e, "keeping the previous API keys")
+                        }
                     }
                     last_modified = modified;
                 }
             }
             self.revocations.purge_expired();
             tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Loads every issuer's keys once (benches and tools that do not run the background refresh).
+pub async fn jwt_keys_ready(authn: &Authenticator) {
+    for issuer in &authn.issuers {
+        if let Err(e) = issuer.keys.refresh().await {
+            tracing::warn!(issuer = %issuer.issuer, error = %e, "loading keys failed");
         }
     }
 }
@@ -283,12 +315,17 @@ fn credential(req: &RequestHeader) -> Option<Credential<'_>> {
             return Some(Credential::Unsupported);
         };
         return match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Some((scheme, token))
+                if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+            {
                 Some(Credential::Bearer(token.trim()))
             }
             _ => Some(Credential::Unsupported),
         };
     }
     let key = req.headers.get("x-api-key")?;
-    Some(key.to_str().map_or(Credential::Unsupported, |k| Credential::ApiKey(k.trim())))
+    Some(
+        key.to_str()
+            .map_or(Credential::Unsupported, |k| Credential::ApiKey(k.trim())),
+    )
 }
