@@ -42,7 +42,10 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string())
     } else {
         let pending = state.lifecycle.pending_checks().join(", ");
-        (StatusCode::SERVICE_UNAVAILABLE, format!("starting: waiting for {pending}\n"))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("starting: waiting for {pending}\n"),
+        )
     }
 }
 

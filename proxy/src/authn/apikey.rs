@@ -153,7 +153,8 @@ impl KeyIndex {
 
 /// Parses an RFC 3339 time.
 pub fn parse_time(text: &str) -> Option<SystemTime> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t.unix_timestamp().max(0) as u64))
 }
 
@@ -174,12 +175,21 @@ mod tests {
         assert_eq!(p.id, record.id);
         assert_eq!(p.roles, ["developer"]);
         assert_eq!(p.limit_tier.as_deref(), Some("gold"));
-        assert!(!token.contains(&record.hash[7..]), "the token is not the hash");
+        assert!(
+            !token.contains(&record.hash[7..]),
+            "the token is not the hash"
+        );
 
         let mut wrong = token.clone();
         wrong.pop();
         wrong.push('x');
-        for bad in [wrong.as_str(), "pk_", "pk_nope_secret", "bearer", &token[..token.len() - 1]] {
+        for bad in [
+            wrong.as_str(),
+            "pk_",
+            "pk_nope_secret",
+            "bearer",
+            &token[..token.len() - 1],
+        ] {
             assert_eq!(index.verify(bad), Err(ProxyError::Unauthenticated), "{bad}");
         }
     }
@@ -202,11 +212,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.yaml");
         let (record, token) = generate("carol");
-        KeysFile {
-            keys: vec![record],
-        }
-        .save(&path)
-        .unwrap();
+        KeysFile { keys: vec![record] }.save(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let secret = token.rsplit_once('_').unwrap().1;
         assert!(!text.contains(secret));

@@ -45,15 +45,21 @@ fn merged(claims: &Value, paths: &[String], split_spaces: bool) -> Vec<String> {
 /// Builds the `User::"<iss>|<sub>"` principal from verified claims.
 pub fn principal_from_claims(issuer: &str, claims: &Value, map: &ClaimMappingSpec) -> Principal {
     let sub = claims["sub"].as_str().unwrap_or("");
-    let mut p = Principal::new(PrincipalKind::User, format!("{issuer}|{sub}"), AuthMethod::Jwt);
+    let mut p = Principal::new(
+        PrincipalKind::User,
+        format!("{issuer}|{sub}"),
+        AuthMethod::Jwt,
+    );
     p.email = first_string(claims, &map.email);
     p.tenant = first_string(claims, &map.tenant);
     p.roles = merged(claims, &map.roles, false);
     p.groups = merged(claims, &map.groups, false);
     p.scopes = merged(claims, &map.scopes, true);
-    p.mfa = claims["amr"]
-        .as_array()
-        .is_some_and(|amr| amr.iter().filter_map(Value::as_str).any(|m| map.mfa_amr.iter().any(|x| x == m)));
+    p.mfa = claims["amr"].as_array().is_some_and(|amr| {
+        amr.iter()
+            .filter_map(Value::as_str)
+            .any(|m| map.mfa_amr.iter().any(|x| x == m))
+    });
     p.token_id = claims["jti"].as_str().map(str::to_string);
     p.expires_at = claims["exp"]
         .as_u64()
@@ -97,7 +103,8 @@ mod tests {
 
     #[test]
     fn supabase_and_auth0_shapes() {
-        let supabase = json!({"sub": "s", "role": "authenticated", "app_metadata": {"role": "admin"}});
+        let supabase =
+            json!({"sub": "s", "role": "authenticated", "app_metadata": {"role": "admin"}});
         let p = principal_from_claims("sb", &supabase, &map(&["app_metadata.role", "role"]));
         assert_eq!(p.roles, ["admin", "authenticated"]);
         assert!(!p.mfa);

@@ -109,16 +109,20 @@ pub async fn verify(
     }
     validation.set_required_spec_claims(&required);
 
-    let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| {
-        match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => ProxyError::TokenExpired,
-            _ => refuse("signature or claims invalid"),
-        }
+    let data = jsonwebtoken::decode::<Value>(token, &key.key, &validation).map_err(|e| match e
+        .kind()
+    {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature => ProxyError::TokenExpired,
+        _ => refuse("signature or claims invalid"),
     })?;
     for claim in &issuer.required_claims {
         if data.claims.get(claim).is_none_or(Value::is_null) {
             return Err(refuse("required claim missing"));
         }
     }
-    Ok(principal_from_claims(&issuer.issuer, &data.claims, &issuer.claims))
+    Ok(principal_from_claims(
+        &issuer.issuer,
+        &data.claims,
+        &issuer.claims,
+    ))
 }

@@ -39,7 +39,11 @@ impl KeySet {
             .ok_or_else(|| "JWKS has no `keys` array".to_string())?;
         let mut by_kid = HashMap::new();
         for raw in keys {
-            if raw.get("use").and_then(|u| u.as_str()).is_some_and(|u| u != "sig") {
+            if raw
+                .get("use")
+                .and_then(|u| u.as_str())
+                .is_some_and(|u| u != "sig")
+            {
                 continue;
             }
             let Ok(jwk) = serde_json::from_value::<Jwk>(raw.clone()) else {
@@ -186,8 +190,10 @@ impl KeyStore {
 
     /// Fetches now; on failure the previous keys keep serving.
     pub async fn refresh(&self) -> Result<usize, String> {
-        self.last_fetch_ms
-            .store(self.epoch.elapsed().as_millis() as u64 + 1, Ordering::SeqCst);
+        self.last_fetch_ms.store(
+            self.epoch.elapsed().as_millis() as u64 + 1,
+            Ordering::SeqCst,
+        );
         let set = match &self.source {
             KeySource::Static => return Ok(self.current().len()),
             KeySource::File(path) => {
@@ -280,7 +286,10 @@ mod tests {
         assert_eq!(set.len(), 1);
         assert_eq!(set.get(Some("ec1")).unwrap().alg, Some(Algorithm::ES256));
         assert!(set.get(Some("enc1")).is_none());
-        assert!(set.get(None).is_some(), "a single key serves tokens without kid");
+        assert!(
+            set.get(None).is_some(),
+            "a single key serves tokens without kid"
+        );
         assert!(KeySet::from_jwks(b"{}").is_err());
     }
 }

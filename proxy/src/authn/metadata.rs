@@ -15,13 +15,24 @@ pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
 
 /// The metadata URL of `route` as seen by a client at `origin` (`https://host:port`).
 pub fn metadata_url(origin: &str, route: &Route) -> String {
-    format!("{origin}{WELL_KNOWN}{}", route.path_prefix.trim_end_matches('/'))
+    format!(
+        "{origin}{WELL_KNOWN}{}",
+        route.path_prefix.trim_end_matches('/')
+    )
 }
 
 /// The metadata document for `path`, when it names an MCP route.
-pub fn document(routes: &RouteTable, path: &str, origin: &str, issuers: &[String]) -> Option<Value> {
+pub fn document(
+    routes: &RouteTable,
+    path: &str,
+    origin: &str,
+    issuers: &[String],
+) -> Option<Value> {
     let rest = path.strip_prefix(WELL_KNOWN)?;
-    let mcp = routes.routes().iter().filter(|r| r.protocol == RouteProtocol::Mcp);
+    let mcp = routes
+        .routes()
+        .iter()
+        .filter(|r| r.protocol == RouteProtocol::Mcp);
     let route = if rest.is_empty() || rest == "/" {
         mcp.clone().next()?
     } else {

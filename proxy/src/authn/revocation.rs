@@ -73,7 +73,10 @@ impl TokenCache {
     pub fn get(&self, key: &[u8; 32], revoked: &RevocationList) -> Option<Arc<Principal>> {
         let hit = self.entries.get(key)?.value().clone();
         let expired = hit.expires_at.is_some_and(|t| t <= SystemTime::now());
-        let is_revoked = hit.token_id.as_deref().is_some_and(|j| revoked.is_revoked(j));
+        let is_revoked = hit
+            .token_id
+            .as_deref()
+            .is_some_and(|j| revoked.is_revoked(j));
         if expired || is_revoked {
             self.entries.remove(key);
             return None;
@@ -138,9 +141,15 @@ mod tests {
         cache.insert(a, principal("ja", 60));
         cache.insert(b, principal("jb", -1));
         assert!(cache.get(&a, &revoked).is_some());
-        assert!(cache.get(&b, &revoked).is_none(), "expired entries are not served");
+        assert!(
+            cache.get(&b, &revoked).is_none(),
+            "expired entries are not served"
+        );
         revoked.revoke("ja", None);
-        assert!(cache.get(&a, &revoked).is_none(), "revocation applies to cached tokens");
+        assert!(
+            cache.get(&a, &revoked).is_none(),
+            "revocation applies to cached tokens"
+        );
     }
 
     #[test]

@@ -84,6 +84,9 @@ mod tests {
             jsonwebtoken::decode::<serde_json::Value>(&token, &key.key, &validation).unwrap();
         assert_eq!(data.claims["sub"], "x");
         let jwks = serde_json::to_value(signer.jwks()).unwrap();
-        assert!(jwks["keys"][0].get("d").is_none(), "no private part published");
+        assert!(
+            jwks["keys"][0].get("d").is_none(),
+            "no private part published"
+        );
     }
 }

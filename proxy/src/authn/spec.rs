@@ -23,8 +23,9 @@ fn algorithms(spec: &IssuerSpec) -> Result<Vec<Algorithm>, String> {
     names
         .into_iter()
         .map(|n| {
-            n.parse::<Algorithm>()
-                .map_err(|_| format!("`{n}` is not a JWT signature algorithm (`none` is never allowed)"))
+            n.parse::<Algorithm>().map_err(|_| {
+                format!("`{n}` is not a JWT signature algorithm (`none` is never allowed)")
+            })
         })
         .collect()
 }
@@ -65,36 +66,60 @@ pub fn validate_spec(spec: &AuthnSpec, errors: &mut Vec<FieldError>) {
         if let Some(var) = &keys.secret_env {
             match std::env::var(var) {
                 Ok(secret) if secret.len() >= 32 => {}
-                Ok(_) => push(format!("{at}.keys.secret_env"), format!("${var} is shorter than 32 bytes")),
-                Err(_) => push(format!("{at}.keys.secret_env"), format!("environment variable {var} is not set")),
+                Ok(_) => push(
+                    format!("{at}.keys.secret_env"),
+                    format!("${var} is shorter than 32 bytes"),
+                ),
+                Err(_) => push(
+                    format!("{at}.keys.secret_env"),
+                    format!("environment variable {var} is not set"),
+                ),
             }
         }
         if let Some(url) = &keys.jwks_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
-                push(format!("{at}.keys.jwks_url"), "must be an http(s) URL".into());
+                push(
+                    format!("{at}.keys.jwks_url"),
+                    "must be an http(s) URL".into(),
+                );
             }
         }
     }
     if let Some(keys) = &spec.api_keys {
         if keys.file.is_empty() {
-            push("authentication.api_keys.file".into(), "must not be empty".into());
+            push(
+                "authentication.api_keys.file".into(),
+                "must not be empty".into(),
+            );
         }
     }
     if let Some(trusted) = &spec.trusted_headers {
         if trusted.from.is_empty() {
-            push("authentication.trusted_headers.from".into(), "list at least one network".into());
+            push(
+                "authentication.trusted_headers.from".into(),
+                "list at least one network".into(),
+            );
         }
         for (i, net) in trusted.from.iter().enumerate() {
             if net.parse::<ipnet::IpNet>().is_err() && net.parse::<std::net::IpAddr>().is_err() {
-                push(format!("authentication.trusted_headers.from[{i}]"), format!("`{net}` is not a CIDR"));
+                push(
+                    format!("authentication.trusted_headers.from[{i}]"),
+                    format!("`{net}` is not a CIDR"),
+                );
             }
         }
     }
     if spec.assertion.ttl.is_zero() || spec.assertion.ttl.as_secs() > 60 {
-        push("authentication.assertion.ttl".into(), "must be between 1s and 60s".into());
+        push(
+            "authentication.assertion.ttl".into(),
+            "must be between 1s and 60s".into(),
+        );
     }
     if spec.max_token_bytes == 0 {
-        push("authentication.max_token_bytes".into(), "must be greater than 0".into());
+        push(
+            "authentication.max_token_bytes".into(),
+            "must be greater than 0".into(),
+        );
     }
 }
 

@@ -20,7 +20,11 @@ impl TrustedHeaders {
         let nets = spec
             .from
             .iter()
-            .filter_map(|n| n.parse::<IpNet>().ok().or_else(|| n.parse::<IpAddr>().ok().map(IpNet::from)))
+            .filter_map(|n| {
+                n.parse::<IpNet>()
+                    .ok()
+                    .or_else(|| n.parse::<IpAddr>().ok().map(IpNet::from))
+            })
             .collect();
         Self {
             nets,
@@ -38,7 +42,11 @@ impl TrustedHeaders {
 
     /// The principal the gateway vouches for, when the request comes from a trusted network and
     /// names a user. From anywhere else the identity headers are removed: they are spoofed.
-    pub fn identify(&self, req: &mut RequestHeader, client_ip: Option<IpAddr>) -> Option<Principal> {
+    pub fn identify(
+        &self,
+        req: &mut RequestHeader,
+        client_ip: Option<IpAddr>,
+    ) -> Option<Principal> {
         let trusted = client_ip.is_some_and(|ip| self.nets.iter().any(|n| n.contains(&ip)));
         if !trusted {
             for name in [
@@ -60,7 +68,12 @@ impl TrustedHeaders {
         p.email = Self::header(req, &self.spec.email_header).map(str::to_string);
         p.tenant = Self::header(req, &self.spec.tenant_header).map(str::to_string);
         p.roles = Self::header(req, &self.spec.role_header)
-            .map(|r| r.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+            .map(|r| {
+                r.split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
             .unwrap_or_default();
         Some(p.normalize())
     }
@@ -85,15 +98,24 @@ mod tests {
     #[test]
     fn accepted_from_trusted_networks_only() {
         let t = TrustedHeaders::new(&spec());
-        let p = t.identify(&mut req(), Some("10.1.2.3".parse().unwrap())).unwrap();
+        let p = t
+            .identify(&mut req(), Some("10.1.2.3".parse().unwrap()))
+            .unwrap();
         assert_eq!(p.id, "edge|u-1");
         assert_eq!(p.roles, ["admin", "user"]);
         assert_eq!(p.auth_method, AuthMethod::TrustedHeader);
-        assert!(t.identify(&mut req(), Some("127.0.0.2".parse().unwrap())).is_some());
+        assert!(t
+            .identify(&mut req(), Some("127.0.0.2".parse().unwrap()))
+            .is_some());
 
         let mut spoofed = req();
-        assert!(t.identify(&mut spoofed, Some("192.0.2.1".parse().unwrap())).is_none());
-        assert!(spoofed.headers.get("x-user-id").is_none(), "spoofed headers are removed");
+        assert!(t
+            .identify(&mut spoofed, Some("192.0.2.1".parse().unwrap()))
+            .is_none());
+        assert!(
+            spoofed.headers.get("x-user-id").is_none(),
+            "spoofed headers are removed"
+        );
         assert!(spoofed.headers.get("x-user-role").is_none());
     }
 }

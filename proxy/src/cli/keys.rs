@@ -103,7 +103,10 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
             println!("{token}");
         }
         KeysCommand::List { file } => {
-            println!("{:<14} {:<16} {:<24} {:<8} EXPIRES", "ID", "OWNER", "ROLES", "STATE");
+            println!(
+                "{:<14} {:<16} {:<24} {:<8} EXPIRES",
+                "ID", "OWNER", "ROLES", "STATE"
+            );
             for k in KeysFile::load(&file)?.keys {
                 let state = if k.revoked { "revoked" } else { "active" };
                 println!(
@@ -134,7 +137,10 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
 /// Runs a `tokens` command.
 pub fn tokens(cmd: TokensCommand) -> ExitCode {
     let TokensCommand::Revoke { jti, admin } = cmd;
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("palisade tokens: {e}");
