@@ -164,3 +164,46 @@ async fn request_id_and_traceparent_propagate() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["request_id"], "r-2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_is_verified_against_trusted_roots() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(vec![]).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "upstream test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["agent.internal".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let up = upstream::echo_tls(&cert.pem(), &key.serialize_pem()).await;
+    // The proxy trusts the system roots plus SSL_CERT_FILE (set before it starts, in this
+    // test's own process).
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::env::set_var("SSL_CERT_FILE", &ca_file);
+    let proxy = TestProxy::new()
+        .upstream_with("secure", up.addr, "tls: true\nsni: agent.internal")
+        .upstream_with("wrong_name", up.addr, "tls: true\nsni: other.internal")
+        .route("secure", "/secure", "secure", "")
+        .route("wrong", "/wrong", "wrong_name", "")
+        .start();
+    let resp = client().get(proxy.url("/secure/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let got: Value = resp.json().await.unwrap();
+    assert_eq!(got["headers"]["x-upstream-tls"], "yes");
+    assert_eq!(got["path"], "/secure/x");
+
+    // A certificate for another name is refused: 502, not a silent downgrade.
+    let resp = client().get(proxy.url("/wrong")).send().await.unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(
+        error_code(&resp.bytes().await.unwrap()),
+        "UPSTREAM_UNAVAILABLE"
+    );
+}

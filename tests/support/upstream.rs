@@ -232,3 +232,67 @@ async fn read_request_head(sock: &mut tokio::net::TcpStream) {
         }
     }
 }
+
+/// The [`echo`] upstream behind TLS with `cert_pem`/`key_pem` (HTTP/1.1).
+pub async fn echo_tls(cert_pem: &str, key_pem: &str) -> Upstream {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use hyper_util::service::TowerToHyperService;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
+        .unwrap()
+        .unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let plain = echo().await; // reuse the echo handler through a loopback hop
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let target = plain.addr;
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let router = Router::new().fallback(move |req: Request| async move {
+                    // Forward to the plain echo server so the response describes this request.
+                    let (parts, body) = req.into_parts();
+                    let body = axum::body::to_bytes(body, usize::MAX)
+                        .await
+                        .unwrap_or_default();
+                    let mut forwarded = reqwest::Client::new().request(
+                        parts.method.clone(),
+                        format!("http://{target}{}", parts.uri.path()),
+                    );
+                    for (k, v) in &parts.headers {
+                        forwarded = forwarded.header(k, v);
+                    }
+                    let resp = forwarded
+                        .header("x-upstream-tls", "yes")
+                        .body(body)
+                        .send()
+                        .await
+                        .unwrap();
+                    Response::builder()
+                        .header("content-type", "application/json")
+                        .body(Body::from(resp.bytes().await.unwrap()))
+                        .unwrap()
+                });
+                let service = TowerToHyperService::new(router);
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Upstream { addr }
+}
