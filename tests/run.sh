@@ -15,6 +15,8 @@ command -v cmake >/dev/null || missing+=(cmake)
 command -v curl >/dev/null || missing+=(curl)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
+# redis-server (+ redis-cli): the rate-limit scenarios run a real Redis and a 3-node Cluster.
+command -v redis-server >/dev/null || missing+=(redis-server)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

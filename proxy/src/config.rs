@@ -90,6 +90,8 @@ pub struct Config {
     pub routes: Arc<RouteTable>,
     /// The in-process orchestrator, when configured.
     pub embedded_orchestrator: Option<EmbeddedOrchestratorSpec>,
+    /// Rate-limit settings (backend, tiers); the limits themselves travel on each route.
+    pub rate_limits: crate::ratelimit::Settings,
 }
 
 /// A validated public listener.

@@ -38,12 +38,17 @@ pub enum ProxyError {
         /// Comma-separated methods for the `Allow` header.
         allow: String,
     },
-    /// A rate limit or quota was exceeded.
+    /// A rate limit, quota or stream cap was exceeded.
     #[error("rate limit exceeded")]
     RateLimited {
         /// When the client may retry.
         retry_after: Duration,
+        /// The IETF `RateLimit-Policy` / `RateLimit` values (empty for stream caps).
+        headers: crate::ratelimit::RateLimitHeaders,
     },
+    /// The shared rate-limit backend (Redis) is unreachable and `on_failure` is `fail_closed`.
+    #[error("rate limit backend unavailable")]
+    RateLimitBackendDown,
     /// The request body is larger than the route allows.
     #[error("request body exceeds {limit} bytes")]
     PayloadTooLarge {
@@ -92,6 +97,9 @@ impl ProxyError {
             Self::NotFound => (404, "NOT_FOUND", "no_route"),
             Self::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED", "method_not_allowed"),
             Self::RateLimited { .. } => (429, "RATE_LIMITED", "rate_limited"),
+            Self::RateLimitBackendDown => {
+                (503, "RATE_LIMIT_BACKEND_DOWN", "rate_limit_backend_down")
+            }
             Self::PayloadTooLarge { .. } => (413, "PAYLOAD_TOO_LARGE", "payload_too_large"),
             Self::InvalidRequest(_) => (400, "INVALID_REQUEST", "invalid_request"),
             Self::GuardrailViolation => (400, "GUARDRAIL_VIOLATION", "guardrail"),
@@ -111,8 +119,15 @@ impl ProxyError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::MethodNotAllowed { allow } => vec![("allow", allow.clone())],
-            Self::RateLimited { retry_after } => {
-                vec![("retry-after", retry_after.as_secs().max(1).to_string())]
+            Self::RateLimited {
+                retry_after,
+                headers,
+            } => {
+                // Whole seconds, rounded up: retrying at `Retry-After` must not be early.
+                let secs = crate::ratelimit::headers::ceil_secs(*retry_after).max(1);
+                let mut out = vec![("retry-after", secs.to_string())];
+                out.extend(headers.pairs());
+                out
             }
             Self::Unauthenticated | Self::TokenExpired | Self::TokenRevoked => {
                 vec![("www-authenticate", "Bearer".to_string())]
@@ -176,7 +191,9 @@ mod tests {
             },
             ProxyError::RateLimited {
                 retry_after: Duration::from_secs(3),
+                headers: Default::default(),
             },
+            ProxyError::RateLimitBackendDown,
             ProxyError::PayloadTooLarge { limit: 10 },
             ProxyError::InvalidRequest("bad".into()),
             ProxyError::GuardrailViolation,
@@ -219,6 +236,7 @@ mod tests {
     fn retry_after_is_at_least_one_second() {
         let err = ProxyError::RateLimited {
             retry_after: Duration::from_millis(200),
+            headers: Default::default(),
         };
         assert_eq!(err.headers(), vec![("retry-after", "1".to_string())]);
     }

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod pipeline;
 pub mod protocol;
+pub mod ratelimit;
 pub mod route;
 pub mod server;
 pub mod telemetry;

@@ -40,22 +40,26 @@ pub struct Pipeline {
     routes: arc_swap::ArcSwap<RouteTable>,
     metrics: Metrics,
     lifecycle: Arc<Lifecycle>,
+    /// Rate limits, quotas and stream caps (shared by every listener).
+    ratelimit: Arc<crate::ratelimit::RateLimiter>,
     /// Whether the listener serves TLS (for `X-Forwarded-Proto`).
     tls: bool,
 }
 
 impl Pipeline {
-    /// A pipeline over `routes`, reporting to `metrics`.
+    /// A pipeline over `routes`, reporting to `metrics`, limiting with `ratelimit`.
     pub fn new(
         routes: Arc<RouteTable>,
         metrics: Metrics,
         lifecycle: Arc<Lifecycle>,
+        ratelimit: Arc<crate::ratelimit::RateLimiter>,
         tls: bool,
     ) -> Self {
         Self {
             routes: arc_swap::ArcSwap::new(routes),
             metrics,
             lifecycle,
+            ratelimit,
             tls,
         }
     }
@@ -119,7 +123,18 @@ impl ProxyHttp for Pipeline {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<bool> {
-        match self.admit(session, ctx) {
+        let admitted = match self.admit(session, ctx) {
+            // Limit after identify and authorize (they slot into `admit`): limits key on the
+            // principal, and a request refused earlier must not spend its caller's budget.
+            // Async: a shared limit asks Redis.
+            Ok(()) => self
+                .ratelimit
+                .admit(ctx, session.req_header())
+                .await
+                .map(|admission| ctx.ratelimit = admission),
+            Err(err) => Err(err),
+        };
+        match admitted {
             Ok(()) => Ok(false),
             Err(err) => {
                 respond::error_response(session, ctx, err).await?;
@@ -244,6 +259,14 @@ impl ProxyHttp for Pipeline {
                     .to_ascii_lowercase()
                     .starts_with("text/event-stream")
             });
+        // IETF rate-limit headers when configured; a response that is not a stream gives its
+        // stream slot back now instead of when the body ends.
+        for (name, value) in ctx.ratelimit.response_headers() {
+            resp.insert_header(name, value)?;
+        }
+        if !is_sse {
+            ctx.ratelimit.release_stream();
+        }
         if is_sse {
             // Re-framing changes the length; intermediaries must not buffer or transform.
             resp.remove_header(&http::header::CONTENT_LENGTH);

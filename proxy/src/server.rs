@@ -136,6 +136,13 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
     };
     server_conf.daemon = false;
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    // One limiter for every listener: counters and stream slots are per process. Built inside
+    // the aux runtime: the Redis connection's I/O task lives there.
+    let ratelimit = Arc::new({
+        let _runtime = aux.enter();
+        crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics.clone())
+            .context("rate limits")?
+    });
     let mut listeners = Vec::new();
     for l in &config.listeners {
         let address = listener::resolve_port(l.address)
@@ -144,6 +151,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
             config.routes.clone(),
             metrics.clone(),
             lifecycle.clone(),
+            ratelimit.clone(),
             l.tls.is_some(),
         );
         let service = listener::proxy_service(&server.configuration, l, address, pipeline)?;

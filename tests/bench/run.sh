@@ -26,6 +26,9 @@ SSE_STREAMS="${BENCH_SSE_STREAMS:-50}"
 SSE_EVENTS="${BENCH_SSE_EVENTS:-200}"
 SSE_INTERVAL_MS="${BENCH_SSE_INTERVAL_MS:-10}"
 SSE_THREADS="${BENCH_SSE_THREADS:-1}"
+# Rate limiter on palisade's routes: off, memory (in-process) or redis (a local redis-server).
+# Compare palisade's rates of a `memory` and a `redis` run for the limiter's cost.
+LIMITER="${BENCH_LIMITER:-off}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
@@ -46,6 +49,7 @@ for v in ROUNDS CONNS WRK_THREADS PROXY_THREADS UPSTREAM_THREADS H2_CLIENTS H2_S
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "BENCH_$v must be a positive integer (got '${!v}')"
 done
 ((CONNS >= WRK_THREADS)) || die "BENCH_CONNS ($CONNS) must be >= BENCH_WRK_THREADS ($WRK_THREADS)"
+[[ "$LIMITER" =~ ^(off|memory|redis)$ ]] || die "BENCH_LIMITER must be off, memory or redis (got '$LIMITER')"
 
 # ---- tools -----------------------------------------------------------------------------------
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
@@ -55,6 +59,7 @@ missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 [[ -n "$(find_nginx)" ]] || missing+=(nginx)
 if [[ "$H2" == 1 ]] && ! command -v h2load >/dev/null; then missing+=(nghttp2-client); fi
+if [[ "$LIMITER" == redis ]] && ! command -v redis-server >/dev/null; then missing+=(redis-server); fi
 if ((${#missing[@]})); then
     [[ "$(id -u)" == 0 ]] || die "missing ${missing[*]}; run as root or: sudo apt-get install -y ${missing[*]}"
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
@@ -150,8 +155,9 @@ wait_ready() {
 }
 
 # ---- ports -----------------------------------------------------------------------------------
-mapfile -t PORTS < <("$BIN/bench-upstream" ports 5)
-((${#PORTS[@]} == 5)) || die "could not pick free loopback ports"
+mapfile -t PORTS < <("$BIN/bench-upstream" ports 6)
+((${#PORTS[@]} == 6)) || die "could not pick free loopback ports"
+REDIS_PORT=${PORTS[5]}
 UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} NGINX_H2_PORT=${PORTS[2]} PAL_PORT=${PORTS[3]} ADMIN_PORT=${PORTS[4]}
 
 # ---- upstream --------------------------------------------------------------------------------
@@ -245,6 +251,22 @@ routes:
       methods: [GET]
     upstream: bench
 EOF
+if [[ "$LIMITER" != off ]]; then
+    # A per-caller limit too high to refuse anything: the cost of checking, not of refusing.
+    {
+        echo "rate_limits:"
+        echo "  limits:"
+        echo "    - {name: bench, scope: principal, requests: 1000000000, per: 1m}"
+        [[ "$LIMITER" == redis ]] && echo "  redis: {url: \"redis://127.0.0.1:$REDIS_PORT\", timeout: 1s}"
+    } >>"$TMP/palisade.yaml"
+fi
+if [[ "$LIMITER" == redis ]]; then
+    start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no
+    for _ in $(seq 100); do
+        redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+        sleep 0.1
+    done
+fi
 "$BIN/palisade" validate -c "$TMP/palisade.yaml" >"$LOGS/palisade-validate.log" 2>&1 ||
     { cat "$LOGS/palisade-validate.log" >&2; die "palisade rejected its config"; }
 start palisade "$BIN/palisade" run -c "$TMP/palisade.yaml"
@@ -422,7 +444,7 @@ NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 {
     echo
     echo "Palisade load benchmark — $NOW, rev $GIT_REV$([[ $GIT_DIRTY == true ]] && echo ' (proxy/ modified)'), $(nproc) cores, load avg $LOAD"
-    echo "proxy threads = nginx workers = $PROXY_THREADS, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION,"
+    echo "proxy threads = nginx workers = $PROXY_THREADS, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, palisade rate limiter: $LIMITER,"
     echo "h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DUR_S, SSE $SSE_STREAMS streams x $SSE_EVENTS events / ${SSE_INTERVAL_MS} ms, rounds $ROUNDS (median shown)"
     echo
     printf '%-9s %-9s %15s %8s %8s %8s %10s %7s\n' workload setup rate "p50 ms" "p99 ms" "mean ms" "cpu us/op" errors

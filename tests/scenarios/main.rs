@@ -7,5 +7,6 @@ mod forwarding;
 mod h2;
 mod oidc_harness;
 mod orchestrator;
+mod ratelimit;
 mod shutdown;
 mod streaming;

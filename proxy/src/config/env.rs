@@ -27,6 +27,7 @@ const ROOTS: &[&str] = &[
     "upstreams",
     "routes",
     "embedded_orchestrator",
+    "rate_limits",
 ];
 
 /// Applies every override in `vars` to `root`; returns one error per variable it could not apply.

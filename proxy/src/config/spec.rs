@@ -38,6 +38,11 @@ pub struct ConfigSpec {
     /// Start the bundled orchestrator in-process (used by `palisade dev`). Default: absent (off).
     #[serde(default)]
     pub embedded_orchestrator: Option<EmbeddedOrchestratorSpec>,
+    /// Rate limits, quotas and stream caps every route inherits, tiers, and the counter backend
+    /// (in-process or Redis). Default: no limits (the dev config ships 300 requests/minute per
+    /// principal, admins x10, 10 open streams per principal). See `docs/rate-limits.md`.
+    #[serde(default)]
+    pub rate_limits: crate::ratelimit::spec::RateLimitsSpec,
 }
 
 /// One public listener.
@@ -207,6 +212,10 @@ pub struct RouteSpec {
     /// Forward the client's `Host` header instead of the upstream's address. Default: `false`.
     #[serde(default)]
     pub preserve_host: bool,
+    /// This route's own limits and stream caps, on top of the inherited top-level ones.
+    /// Default: absent (only the top-level `rate_limits` apply).
+    #[serde(default)]
+    pub rate_limits: Option<crate::ratelimit::spec::RouteLimitsSpec>,
 }
 
 /// Request matching of a route.

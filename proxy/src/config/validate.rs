@@ -95,7 +95,9 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
     }
 
     let upstreams = upstreams(&spec.upstreams, &mut errors);
-    let routes = routes(&spec, &upstreams, &mut errors);
+    // Rate limits before routes: each route carries its effective limits (inherited + own).
+    let rate_limits = crate::ratelimit::policy::validate(&spec.rate_limits, &mut errors.0);
+    let routes = routes(&spec, &upstreams, &rate_limits, &mut errors);
 
     if let Some(orch) = &spec.embedded_orchestrator {
         errors.socket_addr("embedded_orchestrator.address".into(), &orch.address);
@@ -116,6 +118,7 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         log_level: spec.server.log_level,
         routes: Arc::new(RouteTable::new(routes)),
         embedded_orchestrator: spec.embedded_orchestrator,
+        rate_limits: rate_limits.settings,
     })
 }
 
@@ -160,6 +163,7 @@ fn upstreams(
 fn routes(
     spec: &ConfigSpec,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
+    rate_limits: &crate::ratelimit::policy::Validated,
     errors: &mut Errors,
 ) -> Vec<Route> {
     let mut names = HashSet::new();
@@ -211,6 +215,13 @@ fn routes(
         if r.idle_timeout.is_zero() {
             errors.push(format!("{at}.idle_timeout"), "must be greater than 0");
         }
+        let route_limits = crate::ratelimit::policy::route_limits(
+            rate_limits,
+            &r.name,
+            r.rate_limits.as_ref(),
+            &at,
+            &mut errors.0,
+        );
         let Some(upstream) = upstreams.get(&r.upstream) else {
             if !spec.upstreams.contains_key(&r.upstream) {
                 errors.push(
@@ -231,6 +242,7 @@ fn routes(
             max_body_bytes: r.max_body_bytes.unwrap_or(spec.limits.max_body_bytes),
             rewrite_prefix: r.rewrite_prefix.clone(),
             preserve_host: r.preserve_host,
+            rate_limits: Arc::new(route_limits),
         });
     }
     out

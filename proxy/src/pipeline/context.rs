@@ -36,6 +36,9 @@ pub struct RequestCtx {
     pub upstream_socket: Option<(RawFd, SocketAddr)>,
     /// Set when the response is an SSE stream.
     pub stream: Option<StreamCtx>,
+    /// What the rate-limit stage admitted: the stream slot (an RAII permit released when this
+    /// context drops, however the request ended) and the `RateLimit` headers to send.
+    pub ratelimit: crate::ratelimit::Admission,
     _in_flight: InFlight,
 }
 
@@ -66,6 +69,7 @@ impl RequestCtx {
             response_bytes: 0,
             upstream_socket: None,
             stream: None,
+            ratelimit: Default::default(),
             _in_flight: in_flight,
         }
     }

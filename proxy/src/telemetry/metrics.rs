@@ -31,6 +31,14 @@ pub struct Metrics {
     pub request_bytes: IntCounterVec,
     /// `palisade_response_bytes_total{route}`: response body bytes sent to clients.
     pub response_bytes: IntCounterVec,
+    /// `palisade_ratelimit_decisions_total{scope,outcome}`: per limit checked, `allowed` or
+    /// `rejected` (stream caps: scope `streams_*`).
+    pub ratelimit_decisions: IntCounterVec,
+    /// `palisade_ratelimit_backend_errors_total{backend}`: failed or late calls to Redis.
+    pub ratelimit_backend_errors: IntCounterVec,
+    /// `palisade_ratelimit_fallback_total`: requests checked in-process because Redis was down
+    /// (`fail_open`).
+    pub ratelimit_fallbacks: prometheus::IntCounter,
     /// `palisade_authz_decisions_total{policy_set,mode,action,decision}`: Cedar decisions.
     pub authz_decisions: IntCounterVec,
     /// `palisade_authz_decision_seconds`: time to decide one request (all sets, incl. entity
@@ -126,6 +134,27 @@ impl Metrics {
         registry.register(Box::new(upstream_errors.clone()))?;
         registry.register(Box::new(request_bytes.clone()))?;
         registry.register(Box::new(response_bytes.clone()))?;
+        let ratelimit_decisions = IntCounterVec::new(
+            Opts::new(
+                "palisade_ratelimit_decisions_total",
+                "Rate-limit decisions per limit checked, by scope and outcome.",
+            ),
+            &["scope", "outcome"],
+        )?;
+        let ratelimit_backend_errors = IntCounterVec::new(
+            Opts::new(
+                "palisade_ratelimit_backend_errors_total",
+                "Failed or timed-out calls to the shared rate-limit backend.",
+            ),
+            &["backend"],
+        )?;
+        let ratelimit_fallbacks = prometheus::IntCounter::with_opts(Opts::new(
+            "palisade_ratelimit_fallback_total",
+            "Requests limited in-process because the shared backend was down (fail_open).",
+        ))?;
+        registry.register(Box::new(ratelimit_decisions.clone()))?;
+        registry.register(Box::new(ratelimit_backend_errors.clone()))?;
+        registry.register(Box::new(ratelimit_fallbacks.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -136,6 +165,9 @@ impl Metrics {
             upstream_errors,
             request_bytes,
             response_bytes,
+            ratelimit_decisions,
+            ratelimit_backend_errors,
+            ratelimit_fallbacks,
             authz_decisions,
             authz_duration,
             policy_reloads,
