@@ -402,27 +402,29 @@ bench_sse() {
 }
 
 # Rounds interleave the setups (direct, nginx, palisade, direct, …) so slow drifts in machine
-# load hit all three alike.
+# load hit all three alike. The round with the median of $3 (RATE for load runs; P99 for SSE,
+# whose rate is fixed by design) stands for the workload/setup.
 measure() {
-    local workload=$1 fn=$2 round setup
+    local workload=$1 fn=$2 by=$3 round setup
     for round in $(seq "$ROUNDS"); do
         for setup in "${SETUPS[@]}"; do "$fn" "$setup" "$round"; done
     done
+    declare -n BY="$by"
     for setup in "${SETUPS[@]}"; do
-        # The round with the median rate stands for the workload/setup.
         local median
-        median=$(for round in $(seq "$ROUNDS"); do echo "${RATE[$workload/$setup/$round]} $round"; done |
+        median=$(for round in $(seq "$ROUNDS"); do echo "${BY[$workload/$setup/$round]} $round"; done |
             sort -g | awk '{ r[NR] = $2 } END { print r[int((NR + 1) / 2)] }')
         local key="$workload/$setup"
         RATE[$key]=${RATE[$key/$median]} P50[$key]=${P50[$key/$median]} P99[$key]=${P99[$key/$median]}
         MEAN[$key]=${MEAN[$key/$median]} ERRS[$key]=${ERRS[$key/$median]} CPU[$key]=${CPU[$key/$median]}
         ROWS+=("$key")
     done
+    unset -n BY
 }
 
-measure small-h1 bench_small_h1
-[[ "$H2" == 1 ]] && measure small-h2 bench_small_h2
-measure sse bench_sse
+measure small-h1 bench_small_h1 RATE
+[[ "$H2" == 1 ]] && measure small-h2 bench_small_h2 RATE
+measure sse bench_sse P99
 
 declare -A PID_OF=([upstream]=$UP_PID [nginx]=$NGINX_PID [palisade]=$PAL_PID)
 for name in "${!PID_OF[@]}"; do
@@ -445,7 +447,7 @@ NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     echo
     echo "Palisade load benchmark — $NOW, rev $GIT_REV$([[ $GIT_DIRTY == true ]] && echo ' (proxy/ modified)'), $(nproc) cores, load avg $LOAD"
     echo "proxy threads = nginx workers = $PROXY_THREADS, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, palisade rate limiter: $LIMITER,"
-    echo "h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DUR_S, SSE $SSE_STREAMS streams x $SSE_EVENTS events / ${SSE_INTERVAL_MS} ms, rounds $ROUNDS (median shown)"
+    echo "h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DUR_S, SSE $SSE_STREAMS streams x $SSE_EVENTS events / ${SSE_INTERVAL_MS} ms, rounds $ROUNDS (median round shown)"
     echo
     printf '%-9s %-9s %15s %8s %8s %8s %10s %7s\n' workload setup rate "p50 ms" "p99 ms" "mean ms" "cpu us/op" errors
     printf '%-9s %-9s %15s %8s %8s %8s %10s %7s\n' --------- --------- --------------- -------- -------- -------- ---------- -------
