@@ -29,6 +29,9 @@ SSE_THREADS="${BENCH_SSE_THREADS:-1}"
 # Rate limiter on palisade's routes: off, memory (in-process) or redis (a local redis-server).
 # Compare palisade's rates of a `memory` and a `redis` run for the limiter's cost.
 LIMITER="${BENCH_LIMITER:-off}"
+# Authentication on the small-GET route: off (anonymous allowed) or jwt (ES256 token verified;
+# after the first request it is served from the verified-token cache, as in production).
+AUTH="${BENCH_AUTH:-off}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
@@ -50,6 +53,7 @@ for v in ROUNDS CONNS WRK_THREADS PROXY_THREADS UPSTREAM_THREADS H2_CLIENTS H2_S
 done
 ((CONNS >= WRK_THREADS)) || die "BENCH_CONNS ($CONNS) must be >= BENCH_WRK_THREADS ($WRK_THREADS)"
 [[ "$LIMITER" =~ ^(off|memory|redis)$ ]] || die "BENCH_LIMITER must be off, memory or redis (got '$LIMITER')"
+[[ "$AUTH" =~ ^(off|jwt)$ ]] || die "BENCH_AUTH must be off or jwt (got '$AUTH')"
 
 # ---- tools -----------------------------------------------------------------------------------
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
@@ -80,9 +84,9 @@ NGINX="$(find_nginx)"
 # ---- build (release only: this is where it is measured) --------------------------------------
 log "building release binaries"
 cargo build --release -p palisade-proxy --bin palisade >&2 || die "cargo build of palisade failed"
-cargo build --release -p palisade-e2e --bin bench-upstream --bin bench-sse >&2 ||
+cargo build --release -p palisade-e2e --bin bench-upstream --bin bench-sse --bin bench-token >&2 ||
     die "cargo build of the bench helpers failed"
-for b in palisade bench-upstream bench-sse; do
+for b in palisade bench-upstream bench-sse bench-token; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b missing after the build"
 done
 
@@ -133,7 +137,8 @@ start() {
 status_line() {
     (
         exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
-        printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' "$2" >&3
+        printf 'GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sConnection: close\r\n\r\n' "$2" \
+            "${TOKEN:+Authorization: Bearer $TOKEN$'\r\n'}" >&3
         IFS= read -r -t 2 line <&3 || exit 1
         echo "${line%$'\r'}"
     ) 2>/dev/null
@@ -245,12 +250,27 @@ routes:
       path_prefix: /small
       methods: [GET]
     upstream: bench
+    auth: $([[ "$AUTH" == jwt ]] && echo required || echo optional)
   - name: sse
     match:
       path_prefix: /sse
       methods: [GET]
     upstream: bench
+    auth: optional
 EOF
+AUTH_HEADER=()
+if [[ "$AUTH" == jwt ]]; then
+    TOKEN=$("$BIN/bench-token" "$TMP")
+    AUTH_HEADER=(-H "Authorization: Bearer $TOKEN")
+    cat >>"$TMP/palisade.yaml" <<EOF
+authentication:
+  issuers:
+    - issuer: https://bench.local
+      audiences: [palisade]
+      algorithms: [ES256]
+      keys: {jwks_file: "$TMP/jwks.json"}
+EOF
+fi
 if [[ "$LIMITER" != off ]]; then
     # A per-caller limit too high to refuse anything: the cost of checking, not of refusing.
     {
@@ -337,7 +357,7 @@ cpu_per() {
 
 run_wrk() {
     local setup=$1 seconds=$2 file=$3
-    bounded $((seconds + 30)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${seconds}s" --latency \
+    bounded $((seconds + 30)) wrk -t"$WRK_THREADS" -c"$CONNS" -d"${seconds}s" --latency "${AUTH_HEADER[@]}" \
         "http://127.0.0.1:${PORT_OF[$setup]}/small" >"$file" 2>&1 ||
         { cat "$file" >&2; die "wrk against $setup failed"; }
 }
@@ -366,7 +386,7 @@ bench_small_h2() {
     log "small GET, h2c, $setup (round $round): h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DUR_S"
     cpu_start "$setup"
     # The warm-up second is inside the CPU window: per-request CPU is over all requests.
-    bounded $((DUR_S + 30)) h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$DUR_S" \
+    bounded $((DUR_S + 30)) h2load -t1 -c"$H2_CLIENTS" -m"$H2_STREAMS" -D "$DUR_S" "${AUTH_HEADER[@]}" \
         --warm-up-time 1 "$url" >"$file" 2>&1 || { cat "$file" >&2; die "h2load against $setup failed"; }
     local ok
     ok=$(awk '/^requests:/ {gsub(/,/, ""); print $8}' "$file")
@@ -446,7 +466,7 @@ NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 {
     echo
     echo "Palisade load benchmark — $NOW, rev $GIT_REV$([[ $GIT_DIRTY == true ]] && echo ' (proxy/ modified)'), $(nproc) cores, load avg $LOAD"
-    echo "proxy threads = nginx workers = $PROXY_THREADS, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, palisade rate limiter: $LIMITER,"
+    echo "proxy threads = nginx workers = $PROXY_THREADS, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, palisade rate limiter: $LIMITER, auth: $AUTH,"
     echo "h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DUR_S, SSE $SSE_STREAMS streams x $SSE_EVENTS events / ${SSE_INTERVAL_MS} ms, rounds $ROUNDS (median round shown)"
     echo
     printf '%-9s %-9s %15s %8s %8s %8s %10s %7s\n' workload setup rate "p50 ms" "p99 ms" "mean ms" "cpu us/op" errors

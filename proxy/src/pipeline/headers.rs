@@ -32,22 +32,32 @@ pub fn strip_palisade_headers(req: &mut RequestHeader) {
     }
 }
 
-/// Names listed in `Connection` plus the fixed hop-by-hop set.
-fn hop_by_hop_names(headers: &http::HeaderMap) -> Vec<HeaderName> {
-    let mut names: Vec<HeaderName> = headers
+/// Removes the fixed hop-by-hop set plus every header named in `Connection` (allocating only
+/// when `Connection` lists extra names).
+fn strip_hop_by_hop(headers: &http::HeaderMap, mut remove: impl FnMut(&HeaderName)) {
+    let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !HOP_BY_HOP.contains(&name.as_str()))
         .collect();
-    names.extend(HOP_BY_HOP.iter().map(|n| HeaderName::from_static(n)));
-    names
+    for name in &listed {
+        remove(name);
+    }
+    for name in HOP_BY_HOP {
+        if headers.contains_key(*name) {
+            remove(&HeaderName::from_static(name));
+        }
+    }
 }
 
 /// Removes hop-by-hop headers from a request about to be forwarded.
 pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
-    for name in hop_by_hop_names(&req.headers) {
+    let mut doomed = Vec::new();
+    strip_hop_by_hop(&req.headers, |n| doomed.push(n.clone()));
+    for name in doomed {
         req.remove_header(&name);
     }
 }
@@ -55,7 +65,9 @@ pub fn strip_hop_by_hop_request(req: &mut RequestHeader) {
 /// Removes hop-by-hop headers from an upstream response (so `Connection` never reaches an h2
 /// client, where it is illegal).
 pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
-    for name in hop_by_hop_names(&resp.headers) {
+    let mut doomed = Vec::new();
+    strip_hop_by_hop(&resp.headers, |n| doomed.push(n.clone()));
+    for name in doomed {
         resp.remove_header(&name);
     }
 }
