@@ -17,6 +17,9 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 # redis-server (+ redis-cli): the rate-limit scenarios run a real Redis and a 3-node Cluster.
 command -v redis-server >/dev/null || missing+=(redis-server)
+# python3 + venv: the MCP end-to-end test runs a real MCP server (`mcp` from PyPI) in a venv.
+command -v python3 >/dev/null || missing+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -34,6 +37,11 @@ fi
 step "npm ci (tests/oidc)"
 npm ci --prefix tests/oidc --no-audit --no-fund
 
+# --- the MCP SDK for the authorization scenarios (tests/scenarios/authz.rs finds this venv) -----
+step "Python venv with mcp (target/authz-venv)"
+[ -x target/authz-venv/bin/python ] || python3 -m venv target/authz-venv
+target/authz-venv/bin/pip install -q --disable-pip-version-check "mcp>=2.3,<3"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -42,6 +50,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "tests (unit, property, end-to-end)"
 cargo nextest run --workspace --locked --no-fail-fast
+
+step "policy tests (palisade policy test over policies/)"
+cargo run -q --locked -p palisade-proxy --bin palisade -- policy test -p policies
 
 step "doc tests"
 cargo test --workspace --doc --locked

@@ -28,6 +28,7 @@ mod route;
 pub mod runtests;
 mod slice;
 pub mod spec;
+pub mod stage;
 pub mod stream;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 use cedar_policy::{PolicyId, Schema};
 
+pub use body::Exchange;
 pub use decision::{Decision, Mode};
 pub use entities::{AuthzRequest, BuiltRequest, RequestFacts, Resource, ResourceKind};
 pub use live::{Authz, Decisions, ReloadOutcome};

@@ -90,6 +90,8 @@ pub struct Config {
     pub routes: Arc<RouteTable>,
     /// The in-process orchestrator, when configured.
     pub embedded_orchestrator: Option<EmbeddedOrchestratorSpec>,
+    /// The loaded Cedar policy sets; `None` when authorization is off.
+    pub authz: Option<Arc<crate::authz::Authz>>,
     /// Rate-limit settings (backend, tiers); the limits themselves travel on each route.
     pub rate_limits: crate::ratelimit::Settings,
 }

@@ -83,6 +83,8 @@ pub struct Route {
     pub rewrite_prefix: Option<String>,
     /// Forward the client's `Host`.
     pub preserve_host: bool,
+    /// How requests map to Cedar `(action, resource)`.
+    pub authz: Arc<crate::authz::RouteAuthz>,
     /// Rate limits and stream caps checked on this route (inherited + its own).
     pub rate_limits: Arc<crate::ratelimit::RouteLimits>,
 }
@@ -206,6 +208,7 @@ mod tests {
             max_body_bytes: 10,
             rewrite_prefix: None,
             preserve_host: false,
+            authz: Default::default(),
             rate_limits: Default::default(),
         }
     }

@@ -1,1 +1,311 @@
-//! explain (filled in below).
+//! `palisade policy explain`: one decision, with the deciding policies (and their
+//! annotations), the entities and the context it was made with.
+//!
+//! The request file names the principal the way authentication would produce it, so the
+//! explanation goes through the same entity construction as the proxy:
+//!
+//! ```json
+//! {
+//!   "principal": {"type": "User", "id": "https://idp|alice", "roles": ["user"],
+//!                 "tenant": "acme", "mfa": false, "scopes": []},
+//!   "action": "call_tool",
+//!   "resource": "Tool::\"search_docs\"",
+//!   "request": {"method": "POST", "path": "/mcp", "ip": "127.0.0.1",
+//!               "time": "2026-01-06T10:00:00Z", "route": "mcp", "protocol": "mcp"},
+//!   "arguments": {"query": "pricing"}
+//! }
+//! ```
+//!
+//! `principal` may be omitted (anonymous); every `request` field has a default.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::entities::EntityModel;
+use super::{AuthzRequest, Decision, PolicySet, RequestFacts, Resource};
+use crate::authn::{AuthMethod, Principal, PrincipalKind};
+
+/// An explain request file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// The principal; absent for anonymous.
+    #[serde(default)]
+    pub principal: Option<PrincipalSpec>,
+    /// Action id.
+    pub action: String,
+    /// Resource as Cedar text.
+    pub resource: String,
+    /// Request facts.
+    #[serde(default)]
+    pub request: FactsSpec,
+    /// Tool call arguments.
+    #[serde(default)]
+    pub arguments: Option<Value>,
+}
+
+/// A principal as authentication would produce it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSpec {
+    /// `User`, `ApiKey`, `Service` or `Anonymous`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Entity id.
+    pub id: String,
+    /// E-mail.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
+    /// Roles.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// MFA used.
+    #[serde(default)]
+    pub mfa: bool,
+}
+
+/// Request facts with defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FactsSpec {
+    /// Default `POST`.
+    pub method: String,
+    /// Default `/`.
+    pub path: String,
+    /// Default `127.0.0.1`.
+    pub ip: IpAddr,
+    /// RFC 3339; default now.
+    pub time: Option<String>,
+    /// Default false.
+    pub tls: bool,
+    /// Default 0.
+    pub request_bytes: u64,
+    /// Default `explain`.
+    pub route: String,
+    /// Default `http`.
+    pub protocol: String,
+}
+
+impl Default for FactsSpec {
+    fn default() -> Self {
+        Self {
+            method: "POST".into(),
+            path: "/".into(),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            time: None,
+            tls: false,
+            request_bytes: 0,
+            route: "explain".into(),
+            protocol: "http".into(),
+        }
+    }
+}
+
+impl PrincipalSpec {
+    /// The [`Principal`] authentication would have produced.
+    pub fn to_principal(&self) -> Result<Principal, String> {
+        let (kind, method) = match self.kind.as_str() {
+            "User" => (PrincipalKind::User, AuthMethod::Jwt),
+            "ApiKey" => (PrincipalKind::ApiKey, AuthMethod::ApiKey),
+            "Service" => (PrincipalKind::Service, AuthMethod::Mtls),
+            "Anonymous" => (PrincipalKind::Anonymous, AuthMethod::Anonymous),
+            other => {
+                return Err(format!(
+                    "principal.type `{other}`: expected User, ApiKey, Service or Anonymous"
+                ))
+            }
+        };
+        let mut p = Principal::new(kind, self.id.clone(), method);
+        p.email = self.email.clone();
+        p.tenant = self.tenant.clone();
+        p.roles = self.roles.clone();
+        p.groups = self.groups.clone();
+        p.scopes = self.scopes.clone();
+        p.mfa = self.mfa;
+        Ok(p.normalize())
+    }
+}
+
+/// An explained decision.
+pub struct Explanation {
+    /// The decision.
+    pub decision: Decision,
+    /// Human-readable report.
+    pub text: String,
+}
+
+/// Decides `request` with `set` and explains it.
+pub fn explain(set: &PolicySet, request: &ExplainRequest) -> Result<Explanation, String> {
+    let principal = request
+        .principal
+        .as_ref()
+        .map(PrincipalSpec::to_principal)
+        .transpose()?;
+    let resource = Resource::parse(&request.resource)?;
+    let f = &request.request;
+    let time = match &f.time {
+        Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("request.time `{t}`: {e}"))?,
+        None => time::OffsetDateTime::now_utc(),
+    };
+    let protocol = match f.protocol.as_str() {
+        "http" => "http",
+        "agui" => "agui",
+        "mcp" => "mcp",
+        "a2a" => "a2a",
+        other => {
+            return Err(format!(
+                "request.protocol `{other}`: expected http, agui, mcp or a2a"
+            ))
+        }
+    };
+    let facts = RequestFacts {
+        method: f.method.clone(),
+        path: f.path.clone(),
+        ip: f.ip,
+        time,
+        tls: f.tls,
+        request_bytes: f.request_bytes,
+        route: f.route.clone(),
+        protocol,
+    };
+    let req = AuthzRequest {
+        principal: principal.as_ref(),
+        action: &request.action,
+        resource: &resource,
+        facts: &facts,
+        arguments: request.arguments.as_ref(),
+    };
+    let built = set.build(&req)?;
+    let decision = set.evaluate(&built);
+    let mut entities = built.entities.to_json_value().map_err(|e| e.to_string())?;
+    if let Value::Array(list) = &mut entities {
+        list.sort_by_key(|e| e["uid"].to_string());
+        for e in list.iter_mut() {
+            if let Some(Value::Array(parents)) = e.get_mut("parents") {
+                parents.sort_by_key(|p| p.to_string());
+            }
+        }
+    }
+    let context = EntityModel::context_json(&req);
+
+    let mut t = String::new();
+    let verdict = if decision.allowed { "ALLOW" } else { "DENY" };
+    let _ = writeln!(t, "decision:   {verdict}");
+    let _ = writeln!(
+        t,
+        "policy set: {} ({}, sha256 {})",
+        decision.policy_set,
+        decision.mode.as_str(),
+        decision.policy_set_hash
+    );
+    let _ = writeln!(t, "principal:  {}", decision.principal);
+    let _ = writeln!(t, "action:     {}", decision.action);
+    let _ = writeln!(t, "resource:   {}", decision.resource);
+    if decision.policies.is_empty() {
+        let _ = writeln!(
+            t,
+            "deciding policies: none ({})",
+            if decision.allowed {
+                "?"
+            } else {
+                "no permit applies: denied by default"
+            }
+        );
+    } else {
+        let _ = writeln!(
+            t,
+            "deciding policies ({}):",
+            if decision.allowed {
+                "permits"
+            } else {
+                "forbids"
+            }
+        );
+        for id in &decision.policies {
+            let at = set
+                .source(id)
+                .map(|s| {
+                    let file = std::path::Path::new(&s.file)
+                        .file_name()
+                        .map_or_else(|| s.file.clone(), |n| n.to_string_lossy().into_owned());
+                    format!("{file}:{}", s.line)
+                })
+                .unwrap_or_default();
+            let _ = writeln!(t, "  - {id}  ({at})");
+            if let Some(policy) = set.policies().policy(&cedar_policy::PolicyId::new(id)) {
+                let mut annotations: Vec<(&str, &str)> =
+                    policy.annotations().filter(|(k, _)| *k != "id").collect();
+                annotations.sort();
+                for (k, v) in annotations {
+                    let _ = writeln!(t, "      @{k}: {v}");
+                }
+            }
+        }
+    }
+    if decision.errors.is_empty() {
+        let _ = writeln!(t, "errors:     none");
+    } else {
+        let _ = writeln!(t, "errors:");
+        for e in &decision.errors {
+            let _ = writeln!(t, "  - {e}");
+        }
+    }
+    let _ = writeln!(t, "context:");
+    let _ = writeln!(
+        t,
+        "{}",
+        indent(&serde_json::to_string_pretty(&context).unwrap_or_default())
+    );
+    let _ = writeln!(t, "entities:");
+    let _ = writeln!(
+        t,
+        "{}",
+        indent(&serde_json::to_string_pretty(&entities).unwrap_or_default())
+    );
+    Ok(Explanation { decision, text: t })
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explain_names_policies_annotations_entities_and_context() {
+        let set = super::super::tests::seed_set();
+        let request: ExplainRequest = serde_json::from_value(serde_json::json!({
+            "principal": {"type": "User", "id": "https://idp.test|olga", "roles": ["agent_operator"],
+                          "tenant": "acme", "email": "olga@acme.test", "scopes": ["tools:exec"]},
+            "action": "call_tool",
+            "resource": "Tool::\"run_shell\"",
+            "request": {"method": "POST", "path": "/mcp", "ip": "10.0.0.7",
+                        "time": "2026-01-06T10:00:00Z", "route": "mcp", "protocol": "mcp"},
+            "arguments": {"command": "uptime", "timeout": 5}
+        }))
+        .unwrap();
+        let e = explain(&set, &request).unwrap();
+        assert!(!e.decision.allowed);
+        assert_eq!(e.decision.policies, ["high-risk-needs-mfa"]);
+        let text = e.text.replace(set.hash(), "<hash>");
+        insta::assert_snapshot!("explain_run_shell_without_mfa", text);
+    }
+}

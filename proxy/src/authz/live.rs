@@ -158,6 +158,12 @@ impl Authz {
             .map(|s| s.current.load_full())
     }
 
+    /// Whether every set has a good policy set live (always, once constructed: loading fails
+    /// rather than start without one, and reloads never swap in a broken set).
+    pub fn has_good_set(&self) -> bool {
+        !self.sets.is_empty()
+    }
+
     /// The deciding (first) set.
     pub fn primary(&self) -> Arc<PolicySet> {
         self.sets[0].current.load_full()
@@ -254,6 +260,21 @@ impl Authz {
                 let _ = tokio::task::spawn_blocking(move || a.reload_and_report(&m)).await;
             }
         });
+    }
+}
+
+impl std::fmt::Debug for Authz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut list = f.debug_list();
+        for s in &self.sets {
+            list.entry(&format_args!(
+                "{} ({}, {})",
+                s.name,
+                s.mode.as_str(),
+                s.current.load().hash()
+            ));
+        }
+        list.finish()
     }
 }
 

@@ -20,6 +20,20 @@ use super::{Mode, PolicySet};
 /// The catalog file name inside a policy directory.
 pub const CATALOG_FILE: &str = "tools.yaml";
 
+/// A policy set `path` naming the seed policies compiled into the binary (the files of
+/// `policies/` at build time), for `palisade dev` run from anywhere.
+pub const BUILTIN: &str = "builtin";
+
+const BUILTIN_FILES: [(&str, &str); 4] = [
+    (
+        "palisade.cedarschema",
+        include_str!("../../../policies/palisade.cedarschema"),
+    ),
+    ("abac.cedar", include_str!("../../../policies/abac.cedar")),
+    ("roles.cedar", include_str!("../../../policies/roles.cedar")),
+    ("tools.yaml", include_str!("../../../policies/tools.yaml")),
+];
+
 /// One problem in a policy directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
@@ -61,8 +75,28 @@ pub struct PolicyFiles {
 }
 
 impl PolicyFiles {
+    /// The seed policies compiled into the binary.
+    pub fn builtin() -> Self {
+        let mut files = Self::default();
+        for (name, text) in BUILTIN_FILES {
+            let entry = (PathBuf::from(BUILTIN).join(name), text.to_string());
+            if name.ends_with(".cedarschema") {
+                files.schemas.push(entry);
+            } else if name.ends_with(".cedar") {
+                files.policies.push(entry);
+            } else {
+                files.catalog = Some(entry);
+            }
+        }
+        files
+    }
+
     /// Reads the policy files of `dir` (not recursive; `tests/` and other files are ignored).
+    /// The path `builtin` names the compiled-in seed policies.
     pub fn read(dir: &Path) -> Result<Self, Vec<PolicyError>> {
+        if dir == Path::new(BUILTIN) {
+            return Ok(Self::builtin());
+        }
         let err = |file: &Path, message: String| {
             vec![PolicyError {
                 file: file.display().to_string(),

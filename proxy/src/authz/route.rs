@@ -35,6 +35,22 @@ pub struct RouteAuthz {
     pub protocol: RouteProtocol,
 }
 
+impl Default for RouteAuthz {
+    /// `http_request` on `Route::""`: a placeholder for routes built outside the config.
+    fn default() -> Self {
+        Self {
+            rules: Vec::new(),
+            default: Target {
+                action: "http_request".into(),
+                resource: Resource::new(ResourceKind::Route, ""),
+            },
+            agent: String::new(),
+            denied_tool_call: DeniedToolCall::Drop,
+            protocol: RouteProtocol::Http,
+        }
+    }
+}
+
 impl RouteAuthz {
     /// Compiles a route's `authorization:`; errors come with their path below it
     /// (`rules[0].resource`).

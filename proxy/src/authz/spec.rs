@@ -31,7 +31,8 @@ pub struct PolicySetSpec {
     #[serde(default = "default_set_name")]
     pub name: String,
     /// Directory holding the schema (`*.cedarschema`), the policies (`*.cedar`) and the tool
-    /// catalog (`tools.yaml`, optional). Required.
+    /// catalog (`tools.yaml`, optional), relative to the working directory; `builtin` names
+    /// the seed policies of `policies/` compiled into the binary. Required.
     pub path: String,
     /// `enforce` (a deny refuses the request) or `shadow` (decide, record, never block).
     /// Default: `enforce`.

@@ -480,3 +480,9 @@ fn seed_policy_tests_pass() {
     }
     assert!(n >= 10, "{n} cases");
 }
+
+#[test]
+fn builtin_is_the_seed_directory() {
+    let builtin = PolicySet::load("main", Path::new(load::BUILTIN), Mode::Enforce).unwrap();
+    assert_eq!(builtin.hash(), seed_set().hash());
+}

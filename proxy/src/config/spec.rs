@@ -38,6 +38,10 @@ pub struct ConfigSpec {
     /// Start the bundled orchestrator in-process (used by `palisade dev`). Default: absent (off).
     #[serde(default)]
     pub embedded_orchestrator: Option<EmbeddedOrchestratorSpec>,
+    /// Cedar authorization: the policy sets that decide every request (see
+    /// `docs/policies.md`). Default: no policy sets (authorization off).
+    #[serde(default)]
+    pub authorization: crate::authz::AuthzSpec,
     /// Rate limits, quotas and stream caps every route inherits, tiers, and the counter backend
     /// (in-process or Redis). Default: no limits (the dev config ships 300 requests/minute per
     /// principal, admins x10, 10 open streams per principal). See `docs/rate-limits.md`.
@@ -212,6 +216,11 @@ pub struct RouteSpec {
     /// Forward the client's `Host` header instead of the upstream's address. Default: `false`.
     #[serde(default)]
     pub preserve_host: bool,
+    /// How this route's requests map to Cedar actions and resources, and what AG-UI streams do
+    /// with denied tool calls. Default: `run_agent` on `Agent::"<route name>"` for `agui`
+    /// routes, `http_request` on `Route::"<route name>"` otherwise.
+    #[serde(default)]
+    pub authorization: crate::authz::RouteAuthzSpec,
     /// This route's own limits and stream caps, on top of the inherited top-level ones.
     /// Default: absent (only the top-level `rate_limits` apply).
     #[serde(default)]

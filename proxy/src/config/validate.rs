@@ -99,6 +99,17 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
     let rate_limits = crate::ratelimit::policy::validate(&spec.rate_limits, &mut errors.0);
     let routes = routes(&spec, &upstreams, &rate_limits, &mut errors);
 
+    // Policies after routes: every set's schema must support the actions the routes use.
+    let targets = routes.iter().flat_map(|r| r.authz.required_targets()).collect();
+    let authz = crate::authz::Authz::from_spec(&spec.authorization, targets)
+        .unwrap_or_else(|errs| {
+            for (path, message) in errs {
+                errors.push(path, message);
+            }
+            None
+        })
+        .map(Arc::new);
+
     if let Some(orch) = &spec.embedded_orchestrator {
         errors.socket_addr("embedded_orchestrator.address".into(), &orch.address);
     }
@@ -118,6 +129,7 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         log_level: spec.server.log_level,
         routes: Arc::new(RouteTable::new(routes)),
         embedded_orchestrator: spec.embedded_orchestrator,
+        authz,
         rate_limits: rate_limits.settings,
     })
 }
@@ -222,6 +234,14 @@ fn routes(
             &at,
             &mut errors.0,
         );
+        let route_authz =
+            crate::authz::RouteAuthz::from_spec(&r.name, r.protocol, &r.authorization)
+                .unwrap_or_else(|errs| {
+                    for (path, message) in errs {
+                        errors.push(format!("{at}.authorization.{path}"), message);
+                    }
+                    Default::default()
+                });
         let Some(upstream) = upstreams.get(&r.upstream) else {
             if !spec.upstreams.contains_key(&r.upstream) {
                 errors.push(
@@ -242,6 +262,7 @@ fn routes(
             max_body_bytes: r.max_body_bytes.unwrap_or(spec.limits.max_body_bytes),
             rewrite_prefix: r.rewrite_prefix.clone(),
             preserve_host: r.preserve_host,
+            authz: Arc::new(route_authz),
             rate_limits: Arc::new(route_limits),
         });
     }

@@ -36,6 +36,11 @@ pub struct RequestCtx {
     pub upstream_socket: Option<(RawFd, SocketAddr)>,
     /// Set when the response is an SSE stream.
     pub stream: Option<StreamCtx>,
+    /// The request-level authorization decision (the enforcing policy set's), for audit and
+    /// metrics; `None` when authorization is off or did not run.
+    pub decision: Option<crate::authz::Decision>,
+    /// Further authorization state: shadow decisions, body-aware decisions, stream filtering.
+    pub authz: crate::authz::Exchange,
     /// What the rate-limit stage admitted: the stream slot (an RAII permit released when this
     /// context drops, however the request ended) and the `RateLimit` headers to send.
     pub ratelimit: crate::ratelimit::Admission,
@@ -69,6 +74,8 @@ impl RequestCtx {
             response_bytes: 0,
             upstream_socket: None,
             stream: None,
+            decision: None,
+            authz: Default::default(),
             ratelimit: Default::default(),
             _in_flight: in_flight,
         }
