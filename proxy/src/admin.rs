@@ -64,14 +64,24 @@ struct Revoke {
 
 async fn revoke(State(state): State<AdminState>, Json(body): Json<Revoke>) -> impl IntoResponse {
     if body.jti.is_empty() || body.jti.len() > 512 {
-        return (StatusCode::BAD_REQUEST, "jti must be 1-512 bytes\n");
+        return (
+            StatusCode::BAD_REQUEST,
+            "jti must be 1-512 bytes\n".to_string(),
+        );
     }
     let until = body
         .forget_after
         .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
-    state.authn.revocations.revoke(&body.jti, until);
-    tracing::info!(jti = %body.jti, "token revoked");
-    (StatusCode::NO_CONTENT, "")
+    match state.authn.revoke(&body.jti, until).await {
+        Ok(()) => {
+            tracing::info!(jti = %body.jti, "token revoked");
+            (StatusCode::NO_CONTENT, String::new())
+        }
+        Err(e) => {
+            tracing::warn!(jti = %body.jti, error = %e, "token revoked locally only");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n"))
+        }
+    }
 }
 
 async fn list_revocations(State(state): State<AdminState>) -> impl IntoResponse {

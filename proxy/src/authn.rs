@@ -15,6 +15,7 @@ pub mod keys;
 pub mod metadata;
 pub mod principal;
 pub mod revocation;
+pub mod shared;
 pub mod signer;
 mod spec;
 mod trusted;
@@ -43,6 +44,7 @@ pub struct Authenticator {
     cache: TokenCache,
     /// Revoked token ids (`palisade tokens revoke`, admin `POST /revocations`).
     pub revocations: RevocationList,
+    shared: Option<shared::SharedRevocations>,
     max_token_bytes: usize,
     assertion: Signer,
     assertion_spec: config::AssertionSpec,
@@ -82,6 +84,7 @@ impl Authenticator {
                 .map(trusted::TrustedHeaders::new),
             cache: TokenCache::new(spec.token_cache.max_entries),
             revocations: RevocationList::default(),
+            shared: shared::SharedRevocations::new(&spec.revocation),
             max_token_bytes: spec.max_token_bytes,
             assertion: Signer::generate()?,
             assertion_spec: spec.assertion.clone(),
@@ -231,6 +234,20 @@ impl Authenticator {
             .ok()
     }
 
+    /// Revokes `jti` here at once and, with shared revocation configured, on every replica
+    /// (through Redis). The local revocation holds even when Redis is unreachable.
+    pub async fn revoke(&self, jti: &str, until: Option<SystemTime>) -> Result<(), String> {
+        self.revocations.revoke(jti, until);
+        if let Some(shared) = &self.shared {
+            let until = until.unwrap_or_else(|| SystemTime::now() + Duration::from_secs(86_400));
+            shared
+                .publish(jti, until)
+                .await
+                .map_err(|e| format!("revoked on this replica only; Redis: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Issuer URLs of OIDC issuers (the `authorization_servers` of RFC 9728 metadata).
     pub fn authorization_servers(&self) -> Vec<String> {
         self.issuers
@@ -263,6 +280,20 @@ impl Authenticator {
                         }
                     };
                     tokio::time::sleep(wait).await;
+                }
+            });
+        }
+        if let Some(shared) = &self.shared {
+            let this = self.clone();
+            let interval = shared.interval();
+            tokio::spawn(async move {
+                loop {
+                    if let Some(shared) = &this.shared {
+                        if let Err(e) = shared.pull(&this.revocations).await {
+                            tracing::warn!(error = %e, "pulling shared revocations failed");
+                        }
+                    }
+                    tokio::time::sleep(interval).await;
                 }
             });
         }

@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 const ISS: &str = "https://idp.test";
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn claims(extra: Value) -> Value {
@@ -76,7 +79,12 @@ async fn fixture(extra_auth: &str) -> Fixture {
             jwks.display()
         ))
         .start();
-    Fixture { proxy, signer, _dir: dir, echo }
+    Fixture {
+        proxy,
+        signer,
+        _dir: dir,
+        echo,
+    }
 }
 
 async fn call(proxy: &Proxy, path: &str, token: Option<&str>) -> (u16, Value) {
@@ -87,8 +95,14 @@ async fn call(proxy: &Proxy, path: &str, token: Option<&str>) -> (u16, Value) {
     let resp = req.send().await.unwrap();
     let status = resp.status().as_u16();
     if status == 401 {
-        let www = resp.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
-        assert!(www.is_some_and(|w| w.starts_with("Bearer")), "401 without WWW-Authenticate: Bearer");
+        let www = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        assert!(
+            www.is_some_and(|w| w.starts_with("Bearer")),
+            "401 without WWW-Authenticate: Bearer"
+        );
     }
     let body = resp.bytes().await.unwrap();
     (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
@@ -101,7 +115,10 @@ fn code(body: &Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn valid_token_forwards_identity_and_a_verifiable_assertion() {
     let f = fixture("").await;
-    let token = f.signer.sign(&claims(json!({"roles": ["developer", "user"]}))).unwrap();
+    let token = f
+        .signer
+        .sign(&claims(json!({"roles": ["developer", "user"]})))
+        .unwrap();
     let resp = client()
         .get(f.proxy.url("/private/x"))
         .bearer_auth(&token)
@@ -115,7 +132,10 @@ async fn valid_token_forwards_identity_and_a_verifiable_assertion() {
     assert_eq!(h["x-palisade-principal"], format!("User::\"{ISS}|alice\""));
     assert_eq!(h["x-palisade-roles"], "developer,user");
     assert_eq!(h["x-palisade-tenant"], "acme");
-    assert!(h.get("authorization").is_none(), "the client's token is not forwarded by default");
+    assert!(
+        h.get("authorization").is_none(),
+        "the client's token is not forwarded by default"
+    );
 
     // The assertion verifies against the JWKS the admin listener publishes, and lives ≤ 60 s.
     let assertion = h["x-palisade-assertion"].as_str().unwrap();
@@ -142,7 +162,10 @@ async fn valid_token_forwards_identity_and_a_verifiable_assertion() {
     assert_eq!(call(&f.proxy, "/private", None).await.0, 401);
     let resp = client().get(f.proxy.url("/open")).send().await.unwrap();
     let echoed: Value = resp.json().await.unwrap();
-    assert_eq!(echoed["headers"]["x-palisade-principal"], "Anonymous::\"127.0.0.1\"");
+    assert_eq!(
+        echoed["headers"]["x-palisade-principal"],
+        "Anonymous::\"127.0.0.1\""
+    );
     drop(f.echo);
 }
 
@@ -153,7 +176,9 @@ async fn rfc8725_bad_tokens_get_401_never_5xx() {
     let attacker = Signer::generate().unwrap();
     let jwk = serde_json::to_value(&attacker.jwks().keys[0]).unwrap();
     let signed_by_attacker = attacker.sign(&good).unwrap();
-    let attacker_sig = B64.decode(signed_by_attacker.rsplit('.').next().unwrap()).unwrap();
+    let attacker_sig = B64
+        .decode(signed_by_attacker.rsplit('.').next().unwrap())
+        .unwrap();
 
     // HS256 "signed" with the issuer's public key (the classic key-confusion attack).
     let public_jwk = serde_json::to_string(&f.signer.jwks().keys[0]).unwrap();
@@ -165,41 +190,150 @@ async fn rfc8725_bad_tokens_get_401_never_5xx() {
     .unwrap();
 
     let cases: Vec<(&str, String, &str)> = vec![
-        ("alg none", raw_token(json!({"alg": "none", "typ": "JWT"}), &good, b""), "UNAUTHENTICATED"),
-        ("alg None", raw_token(json!({"alg": "None"}), &good, b""), "UNAUTHENTICATED"),
+        (
+            "alg none",
+            raw_token(json!({"alg": "none", "typ": "JWT"}), &good, b""),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "alg None",
+            raw_token(json!({"alg": "None"}), &good, b""),
+            "UNAUTHENTICATED",
+        ),
         ("HS256 with the public key", hs, "UNAUTHENTICATED"),
-        ("kid path traversal", raw_token(json!({"alg": "ES256", "kid": "../../../../etc/passwd"}), &good, &attacker_sig), "UNAUTHENTICATED"),
-        ("kid SQL", raw_token(json!({"alg": "ES256", "kid": "x' OR '1'='1"}), &good, &attacker_sig), "UNAUTHENTICATED"),
-        ("embedded jwk", raw_token(json!({"alg": "ES256", "jwk": jwk}), &good, &attacker_sig), "UNAUTHENTICATED"),
-        ("jku", raw_token(json!({"alg": "ES256", "jku": "http://127.0.0.1:1/jwks"}), &good, &attacker_sig), "UNAUTHENTICATED"),
-        ("x5u", raw_token(json!({"alg": "ES256", "x5u": "http://127.0.0.1:1/cert"}), &good, &attacker_sig), "UNAUTHENTICATED"),
-        ("attacker key", signed_by_attacker.clone(), "UNAUTHENTICATED"),
-        ("expired", f.signer.sign(&claims(json!({"exp": now() - 3600}))).unwrap(), "TOKEN_EXPIRED"),
-        ("not yet valid", f.signer.sign(&claims(json!({"nbf": now() + 3600}))).unwrap(), "UNAUTHENTICATED"),
-        ("wrong aud", f.signer.sign(&claims(json!({"aud": "someone-else"}))).unwrap(), "UNAUTHENTICATED"),
-        ("no aud", f.signer.sign(&claims(json!({"aud": null}))).unwrap(), "UNAUTHENTICATED"),
-        ("wrong iss", f.signer.sign(&claims(json!({"iss": "https://evil.test"}))).unwrap(), "UNAUTHENTICATED"),
-        ("no exp", f.signer.sign(&claims(json!({"exp": null}))).unwrap(), "UNAUTHENTICATED"),
-        ("no sub", f.signer.sign(&claims(json!({"sub": null}))).unwrap(), "UNAUTHENTICATED"),
-        ("over 8 KiB", f.signer.sign(&claims(json!({"pad": "x".repeat(9000)}))).unwrap(), "UNAUTHENTICATED"),
+        (
+            "kid path traversal",
+            raw_token(
+                json!({"alg": "ES256", "kid": "../../../../etc/passwd"}),
+                &good,
+                &attacker_sig,
+            ),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "kid SQL",
+            raw_token(
+                json!({"alg": "ES256", "kid": "x' OR '1'='1"}),
+                &good,
+                &attacker_sig,
+            ),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "embedded jwk",
+            raw_token(json!({"alg": "ES256", "jwk": jwk}), &good, &attacker_sig),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "jku",
+            raw_token(
+                json!({"alg": "ES256", "jku": "http://127.0.0.1:1/jwks"}),
+                &good,
+                &attacker_sig,
+            ),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "x5u",
+            raw_token(
+                json!({"alg": "ES256", "x5u": "http://127.0.0.1:1/cert"}),
+                &good,
+                &attacker_sig,
+            ),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "attacker key",
+            signed_by_attacker.clone(),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "expired",
+            f.signer
+                .sign(&claims(json!({"exp": now() - 3600})))
+                .unwrap(),
+            "TOKEN_EXPIRED",
+        ),
+        (
+            "not yet valid",
+            f.signer
+                .sign(&claims(json!({"nbf": now() + 3600})))
+                .unwrap(),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "wrong aud",
+            f.signer
+                .sign(&claims(json!({"aud": "someone-else"})))
+                .unwrap(),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "no aud",
+            f.signer.sign(&claims(json!({"aud": null}))).unwrap(),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "wrong iss",
+            f.signer
+                .sign(&claims(json!({"iss": "https://evil.test"})))
+                .unwrap(),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "no exp",
+            f.signer.sign(&claims(json!({"exp": null}))).unwrap(),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "no sub",
+            f.signer.sign(&claims(json!({"sub": null}))).unwrap(),
+            "UNAUTHENTICATED",
+        ),
+        (
+            "over 8 KiB",
+            f.signer
+                .sign(&claims(json!({"pad": "x".repeat(9000)})))
+                .unwrap(),
+            "UNAUTHENTICATED",
+        ),
         ("bad base64", "!!!.@@@.###".to_string(), "UNAUTHENTICATED"),
-        ("bad JSON", format!("{}.{}.{}", B64.encode("{nope"), B64.encode("[]"), B64.encode("x")), "UNAUTHENTICATED"),
+        (
+            "bad JSON",
+            format!(
+                "{}.{}.{}",
+                B64.encode("{nope"),
+                B64.encode("[]"),
+                B64.encode("x")
+            ),
+            "UNAUTHENTICATED",
+        ),
         ("two parts", "a.b".to_string(), "UNAUTHENTICATED"),
-        ("nested JWT", {
-            let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-            h.cty = Some("JWT".into());
-            h.kid = jsonwebtoken::decode_header(&f.signer.sign(&good).unwrap()).unwrap().kid;
-            let inner = f.signer.sign(&good).unwrap();
-            let payload = json!({"iss": ISS, "sub": "alice", "aud": "palisade", "exp": now() + 60, "inner": inner});
-            let unsigned = format!("{}.{}", B64.encode(serde_json::to_string(&h).unwrap()), B64.encode(payload.to_string()));
-            // Signed properly by the issuer: refused for being nested, not for its signature.
-            let signed = f.signer.sign(&payload).unwrap();
-            let sig = signed.rsplit('.').next().unwrap().to_string();
-            let _ = unsigned;
-            let header_b64 = B64.encode(serde_json::to_string(&h).unwrap());
-            let payload_b64 = signed.split('.').nth(1).unwrap().to_string();
-            format!("{header_b64}.{payload_b64}.{sig}")
-        }, "UNAUTHENTICATED"),
+        (
+            "nested JWT",
+            {
+                let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+                h.cty = Some("JWT".into());
+                h.kid = jsonwebtoken::decode_header(&f.signer.sign(&good).unwrap())
+                    .unwrap()
+                    .kid;
+                let inner = f.signer.sign(&good).unwrap();
+                let payload = json!({"iss": ISS, "sub": "alice", "aud": "palisade", "exp": now() + 60, "inner": inner});
+                let unsigned = format!(
+                    "{}.{}",
+                    B64.encode(serde_json::to_string(&h).unwrap()),
+                    B64.encode(payload.to_string())
+                );
+                // Signed properly by the issuer: refused for being nested, not for its signature.
+                let signed = f.signer.sign(&payload).unwrap();
+                let sig = signed.rsplit('.').next().unwrap().to_string();
+                let _ = unsigned;
+                let header_b64 = B64.encode(serde_json::to_string(&h).unwrap());
+                let payload_b64 = signed.split('.').nth(1).unwrap().to_string();
+                format!("{header_b64}.{payload_b64}.{sig}")
+            },
+            "UNAUTHENTICATED",
+        ),
     ];
     for (name, token, expected) in cases {
         let (status, body) = call(&f.proxy, "/private", Some(&token)).await;
@@ -208,7 +342,12 @@ async fn rfc8725_bad_tokens_get_401_never_5xx() {
     }
     // Other schemes and garbage headers are 401 too.
     for header in ["Basic YWxpY2U6cHc=", "Bearer", "Bearer    ", "token abc"] {
-        let resp = client().get(f.proxy.url("/private")).header("authorization", header).send().await.unwrap();
+        let resp = client()
+            .get(f.proxy.url("/private"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 401, "{header}");
     }
     // And the proxy still serves good tokens afterwards.
@@ -261,9 +400,11 @@ async fn unknown_kid_flood_refetches_the_jwks_at_most_once_per_interval() {
              keys: {{jwks_url: \"http://{idp}/jwks\"}}\n      refetch_min_interval: 1h\n"
         ))
         .start();
-    palisade_e2e::eventually(std::time::Duration::from_secs(5), || proxy.running.lifecycle.is_ready().then_some(()))
-        .await
-        .expect("ready once the JWKS loaded");
+    palisade_e2e::eventually(std::time::Duration::from_secs(5), || {
+        proxy.running.lifecycle.is_ready().then_some(())
+    })
+    .await
+    .expect("ready once the JWKS loaded");
     let loaded = hits.load(Ordering::SeqCst);
     assert!(loaded >= 1);
 
@@ -273,7 +414,10 @@ async fn unknown_kid_flood_refetches_the_jwks_at_most_once_per_interval() {
         assert_eq!(call(&proxy, "/", Some(&token)).await.0, 401);
     }
     let refetches = hits.load(Ordering::SeqCst) - loaded;
-    assert!(refetches <= 1, "{refetches} refetches for 50 unknown-kid tokens");
+    assert!(
+        refetches <= 1,
+        "{refetches} refetches for 50 unknown-kid tokens"
+    );
     let good = signer.sign(&claims(json!({}))).unwrap();
     assert_eq!(call(&proxy, "/", Some(&good)).await.0, 200);
 }
@@ -287,21 +431,35 @@ async fn api_keys_from_the_keys_file() {
     let id = record.id.clone();
     let (mut revoked, revoked_token) = palisade_proxy::authn::apikey::generate("old-bot");
     revoked.revoked = true;
-    palisade_proxy::authn::apikey::KeysFile { keys: vec![record, revoked] }.save(&file).unwrap();
+    palisade_proxy::authn::apikey::KeysFile {
+        keys: vec![record, revoked],
+    }
+    .save(&file)
+    .unwrap();
     let echo = upstream::echo().await;
     let proxy = TestProxy::new()
         .upstream("echo", echo.addr)
         .route("private", "/", "echo", "auth: required")
-        .top_yaml(&format!("authentication:\n  api_keys: {{file: \"{}\"}}\n", file.display()))
+        .top_yaml(&format!(
+            "authentication:\n  api_keys: {{file: \"{}\"}}\n",
+            file.display()
+        ))
         .start();
 
     for with_header in [true, false] {
         let req = client().get(proxy.url("/"));
-        let req = if with_header { req.header("x-api-key", &token) } else { req.bearer_auth(&token) };
+        let req = if with_header {
+            req.header("x-api-key", &token)
+        } else {
+            req.bearer_auth(&token)
+        };
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200);
         let echoed: Value = resp.json().await.unwrap();
-        assert_eq!(echoed["headers"]["x-palisade-principal"], format!("ApiKey::\"{id}\""));
+        assert_eq!(
+            echoed["headers"]["x-palisade-principal"],
+            format!("ApiKey::\"{id}\"")
+        );
         assert_eq!(echoed["headers"]["x-palisade-roles"], "agent_operator");
         assert!(echoed["headers"].get("x-api-key").is_none());
     }
@@ -319,7 +477,9 @@ async fn edge_identity_headers_only_from_trusted_networks() {
         TestProxy::new()
             .upstream("echo", echo.addr)
             .route("private", "/", "echo", "auth: required")
-            .top_yaml(&format!("authentication:\n  trusted_headers: {{from: [\"{from}\"]}}\n"))
+            .top_yaml(&format!(
+                "authentication:\n  trusted_headers: {{from: [\"{from}\"]}}\n"
+            ))
             .start()
     };
     let send = |proxy: &Proxy| {
@@ -334,18 +494,28 @@ async fn edge_identity_headers_only_from_trusted_networks() {
     let resp = send(&trusted).await.unwrap();
     assert_eq!(resp.status(), 200);
     let echoed: Value = resp.json().await.unwrap();
-    assert_eq!(echoed["headers"]["x-palisade-principal"], "User::\"edge|u-42\"");
+    assert_eq!(
+        echoed["headers"]["x-palisade-principal"],
+        "User::\"edge|u-42\""
+    );
     assert_eq!(echoed["headers"]["x-palisade-roles"], "admin");
 
     let untrusted = build("10.0.0.0/8");
     let resp = send(&untrusted).await.unwrap();
-    assert_eq!(resp.status(), 401, "spoofed edge headers from an untrusted peer are not an identity");
+    assert_eq!(
+        resp.status(),
+        401,
+        "spoofed edge headers from an untrusted peer are not an identity"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_authentication_configured_means_401_on_required_routes() {
     let echo = upstream::echo().await;
-    let proxy = TestProxy::new().upstream("echo", echo.addr).route("private", "/", "echo", "auth: required").start();
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("private", "/", "echo", "auth: required")
+        .start();
     let (status, body) = call(&proxy, "/", None).await;
     assert_eq!((status, code(&body).as_str()), (401, "UNAUTHENTICATED"));
 }
@@ -356,15 +526,24 @@ async fn mtls_client_certificates_identify_services() {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(vec![]).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
 
     let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string()]).unwrap().signed_by(&server_key, &ca, &ca_key).unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
     let client_key = KeyPair::generate().unwrap();
     let mut client_params = CertificateParams::new(vec![]).unwrap();
-    client_params.distinguished_name.push(DnType::CommonName, "billing-agent");
-    client_params.subject_alt_names.push(SanType::URI("spiffe://acme.test/sa/billing".try_into().unwrap()));
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "billing-agent");
+    client_params.subject_alt_names.push(SanType::URI(
+        "spiffe://acme.test/sa/billing".try_into().unwrap(),
+    ));
     let client_cert = client_params.signed_by(&client_key, &ca, &ca_key).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -373,7 +552,11 @@ async fn mtls_client_certificates_identify_services() {
         std::fs::write(&p, text).unwrap();
         p.display().to_string()
     };
-    let (cert, key, ca_file) = (write("s.pem", server.pem()), write("s.key", server_key.serialize_pem()), write("ca.pem", ca.pem()));
+    let (cert, key, ca_file) = (
+        write("s.pem", server.pem()),
+        write("s.key", server_key.serialize_pem()),
+        write("ca.pem", ca.pem()),
+    );
     let echo = upstream::echo().await;
     let start = |require: bool| {
         TestProxy::new()
@@ -385,7 +568,10 @@ async fn mtls_client_certificates_identify_services() {
             .start()
     };
     let root = reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap();
-    let identity = reqwest::Identity::from_pem(format!("{}{}", client_cert.pem(), client_key.serialize_pem()).as_bytes()).unwrap();
+    let identity = reqwest::Identity::from_pem(
+        format!("{}{}", client_cert.pem(), client_key.serialize_pem()).as_bytes(),
+    )
+    .unwrap();
     let with_cert = |proxy: &Proxy| {
         reqwest::Client::builder()
             .add_root_certificate(root.clone())
@@ -395,21 +581,51 @@ async fn mtls_client_certificates_identify_services() {
             .unwrap()
     };
     let without_cert = |proxy: &Proxy| {
-        reqwest::Client::builder().add_root_certificate(root.clone()).resolve("localhost", proxy.addr()).build().unwrap()
+        reqwest::Client::builder()
+            .add_root_certificate(root.clone())
+            .resolve("localhost", proxy.addr())
+            .build()
+            .unwrap()
     };
     let url = |proxy: &Proxy| format!("https://localhost:{}/", proxy.addr().port());
 
     let optional = start(false);
-    let resp = with_cert(&optional).get(url(&optional)).send().await.unwrap();
+    let resp = with_cert(&optional)
+        .get(url(&optional))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let echoed: Value = resp.json().await.unwrap();
-    assert_eq!(echoed["headers"]["x-palisade-principal"], "Service::\"spiffe://acme.test/sa/billing\"");
-    let resp = without_cert(&optional).get(url(&optional)).send().await.unwrap();
+    assert_eq!(
+        echoed["headers"]["x-palisade-principal"],
+        "Service::\"spiffe://acme.test/sa/billing\""
+    );
+    let resp = without_cert(&optional)
+        .get(url(&optional))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401, "no certificate, no other credential");
 
     let required = start(true);
-    assert!(without_cert(&required).get(url(&required)).send().await.is_err(), "handshake refused without a certificate");
-    assert_eq!(with_cert(&required).get(url(&required)).send().await.unwrap().status(), 200);
+    assert!(
+        without_cert(&required)
+            .get(url(&required))
+            .send()
+            .await
+            .is_err(),
+        "handshake refused without a certificate"
+    );
+    assert_eq!(
+        with_cert(&required)
+            .get(url(&required))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,15 +639,91 @@ async fn mcp_routes_publish_rfc9728_metadata_and_point_401s_at_it() {
             "authentication:\n  issuers:\n    - issuer: {ISS}\n      algorithms: [ES256]\n      keys: {{jwks_url: \"http://127.0.0.1:1/jwks\"}}\n      required_for_readiness: false\n"
         ))
         .start();
-    let resp = client().post(proxy.url("/mcp")).body("{}").send().await.unwrap();
+    let resp = client()
+        .post(proxy.url("/mcp"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
-    let www = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
-    let expected_url = format!("http://{}/.well-known/oauth-protected-resource/mcp", proxy.addr());
+    let www = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let expected_url = format!(
+        "http://{}/.well-known/oauth-protected-resource/mcp",
+        proxy.addr()
+    );
     assert_eq!(www, format!("Bearer resource_metadata=\"{expected_url}\""));
 
-    let doc: Value = client().get(&expected_url).send().await.unwrap().json().await.unwrap();
+    let doc: Value = client()
+        .get(&expected_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(doc["resource"], format!("http://{}/mcp", proxy.addr()));
     assert_eq!(doc["authorization_servers"], json!([ISS]));
     assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
     drop(f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_every_replica_through_redis() {
+    let redis = palisade_e2e::redis::RedisServer::start();
+    let signer = Signer::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, serde_json::to_string(&signer.jwks()).unwrap()).unwrap();
+    let echo = upstream::echo().await;
+    let replica = || {
+        TestProxy::new()
+            .upstream("echo", echo.addr)
+            .route("private", "/", "echo", "auth: required")
+            .top_yaml(&format!(
+                "authentication:\n  issuers:\n    - issuer: {ISS}\n      algorithms: [ES256]\n      \
+                 keys: {{jwks_file: \"{}\"}}\n  revocation: {{redis_url: \"{}\", sync_interval: 200ms}}\n",
+                jwks.display(),
+                redis.url()
+            ))
+            .start()
+    };
+    let (a, b) = (replica(), replica());
+    let token = signer
+        .sign(&claims(json!({"jti": "shared-revoke"})))
+        .unwrap();
+    assert_eq!(call(&a, "/", Some(&token)).await.0, 200);
+    assert_eq!(call(&b, "/", Some(&token)).await.0, 200); // cached on b now
+
+    let resp = client()
+        .post(a.admin_url("/revocations"))
+        .json(&json!({"jti": "shared-revoke", "forget_after": now() + 600}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204, "{:?}", resp.text().await);
+    assert_eq!(call(&a, "/", Some(&token)).await.0, 401);
+    let mut refused = false;
+    for _ in 0..50 {
+        if call(&b, "/", Some(&token)).await.0 == 401 {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        refused,
+        "replica b still accepts a token revoked on replica a"
+    );
+    let list: Vec<String> = client()
+        .get(b.admin_url("/revocations"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list, ["shared-revoke"]);
 }

@@ -33,6 +33,42 @@ pub struct AuthnSpec {
     /// The `X-Palisade-Assertion` JWT signed for the upstream.
     #[serde(default)]
     pub assertion: AssertionSpec,
+    /// Where revoked token ids are shared between replicas. Default: in-process only.
+    #[serde(default)]
+    pub revocation: RevocationSpec,
+}
+
+/// Shared revocation list.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSpec {
+    /// `redis://host:port` of a standalone Redis holding the shared list. Default: absent
+    /// (revocations stay in this process).
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster instead of `redis_url`. Default: none.
+    #[serde(default)]
+    pub redis_cluster: Vec<String>,
+    /// The Redis sorted set (jti → expiry). Default: `palisade:revoked`.
+    #[serde(default = "default_revocation_key")]
+    pub key: String,
+    /// How often each replica pulls the shared list. Default: `1s`.
+    #[serde(default = "default_sync_interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub sync_interval: Duration,
+}
+
+impl Default for RevocationSpec {
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("an empty revocation section is valid")
+    }
+}
+
+fn default_revocation_key() -> String {
+    "palisade:revoked".into()
+}
+fn default_sync_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 impl Default for AuthnSpec {

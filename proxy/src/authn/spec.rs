@@ -115,6 +115,29 @@ pub fn validate_spec(spec: &AuthnSpec, errors: &mut Vec<FieldError>) {
             "must be between 1s and 60s".into(),
         );
     }
+    let rev = &spec.revocation;
+    if rev.redis_url.is_some() && !rev.redis_cluster.is_empty() {
+        push(
+            "authentication.revocation".into(),
+            "set `redis_url` or `redis_cluster`, not both".into(),
+        );
+    }
+    if rev
+        .redis_url
+        .as_deref()
+        .is_some_and(|u| !u.starts_with("redis://") && !u.starts_with("rediss://"))
+    {
+        push(
+            "authentication.revocation.redis_url".into(),
+            "must be a redis:// URL".into(),
+        );
+    }
+    if rev.sync_interval.is_zero() {
+        push(
+            "authentication.revocation.sync_interval".into(),
+            "must be greater than 0".into(),
+        );
+    }
     if spec.max_token_bytes == 0 {
         push(
             "authentication.max_token_bytes".into(),
