@@ -45,6 +45,7 @@ pub struct Authenticator {
     /// Revoked token ids (`palisade tokens revoke`, admin `POST /revocations`).
     pub revocations: RevocationList,
     shared: Option<shared::SharedRevocations>,
+    assertions: dashmap::DashMap<String, (u64, String)>,
     max_token_bytes: usize,
     assertion: Signer,
     assertion_spec: config::AssertionSpec,
@@ -85,6 +86,7 @@ impl Authenticator {
             cache: TokenCache::new(spec.token_cache.max_entries),
             revocations: RevocationList::default(),
             shared: shared::SharedRevocations::new(&spec.revocation),
+            assertions: dashmap::DashMap::new(),
             max_token_bytes: spec.max_token_bytes,
             assertion: Signer::generate()?,
             assertion_spec: spec.assertion.clone(),
@@ -179,11 +181,15 @@ impl Authenticator {
     }
 
     /// The signed identity assertion (ES256, at most 60 s).
+    ///
+    /// An ES256 signature costs far more than the rest of the request path, so an assertion is
+    /// reused for the same principal (every attribute) and route during the first half of its
+    /// lifetime; the upstream correlates requests by `X-Request-Id`, not by the assertion.
     pub fn assertion(
         &self,
         p: &Principal,
         route: &str,
-        request_id: &str,
+        _request_id: &str,
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = unix_now();
         let ttl = self
@@ -191,13 +197,38 @@ impl Authenticator {
             .ttl
             .min(Duration::from_secs(60))
             .as_secs();
+        let key = assertion_key(p, route);
+        if let Some(hit) = self.assertions.get(&key) {
+            let (issued, token) = hit.value();
+            if now.saturating_sub(*issued) * 2 < ttl {
+                return Ok(token.clone());
+            }
+        }
+        let token = self.sign_assertion(p, route, now, ttl)?;
+        if self.assertions.len() >= ASSERTION_CACHE_MAX {
+            self.assertions
+                .retain(|_, (issued, _)| now.saturating_sub(*issued) * 2 < ttl);
+        }
+        if self.assertions.len() < ASSERTION_CACHE_MAX {
+            self.assertions.insert(key, (now, token.clone()));
+        }
+        Ok(token)
+    }
+
+    fn sign_assertion(
+        &self,
+        p: &Principal,
+        route: &str,
+        now: u64,
+        ttl: u64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         self.assertion.sign(&serde_json::json!({
             "iss": self.assertion_spec.issuer,
             "sub": p.entity_uid(),
             "aud": route,
             "iat": now,
             "exp": now + ttl,
-            "jti": request_id,
+            "jti": uuid::Uuid::new_v4().to_string(),
             "principal_type": p.kind.entity_type(),
             "principal_id": p.id,
             "roles": p.roles,
@@ -326,6 +357,24 @@ pub async fn jwt_keys_ready(authn: &Authenticator) {
     }
 }
 
+/// Most assertions kept for reuse.
+const ASSERTION_CACHE_MAX: usize = 10_000;
+
+/// Cache key of an assertion: the route and every principal attribute it carries, serialized
+/// unambiguously (a hash collision here would hand one caller another's identity).
+fn assertion_key(p: &Principal, route: &str) -> String {
+    serde_json::to_string(&(
+        route,
+        p.kind.entity_type(),
+        &p.id,
+        &p.roles,
+        &p.groups,
+        &p.scopes,
+        (&p.tenant, &p.email, p.mfa, p.auth_method.as_str()),
+    ))
+    .unwrap_or_default()
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -359,4 +408,28 @@ fn credential(req: &RequestHeader) -> Option<Credential<'_>> {
         key.to_str()
             .map_or(Credential::Unsupported, |k| Credential::ApiKey(k.trim())),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assertions_are_reused_only_for_the_same_identity_and_route() {
+        let authn = Authenticator::new(&AuthnSpec::default()).unwrap();
+        let mut alice = Principal::new(PrincipalKind::User, "iss|alice", AuthMethod::Jwt);
+        alice.roles = vec!["user".into()];
+        let first = authn.assertion(&alice, "agent", "r1").unwrap();
+        assert_eq!(authn.assertion(&alice, "agent", "r2").unwrap(), first);
+        assert_ne!(authn.assertion(&alice, "other-route", "r3").unwrap(), first);
+        let mut admin = alice.clone();
+        admin.roles = vec!["admin".into()];
+        assert_ne!(
+            authn.assertion(&admin, "agent", "r4").unwrap(),
+            first,
+            "new roles, new assertion"
+        );
+        let bob = Principal::new(PrincipalKind::User, "iss|bob", AuthMethod::Jwt);
+        assert_ne!(authn.assertion(&bob, "agent", "r5").unwrap(), first);
+    }
 }

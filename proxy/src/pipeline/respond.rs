@@ -28,9 +28,65 @@ pub async fn error_response(
     for (name, value) in err.headers() {
         resp.insert_header(name, value)?;
     }
+    if kind.status == 401 {
+        if let Some(route) = ctx
+            .route
+            .as_ref()
+            .filter(|r| r.protocol == RouteProtocol::Mcp)
+        {
+            let url = crate::authn::metadata::metadata_url(&origin(session), route);
+            resp.insert_header(
+                "www-authenticate",
+                format!("Bearer resource_metadata=\"{url}\""),
+            )?;
+        }
+    }
     ctx.error = Some(err);
-    // The request body may be unread: do not reuse this connection for another request.
-    session.set_keepalive(None);
+    // A request body we did not read would be parsed as the next request: close instead. Bodiless
+    // requests keep their connection (clients retrying after a 401/429 reuse it).
+    let req = session.req_header();
+    let declares_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0");
+    if declares_body && !session.is_body_done() {
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// `scheme://host` as the client addressed this proxy.
+pub fn origin(session: &Session) -> String {
+    let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+    let req = session.req_header();
+    let host = req
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "localhost".into());
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
+/// Writes a small JSON response the proxy answers itself.
+pub async fn json(
+    session: &mut Session,
+    status: u16,
+    body: &serde_json::Value,
+) -> pingora_core::Result<()> {
+    let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    let mut resp = ResponseHeader::build(status, Some(3))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "max-age=300")?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
