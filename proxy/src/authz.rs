@@ -117,6 +117,12 @@ impl PolicySet {
         self.model.build(req)
     }
 
+    /// Builds the Cedar request with every context key of the schema, including those no
+    /// policy reads (which [`PolicySet::build`] leaves out).
+    pub fn build_complete(&self, req: &AuthzRequest<'_>) -> Result<BuiltRequest, String> {
+        self.model.build_complete(req)
+    }
+
     /// Decides `req`. A request that cannot be built (an action missing from the schema, an
     /// unusable id) is denied, with the reason in `errors`.
     pub fn decide(&self, req: &AuthzRequest<'_>) -> Decision {

@@ -287,10 +287,11 @@ async fn agui_run_request_loses_the_tools_the_caller_may_not_use() {
         "search_docs",
         "read_file",
         "write_file",
+        "run_shell",
         "acme_crm_lookup",
         "mystery",
     ];
-    let cases: [(&str, String, &[&str]); 5] = [
+    let cases: [(&str, String, &[&str]); 6] = [
         ("user", s.issuer.role("user"), &["search_docs"]),
         (
             "developer",
@@ -318,6 +319,16 @@ async fn agui_run_request_loses_the_tools_the_caller_may_not_use() {
                 json!({"amr": ["pwd", "otp"]}),
             ),
             &["read_file", "search_docs", "write_file"],
+        ),
+        // ABAC: run_shell requires the tools:exec scope (and, being high risk, MFA).
+        (
+            "operator with MFA and tools:exec",
+            s.issuer.token(
+                "op-exec",
+                &["agent_operator"],
+                json!({"amr": ["otp"], "scope": "openid tools:exec"}),
+            ),
+            &["read_file", "run_shell", "search_docs", "write_file"],
         ),
     ];
     for (who, token, expected) in cases {
@@ -526,6 +537,28 @@ async fn shadow_sets_decide_and_record_but_never_block() {
     )
     .await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_hours_apply_end_to_end() {
+    let s = seed_stack().await;
+    // send_email is tagged business-hours: offered to a developer only Mon-Fri 08-18 UTC.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (hour, weekday) = ((now / 3600) % 24, (now / 86_400 + 3) % 7); // 1970-01-01: Thursday
+    let open = weekday < 5 && (8..18).contains(&hour);
+    let token = s.issuer.role("developer");
+    let (status, _) = post(&s.proxy, "/agent", &token, &run_input(&["send_email"])).await;
+    assert_eq!(status, 200);
+    let seen = s.seen.lock().unwrap().pop().unwrap();
+    let kept = seen["tools"].as_array().unwrap().len() == 1;
+    // A run straddling 08:00 or 18:00 UTC could flip between the two reads of the clock.
+    assert_eq!(
+        kept, open,
+        "hour {hour} weekday {weekday}: send_email kept = {kept}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {

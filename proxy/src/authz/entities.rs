@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema,
@@ -152,11 +153,82 @@ pub struct EntityModel {
     ancestry: HashMap<String, Vec<String>>,
     resource_types: HashMap<String, Vec<String>>,
     tools: HashMap<String, Entity>,
+    /// Whether some policy names an action group, so requests need the action entities (their
+    /// ancestry); when none does, `action in [...]` only ever compares actions for equality.
+    action_groups_used: bool,
+    /// Principal entities already built, by identity (a caller's entity is the same on each of
+    /// its requests). Bounded; cleared when full.
+    principals: dashmap::DashMap<PrincipalKey, (Entity, Vec<String>)>,
+    /// Entity stores of argument-free requests, by everything they are built from. Bounded;
+    /// cleared when full.
+    entity_sets: dashmap::DashMap<EntitiesKey, Arc<EntityParts>>,
+    /// Context keys some policy reads; `None` when a policy uses `context` as a whole. Keys no
+    /// policy reads are left out of the request (they cost parsing, e.g. `datetime`).
+    context_keys: Option<HashSet<String>>,
 }
+
+/// What the entity store of a request is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EntitiesKey {
+    principal: PrincipalKey,
+    resource: Resource,
+    route: String,
+    protocol: &'static str,
+    action: Option<String>,
+}
+
+/// A request's entity store and the uids it is about.
+struct EntityParts {
+    entities: Entities,
+    principal: EntityUid,
+    resource: EntityUid,
+    principal_side: Vec<String>,
+}
+
+/// Most entity stores kept by [`EntityModel`].
+const ENTITY_CACHE: usize = 8192;
+
+/// The fields of a [`Principal`] its entity is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PrincipalKey {
+    kind: &'static str,
+    id: String,
+    email: Option<String>,
+    tenant: Option<String>,
+    roles: Vec<String>,
+    groups: Vec<String>,
+    scopes: Vec<String>,
+    mfa: bool,
+    auth_method: &'static str,
+}
+
+impl PrincipalKey {
+    fn of(p: &Principal) -> Self {
+        Self {
+            kind: p.kind.entity_type(),
+            id: p.id.clone(),
+            email: p.email.clone(),
+            tenant: p.tenant.clone(),
+            roles: p.roles.clone(),
+            groups: p.groups.clone(),
+            scopes: p.scopes.clone(),
+            mfa: p.mfa,
+            auth_method: p.auth_method.as_str(),
+        }
+    }
+}
+
+/// Most principal entities kept by [`EntityModel`].
+const PRINCIPAL_CACHE: usize = 4096;
 
 impl EntityModel {
     /// Prebuilds action entities from `schema` and tool entities from `catalog`.
-    pub fn new(schema: &Schema, catalog: &ToolCatalog) -> Result<Self, String> {
+    /// `policies` tells whether any policy names an action group.
+    pub fn new(
+        schema: &Schema,
+        catalog: &ToolCatalog,
+        policies: &cedar_policy::PolicySet,
+    ) -> Result<Self, String> {
         let action_entities = schema.action_entities().map_err(|e| e.to_string())?;
         let mut actions = HashMap::new();
         let mut ancestry = HashMap::new();
@@ -189,11 +261,23 @@ impl EntityModel {
         for (name, spec) in &catalog.tools {
             tools.insert(name.clone(), tool_entity(name, Some(spec))?);
         }
+        let groups: Vec<String> = schema
+            .action_groups()
+            .map(|g| format!("Action::{}", Value::String(g.id().unescaped().to_string())))
+            .collect();
+        let action_groups_used = policies.policies().any(|p| {
+            let text = p.to_cedar().unwrap_or_default();
+            groups.iter().any(|g| text.contains(g.as_str()))
+        });
         Ok(Self {
             actions,
             ancestry,
             resource_types,
             tools,
+            action_groups_used,
+            principals: dashmap::DashMap::new(),
+            entity_sets: dashmap::DashMap::new(),
+            context_keys: context_keys(policies),
         })
     }
 
@@ -220,49 +304,125 @@ impl EntityModel {
 
     /// Builds the Cedar request and entities for `req`.
     pub fn build(&self, req: &AuthzRequest<'_>) -> Result<BuiltRequest, String> {
-        let (action_uid, action_entities) = self
+        self.build_with(req, self.context_keys.as_ref())
+    }
+
+    /// Like [`EntityModel::build`], with every context key of the schema even when no policy
+    /// reads it (`policy explain`, and tests that check requests against the schema).
+    pub fn build_complete(&self, req: &AuthzRequest<'_>) -> Result<BuiltRequest, String> {
+        self.build_with(req, None)
+    }
+
+    fn build_with(
+        &self,
+        req: &AuthzRequest<'_>,
+        keys: Option<&HashSet<String>>,
+    ) -> Result<BuiltRequest, String> {
+        let (action_uid, _) = self
             .actions
             .get(req.action)
             .ok_or_else(|| format!("the schema has no action `{}`", req.action))?;
-        let (principal, principal_side) = principal_entity(req.principal, req.facts.ip)?;
-        let principal_uid = principal.uid();
-        let resource = self.resource_entity(req)?;
-        let resource_uid = resource.uid();
-        let mut entities: Vec<Entity> = Vec::with_capacity(action_entities.len() + 3);
-        entities.push(principal);
-        entities.push(resource);
-        entities.extend(action_entities.iter().cloned());
-        let mut pairs = context_pairs(req);
-        if req.resource.kind == ResourceKind::Tool {
-            let args = arguments_entity(req.arguments)?;
+        let tool = req.resource.kind == ResourceKind::Tool;
+        let parts = self.entities(req)?;
+        let mut pairs = context_pairs(req, keys);
+        if tool {
             pairs.push((
                 "arguments".into(),
-                RestrictedExpression::new_entity_uid(args.uid()),
+                RestrictedExpression::new_entity_uid(arguments_uid()?),
             ));
             pairs.push((
                 "route".into(),
                 RestrictedExpression::new_string(req.facts.route.clone()),
             ));
-            entities.push(args);
         }
         let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
-        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
         let request = cedar_policy::Request::new(
-            principal_uid.clone(),
+            parts.principal.clone(),
             action_uid.clone(),
-            resource_uid.clone(),
+            parts.resource.clone(),
             context,
             None,
         )
         .map_err(|e| e.to_string())?;
         Ok(BuiltRequest {
             request,
-            entities,
-            principal: principal_uid.to_string(),
+            entities: parts.entities.clone(),
+            principal: parts.principal.to_string(),
             action: action_uid.to_string(),
-            resource: resource_uid.to_string(),
-            principal_side,
+            resource: parts.resource.to_string(),
+            principal_side: parts.principal_side.clone(),
         })
+    }
+
+    /// The entities of `req`: cached per (principal, resource, route) when the request has no
+    /// tool arguments (its entities are then the same on every such request).
+    fn entities(&self, req: &AuthzRequest<'_>) -> Result<Arc<EntityParts>, String> {
+        let no_arguments = req
+            .arguments
+            .and_then(Value::as_object)
+            .is_none_or(|m| m.is_empty());
+        let key = match (req.principal, no_arguments) {
+            (Some(p), true) => Some(EntitiesKey {
+                principal: PrincipalKey::of(p),
+                resource: req.resource.clone(),
+                route: req.facts.route.clone(),
+                protocol: req.facts.protocol,
+                action: self.action_groups_used.then(|| req.action.to_string()),
+            }),
+            _ => None,
+        };
+        if let Some(hit) = key.as_ref().and_then(|k| self.entity_sets.get(k)) {
+            return Ok(hit.value().clone());
+        }
+        let (principal, principal_side) = self.principal_entity(req.principal, req.facts.ip)?;
+        let principal_uid = principal.uid();
+        let resource = self.resource_entity(req)?;
+        let resource_uid = resource.uid();
+        let mut entities: Vec<Entity> = Vec::with_capacity(5);
+        entities.push(principal);
+        entities.push(resource);
+        if self.action_groups_used {
+            if let Some((_, action_entities)) = self.actions.get(req.action) {
+                entities.extend(action_entities.iter().cloned());
+            }
+        }
+        if req.resource.kind == ResourceKind::Tool {
+            entities.push(arguments_entity(req.arguments)?);
+        }
+        let parts = Arc::new(EntityParts {
+            entities: Entities::from_entities(entities, None).map_err(|e| e.to_string())?,
+            principal: principal_uid,
+            resource: resource_uid,
+            principal_side,
+        });
+        if let Some(key) = key {
+            if self.entity_sets.len() >= ENTITY_CACHE {
+                self.entity_sets.clear();
+            }
+            self.entity_sets.insert(key, parts.clone());
+        }
+        Ok(parts)
+    }
+
+    /// The principal's entity, from the cache when this identity was seen before.
+    fn principal_entity(
+        &self,
+        principal: Option<&Principal>,
+        ip: IpAddr,
+    ) -> Result<(Entity, Vec<String>), String> {
+        let Some(p) = principal else {
+            return principal_entity(None, ip);
+        };
+        let key = PrincipalKey::of(p);
+        if let Some(hit) = self.principals.get(&key) {
+            return Ok(hit.value().clone());
+        }
+        let built = principal_entity(Some(p), ip)?;
+        if self.principals.len() >= PRINCIPAL_CACHE {
+            self.principals.clear();
+        }
+        self.principals.insert(key, built.clone());
+        Ok(built)
     }
 
     fn resource_entity(&self, req: &AuthzRequest<'_>) -> Result<Entity, String> {
@@ -403,6 +563,10 @@ fn tool_entity(name: &str, spec: Option<&ToolSpec>) -> Result<Entity, String> {
     Entity::new(uid("Tool", name)?, attrs, HashSet::new()).map_err(|e| e.to_string())
 }
 
+fn arguments_uid() -> Result<EntityUid, String> {
+    uid("Arguments", "call")
+}
+
 /// `Arguments::"call"`, one tag per top-level argument: strings as is, other values as JSON.
 fn arguments_entity(arguments: Option<&Value>) -> Result<Entity, String> {
     let tags: HashMap<String, RestrictedExpression> = arguments
@@ -426,42 +590,77 @@ fn arguments_entity(arguments: Option<&Value>) -> Result<Entity, String> {
     .map_err(|e| e.to_string())
 }
 
-fn context_pairs(req: &AuthzRequest<'_>) -> Vec<(String, RestrictedExpression)> {
+fn context_pairs(
+    req: &AuthzRequest<'_>,
+    keys: Option<&HashSet<String>>,
+) -> Vec<(String, RestrictedExpression)> {
     let f = req.facts;
-    vec![
-        (
-            "method".into(),
-            RestrictedExpression::new_string(f.method.clone()),
-        ),
-        (
-            "path".into(),
-            RestrictedExpression::new_string(f.path.clone()),
-        ),
-        ("ip".into(), RestrictedExpression::new_ip(f.ip.to_string())),
-        (
-            "time".into(),
-            RestrictedExpression::new_datetime(cedar_datetime(f.time)),
-        ),
-        (
-            "hour".into(),
-            RestrictedExpression::new_long(i64::from(
-                f.time.to_offset(time::UtcOffset::UTC).hour(),
-            )),
-        ),
-        (
-            "weekday".into(),
-            RestrictedExpression::new_string(weekday(f.time).into()),
-        ),
-        ("tls".into(), RestrictedExpression::new_bool(f.tls)),
-        (
-            "mfa".into(),
-            RestrictedExpression::new_bool(req.principal.is_some_and(|p| p.mfa)),
-        ),
-        (
-            "request_bytes".into(),
-            RestrictedExpression::new_long(i64::try_from(f.request_bytes).unwrap_or(i64::MAX)),
-        ),
-    ]
+    let wanted = |k: &str| keys.is_none_or(|keys| keys.contains(k));
+    let mut pairs = Vec::with_capacity(11);
+    let mut add = |k: &str, v: &dyn Fn() -> RestrictedExpression| {
+        if wanted(k) {
+            pairs.push((k.to_string(), v()));
+        }
+    };
+    add("method", &|| {
+        RestrictedExpression::new_string(f.method.clone())
+    });
+    add("path", &|| RestrictedExpression::new_string(f.path.clone()));
+    add("ip", &|| RestrictedExpression::new_ip(f.ip.to_string()));
+    add("time", &|| {
+        RestrictedExpression::new_datetime(cedar_datetime(f.time))
+    });
+    add("hour", &|| {
+        RestrictedExpression::new_long(i64::from(f.time.to_offset(time::UtcOffset::UTC).hour()))
+    });
+    add("weekday", &|| {
+        RestrictedExpression::new_string(weekday(f.time).into())
+    });
+    add("tls", &|| RestrictedExpression::new_bool(f.tls));
+    add("mfa", &|| {
+        RestrictedExpression::new_bool(req.principal.is_some_and(|p| p.mfa))
+    });
+    add("request_bytes", &|| {
+        RestrictedExpression::new_long(i64::try_from(f.request_bytes).unwrap_or(i64::MAX))
+    });
+    pairs
+}
+
+/// The context keys the policies read (`context.<key>`, `context has <key>`); `None` when some
+/// policy uses `context` otherwise (as a whole, or indexed with `context["…"]`).
+fn context_keys(policies: &cedar_policy::PolicySet) -> Option<HashSet<String>> {
+    let mut keys = HashSet::new();
+    for p in policies.policies() {
+        let text = p.to_cedar().unwrap_or_default();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("context") {
+            let before = rest[..at].chars().next_back();
+            let after = &rest[at + "context".len()..];
+            rest = after;
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '"') {
+                continue; // part of another identifier or a string
+            }
+            let key: String = if let Some(k) = after.strip_prefix('.') {
+                k.chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect()
+            } else if let Some(k) = after.trim_start().strip_prefix("has ") {
+                k.trim_start()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect()
+            } else if after.starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+                continue; // e.g. `contexts`
+            } else {
+                return None;
+            };
+            if key.is_empty() {
+                return None;
+            }
+            keys.insert(key);
+        }
+    }
+    Some(keys)
 }
 
 /// `2026-01-02T03:04:05.678Z`, the form Cedar's `datetime()` accepts.
@@ -489,5 +688,39 @@ fn weekday(t: time::OffsetDateTime) -> &'static str {
         Friday => "Fri",
         Saturday => "Sat",
         Sunday => "Sun",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(src: &str) -> Option<Vec<String>> {
+        let set: cedar_policy::PolicySet = src.parse().unwrap();
+        context_keys(&set).map(|k| {
+            let mut v: Vec<String> = k.into_iter().collect();
+            v.sort();
+            v
+        })
+    }
+
+    #[test]
+    fn only_the_context_keys_policies_read_are_built() {
+        assert_eq!(
+            keys("permit(principal, action, resource) when { context.hour > 3 && context has mfa && context.ip.isLoopback() };"),
+            Some(vec!["hour".into(), "ip".into(), "mfa".into()])
+        );
+        assert_eq!(
+            keys("permit(principal, action, resource) when { \"context\" == \"x\" };"),
+            Some(vec![])
+        );
+        assert_eq!(
+            keys("permit(principal, action, resource) when { context[\"hour\"] > 3 };"),
+            None
+        );
+        assert_eq!(
+            keys("permit(principal, action, resource) when { context == {} };"),
+            None
+        );
     }
 }

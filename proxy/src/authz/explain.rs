@@ -188,7 +188,7 @@ pub fn explain(set: &PolicySet, request: &ExplainRequest) -> Result<Explanation,
         facts: &facts,
         arguments: request.arguments.as_ref(),
     };
-    let built = set.build(&req)?;
+    let built = set.build_complete(&req)?;
     let decision = set.evaluate(&built);
     let mut entities = built.entities.to_json_value().map_err(|e| e.to_string())?;
     if let Value::Array(list) = &mut entities {

@@ -198,7 +198,7 @@ impl PolicySet {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let model = EntityModel::new(&schema, &catalog).map_err(|message| {
+        let model = EntityModel::new(&schema, &catalog, &policies).map_err(|message| {
             vec![PolicyError {
                 file: "(schema)".into(),
                 line: None,

@@ -81,11 +81,17 @@ fn decide_args(
         .collect();
     reasons.sort();
     assert_eq!(d.policies, reasons);
+    let complete = set.build_complete(&req).unwrap();
+    assert_eq!(
+        set.evaluate(&complete).allowed,
+        d.allowed,
+        "leaving unread context keys out changes nothing"
+    );
     cedar_policy::Request::new(
-        built.request.principal().unwrap().clone(),
-        built.request.action().unwrap().clone(),
-        built.request.resource().unwrap().clone(),
-        built.request.context().unwrap().clone(),
+        complete.request.principal().unwrap().clone(),
+        complete.request.action().unwrap().clone(),
+        complete.request.resource().unwrap().clone(),
+        complete.request.context().unwrap().clone(),
         Some(set.schema()),
     )
     .unwrap_or_else(|e| panic!("request does not fit the schema: {e}"));
@@ -485,4 +491,84 @@ fn seed_policy_tests_pass() {
 fn builtin_is_the_seed_directory() {
     let builtin = PolicySet::load("main", Path::new(load::BUILTIN), Mode::Enforce).unwrap();
     assert_eq!(builtin.hash(), seed_set().hash());
+}
+
+#[test]
+fn config_validation_reports_policy_errors_under_the_field_path() {
+    let dir = write_dir(&[
+        ("s.cedarschema", &seed_schema()),
+        (
+            "p.cedar",
+            "\n@id(\"x\")\npermit (principal, action, resource) when { principal.nope };\n",
+        ),
+    ]);
+    let yaml = format!(
+        "authorization:\n  policy_sets:\n    - path: \"{}\"\n    - name: other\n      path: \"{}\"\n",
+        dir.path().display(),
+        dir.path().display()
+    );
+    let errors = crate::config::Config::from_yaml(&yaml, Vec::new())
+        .expect_err("invalid")
+        .field_errors();
+    let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(
+        at.contains(&"authorization.policy_sets"),
+        "two enforcing sets: {errors:?}"
+    );
+    let policy = errors
+        .iter()
+        .find(|e| e.path == "authorization.policy_sets[0].path")
+        .expect("the broken policy is reported");
+    assert!(policy.message.contains("p.cedar:3:"), "{}", policy.message);
+
+    let route = "upstreams: {u: {address: \"127.0.0.1:1\"}}\nroutes:\n  - name: r\n    match: {path_prefix: /}\n    upstream: u\n    authorization:\n      rules:\n        - {action: run_agent, resource: 'Nope::\"x\"', methods: [get]}\n";
+    let errors = crate::config::Config::from_yaml(route, Vec::new())
+        .expect_err("invalid")
+        .field_errors();
+    let at: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert!(
+        at.contains(&"routes[0].authorization.rules[0].resource"),
+        "{errors:?}"
+    );
+    assert!(
+        at.contains(&"routes[0].authorization.rules[0].methods[0]"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn action_groups_in_policies_resolve() {
+    let dir = write_dir(&[
+        ("s.cedarschema", &seed_schema()),
+        (
+            "p.cedar",
+            "@id(\"any\")\npermit (principal, action in Action::\"any\", resource);\n",
+        ),
+    ]);
+    let set = PolicySet::load("t", dir.path(), Mode::Enforce).unwrap();
+    let d = decide(&set, Some(&user(&[])), "run_agent", agent(), &facts("POST"));
+    assert!(d.allowed, "{d:?}");
+    // Unused groups: the request carries no action entities, and `in [...]` is equality.
+    let seed = seed_set();
+    let d = decide(
+        &seed,
+        Some(&user(&["developer"])),
+        "call_tool",
+        tool("search_docs"),
+        &facts("POST"),
+    );
+    assert_eq!(d.policies, ["developer-tools"]);
+}
+
+#[test]
+fn principal_entities_are_cached_by_identity() {
+    let set = seed_set();
+    let f = facts("POST");
+    let mut p = user(&["user"]);
+    assert!(decide(&set, Some(&p), "run_agent", agent(), &f).allowed);
+    // Same id, different roles: a different entity, not the cached one.
+    p.roles = vec!["viewer".into()];
+    assert!(!decide(&set, Some(&p), "run_agent", agent(), &f).allowed);
+    p.roles = vec!["user".into()];
+    assert!(decide(&set, Some(&p), "run_agent", agent(), &f).allowed);
 }
