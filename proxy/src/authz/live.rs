@@ -226,12 +226,15 @@ impl Authz {
     ) {
         let authz = self.clone();
         let interval = self.reload_interval;
-        runtime.spawn(async move {
-            let mut hup = if signals {
+        // Register for SIGHUP before returning, so a signal sent right after start reloads
+        // instead of hitting the default action (terminate).
+        let mut hup = signals
+            .then(|| {
+                let _entered = runtime.enter();
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
-            } else {
-                None
-            };
+            })
+            .flatten();
+        runtime.spawn(async move {
             let mut tick = (!interval.is_zero()).then(|| {
                 let mut t = tokio::time::interval(interval);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

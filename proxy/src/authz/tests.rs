@@ -572,3 +572,51 @@ fn principal_entities_are_cached_by_identity() {
     p.roles = vec!["user".into()];
     assert!(decide(&set, Some(&p), "run_agent", agent(), &f).allowed);
 }
+
+#[test]
+fn sighup_reloads_the_policies() {
+    let dir = write_dir(&[
+        ("s.cedarschema", &seed_schema()),
+        (
+            "p.cedar",
+            "@id(\"a\")\npermit (principal, action, resource);\n",
+        ),
+    ]);
+    let spec = AuthzSpec {
+        policy_sets: vec![PolicySetSpec {
+            name: "main".into(),
+            path: dir.path().display().to_string(),
+            mode: ModeSpec::Enforce,
+        }],
+        reload_interval: std::time::Duration::ZERO, // no polling: only the signal reloads
+    };
+    let authz = std::sync::Arc::new(Authz::from_spec(&spec, Vec::new()).unwrap().unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = crate::telemetry::Metrics::new(prometheus::Registry::new()).unwrap();
+    authz.watch(runtime.handle(), metrics.clone(), true);
+    let before = authz.primary().hash().to_string();
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        "@id(\"b\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    // SAFETY: raising a signal the runtime has a handler for.
+    unsafe { libc::raise(libc::SIGHUP) };
+    runtime.block_on(async {
+        for _ in 0..500 {
+            if authz.primary().hash() != before {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("SIGHUP did not reload");
+    });
+    assert!(authz.primary().source("b").is_some());
+    assert_eq!(
+        metrics.policy_reloads.with_label_values(&["success"]).get(),
+        1
+    );
+}
