@@ -38,8 +38,18 @@ impl Signer {
     /// Signs `claims` as an ES256 JWT with this key's `kid`.
     pub fn sign(&self, claims: &impl Serialize) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.kid.clone());
         header.typ = Some("JWT".into());
+        self.sign_with_header(header, claims)
+    }
+
+    /// Signs `claims` with a caller-built header (its `alg` and `kid` are set to this key's).
+    pub fn sign_with_header(
+        &self,
+        mut header: Header,
+        claims: &impl Serialize,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        header.alg = Algorithm::ES256;
+        header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.key)
     }
 
