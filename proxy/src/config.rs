@@ -92,6 +92,8 @@ pub struct Config {
     pub embedded_orchestrator: Option<EmbeddedOrchestratorSpec>,
     /// The loaded Cedar policy sets; `None` when authorization is off.
     pub authz: Option<Arc<crate::authz::Authz>>,
+    /// Authentication settings (validated).
+    pub authentication: crate::authn::AuthnSpec,
     /// Rate-limit settings (backend, tiers); the limits themselves travel on each route.
     pub rate_limits: crate::ratelimit::Settings,
 }

@@ -51,7 +51,11 @@ impl Lifecycle {
 
     /// Adds a condition readiness waits for. Called at start-up only (the lock is never taken on
     /// the request path).
-    pub fn add_readiness_check(&self, name: &'static str, check: impl Fn() -> bool + Send + Sync + 'static) {
+    pub fn add_readiness_check(
+        &self,
+        name: &'static str,
+        check: impl Fn() -> bool + Send + Sync + 'static,
+    ) {
         if let Ok(mut checks) = self.checks.write() {
             checks.push((name, Box::new(check)));
         }

@@ -26,49 +26,64 @@ use pingora_core::{Error, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
+use crate::authn::Authenticator;
+use crate::authz;
 use crate::config::spec::RouteProtocol;
 use crate::error::ProxyError;
 use crate::lifecycle::Lifecycle;
+use crate::listener::mtls::ServiceIdentity;
 use crate::protocol::{agui, relay::SseRelay};
 use crate::route::{host_without_port, RouteMatch, RouteTable};
 use crate::telemetry::Metrics;
 use context::{RequestCtx, StreamCtx};
 use headers::TraceContext;
 
-/// The data plane's [`ProxyHttp`] implementation.
+/// The shared state of every stage, built once by [`crate::server::start`]. A new stage adds its
+/// field here.
+pub struct Stages {
+    /// The route table.
+    pub routes: arc_swap::ArcSwap<RouteTable>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Readiness, in-flight tracking, drain.
+    pub lifecycle: Arc<Lifecycle>,
+    /// Authentication.
+    pub authn: Arc<Authenticator>,
+    /// Rate limits, quotas and stream caps.
+    pub ratelimit: Arc<crate::ratelimit::RateLimiter>,
+    /// Cedar authorization; `None` when no policy set is configured.
+    pub authz: Option<Arc<crate::authz::Authz>>,
+}
+
+/// The data plane's [`ProxyHttp`] implementation (one per listener).
 pub struct Pipeline {
-    routes: arc_swap::ArcSwap<RouteTable>,
-    metrics: Metrics,
-    lifecycle: Arc<Lifecycle>,
-    /// Rate limits, quotas and stream caps (shared by every listener).
-    ratelimit: Arc<crate::ratelimit::RateLimiter>,
+    stages: Arc<Stages>,
     /// Whether the listener serves TLS (for `X-Forwarded-Proto`).
     tls: bool,
 }
 
+impl std::ops::Deref for Pipeline {
+    type Target = Stages;
+
+    fn deref(&self) -> &Stages {
+        &self.stages
+    }
+}
+
 impl Pipeline {
-    /// A pipeline over `routes`, reporting to `metrics`, limiting with `ratelimit`.
-    pub fn new(
-        routes: Arc<RouteTable>,
-        metrics: Metrics,
-        lifecycle: Arc<Lifecycle>,
-        ratelimit: Arc<crate::ratelimit::RateLimiter>,
-        tls: bool,
-    ) -> Self {
-        Self {
-            routes: arc_swap::ArcSwap::new(routes),
-            metrics,
-            lifecycle,
-            ratelimit,
-            tls,
-        }
+    /// A pipeline for one listener over the shared `stages`.
+    pub fn new(stages: Arc<Stages>, tls: bool) -> Self {
+        Self { stages, tls }
     }
 
     /// Stages that run before anything is forwarded. `Err` short-circuits to the error mapper.
     fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
         // Strip first: nothing below may read a client-written identity header.
         headers::strip_palisade_headers(session.req_header_mut());
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        ctx.client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
         let req = session.req_header();
         ctx.request_id = headers::request_id(req);
         ctx.trace = Some(TraceContext::from_request(req));
@@ -96,8 +111,45 @@ impl Pipeline {
             return Err(ProxyError::PayloadTooLarge { limit });
         }
 
-        // Later issues add, in this order: identify (authn) → authorize (authz) → rate limit
-        // (keys on the principal) → request guardrails (need the body-aware decisions).
+        Ok(())
+    }
+
+    /// The policy stages, in order. Each refuses with a [`ProxyError`].
+    async fn enforce(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
+        let route = ctx.route.clone().ok_or(ProxyError::Internal)?;
+        // Identify first: authorization and limits key on the principal. After routing, because
+        // the route says whether anonymous callers are allowed.
+        let client_cert = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|tls| tls.extension.get::<ServiceIdentity>())
+            .map(|id| id.0.clone());
+        let principal = self
+            .authn
+            .identify(
+                session.req_header_mut(),
+                ctx.client_ip,
+                client_cert.as_deref(),
+                route.auth,
+            )
+            .await?;
+        ctx.principal = Some(principal);
+
+        // Authorize after identify (policies are about the principal) and before limits (a
+        // refused request must not spend budget); request-level only — body-aware checks run
+        // as the body arrives (`request_body_filter`).
+        authz::stage::authorize(
+            self.authz.as_deref(),
+            &self.metrics,
+            session.req_header(),
+            ctx,
+            self.tls,
+        )?;
+
+        // Next stages, in this order: authorize (Cedar) → rate limit → request guardrails.
+        // Limit after identify and authorize: limits key on the principal, and a request refused
+        // earlier must not spend its caller's budget. Async: a shared limit asks Redis.
+        ctx.ratelimit = self.ratelimit.admit(ctx, session.req_header()).await?;
         Ok(())
     }
 }
@@ -123,18 +175,25 @@ impl ProxyHttp for Pipeline {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<bool> {
-        let admitted = match self.admit(session, ctx) {
-            // Limit after identify and authorize (they slot into `admit`): limits key on the
-            // principal, and a request refused earlier must not spend its caller's budget.
-            // Async: a shared limit asks Redis.
-            Ok(()) => self
-                .ratelimit
-                .admit(ctx, session.req_header())
-                .await
-                .map(|admission| ctx.ratelimit = admission),
+        // RFC 9728 metadata for MCP routes is public: it tells clients where to get a token.
+        let path = session.req_header().uri.path();
+        if path.starts_with(crate::authn::metadata::WELL_KNOWN) {
+            let doc = crate::authn::metadata::document(
+                &self.routes.load(),
+                path,
+                &respond::origin(session),
+                &self.authn.authorization_servers(),
+            );
+            if let Some(doc) = doc {
+                respond::json(session, 200, &doc).await?;
+                return Ok(true);
+            }
+        }
+        let outcome = match self.admit(session, ctx) {
+            Ok(()) => self.enforce(session, ctx).await,
             Err(err) => Err(err),
         };
-        match admitted {
+        match outcome {
             Ok(()) => Ok(false),
             Err(err) => {
                 respond::error_response(session, ctx, err).await?;
@@ -145,9 +204,9 @@ impl ProxyHttp for Pipeline {
 
     async fn request_body_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
         ctx.request_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
@@ -155,6 +214,23 @@ impl ProxyHttp for Pipeline {
         if ctx.request_bytes > limit {
             ctx.error = Some(ProxyError::PayloadTooLarge { limit });
             return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the limit");
+        }
+        // Body-aware authorization after the size check (it holds the body, so the limit bounds
+        // it): AG-UI tools, MCP tools/call, A2A methods, decided once the body is whole.
+        let headers = &session.req_header().headers;
+        if let Err(refusal) = authz::body::on_request_body(
+            self.authz.as_deref(),
+            &self.metrics,
+            headers,
+            body,
+            end_of_stream,
+            ctx,
+        ) {
+            authz::body::write_refusal(session, ctx, refusal).await?;
+            return Error::e_explain(
+                ErrorType::HTTPStatus(403),
+                "refused by body-aware authorization",
+            );
         }
         Ok(())
     }
@@ -236,6 +312,17 @@ impl ProxyHttp for Pipeline {
             upstream.set_uri(uri);
         }
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // A body held for authorization may shrink (AG-UI tools removed): send it chunked.
+        authz::body::prepare_upstream(upstream, ctx)?;
+        if let Some(principal) = &ctx.principal {
+            self.authn.forward(
+                upstream,
+                principal,
+                &route.name,
+                &ctx.request_id,
+                route.forward_credentials,
+            )?;
+        }
         if let Some(trace) = &ctx.trace {
             upstream.insert_header("traceparent", trace.traceparent())?;
         }
@@ -259,6 +346,16 @@ impl ProxyHttp for Pipeline {
                     .to_ascii_lowercase()
                     .starts_with("text/event-stream")
             });
+        // Tool filtering of AG-UI streams and MCP tools/list answers; a JSON answer may shrink.
+        let content_type = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if authz::stream::on_response_header(self.authz.as_deref(), ctx, is_sse, &content_type) {
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
         // IETF rate-limit headers when configured; a response that is not a stream gives its
         // stream slot back now instead of when the body ends.
         for (name, value) in ctx.ratelimit.response_headers() {
@@ -279,11 +376,10 @@ impl ProxyHttp for Pipeline {
                 .route
                 .as_ref()
                 .is_some_and(|r| r.protocol == RouteProtocol::Agui);
-            self.metrics
-                .active_streams
-                .with_label_values(&[ctx.route_name()])
-                .inc();
+            let metrics = self.metrics.route(ctx.route_name());
+            metrics.active_streams.inc();
             ctx.stream = Some(StreamCtx {
+                metrics,
                 relay: SseRelay::new(agui),
                 events_counted: 0,
                 guard: ctx
@@ -311,10 +407,9 @@ impl ProxyHttp for Pipeline {
                 *body = Some(framed);
             }
             let events = stream.relay.events();
-            let route = ctx.route.as_ref().map_or("-", |r| r.name.as_str());
-            self.metrics
+            stream
+                .metrics
                 .sse_events
-                .with_label_values(&[route])
                 .inc_by(events - stream.events_counted);
             stream.events_counted = events;
             let agui = ctx
@@ -333,6 +428,16 @@ impl ProxyHttp for Pipeline {
                 *body = Some(Bytes::from(joined));
                 ctx.error = Some(err);
             }
+        }
+        // After re-framing: the filter reads only complete events.
+        if let Err(why) = authz::stream::on_response_body(
+            self.authz.as_deref(),
+            &self.metrics,
+            body,
+            end_of_stream,
+            ctx,
+        ) {
+            return Error::e_explain(ErrorType::InternalError, why);
         }
         ctx.response_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
         Ok(None)
@@ -382,30 +487,23 @@ impl ProxyHttp for Pipeline {
             (None, Some(_)) => "client_closed",
             (None, None) => "ok",
         };
-        let route = ctx.route_name().to_string();
-        let method = session.req_header().method.as_str().to_string();
+        let route_arc = ctx.route.clone();
+        let route = route_arc.as_ref().map_or("-", |r| r.name.as_str());
+        let method = session.req_header().method.as_str();
+        let status_label = session
+            .response_written()
+            .map_or("0", |r| r.status.as_str());
         let elapsed = ctx.started.elapsed();
         self.metrics
             .requests
-            .with_label_values(&[route.as_str(), method.as_str(), &status.to_string(), reason])
+            .with_label_values(&[route, method, status_label, reason])
             .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route.as_str()])
-            .observe(elapsed.as_secs_f64());
-        self.metrics
-            .request_bytes
-            .with_label_values(&[route.as_str()])
-            .inc_by(ctx.request_bytes);
-        self.metrics
-            .response_bytes
-            .with_label_values(&[route.as_str()])
-            .inc_by(ctx.response_bytes);
+        let per_route = self.metrics.route(route);
+        per_route.request_duration.observe(elapsed.as_secs_f64());
+        per_route.request_bytes.inc_by(ctx.request_bytes);
+        per_route.response_bytes.inc_by(ctx.response_bytes);
         if let Some(stream) = ctx.stream.take() {
-            self.metrics
-                .active_streams
-                .with_label_values(&[route.as_str()])
-                .dec();
+            per_route.active_streams.dec();
             self.metrics
                 .stream_duration
                 .observe(stream.started.elapsed().as_secs_f64());

@@ -85,6 +85,10 @@ pub struct Route {
     pub preserve_host: bool,
     /// How requests map to Cedar `(action, resource)`.
     pub authz: Arc<crate::authz::RouteAuthz>,
+    /// Whether callers must authenticate.
+    pub auth: crate::authn::AuthRequirement,
+    /// Forward the client's credentials upstream.
+    pub forward_credentials: bool,
     /// Rate limits and stream caps checked on this route (inherited + its own).
     pub rate_limits: Arc<crate::ratelimit::RouteLimits>,
 }
@@ -209,6 +213,8 @@ mod tests {
             rewrite_prefix: None,
             preserve_host: false,
             authz: Default::default(),
+            auth: Default::default(),
+            forward_credentials: false,
             rate_limits: Default::default(),
         }
     }

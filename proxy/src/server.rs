@@ -28,10 +28,11 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch}
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState};
+use crate::authn::Authenticator;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::listener;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, Stages};
 use crate::telemetry::Metrics;
 
 /// How to start.
@@ -53,6 +54,8 @@ pub struct Running {
     pub lifecycle: Arc<Lifecycle>,
     /// The proxy's metrics.
     pub metrics: Metrics,
+    /// The authentication stage (dev tokens, revocations).
+    pub authn: Arc<Authenticator>,
     shutdown: watch::Sender<bool>,
     drained: watch::Receiver<bool>,
     aux: Option<tokio::runtime::Runtime>,
@@ -105,6 +108,19 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         .build()
         .context("starting the admin runtime")?;
 
+    let authn = Arc::new(Authenticator::new(&config.authentication).context("authentication")?);
+    aux.spawn(authn.clone().run_background());
+    let readiness_authn = authn.clone();
+    lifecycle.add_readiness_check("authentication keys", move || readiness_authn.is_ready());
+
+    // Policies: the config only validates with a good set loaded, so readiness holds from here;
+    // the watcher reloads on file change and SIGHUP and keeps the last good set on errors.
+    if let Some(authz) = &config.authz {
+        authz.watch(aux.handle(), metrics.clone(), options.handle_signals);
+        let live = authz.clone();
+        lifecycle.add_readiness_check("policies", move || live.has_good_set());
+    }
+
     let orchestrator = match &config.embedded_orchestrator {
         Some(spec) => Some(start_orchestrator(&aux, spec)?),
         None => None,
@@ -116,6 +132,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
     let admin_router = admin::router(AdminState {
         lifecycle: lifecycle.clone(),
         metrics: metrics.clone(),
+        authn: authn.clone(),
     });
     aux.spawn(async move {
         let served = match tokio::net::TcpListener::from_std(admin_listener) {
@@ -136,24 +153,25 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
     };
     server_conf.daemon = false;
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
-    // One limiter for every listener: counters and stream slots are per process. Built inside
-    // the aux runtime: the Redis connection's I/O task lives there.
-    let ratelimit = Arc::new({
-        let _runtime = aux.enter();
-        crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics.clone())
-            .context("rate limits")?
+    let stages = Arc::new(Stages {
+        routes: arc_swap::ArcSwap::new(config.routes.clone()),
+        metrics: metrics.clone(),
+        lifecycle: lifecycle.clone(),
+        authn: authn.clone(),
+        authz: config.authz.clone(),
+        // One limiter for every listener: counters and stream slots are per process. Built
+        // inside the aux runtime: the Redis connection's I/O task lives there.
+        ratelimit: Arc::new({
+            let _runtime = aux.enter();
+            crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics.clone())
+                .context("rate limits")?
+        }),
     });
     let mut listeners = Vec::new();
     for l in &config.listeners {
         let address = listener::resolve_port(l.address)
             .with_context(|| format!("listener {} on {}", l.name, l.address))?;
-        let pipeline = Pipeline::new(
-            config.routes.clone(),
-            metrics.clone(),
-            lifecycle.clone(),
-            ratelimit.clone(),
-            l.tls.is_some(),
-        );
+        let pipeline = Pipeline::new(stages.clone(), l.tls.is_some());
         let service = listener::proxy_service(&server.configuration, l, address, pipeline)?;
         server.add_service(service);
         listeners.push(address);
@@ -189,6 +207,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         orchestrator,
         lifecycle,
         metrics,
+        authn,
         shutdown,
         drained,
         aux: Some(aux),

@@ -210,7 +210,9 @@ fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
     // Without the token the same request is refused with the documented body.
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("{curl} --max-time 20 -sS -o /dev/null -w '%{{http_code}}'"))
+        .arg(format!(
+            "{curl} --max-time 20 -sS -o /dev/null -w '%{{http_code}}'"
+        ))
         .env_remove("PALISADE_TOKEN")
         .output()
         .unwrap();

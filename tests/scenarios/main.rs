@@ -2,10 +2,12 @@
 //! port 0. One test binary, one module per concern.
 
 mod admin;
+mod authn;
 mod authz;
 mod errors;
 mod forwarding;
 mod h2;
+mod oidc;
 mod oidc_harness;
 mod orchestrator;
 mod ratelimit;

@@ -5,117 +5,15 @@
 //! `redis-server` fails the test with instructions — it is never skipped silently.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use palisade_e2e::redis::{free_port, redis_binary, redis_cli, RedisServer};
 use palisade_e2e::sse_client;
 use palisade_e2e::upstream::{self, SseScript};
 use palisade_e2e::{client, error_code, Proxy, TestProxy};
 
 // ---- real Redis servers ----------------------------------------------------------------------
-
-fn redis_binary(name: &str) -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!(
-            "`{name}` not found on PATH: the rate-limit scenarios need a real Redis. Install it \
-             with `apt-get install -y redis-server` (tests/run.sh does this)."
-        )
-    })
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
-    let out = Command::new(redis_binary("redis-cli"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// One `redis-server` process; killed on drop.
-struct RedisServer {
-    port: u16,
-    extra: Vec<String>,
-    child: Option<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        Self::start_with(free_port(), Vec::new())
-    }
-
-    fn start_with(port: u16, extra: Vec<String>) -> Self {
-        let mut server = Self {
-            port,
-            extra,
-            child: None,
-            _dir: tempfile::tempdir().unwrap(),
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(redis_binary("redis-server"))
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self._dir.path())
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while redis_cli(self.port, &["PING"]).as_deref() != Some("PONG") {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {} never answered",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-
-    /// Starts it again on the same port, empty (as a restarted cache would be).
-    fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// A 3-master Redis Cluster on loopback; every node killed on drop.
 struct RedisCluster {

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod oidc;
+pub mod redis;
 pub mod sse_client;
 pub mod upstream;
 
@@ -78,6 +79,11 @@ impl TestProxy {
             format!("  - name: {name}\n    match: {{{matcher}}}\n    upstream: {upstream}\n");
         for line in extra.lines().filter(|l| !l.trim().is_empty()) {
             entry.push_str(&format!("    {}\n", line.trim()));
+        }
+        // Scenarios about forwarding and streaming run without credentials; the ones about
+        // authentication say `auth: required` themselves.
+        if !extra.contains("auth:") {
+            entry.push_str("    auth: optional\n");
         }
         self.routes.push(entry);
         self

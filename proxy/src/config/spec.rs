@@ -42,6 +42,10 @@ pub struct ConfigSpec {
     /// `docs/policies.md`). Default: no policy sets (authorization off).
     #[serde(default)]
     pub authorization: crate::authz::AuthzSpec,
+    /// How callers authenticate (JWT issuers, API keys, trusted gateways). Default: nothing
+    /// configured, so every route that requires authentication answers 401.
+    #[serde(default)]
+    pub authentication: crate::authn::AuthnSpec,
     /// Rate limits, quotas and stream caps every route inherits, tiers, and the counter backend
     /// (in-process or Redis). Default: no limits (the dev config ships 300 requests/minute per
     /// principal, admins x10, 10 open streams per principal). See `docs/rate-limits.md`.
@@ -78,6 +82,15 @@ pub struct TlsSpec {
     pub cert: String,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1). Required.
     pub key: String,
+    /// PEM bundle of CAs whose client certificates are accepted (mTLS); a verified certificate
+    /// identifies the caller as `Service::"<SPIFFE URI SAN or CN>"`. Default: absent (no
+    /// client certificates requested).
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    /// With `client_ca`: refuse TLS handshakes without a valid client certificate. Default:
+    /// `false` (clients without one authenticate by other means).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 /// The admin listener.
@@ -221,6 +234,14 @@ pub struct RouteSpec {
     /// routes, `http_request` on `Route::"<route name>"` otherwise.
     #[serde(default)]
     pub authorization: crate::authz::RouteAuthzSpec,
+    /// Whether callers must authenticate: `required` (401 without credentials) or `optional`
+    /// (no credentials = the `Anonymous::"<ip>"` principal). Default: `required`.
+    #[serde(default)]
+    pub auth: crate::authn::AuthRequirement,
+    /// Forward the client's `Authorization` / `X-API-Key` headers upstream. Default: `false`
+    /// (the upstream gets the identity headers and the signed assertion instead).
+    #[serde(default)]
+    pub forward_credentials: bool,
     /// This route's own limits and stream caps, on top of the inherited top-level ones.
     /// Default: absent (only the top-level `rate_limits` apply).
     #[serde(default)]

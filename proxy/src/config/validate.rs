@@ -57,6 +57,11 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         if let Some(tls) = &l.tls {
             errors.readable_file(format!("{at}.tls.cert"), &tls.cert);
             errors.readable_file(format!("{at}.tls.key"), &tls.key);
+            if let Some(ca) = &tls.client_ca {
+                errors.readable_file(format!("{at}.tls.client_ca"), ca);
+            } else if tls.require_client_cert {
+                errors.push(format!("{at}.tls.require_client_cert"), "needs `client_ca`");
+            }
         }
         if let Some(address) = errors.socket_addr(format!("{at}.address"), &l.address) {
             if address.port() != 0 && !bound.insert(address) {
@@ -99,8 +104,13 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
     let rate_limits = crate::ratelimit::policy::validate(&spec.rate_limits, &mut errors.0);
     let routes = routes(&spec, &upstreams, &rate_limits, &mut errors);
 
+    crate::authn::validate_spec(&spec.authentication, &mut errors.0);
+
     // Policies after routes: every set's schema must support the actions the routes use.
-    let targets = routes.iter().flat_map(|r| r.authz.required_targets()).collect();
+    let targets = routes
+        .iter()
+        .flat_map(|r| r.authz.required_targets())
+        .collect();
     let authz = crate::authz::Authz::from_spec(&spec.authorization, targets)
         .unwrap_or_else(|errs| {
             for (path, message) in errs {
@@ -130,6 +140,7 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         routes: Arc::new(RouteTable::new(routes)),
         embedded_orchestrator: spec.embedded_orchestrator,
         authz,
+        authentication: spec.authentication,
         rate_limits: rate_limits.settings,
     })
 }
@@ -263,6 +274,8 @@ fn routes(
             rewrite_prefix: r.rewrite_prefix.clone(),
             preserve_host: r.preserve_host,
             authz: Arc::new(route_authz),
+            auth: r.auth,
+            forward_credentials: r.forward_credentials,
             rate_limits: Arc::new(route_limits),
         });
     }

@@ -18,7 +18,10 @@ pub struct ClientIdentity;
 
 #[async_trait]
 impl TlsAccept for ClientIdentity {
-    async fn handshake_complete_callback(&self, tls: &TlsRef) -> Option<Arc<dyn Any + Send + Sync>> {
+    async fn handshake_complete_callback(
+        &self,
+        tls: &TlsRef,
+    ) -> Option<Arc<dyn Any + Send + Sync>> {
         let der = tls.peer_certificate_der()?;
         let identity = identity_from_der(der)?;
         Some(Arc::new(ServiceIdentity(identity)))
@@ -76,7 +79,9 @@ mod tests {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "billing-agent");
         params.subject_alt_names.push(rcgen::SanType::URI(
-            "spiffe://acme.test/ns/agents/sa/billing".try_into().unwrap(),
+            "spiffe://acme.test/ns/agents/sa/billing"
+                .try_into()
+                .unwrap(),
         ));
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
@@ -86,8 +91,13 @@ mod tests {
         );
 
         let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
-        params.distinguished_name.push(rcgen::DnType::CommonName, "billing-agent");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "billing-agent");
         let cert = params.self_signed(&key).unwrap();
-        assert_eq!(identity_from_der(cert.der()).as_deref(), Some("billing-agent"));
+        assert_eq!(
+            identity_from_der(cert.der()).as_deref(),
+            Some("billing-agent")
+        );
     }
 }

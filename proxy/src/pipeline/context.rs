@@ -57,6 +57,8 @@ pub struct StreamCtx {
     pub guard: Option<StreamGuard>,
     /// When the stream started.
     pub started: Instant,
+    /// The route's metrics (resolved once per stream, not per chunk).
+    pub metrics: crate::telemetry::metrics::RouteMetrics,
 }
 
 impl RequestCtx {
