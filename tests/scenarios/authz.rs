@@ -188,6 +188,12 @@ async fn stack(sets: &[(&str, &Path, &str)]) -> Stack {
             "protocol: a2a\nauthorization: {agent: assistant}",
         )
         .route("mcp-echo", "/mcp-echo", "echo", "protocol: mcp")
+        .route(
+            "ops",
+            "/ops",
+            "echo",
+            "authorization: {rules: [{path_prefix: /ops/admin, action: admin, resource: 'Route::\"ops\"'}]}",
+        )
         .top_yaml(&issuer.yaml(sets))
         .start();
     Stack {
@@ -537,6 +543,24 @@ async fn shadow_sets_decide_and_record_but_never_block() {
     )
     .await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_rules_map_admin_endpoints_to_the_admin_action() {
+    let s = seed_stack().await;
+    let get = |path: &str, token: String| {
+        let url = s.proxy.url(path);
+        async move {
+            let resp = client().get(url).bearer_auth(token).send().await.unwrap();
+            resp.status().as_u16()
+        }
+    };
+    // `admin` on Route::"ops": admins only (and from loopback/10/8, which the test client is).
+    assert_eq!(get("/ops/admin/x", s.issuer.role("admin")).await, 200);
+    assert_eq!(get("/ops/admin/x", s.issuer.role("developer")).await, 403);
+    // The rest of the route is plain http_request.
+    assert_eq!(get("/ops/status", s.issuer.role("developer")).await, 200);
+    assert_eq!(get("/ops/status", s.issuer.role("viewer")).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
