@@ -39,7 +39,7 @@ use signer::Signer;
 /// The authentication stage and its state.
 pub struct Authenticator {
     issuers: Vec<Arc<Issuer>>,
-    api_keys: Option<(std::path::PathBuf, ArcSwap<KeyIndex>)>,
+    api_keys: Option<ApiKeyStore>,
     trusted: Option<trusted::TrustedHeaders>,
     cache: TokenCache,
     /// Revoked token ids (`palisade tokens revoke`, admin `POST /revocations`).
@@ -70,9 +70,24 @@ impl Authenticator {
         };
         let api_keys = match &spec.api_keys {
             Some(k) => {
-                let path = std::path::PathBuf::from(&k.file);
-                let index = KeyIndex::new(apikey::KeysFile::load(&path)?);
-                Some((path, ArcSwap::from_pointee(index)))
+                let file = k.file.as_ref().map(std::path::PathBuf::from);
+                let from_file = match &file {
+                    Some(path) => apikey::KeysFile::load(path)?.keys,
+                    None => Vec::new(),
+                };
+                Some(ApiKeyStore {
+                    index: ArcSwap::from_pointee(KeyIndex::new(apikey::KeysFile {
+                        keys: from_file.clone(),
+                    })),
+                    file,
+                    redis: shared::SharedApiKeys::new(
+                        k.redis_url.as_deref(),
+                        &k.redis_cluster,
+                        &k.redis_key,
+                    ),
+                    from_file: ArcSwap::from_pointee(from_file),
+                    from_redis: ArcSwap::from_pointee(Vec::new()),
+                })
             }
             None => None,
         };
@@ -137,8 +152,8 @@ impl Authenticator {
             return Err(ProxyError::Unauthenticated);
         }
         if token.starts_with(apikey::PREFIX) {
-            let (_, index) = self.api_keys.as_ref().ok_or(ProxyError::Unauthenticated)?;
-            return index.load().verify(token);
+            let store = self.api_keys.as_ref().ok_or(ProxyError::Unauthenticated)?;
+            return store.index.load().verify(token);
         }
         let key = TokenCache::key(token);
         if let Some(hit) = self.cache.get(&key, &self.revocations) {
@@ -330,17 +345,8 @@ impl Authenticator {
         }
         let mut last_modified = None;
         loop {
-            if let Some((path, index)) = &self.api_keys {
-                let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-                if modified != last_modified {
-                    match apikey::KeysFile::load(path) {
-                        Ok(file) => index.store(Arc::new(KeyIndex::new(file))),
-                        Err(e) => {
-                            tracing::warn!(file = %path.display(), error = %e, "keeping the previous API keys")
-                        }
-                    }
-                    last_modified = modified;
-                }
+            if let Some(store) = &self.api_keys {
+                store.refresh(&mut last_modified).await;
             }
             self.revocations.purge_expired();
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -353,6 +359,58 @@ pub async fn jwt_keys_ready(authn: &Authenticator) {
     for issuer in &authn.issuers {
         if let Err(e) = issuer.keys.refresh().await {
             tracing::warn!(issuer = %issuer.issuer, error = %e, "loading keys failed");
+        }
+    }
+}
+
+/// API keys from a file and/or Redis, merged into one index (Redis wins on the same id).
+struct ApiKeyStore {
+    index: ArcSwap<KeyIndex>,
+    file: Option<std::path::PathBuf>,
+    redis: Option<shared::SharedApiKeys>,
+    from_file: ArcSwap<Vec<apikey::KeyRecord>>,
+    from_redis: ArcSwap<Vec<apikey::KeyRecord>>,
+}
+
+impl ApiKeyStore {
+    /// Re-reads the file when it changed and Redis always; keeps the previous records of a source
+    /// that fails.
+    async fn refresh(&self, last_modified: &mut Option<SystemTime>) {
+        let mut changed = false;
+        if let Some(path) = &self.file {
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            if modified != *last_modified {
+                match apikey::KeysFile::load(path) {
+                    Ok(file) => {
+                        self.from_file.store(Arc::new(file.keys));
+                        changed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "keeping the previous API keys")
+                    }
+                }
+                *last_modified = modified;
+            }
+        }
+        if let Some(redis) = &self.redis {
+            match redis.load().await {
+                Ok(mut keys) => {
+                    keys.sort_by(|a, b| a.id.cmp(&b.id));
+                    if **self.from_redis.load() != keys {
+                        self.from_redis.store(Arc::new(keys));
+                        changed = true;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "keeping the previous API keys from Redis"),
+            }
+        }
+        if changed {
+            let mut keys: Vec<apikey::KeyRecord> = self.from_file.load().as_ref().clone();
+            let redis = self.from_redis.load();
+            keys.retain(|k| !redis.iter().any(|r| r.id == k.id));
+            keys.extend(redis.iter().cloned());
+            self.index
+                .store(Arc::new(KeyIndex::new(apikey::KeysFile { keys })));
         }
     }
 }

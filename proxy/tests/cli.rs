@@ -142,6 +142,77 @@ fn authentication_doc_examples_validate() {
     }
 }
 
+/// `palisade keys create | list | revoke` on a keys file: the secret is printed once, only its
+/// hash is stored, and revocation shows in the listing.
+#[test]
+fn keys_create_list_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.yaml");
+    let out = palisade()
+        .args(["keys", "create", "-f"])
+        .arg(&file)
+        .args([
+            "--owner",
+            "ci-bot",
+            "--role",
+            "agent_operator",
+            "--expires-in",
+            "30d",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(token.starts_with("pk_"), "{token}");
+    let stored = std::fs::read_to_string(&file).unwrap();
+    let secret = &token[token.len() - 20..];
+    assert!(!stored.contains(secret), "the secret is not stored");
+    assert!(stored.contains("sha256:"));
+    let id = token
+        .trim_start_matches("pk_")
+        .split('_')
+        .next()
+        .unwrap()
+        .to_string();
+
+    let list = palisade()
+        .args(["keys", "list", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listing.contains(&id) && listing.contains("active") && listing.contains("agent_operator"),
+        "{listing}"
+    );
+
+    let out = palisade()
+        .args(["keys", "revoke", "-f"])
+        .arg(&file)
+        .arg(&id)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let list = palisade()
+        .args(["keys", "list", "-f"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&list.stdout).contains("revoked"));
+
+    let out = palisade()
+        .args(["keys", "revoke", "-f"])
+        .arg(&file)
+        .arg("nope")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "revoking an unknown id fails");
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -715,3 +715,45 @@ async fn revocations_reach_every_replica_through_redis() {
         .unwrap();
     assert_eq!(list, ["shared-revoke"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_shared_through_redis() {
+    use palisade_proxy::authn::apikey;
+    use palisade_proxy::authn::shared::SharedApiKeys;
+    let redis = palisade_e2e::redis::RedisServer::start();
+    let store = SharedApiKeys::new(Some(&redis.url()), &[], "palisade:apikeys").unwrap();
+    let (mut record, token) = apikey::generate("shared-bot");
+    record.roles = vec!["developer".into()];
+    store.store(&record).await.unwrap();
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("private", "/", "echo", "auth: required")
+        .top_yaml(&format!(
+            "authentication:\n  api_keys: {{redis_url: \"{}\"}}\n",
+            redis.url()
+        ))
+        .start();
+    let mut status = 0;
+    for _ in 0..60 {
+        status = call(&proxy, "/", Some(&token)).await.0;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "a key stored in Redis authenticates");
+
+    record.revoked = true;
+    store.store(&record).await.unwrap();
+    let mut refused = None;
+    for _ in 0..60 {
+        let (status, body) = call(&proxy, "/", Some(&token)).await;
+        if status == 401 {
+            refused = Some(code(&body));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(refused.as_deref(), Some("TOKEN_REVOKED"));
+}

@@ -29,7 +29,7 @@ pub struct KeysFile {
 }
 
 /// One stored key (never the secret itself).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyRecord {
     /// Public key id (the `<id>` in `pk_<id>_<secret>`).

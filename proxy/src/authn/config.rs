@@ -210,9 +210,24 @@ pub struct DevIssuerSpec {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeysSpec {
-    /// YAML file of hashed keys, managed with `palisade keys create|list|revoke` and re-read
-    /// when it changes. Required.
-    pub file: String,
+    /// YAML file of hashed keys, managed with `palisade keys create|list|revoke -f FILE` and
+    /// re-read when it changes. Default: absent. Set `file`, a Redis store, or both.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// `redis://host:port` of a standalone Redis holding hashed keys shared by all replicas
+    /// (`palisade keys … --redis URL`). Default: absent.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster instead of `redis_url`. Default: none.
+    #[serde(default)]
+    pub redis_cluster: Vec<String>,
+    /// The Redis hash holding the keys. Default: `palisade:apikeys`.
+    #[serde(default = "default_apikeys_key")]
+    pub redis_key: String,
+}
+
+fn default_apikeys_key() -> String {
+    "palisade:apikeys".into()
 }
 
 /// Trusted edge-gateway identity headers (the Supabase edge-function pattern).

@@ -1,9 +1,10 @@
-//! Revocations shared between replicas through Redis (standalone or Cluster).
+//! State shared between replicas through Redis (standalone or Cluster): revoked token ids and
+//! API keys.
 //!
-//! The request path never talks to Redis: each replica keeps its in-process
-//! [`RevocationList`](super::revocation::RevocationList) and pulls the shared sorted set
-//! (`jti` → expiry, unix seconds) every `sync_interval`, so a revocation reaches every replica
-//! within about one interval. A revocation made on one replica is written to Redis at once.
+//! The request path never talks to Redis: each replica keeps in-process copies and pulls the
+//! shared data every `sync_interval`, so a change reaches every replica within about one
+//! interval. Revocations are a sorted set (`jti` → expiry, unix seconds); API keys a hash
+//! (`id` → the JSON key record, hash only, never the secret).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,33 +20,41 @@ enum Conn {
     Cluster(ClusterConnection),
 }
 
+/// A lazily (re)connecting link to a standalone Redis or a Cluster.
+pub struct RedisLink {
+    url: Option<String>,
+    cluster: Vec<String>,
+    conn: ArcSwapOption<tokio::sync::Mutex<Conn>>,
+}
+
 /// The Redis side of the revocation list.
 pub struct SharedRevocations {
     spec: RevocationSpec,
-    conn: ArcSwapOption<tokio::sync::Mutex<Conn>>,
+    link: RedisLink,
 }
 
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
-impl SharedRevocations {
-    /// Shared revocations per `spec`, or `None` when no Redis is configured.
-    pub fn new(spec: &RevocationSpec) -> Option<Self> {
-        (spec.redis_url.is_some() || !spec.redis_cluster.is_empty()).then(|| Self {
-            spec: spec.clone(),
+impl RedisLink {
+    /// A link to `url` (standalone) or `cluster` (seed nodes); `None` when neither is set.
+    pub fn new(url: Option<&str>, cluster: &[String]) -> Option<Self> {
+        (url.is_some() || !cluster.is_empty()).then(|| Self {
+            url: url.map(str::to_string),
+            cluster: cluster.to_vec(),
             conn: ArcSwapOption::empty(),
         })
     }
 
     async fn connect(&self) -> Result<Conn, redis::RedisError> {
-        match &self.spec.redis_url {
+        match &self.url {
             Some(url) => {
                 let client = redis::Client::open(url.as_str())?;
                 Ok(Conn::Standalone(ConnectionManager::new(client).await?))
             }
             None => {
-                let client = redis::cluster::ClusterClient::new(self.spec.redis_cluster.clone())?;
+                let client = redis::cluster::ClusterClient::new(self.cluster.clone())?;
                 Ok(Conn::Cluster(client.get_async_connection().await?))
             }
         }
@@ -77,12 +86,22 @@ impl SharedRevocations {
         }
         result
     }
+}
+
+impl SharedRevocations {
+    /// Shared revocations per `spec`, or `None` when no Redis is configured.
+    pub fn new(spec: &RevocationSpec) -> Option<Self> {
+        Some(Self {
+            spec: spec.clone(),
+            link: RedisLink::new(spec.redis_url.as_deref(), &spec.redis_cluster)?,
+        })
+    }
 
     /// Records a revocation in Redis.
     pub async fn publish(&self, jti: &str, until: SystemTime) -> Result<(), redis::RedisError> {
         let mut cmd = redis::cmd("ZADD");
         cmd.arg(&self.spec.key).arg(unix(until)).arg(jti);
-        self.query::<i64>(&cmd).await.map(|_| ())
+        self.link.query::<i64>(&cmd).await.map(|_| ())
     }
 
     /// Pulls the shared list into `local` (and drops expired entries from Redis).
@@ -90,14 +109,14 @@ impl SharedRevocations {
         let now = unix(SystemTime::now());
         let mut trim = redis::cmd("ZREMRANGEBYSCORE");
         trim.arg(&self.spec.key).arg("-inf").arg(now);
-        self.query::<i64>(&trim).await?;
+        self.link.query::<i64>(&trim).await?;
         let mut range = redis::cmd("ZRANGEBYSCORE");
         range
             .arg(&self.spec.key)
             .arg(now)
             .arg("+inf")
             .arg("WITHSCORES");
-        let entries: Vec<(String, u64)> = self.query(&range).await?;
+        let entries: Vec<(String, u64)> = self.link.query(&range).await?;
         let n = entries.len();
         for (jti, until) in entries {
             if !local.is_revoked(&jti) {
@@ -110,5 +129,45 @@ impl SharedRevocations {
     /// How often to pull.
     pub fn interval(&self) -> Duration {
         self.spec.sync_interval
+    }
+}
+
+/// API keys kept in a Redis hash (`id` → JSON [`KeyRecord`](super::apikey::KeyRecord)).
+pub struct SharedApiKeys {
+    key: String,
+    link: RedisLink,
+}
+
+impl SharedApiKeys {
+    /// The keys at `key` on `url` / `cluster`, or `None` when no Redis is configured.
+    pub fn new(url: Option<&str>, cluster: &[String], key: &str) -> Option<Self> {
+        Some(Self {
+            key: key.to_string(),
+            link: RedisLink::new(url, cluster)?,
+        })
+    }
+
+    /// Every stored key record.
+    pub async fn load(&self) -> Result<Vec<super::apikey::KeyRecord>, redis::RedisError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&self.key);
+        let entries: Vec<(String, String)> = self.link.query(&cmd).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(id, json)| {
+                serde_json::from_str(&json)
+                    .map_err(|e| tracing::warn!(key = %id, error = %e, "unreadable API key record in Redis"))
+                    .ok()
+            })
+            .collect())
+    }
+
+    /// Stores (or replaces) a key record.
+    pub async fn store(&self, record: &super::apikey::KeyRecord) -> Result<(), redis::RedisError> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(&self.key)
+            .arg(&record.id)
+            .arg(serde_json::to_string(record).unwrap_or_default());
+        self.link.query::<i64>(&cmd).await.map(|_| ())
     }
 }

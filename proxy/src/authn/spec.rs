@@ -86,10 +86,17 @@ pub fn validate_spec(spec: &AuthnSpec, errors: &mut Vec<FieldError>) {
         }
     }
     if let Some(keys) = &spec.api_keys {
-        if keys.file.is_empty() {
+        let redis = keys.redis_url.is_some() || !keys.redis_cluster.is_empty();
+        if keys.file.as_deref().is_none_or(str::is_empty) && !redis {
             push(
-                "authentication.api_keys.file".into(),
-                "must not be empty".into(),
+                "authentication.api_keys".into(),
+                "set `file`, `redis_url` or `redis_cluster`".into(),
+            );
+        }
+        if keys.redis_url.is_some() && !keys.redis_cluster.is_empty() {
+            push(
+                "authentication.api_keys".into(),
+                "set `redis_url` or `redis_cluster`, not both".into(),
             );
         }
     }

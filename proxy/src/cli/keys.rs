@@ -6,15 +6,15 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use crate::authn::apikey::{self, KeysFile};
+use crate::authn::shared::SharedApiKeys;
 
 /// API key management (the keys file named by `authentication.api_keys.file`).
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a key; prints the secret token once.
     Create {
-        /// The keys file.
-        #[arg(short, long)]
-        file: PathBuf,
+        #[command(flatten)]
+        store: KeyStoreArgs,
         /// Who the key belongs to.
         #[arg(long)]
         owner: String,
@@ -36,18 +36,65 @@ pub enum KeysCommand {
     },
     /// List keys (never their secrets).
     List {
-        /// The keys file.
-        #[arg(short, long)]
-        file: PathBuf,
+        #[command(flatten)]
+        store: KeyStoreArgs,
     },
     /// Revoke a key by id.
     Revoke {
-        /// The keys file.
-        #[arg(short, long)]
-        file: PathBuf,
+        #[command(flatten)]
+        store: KeyStoreArgs,
         /// The key id.
         id: String,
     },
+}
+
+/// Where the keys live: a YAML file or a Redis hash (what `authentication.api_keys` points at).
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+pub struct KeyStoreArgs {
+    /// The keys file.
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// A standalone Redis (`redis://host:port`) holding the keys.
+    #[arg(long)]
+    redis: Option<String>,
+    /// The Redis hash (with `--redis`).
+    #[arg(long, default_value = "palisade:apikeys")]
+    redis_key: String,
+}
+
+impl KeyStoreArgs {
+    fn load(&self) -> anyhow::Result<Vec<apikey::KeyRecord>> {
+        match (&self.file, &self.redis) {
+            (Some(file), _) => Ok(KeysFile::load(file)?.keys),
+            (None, Some(url)) => block_on(async {
+                let store = SharedApiKeys::new(Some(url), &[], &self.redis_key)
+                    .ok_or_else(|| anyhow::anyhow!("no Redis URL"))?;
+                Ok(store.load().await?)
+            }),
+            (None, None) => anyhow::bail!("give --file or --redis"),
+        }
+    }
+
+    /// Saves `changed` (the whole list for a file; just that record for Redis).
+    fn save(&self, all: Vec<apikey::KeyRecord>, changed: &apikey::KeyRecord) -> anyhow::Result<()> {
+        match (&self.file, &self.redis) {
+            (Some(file), _) => KeysFile { keys: all }.save(file),
+            (None, Some(url)) => block_on(async {
+                let store = SharedApiKeys::new(Some(url), &[], &self.redis_key)
+                    .ok_or_else(|| anyhow::anyhow!("no Redis URL"))?;
+                Ok(store.store(changed).await?)
+            }),
+            (None, None) => anyhow::bail!("give --file or --redis"),
+        }
+    }
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
 }
 
 /// Token revocation.
@@ -77,7 +124,7 @@ pub fn keys(cmd: KeysCommand) -> ExitCode {
 fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Create {
-            file,
+            store,
             owner,
             roles,
             scopes,
@@ -85,7 +132,7 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
             tier,
             expires_in,
         } => {
-            let mut keys = KeysFile::load(&file)?;
+            let mut keys = store.load()?;
             let (mut record, token) = apikey::generate(&owner);
             record.roles = roles;
             record.scopes = scopes;
@@ -97,17 +144,17 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
                     .unwrap_or_default()
             });
             let id = record.id.clone();
-            keys.keys.push(record);
-            keys.save(&file)?;
+            keys.push(record.clone());
+            store.save(keys, &record)?;
             eprintln!("created key {id} for {owner}; the token is shown once:");
             println!("{token}");
         }
-        KeysCommand::List { file } => {
+        KeysCommand::List { store } => {
             println!(
                 "{:<14} {:<16} {:<24} {:<8} EXPIRES",
                 "ID", "OWNER", "ROLES", "STATE"
             );
-            for k in KeysFile::load(&file)?.keys {
+            for k in store.load()? {
                 let state = if k.revoked { "revoked" } else { "active" };
                 println!(
                     "{:<14} {:<16} {:<24} {:<8} {}",
@@ -119,15 +166,15 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        KeysCommand::Revoke { file, id } => {
-            let mut keys = KeysFile::load(&file)?;
+        KeysCommand::Revoke { store, id } => {
+            let mut keys = store.load()?;
             let key = keys
-                .keys
                 .iter_mut()
                 .find(|k| k.id == id)
-                .ok_or_else(|| anyhow::anyhow!("no key with id {id} in {}", file.display()))?;
+                .ok_or_else(|| anyhow::anyhow!("no key with id {id}"))?;
             key.revoked = true;
-            keys.save(&file)?;
+            let changed = key.clone();
+            store.save(keys, &changed)?;
             eprintln!("revoked key {id}; running proxies pick the change up within a second");
         }
     }
