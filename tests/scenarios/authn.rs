@@ -60,7 +60,6 @@ struct Fixture {
     proxy: Proxy,
     signer: Signer,
     _dir: tempfile::TempDir,
-    echo: upstream::Upstream,
 }
 
 async fn fixture(extra_auth: &str) -> Fixture {
@@ -83,7 +82,6 @@ async fn fixture(extra_auth: &str) -> Fixture {
         proxy,
         signer,
         _dir: dir,
-        echo,
     }
 }
 
@@ -166,7 +164,6 @@ async fn valid_token_forwards_identity_and_a_verifiable_assertion() {
         echoed["headers"]["x-palisade-principal"],
         "Anonymous::\"127.0.0.1\""
     );
-    drop(f.echo);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
