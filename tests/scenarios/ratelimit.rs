@@ -473,7 +473,8 @@ async fn stream_caps_refuse_the_extra_stream_and_release_on_disconnect_and_upstr
 
     // Client disconnect: read two events, drop the response; the slot comes back.
     let got = sse_client::read(s1, Some(2), Duration::from_secs(5)).await;
-    assert_eq!(got.events.len(), 2);
+    // One read may complete more than one event (TCP coalesces): at least two arrived.
+    assert!(got.events.len() >= 2, "{} events", got.events.len());
     let s3 = open_when_free(&proxy, "/slow").await;
     assert_eq!(
         open_stream(&proxy, "/slow").await.status(),
