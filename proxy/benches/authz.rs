@@ -111,6 +111,17 @@ fn decisions(c: &mut Criterion) {
             facts: &f,
             arguments: Some(&args),
         };
+        let agent = Resource::new(ResourceKind::Agent, "assistant");
+        let run = AuthzRequest {
+            principal: Some(&p),
+            action: "run_agent",
+            resource: &agent,
+            facts: &f,
+            arguments: None,
+        };
+        group.bench_with_input(BenchmarkId::new("request_level", total), &total, |b, _| {
+            b.iter(|| black_box(set.decide(black_box(&run))))
+        });
         group.bench_with_input(BenchmarkId::new("sliced", total), &total, |b, _| {
             b.iter(|| black_box(set.decide(black_box(&req))))
         });
@@ -140,14 +151,6 @@ fn decisions(c: &mut Criterion) {
             "authz decision, {total:>6} policies: sliced p50 {p50:7.2} µs  p99 {p99:7.2} µs | whole set p50 {w50:9.2} µs  p99 {w99:9.2} µs"
         );
         // The request-level decision of an AG-UI run (what every POST /agent pays).
-        let agent = Resource::new(ResourceKind::Agent, "assistant");
-        let run = AuthzRequest {
-            principal: Some(&p),
-            action: "run_agent",
-            resource: &agent,
-            facts: &f,
-            arguments: None,
-        };
         assert!(set.decide(&run).allowed);
         let mut runs = Vec::with_capacity(n);
         for _ in 0..n {
