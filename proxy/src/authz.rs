@@ -19,6 +19,7 @@
 
 pub mod body;
 pub mod catalog;
+mod context;
 mod decision;
 pub mod entities;
 pub mod explain;

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use cedar_policy::{
     Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression, Schema,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::catalog::{ToolCatalog, ToolSpec};
+use super::context::{context_keys, context_pairs};
 use crate::authn::{AuthMethod, Principal, PrincipalKind};
 
 /// Kinds of resource the proxy names.
@@ -447,26 +448,6 @@ impl EntityModel {
         };
         Entity::new(uid, attrs, HashSet::new()).map_err(|e| e.to_string())
     }
-
-    /// The context as JSON, for `policy explain` (same facts as the Cedar context).
-    pub fn context_json(req: &AuthzRequest<'_>) -> Value {
-        let mut ctx = json!({
-            "method": req.facts.method,
-            "path": req.facts.path,
-            "ip": {"__extn": {"fn": "ip", "arg": req.facts.ip.to_string()}},
-            "time": {"__extn": {"fn": "datetime", "arg": cedar_datetime(req.facts.time)}},
-            "hour": req.facts.time.to_offset(time::UtcOffset::UTC).hour(),
-            "weekday": weekday(req.facts.time),
-            "tls": req.facts.tls,
-            "mfa": req.principal.is_some_and(|p| p.mfa),
-            "request_bytes": req.facts.request_bytes,
-        });
-        if req.resource.kind == ResourceKind::Tool {
-            ctx["route"] = json!(req.facts.route);
-            ctx["arguments"] = json!({"__entity": {"type": "Arguments", "id": "call"}});
-        }
-        ctx
-    }
 }
 
 fn uid(ty: &str, id: &str) -> Result<EntityUid, String> {
@@ -588,139 +569,4 @@ fn arguments_entity(arguments: Option<&Value>) -> Result<Entity, String> {
         tags,
     )
     .map_err(|e| e.to_string())
-}
-
-fn context_pairs(
-    req: &AuthzRequest<'_>,
-    keys: Option<&HashSet<String>>,
-) -> Vec<(String, RestrictedExpression)> {
-    let f = req.facts;
-    let wanted = |k: &str| keys.is_none_or(|keys| keys.contains(k));
-    let mut pairs = Vec::with_capacity(11);
-    let mut add = |k: &str, v: &dyn Fn() -> RestrictedExpression| {
-        if wanted(k) {
-            pairs.push((k.to_string(), v()));
-        }
-    };
-    add("method", &|| {
-        RestrictedExpression::new_string(f.method.clone())
-    });
-    add("path", &|| RestrictedExpression::new_string(f.path.clone()));
-    add("ip", &|| RestrictedExpression::new_ip(f.ip.to_string()));
-    add("time", &|| {
-        RestrictedExpression::new_datetime(cedar_datetime(f.time))
-    });
-    add("hour", &|| {
-        RestrictedExpression::new_long(i64::from(f.time.to_offset(time::UtcOffset::UTC).hour()))
-    });
-    add("weekday", &|| {
-        RestrictedExpression::new_string(weekday(f.time).into())
-    });
-    add("tls", &|| RestrictedExpression::new_bool(f.tls));
-    add("mfa", &|| {
-        RestrictedExpression::new_bool(req.principal.is_some_and(|p| p.mfa))
-    });
-    add("request_bytes", &|| {
-        RestrictedExpression::new_long(i64::try_from(f.request_bytes).unwrap_or(i64::MAX))
-    });
-    pairs
-}
-
-/// The context keys the policies read (`context.<key>`, `context has <key>`); `None` when some
-/// policy uses `context` otherwise (as a whole, or indexed with `context["…"]`).
-fn context_keys(policies: &cedar_policy::PolicySet) -> Option<HashSet<String>> {
-    let mut keys = HashSet::new();
-    for p in policies.policies() {
-        let text = p.to_cedar().unwrap_or_default();
-        let mut rest = text.as_str();
-        while let Some(at) = rest.find("context") {
-            let before = rest[..at].chars().next_back();
-            let after = &rest[at + "context".len()..];
-            rest = after;
-            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '"') {
-                continue; // part of another identifier or a string
-            }
-            let key: String = if let Some(k) = after.strip_prefix('.') {
-                k.chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect()
-            } else if let Some(k) = after.trim_start().strip_prefix("has ") {
-                k.trim_start()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect()
-            } else if after.starts_with(|c: char| c.is_alphanumeric() || c == '_') {
-                continue; // e.g. `contexts`
-            } else {
-                return None;
-            };
-            if key.is_empty() {
-                return None;
-            }
-            keys.insert(key);
-        }
-    }
-    Some(keys)
-}
-
-/// `2026-01-02T03:04:05.678Z`, the form Cedar's `datetime()` accepts.
-fn cedar_datetime(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
-}
-
-fn weekday(t: time::OffsetDateTime) -> &'static str {
-    use time::Weekday::*;
-    match t.to_offset(time::UtcOffset::UTC).weekday() {
-        Monday => "Mon",
-        Tuesday => "Tue",
-        Wednesday => "Wed",
-        Thursday => "Thu",
-        Friday => "Fri",
-        Saturday => "Sat",
-        Sunday => "Sun",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn keys(src: &str) -> Option<Vec<String>> {
-        let set: cedar_policy::PolicySet = src.parse().unwrap();
-        context_keys(&set).map(|k| {
-            let mut v: Vec<String> = k.into_iter().collect();
-            v.sort();
-            v
-        })
-    }
-
-    #[test]
-    fn only_the_context_keys_policies_read_are_built() {
-        assert_eq!(
-            keys("permit(principal, action, resource) when { context.hour > 3 && context has mfa && context.ip.isLoopback() };"),
-            Some(vec!["hour".into(), "ip".into(), "mfa".into()])
-        );
-        assert_eq!(
-            keys("permit(principal, action, resource) when { \"context\" == \"x\" };"),
-            Some(vec![])
-        );
-        assert_eq!(
-            keys("permit(principal, action, resource) when { context[\"hour\"] > 3 };"),
-            None
-        );
-        assert_eq!(
-            keys("permit(principal, action, resource) when { context == {} };"),
-            None
-        );
-    }
 }

@@ -24,7 +24,6 @@ use std::net::IpAddr;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::entities::EntityModel;
 use super::{AuthzRequest, Decision, PolicySet, RequestFacts, Resource};
 use crate::authn::{AuthMethod, Principal, PrincipalKind};
 
@@ -199,7 +198,7 @@ pub fn explain(set: &PolicySet, request: &ExplainRequest) -> Result<Explanation,
             }
         }
     }
-    let context = EntityModel::context_json(&req);
+    let context = super::context::context_json(&req);
 
     let mut t = String::new();
     let verdict = if decision.allowed { "ALLOW" } else { "DENY" };
