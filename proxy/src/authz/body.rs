@@ -459,3 +459,68 @@ pub async fn write_refusal(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a2a_methods_of_both_versions_map_to_actions() {
+        for (method, action) in [
+            ("message/send", "a2a_send"),
+            ("SendMessage", "a2a_send"),
+            ("message/stream", "a2a_stream"),
+            ("SendStreamingMessage", "a2a_stream"),
+            ("tasks/resubscribe", "a2a_stream"),
+            ("tasks/get", "a2a_get_task"),
+            ("GetTask", "a2a_get_task"),
+            ("ListTasks", "a2a_get_task"),
+            ("tasks/cancel", "a2a_cancel"),
+            ("CancelTask", "a2a_cancel"),
+            ("tasks/pushNotificationConfig/set", "a2a_send"),
+        ] {
+            assert_eq!(a2a_action(method), Some(action), "{method}");
+        }
+        assert_eq!(a2a_action("tasks/teleport"), None);
+        assert_eq!(a2a_action(""), None);
+    }
+
+    #[test]
+    fn a_refused_batch_answers_every_request_in_it() {
+        let ids = vec![json!(1), json!("two"), json!(3)];
+        let Refusal::JsonRpc { status, body } = refuse(vec![json!("two")], ids, true, "req-1")
+        else {
+            panic!("JSON-RPC refusal expected");
+        };
+        assert_eq!(status, 200);
+        let answers = body.as_array().unwrap();
+        assert_eq!(answers.len(), 3);
+        assert_eq!(answers[1]["id"], "two");
+        assert_eq!(answers[1]["error"]["message"], "access denied");
+        assert!(answers[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("batch refused"));
+        assert_eq!(answers[2]["error"]["data"]["code"], "FORBIDDEN");
+        let Refusal::JsonRpc { body, .. } = refuse(vec![json!(9)], vec![json!(9)], false, "r")
+        else {
+            panic!("JSON-RPC refusal expected");
+        };
+        assert_eq!(body["id"], 9);
+        assert_eq!(body["error"]["code"], JSONRPC_FORBIDDEN);
+    }
+
+    #[test]
+    fn bodies_that_are_not_json_rpc_are_refused_as_invalid() {
+        for body in [&b"not json"[..], b"42", b"[1]"] {
+            let err = messages(&Bytes::copy_from_slice(body), "r").expect_err("invalid");
+            assert!(
+                matches!(err, Refusal::JsonRpc { status: 400, .. }),
+                "{body:?}"
+            );
+        }
+        let (msgs, batch) = messages(&Bytes::from_static(b"[{\"id\":1},{\"id\":2}]"), "r").unwrap();
+        assert!(batch);
+        assert_eq!(msgs.len(), 2);
+    }
+}
