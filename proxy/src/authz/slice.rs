@@ -18,18 +18,43 @@ use std::collections::HashMap;
 
 use cedar_policy::{ActionConstraint, EntityUid, Policy, PrincipalConstraint, ResourceConstraint};
 
-/// Buckets of a policy set.
+/// Buckets of a policy set: action → resource key → principal key → policies, where a key is
+/// a uid as Cedar text and `open` holds the policies not constrained to one.
 #[derive(Debug, Default)]
 pub struct Slices {
-    buckets: HashMap<SliceKey, cedar_policy::PolicySet>,
+    actions: HashMap<String, Keyed<Keyed<cedar_policy::PolicySet>>>,
 }
 
-/// (action id, resource uid or open, principal-side uid or open), uids as Cedar text.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SliceKey {
-    action: String,
-    resource: Option<String>,
-    principal: Option<String>,
+/// Entries for one literal key each, plus the open entry.
+#[derive(Debug)]
+struct Keyed<T> {
+    open: Option<T>,
+    by_key: HashMap<String, T>,
+}
+
+impl<T> Default for Keyed<T> {
+    fn default() -> Self {
+        Self {
+            open: None,
+            by_key: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Default> Keyed<T> {
+    fn entry(&mut self, key: Option<String>) -> &mut T {
+        match key {
+            None => self.open.get_or_insert_with(T::default),
+            Some(k) => self.by_key.entry(k).or_default(),
+        }
+    }
+}
+
+impl<T> Keyed<T> {
+    /// The open entry and the one for `key`, when present.
+    fn lookup<'a>(&'a self, key: &str) -> impl Iterator<Item = &'a T> + 'a {
+        self.open.iter().chain(self.by_key.get(key))
+    }
 }
 
 impl Slices {
@@ -38,7 +63,7 @@ impl Slices {
         policies: &cedar_policy::PolicySet,
         actions: &HashMap<String, Vec<String>>,
     ) -> Self {
-        let mut buckets: HashMap<SliceKey, cedar_policy::PolicySet> = HashMap::new();
+        let mut slices = Self::default();
         for policy in policies.policies() {
             let resource = match policy.resource_constraint() {
                 ResourceConstraint::Eq(uid) | ResourceConstraint::In(uid) => Some(uid.to_string()),
@@ -51,44 +76,38 @@ impl Slices {
                 _ => None,
             };
             for action in applicable_actions(policy, actions) {
-                let key = SliceKey {
-                    action,
-                    resource: resource.clone(),
-                    principal: principal.clone(),
-                };
+                let bucket = slices
+                    .actions
+                    .entry(action)
+                    .or_default()
+                    .entry(resource.clone())
+                    .entry(principal.clone());
                 // Ids are unique in the source set, so adding cannot collide.
-                let _ = buckets.entry(key).or_default().add(policy.clone());
+                let _ = bucket.add(policy.clone());
             }
         }
-        Self { buckets }
+        slices
     }
 
-    /// The buckets that may hold policies applying to this request.
+    /// The buckets that may hold policies applying to this request: `principal_side` is the
+    /// principal's own uid and its parents'.
     pub fn candidates<'a>(
         &'a self,
         action: &str,
-        resource: &str,
-        principal_side: &[String],
+        resource: &'a str,
+        principal_side: &'a [String],
     ) -> impl Iterator<Item = &'a cedar_policy::PolicySet> + 'a {
-        let resources = [None, Some(resource.to_string())];
-        let principals: Vec<Option<String>> = std::iter::once(None)
-            .chain(principal_side.iter().cloned().map(Some))
-            .collect();
-        let action = action.to_string();
-        let mut found = Vec::new();
-        for r in &resources {
-            for p in &principals {
-                let key = SliceKey {
-                    action: action.clone(),
-                    resource: r.clone(),
-                    principal: p.clone(),
-                };
-                if let Some(set) = self.buckets.get(&key) {
-                    found.push(set);
-                }
-            }
-        }
-        found.into_iter()
+        self.actions
+            .get(action)
+            .into_iter()
+            .flat_map(move |by_resource| by_resource.lookup(resource))
+            .flat_map(move |by_principal| {
+                by_principal.open.iter().chain(
+                    principal_side
+                        .iter()
+                        .filter_map(|p| by_principal.by_key.get(p)),
+                )
+            })
     }
 }
 
