@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use palisade_e2e::redis::{free_port, redis_binary, redis_cli, RedisServer};
+use palisade_e2e::redis::{free_cluster_port, free_port, redis_binary, redis_cli, RedisServer};
 use palisade_e2e::sse_client;
 use palisade_e2e::upstream::{self, SseScript};
 use palisade_e2e::{client, error_code, Proxy, TestProxy};
@@ -24,7 +24,7 @@ impl RedisCluster {
     fn start() -> Self {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
-                let port = free_port();
+                let port = free_cluster_port();
                 RedisServer::start_with(
                     port,
                     vec![

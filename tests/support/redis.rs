@@ -26,6 +26,20 @@ pub fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
+/// A free loopback port whose cluster-bus port (port + 10000) is free and in range too.
+pub fn free_cluster_port() -> u16 {
+    for _ in 0..200 {
+        let port = free_port();
+        let Some(bus) = port.checked_add(10_000) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", bus)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair (p, p + 10000) on loopback");
+}
+
 /// Runs `redis-cli` against `port`.
 pub fn redis_cli(port: u16, args: &[&str]) -> Option<String> {
     let out = Command::new(redis_binary("redis-cli"))
@@ -73,7 +87,7 @@ impl RedisServer {
             .arg("--dir")
             .arg(self._dir.path())
             .args(&self.extra)
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(self._dir.path().join("redis.log")).expect("log file"))
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server starts");
@@ -82,8 +96,9 @@ impl RedisServer {
         while redis_cli(self.port, &["PING"]).as_deref() != Some("PONG") {
             assert!(
                 Instant::now() < deadline,
-                "redis-server on {} never answered",
-                self.port
+                "redis-server on {} never answered; its log:\n{}",
+                self.port,
+                std::fs::read_to_string(self._dir.path().join("redis.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
