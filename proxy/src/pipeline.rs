@@ -146,10 +146,11 @@ impl Pipeline {
             self.tls,
         )?;
 
-        // Next stages, in this order: authorize (Cedar) → rate limit → request guardrails.
         // Limit after identify and authorize: limits key on the principal, and a request refused
         // earlier must not spend its caller's budget. Async: a shared limit asks Redis.
         ctx.ratelimit = self.ratelimit.admit(ctx, session.req_header()).await?;
+
+        // Next: request guardrails (they need the body-aware decisions above).
         Ok(())
     }
 }
