@@ -157,22 +157,15 @@ impl Lifecycle {
     }
 }
 
+/// The peer address of socket `fd`, if it is a connected TCP socket.
 fn peer_of(fd: RawFd) -> Option<std::net::SocketAddr> {
-    use std::os::fd::BorrowedFd;
-    // SAFETY: the fd is only borrowed for the duration of this call and not closed by it.
-    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    let socket = socket_peer(fd)?;
-    Some(socket)
-}
-
-fn socket_peer(fd: std::os::fd::BorrowedFd<'_>) -> Option<std::net::SocketAddr> {
-    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero sockaddr_storage is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: storage and len are valid for writes of the given size.
+    // SAFETY: storage and len are valid for writes of the given size; the fd is not closed.
     let rc = unsafe {
         libc::getpeername(
-            fd.as_raw_fd(),
+            fd,
             (&mut storage as *mut libc::sockaddr_storage).cast(),
             &mut len,
         )

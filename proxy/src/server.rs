@@ -79,12 +79,6 @@ impl Running {
             aux.shutdown_background();
         }
     }
-
-    /// Waits (asynchronously) until the shutdown has drained.
-    pub async fn drained(&self) {
-        let mut drained = self.drained.clone();
-        let _ = drained.wait_for(|d| *d).await;
-    }
 }
 
 impl Drop for Running {

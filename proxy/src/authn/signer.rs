@@ -4,17 +4,16 @@
 //! the admin listener at `/.well-known/jwks.json`).
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
-use super::keys::{KeySet, VerifyKey};
+use super::keys::KeySet;
 
 /// A freshly generated P-256 key with a random `kid`.
 pub struct Signer {
     key: EncodingKey,
     kid: String,
     jwk: Jwk,
-    decoding: DecodingKey,
 }
 
 impl Signer {
@@ -26,13 +25,7 @@ impl Signer {
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::ES256)?;
         jwk.common.key_id = Some(kid.clone());
         jwk.common.public_key_use = Some(PublicKeyUse::Signature);
-        let decoding = DecodingKey::from_jwk(&jwk)?;
-        Ok(Self {
-            key,
-            kid,
-            jwk,
-            decoding,
-        })
+        Ok(Self { key, kid, jwk })
     }
 
     /// Signs `claims` as an ES256 JWT with this key's `kid`.
@@ -64,14 +57,6 @@ impl Signer {
     pub fn key_set(&self) -> KeySet {
         let json = serde_json::to_vec(&self.jwks()).unwrap_or_default();
         KeySet::from_jwks(&json).unwrap_or_default()
-    }
-
-    /// The verification key.
-    pub fn verify_key(&self) -> VerifyKey {
-        VerifyKey {
-            key: std::sync::Arc::new(self.decoding.clone()),
-            alg: Some(Algorithm::ES256),
-        }
     }
 }
 
