@@ -11,6 +11,7 @@ pub mod authz;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod guardrails;
 pub mod lifecycle;
 pub mod listener;
 pub mod pipeline;

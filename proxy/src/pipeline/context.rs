@@ -44,6 +44,9 @@ pub struct RequestCtx {
     /// What the rate-limit stage admitted: the stream slot (an RAII permit released when this
     /// context drops, however the request ended) and the `RateLimit` headers to send.
     pub ratelimit: crate::ratelimit::Admission,
+    /// What the guardrails found (rule ids, locations, actions; never content), for metrics
+    /// and the audit record.
+    pub guardrails: crate::guardrails::Findings,
     _in_flight: InFlight,
 }
 
@@ -79,6 +82,7 @@ impl RequestCtx {
             decision: None,
             authz: Default::default(),
             ratelimit: Default::default(),
+            guardrails: Default::default(),
             _in_flight: in_flight,
         }
     }
