@@ -13,6 +13,8 @@ use futures::StreamExt;
 use palisade_wire::agui::RunAgentInput;
 use serde_json::json;
 
+pub(crate) mod runs;
+
 use crate::model::OfflineModel;
 use crate::run::{run_events, ActiveRuns};
 use crate::OrchestratorConfig;

@@ -20,10 +20,15 @@
 //! # }
 //! ```
 
+pub mod a2a;
 mod config;
 mod http;
+pub mod idempotency;
 mod model;
 mod run;
+pub mod store;
+
+pub use http::runs::{answer_repeat, routes as session_routes, REPLAYED_HEADER};
 
 use std::future::Future;
 

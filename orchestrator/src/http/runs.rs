@@ -1,0 +1,119 @@
+//! `GET /runs/{id}` and `GET /threads/{id}`: sessions after the fact, and the answer to an
+//! idempotent repeat of `POST /agent`.
+//!
+//! - `200` with the [`RunRecord`] / [`ThreadRecord`] as JSON (timestamps RFC 3339, tool calls
+//!   with their results or errors; the stored events are not shown).
+//! - `404 NOT_FOUND` when no run or thread has that id.
+//! - `500 STORE_UNAVAILABLE` when the store failed — never `404`, so a client does not conclude
+//!   that a run is gone because the database was down.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::store::{RunRecord, SessionStore, StoreError};
+
+/// Header on a replayed answer to an idempotent repeat.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// The session routes (`GET /runs/{id}`, `GET /threads/{id}`) reading `store`; merge them into
+/// the app router.
+pub fn routes(store: Arc<dyn SessionStore>) -> Router {
+    Router::new()
+        .route("/runs/{id}", get(get_run))
+        .route("/threads/{id}", get(get_thread))
+        .with_state(store)
+}
+
+async fn get_run(State(store): State<Arc<dyn SessionStore>>, Path(id): Path<String>) -> Response {
+    match store.run(&id).await {
+        Ok(Some(run)) => Json(run).into_response(),
+        Ok(None) => not_found("run", &id),
+        Err(err) => store_failed(&err),
+    }
+}
+
+async fn get_thread(
+    State(store): State<Arc<dyn SessionStore>>,
+    Path(id): Path<String>,
+) -> Response {
+    match store.thread(&id).await {
+        Ok(Some(thread)) => Json(thread).into_response(),
+        Ok(None) => not_found("thread", &id),
+        Err(err) => store_failed(&err),
+    }
+}
+
+/// The answer to a `POST /agent` whose `Idempotency-Key` already belongs to run `run_id`:
+///
+/// - the run has ended → its stored AG-UI events replayed as SSE, same frames as the original
+///   (header `Idempotent-Replayed: true`);
+/// - the run is still going, or not recorded yet (its first request is between claiming the key
+///   and starting) → `409 RUN_IN_PROGRESS` with `runId`, and `Retry-After: 1`;
+/// - the store failed → `500 STORE_UNAVAILABLE`.
+pub async fn answer_repeat(store: &dyn SessionStore, run_id: &str) -> Response {
+    match store.run(run_id).await {
+        Ok(Some(run)) if run.status.is_terminal() => replay(&run),
+        Ok(_) => {
+            let body = json!({"error": {
+                "code": "RUN_IN_PROGRESS",
+                "message": "a run with this Idempotency-Key is still in progress",
+                "runId": run_id,
+            }});
+            let mut response = (StatusCode::CONFLICT, Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+        }
+        Err(err) => store_failed(&err),
+    }
+}
+
+/// The stored events as one SSE body, framed like a live run (`data: {json}\n\n`).
+fn replay(run: &RunRecord) -> Response {
+    let mut body = String::with_capacity(run.events.iter().map(|e| e.len() + 8).sum());
+    for event in &run.events {
+        body.push_str("data: ");
+        body.push_str(event);
+        body.push_str("\n\n");
+    }
+    let mut response = Body::from(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    headers.insert(
+        "x-palisade-run-id",
+        HeaderValue::from_str(&run.run_id).unwrap_or(HeaderValue::from_static("-")),
+    );
+    response
+}
+
+fn not_found(what: &str, id: &str) -> Response {
+    let body =
+        json!({"error": {"code": "NOT_FOUND", "message": format!("no {what} with id {id:?}")}});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+fn store_failed(err: &StoreError) -> Response {
+    // The cause goes to the log, not to the client (it may name hosts or tables).
+    tracing::error!(error = %err, "session store failed");
+    let body = json!({"error": {
+        "code": "STORE_UNAVAILABLE",
+        "message": "the session store failed; try again",
+    }});
+    (StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,141 @@
+//! `GET /runs/{id}`, `GET /threads/{id}` and the idempotent-repeat answer: 200, 404 and 500.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::response::Response;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use super::{answer_repeat, routes, REPLAYED_HEADER};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{RunRecord, RunStatus, SessionStore, StoreError, ThreadRecord, ToolCallRecord};
+
+/// A store whose every call fails, as a database that is down does.
+struct Broken;
+
+#[async_trait::async_trait]
+impl SessionStore for Broken {
+    async fn start_run(&self, _: &RunRecord) -> Result<(), StoreError> {
+        Err(StoreError::Corrupt("down".into()))
+    }
+    async fn finish_run(&self, _: &RunRecord) -> Result<(), StoreError> {
+        Err(StoreError::Corrupt("down".into()))
+    }
+    async fn run(&self, _: &str) -> Result<Option<RunRecord>, StoreError> {
+        Err(StoreError::Corrupt("down".into()))
+    }
+    async fn thread(&self, _: &str) -> Result<Option<ThreadRecord>, StoreError> {
+        Err(StoreError::Corrupt("down".into()))
+    }
+}
+
+async fn memory() -> Arc<dyn SessionStore> {
+    Arc::new(SqliteStore::open(":memory:".as_ref()).await.unwrap())
+}
+
+async fn get(store: Arc<dyn SessionStore>, path: &str) -> (StatusCode, Value) {
+    let response = routes(store)
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, json_body(response).await)
+}
+
+async fn json_body(response: Response) -> Value {
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn finished_run() -> RunRecord {
+    let mut run = RunRecord::started("r1", "t1", Some("alice".into()));
+    run.tool_calls.push(ToolCallRecord {
+        id: "c1".into(),
+        name: "get_time".into(),
+        arguments: "{}".into(),
+        result: Some("12:00".into()),
+        error: None,
+    });
+    run.events = vec![
+        r#"{"type":"RUN_STARTED","threadId":"t1","runId":"r1"}"#.into(),
+        r#"{"type":"RUN_FINISHED","threadId":"t1","runId":"r1"}"#.into(),
+    ];
+    run.finish_with_message("It is 12:00.");
+    run
+}
+
+#[tokio::test]
+async fn a_recorded_run_and_thread_are_shown() {
+    let store = memory().await;
+    store.start_run(&finished_run()).await.unwrap();
+    let (status, run) = get(Arc::clone(&store), "/runs/r1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["status"], "finished");
+    assert_eq!(run["thread_id"], "t1");
+    assert_eq!(run["final_message"], "It is 12:00.");
+    assert_eq!(run["tool_calls"][0]["name"], "get_time");
+    assert_eq!(run["tool_calls"][0]["result"], "12:00");
+    assert!(run["started_at"].as_str().unwrap().ends_with('Z'));
+    assert!(run.get("events").is_none(), "stored events are not shown");
+
+    let (status, thread) = get(store, "/threads/t1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(thread["runs"][0]["run_id"], "r1");
+    assert_eq!(thread["runs"][0]["status"], "finished");
+}
+
+#[tokio::test]
+async fn unknown_ids_are_404_and_a_failing_store_is_500() {
+    for path in ["/runs/nope", "/threads/nope"] {
+        let (status, body) = get(memory().await, path).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(body["error"]["code"], "NOT_FOUND");
+        let (status, body) = get(Arc::new(Broken), path).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{path}");
+        assert_eq!(body["error"]["code"], "STORE_UNAVAILABLE");
+        assert!(
+            !body.to_string().contains("down"),
+            "the cause stays in the log"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_repeat_of_a_finished_run_replays_its_events() {
+    let store = memory().await;
+    store.finish_run(&finished_run()).await.unwrap();
+    let response = answer_repeat(store.as_ref(), "r1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[REPLAYED_HEADER], "true");
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&bytes).unwrap(),
+        "data: {\"type\":\"RUN_STARTED\",\"threadId\":\"t1\",\"runId\":\"r1\"}\n\n\
+         data: {\"type\":\"RUN_FINISHED\",\"threadId\":\"t1\",\"runId\":\"r1\"}\n\n"
+    );
+}
+
+#[tokio::test]
+async fn a_repeat_of_a_running_or_unrecorded_run_is_409_and_a_failing_store_500() {
+    let store = memory().await;
+    let running = RunRecord::started("r2", "t1", None);
+    store.start_run(&running).await.unwrap();
+    assert_eq!(running.status, RunStatus::Running);
+    for run_id in ["r2", "not-yet-recorded"] {
+        let response = answer_repeat(store.as_ref(), run_id).await;
+        assert_eq!(response.status(), StatusCode::CONFLICT, "{run_id}");
+        assert_eq!(response.headers()["retry-after"], "1");
+        let body = json_body(response).await;
+        assert_eq!(body["error"]["code"], "RUN_IN_PROGRESS");
+        assert_eq!(body["error"]["runId"], run_id);
+    }
+    let response = answer_repeat(&Broken, "r2").await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+}

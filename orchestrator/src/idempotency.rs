@@ -1,0 +1,290 @@
+//! `Idempotency-Key` on `POST /agent`: the first request with a key claims it for its run; a
+//! repeat within the TTL learns that run's id instead of starting another.
+//!
+//! Two backends behind [`IdempotencyStore`]: [`InProcess`] (the embedded default; one replica)
+//! and [`RedisIdempotency`] (`SET key run_id NX PX ttl`, shared by all replicas). Keys are
+//! scoped to the caller with [`scoped_key`], so two principals using the same key never see each
+//! other's runs.
+//!
+//! What a repeat gets (decided here, applied by the HTTP layer): when the claimed run has ended,
+//! its stored AG-UI events are replayed as the SSE answer (header `Idempotent-Replayed: true`);
+//! while it is still running, or when it is not yet recorded, `409 RUN_IN_PROGRESS` with its
+//! `runId`, so the client polls `GET /runs/{id}` or retries later.
+//!
+//! ```
+//! # async fn example() {
+//! use std::time::Duration;
+//! use palisade_orchestrator::idempotency::{Claim, IdempotencyStore, InProcess};
+//!
+//! let keys = InProcess::default();
+//! let ttl = Duration::from_secs(60);
+//! assert_eq!(keys.claim("alice|k1", "run-1", ttl).await.unwrap(), Claim::New);
+//! assert_eq!(
+//!     keys.claim("alice|k1", "run-2", ttl).await.unwrap(),
+//!     Claim::Existing { run_id: "run-1".into() }
+//! );
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What a claim found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was free: it now belongs to the given run, which should start.
+    New,
+    /// The key already belongs to `run_id` (within its TTL): do not start another run.
+    Existing {
+        /// The run that claimed the key first.
+        run_id: String,
+    },
+}
+
+/// An idempotency backend that could not answer (the HTTP layer answers `503`).
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    /// Redis refused, failed or is unreachable.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Idempotency keys with a TTL.
+#[async_trait::async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
+    /// Claims `key` for `run_id` for `ttl`, atomically: of concurrent claims exactly one gets
+    /// [`Claim::New`].
+    async fn claim(
+        &self,
+        key: &str,
+        run_id: &str,
+        ttl: Duration,
+    ) -> Result<Claim, IdempotencyError>;
+    /// Frees `key` if it still belongs to `run_id` (for a run that could not start, so a retry
+    /// may run). Freeing a key held by another run does nothing.
+    async fn release(&self, key: &str, run_id: &str) -> Result<(), IdempotencyError>;
+}
+
+/// Idempotency settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// How long a key stays claimed, in seconds. Default `86400` (24 hours).
+    pub ttl_seconds: u64,
+    /// A standalone Redis (`redis://host:port[/db]`) shared by all replicas. Default none: keys
+    /// are kept in this process.
+    pub redis_url: Option<String>,
+    /// Prefix of the Redis keys. Default `palisade:idem:`.
+    pub key_prefix: String,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: 86_400,
+            redis_url: None,
+            key_prefix: "palisade:idem:".to_owned(),
+        }
+    }
+}
+
+impl IdempotencyConfig {
+    /// [`ttl_seconds`](Self::ttl_seconds) as a [`Duration`].
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_seconds)
+    }
+}
+
+/// The configured backend: Redis when `redis_url` is set (connecting lazily, so the orchestrator
+/// starts while Redis is down), in-process otherwise.
+pub fn open(cfg: &IdempotencyConfig) -> Result<Arc<dyn IdempotencyStore>, IdempotencyError> {
+    Ok(match &cfg.redis_url {
+        Some(url) => Arc::new(RedisIdempotency::new(url, &cfg.key_prefix)?),
+        None => Arc::new(InProcess::default()),
+    })
+}
+
+/// The key a claim uses: the caller's `Idempotency-Key` within its principal (`-` when
+/// anonymous). Keys longer than 256 bytes are refused by the HTTP layer before this.
+pub fn scoped_key(principal: Option<&str>, key: &str) -> String {
+    // The principal is length-prefixed, so no choice of key can collide with another principal's.
+    let principal = principal.unwrap_or("-");
+    format!("{}:{principal}|{key}", principal.len())
+}
+
+/// The clock [`InProcess`] reads (injectable for tests).
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// Keys held in this process's memory; expired keys are swept every 256 claims.
+pub struct InProcess {
+    keys: Mutex<HashMap<String, (String, Instant)>>,
+    claims: AtomicU64,
+    clock: Clock,
+}
+
+impl Default for InProcess {
+    fn default() -> Self {
+        Self::with_clock(Arc::new(Instant::now))
+    }
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess").finish_non_exhaustive()
+    }
+}
+
+impl InProcess {
+    /// Keys expiring by `clock`.
+    pub fn with_clock(clock: Clock) -> Self {
+        Self {
+            keys: Mutex::new(HashMap::new()),
+            claims: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    /// Keys currently held (expired ones may count until swept).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, Instant)>> {
+        // Every critical section leaves the map consistent, so a poisoned lock is taken over.
+        self.keys.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[async_trait::async_trait]
+impl IdempotencyStore for InProcess {
+    async fn claim(
+        &self,
+        key: &str,
+        run_id: &str,
+        ttl: Duration,
+    ) -> Result<Claim, IdempotencyError> {
+        let now = (self.clock)();
+        let mut keys = self.lock();
+        if self.claims.fetch_add(1, Ordering::Relaxed) % 256 == 255 {
+            keys.retain(|_, (_, expires)| *expires > now);
+        }
+        if let Some((holder, expires)) = keys.get(key) {
+            if *expires > now {
+                return Ok(Claim::Existing {
+                    run_id: holder.clone(),
+                });
+            }
+        }
+        keys.insert(key.to_owned(), (run_id.to_owned(), now + ttl));
+        Ok(Claim::New)
+    }
+
+    async fn release(&self, key: &str, run_id: &str) -> Result<(), IdempotencyError> {
+        let mut keys = self.lock();
+        if keys.get(key).is_some_and(|(holder, _)| holder == run_id) {
+            keys.remove(key);
+        }
+        Ok(())
+    }
+}
+
+/// Deletes the key only while it still holds the releasing run's id.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Keys in a standalone Redis: `SET prefix+key run_id NX PX ttl`, then `GET` when taken.
+pub struct RedisIdempotency {
+    conn: ConnectionManager,
+    prefix: String,
+    release: redis::Script,
+}
+
+impl std::fmt::Debug for RedisIdempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisIdempotency")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisIdempotency {
+    /// A client for `url`; it connects on first use and reconnects after failures.
+    pub fn new(url: &str, prefix: &str) -> Result<Self, IdempotencyError> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1);
+        Ok(Self {
+            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+            prefix: prefix.to_owned(),
+            release: redis::Script::new(RELEASE),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl IdempotencyStore for RedisIdempotency {
+    async fn claim(
+        &self,
+        key: &str,
+        run_id: &str,
+        ttl: Duration,
+    ) -> Result<Claim, IdempotencyError> {
+        let key = format!("{}{key}", self.prefix);
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut conn = self.conn.clone();
+        // The key can expire between a refused SET and the GET; then claim again (twice at most
+        // in practice; bounded anyway).
+        for _ in 0..3 {
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&key)
+                .arg(run_id)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .query_async(&mut conn)
+                .await?;
+            if set.is_some() {
+                return Ok(Claim::New);
+            }
+            let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            if let Some(run_id) = holder {
+                return Ok(Claim::Existing { run_id });
+            }
+        }
+        Err(IdempotencyError::Redis(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "idempotency key flapped between SET NX and GET",
+        ))))
+    }
+
+    async fn release(&self, key: &str, run_id: &str) -> Result<(), IdempotencyError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .release
+            .key(format!("{}{key}", self.prefix))
+            .arg(run_id)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

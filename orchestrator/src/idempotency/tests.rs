@@ -1,0 +1,107 @@
+//! In-process idempotency keys: claim, repeat, expiry (injected clock), release, scoping.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{scoped_key, Claim, IdempotencyStore, InProcess};
+
+/// A clock the test moves by hand.
+fn manual_clock() -> (Arc<Mutex<Instant>>, InProcess) {
+    let now = Arc::new(Mutex::new(Instant::now()));
+    let read = Arc::clone(&now);
+    let keys = InProcess::with_clock(Arc::new(move || *read.lock().unwrap()));
+    (now, keys)
+}
+
+const TTL: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn first_claim_is_new_and_a_repeat_sees_the_first_run() {
+    let (_, keys) = manual_clock();
+    assert_eq!(keys.claim("k", "run-1", TTL).await.unwrap(), Claim::New);
+    for other in ["run-2", "run-3"] {
+        assert_eq!(
+            keys.claim("k", other, TTL).await.unwrap(),
+            Claim::Existing {
+                run_id: "run-1".into()
+            }
+        );
+    }
+    assert_eq!(keys.claim("other", "run-4", TTL).await.unwrap(), Claim::New);
+}
+
+#[tokio::test]
+async fn a_key_is_free_again_once_its_ttl_has_passed() {
+    let (now, keys) = manual_clock();
+    assert_eq!(keys.claim("k", "run-1", TTL).await.unwrap(), Claim::New);
+    *now.lock().unwrap() += TTL - Duration::from_millis(1);
+    assert!(matches!(
+        keys.claim("k", "run-2", TTL).await.unwrap(),
+        Claim::Existing { .. }
+    ));
+    *now.lock().unwrap() += Duration::from_millis(1);
+    assert_eq!(keys.claim("k", "run-2", TTL).await.unwrap(), Claim::New);
+    assert_eq!(
+        keys.claim("k", "run-3", TTL).await.unwrap(),
+        Claim::Existing {
+            run_id: "run-2".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn expired_keys_are_swept() {
+    let (now, keys) = manual_clock();
+    for i in 0..200 {
+        keys.claim(&format!("k{i}"), "r", TTL).await.unwrap();
+    }
+    *now.lock().unwrap() += TTL * 2;
+    for i in 0..56 {
+        keys.claim(&format!("fresh{i}"), "r", TTL).await.unwrap();
+    }
+    // The 256th claim swept the 200 expired keys before inserting.
+    assert_eq!(keys.len(), 56);
+}
+
+#[tokio::test]
+async fn release_frees_only_the_holders_key() {
+    let (_, keys) = manual_clock();
+    assert_eq!(keys.claim("k", "run-1", TTL).await.unwrap(), Claim::New);
+    keys.release("k", "run-9").await.unwrap();
+    assert!(matches!(
+        keys.claim("k", "run-2", TTL).await.unwrap(),
+        Claim::Existing { .. }
+    ));
+    keys.release("k", "run-1").await.unwrap();
+    assert_eq!(keys.claim("k", "run-2", TTL).await.unwrap(), Claim::New);
+}
+
+#[tokio::test]
+async fn concurrent_claims_have_exactly_one_winner() {
+    let keys = Arc::new(InProcess::default());
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let keys = Arc::clone(&keys);
+            tokio::spawn(async move { keys.claim("k", &format!("run-{i}"), TTL).await.unwrap() })
+        })
+        .collect();
+    let mut new = 0;
+    for task in tasks {
+        if task.await.unwrap() == Claim::New {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1);
+}
+
+#[test]
+fn scoped_keys_never_collide_across_principals() {
+    assert_ne!(scoped_key(Some("alice"), "k"), scoped_key(Some("bob"), "k"));
+    assert_ne!(scoped_key(None, "k"), scoped_key(Some("alice"), "k"));
+    // A principal containing the separator cannot impersonate another principal's key.
+    assert_ne!(scoped_key(Some("a|b"), "c"), scoped_key(Some("a"), "b|c"));
+    assert_eq!(
+        scoped_key(Some("alice"), "k"),
+        scoped_key(Some("alice"), "k")
+    );
+}

@@ -1,0 +1,273 @@
+//! Sessions: the threads and runs the orchestrator has served, kept after the run ends.
+//!
+//! One trait, [`SessionStore`], with two backends: an embedded SQLite file (the default,
+//! [`sqlite::SqliteStore`]) and PostgreSQL for production ([`postgres::PostgresStore`]). The
+//! runtime calls [`SessionStore::start_run`] when a run starts (this also creates or touches its
+//! thread) and [`SessionStore::finish_run`] when it ends, with the whole [`RunRecord`] (tool calls,
+//! final message, the AG-UI events it streamed). `GET /runs/{id}` and `GET /threads/{id}` read
+//! them back; an idempotent repeat replays [`RunRecord::events`].
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), palisade_orchestrator::store::StoreError> {
+//! use palisade_orchestrator::store::{self, RunRecord, StoreConfig};
+//!
+//! let sessions = store::open(&StoreConfig::default()).await?;
+//! let mut run = RunRecord::started("run-1", "thread-1", Some("alice".into()));
+//! sessions.start_run(&run).await?;
+//! run.finish_with_message("hello");
+//! sessions.finish_run(&run).await?;
+//! assert!(sessions.run("run-1").await?.is_some());
+//! # Ok(()) }
+//! ```
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not yet ended.
+    Running,
+    /// Ended with `RUN_FINISHED`.
+    Finished,
+    /// Ended with `RUN_ERROR`.
+    Error,
+    /// The client went away before the run ended.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// The name stored in the database and shown in JSON (`running`, `finished`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The inverse of [`as_str`](Self::as_str).
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        Ok(match text {
+            "running" => Self::Running,
+            "finished" => Self::Finished,
+            "error" => Self::Error,
+            "cancelled" => Self::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("unknown run status {other:?}"))),
+        })
+    }
+
+    /// Whether the run has ended (anything but [`Running`](Self::Running)).
+    pub fn is_terminal(self) -> bool {
+        self != Self::Running
+    }
+}
+
+/// One tool call made during a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallRecord {
+    /// The `toolCallId` of the AG-UI events.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments as the model wrote them (a JSON text).
+    pub arguments: String,
+    /// What the tool returned, if it succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    /// Why the tool failed, if it did (this also went back to the model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One run: what `GET /runs/{id}` shows, plus the events an idempotent repeat replays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id (`runId` of `RunAgentInput`).
+    pub run_id: String,
+    /// The thread it belongs to (`threadId`).
+    pub thread_id: String,
+    /// The principal the proxy vouched for, if any.
+    pub principal: Option<String>,
+    /// Where the run is.
+    pub status: RunStatus,
+    /// When it started (RFC 3339 in JSON).
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When it ended (RFC 3339 in JSON); `None` while running.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    /// The tool calls, in the order they were made.
+    pub tool_calls: Vec<ToolCallRecord>,
+    /// The assistant's last text message.
+    pub final_message: Option<String>,
+    /// The `RUN_ERROR` message, if the run failed.
+    pub error: Option<String>,
+    /// The AG-UI events streamed, each as its JSON text, in order (for idempotent replay).
+    #[serde(skip_serializing)]
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+impl RunRecord {
+    /// A run that starts now, with nothing recorded yet.
+    pub fn started(run_id: &str, thread_id: &str, principal: Option<String>) -> Self {
+        Self {
+            run_id: run_id.to_owned(),
+            thread_id: thread_id.to_owned(),
+            principal,
+            status: RunStatus::Running,
+            started_at: now(),
+            finished_at: None,
+            tool_calls: Vec::new(),
+            final_message: None,
+            error: None,
+            events: Vec::new(),
+        }
+    }
+
+    /// Marks the run finished now with `message` as its final message.
+    pub fn finish_with_message(&mut self, message: &str) {
+        self.final_message = Some(message.to_owned());
+        self.end(RunStatus::Finished);
+    }
+
+    /// Marks the run ended now with `status` (keeps what was recorded so far).
+    pub fn end(&mut self, status: RunStatus) {
+        self.status = status;
+        self.finished_at = Some(now());
+    }
+}
+
+/// A run as listed in its thread.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    /// The run's id.
+    pub run_id: String,
+    /// Where it is.
+    pub status: RunStatus,
+    /// When it started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// When it ended.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// A thread: what `GET /threads/{id}` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadRecord {
+    /// The thread's id.
+    pub thread_id: String,
+    /// When its first run started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When its latest run started or ended.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    /// Its runs, oldest first.
+    pub runs: Vec<RunSummary>,
+}
+
+/// A store operation that failed (the HTTP layer answers `500`, never `404`).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite refused or failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL refused, failed or is unreachable.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A stored row could not be read back (bad JSON, unknown status, bad timestamp).
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// The blocking task running a SQLite call panicked or was cancelled.
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+/// Threads and runs, persisted. Implementations are shared by every request.
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Records a run that just started, creating its thread or touching its `updated_at`.
+    /// Starting a run id that exists replaces it.
+    async fn start_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+    /// Records the run's end state (status, end time, tool calls, final message, error, events).
+    async fn finish_run(&self, run: &RunRecord) -> Result<(), StoreError>;
+    /// The run, or `None` when no run has that id.
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// The thread with its runs, or `None` when no thread has that id.
+    async fn thread(&self, thread_id: &str) -> Result<Option<ThreadRecord>, StoreError>;
+}
+
+/// Where sessions are kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum StoreConfig {
+    /// An embedded SQLite database file, created if missing. The default, with path
+    /// `palisade-orchestrator.db` (relative to the working directory). `":memory:"` keeps
+    /// sessions in memory only.
+    Sqlite {
+        /// The database file. Default `palisade-orchestrator.db`.
+        path: PathBuf,
+    },
+    /// A PostgreSQL database; the tables are created on first connect. No default.
+    Postgres {
+        /// A libpq-style URL or key=value string, e.g.
+        /// `postgres://palisade@db.internal:5432/palisade`. TLS is not supported: use a loopback
+        /// or otherwise private link.
+        url: String,
+    },
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self::Sqlite {
+            path: PathBuf::from("palisade-orchestrator.db"),
+        }
+    }
+}
+
+/// Opens the configured store, creating its tables when missing.
+pub async fn open(cfg: &StoreConfig) -> Result<Arc<dyn SessionStore>, StoreError> {
+    Ok(match cfg {
+        StoreConfig::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(path).await?),
+        StoreConfig::Postgres { url } => Arc::new(postgres::PostgresStore::connect(url).await?),
+    })
+}
+
+/// The current time, truncated to microseconds (what both databases keep, so a record read back
+/// equals the one written).
+pub(crate) fn now() -> OffsetDateTime {
+    from_micros(to_micros(OffsetDateTime::now_utc())).unwrap_or_else(|_| OffsetDateTime::now_utc())
+}
+
+/// A timestamp as stored: microseconds since the Unix epoch.
+pub(crate) fn to_micros(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+/// A stored timestamp read back (UTC).
+pub(crate) fn from_micros(micros: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+        .map_err(|e| StoreError::Corrupt(format!("timestamp {micros}: {e}")))
+}
+
+/// Serializes a record's JSON columns (tool calls, events).
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// Reads a JSON column back.
+pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("json column: {e}")))
+}
