@@ -11,13 +11,31 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Orchestrator settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OrchestratorConfig {
     /// Address the HTTP server listens on. Default `127.0.0.1:8081`.
     pub listen: SocketAddr,
     /// Delay before each word the built-in offline model streams, in milliseconds. Default `40`.
     pub word_delay_ms: u64,
+    /// Most model turns one run may take (tool loops included); the run then ends with
+    /// `RUN_ERROR` code `MAX_ITERATIONS`. Default `8`.
+    pub max_iterations: u32,
+    /// The model answering runs. Default: the built-in offline model.
+    pub model: ModelConfig,
+    /// How callers are identified (the proxy's signed `X-Palisade-Assertion`).
+    pub identity: IdentityConfig,
+    /// Built-in tools and tool-call limits.
+    pub tools: ToolsConfig,
+    /// MCP servers (Streamable HTTP) whose tools runs may call, normally routes on the proxy so
+    /// its policies apply. Default: none.
+    pub mcp_servers: Vec<McpServerConfig>,
+    /// Where threads and runs are kept. Default: the SQLite file `palisade-orchestrator.db`.
+    pub store: crate::store::StoreConfig,
+    /// `Idempotency-Key` deduplication. Default: in-process, 24 h TTL.
+    pub idempotency: crate::idempotency::IdempotencyConfig,
+    /// A2A delegation (`delegate_to_agent`). Default: no agents (the tool is not offered).
+    pub a2a: crate::a2a::A2aConfig,
 }
 
 impl Default for OrchestratorConfig {
@@ -25,8 +43,122 @@ impl Default for OrchestratorConfig {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8081)),
             word_delay_ms: 40,
+            max_iterations: 8,
+            model: ModelConfig::default(),
+            identity: IdentityConfig::default(),
+            tools: ToolsConfig::default(),
+            mcp_servers: Vec::new(),
+            store: crate::store::StoreConfig::default(),
+            idempotency: crate::idempotency::IdempotencyConfig::default(),
+            a2a: crate::a2a::A2aConfig::default(),
         }
     }
+}
+
+/// Which model answers, and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `offline` (the built-in scripted model, no network) or `openai` (any OpenAI-compatible
+    /// chat-completions endpoint). Default `offline`.
+    pub provider: ModelProvider,
+    /// Base URL of the OpenAI-compatible API; `/chat/completions` is appended. Default
+    /// `https://api.openai.com/v1`; `OPENAI_BASE_URL` overrides it.
+    pub base_url: String,
+    /// Model name sent in each request. Default `gpt-4o-mini`; `OPENAI_MODEL` overrides it.
+    pub model: String,
+    /// Environment variable holding the API key (never put the key in the file). Default
+    /// `OPENAI_API_KEY`.
+    pub api_key_env: String,
+    /// Timeout of one model request, in milliseconds (the whole streamed answer). Default
+    /// `120000`.
+    pub timeout_ms: u64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            provider: ModelProvider::Offline,
+            base_url: "https://api.openai.com/v1".into(),
+            model: "gpt-4o-mini".into(),
+            api_key_env: "OPENAI_API_KEY".into(),
+            timeout_ms: 120_000,
+        }
+    }
+}
+
+/// The model backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelProvider {
+    /// The built-in deterministic offline model (docs/orchestrator.md lists its script).
+    Offline,
+    /// An OpenAI-compatible chat-completions endpoint with streaming and tool calling.
+    Openai,
+}
+
+/// Caller identity: the proxy signs an ES256 `X-Palisade-Assertion` for every request it
+/// forwards; the orchestrator verifies it against the proxy's JWKS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Refuse (`401`) runs without a valid assertion. Turn off only for local experiments with
+    /// no proxy in front. Default `true`.
+    pub require_assertion: bool,
+    /// The proxy's JWKS (its admin listener). Default
+    /// `http://127.0.0.1:9901/.well-known/jwks.json` (the `palisade dev` admin address).
+    pub jwks_url: String,
+    /// Expected `iss` of assertions (the proxy's `authentication.assertion.issuer`). Default
+    /// `palisade`.
+    pub issuer: String,
+    /// How long fetched keys are used before they are fetched again, in seconds; an unknown
+    /// `kid` refetches at most once per `refetch_min_interval_s`. Default `300`.
+    pub jwks_ttl_s: u64,
+    /// Minimum seconds between fetches caused by unknown key ids. Default `10`.
+    pub refetch_min_interval_s: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            require_assertion: true,
+            jwks_url: "http://127.0.0.1:9901/.well-known/jwks.json".into(),
+            issuer: "palisade".into(),
+            jwks_ttl_s: 300,
+            refetch_min_interval_s: 10,
+        }
+    }
+}
+
+/// Built-in tools and limits shared by every tool call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsConfig {
+    /// Timeout of one tool call, in milliseconds; a timed-out call is a tool error the model
+    /// sees. Default `30000`.
+    pub timeout_ms: u64,
+    /// Environment variable holding the credential `mock_weather` needs (injected into the
+    /// tool, never shown to the model). Default `PALISADE_WEATHER_API_KEY`.
+    pub weather_api_key_env: String,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 30_000,
+            weather_api_key_env: "PALISADE_WEATHER_API_KEY".into(),
+        }
+    }
+}
+
+/// One MCP server reached over Streamable HTTP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct McpServerConfig {
+    /// Name used in logs and metrics. Required.
+    pub name: String,
+    /// The MCP endpoint, e.g. `http://127.0.0.1:8080/mcp` (a proxy route). Required.
+    pub url: String,
 }
 
 /// A configuration file that could not be used.
@@ -66,6 +198,11 @@ impl OrchestratorConfig {
     pub fn word_delay(&self) -> Duration {
         Duration::from_millis(self.word_delay_ms)
     }
+
+    /// The JSON Schema of the file.
+    pub fn schema() -> schemars::schema::RootSchema {
+        schemars::schema_for!(OrchestratorConfig)
+    }
 }
 
 #[cfg(test)]
@@ -84,6 +221,26 @@ mod tests {
         let d = OrchestratorConfig::default();
         assert_eq!(d.listen.to_string(), "127.0.0.1:8081");
         assert_eq!(d.word_delay().as_millis(), 40);
+        assert_eq!(d.max_iterations, 8);
+        assert!(d.identity.require_assertion);
+        assert_eq!(d.model.provider, super::ModelProvider::Offline);
+    }
+
+    #[test]
+    fn nested_sections_are_read() {
+        let cfg = OrchestratorConfig::from_yaml(
+            "model: {provider: openai, base_url: \"http://x/v1\", model: m}\n\
+             identity: {require_assertion: false}\n\
+             mcp_servers: [{name: docs, url: \"http://127.0.0.1:1/mcp\"}]\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.model.provider, super::ModelProvider::Openai);
+        assert_eq!(cfg.model.api_key_env, "OPENAI_API_KEY");
+        assert!(!cfg.identity.require_assertion);
+        assert_eq!(cfg.identity.issuer, "palisade");
+        assert_eq!(cfg.mcp_servers[0].name, "docs");
+        let err = OrchestratorConfig::from_yaml("model: {provider: llama}\n").unwrap_err();
+        assert!(err.to_string().contains("provider"), "{err}");
     }
 
     #[test]

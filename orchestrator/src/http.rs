@@ -1,11 +1,28 @@
-//! HTTP surface: `POST /agent` (AG-UI run, SSE response) and `GET /healthz`.
+//! HTTP surface.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `POST /agent` | an AG-UI run as SSE (needs the proxy's `X-Palisade-Assertion`; `Idempotency-Key` dedupes) |
+//! | `GET /runs/{id}`, `GET /threads/{id}` | sessions after the fact (assertion required, see `http/runs.rs`) |
+//! | `GET /healthz` | `200 ok` while the process serves |
+//! | `GET /readyz` | `200 ready` when the proxy's keys are at hand and not shutting down, else `503` |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! Errors use the proxy's body shape `{"error":{"code":…,"message":…}}`: `401 UNAUTHENTICATED`
+//! (missing or invalid assertion), `400 INVALID_REQUEST`, `503 UPSTREAM_UNAVAILABLE` (the
+//! proxy's keys or the idempotency backend cannot be reached).
+
+pub(crate) mod runs;
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,49 +30,150 @@ use futures::StreamExt;
 use palisade_wire::agui::RunAgentInput;
 use serde_json::json;
 
-pub(crate) mod runs;
+use crate::idempotency::{scoped_key, Claim, IdempotencyStore};
+use crate::identity::{Caller, IdentityError, Verifier};
+use crate::run::{run_events, RunRequest, Runtime};
+use crate::store::SessionStore;
+use crate::trace::TraceContext;
 
-use crate::model::OfflineModel;
-use crate::run::{run_events, ActiveRuns};
-use crate::OrchestratorConfig;
+/// The header carrying the proxy's signed identity assertion.
+pub const ASSERTION_HEADER: &str = "x-palisade-assertion";
 
 /// What every handler shares.
-#[derive(Debug, Clone)]
-struct AppState {
-    model: OfflineModel,
-    word_delay: Duration,
-    runs: ActiveRuns,
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) verifier: Verifier,
+    pub(crate) store: Arc<dyn SessionStore>,
+    pub(crate) idempotency: Arc<dyn IdempotencyStore>,
+    pub(crate) idempotency_ttl: Duration,
+    pub(crate) draining: Arc<AtomicBool>,
 }
 
-/// The routes, with `runs` counting the runs in flight.
-pub(crate) fn routes(cfg: &OrchestratorConfig, runs: ActiveRuns) -> Router {
-    let state = AppState {
-        model: OfflineModel,
-        word_delay: cfg.word_delay(),
-        runs,
-    };
+/// The routes.
+pub(crate) fn routes(state: AppState) -> Router {
+    let sessions = runs::routes(state.store.clone()).layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        require_identity,
+    ));
     Router::new()
         .route("/agent", post(run_agent))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .with_state(state)
+        .merge(sessions)
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn readyz(State(state): State<AppState>) -> Response {
+    if state.draining.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    }
+    if !state.verifier.ready().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, "proxy keys not loaded").into_response();
+    }
+    "ready".into_response()
 }
 
-/// Parses the run input and streams the run's events as SSE, one frame per event.
-async fn run_agent(State(state): State<AppState>, body: Bytes) -> Response {
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.runtime.metrics.render(),
+    )
+        .into_response()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The caller of a request, or the refusal to send.
+async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
+    let assertion = header_str(headers, ASSERTION_HEADER);
+    let credential = header_str(headers, "authorization");
+    state
+        .verifier
+        .verify(assertion, credential)
+        .await
+        .map_err(|e| {
+            state.runtime.metrics.refused("unauthenticated");
+            tracing::info!(error = %e, "request refused: no valid assertion");
+            match e {
+                IdentityError::Keys(_) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UPSTREAM_UNAVAILABLE",
+                    &e.to_string(),
+                ),
+                _ => error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &e.to_string()),
+            }
+        })
+}
+
+async fn require_identity(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match identify(&state, req.headers()).await {
+        Ok(_) => next.run(req).await,
+        Err(refusal) => refusal,
+    }
+}
+
+/// Identifies the caller, parses the run input, dedupes by `Idempotency-Key`, and streams the
+/// run's events as SSE, one frame per event.
+async fn run_agent(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let caller = match identify(&state, &headers).await {
+        Ok(caller) => caller,
+        Err(refusal) => return refusal,
+    };
     let input: RunAgentInput = match serde_json::from_slice(&body) {
         Ok(input) => input,
         Err(err) => {
+            state.runtime.metrics.refused("invalid_request");
             tracing::info!(error = %err, "rejected run request");
-            return invalid_request(&format!("body is not a valid AG-UI RunAgentInput: {err}"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_REQUEST",
+                &format!("body is not a valid AG-UI RunAgentInput: {err}"),
+            );
         }
     };
-    let frames = run_events(input, state.model, state.word_delay, &state.runs)
+    if let Some(key) = header_str(&headers, "idempotency-key").filter(|k| !k.is_empty()) {
+        let principal = (!caller.principal.is_empty()).then_some(caller.principal.as_str());
+        let scoped = scoped_key(principal, key);
+        match state
+            .idempotency
+            .claim(&scoped, &input.run_id, state.idempotency_ttl)
+            .await
+        {
+            Ok(Claim::New) => {}
+            Ok(Claim::Existing { run_id }) => {
+                state.runtime.metrics.refused("idempotent_repeat");
+                tracing::info!(run.id = %run_id, "idempotent repeat");
+                return runs::answer_repeat(state.store.as_ref(), &run_id).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "idempotency backend failed");
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "UPSTREAM_UNAVAILABLE",
+                    "the idempotency store is unavailable",
+                );
+            }
+        }
+    }
+    let trace = TraceContext::continue_or_start(header_str(&headers, "traceparent"));
+    let request = RunRequest {
+        input,
+        caller,
+        traceparent: Some(trace.traceparent()),
+        trace_id: Some(trace.trace_id),
+    };
+    let frames = run_events(state.runtime.clone(), request)
         .map(|event| Ok::<_, Infallible>(event.to_sse_bytes()));
-    let mut response = Body::from_stream(frames).into_response();
+    sse_response(Body::from_stream(frames))
+}
+
+/// A `200 text/event-stream` response around `body`.
+pub(crate) fn sse_response(body: Body) -> Response {
+    let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -67,8 +185,8 @@ async fn run_agent(State(state): State<AppState>, body: Bytes) -> Response {
     response
 }
 
-/// `400` with the JSON error body shared with the proxy: `{"error":{"code":…,"message":…}}`.
-fn invalid_request(message: &str) -> Response {
-    let body = json!({"error": {"code": "INVALID_REQUEST", "message": message}});
-    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+/// An error with the JSON body shared with the proxy: `{"error":{"code":…,"message":…}}`.
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = json!({"error": {"code": code, "message": message}});
+    (status, Json(body)).into_response()
 }

@@ -1,12 +1,17 @@
 //! The Palisade reference orchestrator: a slim AG-UI agent runtime for the proxy to sit in front of.
 //!
 //! - `POST /agent` takes an AG-UI [`RunAgentInput`](palisade_wire::agui::RunAgentInput) and
-//!   answers with an SSE stream of AG-UI events (`RUN_STARTED`, `TEXT_MESSAGE_START`,
-//!   `TEXT_MESSAGE_CONTENT`…, `TEXT_MESSAGE_END`, `RUN_FINISHED`), produced one by one as the
-//!   client reads. The answer comes from the built-in [`OfflineModel`], which echoes the last
-//!   user message word by word. A malformed body gets `400` and
-//!   `{"error":{"code":"INVALID_REQUEST","message":…}}`.
-//! - `GET /healthz` answers `200 ok`.
+//!   answers with an SSE stream of AG-UI events, produced as the client reads: the model's text,
+//!   tool calls and their results, plan steps, and `RUN_FINISHED` or `RUN_ERROR` last. The
+//!   caller is known only through the proxy's signed `X-Palisade-Assertion` ([`identity`]); a
+//!   call without one gets `401`.
+//! - Models ([`model`]): the built-in deterministic [`OfflineModel`] (default) or any
+//!   OpenAI-compatible endpoint. Tools ([`tools`]): built-ins, MCP servers over Streamable HTTP,
+//!   and A2A delegation ([`a2a`]).
+//! - Sessions ([`store`]: SQLite or PostgreSQL) back `GET /runs/{id}` and `GET /threads/{id}`;
+//!   `Idempotency-Key` ([`idempotency`]) replays a finished run instead of running it twice.
+//! - `GET /healthz`, `GET /readyz`, `GET /metrics` ([`metrics`]); the proxy's `traceparent` is
+//!   continued ([`trace`]); shutdown stops accepting and lets in-flight runs finish.
 //!
 //! A client that disconnects cancels its run: the event stream is dropped and no task outlives it.
 //!
@@ -24,42 +29,138 @@ pub mod a2a;
 mod config;
 mod http;
 pub mod idempotency;
-mod model;
+pub mod identity;
+pub mod metrics;
+pub mod model;
 mod run;
 pub mod store;
 
 pub use http::runs::{answer_repeat, routes as session_routes, REPLAYED_HEADER};
+pub mod tools;
+pub mod trace;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
-pub use config::{ConfigError, OrchestratorConfig};
+use anyhow::Context as _;
+use jsonwebtoken::jwk::JwkSet;
+
+pub use config::{
+    ConfigError, IdentityConfig, McpServerConfig, ModelConfig, ModelProvider, OrchestratorConfig,
+    ToolsConfig,
+};
+pub use http::ASSERTION_HEADER;
 pub use model::{OfflineModel, GREETING};
-pub use run::{run_events, ActiveRuns};
+pub use run::{run_events, ActiveRuns, RunRequest, Runtime};
 
-/// The orchestrator's routes, ready to serve.
-pub fn router(cfg: OrchestratorConfig) -> axum::Router {
-    router_with_runs(cfg, ActiveRuns::default())
+/// An orchestrator being assembled: configuration plus what a host process hands in.
+pub struct Orchestrator {
+    cfg: OrchestratorConfig,
+    jwks: Option<JwkSet>,
+    runs: ActiveRuns,
+    metrics: metrics::Metrics,
+    draining: Arc<AtomicBool>,
 }
 
-/// Like [`router`], counting the runs in flight in `runs` (for tests and metrics).
-pub fn router_with_runs(cfg: OrchestratorConfig, runs: ActiveRuns) -> axum::Router {
-    http::routes(&cfg, runs)
+impl Orchestrator {
+    /// From configuration.
+    pub fn new(cfg: OrchestratorConfig) -> Self {
+        Self {
+            cfg,
+            jwks: None,
+            runs: ActiveRuns::default(),
+            metrics: metrics::Metrics::default(),
+            draining: Arc::default(),
+        }
+    }
+
+    /// Verifies assertions against `jwks` instead of fetching `identity.jwks_url` (the proxy
+    /// hands its embedded orchestrator the signer's public keys this way).
+    pub fn with_jwks(mut self, jwks: JwkSet) -> Self {
+        self.jwks = Some(jwks);
+        self
+    }
+
+    /// Counts runs in flight in `runs` (tests).
+    pub fn with_runs(mut self, runs: ActiveRuns) -> Self {
+        self.runs = runs;
+        self
+    }
+
+    /// Opens the session store and idempotency backend and builds the routes.
+    pub async fn router(&self) -> anyhow::Result<axum::Router> {
+        let cfg = &self.cfg;
+        let store = store::open(&cfg.store)
+            .await
+            .context("opening the session store")?;
+        let idempotency =
+            idempotency::open(&cfg.idempotency).context("opening the idempotency store")?;
+        let tool_timeout = Duration::from_millis(cfg.tools.timeout_ms);
+        let mut builtins = tools::builtin::all(&cfg.tools);
+        if !cfg.a2a.agents.is_empty() {
+            let client = a2a::A2aClient::new(&cfg.a2a).context("a2a")?;
+            builtins.push(Arc::new(tools::delegate::DelegateToAgent::new(Arc::new(
+                client,
+            ))));
+        }
+        let mcp = cfg
+            .mcp_servers
+            .iter()
+            .map(|s| Arc::new(tools::mcp::McpServer::new(s, tool_timeout)))
+            .collect();
+        let runtime = Arc::new(Runtime {
+            model: model::build(&cfg.model, cfg.word_delay()),
+            catalog: Arc::new(tools::ToolCatalog::new(builtins, mcp, tool_timeout)),
+            max_iterations: cfg.max_iterations.max(1),
+            store: Some(store.clone()),
+            metrics: self.metrics.clone(),
+            runs: self.runs.clone(),
+        });
+        Ok(http::routes(http::AppState {
+            runtime,
+            verifier: identity::Verifier::new(&cfg.identity, self.jwks.clone()),
+            store,
+            idempotency,
+            idempotency_ttl: cfg.idempotency.ttl(),
+            draining: self.draining.clone(),
+        }))
+    }
+
+    /// Serves on `listener` until `shutdown` completes: `/readyz` turns `503`, the listener
+    /// stops accepting, and in-flight requests (runs are finite: `max_iterations`, timeouts)
+    /// finish.
+    ///
+    /// `cfg.listen` is not used here: the caller binds the listener (tests bind port 0).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = self.router().await?;
+        let local = listener.local_addr()?;
+        tracing::info!(listen = %local, model = ?self.cfg.model.provider, "palisade-orchestrator listening");
+        let draining = self.draining.clone();
+        let runs = self.runs.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                draining.store(true, Ordering::SeqCst);
+                tracing::info!(runs.active = runs.get(), "shutting down: draining runs");
+            })
+            .await?;
+        tracing::info!(listen = %local, "palisade-orchestrator stopped");
+        Ok(())
+    }
 }
 
-/// Serves the orchestrator on `listener` until `shutdown` completes, then stops accepting and
-/// waits for in-flight requests (including streams, which are finite) to finish.
-///
-/// `cfg.listen` is not used here: the caller binds the listener (tests bind port 0).
+/// Serves the orchestrator configured by `cfg` on `listener` until `shutdown` completes (see
+/// [`Orchestrator::serve`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     cfg: OrchestratorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let local = listener.local_addr()?;
-    tracing::info!(listen = %local, "palisade-orchestrator listening");
-    axum::serve(listener, router(cfg))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    tracing::info!(listen = %local, "palisade-orchestrator stopped");
-    Ok(())
+    Orchestrator::new(cfg).serve(listener, shutdown).await
 }

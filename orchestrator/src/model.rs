@@ -1,115 +1,237 @@
-//! The built-in offline model: answers without any network or weights, deterministically.
+//! Models: a conversation and the tools on offer in, a stream of text deltas and tool calls out.
 //!
-//! It echoes the last user message back (or greets when there is none), streamed word by word.
-//! A later model backend (any OpenAI-compatible endpoint) replaces it behind the same shape:
-//! messages in, text deltas out.
+//! Two backends sit behind [`Model`]: the built-in [`OfflineModel`] (deterministic, scripted,
+//! no network — the embedded default) and [`OpenAiModel`] (any OpenAI-compatible
+//! chat-completions endpoint, streamed, with tool calling). The run loop (`run.rs`) only sees
+//! [`ModelChunk`]s.
+//!
+//! A model answers with a structured plan by calling the pseudo-tool [`PLAN_TOOL`] with
+//! `{"steps":[{"instruction":"…"}, …]}`; the runtime executes the steps in order.
 
-use palisade_wire::agui::Message;
-use palisade_wire::agui::Role;
+pub mod offline;
+pub mod openai;
 
-/// The answer when the conversation holds no user text.
-pub const GREETING: &str =
-    "Hello! I am the Palisade offline model. Send me a message and I will echo it back.";
+use std::sync::Arc;
 
-/// The scripted offline model.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct OfflineModel;
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use palisade_wire::agui::{Message, Role};
+use serde_json::{json, Value};
 
-impl OfflineModel {
-    /// The answer to a conversation: the text of the last user message, with whitespace runs
-    /// collapsed to single spaces, or [`GREETING`] when there is no user text.
-    pub fn answer(&self, messages: &[Message]) -> String {
-        let last_user_text = messages
-            .iter()
-            .rev()
-            .find(|m| m.role == Role::User)
-            .and_then(|m| m.text());
-        let words: Vec<&str> = last_user_text
-            .as_deref()
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect();
-        if words.is_empty() {
-            GREETING.to_owned()
-        } else {
-            words.join(" ")
+pub use offline::{OfflineModel, GREETING};
+pub use openai::OpenAiModel;
+
+use crate::config::{ModelConfig, ModelProvider};
+
+/// The pseudo-tool a model calls to hand the runtime a multi-step plan.
+pub const PLAN_TOOL: &str = "submit_plan";
+
+/// Who wrote a [`ChatMessage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatRole {
+    /// Instructions.
+    System,
+    /// The end user (and the runtime's step instructions).
+    User,
+    /// The model.
+    Assistant,
+    /// A tool result.
+    Tool,
+}
+
+impl ChatRole {
+    /// The chat-completions role name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::System => "system",
+            Self::User => "user",
+            Self::Assistant => "assistant",
+            Self::Tool => "tool",
         }
-    }
-
-    /// Splits an answer into the deltas streamed as `TEXT_MESSAGE_CONTENT`: one per word, every
-    /// word after the first carrying its leading space, so the deltas concatenate to the answer.
-    /// Deltas are never empty, as AG-UI requires.
-    pub fn deltas(answer: &str) -> Vec<String> {
-        answer
-            .split_whitespace()
-            .enumerate()
-            .map(|(i, word)| {
-                if i == 0 {
-                    word.to_owned()
-                } else {
-                    format!(" {word}")
-                }
-            })
-            .collect()
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use palisade_wire::agui::{Message, MessageContent, Role};
-    use serde_json::json;
+/// One message of the model's conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatMessage {
+    /// Author.
+    pub role: ChatRole,
+    /// Text (may be empty for an assistant message that only calls tools).
+    pub content: String,
+    /// Tool calls of an assistant message.
+    pub tool_calls: Vec<ToolCallRequest>,
+    /// For a tool message: the call it answers.
+    pub tool_call_id: Option<String>,
+}
 
-    use super::{OfflineModel, GREETING};
-
-    fn msg(role: Role, text: &str) -> Message {
-        Message::text_message("id", role, text)
+impl ChatMessage {
+    /// A plain text message.
+    pub fn text(role: ChatRole, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
     }
 
-    #[test]
-    fn echoes_the_last_user_message() {
-        let messages = [
-            msg(Role::System, "be nice"),
-            msg(Role::User, "first question"),
-            msg(Role::Assistant, "first answer"),
-            msg(Role::User, "  second\n question\there "),
-            msg(Role::Assistant, "pending"),
-        ];
-        assert_eq!(OfflineModel.answer(&messages), "second question here");
+    /// A tool result answering `call_id`.
+    pub fn tool_result(call_id: &str, content: impl Into<String>) -> Self {
+        Self {
+            tool_call_id: Some(call_id.to_owned()),
+            ..Self::text(ChatRole::Tool, content)
+        }
     }
 
-    #[test]
-    fn greets_without_user_text() {
-        assert_eq!(OfflineModel.answer(&[]), GREETING);
-        assert_eq!(OfflineModel.answer(&[msg(Role::System, "sys")]), GREETING);
-        assert_eq!(OfflineModel.answer(&[msg(Role::User, " \n ")]), GREETING);
-        let no_content = Message {
-            content: None,
-            ..msg(Role::User, "")
-        };
-        assert_eq!(OfflineModel.answer(&[no_content]), GREETING);
+    /// The chat-completions JSON of this message.
+    pub fn to_openai(&self) -> Value {
+        let mut m = json!({"role": self.role.as_str(), "content": self.content});
+        if !self.tool_calls.is_empty() {
+            m["tool_calls"] = self
+                .tool_calls
+                .iter()
+                .map(|c| {
+                    json!({"id": c.id, "type": "function",
+                           "function": {"name": c.name, "arguments": c.arguments}})
+                })
+                .collect();
+        }
+        if let Some(id) = &self.tool_call_id {
+            m["tool_call_id"] = json!(id);
+        }
+        m
+    }
+}
+
+/// A tool call the model asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolCallRequest {
+    /// Call id (the model's, or generated).
+    pub id: String,
+    /// Tool name.
+    pub name: String,
+    /// JSON-encoded arguments.
+    pub arguments: String,
+}
+
+/// A tool offered to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolSpec {
+    /// Name the model calls.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// JSON Schema of its arguments.
+    pub parameters: Value,
+}
+
+impl ToolSpec {
+    /// The chat-completions `tools[]` entry.
+    pub fn to_openai(&self) -> Value {
+        json!({"type": "function", "function": {
+            "name": self.name, "description": self.description, "parameters": self.parameters}})
     }
 
-    #[test]
-    fn reads_text_parts_of_multimodal_messages() {
-        let m = Message {
-            content: Some(MessageContent::Structured(json!([
-                {"type": "text", "text": "look at"},
-                {"type": "binary", "mimeType": "image/png", "data": "AAAA"},
-                {"type": "text", "text": "this"}
-            ]))),
-            ..msg(Role::User, "")
-        };
-        assert_eq!(OfflineModel.answer(&[m]), "look at this");
+    /// The plan pseudo-tool's spec.
+    pub fn plan() -> Self {
+        Self {
+            name: PLAN_TOOL.into(),
+            description: "Hand the runtime a plan: steps executed in order, each result fed \
+                          back before the next."
+                .into(),
+            parameters: json!({"type": "object", "required": ["steps"], "properties": {
+                "steps": {"type": "array", "items": {"type": "object", "required": ["instruction"],
+                    "properties": {"instruction": {"type": "string"}}}}}}),
+        }
     }
+}
 
-    #[test]
-    fn deltas_are_words_that_concatenate_to_the_answer() {
-        let deltas = OfflineModel::deltas("hello big world");
-        assert_eq!(deltas, ["hello", " big", " world"]);
-        assert_eq!(deltas.concat(), "hello big world");
-        assert!(OfflineModel::deltas("").is_empty());
-        let greeting = OfflineModel::deltas(GREETING);
-        assert_eq!(greeting.concat(), GREETING);
-        assert!(greeting.iter().all(|d| !d.trim().is_empty()));
+/// A piece of a model's answer, in the order produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChunk {
+    /// Text to append to the answer (never empty).
+    Text(String),
+    /// A complete tool call.
+    ToolCall(ToolCallRequest),
+}
+
+/// A model's streamed answer.
+pub type ChunkStream = BoxStream<'static, Result<ModelChunk, ModelError>>;
+
+/// Why a model turn failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ModelError {
+    /// The endpoint could not be reached or the stream broke.
+    #[error("model endpoint unreachable: {0}")]
+    Transport(String),
+    /// The endpoint answered with an error status.
+    #[error("model endpoint answered {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The start of the body.
+        body: String,
+    },
+    /// The answer did not follow the chat-completions shape.
+    #[error("malformed model answer: {0}")]
+    Protocol(String),
+    /// The offline model's scripted failure.
+    #[error("{0}")]
+    Scripted(String),
+}
+
+/// A model backend.
+#[async_trait]
+pub trait Model: Send + Sync + 'static {
+    /// A short name for logs and metrics (`offline`, the OpenAI model name).
+    fn name(&self) -> &str;
+
+    /// Starts one turn: `messages` so far and `tools` on offer; the answer streams back.
+    async fn turn(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+    ) -> Result<ChunkStream, ModelError>;
+}
+
+/// The configured model.
+pub fn build(cfg: &ModelConfig, word_delay: std::time::Duration) -> Arc<dyn Model> {
+    match cfg.provider {
+        ModelProvider::Offline => Arc::new(OfflineModel::new(word_delay)),
+        ModelProvider::Openai => Arc::new(OpenAiModel::from_config(cfg)),
     }
+}
+
+/// The model's view of an AG-UI conversation: text of system/developer/user/assistant messages,
+/// assistant tool calls and tool results; other roles (activity, reasoning) are left out.
+pub fn from_agui(messages: &[Message]) -> Vec<ChatMessage> {
+    messages
+        .iter()
+        .filter_map(|m| {
+            let text = m.text().map(|t| t.into_owned()).unwrap_or_default();
+            let role = match &m.role {
+                Role::System | Role::Developer => ChatRole::System,
+                Role::User => ChatRole::User,
+                Role::Assistant => ChatRole::Assistant,
+                Role::Tool => ChatRole::Tool,
+                _ => return None,
+            };
+            let tool_calls = m
+                .tool_calls
+                .iter()
+                .flatten()
+                .map(|c| ToolCallRequest {
+                    id: c.id.clone(),
+                    name: c.function.name.clone(),
+                    arguments: c.function.arguments.clone(),
+                })
+                .collect();
+            Some(ChatMessage {
+                role,
+                content: text,
+                tool_calls,
+                tool_call_id: m.tool_call_id.clone(),
+            })
+        })
+        .collect()
 }

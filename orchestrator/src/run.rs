@@ -1,20 +1,39 @@
-//! One agent run as a lazy stream of AG-UI events.
+//! One agent run: the model/tool loop, as a lazy stream of AG-UI events.
 //!
-//! Events are produced one at a time as the response body is polled, never collected: the word
-//! delay is awaited inside the stream, so when the client disconnects and the server drops the
-//! body, the run stops at its next await point and nothing keeps running. [`ActiveRuns`] counts
-//! the streams alive, which makes that observable.
+//! [`run_events`] returns a stream that drives the run as it is polled: the run future and the
+//! channel its events go through are polled together by the response body, so when the client
+//! disconnects and the server drops the body, the run stops at its next await point — no task
+//! outlives it — and is recorded as `cancelled`. The channel is bounded: a slow reader slows the
+//! run down instead of buffering it.
+//!
+//! Event order: `RUN_STARTED`; per model turn `TEXT_MESSAGE_START/CONTENT…/END` for its text
+//! and, per tool call, `TOOL_CALL_START`, `TOOL_CALL_ARGS`, `TOOL_CALL_END`, `TOOL_CALL_RESULT`;
+//! for a plan `STATE_SNAPSHOT` (the steps and their status) and `STEP_STARTED` /
+//! `STEP_FINISHED` around each step; last `RUN_FINISHED`, or `RUN_ERROR` (codes `MODEL_ERROR`,
+//! `MAX_ITERATIONS`). Tool errors are results the model sees, never run errors.
 
+mod plan;
+
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::Instant;
 
-use futures::Stream;
+use futures::channel::mpsc;
+use futures::{SinkExt, Stream, StreamExt};
 use palisade_wire::agui::{Event, Role, RunAgentInput};
+use tracing::Instrument;
 
-use crate::model::OfflineModel;
+use crate::identity::Caller;
+use crate::metrics::Metrics;
+use crate::model::{
+    from_agui, ChatMessage, ChatRole, Model, ModelChunk, ModelError, ToolCallRequest, ToolSpec,
+    PLAN_TOOL,
+};
+use crate::store::{RunRecord, RunStatus, SessionStore, ToolCallRecord};
+use crate::tools::{ToolCatalog, ToolContext, Toolbox};
 
-/// The number of runs whose event stream is alive. Cloning shares the counter.
+/// The number of runs alive. Cloning shares the counter.
 #[derive(Debug, Clone, Default)]
 pub struct ActiveRuns(Arc<AtomicUsize>);
 
@@ -24,210 +43,399 @@ impl ActiveRuns {
         self.0.load(Ordering::SeqCst)
     }
 
-    fn enter(&self, run_id: &str) -> RunGuard {
+    fn enter(&self) -> ActiveGuard {
         self.0.fetch_add(1, Ordering::SeqCst);
-        RunGuard {
-            runs: self.clone(),
-            run_id: run_id.to_owned(),
-            finished: false,
-        }
+        ActiveGuard(self.clone())
     }
 }
 
-/// Counts a run as active until dropped; logs runs dropped before their last event.
+/// Counts a run as active until dropped.
 #[derive(Debug)]
-struct RunGuard {
-    runs: ActiveRuns,
-    run_id: String,
-    finished: bool,
+struct ActiveGuard(ActiveRuns);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        (self.0).0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
-impl Drop for RunGuard {
-    fn drop(&mut self) {
-        self.runs.0.fetch_sub(1, Ordering::SeqCst);
-        if self.finished {
-            tracing::info!(run.id = %self.run_id, "run finished");
-        } else {
-            tracing::info!(run.id = %self.run_id, "run cancelled: client went away");
+/// What every run shares.
+pub struct Runtime {
+    /// The model.
+    pub model: Arc<dyn Model>,
+    /// The tools.
+    pub catalog: Arc<ToolCatalog>,
+    /// Most model turns per run.
+    pub max_iterations: u32,
+    /// Where runs are recorded (none: not recorded).
+    pub store: Option<Arc<dyn SessionStore>>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Runs alive.
+    pub runs: ActiveRuns,
+}
+
+/// One run request, after identification.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The AG-UI input.
+    pub input: RunAgentInput,
+    /// Who asked.
+    pub caller: Caller,
+    /// The `traceparent` for this hop's outgoing calls.
+    pub traceparent: Option<String>,
+    /// The trace id the proxy started (for logs).
+    pub trace_id: Option<String>,
+}
+
+/// Why a run ended with `RUN_ERROR`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// `RUN_ERROR.code`.
+    pub code: &'static str,
+    /// `RUN_ERROR.message`.
+    pub message: String,
+}
+
+impl Failure {
+    fn model(e: &ModelError) -> Self {
+        Self {
+            code: "MODEL_ERROR",
+            message: format!("the model failed: {e}"),
         }
     }
 }
 
-/// Where a run is in its script.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    RunStarted,
-    MessageStarted,
-    Streaming,
-    RunFinished,
-    Done,
-}
-
-/// The state threaded through the stream.
-struct Run {
-    thread_id: String,
-    run_id: String,
-    message_id: String,
-    deltas: std::vec::IntoIter<String>,
-    word_delay: Duration,
-    phase: Phase,
-    guard: RunGuard,
-}
-
-/// The events of one run, in protocol order: `RUN_STARTED`, `TEXT_MESSAGE_START`, one
-/// `TEXT_MESSAGE_CONTENT` per word (each after `word_delay`), `TEXT_MESSAGE_END`,
-/// `RUN_FINISHED`. The run counts in `runs` until the stream is dropped.
-pub fn run_events(
-    input: RunAgentInput,
-    model: OfflineModel,
-    word_delay: Duration,
-    runs: &ActiveRuns,
-) -> impl Stream<Item = Event> + Send + 'static {
-    let answer = model.answer(&input.messages);
-    tracing::info!(
-        thread.id = %input.thread_id,
-        run.id = %input.run_id,
-        messages = input.messages.len(),
-        "run started"
+/// The events of one run, in protocol order, produced as the stream is polled.
+pub fn run_events(rt: Arc<Runtime>, req: RunRequest) -> impl Stream<Item = Event> + Send + 'static {
+    let (tx, rx) = mpsc::channel::<Event>(16);
+    let span = tracing::info_span!(
+        "run",
+        run.id = %req.input.run_id,
+        thread.id = %req.input.thread_id,
+        trace_id = req.trace_id.as_deref().unwrap_or(""),
+        principal = %req.caller.principal,
     );
-    let run = Run {
-        guard: runs.enter(&input.run_id),
-        thread_id: input.thread_id,
-        run_id: input.run_id,
-        message_id: uuid::Uuid::new_v4().to_string(),
-        deltas: OfflineModel::deltas(&answer).into_iter(),
-        word_delay,
-        phase: Phase::RunStarted,
-    };
-    futures::stream::unfold(run, step)
+    let driver = drive(rt, req, tx).instrument(span);
+    let driver = futures::stream::once(driver).filter_map(|()| async { None });
+    futures::stream::select(rx, driver)
 }
 
-/// Produces the next event, advancing the phase.
-async fn step(mut run: Run) -> Option<(Event, Run)> {
-    let event = match run.phase {
-        Phase::RunStarted => {
-            run.phase = Phase::MessageStarted;
-            Event::RunStarted {
-                thread_id: run.thread_id.clone(),
-                run_id: run.run_id.clone(),
-                parent_run_id: None,
+/// A run's recording state; dropping it before [`RunState::end`] records a cancellation.
+struct RunState {
+    tx: mpsc::Sender<Event>,
+    record: RunRecord,
+    store: Option<Arc<dyn SessionStore>>,
+    metrics: Metrics,
+    started: Instant,
+    ended: bool,
+    _active: ActiveGuard,
+}
+
+impl RunState {
+    /// Records and sends one event (a gone client is noticed by the drop, not here).
+    async fn emit(&mut self, event: Event) {
+        self.record.events.push(event.to_json());
+        let _ = self.tx.send(event).await;
+    }
+
+    async fn end(&mut self, status: RunStatus) {
+        self.ended = true;
+        if self.record.finished_at.is_none() {
+            self.record.end(status);
+        }
+        let outcome = status.as_str();
+        self.metrics.run_ended(outcome, self.started.elapsed());
+        tracing::info!(
+            run.status = outcome,
+            tool_calls = self.record.tool_calls.len(),
+            "run ended"
+        );
+        if let Some(store) = &self.store {
+            if let Err(e) = store.finish_run(&self.record).await {
+                tracing::error!(error = %e, "cannot record the run's end");
             }
         }
-        Phase::MessageStarted => {
-            run.phase = Phase::Streaming;
-            Event::TextMessageStart {
-                message_id: run.message_id.clone(),
-                role: Role::Assistant,
-            }
+    }
+}
+
+impl Drop for RunState {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
         }
-        Phase::Streaming => match run.deltas.next() {
-            Some(delta) => {
-                tokio::time::sleep(run.word_delay).await;
-                Event::TextMessageContent {
-                    message_id: run.message_id.clone(),
-                    delta,
+        self.record.end(RunStatus::Cancelled);
+        self.metrics.run_ended("cancelled", self.started.elapsed());
+        tracing::info!(run.id = %self.record.run_id, "run cancelled: client went away");
+        if let (Some(store), Ok(handle)) =
+            (self.store.clone(), tokio::runtime::Handle::try_current())
+        {
+            let record = self.record.clone();
+            handle.spawn(async move {
+                if let Err(e) = store.finish_run(&record).await {
+                    tracing::error!(error = %e, "cannot record the run's cancellation");
                 }
-            }
-            None => {
-                run.phase = Phase::RunFinished;
-                Event::TextMessageEnd {
-                    message_id: run.message_id.clone(),
-                }
-            }
-        },
-        Phase::RunFinished => {
-            run.phase = Phase::Done;
-            run.guard.finished = true;
-            Event::RunFinished {
-                thread_id: run.thread_id.clone(),
-                run_id: run.run_id.clone(),
-                result: None,
-            }
+            });
         }
-        Phase::Done => return None,
+    }
+}
+
+async fn drive(rt: Arc<Runtime>, req: RunRequest, tx: mpsc::Sender<Event>) {
+    let input = req.input;
+    let principal = (!req.caller.principal.is_empty()).then(|| req.caller.principal.clone());
+    rt.metrics.run_started();
+    let mut st = RunState {
+        tx,
+        record: RunRecord::started(&input.run_id, &input.thread_id, principal),
+        store: rt.store.clone(),
+        metrics: rt.metrics.clone(),
+        started: Instant::now(),
+        ended: false,
+        _active: rt.runs.enter(),
     };
-    Some((event, run))
+    tracing::info!(messages = input.messages.len(), "run started");
+    st.emit(Event::RunStarted {
+        thread_id: input.thread_id.clone(),
+        run_id: input.run_id.clone(),
+        parent_run_id: input.parent_run_id.clone(),
+    })
+    .await;
+    if let Some(store) = &rt.store {
+        if let Err(e) = store.start_run(&st.record).await {
+            tracing::error!(error = %e, "cannot record the run's start");
+        }
+    }
+    let ctx = ToolContext {
+        caller: req.caller,
+        traceparent: req.traceparent,
+        run_id: input.run_id.clone(),
+    };
+    let toolbox = rt.catalog.toolbox(&ctx).await;
+    let mut specs = toolbox.specs();
+    // Front-end tools (AG-UI `tools`, already filtered by the proxy) run in the client.
+    let frontend: BTreeSet<String> = input.tools.iter().map(|t| t.name.clone()).collect();
+    specs.extend(input.tools.iter().map(|t| ToolSpec {
+        name: t.name.clone(),
+        description: t.description.clone(),
+        parameters: t.parameters.clone(),
+    }));
+    specs.push(ToolSpec::plan());
+    let mut agent = Agent {
+        rt: &rt,
+        toolbox,
+        specs,
+        frontend,
+        ctx,
+        iterations: 0,
+    };
+    let mut conv = from_agui(&input.messages);
+    match agent.run(&mut conv, &mut st, true).await {
+        Ok(answer) => {
+            st.record.finish_with_message(&answer);
+            st.emit(Event::RunFinished {
+                thread_id: input.thread_id,
+                run_id: input.run_id,
+                result: None,
+            })
+            .await;
+            st.end(RunStatus::Finished).await;
+        }
+        Err(f) => {
+            tracing::warn!(code = f.code, message = %f.message, "run failed");
+            st.record.error = Some(format!("{}: {}", f.code, f.message));
+            st.emit(Event::RunError {
+                message: f.message,
+                code: Some(f.code.into()),
+            })
+            .await;
+            st.end(RunStatus::Error).await;
+        }
+    }
+}
+
+/// The model/tool loop of one run.
+struct Agent<'a> {
+    rt: &'a Runtime,
+    toolbox: Toolbox,
+    specs: Vec<ToolSpec>,
+    frontend: BTreeSet<String>,
+    ctx: ToolContext,
+    iterations: u32,
+}
+
+/// One model turn's outcome.
+struct Turn {
+    message_id: String,
+    text: String,
+    calls: Vec<ToolCallRequest>,
+}
+
+impl Agent<'_> {
+    /// Turns until the model answers without tool calls; returns that answer. `allow_plan`:
+    /// whether a [`PLAN_TOOL`] call is executed (top level) or refused (inside a step).
+    async fn run(
+        &mut self,
+        conv: &mut Vec<ChatMessage>,
+        st: &mut RunState,
+        allow_plan: bool,
+    ) -> Result<String, Failure> {
+        loop {
+            if self.iterations >= self.rt.max_iterations {
+                return Err(Failure {
+                    code: "MAX_ITERATIONS",
+                    message: format!(
+                        "the run reached its limit of {} model turns",
+                        self.rt.max_iterations
+                    ),
+                });
+            }
+            self.iterations += 1;
+            let turn = self.turn(conv, st).await?;
+            if turn.calls.is_empty() {
+                return Ok(turn.text);
+            }
+            conv.push(ChatMessage {
+                tool_calls: turn.calls.clone(),
+                ..ChatMessage::text(ChatRole::Assistant, turn.text.clone())
+            });
+            for call in &turn.calls {
+                if call.name == PLAN_TOOL {
+                    match (allow_plan, plan::steps(&call.arguments)) {
+                        (true, Ok(steps)) => {
+                            let note = format!("executing {} steps", steps.len());
+                            conv.push(ChatMessage::tool_result(&call.id, note));
+                            return Box::pin(self.execute_plan(conv, st, steps)).await;
+                        }
+                        (false, _) => conv.push(ChatMessage::tool_result(
+                            &call.id,
+                            "error: plans cannot be nested inside a plan step",
+                        )),
+                        (true, Err(e)) => {
+                            conv.push(ChatMessage::tool_result(&call.id, format!("error: {e}")))
+                        }
+                    }
+                    continue;
+                }
+                if self.frontend.contains(&call.name) {
+                    // The client runs front-end tools; it continues with a new run.
+                    self.announce_call(call, &turn.message_id, st).await;
+                    return Ok(turn.text);
+                }
+                self.call_tool(call, &turn.message_id, conv, st).await;
+            }
+        }
+    }
+
+    /// One model turn: streams its text as a text message, collects its tool calls.
+    async fn turn(&self, conv: &[ChatMessage], st: &mut RunState) -> Result<Turn, Failure> {
+        let metrics = &self.rt.metrics;
+        let mut chunks = match self.rt.model.turn(conv, &self.specs).await {
+            Ok(chunks) => chunks,
+            Err(e) => {
+                metrics.model_turn(false);
+                return Err(Failure::model(&e));
+            }
+        };
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let mut turn = Turn {
+            message_id: message_id.clone(),
+            text: String::new(),
+            calls: Vec::new(),
+        };
+        let mut open = false;
+        while let Some(chunk) = chunks.next().await {
+            match chunk {
+                Ok(ModelChunk::Text(delta)) => {
+                    if !open {
+                        open = true;
+                        st.emit(Event::TextMessageStart {
+                            message_id: message_id.clone(),
+                            role: Role::Assistant,
+                        })
+                        .await;
+                    }
+                    turn.text.push_str(&delta);
+                    st.emit(Event::TextMessageContent {
+                        message_id: message_id.clone(),
+                        delta,
+                    })
+                    .await;
+                }
+                Ok(ModelChunk::ToolCall(call)) => turn.calls.push(call),
+                Err(e) => {
+                    if open {
+                        st.emit(Event::TextMessageEnd { message_id }).await;
+                    }
+                    metrics.model_turn(false);
+                    return Err(Failure::model(&e));
+                }
+            }
+        }
+        if open {
+            st.emit(Event::TextMessageEnd { message_id }).await;
+        }
+        metrics.model_turn(true);
+        Ok(turn)
+    }
+
+    /// `TOOL_CALL_START`, `TOOL_CALL_ARGS`, `TOOL_CALL_END` for `call`.
+    async fn announce_call(&self, call: &ToolCallRequest, parent: &str, st: &mut RunState) {
+        st.emit(Event::ToolCallStart {
+            tool_call_id: call.id.clone(),
+            tool_call_name: call.name.clone(),
+            parent_message_id: Some(parent.to_owned()),
+        })
+        .await;
+        if !call.arguments.is_empty() {
+            st.emit(Event::ToolCallArgs {
+                tool_call_id: call.id.clone(),
+                delta: call.arguments.clone(),
+            })
+            .await;
+        }
+        st.emit(Event::ToolCallEnd {
+            tool_call_id: call.id.clone(),
+        })
+        .await;
+    }
+
+    /// Runs one tool call; its result (or error) goes to the client, the record and the model.
+    async fn call_tool(
+        &self,
+        call: &ToolCallRequest,
+        parent: &str,
+        conv: &mut Vec<ChatMessage>,
+        st: &mut RunState,
+    ) {
+        self.announce_call(call, parent, st).await;
+        let result = self
+            .toolbox
+            .call(&call.name, &call.arguments, &self.ctx, &self.rt.metrics)
+            .await;
+        let (content, ok, err) = match result {
+            Ok(text) => (text.clone(), Some(text), None),
+            Err(e) => {
+                tracing::info!(tool = %call.name, error = %e, "tool call failed");
+                (format!("error: {e}"), None, Some(e.0))
+            }
+        };
+        st.record.tool_calls.push(ToolCallRecord {
+            id: call.id.clone(),
+            name: call.name.clone(),
+            arguments: call.arguments.clone(),
+            result: ok,
+            error: err,
+        });
+        st.emit(Event::ToolCallResult {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            tool_call_id: call.id.clone(),
+            content: content.clone(),
+            role: Some(Role::Tool),
+        })
+        .await;
+        conv.push(ChatMessage::tool_result(&call.id, content));
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use futures::StreamExt;
-    use palisade_wire::agui::{Event, Message, Role, RunAgentInput};
-
-    use super::{run_events, ActiveRuns};
-    use crate::model::OfflineModel;
-
-    fn input(text: &str) -> RunAgentInput {
-        RunAgentInput {
-            thread_id: "t1".into(),
-            run_id: "r1".into(),
-            parent_run_id: None,
-            state: serde_json::Value::Null,
-            messages: vec![Message::text_message("u1", Role::User, text)],
-            tools: vec![],
-            context: vec![],
-            forwarded_props: serde_json::Value::Null,
-        }
-    }
-
-    #[tokio::test]
-    async fn events_follow_the_protocol_order() {
-        let runs = ActiveRuns::default();
-        let stream = run_events(input("hi there"), OfflineModel, Duration::ZERO, &runs);
-        assert_eq!(runs.get(), 1);
-        let events: Vec<Event> = stream.collect().await;
-        assert_eq!(runs.get(), 0);
-        let Event::TextMessageStart { message_id, .. } = &events[1] else {
-            panic!("{events:?}");
-        };
-        let m = message_id.clone();
-        assert_eq!(
-            events,
-            [
-                Event::RunStarted {
-                    thread_id: "t1".into(),
-                    run_id: "r1".into(),
-                    parent_run_id: None
-                },
-                Event::TextMessageStart {
-                    message_id: m.clone(),
-                    role: Role::Assistant
-                },
-                Event::TextMessageContent {
-                    message_id: m.clone(),
-                    delta: "hi".into()
-                },
-                Event::TextMessageContent {
-                    message_id: m.clone(),
-                    delta: " there".into()
-                },
-                Event::TextMessageEnd { message_id: m },
-                Event::RunFinished {
-                    thread_id: "t1".into(),
-                    run_id: "r1".into(),
-                    result: None
-                },
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn dropping_the_stream_ends_the_run() {
-        let runs = ActiveRuns::default();
-        let mut stream = Box::pin(run_events(
-            input("a b c"),
-            OfflineModel,
-            Duration::from_secs(3600),
-            &runs,
-        ));
-        assert!(matches!(
-            stream.next().await,
-            Some(Event::RunStarted { .. })
-        ));
-        assert_eq!(runs.get(), 1);
-        drop(stream);
-        assert_eq!(runs.get(), 0);
-    }
-}
+mod tests;

@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use palisade_orchestrator::{router_with_runs, serve, ActiveRuns, OrchestratorConfig, GREETING};
+use palisade_orchestrator::{
+    serve, ActiveRuns, IdentityConfig, Orchestrator, OrchestratorConfig, GREETING,
+};
 use palisade_wire::agui::Event;
 use palisade_wire::sse::{SseItem, SseParser};
 use serde_json::{json, Value};
@@ -25,7 +27,7 @@ impl Server {
         let (shutdown, signal) = oneshot::channel::<()>();
         let cfg = OrchestratorConfig {
             word_delay_ms,
-            ..OrchestratorConfig::default()
+            ..unasserted()
         };
         let task = tokio::spawn(serve(listener, cfg, async {
             let _ = signal.await;
@@ -48,6 +50,21 @@ impl Server {
             .await
             .expect("serve returns after shutdown");
         result.unwrap().unwrap();
+    }
+}
+
+/// These scenarios are about streaming, not identity: no proxy in front, so no assertion is
+/// required, and sessions stay in memory.
+fn unasserted() -> OrchestratorConfig {
+    OrchestratorConfig {
+        identity: IdentityConfig {
+            require_assertion: false,
+            ..IdentityConfig::default()
+        },
+        store: palisade_orchestrator::store::StoreConfig::Sqlite {
+            path: ":memory:".into(),
+        },
+        ..OrchestratorConfig::default()
     }
 }
 
@@ -225,15 +242,18 @@ async fn client_disconnect_cancels_the_run() {
     let runs = ActiveRuns::default();
     let cfg = OrchestratorConfig {
         word_delay_ms: DELAY_MS,
-        ..OrchestratorConfig::default()
+        ..unasserted()
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server_runs = runs.clone();
     tokio::spawn(async move {
-        axum::serve(listener, router_with_runs(cfg, server_runs))
+        let router = Orchestrator::new(cfg)
+            .with_runs(server_runs)
+            .router()
             .await
             .unwrap();
+        axum::serve(listener, router).await.unwrap();
     });
     // Fifty words: the whole run would take ten seconds.
     let words = vec!["word"; 50].join(" ");

@@ -14,8 +14,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_palisade-orchestrator");
 async fn serves_from_a_config_file_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("orchestrator.yaml");
-    // The file asks for a fixed port; --listen overrides it with port 0.
-    std::fs::write(&config, "listen: 127.0.0.1:1\nword_delay_ms: 1\n").unwrap();
+    // The file asks for a fixed port; --listen overrides it with port 0. No proxy in front, so
+    // no assertion is required; sessions stay in memory.
+    std::fs::write(
+        &config,
+        "listen: 127.0.0.1:1\nword_delay_ms: 1\nidentity: {require_assertion: false}\n\
+         store: !sqlite {path: \":memory:\"}\n",
+    )
+    .unwrap();
     let mut child = Command::new(BIN)
         .args(["-c", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .stdout(Stdio::piped())

@@ -1,0 +1,149 @@
+//! Prometheus metrics of the orchestrator, served at `GET /metrics` (text format).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `palisade_orchestrator_runs_total` | counter | `outcome` = finished, error, cancelled |
+//! | `palisade_orchestrator_runs_active` | gauge | |
+//! | `palisade_orchestrator_run_duration_seconds` | histogram | `outcome` |
+//! | `palisade_orchestrator_model_turns_total` | counter | `outcome` = ok, error |
+//! | `palisade_orchestrator_tool_calls_total` | counter | `source` = builtin, mcp, a2a, unknown; `outcome` = ok, error |
+//! | `palisade_orchestrator_tool_call_duration_seconds` | histogram | `source` |
+//! | `palisade_orchestrator_requests_refused_total` | counter | `reason` = unauthenticated, invalid_request, in_progress |
+//!
+//! The registry is passed explicitly, never global.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// The orchestrator's metric handles. Cloning shares them.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    runs: IntCounterVec,
+    active: IntGauge,
+    run_seconds: HistogramVec,
+    model_turns: IntCounterVec,
+    tool_calls: IntCounterVec,
+    tool_seconds: HistogramVec,
+    refused: IntCounterVec,
+}
+
+impl Metrics {
+    /// Registers every metric in `registry`.
+    pub fn new(registry: Registry) -> prometheus::Result<Self> {
+        let runs = IntCounterVec::new(
+            Opts::new(
+                "palisade_orchestrator_runs_total",
+                "Runs ended, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let active = IntGauge::new("palisade_orchestrator_runs_active", "Runs in flight.")?;
+        let run_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "palisade_orchestrator_run_duration_seconds",
+                "Run duration from RUN_STARTED to its last event, in seconds.",
+            )
+            .buckets(vec![
+                0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+            &["outcome"],
+        )?;
+        let model_turns = IntCounterVec::new(
+            Opts::new(
+                "palisade_orchestrator_model_turns_total",
+                "Model turns, by outcome.",
+            ),
+            &["outcome"],
+        )?;
+        let tool_calls = IntCounterVec::new(
+            Opts::new(
+                "palisade_orchestrator_tool_calls_total",
+                "Tool calls, by source and outcome.",
+            ),
+            &["source", "outcome"],
+        )?;
+        let tool_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "palisade_orchestrator_tool_call_duration_seconds",
+                "Tool call duration, in seconds.",
+            )
+            .buckets(vec![0.001, 0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0]),
+            &["source"],
+        )?;
+        let refused = IntCounterVec::new(
+            Opts::new(
+                "palisade_orchestrator_requests_refused_total",
+                "Run requests refused before running, by reason.",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(runs.clone()))?;
+        registry.register(Box::new(active.clone()))?;
+        registry.register(Box::new(run_seconds.clone()))?;
+        registry.register(Box::new(model_turns.clone()))?;
+        registry.register(Box::new(tool_calls.clone()))?;
+        registry.register(Box::new(tool_seconds.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        Ok(Self {
+            registry,
+            runs,
+            active,
+            run_seconds,
+            model_turns,
+            tool_calls,
+            tool_seconds,
+            refused,
+        })
+    }
+
+    /// A run started.
+    pub fn run_started(&self) {
+        self.active.inc();
+    }
+
+    /// A run ended with `outcome` after `elapsed`.
+    pub fn run_ended(&self, outcome: &str, elapsed: Duration) {
+        self.active.dec();
+        self.runs.with_label_values(&[outcome]).inc();
+        self.run_seconds
+            .with_label_values(&[outcome])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A model turn ended.
+    pub fn model_turn(&self, ok: bool) {
+        self.model_turns
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    /// A tool call ended.
+    pub fn tool_call(&self, source: &str, outcome: &str, elapsed: Duration) {
+        self.tool_calls.with_label_values(&[source, outcome]).inc();
+        self.tool_seconds
+            .with_label_values(&[source])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// A run request was refused.
+    pub fn refused(&self, reason: &str) {
+        self.refused.with_label_values(&[reason]).inc();
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new(Registry::new()).expect("fresh registry")
+    }
+}

@@ -1,0 +1,235 @@
+//! An OpenAI-compatible chat-completions client: streamed answers with tool calling.
+//!
+//! `POST {base_url}/chat/completions` with `stream: true`, the conversation and the tools as
+//! `function` tools. Text deltas are handed on as they arrive; tool-call deltas (`index`, `id`,
+//! `function.name`, pieces of `function.arguments`) are assembled and handed on as complete
+//! calls when the choice finishes (`finish_reason`) or the stream ends (`data: [DONE]`).
+//! The key is read from the configured environment variable at each request and sent as
+//! `Authorization: Bearer`; it never appears in logs.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use palisade_wire::sse::{SseItem, SseParser};
+use serde_json::{json, Value};
+
+use super::{ChatMessage, ChunkStream, Model, ModelChunk, ModelError, ToolCallRequest, ToolSpec};
+use crate::config::ModelConfig;
+
+/// A chat-completions endpoint.
+#[derive(Debug, Clone)]
+pub struct OpenAiModel {
+    http: reqwest::Client,
+    base_url: String,
+    model: String,
+    api_key_env: String,
+}
+
+impl OpenAiModel {
+    /// From config; `OPENAI_BASE_URL` and `OPENAI_MODEL` override the file's values.
+    pub fn from_config(cfg: &ModelConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(cfg.timeout_ms))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
+        Self {
+            http,
+            base_url: std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| cfg.base_url.clone()),
+            model: std::env::var("OPENAI_MODEL").unwrap_or_else(|_| cfg.model.clone()),
+            api_key_env: cfg.api_key_env.clone(),
+        }
+    }
+
+    /// The request body for one turn.
+    pub fn request_body(&self, messages: &[ChatMessage], tools: &[ToolSpec]) -> Value {
+        let mut body = json!({
+            "model": self.model,
+            "stream": true,
+            "messages": messages.iter().map(ChatMessage::to_openai).collect::<Vec<_>>(),
+        });
+        if !tools.is_empty() {
+            body["tools"] = tools.iter().map(ToolSpec::to_openai).collect();
+        }
+        body
+    }
+}
+
+#[async_trait]
+impl Model for OpenAiModel {
+    fn name(&self) -> &str {
+        &self.model
+    }
+
+    async fn turn(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+    ) -> Result<ChunkStream, ModelError> {
+        let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
+        let mut req = self
+            .http
+            .post(&url)
+            .header("accept", "text/event-stream")
+            .json(&self.request_body(messages, tools));
+        if let Ok(key) = std::env::var(&self.api_key_env) {
+            req = req.bearer_auth(key);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| ModelError::Transport(e.without_url().to_string()))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            return Err(ModelError::Status {
+                status: status.as_u16(),
+                body: body.chars().take(300).collect(),
+            });
+        }
+        let bytes = resp
+            .bytes_stream()
+            .map(|r| r.map_err(|e| ModelError::Transport(e.without_url().to_string())))
+            .boxed();
+        Ok(chunks(bytes))
+    }
+}
+
+/// A tool call being assembled from deltas.
+#[derive(Debug, Default)]
+struct PartialCall {
+    id: String,
+    name: String,
+    arguments: String,
+}
+
+/// Decoding state of one streamed answer.
+struct Decoder {
+    bytes: BoxStream<'static, Result<bytes::Bytes, ModelError>>,
+    parser: SseParser,
+    ready: VecDeque<Result<ModelChunk, ModelError>>,
+    calls: BTreeMap<u64, PartialCall>,
+    done: bool,
+}
+
+impl Decoder {
+    /// Hands on the assembled tool calls, in index order.
+    fn flush_calls(&mut self) {
+        for (_, call) in std::mem::take(&mut self.calls) {
+            let id = if call.id.is_empty() {
+                format!("call_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+            } else {
+                call.id
+            };
+            let arguments = if call.arguments.trim().is_empty() {
+                "{}".to_owned()
+            } else {
+                call.arguments
+            };
+            self.ready
+                .push_back(Ok(ModelChunk::ToolCall(ToolCallRequest {
+                    id,
+                    name: call.name,
+                    arguments,
+                })));
+        }
+    }
+
+    /// Reads one `data:` payload.
+    fn on_data(&mut self, data: &str) {
+        if data.trim() == "[DONE]" {
+            self.flush_calls();
+            self.done = true;
+            return;
+        }
+        let chunk: Value = match serde_json::from_str(data) {
+            Ok(v) => v,
+            Err(e) => {
+                self.fail(ModelError::Protocol(format!("chunk is not JSON: {e}")));
+                return;
+            }
+        };
+        if let Some(err) = chunk.get("error") {
+            self.fail(ModelError::Protocol(format!("endpoint error: {err}")));
+            return;
+        }
+        let Some(choice) = chunk["choices"].get(0) else {
+            return; // usage-only chunks
+        };
+        let delta = &choice["delta"];
+        if let Some(text) = delta["content"].as_str().filter(|t| !t.is_empty()) {
+            self.ready.push_back(Ok(ModelChunk::Text(text.to_owned())));
+        }
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            let index = call["index"].as_u64().unwrap_or(0);
+            let partial = self.calls.entry(index).or_default();
+            if let Some(id) = call["id"].as_str() {
+                partial.id = id.to_owned();
+            }
+            if let Some(name) = call["function"]["name"].as_str() {
+                partial.name.push_str(name);
+            }
+            if let Some(args) = call["function"]["arguments"].as_str() {
+                partial.arguments.push_str(args);
+            }
+        }
+        if choice["finish_reason"].is_string() {
+            self.flush_calls();
+        }
+    }
+
+    fn fail(&mut self, err: ModelError) {
+        self.ready.push_back(Err(err));
+        self.done = true;
+    }
+}
+
+/// The model chunks of a streamed chat-completions body.
+fn chunks(bytes: BoxStream<'static, Result<bytes::Bytes, ModelError>>) -> ChunkStream {
+    let decoder = Decoder {
+        bytes,
+        parser: SseParser::new(),
+        ready: VecDeque::new(),
+        calls: BTreeMap::new(),
+        done: false,
+    };
+    futures::stream::unfold(decoder, |mut d| async move {
+        loop {
+            if let Some(item) = d.ready.pop_front() {
+                return Some((item, d));
+            }
+            if d.done {
+                return None;
+            }
+            match d.bytes.next().await {
+                Some(Ok(bytes)) => {
+                    let items: Vec<_> = d.parser.feed(&bytes).collect();
+                    for item in items {
+                        match item {
+                            Ok(SseItem::Event(ev)) => {
+                                if let Some(data) = ev.data {
+                                    d.on_data(&data);
+                                }
+                            }
+                            Ok(SseItem::Comment(_)) => {}
+                            Err(e) => d.fail(ModelError::Protocol(e.to_string())),
+                        }
+                    }
+                }
+                Some(Err(e)) => d.fail(e),
+                None => {
+                    // Some servers end without `[DONE]`; what was assembled still counts.
+                    d.flush_calls();
+                    d.done = true;
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests;

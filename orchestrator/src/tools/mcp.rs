@@ -1,0 +1,266 @@
+//! MCP tools over Streamable HTTP: `initialize`, `tools/list`, `tools/call`.
+//!
+//! Each run opens its own session per server (the session belongs to the caller): `initialize`
+//! (keeping the `Mcp-Session-Id` the server hands out, if any), `notifications/initialized`,
+//! then `tools/list`; the run's calls reuse that session. Answers may be JSON or an SSE stream
+//! (progress notifications are skipped until the response with the request's id arrives).
+//!
+//! Identity: the servers are normally routes on the Palisade proxy, so every request carries
+//! the caller's own credential (the `Authorization` the proxy forwarded to the orchestrator on
+//! an agent route with `forward_credentials: true`) and the proxy decides `list_tools` and
+//! `call_tool` for that same principal. Without a forwarded credential the request goes
+//! without one and the proxy treats it as its route's anonymous caller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use palisade_wire::sse::{SseItem, SseParser};
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use super::{Tool, ToolContext, ToolError};
+use crate::config::McpServerConfig;
+use crate::model::ToolSpec;
+
+/// The protocol version the orchestrator asks for.
+pub const PROTOCOL_VERSION: &str = "2025-06-18";
+
+/// One configured MCP server.
+#[derive(Debug)]
+pub struct McpServer {
+    name: String,
+    url: String,
+    http: reqwest::Client,
+}
+
+/// A session with a server, for one run.
+#[derive(Debug, Default)]
+struct Session {
+    id: Option<String>,
+    protocol: Option<String>,
+}
+
+/// One of a server's tools, bound to the run's session.
+pub struct McpTool {
+    server: Arc<McpServer>,
+    session: Arc<Mutex<Session>>,
+    spec: ToolSpec,
+}
+
+impl McpServer {
+    /// A server from config.
+    pub fn new(cfg: &McpServerConfig, timeout: Duration) -> Self {
+        Self {
+            name: cfg.name.clone(),
+            url: cfg.url.clone(),
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The configured name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Opens a session for the run and lists the tools the caller may see.
+    pub async fn list(self: &Arc<Self>, ctx: &ToolContext) -> Result<Vec<McpTool>, String> {
+        let session = Arc::new(Mutex::new(Session::default()));
+        {
+            let mut s = session.lock().await;
+            self.initialize(&mut s, ctx).await?;
+        }
+        let result = {
+            let mut s = session.lock().await;
+            self.request(&mut s, ctx, "tools/list", json!({})).await?
+        };
+        let tools = result["tools"].as_array().cloned().unwrap_or_default();
+        Ok(tools
+            .into_iter()
+            .filter_map(|t| {
+                Some(McpTool {
+                    server: self.clone(),
+                    session: session.clone(),
+                    spec: ToolSpec {
+                        name: t["name"].as_str()?.to_owned(),
+                        description: t["description"].as_str().unwrap_or_default().to_owned(),
+                        parameters: t
+                            .get("inputSchema")
+                            .cloned()
+                            .unwrap_or_else(|| json!({"type": "object"})),
+                    },
+                })
+            })
+            .collect())
+    }
+
+    async fn initialize(&self, s: &mut Session, ctx: &ToolContext) -> Result<(), String> {
+        *s = Session::default();
+        let result = self
+            .request(
+                s,
+                ctx,
+                "initialize",
+                json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {},
+                       "clientInfo": {"name": "palisade-orchestrator",
+                                      "version": env!("CARGO_PKG_VERSION")}}),
+            )
+            .await?;
+        s.protocol = result["protocolVersion"].as_str().map(str::to_owned);
+        self.post(
+            s,
+            ctx,
+            &json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sends one JSON-RPC request and returns its `result`.
+    async fn request(
+        &self,
+        s: &mut Session,
+        ctx: &ToolContext,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
+        let id = uuid::Uuid::new_v4().to_string();
+        let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let resp = self.post(s, ctx, &msg).await?;
+        let answer = read_answer(resp, &id).await?;
+        if let Some(err) = answer.get("error") {
+            return Err(format!(
+                "{} (JSON-RPC error {})",
+                err["message"].as_str().unwrap_or("refused"),
+                err["code"]
+            ));
+        }
+        Ok(answer["result"].clone())
+    }
+
+    /// POSTs one message with the session, protocol, identity and trace headers.
+    async fn post(
+        &self,
+        s: &mut Session,
+        ctx: &ToolContext,
+        msg: &Value,
+    ) -> Result<reqwest::Response, String> {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("accept", "application/json, text/event-stream")
+            .json(msg);
+        if let Some(id) = &s.id {
+            req = req.header("mcp-session-id", id);
+        }
+        if let Some(v) = &s.protocol {
+            req = req.header("mcp-protocol-version", v);
+        }
+        if let Some(cred) = &ctx.caller.credential {
+            req = req.header("authorization", cred);
+        }
+        if let Some(tp) = &ctx.traceparent {
+            req = req.header("traceparent", tp);
+        }
+        let resp = req.send().await.map_err(|e| {
+            format!(
+                "MCP server `{}` unreachable: {}",
+                self.name,
+                e.without_url()
+            )
+        })?;
+        if let Some(id) = resp.headers().get("mcp-session-id") {
+            s.id = id.to_str().ok().map(str::to_owned);
+        }
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.text().await.unwrap_or_default();
+            let code = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
+            return Err(match code {
+                Some(code) => format!("MCP server `{}` refused: {status} {code}", self.name),
+                None => format!("MCP server `{}` answered {status}", self.name),
+            });
+        }
+        Ok(resp)
+    }
+}
+
+/// The JSON-RPC response with id `id`, from a JSON body or an SSE stream.
+async fn read_answer(mut resp: reqwest::Response, id: &str) -> Result<Value, String> {
+    let is_sse = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/event-stream"));
+    if !is_sse {
+        return resp
+            .json::<Value>()
+            .await
+            .map_err(|e| format!("MCP answer is not JSON: {e}"));
+    }
+    let mut parser = SseParser::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        let items: Vec<_> = parser.feed(&chunk).collect();
+        for item in items {
+            let Ok(SseItem::Event(ev)) = item else {
+                continue;
+            };
+            let Some(msg) = ev.data.and_then(|d| serde_json::from_str::<Value>(&d).ok()) else {
+                continue;
+            };
+            if msg["id"].as_str() == Some(id) {
+                return Ok(msg);
+            }
+        }
+    }
+    Err("MCP stream ended without an answer".into())
+}
+
+#[async_trait]
+impl Tool for McpTool {
+    fn spec(&self) -> ToolSpec {
+        self.spec.clone()
+    }
+
+    fn source(&self) -> &'static str {
+        "mcp"
+    }
+
+    async fn call(&self, args: Value, ctx: &ToolContext) -> Result<String, ToolError> {
+        let params = json!({"name": self.spec.name, "arguments": args});
+        let mut s = self.session.lock().await;
+        let mut result = self
+            .server
+            .request(&mut s, ctx, "tools/call", params.clone())
+            .await;
+        if matches!(&result, Err(e) if e.contains("404")) {
+            // The server forgot the session: open a new one and try once more.
+            self.server
+                .initialize(&mut s, ctx)
+                .await
+                .map_err(ToolError)?;
+            result = self.server.request(&mut s, ctx, "tools/call", params).await;
+        }
+        let result = result.map_err(ToolError)?;
+        let text: Vec<String> = result["content"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|part| match part["text"].as_str() {
+                Some(t) => t.to_owned(),
+                None => part.to_string(),
+            })
+            .collect();
+        let text = text.join("\n");
+        if result["isError"].as_bool() == Some(true) {
+            return Err(ToolError(text));
+        }
+        Ok(text)
+    }
+}
