@@ -153,6 +153,8 @@ impl RunRecord {
 pub struct RunSummary {
     /// The run's id.
     pub run_id: String,
+    /// The principal it ran for, if any.
+    pub principal: Option<String>,
     /// Where it is.
     pub status: RunStatus,
     /// When it started.

@@ -6,6 +6,11 @@
 //! - `404 NOT_FOUND` when no run or thread has that id.
 //! - `500 STORE_UNAVAILABLE` when the store failed — never `404`, so a client does not conclude
 //!   that a run is gone because the database was down.
+//!
+//! Sessions belong to their principal: when the identity layer put the verified
+//! [`Caller`] in the request's extensions, a run recorded for another principal is answered `404`
+//! like a missing one (its existence is not revealed), and a thread lists only the caller's runs
+//! (`404` when none are). Runs recorded without a principal are visible to every caller.
 
 use std::sync::Arc;
 
@@ -14,9 +19,11 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::identity::Caller;
 use crate::store::{RunRecord, SessionStore, StoreError};
 
 /// Header on a replayed answer to an idempotent repeat.
@@ -31,22 +38,47 @@ pub fn routes(store: Arc<dyn SessionStore>) -> Router {
         .with_state(store)
 }
 
-async fn get_run(State(store): State<Arc<dyn SessionStore>>, Path(id): Path<String>) -> Response {
+async fn get_run(
+    State(store): State<Arc<dyn SessionStore>>,
+    caller: Option<Extension<Caller>>,
+    Path(id): Path<String>,
+) -> Response {
     match store.run(&id).await {
-        Ok(Some(run)) => Json(run).into_response(),
-        Ok(None) => not_found("run", &id),
+        Ok(Some(run)) if visible(run.principal.as_deref(), caller.as_deref()) => {
+            Json(run).into_response()
+        }
+        Ok(_) => not_found("run", &id),
         Err(err) => store_failed(&err),
     }
 }
 
 async fn get_thread(
     State(store): State<Arc<dyn SessionStore>>,
+    caller: Option<Extension<Caller>>,
     Path(id): Path<String>,
 ) -> Response {
     match store.thread(&id).await {
-        Ok(Some(thread)) => Json(thread).into_response(),
+        Ok(Some(mut thread)) => {
+            if let Some(Extension(caller)) = &caller {
+                thread
+                    .runs
+                    .retain(|run| visible(run.principal.as_deref(), Some(caller)));
+                if thread.runs.is_empty() {
+                    return not_found("thread", &id);
+                }
+            }
+            Json(thread).into_response()
+        }
         Ok(None) => not_found("thread", &id),
         Err(err) => store_failed(&err),
+    }
+}
+
+/// Whether a run recorded for `owner` may be shown to `caller`.
+fn visible(owner: Option<&str>, caller: Option<&Caller>) -> bool {
+    match (owner, caller) {
+        (Some(owner), Some(caller)) => owner == caller.principal,
+        _ => true,
     }
 }
 

@@ -191,7 +191,7 @@ impl SessionStore for PostgresStore {
         };
         let rows = client
             .query(
-                "SELECT run_id, status, started_at, finished_at FROM palisade_runs
+                "SELECT run_id, principal, status, started_at, finished_at FROM palisade_runs
                  WHERE thread_id = $1 ORDER BY started_at, run_id",
                 &[&thread_id],
             )
@@ -201,10 +201,11 @@ impl SessionStore for PostgresStore {
             .map(|r| {
                 Ok(RunSummary {
                     run_id: r.try_get(0)?,
-                    status: RunStatus::parse(r.try_get(1)?)?,
-                    started_at: from_micros(r.try_get(2)?)?,
+                    principal: r.try_get(1)?,
+                    status: RunStatus::parse(r.try_get(2)?)?,
+                    started_at: from_micros(r.try_get(3)?)?,
                     finished_at: r
-                        .try_get::<_, Option<i64>>(3)?
+                        .try_get::<_, Option<i64>>(4)?
                         .map(from_micros)
                         .transpose()?,
                 })

@@ -209,24 +209,26 @@ impl SessionStore for SqliteStore {
                 return Ok(None);
             };
             let mut stmt = tx.prepare(
-                "SELECT run_id, status, started_at, finished_at FROM runs
+                "SELECT run_id, principal, status, started_at, finished_at FROM runs
                  WHERE thread_id = ?1 ORDER BY started_at, run_id",
             )?;
             let rows = stmt
                 .query_map(params![thread_id], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             let runs = rows
                 .into_iter()
-                .map(|(run_id, status, started, finished)| {
+                .map(|(run_id, principal, status, started, finished)| {
                     Ok(RunSummary {
                         run_id,
+                        principal,
                         status: RunStatus::parse(&status)?,
                         started_at: from_micros(started)?,
                         finished_at: finished.map(from_micros).transpose()?,

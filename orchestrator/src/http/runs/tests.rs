@@ -139,3 +139,61 @@ async fn a_repeat_of_a_running_or_unrecorded_run_is_409_and_a_failing_store_500(
     let response = answer_repeat(&Broken, "r2").await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
+
+async fn get_as(store: Arc<dyn SessionStore>, path: &str, principal: &str) -> (StatusCode, Value) {
+    let mut request = Request::get(path).body(Body::empty()).unwrap();
+    request.extensions_mut().insert(crate::identity::Caller {
+        principal: principal.into(),
+        ..Default::default()
+    });
+    let response = routes(store).oneshot(request).await.unwrap();
+    let status = response.status();
+    (status, json_body(response).await)
+}
+
+#[tokio::test]
+async fn callers_see_only_their_own_runs() {
+    let store = memory().await;
+    store.finish_run(&finished_run()).await.unwrap(); // alice's, in t1
+    let mut bobs = RunRecord::started("r-bob", "t1", Some("bob".into()));
+    bobs.finish_with_message("hi bob");
+    store.finish_run(&bobs).await.unwrap();
+    let mut anon = RunRecord::started("r-anon", "t1", None);
+    anon.finish_with_message("hi");
+    store.finish_run(&anon).await.unwrap();
+
+    assert_eq!(
+        get_as(Arc::clone(&store), "/runs/r1", "alice").await.0,
+        StatusCode::OK
+    );
+    let (status, body) = get_as(Arc::clone(&store), "/runs/r1", "bob").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another principal's run looks missing"
+    );
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
+    assert_eq!(
+        get_as(Arc::clone(&store), "/runs/r-anon", "bob").await.0,
+        StatusCode::OK
+    );
+
+    let (status, thread) = get_as(Arc::clone(&store), "/threads/t1", "bob").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<_> = thread["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["r-anon", "r-bob"], "alice's r1 is left out");
+    let mut carols = RunRecord::started("r-carol", "t-carol", Some("carol".into()));
+    carols.end(RunStatus::Finished);
+    store.finish_run(&carols).await.unwrap();
+    assert_eq!(
+        get_as(store, "/threads/t-carol", "bob").await.0,
+        StatusCode::NOT_FOUND
+    );
+}
