@@ -17,6 +17,9 @@ command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 # redis-server (+ redis-cli): the rate-limit scenarios run a real Redis and a 3-node Cluster.
 command -v redis-server >/dev/null || missing+=(redis-server)
+# postgresql: the orchestrator's session-store tests start a real PostgreSQL (initdb + pg_ctl from
+# /usr/lib/postgresql/<version>/bin, run as the `postgres` user when we are root).
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
 # python3 + venv: the MCP end-to-end test runs a real MCP server (`mcp` from PyPI) in a venv.
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)

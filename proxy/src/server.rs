@@ -116,7 +116,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
     }
 
     let orchestrator = match &config.embedded_orchestrator {
-        Some(spec) => Some(start_orchestrator(&aux, spec)?),
+        Some(spec) => Some(start_orchestrator(&aux, spec, authn.assertion_jwks())?),
         None => None,
     };
 
@@ -208,9 +208,12 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
     })
 }
 
+/// Starts the bundled orchestrator. It verifies the proxy's `X-Palisade-Assertion` against
+/// `assertion_jwks`, handed over here instead of fetched from the admin listener.
 fn start_orchestrator(
     aux: &tokio::runtime::Runtime,
     spec: &crate::config::spec::EmbeddedOrchestratorSpec,
+    assertion_jwks: serde_json::Value,
 ) -> anyhow::Result<SocketAddr> {
     let listener = bind(
         spec.address
@@ -219,14 +222,25 @@ fn start_orchestrator(
     )
     .with_context(|| format!("binding the embedded orchestrator on {}", spec.address))?;
     let address = listener.local_addr()?;
-    let config = palisade_orchestrator::OrchestratorConfig {
-        listen: address,
-        word_delay_ms: spec.word_delay_ms,
+    let mut config = match &spec.config {
+        Some(path) => palisade_orchestrator::OrchestratorConfig::load(path.as_ref())
+            .with_context(|| format!("embedded orchestrator config {path}"))?,
+        // Without a file: sessions in memory, so `palisade dev` leaves no database behind.
+        None => palisade_orchestrator::OrchestratorConfig {
+            store: palisade_orchestrator::store::StoreConfig::Sqlite {
+                path: ":memory:".into(),
+            },
+            ..Default::default()
+        },
     };
+    config.listen = address;
+    config.word_delay_ms = spec.word_delay_ms;
+    let jwks = serde_json::from_value(assertion_jwks).context("the assertion JWKS")?;
+    let orchestrator = palisade_orchestrator::Orchestrator::new(config).with_jwks(jwks);
     aux.spawn(async move {
         let never = std::future::pending::<()>();
         let served = match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => palisade_orchestrator::serve(listener, config, never).await,
+            Ok(listener) => orchestrator.serve(listener, never).await,
             Err(e) => Err(e.into()),
         };
         if let Err(e) = served {

@@ -291,6 +291,11 @@ pub struct EmbeddedOrchestratorSpec {
     /// `40`.
     #[serde(default = "default_word_delay_ms")]
     pub word_delay_ms: u64,
+    /// An orchestrator YAML file (model, tools, MCP servers, store…; see
+    /// `docs/orchestrator.md`); `address` and `word_delay_ms` above override its `listen` and
+    /// `word_delay_ms`. Default: absent (the offline model, built-in tools, sessions in memory).
+    #[serde(default)]
+    pub config: Option<String>,
 }
 
 fn default_listeners() -> Vec<ListenerSpec> {
