@@ -20,9 +20,11 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 # postgresql: the orchestrator's session-store tests start a real PostgreSQL (initdb + pg_ctl from
 # /usr/lib/postgresql/<version>/bin, run as the `postgres` user when we are root).
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || missing+=(postgresql)
-# python3 + venv: the MCP end-to-end test runs a real MCP server (`mcp` from PyPI) in a venv.
+# python3 + venv: the peer tests run real MCP, A2A and pydantic-ai servers (PyPI packages) in a venv.
 command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+# nginx: the nginx-front peer test and example run the real nginx in front of Palisade.
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -40,10 +42,15 @@ fi
 step "npm ci (tests/oidc)"
 npm ci --prefix tests/oidc --no-audit --no-fund
 
-# --- the MCP SDK for the authorization scenarios (tests/scenarios/authz.rs finds this venv) -----
-step "Python venv with mcp (target/authz-venv)"
-[ -x target/authz-venv/bin/python ] || python3 -m venv target/authz-venv
-target/authz-venv/bin/pip install -q --disable-pip-version-check "mcp>=2.3,<3"
+# --- third-party peers (tests/peers, the authz/orchestrator MCP and A2A scenarios) ------------
+# The official AG-UI client (pinned by its package-lock.json) and one venv with the pinned Python
+# SDKs (mcp, a2a-sdk, pydantic-ai); tests find it as target/peers-venv or $PALISADE_PEERS_PYTHON.
+step "npm ci (tests/peers/agui-client)"
+npm ci --prefix tests/peers/agui-client --no-audit --no-fund
+
+step "Python venv with the peer packages (target/peers-venv)"
+[ -x target/peers-venv/bin/python ] || python3 -m venv target/peers-venv
+target/peers-venv/bin/pip install -q --disable-pip-version-check -r tests/peers/requirements.txt
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

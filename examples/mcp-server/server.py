@@ -26,6 +26,8 @@ import socket
 import uvicorn
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 
 mcp = MCPServer("palisade-example")
 DELAY = 0.2
@@ -51,6 +53,12 @@ def read_file(path: str) -> str:
 def write_file(path: str, content: str) -> str:
     """Write a file."""
     return f"wrote {len(content)} bytes to {path}"
+
+
+@mcp.custom_route("/healthz", methods=["GET"])
+async def health(_: Request) -> Response:
+    """Liveness for scripts waiting on the server (GET /mcp would open an SSE stream)."""
+    return JSONResponse({"status": "ok"})
 
 
 def main() -> None:

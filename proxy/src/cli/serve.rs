@@ -97,6 +97,20 @@ fn print_banner(config: &Config, running: &server::Running) {
     if let Some(orch) = running.orchestrator {
         println!("  orchestrator (bundled, offline model)  http://{orch}");
     }
+    // The dev token is printed whatever the routes are (MCP- or A2A-only configs need it too).
+    let auth = match (running.authn.dev_token(), &config.authentication.dev_issuer) {
+        (Some(token), Some(dev)) => {
+            println!();
+            println!(
+                "A token from the dev issuer (roles: {}; valid {}):",
+                dev.roles.join(", "),
+                humantime::format_duration(dev.token_ttl)
+            );
+            println!("export PALISADE_TOKEN={token}");
+            " -H \"authorization: Bearer $PALISADE_TOKEN\""
+        }
+        _ => "",
+    };
     if let Some(route) = config
         .routes
         .routes()
@@ -104,15 +118,6 @@ fn print_banner(config: &Config, running: &server::Running) {
         .find(|r| r.path_prefix == "/agent")
     {
         println!();
-        let auth = match running.authn.dev_token() {
-            Some(token) => {
-                println!("A token from the dev issuer (roles: admin; valid 12 h):");
-                println!("export PALISADE_TOKEN={token}");
-                println!();
-                " -H \"authorization: Bearer $PALISADE_TOKEN\""
-            }
-            None => "",
-        };
         println!(
             "Stream an agent run through the proxy (route `{}`):",
             route.name
