@@ -150,7 +150,9 @@ impl Pipeline {
         // earlier must not spend its caller's budget. Async: a shared limit asks Redis.
         ctx.ratelimit = self.ratelimit.admit(ctx, session.req_header()).await?;
 
-        // Next: request guardrails (they need the body-aware decisions above).
+        // Guardrails last among the admission stages (a refused or limited request is never
+        // inspected); the body itself is inspected as it arrives (`request_body_filter`).
+        crate::guardrails::start(ctx, session.req_header());
         Ok(())
     }
 }
@@ -250,6 +252,14 @@ impl ProxyHttp for Pipeline {
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.total_connection_timeout = Some(up.connect_timeout);
         // An idle timeout, not a total one: streams may run for hours as long as bytes flow.
+        // Request guardrails after the size check and before body-aware authorization: they
+        // may redact the body, and authorization must decide on what is forwarded.
+        if let Err(refusal) =
+            crate::guardrails::on_request_body(&self.metrics, body, end_of_stream, ctx)
+        {
+            crate::guardrails::write_refusal(session, ctx, refusal).await?;
+            return Error::e_explain(ErrorType::HTTPStatus(400), "refused by guardrails");
+        }
         peer.options.read_timeout = Some(route.idle_timeout);
         peer.options.write_timeout = Some(route.idle_timeout);
         peer.options.idle_timeout = Some(up.pool_idle_timeout);
@@ -350,6 +360,7 @@ impl ProxyHttp for Pipeline {
         // Tool filtering of AG-UI streams and MCP tools/list answers; a JSON answer may shrink.
         let content_type = resp
             .headers
+        crate::guardrails::prepare_upstream(upstream, ctx)?;
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
@@ -397,6 +408,10 @@ impl ProxyHttp for Pipeline {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
+        // Output guardrails: AG-UI / SSE event by event, MCP and A2A JSON answers held whole.
+        if crate::guardrails::stream::on_response_header(ctx, is_sse, &content_type) {
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Option<Duration>> {
         if let Some(stream) = ctx.stream.as_mut() {
@@ -470,6 +485,14 @@ impl ProxyHttp for Pipeline {
             Some(err) => {
                 let status = err.kind().status;
                 if let Err(write_err) = respond::error_response(session, ctx, err).await {
+        // Output guardrails after re-framing (they read complete events) and before tool
+        // filtering; a `stop` fails the filter so pingora drops the upstream connection, and
+        // `fail_to_proxy` writes the stop's closing frames.
+        if let Err(why) =
+            crate::guardrails::stream::on_response_body(&self.metrics, body, end_of_stream, ctx)
+        {
+            return Error::e_explain(ErrorType::InternalError, why);
+        }
                     tracing::debug!(request_id = %ctx.request_id, error = %write_err, "error response not written");
                 }
                 status
@@ -490,6 +513,13 @@ impl ProxyHttp for Pipeline {
         };
         let route_arc = ctx.route.clone();
         let route = route_arc.as_ref().map_or("-", |r| r.name.as_str());
+        // A guardrail `stop` ended the response on purpose: write its closing frames.
+        if let Some(error_code) = crate::guardrails::stream::finish_stop(session, ctx).await {
+            return FailToProxy {
+                error_code,
+                can_reuse_downstream: false,
+            };
+        }
         let method = session.req_header().method.as_str();
         let status_label = session
             .response_written()

@@ -91,6 +91,8 @@ pub struct Route {
     pub forward_credentials: bool,
     /// Rate limits and stream caps checked on this route (inherited + its own).
     pub rate_limits: Arc<crate::ratelimit::RouteLimits>,
+    /// The guardrail rule set inspecting this route; `None` when off.
+    pub guardrails: Option<Arc<crate::guardrails::RuleSet>>,
 }
 
 impl Route {
@@ -216,6 +218,7 @@ mod tests {
             auth: Default::default(),
             forward_credentials: false,
             rate_limits: Default::default(),
+            guardrails: None,
         }
     }
 

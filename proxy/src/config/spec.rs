@@ -51,6 +51,20 @@ pub struct ConfigSpec {
     /// principal, admins x10, 10 open streams per principal). See `docs/rate-limits.md`.
     #[serde(default)]
     pub rate_limits: crate::ratelimit::spec::RateLimitsSpec,
+    /// Guardrails: named rule sets (prompt injection, PII, secrets, destructive tool
+    /// arguments, request shape) and the one routes use by default. Default: no default rule
+    /// set (routes are not inspected unless they name one; the dev config uses the built-in
+    /// `default`). See `docs/guardrails.md`.
+    #[serde(default)]
+    pub guardrails: crate::guardrails::spec::GuardrailsSpec,
+    /// The audit trail: one record per request to a hash-chained JSONL file, stdout and/or a
+    /// Redis Stream (see `docs/operations.md`). Default: no sinks (auditing off; the dev config
+    /// writes `{tmp}/palisade-dev/audit.jsonl`).
+    #[serde(default)]
+    pub audit: crate::audit::AuditSpec,
+    /// OpenTelemetry traces over OTLP (http/protobuf or gRPC). Default: off (no network).
+    #[serde(default)]
+    pub tracing: crate::telemetry::spec::TracingSpec,
 }
 
 /// One public listener.
@@ -246,6 +260,10 @@ pub struct RouteSpec {
     /// Default: absent (only the top-level `rate_limits` apply).
     #[serde(default)]
     pub rate_limits: Option<crate::ratelimit::spec::RouteLimitsSpec>,
+    /// Which guardrail rule set inspects this route (`{rule_set: strict}`), or `{enabled:
+    /// false}` to turn guardrails off here. Default: absent (`guardrails.default_rule_set`).
+    #[serde(default)]
+    pub guardrails: Option<crate::guardrails::spec::RouteGuardrailsSpec>,
 }
 
 /// Request matching of a route.

@@ -102,7 +102,9 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
     let upstreams = upstreams(&spec.upstreams, &mut errors);
     // Rate limits before routes: each route carries its effective limits (inherited + own).
     let rate_limits = crate::ratelimit::policy::validate(&spec.rate_limits, &mut errors.0);
-    let routes = routes(&spec, &upstreams, &rate_limits, &mut errors);
+    // Guardrail rule sets before routes: each route carries its compiled set.
+    let guardrails = crate::guardrails::compile_sets(&spec.guardrails, &mut errors.0);
+    let routes = routes(&spec, &upstreams, &rate_limits, &guardrails, &mut errors);
 
     crate::authn::validate_spec(&spec.authentication, &mut errors.0);
 
@@ -195,6 +197,7 @@ fn routes(
         let at = format!("routes[{i}]");
         let name_ok = !r.name.is_empty()
             && r.name
+    guardrails: &crate::guardrails::RuleSets,
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
         if !name_ok {
@@ -261,6 +264,13 @@ fn routes(
                 );
             }
             continue;
+        let route_guardrails = crate::guardrails::route_rule_set(
+            guardrails,
+            &spec.guardrails,
+            r.guardrails.as_ref(),
+            &at,
+            &mut errors.0,
+        );
         };
         out.push(Route {
             name: r.name.clone(),
@@ -281,3 +291,4 @@ fn routes(
     }
     out
 }
+            guardrails: route_guardrails,

@@ -51,6 +51,8 @@ pub struct RequestCtx {
 }
 
 /// State of a relayed SSE response.
+    /// Guardrail working state: the held request body, the response filter, a pending stop.
+    pub guardrail_state: crate::guardrails::Exchange,
 pub struct StreamCtx {
     /// The re-framing relay.
     pub relay: SseRelay,
@@ -89,6 +91,7 @@ impl RequestCtx {
 
     /// The route name for metrics and logs (`-` before routing).
     pub fn route_name(&self) -> &str {
+            guardrail_state: Default::default(),
         self.route.as_ref().map_or("-", |r| r.name.as_str())
     }
 

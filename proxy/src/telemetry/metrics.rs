@@ -58,6 +58,8 @@ pub struct Metrics {
     pub ratelimit_fallbacks: prometheus::IntCounter,
     /// `palisade_authz_decisions_total{policy_set,mode,action,decision}`: Cedar decisions.
     pub authz_decisions: IntCounterVec,
+    /// `palisade_guardrail_findings_total{rule,action}`: guardrail rules that fired (matches).
+    pub guardrail_findings: IntCounterVec,
     /// `palisade_authz_decision_seconds`: time to decide one request (all sets, incl. entity
     /// construction).
     pub authz_duration: Histogram,
@@ -173,6 +175,14 @@ impl Metrics {
         registry.register(Box::new(ratelimit_fallbacks.clone()))?;
         Ok(Self {
             by_route: Default::default(),
+        let guardrail_findings = IntCounterVec::new(
+            Opts::new(
+                "palisade_guardrail_findings_total",
+                "Guardrail matches, by rule id and action (block, flag, redact, stop).",
+            ),
+            &["rule", "action"],
+        )?;
+        registry.register(Box::new(guardrail_findings.clone()))?;
             registry,
             requests,
             request_duration,
@@ -189,6 +199,7 @@ impl Metrics {
             authz_duration,
             policy_reloads,
         })
+            guardrail_findings,
     }
 
     /// The route-labelled metrics of `route` (`-` for requests that matched no route).

@@ -1,0 +1,322 @@
+//! [`RuleSet`]: compiled rules and the scans over text.
+//!
+//! Three matchers, each built once per rule set:
+//!
+//! - raw detectors (PII, secrets, `on: raw` regexes): one multi-pattern `regex-automata` meta
+//!   regex over the text as sent, so redaction knows the exact span; matches are then checked
+//!   (Luhn, SSN ranges, IBAN mod-97, inside-a-URL);
+//! - phrases: one Aho-Corasick automaton over the normalized text ([`super::normalize`]),
+//!   matches on word boundaries;
+//! - normalized regexes: one meta regex over the normalized text.
+//!
+//! For streams, [`RuleSet::live_from`] tells how much of a text's tail could still grow into a
+//! raw match (an anchored lazy DFA of all raw patterns that has not died by the end), which is
+//! what the stream filter holds back so that no prefix of a secret is ever relayed.
+
+use aho_corasick::AhoCorasick;
+use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::meta::Regex;
+use regex_automata::util::start;
+use regex_automata::{Anchored, MatchKind};
+
+use super::builtin::{self, Verify};
+use super::spec::{Action, Location};
+
+/// Which side of the exchange text is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The request (before it is forwarded).
+    Input,
+    /// The response (as it is relayed).
+    Output,
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Rule id.
+    pub id: String,
+    /// Action on requests.
+    pub input: Option<Action>,
+    /// Action on responses.
+    pub output: Option<Action>,
+    /// Where it looks (empty: everywhere).
+    pub locations: Vec<Location>,
+    /// Ignore matches inside URLs.
+    pub ignore_in_urls: bool,
+    /// Extra check of raw matches.
+    pub verify: Verify,
+    /// Placeholder kind: `[REDACTED:<label>]`.
+    pub label: String,
+}
+
+impl Rule {
+    /// The action on `side` at `location`, `None` when the rule does not apply there.
+    pub fn action(&self, side: Side, location: Location) -> Option<Action> {
+        if !self.locations.is_empty() && !self.locations.contains(&location) {
+            return None;
+        }
+        match side {
+            Side::Input => self.input,
+            Side::Output => self.output,
+        }
+    }
+
+    /// The redaction placeholder.
+    pub fn placeholder(&self) -> String {
+        format!("[REDACTED:{}]", self.label)
+    }
+}
+
+/// A raw match: rule index and byte span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit {
+    /// Index into [`RuleSet::rules`].
+    pub rule: usize,
+    /// Start byte.
+    pub start: usize,
+    /// End byte (exclusive).
+    pub end: usize,
+    /// The rule's action here.
+    pub action: Action,
+}
+
+/// Raw-text matchers.
+pub(super) struct RawMatcher {
+    pub(super) regex: Regex,
+    pub(super) live: DFA,
+    pub(super) rules: Vec<usize>,
+}
+
+/// Normalized-text matchers.
+pub(super) struct NormMatcher {
+    pub(super) phrases: Option<(AhoCorasick, Vec<usize>)>,
+    pub(super) regex: Option<(Regex, Vec<usize>)>,
+}
+
+/// Request checks of a rule set.
+#[derive(Debug, Clone)]
+pub struct RequestChecks {
+    /// Deepest JSON nesting accepted.
+    pub max_json_depth: usize,
+    /// Largest AG-UI message text, in bytes.
+    pub max_message_bytes: usize,
+    /// Check the AG-UI `RunAgentInput` shape.
+    pub validate_agui: bool,
+}
+
+/// A compiled rule set.
+pub struct RuleSet {
+    /// Its name.
+    pub name: String,
+    /// Its rules.
+    pub rules: Vec<Rule>,
+    pub(super) raw: Option<RawMatcher>,
+    pub(super) norm: NormMatcher,
+    /// Normalized text carried between stream deltas (bytes): the longest phrase, or 256 when
+    /// normalized regexes exist.
+    pub window: usize,
+    /// Request body checks.
+    pub checks: RequestChecks,
+    /// The assistant message of a `stop`.
+    pub stop_message: String,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("name", &self.name)
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+/// The most raw text the stream filter holds back for one message or tool call; an in-progress
+/// match longer than this is redacted whole.
+pub const MAX_HOLD_BYTES: usize = 16 * 1024;
+
+impl RuleSet {
+    /// Whether any rule has an action on `side`.
+    pub fn has_side(&self, side: Side) -> bool {
+        self.rules.iter().any(|r| match side {
+            Side::Input => r.input.is_some(),
+            Side::Output => r.output.is_some(),
+        })
+    }
+
+    /// Whether any rule matches normalized text.
+    pub fn has_normalized(&self) -> bool {
+        self.norm.phrases.is_some() || self.norm.regex.is_some()
+    }
+
+    /// A lazy-DFA cache for [`RuleSet::live_from`] (one per stream).
+    pub fn live_cache(&self) -> Option<Cache> {
+        self.raw.as_ref().map(|r| r.live.create_cache())
+    }
+
+    /// Raw matches in `text` that apply on `side` at `location`, in order, verified.
+    pub fn raw_hits(&self, text: &str, side: Side, location: Location, out: &mut Vec<Hit>) {
+        self.raw_hits_from(text, 0, side, location, out);
+    }
+
+    /// Like [`RuleSet::raw_hits`], for matches starting at or after byte `from`; the bytes
+    /// before it are context (word boundaries, URLs).
+    pub fn raw_hits_from(
+        &self,
+        text: &str,
+        from: usize,
+        side: Side,
+        location: Location,
+        out: &mut Vec<Hit>,
+    ) {
+        let Some(raw) = &self.raw else {
+            return;
+        };
+        let input = regex_automata::Input::new(text).range(from..);
+        for m in raw.regex.find_iter(input) {
+            if !text.is_char_boundary(m.start()) || !text.is_char_boundary(m.end()) {
+                continue;
+            }
+            let idx = raw.rules[m.pattern().as_usize()];
+            let rule = &self.rules[idx];
+            let Some(action) = rule.action(side, location) else {
+                continue;
+            };
+            let matched = &text[m.start()..m.end()];
+            let ok = match rule.verify {
+                Verify::None => true,
+                Verify::Luhn => builtin::luhn(matched),
+                Verify::Ssn => builtin::ssn(matched),
+                Verify::Iban => builtin::iban(matched),
+            };
+            if !ok || (rule.ignore_in_urls && in_url(text, m.start())) {
+                continue;
+            }
+            out.push(Hit {
+                rule: idx,
+                start: m.start(),
+                end: m.end(),
+                action,
+            });
+        }
+    }
+
+    /// Normalized matches in `norm` that end after byte `new_from` (earlier ones were counted
+    /// with the previous delta): `(rule index, action)` per match.
+    pub fn norm_hits(
+        &self,
+        norm: &str,
+        new_from: usize,
+        side: Side,
+        location: Location,
+        out: &mut Vec<(usize, Action)>,
+    ) {
+        let bytes = norm.as_bytes();
+        let bounded = |s: usize, e: usize| {
+            (s == 0 || bytes[s - 1] == b' ') && (e == bytes.len() || bytes[e] == b' ')
+        };
+        if let Some((ac, rules)) = &self.norm.phrases {
+            for m in ac.find_iter(norm) {
+                if m.end() <= new_from || !bounded(m.start(), m.end()) {
+                    continue;
+                }
+                let idx = rules[m.pattern().as_usize()];
+                if let Some(action) = self.rules[idx].action(side, location) {
+                    out.push((idx, action));
+                }
+            }
+        }
+        if let Some((re, rules)) = &self.norm.regex {
+            for m in re.find_iter(norm) {
+                if m.end() <= new_from {
+                    continue;
+                }
+                let idx = rules[m.pattern().as_usize()];
+                if let Some(action) = self.rules[idx].action(side, location) {
+                    out.push((idx, action));
+                }
+            }
+        }
+    }
+
+    /// The first byte of `text` at or after `from` from which a raw match could still be in progress at its end
+    /// (`text.len()` when none): everything before it can be relayed as final.
+    pub fn live_from(&self, cache: &mut Cache, text: &str, from: usize) -> usize {
+        let Some(raw) = &self.raw else {
+            return text.len();
+        };
+        let bytes = text.as_bytes();
+        for p in from..bytes.len() {
+            if !text.is_char_boundary(p) {
+                continue;
+            }
+            let look = p.checked_sub(1).map(|i| bytes[i]);
+            let cfg = start::Config::new()
+                .anchored(Anchored::Yes)
+                .look_behind(look);
+            let Ok(mut sid) = raw.live.start_state(cache, &cfg) else {
+                return p; // gave up: hold conservatively
+            };
+            let mut alive = true;
+            for &b in &bytes[p..] {
+                match raw.live.next_state(cache, sid, b) {
+                    Ok(next) if next.is_dead() => {
+                        alive = false;
+                        break;
+                    }
+                    Ok(next) if next.is_quit() => break,
+                    Ok(next) => sid = next,
+                    Err(_) => break,
+                }
+            }
+            if alive {
+                return p;
+            }
+        }
+        text.len()
+    }
+}
+
+/// Whether byte `at` of `text` is inside a URL (`scheme://` starting the whitespace-delimited
+/// token that contains it).
+fn in_url(text: &str, at: usize) -> bool {
+    let token_start = text[..at]
+        .rfind(|c: char| c.is_whitespace() || c == '"' || c == '(' || c == '<')
+        .map_or(0, |i| i + 1);
+    let token = &text[token_start..at];
+    token.contains("://")
+}
+
+/// The lazy DFA that answers "could a raw match still be in progress" (all patterns, any
+/// match, anchored).
+pub(super) fn live_dfa(patterns: &[String]) -> Result<DFA, String> {
+    DFA::builder()
+        .configure(DFA::config().match_kind(MatchKind::All))
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false),
+        )
+        .thompson(regex_automata::nfa::thompson::Config::new().utf8(false))
+        .build_many(patterns)
+        .map_err(|e| e.to_string())
+}
+
+/// The meta regex over raw text (ASCII classes).
+pub(super) fn raw_regex(patterns: &[String]) -> Result<Regex, String> {
+    Regex::builder()
+        .syntax(
+            regex_automata::util::syntax::Config::new()
+                .unicode(false)
+                .utf8(false),
+        )
+        .build_many(patterns)
+        .map_err(|e| e.to_string())
+}
+
+/// The meta regex over normalized text.
+pub(super) fn norm_regex(patterns: &[String]) -> Result<Regex, String> {
+    Regex::builder()
+        .build_many(patterns)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,492 @@
+//! [`AguiGuard`]: output guardrails over an AG-UI event stream.
+//!
+//! Text-bearing events are scanned per message / tool call id through a [`TextStream`], which
+//! carries a normalized window over (phrases split across deltas and TCP chunks are caught) and
+//! holds back the raw tail that may still grow into a secret. A rewritten delta replaces the
+//! original; a delta held back entirely drops its event (AG-UI forbids empty deltas); the held
+//! text is relayed before the message's `*_END` (or, for `*_CHUNK` streams, before the next
+//! other event), and everything is flushed before `RUN_FINISHED` / `RUN_ERROR` and at the end.
+//! `TOOL_CALL_RESULT` contents and `MESSAGES_SNAPSHOT` texts are whole and scanned as such.
+
+use std::borrow::Cow;
+
+use bytes::{Bytes, BytesMut};
+use regex_automata::hybrid::dfa::Cache;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::Recorder;
+use crate::guardrails::detect::{RuleSet, Side};
+use crate::guardrails::scan::{scan_text, Scanned, TextStream};
+use crate::guardrails::spec::Location;
+use crate::protocol::agui::run_error_frame;
+use crate::protocol::sse::{SseEvent, SseItem, SseParser};
+
+/// Which streamed text an id belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    TextChunk,
+    Reasoning,
+    ReasoningChunk,
+    Args,
+    ArgsChunk,
+}
+
+impl Kind {
+    /// The event type that carries this text, and its id field.
+    fn event(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Text => ("TEXT_MESSAGE_CONTENT", "messageId"),
+            Self::TextChunk => ("TEXT_MESSAGE_CHUNK", "messageId"),
+            Self::Reasoning => ("REASONING_MESSAGE_CONTENT", "messageId"),
+            Self::ReasoningChunk => ("REASONING_MESSAGE_CHUNK", "messageId"),
+            Self::Args => ("TOOL_CALL_ARGS", "toolCallId"),
+            Self::ArgsChunk => ("TOOL_CALL_CHUNK", "toolCallId"),
+        }
+    }
+
+    fn location(self) -> Location {
+        match self {
+            Self::Args | Self::ArgsChunk => Location::ToolArguments,
+            _ => Location::AssistantText,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Text => "response.TEXT_MESSAGE_CONTENT",
+            Self::TextChunk => "response.TEXT_MESSAGE_CHUNK",
+            Self::Reasoning => "response.REASONING_MESSAGE_CONTENT",
+            Self::ReasoningChunk => "response.REASONING_MESSAGE_CHUNK",
+            Self::Args => "response.TOOL_CALL_ARGS",
+            Self::ArgsChunk => "response.TOOL_CALL_CHUNK",
+        }
+    }
+
+    fn chunked(self) -> bool {
+        matches!(
+            self,
+            Self::TextChunk | Self::ReasoningChunk | Self::ArgsChunk
+        )
+    }
+}
+
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(rename = "messageId", default, borrow)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(rename = "toolCallId", default, borrow)]
+    tool_call_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<Cow<'a, str>>,
+}
+
+/// State of one AG-UI response.
+pub struct AguiGuard {
+    texts: Vec<(Kind, String, TextStream)>,
+    /// The id of the `*_CHUNK` stream last seen (chunks without an id continue it).
+    last_chunk: Option<(Kind, String)>,
+    open_text: Vec<String>,
+    open_reasoning: Vec<String>,
+    open_tools: Vec<String>,
+    cache: Option<Cache>,
+    stop_id: String,
+    stopped: bool,
+}
+
+impl AguiGuard {
+    /// A filter for one response of request `request_id`.
+    pub fn new(rs: &RuleSet, request_id: &str) -> Self {
+        Self {
+            texts: Vec::new(),
+            last_chunk: None,
+            open_text: Vec::new(),
+            open_reasoning: Vec::new(),
+            open_tools: Vec::new(),
+            cache: rs.live_cache(),
+            stop_id: format!("guardrail-{request_id}"),
+            stopped: false,
+        }
+    }
+
+    /// Bytes held back over all open texts.
+    pub fn held(&self) -> usize {
+        self.texts.iter().map(|(_, _, t)| t.held()).sum()
+    }
+
+    /// Filters one chunk of complete events. `Err` carries the frames that end a stopped run.
+    pub fn process(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        chunk: &[u8],
+        end_of_stream: bool,
+    ) -> Result<Bytes, Bytes> {
+        let mut out = BytesMut::with_capacity(chunk.len() + 64);
+        if self.stopped {
+            return Ok(Bytes::new());
+        }
+        let mut parser = SseParser::new();
+        parser.push(chunk);
+        while let Some(item) = parser.next_item() {
+            let Ok(item) = item else {
+                continue;
+            };
+            let SseItem::Event(event) = item else {
+                item.encode(&mut out);
+                continue;
+            };
+            if let Err(rule) = self.event(rs, rec, event, &mut out) {
+                return Err(self.stop(rs, rule, out));
+            }
+        }
+        if end_of_stream {
+            if let Err(rule) = self.flush_all(rs, rec, &mut out) {
+                return Err(self.stop(rs, rule, out));
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    fn event(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        event: SseEvent,
+        out: &mut BytesMut,
+    ) -> Result<(), usize> {
+        let Some(data) = event.data.as_deref() else {
+            event.encode(out);
+            return Ok(());
+        };
+        let Ok(peek) = serde_json::from_str::<Peek<'_>>(data) else {
+            event.encode(out);
+            return Ok(());
+        };
+        let kind = peek.kind.as_ref();
+        let chunk_kind = match kind {
+            "TEXT_MESSAGE_CHUNK" => Some(Kind::TextChunk),
+            "REASONING_MESSAGE_CHUNK" => Some(Kind::ReasoningChunk),
+            "TOOL_CALL_CHUNK" => Some(Kind::ArgsChunk),
+            _ => None,
+        };
+        // The client closes a chunk stream at any other event: relay what it holds first.
+        if chunk_kind.is_none() {
+            self.flush_chunks(rs, rec, out)?;
+        }
+        let msg_id = peek.message_id.as_deref().map(str::to_string);
+        let call_id = peek.tool_call_id.as_deref().map(str::to_string);
+        match kind {
+            "TEXT_MESSAGE_START" => self.open_text.extend(msg_id.clone()),
+            "REASONING_MESSAGE_START" => self.open_reasoning.extend(msg_id.clone()),
+            "TOOL_CALL_START" => self.open_tools.extend(call_id.clone()),
+            "TEXT_MESSAGE_CONTENT" | "REASONING_MESSAGE_CONTENT" | "TOOL_CALL_ARGS" => {
+                let (k, id) = match kind {
+                    "TEXT_MESSAGE_CONTENT" => (Kind::Text, msg_id.clone()),
+                    "REASONING_MESSAGE_CONTENT" => (Kind::Reasoning, msg_id.clone()),
+                    _ => (Kind::Args, call_id.clone()),
+                };
+                let (Some(id), Some(delta)) = (id, peek.delta.as_deref()) else {
+                    event.encode(out);
+                    return Ok(());
+                };
+                let scanned = self.push(rs, k, &id, delta);
+                return self.relay_delta(rs, rec, k, scanned, event, out);
+            }
+            "TEXT_MESSAGE_END" | "REASONING_MESSAGE_END" | "TOOL_CALL_END" => {
+                let (k, id, open) = match kind {
+                    "TEXT_MESSAGE_END" => (Kind::Text, msg_id.clone(), &mut self.open_text),
+                    "REASONING_MESSAGE_END" => {
+                        (Kind::Reasoning, msg_id.clone(), &mut self.open_reasoning)
+                    }
+                    _ => (Kind::Args, call_id.clone(), &mut self.open_tools),
+                };
+                if let Some(id) = id {
+                    open.retain(|o| *o != id);
+                    self.flush(rs, rec, k, &id, out)?;
+                }
+            }
+            "TOOL_CALL_RESULT" => return self.tool_result(rs, rec, event, out),
+            "MESSAGES_SNAPSHOT" => return self.snapshot(rs, rec, event, out),
+            "RUN_FINISHED" | "RUN_ERROR" => self.flush_all(rs, rec, out)?,
+            _ => {}
+        }
+        if let Some(k) = chunk_kind {
+            let id = match k {
+                Kind::ArgsChunk => call_id,
+                _ => msg_id,
+            }
+            .or_else(|| {
+                self.last_chunk
+                    .as_ref()
+                    .filter(|(lk, _)| *lk == k)
+                    .map(|(_, id)| id.clone())
+            });
+            let Some(id) = id else {
+                event.encode(out);
+                return Ok(());
+            };
+            if self
+                .last_chunk
+                .as_ref()
+                .is_some_and(|(lk, lid)| *lk != k || *lid != id)
+            {
+                self.flush_chunks(rs, rec, out)?;
+            }
+            self.last_chunk = Some((k, id.clone()));
+            let Some(delta) = peek.delta.as_deref() else {
+                event.encode(out);
+                return Ok(());
+            };
+            let scanned = self.push(rs, k, &id, delta);
+            return self.relay_delta(rs, rec, k, scanned, event, out);
+        }
+        event.encode(out);
+        Ok(())
+    }
+
+    fn stream_mut(&mut self, k: Kind, id: &str) -> &mut TextStream {
+        let at = match self
+            .texts
+            .iter()
+            .position(|(tk, tid, _)| *tk == k && tid == id)
+        {
+            Some(at) => at,
+            None => {
+                self.texts.push((k, id.to_string(), TextStream::default()));
+                self.texts.len() - 1
+            }
+        };
+        &mut self.texts[at].2
+    }
+
+    fn push(&mut self, rs: &RuleSet, k: Kind, id: &str, delta: &str) -> Scanned {
+        let mut cache = self.cache.take();
+        let scanned = self
+            .stream_mut(k, id)
+            .push(rs, cache.as_mut(), delta, k.location());
+        self.cache = cache;
+        scanned
+    }
+
+    /// Relays a content event with its delta replaced by what may go out now.
+    fn relay_delta(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        k: Kind,
+        scanned: Scanned,
+        mut event: SseEvent,
+        out: &mut BytesMut,
+    ) -> Result<(), usize> {
+        rec.fired(rs, k.label(), &scanned.fired);
+        if scanned.overflowed {
+            rec.overflow(k.label());
+        }
+        if let Some(rule) = scanned.refused {
+            return Err(rule);
+        }
+        let text = scanned.text.unwrap_or_default();
+        let Some(Ok(mut json)) = event.data.as_deref().map(serde_json::from_str::<Value>) else {
+            return Ok(());
+        };
+        if text.is_empty() {
+            if !k.chunked() {
+                return Ok(()); // held back entirely: AG-UI forbids empty deltas
+            }
+            if let Some(obj) = json.as_object_mut() {
+                obj.remove("delta");
+            }
+        } else {
+            json["delta"] = Value::String(text);
+        }
+        event.data = Some(json.to_string());
+        event.encode(out);
+        Ok(())
+    }
+
+    /// Relays what one text still holds, as a content event of its kind.
+    fn flush(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        k: Kind,
+        id: &str,
+        out: &mut BytesMut,
+    ) -> Result<(), usize> {
+        let Some(at) = self
+            .texts
+            .iter()
+            .position(|(tk, tid, _)| *tk == k && tid == id)
+        else {
+            return Ok(());
+        };
+        let (_, _, mut text) = self.texts.swap_remove(at);
+        let scanned = text.finish(rs, k.location());
+        rec.fired(rs, k.label(), &scanned.fired);
+        if let Some(rule) = scanned.refused {
+            return Err(rule);
+        }
+        let rest = scanned.text.unwrap_or_default();
+        if !rest.is_empty() {
+            let (kind, id_field) = k.event();
+            let frame = json!({"type": kind, id_field: id, "delta": rest});
+            SseEvent::with_data(frame.to_string()).encode(out);
+        }
+        Ok(())
+    }
+
+    fn flush_chunks(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        out: &mut BytesMut,
+    ) -> Result<(), usize> {
+        self.last_chunk = None;
+        let keys: Vec<(Kind, String)> = self
+            .texts
+            .iter()
+            .filter(|(k, _, _)| k.chunked())
+            .map(|(k, id, _)| (*k, id.clone()))
+            .collect();
+        for (k, id) in keys {
+            self.flush(rs, rec, k, &id, out)?;
+        }
+        Ok(())
+    }
+
+    fn flush_all(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        out: &mut BytesMut,
+    ) -> Result<(), usize> {
+        self.last_chunk = None;
+        let keys: Vec<(Kind, String)> = self
+            .texts
+            .iter()
+            .map(|(k, id, _)| (*k, id.clone()))
+            .collect();
+        for (k, id) in keys {
+            self.flush(rs, rec, k, &id, out)?;
+        }
+        Ok(())
+    }
+
+    fn tool_result(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        mut event: SseEvent,
+        out: &mut BytesMut,
+    ) -> Result<(), usize> {
+        let Some(Ok(mut json)) = event.data.as_deref().map(serde_json::from_str::<Value>) else {
+            event.encode(out);
+            return Ok(());
+        };
+        if let Some(Value::String(content)) = json.get_mut("content") {
+            let scanned = scan_text(rs, content, Side::Output, Location::ToolResult);
+            rec.fired(rs, "response.TOOL_CALL_RESULT", &scanned.fired);
+            if let Some(rule) = scanned.refused {
+                return Err(rule);
+            }
+            if let Some(text) = scanned.text {
+                *content = text;
+                event.data = Some(json.to_string());
+            }
+        }
+        event.encode(out);
+        Ok(())
+    }
+
+    fn snapshot(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        mut event: SseEvent,
+        out: &mut BytesMut,
+    ) -> Result<(), usize> {
+        let Some(Ok(mut json)) = event.data.as_deref().map(serde_json::from_str::<Value>) else {
+            event.encode(out);
+            return Ok(());
+        };
+        let mut changed = false;
+        let mut refused = None;
+        let mut check = |s: &mut String, location: Location| {
+            let scanned = scan_text(rs, s, Side::Output, location);
+            rec.fired(rs, "response.MESSAGES_SNAPSHOT", &scanned.fired);
+            refused = refused.or(scanned.refused);
+            if let Some(text) = scanned.text {
+                *s = text;
+                changed = true;
+            }
+        };
+        if let Some(messages) = json.get_mut("messages").and_then(Value::as_array_mut) {
+            for m in messages.iter_mut() {
+                let role = m
+                    .get("role")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let location = match role.as_str() {
+                    "assistant" => Location::AssistantText,
+                    "tool" => Location::ToolResult,
+                    _ => continue,
+                };
+                if let Some(Value::String(s)) = m.get_mut("content") {
+                    check(s, location);
+                }
+                if let Some(calls) = m.get_mut("toolCalls").and_then(Value::as_array_mut) {
+                    for c in calls.iter_mut() {
+                        if let Some(Value::String(s)) = c.pointer_mut("/function/arguments") {
+                            check(s, Location::ToolArguments);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(rule) = refused {
+            return Err(rule);
+        }
+        if changed {
+            event.data = Some(json.to_string());
+        }
+        event.encode(out);
+        Ok(())
+    }
+
+    /// The frames that end a stopped run: what was already filtered in this chunk, the open
+    /// messages and tool calls closed, `CUSTOM` `GUARDRAIL_VIOLATION`, a short assistant
+    /// message, `RUN_ERROR` `GUARDRAIL_VIOLATION`.
+    fn stop(&mut self, rs: &RuleSet, rule: usize, mut out: BytesMut) -> Bytes {
+        self.stopped = true;
+        self.texts.clear();
+        let mut frame = |v: Value| SseEvent::with_data(v.to_string()).encode(&mut out);
+        for id in self.open_tools.drain(..) {
+            frame(json!({"type": "TOOL_CALL_END", "toolCallId": id}));
+        }
+        for id in self.open_reasoning.drain(..) {
+            frame(json!({"type": "REASONING_MESSAGE_END", "messageId": id}));
+        }
+        for id in self.open_text.drain(..) {
+            frame(json!({"type": "TEXT_MESSAGE_END", "messageId": id}));
+        }
+        frame(json!({
+            "type": "CUSTOM",
+            "name": "GUARDRAIL_VIOLATION",
+            "value": {"rule": rs.rules[rule].id, "action": "stop"}
+        }));
+        let id = self.stop_id.clone();
+        frame(json!({"type": "TEXT_MESSAGE_START", "messageId": id, "role": "assistant"}));
+        frame(json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": id, "delta": rs.stop_message}));
+        frame(json!({"type": "TEXT_MESSAGE_END", "messageId": id}));
+        out.extend_from_slice(&run_error_frame(
+            "GUARDRAIL_VIOLATION",
+            "the response was stopped by a guardrail",
+        ));
+        out.freeze()
+    }
+}
