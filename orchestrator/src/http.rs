@@ -109,9 +109,14 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, Respo
         })
 }
 
-async fn require_identity(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Refuses unidentified requests; hands the [`Caller`] to the handler as an extension (the
+/// session routes show a caller only their own runs).
+async fn require_identity(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     match identify(&state, req.headers()).await {
-        Ok(_) => next.run(req).await,
+        Ok(caller) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
         Err(refusal) => refusal,
     }
 }

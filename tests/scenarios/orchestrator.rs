@@ -1,52 +1,393 @@
-//! The bundled orchestrator behind the proxy, as `palisade dev` runs it.
+//! The bundled orchestrator behind the proxy with the offline model: real JWTs from a test
+//! issuer, the seed policies, the orchestrator verifying the proxy's signed assertion (JWKS
+//! fetched from the admin listener), built-in tools, MCP tools of a real MCP server
+//! (`examples/mcp-server`, the `mcp` package from PyPI) reached back through the proxy with the
+//! caller's own credential, and tools the proxy denies.
 
-use std::time::Duration;
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use palisade_e2e::{client, sse_client, TestProxy};
+use palisade_e2e::{client, error_code, sse_client, Proxy, TestProxy};
+use palisade_orchestrator::{McpServerConfig, Orchestrator, OrchestratorConfig};
+use palisade_proxy::authn::signer::Signer;
+use serde_json::{json, Value};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_run_streams_through_the_proxy() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let config = palisade_orchestrator::OrchestratorConfig {
-        listen: addr,
-        word_delay_ms: 5,
+const ISS: &str = "https://idp.orchestrator.test";
+/// The env var the e2e `mock_weather` reads its credential from.
+const WEATHER_KEY_ENV: &str = "PALISADE_E2E_WEATHER_KEY";
+const WEATHER_KEY: &str = "wk-e2e-5f1c9a";
+
+/// A JWT issuer the proxy trusts (its JWKS in a file).
+struct Issuer {
+    signer: Signer,
+    dir: tempfile::TempDir,
+}
+
+impl Issuer {
+    fn new() -> Self {
+        let signer = Signer::generate().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let jwks = serde_json::to_string(&signer.jwks()).unwrap();
+        std::fs::write(dir.path().join("jwks.json"), jwks).unwrap();
+        Self { signer, dir }
+    }
+
+    fn token(&self, sub: &str, roles: &[&str]) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        self.signer
+            .sign(
+                &json!({"iss": ISS, "sub": sub, "aud": "palisade", "iat": now,
+                          "exp": now + 300, "roles": roles}),
+            )
+            .unwrap()
+    }
+
+    fn yaml(&self) -> String {
+        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+        format!(
+            "authentication:\n  issuers:\n    - issuer: {ISS}\n      audiences: [palisade]\n      \
+             algorithms: [ES256]\n      keys: {{jwks_file: \"{}\"}}\n      claims: {{roles: [roles]}}\n\
+             authorization:\n  policy_sets:\n    - name: main\n      path: \"{}\"\n      mode: enforce\n",
+            self.dir.path().join("jwks.json").display(),
+            policies.display()
+        )
+    }
+}
+
+/// The Python of the peers venv (`PALISADE_PEERS_PYTHON`, else `target/peers-venv`).
+fn peers_python() -> PathBuf {
+    let python = std::env::var_os("PALISADE_PEERS_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers-venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "no Python with the `mcp` package at {}: run `bash tests/run.sh` once or set \
+         PALISADE_PEERS_PYTHON",
+        python.display()
+    );
+    python
+}
+
+/// `examples/mcp-server` on a free port (stateful sessions, SSE answers); killed on drop.
+struct McpServer {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl McpServer {
+    fn start() -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mcp-server/server.py");
+        let mut child = std::process::Command::new(peers_python())
+            .arg(script)
+            .args(["--port", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start the MCP server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // `ready http://127.0.0.1:PORT/mcp (...)`
+        let addr = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|u| u.strip_prefix("http://"))
+            .and_then(|u| u.strip_suffix("/mcp"))
+            .unwrap_or_else(|| panic!("the MCP server did not report ready: {line:?}"))
+            .parse()
+            .unwrap();
+        Self { child, addr }
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Proxy (JWT auth, seed policies) → orchestrator → (MCP through the proxy's `/mcp` route).
+struct Stack {
+    proxy: Proxy,
+    orchestrator: SocketAddr,
+    issuer: Issuer,
+    _mcp: Option<McpServer>,
+}
+
+async fn stack(with_mcp: bool) -> Stack {
+    let issuer = Issuer::new();
+    let mcp = if with_mcp {
+        Some(tokio::task::spawn_blocking(McpServer::start).await.unwrap())
+    } else {
+        None
     };
-    tokio::spawn(palisade_orchestrator::serve(
-        listener,
-        config,
-        std::future::pending(),
-    ));
-    let proxy = TestProxy::new()
-        .upstream("orchestrator", addr)
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let orchestrator = listener.local_addr().unwrap();
+    let mut proxy = TestProxy::new()
+        .upstream("orchestrator", orchestrator)
+        // The orchestrator gets the caller's credential, to present it on its MCP calls.
         .route_matching(
             "agent",
             "path_prefix: /agent, methods: [POST]",
             "orchestrator",
-            "protocol: agui",
-        )
-        .start();
-    let input = serde_json::json!({
-        "threadId": "t1", "runId": "r1", "state": {}, "tools": [], "context": [], "forwardedProps": {},
-        "messages": [{"id": "m1", "role": "user", "content": "hello from behind palisade"}]
-    });
+            "protocol: agui\nauth: required\nforward_credentials: true",
+        );
+    if let Some(mcp) = &mcp {
+        proxy = proxy.upstream("mcp", mcp.addr).route(
+            "mcp",
+            "/mcp",
+            "mcp",
+            "protocol: mcp\nauth: required",
+        );
+    }
+    let proxy = proxy.top_yaml(&issuer.yaml()).start();
+    let mut cfg = OrchestratorConfig {
+        listen: orchestrator,
+        word_delay_ms: 0,
+        ..OrchestratorConfig::default()
+    };
+    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    cfg.store = palisade_orchestrator::store::StoreConfig::Sqlite {
+        path: ":memory:".into(),
+    };
+    cfg.tools.weather_api_key_env = WEATHER_KEY_ENV.into();
+    if mcp.is_some() {
+        cfg.mcp_servers = vec![McpServerConfig {
+            name: "docs".into(),
+            url: proxy.url("/mcp"),
+        }];
+    }
+    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+    Stack {
+        proxy,
+        orchestrator,
+        issuer,
+        _mcp: mcp,
+    }
+}
+
+fn input(text: &str) -> Value {
+    json!({
+        "threadId": "t1", "runId": uuid_like(), "state": {}, "tools": [], "context": [],
+        "forwardedProps": {},
+        "messages": [{"id": "m1", "role": "user", "content": text}]
+    })
+}
+
+fn uuid_like() -> String {
+    format!(
+        "run-{}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+/// Runs `text` as `token` through the proxy; the run's events.
+async fn run(stack: &Stack, token: &str, text: &str) -> Vec<Value> {
     let resp = client()
-        .post(proxy.url("/agent"))
+        .post(stack.proxy.url("/agent"))
+        .bearer_auth(token)
         .header("accept", "text/event-stream")
-        .json(&input)
+        .json(&input(text))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    let got = sse_client::read(resp, None, Duration::from_secs(10)).await;
-    let types = got.types();
-    assert_eq!(types.first().unwrap(), "RUN_STARTED");
-    assert_eq!(types.last().unwrap(), "RUN_FINISHED");
-    let text: String = got
-        .json()
+    assert_eq!(resp.status(), 200, "{text}");
+    let events = sse_client::read(resp, None, Duration::from_secs(20))
+        .await
+        .json();
+    assert_eq!(events.first().unwrap()["type"], "RUN_STARTED", "{events:?}");
+    events
+}
+
+fn of_type<'a>(events: &'a [Value], t: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == t).collect()
+}
+
+fn text(events: &[Value]) -> String {
+    of_type(events, "TEXT_MESSAGE_CONTENT")
         .iter()
-        .filter(|e| e["type"] == "TEXT_MESSAGE_CONTENT")
-        .map(|e| e["delta"].as_str().unwrap().to_string())
+        .map(|e| e["delta"].as_str().unwrap())
+        .collect()
+}
+
+fn last_type(events: &[Value]) -> &str {
+    events.last().unwrap()["type"].as_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_and_tool_runs_stream_through_the_proxy() {
+    let s = stack(false).await;
+    let user = s.issuer.token("alice", &["user"]);
+
+    let events = run(&s, &user, "hello from behind palisade").await;
+    assert_eq!(text(&events), "hello from behind palisade");
+    assert_eq!(last_type(&events), "RUN_FINISHED");
+
+    let events = run(&s, &user, "use calculator 2+3*4").await;
+    let start = of_type(&events, "TOOL_CALL_START");
+    assert_eq!(start.len(), 1, "{events:?}");
+    assert_eq!(start[0]["toolCallName"], "calculator");
+    assert_eq!(
+        of_type(&events, "TOOL_CALL_ARGS")[0]["delta"],
+        r#"{"expression":"2+3*4"}"#
+    );
+    assert_eq!(of_type(&events, "TOOL_CALL_RESULT")[0]["content"], "14");
+    assert_eq!(text(&events), "calculator returned: 14");
+    assert_eq!(last_type(&events), "RUN_FINISHED");
+
+    // A tool whose credential the orchestrator injects: the answer never carries it.
+    std::env::set_var(WEATHER_KEY_ENV, WEATHER_KEY);
+    let events = run(&s, &user, "what is the weather in Paris?").await;
+    let result = of_type(&events, "TOOL_CALL_RESULT")[0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(result.starts_with("Paris: "), "{result}");
+    let whole = serde_json::to_string(&events).unwrap();
+    assert!(
+        !whole.contains(WEATHER_KEY),
+        "the credential leaked: {whole}"
+    );
+
+    // A plan: steps in order between STEP_STARTED/FINISHED, state snapshots, one summary.
+    let events = run(&s, &user, "plan: use get_time; use calculator 1+1").await;
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types[..3],
+        ["RUN_STARTED", "STATE_SNAPSHOT", "STEP_STARTED"],
+        "{types:?}"
+    );
+    assert_eq!(of_type(&events, "STEP_FINISHED").len(), 2);
+    let names: Vec<&str> = of_type(&events, "TOOL_CALL_START")
+        .iter()
+        .map(|e| e["toolCallName"].as_str().unwrap())
         .collect();
-    assert_eq!(text.trim(), "hello from behind palisade");
+    assert_eq!(names, ["get_time", "calculator"]);
+    assert!(text(&events).contains("Plan complete: 1. get_time returned: "));
+    assert_eq!(last_type(&events), "RUN_FINISHED");
+
+    // The failure path and the runaway loop end in RUN_ERROR.
+    let events = run(&s, &user, "fail").await;
+    assert_eq!(last_type(&events), "RUN_ERROR");
+    assert_eq!(events.last().unwrap()["code"], "MODEL_ERROR");
+    let events = run(&s, &user, "loop").await;
+    assert_eq!(events.last().unwrap()["code"], "MAX_ITERATIONS");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_run_through_the_proxy_and_denied_tools_are_filtered() {
+    let s = stack(true).await;
+    let user = s.issuer.token("alice", &["user"]);
+    let dev = s.issuer.token("dana", &["developer"]);
+
+    // A real MCP server, listed and called through the proxy as the caller.
+    let events = run(&s, &user, "mcp search_docs cedar policies").await;
+    let start = of_type(&events, "TOOL_CALL_START");
+    assert_eq!(start.len(), 1, "{events:?}");
+    assert_eq!(start[0]["toolCallName"], "search_docs");
+    assert_eq!(
+        of_type(&events, "TOOL_CALL_RESULT")[0]["content"],
+        "results for cedar policies"
+    );
+    assert_eq!(
+        text(&events),
+        "search_docs returned: results for cedar policies"
+    );
+
+    // `write_file` is high risk: the proxy lists it to no one here and drops the call from the
+    // AG-UI stream (use_tool denied), so the user never sees it; the run still finishes.
+    let events = run(
+        &s,
+        &user,
+        r#"mcp write_file {"path": "/tmp/x", "content": "hi"}"#,
+    )
+    .await;
+    assert!(of_type(&events, "TOOL_CALL_START").is_empty(), "{events:?}");
+    assert!(
+        of_type(&events, "TOOL_CALL_RESULT").is_empty(),
+        "{events:?}"
+    );
+    assert_eq!(last_type(&events), "RUN_FINISHED");
+
+    // A developer may use read_file, but the proxy refuses the MCP call for a system path
+    // (ABAC no-system-paths); the refusal goes back to the model as a tool error.
+    let events = run(&s, &dev, r#"mcp read_file {"path": "/srv/a.txt"}"#).await;
+    assert_eq!(
+        of_type(&events, "TOOL_CALL_RESULT")[0]["content"],
+        "contents of /srv/a.txt"
+    );
+    let events = run(&s, &dev, r#"mcp read_file {"path": "/etc/shadow"}"#).await;
+    assert_eq!(
+        of_type(&events, "TOOL_CALL_START")[0]["toolCallName"],
+        "read_file"
+    );
+    let refused = of_type(&events, "TOOL_CALL_RESULT")[0]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        refused.starts_with("error: ")
+            && (refused.contains("-32003") || refused.contains("FORBIDDEN")),
+        "{refused}"
+    );
+    assert!(text(&events).starts_with("The tool read_file failed"));
+    assert_eq!(last_type(&events), "RUN_FINISHED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_calls_without_the_proxys_assertion_are_refused() {
+    let s = stack(false).await;
+    let direct = format!("http://{}/agent", s.orchestrator);
+    let user_token = s.issuer.token("alice", &["user"]);
+    for assertion in [None, Some("garbage"), Some(user_token.as_str())] {
+        let mut req = client().post(&direct).json(&input("hi"));
+        if let Some(a) = assertion {
+            req = req.header("x-palisade-assertion", a);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "assertion {assertion:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "UNAUTHENTICATED", "{body}");
+    }
+    // Through the proxy without a token: the proxy refuses first.
+    let resp = client()
+        .post(s.proxy.url("/agent"))
+        .json(&input("hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(error_code(&resp.bytes().await.unwrap()), "UNAUTHENTICATED");
+    // The orchestrator is ready (it fetched the proxy's keys) and counts the refusals.
+    let ready = client()
+        .get(format!("http://{}/readyz", s.orchestrator))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = client()
+        .get(format!("http://{}/metrics", s.orchestrator))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains("palisade_orchestrator_requests_refused_total{reason=\"unauthenticated\"} 3"),
+        "{metrics}"
+    );
 }
