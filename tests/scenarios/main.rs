@@ -10,6 +10,7 @@ mod h2;
 mod oidc;
 mod oidc_harness;
 mod orchestrator;
+mod orchestrator_state;
 mod ratelimit;
 mod shutdown;
 mod streaming;

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod oidc;
+pub mod postgres;
 pub mod redis;
 pub mod sse_client;
 pub mod upstream;

@@ -18,7 +18,7 @@ use super::{
 /// Tables and indexes, created when missing (timestamps are Unix microseconds, as in SQLite).
 const SCHEMA: &str = "
 BEGIN;
-SELECT pg_advisory_xact_lock(7_412_001);
+SELECT pg_advisory_xact_lock(7412001);
 CREATE TABLE IF NOT EXISTS palisade_threads (
     thread_id   TEXT PRIMARY KEY,
     created_at  BIGINT NOT NULL,

@@ -1,0 +1,276 @@
+//! Through the proxy, with the offline model: a run's status after the fact, an idempotent repeat
+//! (replayed, never run twice; `409` while the first still runs), and an A2A delegation to a real
+//! a2a-sdk agent behind a proxy route, retried after a gateway's `503`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use palisade_e2e::{client, sse_client, Proxy, TestProxy};
+use palisade_orchestrator::{Orchestrator, OrchestratorConfig};
+use serde_json::{json, Value};
+
+use super::peers::{Agent, FlakyGateway};
+
+/// The proxy, the orchestrator behind it, and the remote agent behind a flaky gateway behind the
+/// proxy's `/a2a` route.
+struct Stack {
+    proxy: Proxy,
+    agent: Agent,
+    gateway: FlakyGateway,
+    _dir: tempfile::TempDir,
+}
+
+async fn stack(word_delay_ms: u64) -> Stack {
+    let agent = tokio::task::spawn_blocking(|| Agent::start(false))
+        .await
+        .unwrap();
+    let gateway = FlakyGateway::start(&agent, 1).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let orchestrator: SocketAddr = listener.local_addr().unwrap();
+    let proxy = TestProxy::new()
+        .upstream("orchestrator", orchestrator)
+        .upstream("agent", gateway.addr)
+        .route_matching(
+            "agent",
+            "path_prefix: /agent, methods: [POST]",
+            "orchestrator",
+            "protocol: agui",
+        )
+        .route("runs", "/runs/", "orchestrator", "")
+        .route("threads", "/threads/", "orchestrator", "")
+        .route("a2a", "/a2a", "agent", "protocol: a2a")
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = OrchestratorConfig {
+        listen: orchestrator,
+        word_delay_ms,
+        ..OrchestratorConfig::default()
+    };
+    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    cfg.store = palisade_orchestrator::store::StoreConfig::Sqlite {
+        path: dir.path().join("sessions.db"),
+    };
+    cfg.a2a.agents.insert("helper".into(), proxy.url("/a2a"));
+    cfg.a2a.initial_backoff_ms = 50;
+    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+    Stack {
+        proxy,
+        agent,
+        gateway,
+        _dir: dir,
+    }
+}
+
+fn input(thread: &str, run: &str, text: &str) -> Value {
+    json!({
+        "threadId": thread, "runId": run, "state": {}, "tools": [], "context": [],
+        "forwardedProps": {},
+        "messages": [{"id": format!("m-{run}"), "role": "user", "content": text}]
+    })
+}
+
+/// Posts a run and reads its whole SSE answer: (status, events, replayed header).
+async fn post_run(
+    stack: &Stack,
+    body: &Value,
+    key: Option<&str>,
+) -> (u16, Vec<Value>, Option<String>) {
+    let mut request = client()
+        .post(stack.proxy.url("/agent"))
+        .header("accept", "text/event-stream")
+        .json(body);
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let resp = request.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let replayed = resp
+        .headers()
+        .get("idempotent-replayed")
+        .map(|v| v.to_str().unwrap().to_owned());
+    if status != 200 {
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        return (status, vec![body], replayed);
+    }
+    let got = sse_client::read(resp, None, Duration::from_secs(20)).await;
+    (status, got.json(), replayed)
+}
+
+async fn get_json(stack: &Stack, path: &str) -> (u16, Value) {
+    let resp = client().get(stack.proxy.url(path)).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+fn types(events: &[Value]) -> Vec<&str> {
+    events.iter().map(|e| e["type"].as_str().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_status_and_thread_after_the_fact() {
+    let stack = stack(1).await;
+    let (status, events, _) = post_run(
+        &stack,
+        &input("t-status", "r-tool", "please use get_time"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(types(&events).last(), Some(&"RUN_FINISHED"), "{events:?}");
+    let (status, events, _) =
+        post_run(&stack, &input("t-status", "r-fail", "fail now"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(types(&events).last(), Some(&"RUN_ERROR"), "{events:?}");
+
+    let (status, run) = get_json(&stack, "/runs/r-tool").await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "finished");
+    assert_eq!(run["thread_id"], "t-status");
+    assert_eq!(run["tool_calls"][0]["name"], "get_time");
+    assert!(run["tool_calls"][0]["result"].is_string(), "{run}");
+    assert!(
+        !run["final_message"].as_str().unwrap_or("").is_empty(),
+        "{run}"
+    );
+    assert!(run["finished_at"].as_str().unwrap() >= run["started_at"].as_str().unwrap());
+
+    let (status, failed) = get_json(&stack, "/runs/r-fail").await;
+    assert_eq!(status, 200);
+    assert_eq!(failed["status"], "error");
+    assert!(failed["error"].is_string(), "{failed}");
+
+    let (status, thread) = get_json(&stack, "/threads/t-status").await;
+    assert_eq!(status, 200);
+    let ids: Vec<_> = thread["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["r-tool", "r-fail"]);
+
+    let (status, body) = get_json(&stack, "/runs/never-ran").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "NOT_FOUND");
+    assert_eq!(get_json(&stack, "/threads/never").await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_repeat_replays_the_first_run_instead_of_running_again() {
+    let stack = stack(1).await;
+    let (status, first, replayed) = post_run(
+        &stack,
+        &input("t-idem", "r-first", "please use get_time"),
+        Some("order-42"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(replayed, None);
+    assert_eq!(types(&first).last(), Some(&"RUN_FINISHED"));
+
+    // Same key, a new runId (a client retrying after a lost response): the first run comes back.
+    let (status, again, replayed) = post_run(
+        &stack,
+        &input("t-idem", "r-retry", "please use get_time"),
+        Some("order-42"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(replayed.as_deref(), Some("true"));
+    assert_eq!(
+        again, first,
+        "the replay is the first run's events, unchanged"
+    );
+    assert!(again
+        .iter()
+        .all(|e| e.get("runId").is_none_or(|id| id == "r-first")));
+    assert_eq!(
+        get_json(&stack, "/runs/r-retry").await.0,
+        404,
+        "no second run happened"
+    );
+    let (_, thread) = get_json(&stack, "/threads/t-idem").await;
+    assert_eq!(thread["runs"].as_array().unwrap().len(), 1);
+
+    // Another key runs normally.
+    let (status, _, replayed) = post_run(
+        &stack,
+        &input("t-idem", "r-other", "hello"),
+        Some("order-43"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(replayed, None);
+    assert_eq!(
+        get_json(&stack, "/runs/r-other").await.1["status"],
+        "finished"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_while_the_first_run_streams_is_409() {
+    // 60 words at 50 ms: the first run streams for about three seconds.
+    let stack = stack(50).await;
+    let long = vec!["word"; 60].join(" ");
+    let first = client()
+        .post(stack.proxy.url("/agent"))
+        .header("idempotency-key", "slow-1")
+        .json(&input("t-busy", "r-busy", &long))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let (status, body, _) =
+        post_run(&stack, &input("t-busy", "r-busy-2", &long), Some("slow-1")).await;
+    assert_eq!(status, 409, "{body:?}");
+    assert_eq!(body[0]["error"]["code"], "RUN_IN_PROGRESS");
+    assert_eq!(body[0]["error"]["runId"], "r-busy");
+    let got = sse_client::read(first, None, Duration::from_secs(20)).await;
+    assert_eq!(got.types().last().map(String::as_str), Some("RUN_FINISHED"));
+    // Once finished, the repeat is a replay.
+    let (status, _, replayed) =
+        post_run(&stack, &input("t-busy", "r-busy-3", &long), Some("slow-1")).await;
+    assert_eq!((status, replayed.as_deref()), (200, Some("true")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2a_delegation_through_the_proxy_retries_after_a_503() {
+    let stack = stack(1).await;
+    let (status, events, _) = post_run(
+        &stack,
+        &input("t-a2a", "r-a2a", "delegate check the deploy logs to helper"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let kinds = types(&events);
+    assert_eq!(kinds.last(), Some(&"RUN_FINISHED"), "{events:?}");
+    let start = events
+        .iter()
+        .find(|e| e["type"] == "TOOL_CALL_START")
+        .expect("a tool call");
+    assert_eq!(start["toolCallName"], "delegate_to_agent");
+    let result = events
+        .iter()
+        .find(|e| e["type"] == "TOOL_CALL_RESULT")
+        .expect("a tool result");
+    let content: Value = serde_json::from_str(result["content"].as_str().unwrap()).unwrap();
+    assert_eq!(content["status"], "completed", "{content}");
+    assert_eq!(content["text"], "Delegated: check the deploy logs");
+    assert_eq!(content["attempts"], 2, "one 503, then through");
+
+    // The gateway saw the 503'd attempt and the retry (both through the proxy); the agent ran once.
+    assert_eq!(stack.gateway.seen.load(Ordering::SeqCst), 2);
+    assert_eq!(stack.agent.served().await, 1);
+
+    let (_, run) = get_json(&stack, "/runs/r-a2a").await;
+    assert_eq!(run["tool_calls"][0]["name"], "delegate_to_agent");
+    assert!(
+        run["tool_calls"][0]["result"]
+            .as_str()
+            .unwrap()
+            .contains("Delegated: check the deploy logs"),
+        "{run}"
+    );
+}
