@@ -261,6 +261,18 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_file_loads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/orchestrator.yaml");
+        let cfg = OrchestratorConfig::load(path.as_ref()).unwrap();
+        assert_eq!(cfg.mcp_servers.len(), 1);
+        let defaults = OrchestratorConfig {
+            mcp_servers: cfg.mcp_servers.clone(),
+            ..OrchestratorConfig::default()
+        };
+        assert_eq!(cfg, defaults, "the file lists the defaults");
+    }
+
+    #[test]
     fn missing_file_names_the_path() {
         let err = OrchestratorConfig::load("/nonexistent/orch.yaml".as_ref()).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/orch.yaml"), "{err}");
