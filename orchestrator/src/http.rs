@@ -150,9 +150,15 @@ async fn run_agent(State(state): State<AppState>, headers: HeaderMap, body: Byte
         {
             Ok(Claim::New) => {}
             Ok(Claim::Existing { run_id }) => {
-                state.runtime.metrics.refused("idempotent_repeat");
                 tracing::info!(run.id = %run_id, "idempotent repeat");
-                return runs::answer_repeat(state.store.as_ref(), &run_id).await;
+                let (store, keys) = (state.store.as_ref(), state.idempotency.as_ref());
+                let ttl = state.idempotency_ttl;
+                if let Some(answer) =
+                    runs::repeat(store, keys, &scoped, &run_id, &input.run_id, ttl).await
+                {
+                    state.runtime.metrics.refused("idempotent_repeat");
+                    return answer;
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "idempotency backend failed");

@@ -6,10 +6,12 @@
 //! scoped to the caller with [`scoped_key`], so two principals using the same key never see each
 //! other's runs.
 //!
-//! What a repeat gets (decided here, applied by the HTTP layer): when the claimed run has ended,
-//! its stored AG-UI events are replayed as the SSE answer (header `Idempotent-Replayed: true`);
-//! while it is still running, or when it is not yet recorded, `409 RUN_IN_PROGRESS` with its
-//! `runId`, so the client polls `GET /runs/{id}` or retries later.
+//! What a repeat gets (decided here, applied by the HTTP layer): when the claimed run has ended
+//! (`finished` or `error`), its stored AG-UI events are replayed as the SSE answer (header
+//! `Idempotent-Replayed: true`); while it is still running, or when it is not yet recorded,
+//! `409 RUN_IN_PROGRESS` with its `runId`, so the client polls `GET /runs/{id}` or retries later;
+//! when it was cancelled (its client went away mid-stream — the usual reason to retry), the key
+//! passes to the new request, which runs.
 //!
 //! ```
 //! # async fn example() {
@@ -111,7 +113,7 @@ pub fn open(cfg: &IdempotencyConfig) -> Result<Arc<dyn IdempotencyStore>, Idempo
 }
 
 /// The key a claim uses: the caller's `Idempotency-Key` within its principal (`-` when
-/// anonymous). Keys longer than 256 bytes are refused by the HTTP layer before this.
+/// anonymous).
 pub fn scoped_key(principal: Option<&str>, key: &str) -> String {
     // The principal is length-prefixed, so no choice of key can collide with another principal's.
     let principal = principal.unwrap_or("-");

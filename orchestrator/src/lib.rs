@@ -35,7 +35,7 @@ pub mod model;
 mod run;
 pub mod store;
 
-pub use http::runs::{answer_repeat, routes as session_routes, REPLAYED_HEADER};
+pub use http::runs::{answer_repeat, repeat, routes as session_routes, REPLAYED_HEADER};
 pub mod tools;
 pub mod trace;
 

@@ -13,6 +13,7 @@
 //! (`404` when none are). Runs recorded without a principal are visible to every caller.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -23,8 +24,9 @@ use axum::Extension;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::idempotency::{Claim, IdempotencyStore};
 use crate::identity::Caller;
-use crate::store::{RunRecord, SessionStore, StoreError};
+use crate::store::{RunRecord, RunStatus, SessionStore, StoreError};
 
 /// Header on a replayed answer to an idempotent repeat.
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -84,28 +86,75 @@ fn visible(owner: Option<&str>, caller: Option<&Caller>) -> bool {
 
 /// The answer to a `POST /agent` whose `Idempotency-Key` already belongs to run `run_id`:
 ///
-/// - the run has ended → its stored AG-UI events replayed as SSE, same frames as the original
-///   (header `Idempotent-Replayed: true`);
+/// - the run has ended (`finished` or `error`) → its stored AG-UI events replayed as SSE, same
+///   frames as the original (header `Idempotent-Replayed: true`);
 /// - the run is still going, or not recorded yet (its first request is between claiming the key
 ///   and starting) → `409 RUN_IN_PROGRESS` with `runId`, and `Retry-After: 1`;
 /// - the store failed → `500 STORE_UNAVAILABLE`.
+///
+/// A `cancelled` run (its client went away mid-stream) answers `409` here; use [`repeat`] to let
+/// the repeat run instead.
 pub async fn answer_repeat(store: &dyn SessionStore, run_id: &str) -> Response {
     match store.run(run_id).await {
-        Ok(Some(run)) if run.status.is_terminal() => replay(&run),
-        Ok(_) => {
-            let body = json!({"error": {
-                "code": "RUN_IN_PROGRESS",
-                "message": "a run with this Idempotency-Key is still in progress",
-                "runId": run_id,
-            }});
-            let mut response = (StatusCode::CONFLICT, Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            response
+        Ok(Some(run)) if run.status.is_terminal() && run.status != RunStatus::Cancelled => {
+            replay(&run)
         }
+        Ok(_) => in_progress(run_id),
         Err(err) => store_failed(&err),
     }
+}
+
+/// A repeat of `POST /agent` whose scoped idempotency `key` is held by run `previous`, as the new
+/// request with run id `run_id` should be handled: `Some(answer)` to send (a replay, `409`, or
+/// `500`/`503`), or `None` to go ahead and run — when `previous` was cancelled (its client went
+/// away, which is exactly when a client retries), the key is handed over to `run_id` first.
+pub async fn repeat(
+    store: &dyn SessionStore,
+    keys: &dyn IdempotencyStore,
+    key: &str,
+    previous: &str,
+    run_id: &str,
+    ttl: Duration,
+) -> Option<Response> {
+    match store.run(previous).await {
+        Ok(Some(run)) if run.status == RunStatus::Cancelled => {}
+        Ok(_) => return Some(answer_repeat(store, previous).await),
+        Err(err) => return Some(store_failed(&err)),
+    }
+    // Release only frees the key while `previous` holds it, and the claim is atomic: of two
+    // retries racing here, one runs and the other is answered about that one.
+    let taken = match keys.release(key, previous).await {
+        Ok(()) => keys.claim(key, run_id, ttl).await,
+        Err(err) => Err(err),
+    };
+    match taken {
+        Ok(Claim::New) => {
+            tracing::info!(run.id = %run_id, run.previous = %previous, "idempotent repeat of a cancelled run: running again");
+            None
+        }
+        Ok(Claim::Existing { run_id: holder }) => Some(answer_repeat(store, &holder).await),
+        Err(err) => {
+            tracing::error!(error = %err, "idempotency backend failed");
+            let body = json!({"error": {
+                "code": "UPSTREAM_UNAVAILABLE",
+                "message": "the idempotency store is unavailable",
+            }});
+            Some((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response())
+        }
+    }
+}
+
+fn in_progress(run_id: &str) -> Response {
+    let body = json!({"error": {
+        "code": "RUN_IN_PROGRESS",
+        "message": "a run with this Idempotency-Key is still in progress",
+        "runId": run_id,
+    }});
+    let mut response = (StatusCode::CONFLICT, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// The stored events as one SSE body, framed like a live run (`data: {json}\n\n`).

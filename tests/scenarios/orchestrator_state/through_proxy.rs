@@ -274,3 +274,52 @@ async fn a2a_delegation_through_the_proxy_retries_after_a_503() {
         "{run}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_the_client_dropped_the_stream_runs_again() {
+    // 60 words at 50 ms: the client hangs up well before the end.
+    let stack = stack(50).await;
+    let long = vec!["word"; 60].join(" ");
+    let first = client()
+        .post(stack.proxy.url("/agent"))
+        .header("idempotency-key", "dropped-1")
+        .json(&input("t-drop", "r-dropped", &long))
+        .send()
+        .await
+        .unwrap();
+    let got = sse_client::read(first, Some(3), Duration::from_secs(10)).await;
+    assert_eq!(got.types().first().map(String::as_str), Some("RUN_STARTED"));
+    drop(got);
+    // The orchestrator notices the disconnect and records the run cancelled.
+    let mut status = Value::Null;
+    for _ in 0..300 {
+        status = get_json(&stack, "/runs/r-dropped").await.1["status"].clone();
+        if status == "cancelled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, "cancelled");
+    // The retry with the same key runs to the end (not a truncated replay).
+    let (code, events, replayed) = post_run(
+        &stack,
+        &input("t-drop", "r-again", "short answer"),
+        Some("dropped-1"),
+    )
+    .await;
+    assert_eq!((code, replayed), (200, None));
+    assert_eq!(types(&events).last(), Some(&"RUN_FINISHED"));
+    assert_eq!(
+        get_json(&stack, "/runs/r-again").await.1["status"],
+        "finished"
+    );
+    // And from now on the key answers with the retry's result.
+    let (code, again, replayed) = post_run(
+        &stack,
+        &input("t-drop", "r-third", "short answer"),
+        Some("dropped-1"),
+    )
+    .await;
+    assert_eq!((code, replayed.as_deref()), (200, Some("true")));
+    assert_eq!(again, events);
+}

@@ -8,7 +8,8 @@ use axum::response::Response;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use super::{answer_repeat, routes, REPLAYED_HEADER};
+use super::{answer_repeat, repeat, routes, REPLAYED_HEADER};
+use crate::idempotency::{Claim, IdempotencyStore, InProcess};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{RunRecord, RunStatus, SessionStore, StoreError, ThreadRecord, ToolCallRecord};
 
@@ -196,4 +197,56 @@ async fn callers_see_only_their_own_runs() {
         get_as(store, "/threads/t-carol", "bob").await.0,
         StatusCode::NOT_FOUND
     );
+}
+
+#[tokio::test]
+async fn a_repeat_of_a_cancelled_run_takes_the_key_over_and_runs() {
+    let store = memory().await;
+    let keys = InProcess::default();
+    let ttl = std::time::Duration::from_secs(60);
+    assert_eq!(
+        keys.claim("k", "r-cancelled", ttl).await.unwrap(),
+        Claim::New
+    );
+    let mut cancelled = RunRecord::started("r-cancelled", "t1", None);
+    cancelled.end(RunStatus::Cancelled);
+    store.finish_run(&cancelled).await.unwrap();
+
+    // A cancelled run is not replayed (its events stop mid-stream).
+    let response = answer_repeat(store.as_ref(), "r-cancelled").await;
+    assert_eq!(response.status(), StatusCode::CONFLICT);
+
+    // The retry runs, and now holds the key: a further repeat is about the retry.
+    assert!(
+        repeat(store.as_ref(), &keys, "k", "r-cancelled", "r-retry", ttl)
+            .await
+            .is_none()
+    );
+    assert_eq!(
+        keys.claim("k", "r-third", ttl).await.unwrap(),
+        Claim::Existing {
+            run_id: "r-retry".into()
+        }
+    );
+    let answer = repeat(store.as_ref(), &keys, "k", "r-retry", "r-third", ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        StatusCode::CONFLICT,
+        "r-retry is not recorded yet"
+    );
+
+    // Finished and running runs are answered, never run again.
+    store.finish_run(&finished_run()).await.unwrap();
+    keys.claim("k2", "r1", ttl).await.unwrap();
+    let answer = repeat(store.as_ref(), &keys, "k2", "r1", "r-new", ttl)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(answer.headers()[REPLAYED_HEADER], "true");
+    let answer = repeat(&Broken, &keys, "k2", "r1", "r-new", ttl)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
