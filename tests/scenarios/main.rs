@@ -7,6 +7,7 @@ mod authz;
 mod errors;
 mod forwarding;
 mod h2;
+mod guardrails;
 mod oidc;
 mod oidc_harness;
 mod orchestrator;
