@@ -36,6 +36,8 @@ pub struct OrchestratorConfig {
     pub idempotency: crate::idempotency::IdempotencyConfig,
     /// A2A delegation (`delegate_to_agent`). Default: no agents (the tool is not offered).
     pub a2a: crate::a2a::A2aConfig,
+    /// OpenTelemetry span export. Default: off.
+    pub tracing: crate::otel::TracingConfig,
 }
 
 impl Default for OrchestratorConfig {
@@ -51,6 +53,7 @@ impl Default for OrchestratorConfig {
             store: crate::store::StoreConfig::default(),
             idempotency: crate::idempotency::IdempotencyConfig::default(),
             a2a: crate::a2a::A2aConfig::default(),
+            tracing: crate::otel::TracingConfig::default(),
         }
     }
 }

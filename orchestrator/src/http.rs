@@ -170,12 +170,10 @@ async fn run_agent(State(state): State<AppState>, headers: HeaderMap, body: Byte
             }
         }
     }
-    let trace = TraceContext::continue_or_start(header_str(&headers, "traceparent"));
     let request = RunRequest {
         input,
         caller,
-        traceparent: Some(trace.traceparent()),
-        trace_id: Some(trace.trace_id),
+        trace: TraceContext::from_header(header_str(&headers, "traceparent")),
     };
     let frames = run_events(state.runtime.clone(), request)
         .map(|event| Ok::<_, Infallible>(event.to_sse_bytes()));

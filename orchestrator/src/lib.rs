@@ -32,6 +32,7 @@ pub mod idempotency;
 pub mod identity;
 pub mod metrics;
 pub mod model;
+pub mod otel;
 mod run;
 pub mod store;
 
@@ -91,7 +92,13 @@ impl Orchestrator {
 
     /// Opens the session store and idempotency backend and builds the routes.
     pub async fn router(&self) -> anyhow::Result<axum::Router> {
+        Ok(self.build().await?.0)
+    }
+
+    /// The routes and the span exporter (to flush at shutdown).
+    async fn build(&self) -> anyhow::Result<(axum::Router, otel::Telemetry)> {
         let cfg = &self.cfg;
+        let telemetry = otel::Telemetry::start(&cfg.tracing).context("tracing")?;
         let store = store::open(&cfg.store)
             .await
             .context("opening the session store")?;
@@ -117,15 +124,17 @@ impl Orchestrator {
             store: Some(store.clone()),
             metrics: self.metrics.clone(),
             runs: self.runs.clone(),
+            telemetry: telemetry.clone(),
         });
-        Ok(http::routes(http::AppState {
+        let routes = http::routes(http::AppState {
             runtime,
             verifier: identity::Verifier::new(&cfg.identity, self.jwks.clone()),
             store,
             idempotency,
             idempotency_ttl: cfg.idempotency.ttl(),
             draining: self.draining.clone(),
-        }))
+        });
+        Ok((routes, telemetry))
     }
 
     /// Serves on `listener` until `shutdown` completes: `/readyz` turns `503`, the listener
@@ -138,7 +147,7 @@ impl Orchestrator {
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = self.router().await?;
+        let (router, telemetry) = self.build().await?;
         let local = listener.local_addr()?;
         tracing::info!(listen = %local, model = ?self.cfg.model.provider, "palisade-orchestrator listening");
         let draining = self.draining.clone();
@@ -150,6 +159,8 @@ impl Orchestrator {
                 tracing::info!(runs.active = runs.get(), "shutting down: draining runs");
             })
             .await?;
+        // The batch exporter's flush blocks: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
         tracing::info!(listen = %local, "palisade-orchestrator stopped");
         Ok(())
     }

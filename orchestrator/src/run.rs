@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use futures::channel::mpsc;
 use futures::{SinkExt, Stream, StreamExt};
+use opentelemetry::trace::SpanKind;
 use palisade_wire::agui::{Event, Role, RunAgentInput};
 use tracing::Instrument;
 
@@ -30,8 +31,10 @@ use crate::model::{
     from_agui, ChatMessage, ChatRole, Model, ModelChunk, ModelError, ToolCallRequest, ToolSpec,
     PLAN_TOOL,
 };
+use crate::otel::{RunSpan, Telemetry};
 use crate::store::{RunRecord, RunStatus, SessionStore, ToolCallRecord};
 use crate::tools::{ToolCatalog, ToolContext, Toolbox};
+use crate::trace::TraceContext;
 
 /// The number of runs alive. Cloning shares the counter.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +76,8 @@ pub struct Runtime {
     pub metrics: Metrics,
     /// Runs alive.
     pub runs: ActiveRuns,
+    /// Span export (off by default).
+    pub telemetry: Telemetry,
 }
 
 /// One run request, after identification.
@@ -82,10 +87,8 @@ pub struct RunRequest {
     pub input: RunAgentInput,
     /// Who asked.
     pub caller: Caller,
-    /// The `traceparent` for this hop's outgoing calls.
-    pub traceparent: Option<String>,
-    /// The trace id the proxy started (for logs).
-    pub trace_id: Option<String>,
+    /// The caller's trace context (the proxy's span is the parent of the run's).
+    pub trace: TraceContext,
 }
 
 /// Why a run ended with `RUN_ERROR`.
@@ -109,14 +112,21 @@ impl Failure {
 /// The events of one run, in protocol order, produced as the stream is polled.
 pub fn run_events(rt: Arc<Runtime>, req: RunRequest) -> impl Stream<Item = Event> + Send + 'static {
     let (tx, rx) = mpsc::channel::<Event>(16);
+    let mut trace = req.trace.clone();
+    let mut otel = rt.telemetry.span("agent.run", SpanKind::Server, &mut trace);
+    otel.attrs([
+        ("agui.run_id", req.input.run_id.clone()),
+        ("agui.thread_id", req.input.thread_id.clone()),
+        ("palisade.principal", req.caller.principal.clone()),
+    ]);
     let span = tracing::info_span!(
         "run",
         run.id = %req.input.run_id,
         thread.id = %req.input.thread_id,
-        trace_id = req.trace_id.as_deref().unwrap_or(""),
+        trace_id = %trace.trace_id,
         principal = %req.caller.principal,
     );
-    let driver = drive(rt, req, tx).instrument(span);
+    let driver = drive(rt, req, trace, otel, tx).instrument(span);
     let driver = futures::stream::once(driver).filter_map(|()| async { None });
     futures::stream::select(rx, driver)
 }
@@ -180,7 +190,13 @@ impl Drop for RunState {
     }
 }
 
-async fn drive(rt: Arc<Runtime>, req: RunRequest, tx: mpsc::Sender<Event>) {
+async fn drive(
+    rt: Arc<Runtime>,
+    req: RunRequest,
+    trace: TraceContext,
+    mut otel: RunSpan,
+    tx: mpsc::Sender<Event>,
+) {
     let input = req.input;
     let principal = (!req.caller.principal.is_empty()).then(|| req.caller.principal.clone());
     rt.metrics.run_started();
@@ -207,7 +223,7 @@ async fn drive(rt: Arc<Runtime>, req: RunRequest, tx: mpsc::Sender<Event>) {
     }
     let ctx = ToolContext {
         caller: req.caller,
-        traceparent: req.traceparent,
+        traceparent: Some(trace.traceparent()),
         run_id: input.run_id.clone(),
     };
     let toolbox = rt.catalog.toolbox(&ctx).await;
@@ -226,6 +242,7 @@ async fn drive(rt: Arc<Runtime>, req: RunRequest, tx: mpsc::Sender<Event>) {
         specs,
         frontend,
         ctx,
+        trace,
         iterations: 0,
     };
     let mut conv = from_agui(&input.messages);
@@ -242,6 +259,7 @@ async fn drive(rt: Arc<Runtime>, req: RunRequest, tx: mpsc::Sender<Event>) {
         }
         Err(f) => {
             tracing::warn!(code = f.code, message = %f.message, "run failed");
+            otel.error(&f.message);
             st.record.error = Some(format!("{}: {}", f.code, f.message));
             st.emit(Event::RunError {
                 message: f.message,
@@ -260,6 +278,8 @@ struct Agent<'a> {
     specs: Vec<ToolSpec>,
     frontend: BTreeSet<String>,
     ctx: ToolContext,
+    /// The run span's context: the parent of turn and tool spans.
+    trace: TraceContext,
     iterations: u32,
 }
 
@@ -329,10 +349,17 @@ impl Agent<'_> {
     /// One model turn: streams its text as a text message, collects its tool calls.
     async fn turn(&self, conv: &[ChatMessage], st: &mut RunState) -> Result<Turn, Failure> {
         let metrics = &self.rt.metrics;
+        let mut span_trace = self.trace.clone();
+        let mut span = self
+            .rt
+            .telemetry
+            .span("model.turn", SpanKind::Client, &mut span_trace);
+        span.attrs([("gen_ai.request.model", self.rt.model.name().to_owned())]);
         let mut chunks = match self.rt.model.turn(conv, &self.specs).await {
             Ok(chunks) => chunks,
             Err(e) => {
                 metrics.model_turn(false);
+                span.error(&e.to_string());
                 return Err(Failure::model(&e));
             }
         };
@@ -367,6 +394,7 @@ impl Agent<'_> {
                         st.emit(Event::TextMessageEnd { message_id }).await;
                     }
                     metrics.model_turn(false);
+                    span.error(&e.to_string());
                     return Err(Failure::model(&e));
                 }
             }
@@ -408,10 +436,24 @@ impl Agent<'_> {
         st: &mut RunState,
     ) {
         self.announce_call(call, parent, st).await;
+        // The tool's span is the parent named on its MCP / A2A requests.
+        let mut span_trace = self.trace.clone();
+        let mut span = self
+            .rt
+            .telemetry
+            .span("tool.call", SpanKind::Client, &mut span_trace);
+        span.attrs([("tool.name", call.name.clone())]);
+        let ctx = ToolContext {
+            traceparent: Some(span_trace.traceparent()),
+            ..self.ctx.clone()
+        };
         let result = self
             .toolbox
-            .call(&call.name, &call.arguments, &self.ctx, &self.rt.metrics)
+            .call(&call.name, &call.arguments, &ctx, &self.rt.metrics)
             .await;
+        if let Err(e) = &result {
+            span.error(&e.0);
+        }
         let (content, ok, err) = match result {
             Ok(text) => (text.clone(), Some(text), None),
             Err(e) => {

@@ -1,37 +1,43 @@
 //! W3C trace context: the orchestrator joins the trace the proxy started.
 //!
 //! The proxy sends `traceparent: 00-<trace id>-<its span id>-<flags>`. A run keeps the trace id
-//! (it is a field of the run's log span) and sends a child `traceparent` — same trace id, a
-//! new span id — on every outgoing call (model, MCP, A2A), so the hops line up in one trace.
+//! (it is a field of the run's log span), opens its spans under the proxy's span (see
+//! [`crate::otel`]) and sends a child `traceparent` — same trace id, its own span id — on every
+//! outgoing MCP and A2A call, so the hops line up in one trace.
 
 /// A parsed `traceparent`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     /// 32 lowercase hex digits.
     pub trace_id: String,
-    /// 16 lowercase hex digits: this hop's span.
+    /// 16 lowercase hex digits: the current span (the proxy's, until a run span replaces it;
+    /// all zeros when the request started a new trace).
     pub span_id: String,
     /// Trace flags (`01` = sampled).
     pub flags: String,
 }
 
 impl TraceContext {
-    /// Continues `header` when it is a valid version-00 `traceparent`, with a new span id;
-    /// otherwise starts a new trace.
-    pub fn continue_or_start(header: Option<&str>) -> Self {
-        let new_span = || uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+    /// The caller's context when `header` is a valid version-00 `traceparent`; otherwise a new
+    /// trace with no parent span.
+    pub fn from_header(header: Option<&str>) -> Self {
         match header.and_then(parse) {
-            Some((trace_id, flags)) => Self {
+            Some((trace_id, span_id, flags)) => Self {
                 trace_id,
-                span_id: new_span(),
+                span_id,
                 flags,
             },
             None => Self {
                 trace_id: uuid::Uuid::new_v4().simple().to_string(),
-                span_id: new_span(),
+                span_id: "0".repeat(16),
                 flags: "01".into(),
             },
         }
+    }
+
+    /// A random span id.
+    pub fn new_span_id() -> String {
+        uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
     }
 
     /// The `traceparent` naming this hop as the parent.
@@ -46,8 +52,8 @@ fn is_hex(s: &str, len: usize) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// `(trace id, flags)` of a valid `traceparent`.
-fn parse(header: &str) -> Option<(String, String)> {
+/// `(trace id, span id, flags)` of a valid `traceparent`.
+fn parse(header: &str) -> Option<(String, String, String)> {
     let mut parts = header.trim().split('-');
     let (version, trace, span, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -58,7 +64,7 @@ fn parse(header: &str) -> Option<(String, String)> {
         && is_hex(span, 16)
         && span != "0".repeat(16)
         && is_hex(flags, 2);
-    valid.then(|| (trace.to_owned(), flags.to_owned()))
+    valid.then(|| (trace.to_owned(), span.to_owned(), flags.to_owned()))
 }
 
 #[cfg(test)]
@@ -66,14 +72,16 @@ mod tests {
     use super::TraceContext;
 
     #[test]
-    fn continues_a_valid_trace_with_a_new_span() {
+    fn reads_a_valid_trace_context() {
         let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let t = TraceContext::continue_or_start(Some(parent));
+        let mut t = TraceContext::from_header(Some(parent));
         assert_eq!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-        assert_ne!(t.span_id, "00f067aa0ba902b7");
+        assert_eq!(t.span_id, "00f067aa0ba902b7");
+        assert_eq!(t.traceparent(), parent);
+        t.span_id = TraceContext::new_span_id();
         let child = t.traceparent();
         assert!(child.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-        assert!(child.ends_with("-01"));
+        assert_ne!(child, parent);
         assert_eq!(child.len(), parent.len());
     }
 
@@ -86,8 +94,9 @@ mod tests {
             Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
             Some("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"),
         ] {
-            let t = TraceContext::continue_or_start(bad);
+            let t = TraceContext::from_header(bad);
             assert_eq!(t.trace_id.len(), 32, "{bad:?}");
+            assert_eq!(t.span_id, "0000000000000000", "no parent");
             assert_ne!(t.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         }
     }

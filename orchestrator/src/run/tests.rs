@@ -27,6 +27,7 @@ fn runtime(max_iterations: u32, store: Option<Arc<dyn SessionStore>>) -> Arc<Run
         store,
         metrics: Metrics::default(),
         runs: ActiveRuns::default(),
+        telemetry: crate::otel::Telemetry::default(),
     })
 }
 
@@ -47,8 +48,7 @@ fn request(text: &str) -> RunRequest {
             roles: vec!["user".into()],
             ..Caller::default()
         },
-        traceparent: None,
-        trace_id: None,
+        trace: crate::trace::TraceContext::from_header(None),
     }
 }
 

@@ -1,0 +1,191 @@
+//! OpenTelemetry spans over OTLP/HTTP (protobuf), joined to the proxy's trace.
+//!
+//! Off unless `tracing.otlp_endpoint` is set. Each run is a server span `agent.run` whose parent is
+//! the proxy's span named in the incoming `traceparent`; model turns (`model.turn`) and tool calls
+//! (`tool.call`) are its children, and a tool call's span is the parent named in the
+//! `traceparent` sent to MCP servers and A2A agents. The provider is built per orchestrator and
+//! passed explicitly, never installed globally.
+
+use std::time::Duration;
+
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    TraceState, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::trace::{BatchConfigBuilder, SdkTracer, SdkTracerProvider};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::trace::TraceContext;
+
+/// Span export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingConfig {
+    /// OTLP/HTTP (protobuf) endpoint, e.g. `http://127.0.0.1:4318` (`/v1/traces` is appended
+    /// unless present). Default: absent (no spans exported; `traceparent` still propagates).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans. Default `palisade-orchestrator`.
+    pub service_name: String,
+    /// How often batched spans are sent, in milliseconds. Default `1000`.
+    pub export_interval_ms: u64,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "palisade-orchestrator".into(),
+            export_interval_ms: 1000,
+        }
+    }
+}
+
+/// The tracer, when export is on. Cheap to clone.
+#[derive(Clone, Debug, Default)]
+pub struct Telemetry {
+    live: Option<(SdkTracerProvider, SdkTracer)>,
+}
+
+impl Telemetry {
+    /// Starts the exporter (inside a Tokio runtime).
+    pub fn start(cfg: &TracingConfig) -> anyhow::Result<Self> {
+        let Some(endpoint) = &cfg.otlp_endpoint else {
+            return Ok(Self::default());
+        };
+        let endpoint = if endpoint.trim_end_matches('/').ends_with("/v1/traces") {
+            endpoint.clone()
+        } else {
+            format!("{}/v1/traces", endpoint.trim_end_matches('/'))
+        };
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(OtlpHttpClient(
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()?,
+            ))
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(endpoint.clone())
+            .build()?;
+        let processor =
+            opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+                exporter,
+                opentelemetry_sdk::runtime::Tokio,
+            )
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_scheduled_delay(Duration::from_millis(cfg.export_interval_ms))
+                    .build(),
+            )
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .with_resource(
+                opentelemetry_sdk::Resource::builder()
+                    .with_service_name(cfg.service_name.clone())
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer("palisade-orchestrator");
+        tracing::info!(endpoint = %endpoint, "tracing: exporting spans over OTLP/HTTP");
+        Ok(Self {
+            live: Some((provider, tracer)),
+        })
+    }
+
+    /// Flushes and stops the exporter.
+    pub fn shutdown(&self) {
+        if let Some((provider, _)) = &self.live {
+            let _ = provider.shutdown();
+        }
+    }
+
+    /// Starts a span named `name` under `parent` (the proxy's span or a run's), and points
+    /// `parent` at the new span so its `traceparent` names it. Without export, only a new span
+    /// id is drawn.
+    pub fn span(&self, name: &'static str, kind: SpanKind, parent: &mut TraceContext) -> RunSpan {
+        let Some((_, tracer)) = &self.live else {
+            parent.span_id = TraceContext::new_span_id();
+            return RunSpan(None);
+        };
+        let remote = SpanContext::new(
+            TraceId::from_hex(&parent.trace_id).unwrap_or(TraceId::INVALID),
+            SpanId::from_hex(&parent.span_id).unwrap_or(SpanId::INVALID),
+            TraceFlags::new(u8::from_str_radix(&parent.flags, 16).unwrap_or(1)),
+            true,
+            TraceState::default(),
+        );
+        let cx = if remote.is_valid() {
+            Context::new().with_remote_span_context(remote)
+        } else {
+            Context::new()
+        };
+        let span = tracer
+            .span_builder(name)
+            .with_kind(kind)
+            .start_with_context(tracer, &cx);
+        let sc = span.span_context();
+        parent.trace_id = sc.trace_id().to_string();
+        parent.span_id = sc.span_id().to_string();
+        RunSpan(Some(span))
+    }
+}
+
+/// A live span (or nothing when export is off); ends when dropped.
+pub struct RunSpan(Option<opentelemetry_sdk::trace::Span>);
+
+impl RunSpan {
+    /// Adds attributes.
+    pub fn attrs(&mut self, attrs: impl IntoIterator<Item = (&'static str, String)>) {
+        if let Some(span) = &mut self.0 {
+            for (k, v) in attrs {
+                span.set_attribute(KeyValue::new(k, v));
+            }
+        }
+    }
+
+    /// Marks the span failed.
+    pub fn error(&mut self, message: &str) {
+        if let Some(span) = &mut self.0 {
+            span.set_status(Status::error(message.to_owned()));
+        }
+    }
+}
+
+impl Drop for RunSpan {
+    fn drop(&mut self) {
+        if let Some(span) = &mut self.0 {
+            span.end();
+        }
+    }
+}
+
+/// OTLP/HTTP over reqwest (rustls), so no second HTTP stack is linked.
+#[derive(Debug)]
+struct OtlpHttpClient(reqwest::Client);
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for OtlpHttpClient {
+    async fn send_bytes(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let (parts, body) = request.into_parts();
+        let response = self
+            .0
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body)
+            .send()
+            .await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?;
+        let mut out = http::Response::builder().status(status).body(body)?;
+        *out.headers_mut() = headers;
+        Ok(out)
+    }
+}

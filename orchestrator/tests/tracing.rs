@@ -1,0 +1,125 @@
+//! OpenTelemetry: a run's spans reach an OTLP/HTTP receiver under the caller's trace (the
+//! proxy's span is the parent of `agent.run`), with model turns and tool calls as children.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::routing::post;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use palisade_orchestrator::otel::TracingConfig;
+use palisade_orchestrator::{IdentityConfig, Orchestrator, OrchestratorConfig};
+use prost::Message;
+use serde_json::json;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const PROXY_SPAN: &str = "00f067aa0ba902b7";
+
+type Spans = Arc<Mutex<Vec<Span>>>;
+
+async fn otlp_receiver() -> (String, Spans) {
+    let spans: Spans = Arc::default();
+    let sink = spans.clone();
+    let router = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                let mut sink = sink.lock().unwrap();
+                for resource in request.resource_spans {
+                    for scope in resource.scope_spans {
+                        sink.extend(scope.spans);
+                    }
+                }
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    (format!("http://{addr}"), spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_spans_continue_the_callers_trace() {
+    let (collector, spans) = otlp_receiver().await;
+    let cfg = OrchestratorConfig {
+        word_delay_ms: 0,
+        identity: IdentityConfig {
+            require_assertion: false,
+            ..IdentityConfig::default()
+        },
+        store: palisade_orchestrator::store::StoreConfig::Sqlite {
+            path: ":memory:".into(),
+        },
+        tracing: TracingConfig {
+            otlp_endpoint: Some(collector),
+            export_interval_ms: 50,
+            ..TracingConfig::default()
+        },
+        ..OrchestratorConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+
+    let body = reqwest::Client::new()
+        .post(format!("http://{addr}/agent"))
+        .header("traceparent", format!("00-{TRACE}-{PROXY_SPAN}-01"))
+        .json(&json!({"threadId": "t", "runId": "r-traced",
+            "messages": [{"id": "u", "role": "user", "content": "use calculator 1/0"}]}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.contains("RUN_FINISHED"), "{body}");
+
+    // Two model turns and one tool call under the run span.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let got = loop {
+        let got: Vec<Span> = spans.lock().unwrap().clone();
+        if got.len() >= 4 || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let named = |name: &str| -> Vec<&Span> { got.iter().filter(|s| s.name == name).collect() };
+    let run = named("agent.run");
+    assert_eq!(
+        run.len(),
+        1,
+        "{:?}",
+        got.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let run = run[0];
+    assert_eq!(hex(&run.trace_id), TRACE);
+    assert_eq!(
+        hex(&run.parent_span_id),
+        PROXY_SPAN,
+        "the proxy's span is the parent"
+    );
+    let turns = named("model.turn");
+    let tools = named("tool.call");
+    assert_eq!(turns.len(), 2);
+    assert_eq!(tools.len(), 1);
+    for child in turns.iter().chain(&tools) {
+        assert_eq!(hex(&child.trace_id), TRACE);
+        assert_eq!(child.parent_span_id, run.span_id);
+    }
+    // The failed tool call is marked as an error.
+    let status = tools[0].status.as_ref().unwrap();
+    assert_eq!(status.code, 2, "STATUS_CODE_ERROR");
+    assert!(status.message.contains("division by zero"));
+}
