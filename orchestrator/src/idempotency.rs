@@ -2,7 +2,8 @@
 //! repeat within the TTL learns that run's id instead of starting another.
 //!
 //! Two backends behind [`IdempotencyStore`]: [`InProcess`] (the embedded default; one replica)
-//! and [`RedisIdempotency`] (`SET key run_id NX PX ttl`, shared by all replicas). Keys are
+//! and [`RedisIdempotency`] (`SET key run_id NX PX ttl` in a standalone Redis or a Redis
+//! Cluster, shared by all replicas). Keys are
 //! scoped to the caller with [`scoped_key`], so two principals using the same key never see each
 //! other's runs.
 //!
@@ -34,6 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +57,9 @@ pub enum IdempotencyError {
     /// Redis refused, failed or is unreachable.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Both `redis_url` and `redis_cluster` are set.
+    #[error("idempotency: set at most one of `redis_url` and `redis_cluster`")]
+    Config,
 }
 
 /// Idempotency keys with a TTL.
@@ -80,8 +85,11 @@ pub struct IdempotencyConfig {
     /// How long a key stays claimed, in seconds. Default `86400` (24 hours).
     pub ttl_seconds: u64,
     /// A standalone Redis (`redis://host:port[/db]`) shared by all replicas. Default none: keys
-    /// are kept in this process.
+    /// are kept in this process (unless `redis_cluster` is set).
     pub redis_url: Option<String>,
+    /// Seed nodes of a Redis Cluster (`redis://host:port` each) shared by all replicas, instead
+    /// of `redis_url`. Default none.
+    pub redis_cluster: Vec<String>,
     /// Prefix of the Redis keys. Default `palisade:idem:`.
     pub key_prefix: String,
 }
@@ -91,6 +99,7 @@ impl Default for IdempotencyConfig {
         Self {
             ttl_seconds: 86_400,
             redis_url: None,
+            redis_cluster: Vec::new(),
             key_prefix: "palisade:idem:".to_owned(),
         }
     }
@@ -103,12 +112,17 @@ impl IdempotencyConfig {
     }
 }
 
-/// The configured backend: Redis when `redis_url` is set (connecting lazily, so the orchestrator
-/// starts while Redis is down), in-process otherwise.
+/// The configured backend: Redis when `redis_url` or `redis_cluster` is set (connecting lazily,
+/// so the orchestrator starts while Redis is down), in-process otherwise.
 pub fn open(cfg: &IdempotencyConfig) -> Result<Arc<dyn IdempotencyStore>, IdempotencyError> {
-    Ok(match &cfg.redis_url {
-        Some(url) => Arc::new(RedisIdempotency::new(url, &cfg.key_prefix)?),
-        None => Arc::new(InProcess::default()),
+    Ok(match (&cfg.redis_url, cfg.redis_cluster.is_empty()) {
+        (Some(_), false) => return Err(IdempotencyError::Config),
+        (Some(url), true) => Arc::new(RedisIdempotency::new(url, &cfg.key_prefix)?),
+        (None, false) => Arc::new(RedisIdempotency::cluster(
+            &cfg.redis_cluster,
+            &cfg.key_prefix,
+        )?),
+        (None, true) => Arc::new(InProcess::default()),
     })
 }
 
@@ -209,11 +223,23 @@ end
 return 0
 ";
 
-/// Keys in a standalone Redis: `SET prefix+key run_id NX PX ttl`, then `GET` when taken.
+/// Keys in Redis: `SET prefix+key run_id NX PX ttl`, then `GET` when taken. Every command
+/// touches one key, so a Redis Cluster serves them like a standalone server.
 pub struct RedisIdempotency {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
-    release: redis::Script,
+}
+
+/// A standalone connection (reconnects by itself) or a cluster connection made on first use.
+enum RedisConn {
+    Standalone(ConnectionManager),
+    Cluster(Box<ClusterSlot>),
+}
+
+/// The cluster client and its connection, made once on first use.
+struct ClusterSlot {
+    client: redis::cluster::ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
 }
 
 impl std::fmt::Debug for RedisIdempotency {
@@ -224,18 +250,61 @@ impl std::fmt::Debug for RedisIdempotency {
     }
 }
 
+/// The time limit of connecting and of each command.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl RedisIdempotency {
-    /// A client for `url`; it connects on first use and reconnects after failures.
+    /// A client for the standalone Redis at `url`; it connects on first use and reconnects after
+    /// failures.
     pub fn new(url: &str, prefix: &str) -> Result<Self, IdempotencyError> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_connection_timeout(Some(REDIS_TIMEOUT))
+            .set_response_timeout(Some(REDIS_TIMEOUT))
             .set_number_of_retries(1);
-        Ok(Self {
-            conn: ConnectionManager::new_lazy_with_config(client, config)?,
+        Ok(Self::with(
+            RedisConn::Standalone(ConnectionManager::new_lazy_with_config(client, config)?),
+            prefix,
+        ))
+    }
+
+    /// A client for the Redis Cluster seeded by `nodes`; it connects on first use.
+    pub fn cluster(nodes: &[String], prefix: &str) -> Result<Self, IdempotencyError> {
+        let client = redis::cluster::ClusterClientBuilder::new(nodes.to_vec())
+            .connection_timeout(REDIS_TIMEOUT)
+            .response_timeout(REDIS_TIMEOUT)
+            .retries(1)
+            .build()?;
+        Ok(Self::with(
+            RedisConn::Cluster(Box::new(ClusterSlot {
+                client,
+                conn: tokio::sync::OnceCell::new(),
+            })),
+            prefix,
+        ))
+    }
+
+    fn with(conn: RedisConn, prefix: &str) -> Self {
+        Self {
+            conn,
             prefix: prefix.to_owned(),
-            release: redis::Script::new(RELEASE),
+        }
+    }
+
+    /// Runs `cmd` on whichever connection this is.
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, IdempotencyError> {
+        Ok(match &self.conn {
+            RedisConn::Standalone(conn) => cmd.query_async(&mut conn.clone()).await?,
+            RedisConn::Cluster(slot) => {
+                let conn = slot
+                    .conn
+                    .get_or_try_init(|| slot.client.get_async_connection())
+                    .await?;
+                cmd.query_async(&mut conn.clone()).await?
+            }
         })
     }
 }
@@ -250,22 +319,17 @@ impl IdempotencyStore for RedisIdempotency {
     ) -> Result<Claim, IdempotencyError> {
         let key = format!("{}{key}", self.prefix);
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let mut conn = self.conn.clone();
-        // The key can expire between a refused SET and the GET; then claim again (twice at most
-        // in practice; bounded anyway).
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(run_id).arg("NX").arg("PX").arg(ttl_ms);
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
+        // The key can expire between a refused SET and the GET; then claim again (bounded).
         for _ in 0..3 {
-            let set: Option<String> = redis::cmd("SET")
-                .arg(&key)
-                .arg(run_id)
-                .arg("NX")
-                .arg("PX")
-                .arg(ttl_ms)
-                .query_async(&mut conn)
-                .await?;
-            if set.is_some() {
+            let taken: Option<String> = self.query(&set).await?;
+            if taken.is_some() {
                 return Ok(Claim::New);
             }
-            let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            let holder: Option<String> = self.query(&get).await?;
             if let Some(run_id) = holder {
                 return Ok(Claim::Existing { run_id });
             }
@@ -277,13 +341,13 @@ impl IdempotencyStore for RedisIdempotency {
     }
 
     async fn release(&self, key: &str, run_id: &str) -> Result<(), IdempotencyError> {
-        let mut conn = self.conn.clone();
-        let _: i64 = self
-            .release
-            .key(format!("{}{key}", self.prefix))
-            .arg(run_id)
-            .invoke_async(&mut conn)
-            .await?;
+        // EVAL (not EVALSHA): one round trip, and no NOSCRIPT retry on a fresh node.
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(RELEASE)
+            .arg(1)
+            .arg(format!("{}{key}", self.prefix))
+            .arg(run_id);
+        let _: i64 = self.query(&eval).await?;
         Ok(())
     }
 }

@@ -211,30 +211,36 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn thread(&self, thread_id: &str) -> Result<Option<ThreadRecord>, StoreError>;
 }
 
-/// Where sessions are kept.
+/// Where sessions are kept: `{backend: sqlite, path: …}` (the default) or
+/// `{backend: postgres, url: …}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "backend", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StoreConfig {
-    /// An embedded SQLite database file, created if missing. The default, with path
-    /// `palisade-orchestrator.db` (relative to the working directory). `":memory:"` keeps
+    /// An embedded SQLite database file, created if missing. The default. `":memory:"` keeps
     /// sessions in memory only.
     Sqlite {
-        /// The database file. Default `palisade-orchestrator.db`.
+        /// The database file (relative to the working directory). Default
+        /// `palisade-orchestrator.db`.
+        #[serde(default = "default_sqlite_path")]
         path: PathBuf,
     },
-    /// A PostgreSQL database; the tables are created on first connect. No default.
+    /// A PostgreSQL database shared by replicas; the tables are created on first connect.
     Postgres {
         /// A libpq-style URL or key=value string, e.g.
-        /// `postgres://palisade@db.internal:5432/palisade`. TLS is not supported: use a loopback
-        /// or otherwise private link.
+        /// `postgres://palisade@db.internal:5432/palisade`. Required. TLS is not supported: use
+        /// a loopback or otherwise private link.
         url: String,
     },
+}
+
+fn default_sqlite_path() -> PathBuf {
+    PathBuf::from("palisade-orchestrator.db")
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self::Sqlite {
-            path: PathBuf::from("palisade-orchestrator.db"),
+            path: default_sqlite_path(),
         }
     }
 }
@@ -272,4 +278,40 @@ pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
 /// Reads a JSON column back.
 pub(crate) fn from_json<T: for<'de> Deserialize<'de>>(text: &str) -> Result<T, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("json column: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::StoreConfig;
+
+    fn parse(yaml: &str) -> Result<StoreConfig, serde_yaml::Error> {
+        serde_yaml::from_str(yaml)
+    }
+
+    #[test]
+    fn store_config_reads_both_backends() {
+        assert_eq!(parse("backend: sqlite").unwrap(), StoreConfig::default());
+        assert_eq!(
+            parse("{backend: sqlite, path: \":memory:\"}").unwrap(),
+            StoreConfig::Sqlite {
+                path: PathBuf::from(":memory:")
+            }
+        );
+        assert_eq!(
+            parse("{backend: postgres, url: \"host=db user=p\"}").unwrap(),
+            StoreConfig::Postgres {
+                url: "host=db user=p".into()
+            }
+        );
+        for bad in [
+            "{backend: postgres}",
+            "{backend: mysql}",
+            "{backend: sqlite, url: x}",
+            "{path: x.db}",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -19,7 +19,7 @@ async fn serves_from_a_config_file_and_stops_on_sigterm() {
     std::fs::write(
         &config,
         "listen: 127.0.0.1:1\nword_delay_ms: 1\nidentity: {require_assertion: false}\n\
-         store: !sqlite {path: \":memory:\"}\n",
+         store: {backend: sqlite, path: \":memory:\"}\n",
     )
     .unwrap();
     let mut child = Command::new(BIN)

@@ -105,3 +105,18 @@ fn scoped_keys_never_collide_across_principals() {
         scoped_key(Some("alice"), "k")
     );
 }
+
+#[test]
+fn redis_url_and_cluster_are_exclusive_and_default_is_in_process() {
+    use super::{open, IdempotencyConfig, IdempotencyError};
+    let both = IdempotencyConfig {
+        redis_url: Some("redis://127.0.0.1:1".into()),
+        redis_cluster: vec!["redis://127.0.0.1:2".into()],
+        ..IdempotencyConfig::default()
+    };
+    assert!(matches!(open(&both), Err(IdempotencyError::Config)));
+    let d = IdempotencyConfig::default();
+    assert_eq!(d.ttl(), Duration::from_secs(86_400));
+    assert_eq!(d.key_prefix, "palisade:idem:");
+    assert!(open(&d).is_ok());
+}

@@ -1,11 +1,12 @@
 //! One conformance suite for the [`SessionStore`] trait, run on a SQLite file and on a real
 //! PostgreSQL; idempotency keys in a real Redis.
 
+use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use palisade_e2e::postgres::PostgresServer;
-use palisade_e2e::redis::RedisServer;
+use palisade_e2e::redis::{free_cluster_port, redis_binary, redis_cli, RedisServer};
 use palisade_orchestrator::idempotency::{Claim, IdempotencyStore, RedisIdempotency};
 use palisade_orchestrator::store::{
     self, RunRecord, RunStatus, SessionStore, StoreConfig, ToolCallRecord,
@@ -236,4 +237,86 @@ async fn redis_idempotency_keys_are_shared_expire_and_release() {
     // Redis down: an error (the HTTP layer's 503), not a silent second run.
     redis.kill();
     assert!(a.claim("k2", "run-7", ttl).await.is_err());
+}
+
+/// A 3-master Redis Cluster on loopback (as in the rate-limit scenarios); killed on drop.
+fn redis_cluster() -> Vec<RedisServer> {
+    let nodes: Vec<RedisServer> = (0..3)
+        .map(|_| {
+            let port = free_cluster_port();
+            RedisServer::start_with(
+                port,
+                vec![
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    format!("nodes-{port}.conf"),
+                ],
+            )
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = Command::new(redis_binary("redis-cli"))
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli --cluster create runs");
+    assert!(
+        out.status.success(),
+        "cluster create failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for n in &nodes {
+        while !redis_cli(n.port, &["CLUSTER", "INFO"])
+            .unwrap_or_default()
+            .contains("cluster_state:ok")
+        {
+            assert!(Instant::now() < deadline, "cluster never became ok");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    nodes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_idempotency_keys_spread_over_slots() {
+    let nodes = tokio::task::spawn_blocking(redis_cluster).await.unwrap();
+    let seeds: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let a = RedisIdempotency::cluster(&seeds, "test:idem:").unwrap();
+    let b = RedisIdempotency::cluster(&seeds[1..], "test:idem:").unwrap();
+    let ttl = Duration::from_secs(60);
+    // 30 keys land on all three masters; every one is claimed once and seen by the other replica.
+    for i in 0..30 {
+        let key = format!("key-{i}");
+        assert_eq!(
+            a.claim(&key, &format!("run-{i}"), ttl).await.unwrap(),
+            Claim::New
+        );
+        assert_eq!(
+            b.claim(&key, "other", ttl).await.unwrap(),
+            Claim::Existing {
+                run_id: format!("run-{i}")
+            }
+        );
+    }
+    let per_node: Vec<usize> = nodes
+        .iter()
+        .map(|n| redis_cli(n.port, &["DBSIZE"]).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(per_node.iter().sum::<usize>(), 30);
+    assert!(
+        per_node.iter().all(|&n| n > 0),
+        "keys on every master: {per_node:?}"
+    );
+    // Release runs its script on the key's node.
+    b.release("key-7", "run-7").await.unwrap();
+    assert_eq!(
+        a.claim("key-7", "run-again", ttl).await.unwrap(),
+        Claim::New
+    );
 }
