@@ -1,0 +1,92 @@
+//! `a2a-sdk` on both sides: examples/a2a-agent/agent.py (A2A 1.0, JSON-RPC) behind Palisade with
+//! the seed policies, and the SDK's client resolving the agent card through the proxy, then
+//! `SendMessage` and `SendStreamingMessage` — allowed for `user`, refused for `viewer` — with the
+//! stream's updates arriving one by one.
+
+use palisade_e2e::{closed_port, TestProxy};
+use serde_json::Value;
+
+use crate::peer::{python_client, Issuer, Peer};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2a_card_send_and_stream_through_the_proxy() {
+    // The card must name the proxy's URL, so the proxy's port is known before the agent starts:
+    // the agent gets a free port picked here.
+    let port = closed_port();
+    let issuer = Issuer::new();
+    let proxy = TestProxy::new()
+        .upstream("agent", port)
+        .route(
+            "a2a",
+            "/a2a",
+            "agent",
+            "protocol: a2a\nauthorization: {agent: assistant}\nauth: required",
+        )
+        .route_matching(
+            "agent-card",
+            "path_prefix: /.well-known/agent-card.json, methods: [GET]",
+            "agent",
+            "auth: required",
+        )
+        .top_yaml(&issuer.yaml())
+        .start();
+    let public = proxy.url("/a2a");
+    let port = port.port().to_string();
+    let _agent = Peer::example(
+        "a2a-agent/agent.py",
+        &["--port", &port, "--public-url", &public],
+    );
+    let base = proxy.url("");
+
+    let user = python_client("a2a_client.py", &[&base, &issuer.role("user")]).await;
+    assert_eq!(user["card"]["name"], "Palisade example agent", "{user}");
+    assert_eq!(user["card"]["url"], public.as_str());
+    assert_eq!(user["send"]["state"], "TASK_STATE_COMPLETED", "{user}");
+    assert_eq!(user["send"]["text"], "You said: hello");
+    let stream = &user["stream"];
+    assert_eq!(stream["state"], "TASK_STATE_COMPLETED", "{user}");
+    assert_eq!(stream["text"], "You said: streamed");
+    let kinds: Vec<&str> = stream["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "task",
+            "status_update",
+            "artifact_update",
+            "artifact_update",
+            "artifact_update",
+            "status_update"
+        ]
+    );
+    // Artifact chunks are sent 200 ms apart and arrive that way, not bunched at the end.
+    let at: Vec<f64> = serde_json::from_value(stream["at_ms"].clone()).unwrap();
+    assert!(
+        at[3] - at[2] >= 150.0 && at[4] - at[3] >= 150.0,
+        "bunched: {at:?}"
+    );
+
+    // viewer: may read the card (GET) but not send or stream (no `a2a_send`/`a2a_stream` on
+    // any agent, so the request is refused before its body is read: 403); the SDK raises it.
+    let viewer = python_client("a2a_client.py", &[&base, &issuer.role("viewer")]).await;
+    assert!(viewer["card"]["name"].is_string(), "{viewer}");
+    for call in ["send", "stream"] {
+        let got = viewer[call].as_str().unwrap_or_default();
+        assert!(
+            got.starts_with("refused") && got.contains("403"),
+            "{call}: {viewer}"
+        );
+    }
+
+    // Without a token even the card is refused.
+    let anonymous = python_client("a2a_client.py", &[&base, ""]).await;
+    let card = anonymous["card"].as_str().unwrap_or_default();
+    assert!(
+        card.starts_with("refused") && card.contains("401"),
+        "{anonymous}"
+    );
+}

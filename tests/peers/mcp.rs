@@ -1,0 +1,80 @@
+//! The `mcp` Python SDK on both sides: examples/mcp-server/server.py (Streamable HTTP, in the 2025
+//! session mode and in the stateless mode) behind Palisade with the seed policies, and the SDK's
+//! client listing tools (filtered per role), calling an allowed and a denied tool, and receiving
+//! progress notifications on an SSE response one by one (not buffered until the result).
+
+use palisade_e2e::TestProxy;
+use serde_json::{json, Value};
+
+use crate::peer::{python_client, Issuer, Peer};
+
+/// Runs the SDK client (`tests/peers/mcp_client.py`) as `role` in `mode` against `url`.
+async fn client(url: &str, token: &str, mode: &str) -> Value {
+    python_client("mcp_client.py", &[url, token, mode]).await
+}
+
+/// Starts the server with `flags`, puts Palisade in front and checks every role and client mode.
+async fn check(flags: &[&str], sse: bool) {
+    let mut args = vec!["--port", "0"];
+    args.extend_from_slice(flags);
+    let server = Peer::example("mcp-server/server.py", &args);
+    let issuer = Issuer::new();
+    let proxy = TestProxy::new()
+        .upstream("mcp", server.addr)
+        .route("mcp", "/mcp", "mcp", "protocol: mcp\nauth: required")
+        .top_yaml(&issuer.yaml())
+        .start();
+    let url = proxy.url("/mcp");
+    let stateless = flags.contains(&"--stateless");
+    for mode in ["legacy", "auto"] {
+        let what = format!("{flags:?} {mode}");
+        let user = client(&url, &issuer.role("user"), mode).await;
+        assert_eq!(user["tools"], json!(["search_docs"]), "{what}: {user}");
+        assert_eq!(user["calls"]["search_docs"], "results for cedar", "{what}");
+        assert_eq!(user["calls"]["read_file"], "refused -32003", "{what}");
+        assert_eq!(user["calls"]["write_file"], "refused -32003", "{what}");
+        if mode == "legacy" {
+            // The handshake-era client keeps the server's session id through the proxy.
+            assert_eq!(user["session"].is_string(), !stateless, "{what}: {user}");
+        }
+        if sse {
+            // Three progress notifications 200 ms apart, then the result: each one reached the
+            // client when the server sent it, not all together with the result.
+            let at: Vec<f64> = serde_json::from_value(user["progress_ms"].clone()).unwrap();
+            let result = user["result_ms"].as_f64().unwrap();
+            assert_eq!(at.len(), 3, "{what}: {user}");
+            assert!(
+                at[1] - at[0] >= 150.0 && at[2] - at[1] >= 150.0,
+                "{what}: notifications bunched: {at:?}"
+            );
+            assert!(result - at[0] >= 300.0, "{what}: {at:?} then {result}");
+        }
+
+        let dev = client(&url, &issuer.role("developer"), mode).await;
+        assert_eq!(
+            dev["tools"],
+            json!(["read_file", "search_docs"]),
+            "{what}: {dev}"
+        );
+        assert_eq!(
+            dev["calls"]["read_file"], "contents of /srv/a.txt",
+            "{what}"
+        );
+        assert_eq!(dev["calls"]["write_file"], "refused -32003", "{what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_session_mode_with_sse_responses() {
+    check(&[], true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_stateless_mode_with_sse_responses() {
+    check(&["--stateless"], true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_stateless_mode_with_json_responses() {
+    check(&["--stateless", "--json"], false).await;
+}
