@@ -286,3 +286,36 @@ async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn shutdown_lets_a_streaming_run_finish() {
+    let server = Server::start(50).await;
+    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let words = vec!["w"; 10].join(" ");
+    let mut response = reqwest::Client::new()
+        .post(server.url("/agent"))
+        .json(&run_input(
+            json!([{"id": "u", "role": "user", "content": words}]),
+        ))
+        .send()
+        .await
+        .unwrap();
+    let first = response.chunk().await.unwrap().unwrap();
+    assert!(first.starts_with(b"data: {\"type\":\"RUN_STARTED\""));
+    // Shut down mid-run (about half a second of words left): the run still completes.
+    let Server { shutdown, task, .. } = server;
+    shutdown.send(()).unwrap();
+    let mut rest = Vec::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        rest.extend_from_slice(&chunk);
+    }
+    let rest = String::from_utf8(rest).unwrap();
+    assert_eq!(rest.matches("TEXT_MESSAGE_CONTENT").count(), 10, "{rest}");
+    assert!(rest.ends_with("\"runId\":\"run-7\"}\n\n") && rest.contains("RUN_FINISHED"));
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("serve returns once the run is done")
+        .unwrap()
+        .unwrap();
+}
