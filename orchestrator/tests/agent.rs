@@ -292,7 +292,7 @@ async fn shutdown_lets_a_streaming_run_finish() {
     let server = Server::start(50).await;
     let ready = reqwest::get(server.url("/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
-    let words = vec!["w"; 10].join(" ");
+    let words = ["w"; 10].join(" ");
     let mut response = reqwest::Client::new()
         .post(server.url("/agent"))
         .json(&run_input(
