@@ -152,6 +152,13 @@ impl Orchestrator {
         tracing::info!(listen = %local, model = ?self.cfg.model.provider, "palisade-orchestrator listening");
         let draining = self.draining.clone();
         let runs = self.runs.clone();
+        // Frames are small and written one by one: without TCP_NODELAY, Nagle's algorithm
+        // holds each behind the peer's delayed ACK (~40 ms per run through the proxy).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 shutdown.await;
