@@ -1,5 +1,6 @@
 //! The `palisade` command line (see `DESIGN.md`'s command table).
 
+mod audit;
 mod keys;
 mod policy;
 mod serve;
@@ -46,6 +47,9 @@ enum Command {
     /// JWT revocation on a running proxy.
     #[command(subcommand)]
     Tokens(keys::TokensCommand),
+    /// The audit trail: verify hash chains, tail decisions.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Policy(cmd) => policy::run(cmd),
         Command::Keys(cmd) => keys::keys(cmd),
         Command::Tokens(cmd) => keys::tokens(cmd),
+        Command::Audit(cmd) => audit::run(cmd),
         Command::Config(ConfigCommand::Schema) => {
             print!("{}", crate::config::schema_json());
             ExitCode::SUCCESS

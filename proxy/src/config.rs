@@ -96,6 +96,10 @@ pub struct Config {
     pub authentication: crate::authn::AuthnSpec,
     /// Rate-limit settings (backend, tiers); the limits themselves travel on each route.
     pub rate_limits: crate::ratelimit::Settings,
+    /// Audit trail settings (sinks, queue, failure policy).
+    pub audit: crate::audit::Settings,
+    /// OpenTelemetry export; `None` when tracing is off.
+    pub tracing: Option<crate::telemetry::otel::OtelSettings>,
 }
 
 /// A validated public listener.

@@ -70,6 +70,10 @@ pub enum ProxyError {
     /// The proxy is shutting down and ended the stream at its drain deadline.
     #[error("proxy is shutting down")]
     ShuttingDown,
+    /// An audit sink is failing and `audit.on_sink_failure` is `fail_closed`: nothing is
+    /// served unaudited.
+    #[error("audit trail unavailable")]
+    AuditUnavailable,
     /// A bug or an unexpected failure inside the proxy.
     #[error("internal error")]
     Internal,
@@ -106,6 +110,7 @@ impl ProxyError {
             Self::UpstreamUnavailable => (502, "UPSTREAM_UNAVAILABLE", "upstream_unavailable"),
             Self::UpstreamTimeout => (504, "UPSTREAM_TIMEOUT", "upstream_timeout"),
             Self::ShuttingDown => (503, "SHUTTING_DOWN", "shutting_down"),
+            Self::AuditUnavailable => (503, "AUDIT_UNAVAILABLE", "audit_unavailable"),
             Self::Internal => (500, "INTERNAL", "internal"),
         };
         ErrorKind {
@@ -200,6 +205,7 @@ mod tests {
             ProxyError::UpstreamUnavailable,
             ProxyError::UpstreamTimeout,
             ProxyError::ShuttingDown,
+            ProxyError::AuditUnavailable,
             ProxyError::Internal,
         ];
         let docs = include_str!("../../docs/errors.md");

@@ -6,6 +6,7 @@
 //! `palisade` binary is [`cli::main`].
 
 pub mod admin;
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod cli;

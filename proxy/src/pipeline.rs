@@ -53,6 +53,10 @@ pub struct Stages {
     pub ratelimit: Arc<crate::ratelimit::RateLimiter>,
     /// Cedar authorization; `None` when no policy set is configured.
     pub authz: Option<Arc<crate::authz::Authz>>,
+    /// The audit trail's queue (a no-op when no sink is configured).
+    pub audit: Arc<crate::audit::Auditor>,
+    /// OpenTelemetry spans (off unless `tracing.enabled`).
+    pub tracing: Arc<crate::telemetry::otel::Tracing>,
 }
 
 /// The data plane's [`ProxyHttp`] implementation (one per listener).
@@ -86,7 +90,18 @@ impl Pipeline {
             .map(|a| a.ip());
         let req = session.req_header();
         ctx.request_id = headers::request_id(req);
-        ctx.trace = Some(TraceContext::from_request(req));
+        // The request's span continues the client's trace and names this hop upstream.
+        let mut trace = TraceContext::from_request(req);
+        ctx.span = self
+            .tracing
+            .begin(&mut trace, req.method.as_str(), req.uri.path());
+        ctx.trace = Some(trace);
+        // Under `fail_closed`, nothing is served while the audit trail cannot be written (after
+        // the ids, so the refusal's body and record carry them).
+        if self.audit.refuses() {
+            self.audit.count_refused();
+            return Err(ProxyError::AuditUnavailable);
+        }
 
         // Route before the body limit: the limit is per route.
         let host = request_host(req);
@@ -124,6 +139,7 @@ impl Pipeline {
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|tls| tls.extension.get::<ServiceIdentity>())
             .map(|id| id.0.clone());
+        let stage = ctx.span.stage("identify");
         let principal = self
             .authn
             .identify(
@@ -133,22 +149,40 @@ impl Pipeline {
                 route.auth,
             )
             .await?;
+        drop(stage);
         ctx.principal = Some(principal);
 
         // Authorize after identify (policies are about the principal) and before limits (a
         // refused request must not spend budget); request-level only — body-aware checks run
         // as the body arrives (`request_body_filter`).
-        authz::stage::authorize(
+        let mut stage = ctx.span.stage("authorize");
+        let authorized = authz::stage::authorize(
             self.authz.as_deref(),
             &self.metrics,
             session.req_header(),
             ctx,
             self.tls,
-        )?;
+        );
+        if let Some(decision) = &ctx.decision {
+            stage.attr("authz.decision", decision.verdict());
+        }
+        drop(stage);
+        authorized?;
 
         // Limit after identify and authorize: limits key on the principal, and a request refused
         // earlier must not spend its caller's budget. Async: a shared limit asks Redis.
-        ctx.ratelimit = self.ratelimit.admit(ctx, session.req_header()).await?;
+        let mut stage = ctx.span.stage("limit");
+        let admitted = self.ratelimit.admit(ctx, session.req_header()).await;
+        stage.attr(
+            "ratelimit.outcome",
+            if admitted.is_ok() {
+                "allowed"
+            } else {
+                "limited"
+            },
+        );
+        drop(stage);
+        ctx.ratelimit = admitted?;
 
         // Guardrails last among the admission stages (a refused or limited request is never
         // inspected); the body itself is inspected as it arrives (`request_body_filter`).
@@ -218,6 +252,14 @@ impl ProxyHttp for Pipeline {
             ctx.error = Some(ProxyError::PayloadTooLarge { limit });
             return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the limit");
         }
+        // Request guardrails after the size check and before body-aware authorization: they
+        // may redact the body, and authorization must decide on what is forwarded.
+        if let Err(refusal) =
+            crate::guardrails::on_request_body(&self.metrics, body, end_of_stream, ctx)
+        {
+            crate::guardrails::write_refusal(session, ctx, refusal).await?;
+            return Error::e_explain(ErrorType::HTTPStatus(400), "refused by guardrails");
+        }
         // Body-aware authorization after the size check (it holds the body, so the limit bounds
         // it): AG-UI tools, MCP tools/call, A2A methods, decided once the body is whole.
         let headers = &session.req_header().headers;
@@ -252,17 +294,10 @@ impl ProxyHttp for Pipeline {
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.total_connection_timeout = Some(up.connect_timeout);
         // An idle timeout, not a total one: streams may run for hours as long as bytes flow.
-        // Request guardrails after the size check and before body-aware authorization: they
-        // may redact the body, and authorization must decide on what is forwarded.
-        if let Err(refusal) =
-            crate::guardrails::on_request_body(&self.metrics, body, end_of_stream, ctx)
-        {
-            crate::guardrails::write_refusal(session, ctx, refusal).await?;
-            return Error::e_explain(ErrorType::HTTPStatus(400), "refused by guardrails");
-        }
         peer.options.read_timeout = Some(route.idle_timeout);
         peer.options.write_timeout = Some(route.idle_timeout);
         peer.options.idle_timeout = Some(up.pool_idle_timeout);
+        ctx.span.start_upstream();
         Ok(Box::new(peer))
     }
 
@@ -325,6 +360,7 @@ impl ProxyHttp for Pipeline {
         upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
         // A body held for authorization may shrink (AG-UI tools removed): send it chunked.
         authz::body::prepare_upstream(upstream, ctx)?;
+        crate::guardrails::prepare_upstream(upstream, ctx)?;
         if let Some(principal) = &ctx.principal {
             self.authn.forward(
                 upstream,
@@ -336,6 +372,9 @@ impl ProxyHttp for Pipeline {
         }
         if let Some(trace) = &ctx.trace {
             upstream.insert_header("traceparent", trace.traceparent())?;
+            if let Some(state) = &trace.tracestate {
+                upstream.insert_header("tracestate", state.as_str())?;
+            }
         }
         Ok(())
     }
@@ -346,6 +385,7 @@ impl ProxyHttp for Pipeline {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
+        ctx.upstream_status = Some(resp.status.as_u16());
         headers::strip_hop_by_hop_response(resp);
         resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         let is_sse = resp
@@ -357,15 +397,19 @@ impl ProxyHttp for Pipeline {
                     .to_ascii_lowercase()
                     .starts_with("text/event-stream")
             });
+        ctx.span.upstream_answered(resp.status.as_u16(), is_sse);
         // Tool filtering of AG-UI streams and MCP tools/list answers; a JSON answer may shrink.
         let content_type = resp
             .headers
-        crate::guardrails::prepare_upstream(upstream, ctx)?;
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
         if authz::stream::on_response_header(self.authz.as_deref(), ctx, is_sse, &content_type) {
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+        }
+        // Output guardrails: AG-UI / SSE event by event, MCP and A2A JSON answers held whole.
+        if crate::guardrails::stream::on_response_header(ctx, is_sse, &content_type) {
             resp.remove_header(&http::header::CONTENT_LENGTH);
         }
         // IETF rate-limit headers when configured; a response that is not a stream gives its
@@ -408,10 +452,6 @@ impl ProxyHttp for Pipeline {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        // Output guardrails: AG-UI / SSE event by event, MCP and A2A JSON answers held whole.
-        if crate::guardrails::stream::on_response_header(ctx, is_sse, &content_type) {
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-        }
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Option<Duration>> {
         if let Some(stream) = ctx.stream.as_mut() {
@@ -445,6 +485,14 @@ impl ProxyHttp for Pipeline {
                 ctx.error = Some(err);
             }
         }
+        // Output guardrails after re-framing (they read complete events) and before tool
+        // filtering; a `stop` fails the filter so pingora drops the upstream connection, and
+        // `fail_to_proxy` writes the stop's closing frames.
+        if let Err(why) =
+            crate::guardrails::stream::on_response_body(&self.metrics, body, end_of_stream, ctx)
+        {
+            return Error::e_explain(ErrorType::InternalError, why);
+        }
         // After re-framing: the filter reads only complete events.
         if let Err(why) = authz::stream::on_response_body(
             self.authz.as_deref(),
@@ -465,6 +513,13 @@ impl ProxyHttp for Pipeline {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
+        // A guardrail `stop` ended the response on purpose: write its closing frames.
+        if let Some(error_code) = crate::guardrails::stream::finish_stop(session, ctx).await {
+            return FailToProxy {
+                error_code,
+                can_reuse_downstream: false,
+            };
+        }
         let classified = respond::classify(e, ctx);
         if matches!(
             classified,
@@ -484,15 +539,10 @@ impl ProxyHttp for Pipeline {
             }
             Some(err) => {
                 let status = err.kind().status;
+                // The connection is not reused (below): say so, or a keep-alive client sends
+                // its next request into a closing socket.
+                session.set_keepalive(None);
                 if let Err(write_err) = respond::error_response(session, ctx, err).await {
-        // Output guardrails after re-framing (they read complete events) and before tool
-        // filtering; a `stop` fails the filter so pingora drops the upstream connection, and
-        // `fail_to_proxy` writes the stop's closing frames.
-        if let Err(why) =
-            crate::guardrails::stream::on_response_body(&self.metrics, body, end_of_stream, ctx)
-        {
-            return Error::e_explain(ErrorType::InternalError, why);
-        }
                     tracing::debug!(request_id = %ctx.request_id, error = %write_err, "error response not written");
                 }
                 status
@@ -513,18 +563,23 @@ impl ProxyHttp for Pipeline {
         };
         let route_arc = ctx.route.clone();
         let route = route_arc.as_ref().map_or("-", |r| r.name.as_str());
-        // A guardrail `stop` ended the response on purpose: write its closing frames.
-        if let Some(error_code) = crate::guardrails::stream::finish_stop(session, ctx).await {
-            return FailToProxy {
-                error_code,
-                can_reuse_downstream: false,
-            };
-        }
         let method = session.req_header().method.as_str();
         let status_label = session
             .response_written()
             .map_or("0", |r| r.status.as_str());
         let elapsed = ctx.started.elapsed();
+        // Built before the stream state is released below; queued after the log line.
+        let record = self.audit.is_enabled().then(|| {
+            crate::audit::AuditRecord::from_ctx(
+                ctx,
+                crate::audit::RequestLine {
+                    method,
+                    path: session.req_header().uri.path(),
+                    status,
+                    reason,
+                },
+            )
+        });
         self.metrics
             .requests
             .with_label_values(&[route, method, status_label, reason])
@@ -552,6 +607,28 @@ impl ProxyHttp for Pipeline {
             response_bytes = ctx.response_bytes,
             "request"
         );
+        let code = ctx.error.as_ref().map(|e| e.kind().code);
+        ctx.span.finish(code, || {
+            let mut attrs = vec![
+                opentelemetry::KeyValue::new("http.response.status_code", i64::from(status)),
+                opentelemetry::KeyValue::new("http.route", route.to_string()),
+                opentelemetry::KeyValue::new("palisade.request_id", ctx.request_id.clone()),
+                opentelemetry::KeyValue::new("palisade.reason", reason),
+            ];
+            if let Some(d) = &ctx.decision {
+                attrs.push(opentelemetry::KeyValue::new("authz.decision", d.verdict()));
+                attrs.push(opentelemetry::KeyValue::new(
+                    "authz.policies",
+                    d.policies.join(","),
+                ));
+            }
+            attrs
+        });
+        // Audit last, once per request (errors written by request_filter and fail_to_proxy
+        // included): into a bounded queue, never onto a sink from here.
+        if let Some(record) = record {
+            self.audit.submit(record).await;
+        }
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {

@@ -102,6 +102,15 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         .build()
         .context("starting the admin runtime")?;
 
+    // The audit writer first: a trail that cannot be opened stops the start.
+    let audit = Arc::new(
+        crate::audit::Auditor::start(&config.audit, metrics.audit.clone())
+            .context("opening the audit trail")?,
+    );
+    let tracing = Arc::new(
+        crate::telemetry::otel::Tracing::start(config.tracing.as_ref(), aux.handle())
+            .context("starting the OTLP exporter")?,
+    );
     let authn = Arc::new(Authenticator::new(&config.authentication).context("authentication")?);
     aux.spawn(authn.clone().run_background());
     let readiness_authn = authn.clone();
@@ -153,6 +162,8 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         lifecycle: lifecycle.clone(),
         authn: authn.clone(),
         authz: config.authz.clone(),
+        audit: audit.clone(),
+        tracing: tracing.clone(),
         // One limiter for every listener: counters and stream slots are per process. Built
         // inside the aux runtime: the Redis connection's I/O task lives there.
         ratelimit: Arc::new({
@@ -180,6 +191,8 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         drain_timeout: config.drain_timeout,
         aux: aux.handle().clone(),
         drained: Arc::new(drained_tx),
+        audit,
+        tracing,
     };
     std::thread::Builder::new()
         .name("palisade-server".into())
@@ -277,6 +290,8 @@ struct Signals {
     drain_timeout: Duration,
     aux: tokio::runtime::Handle,
     drained: Arc<watch::Sender<bool>>,
+    audit: Arc<crate::audit::Auditor>,
+    tracing: Arc<crate::telemetry::otel::Tracing>,
 }
 
 #[async_trait]
@@ -312,12 +327,19 @@ impl ShutdownSignalWatch for Signals {
         self.lifecycle.start_drain();
         let lifecycle = self.lifecycle.clone();
         let drained = self.drained.clone();
+        let audit = self.audit.clone();
+        let tracing = self.tracing.clone();
         let deadline = Instant::now() + self.drain_timeout;
         self.aux.spawn(async move {
             // Give pingora a moment to close its listeners before counting what is left.
             tokio::time::sleep(Duration::from_millis(50)).await;
             let ended = lifecycle.drain(deadline, Duration::from_secs(1)).await;
             tracing::info!(streams_ended = ended, "shutdown: drained");
+            // Every finished request queued its record before leaving; write them all out
+            // before the process may exit.
+            audit.flush().await;
+            // The exporter's flush blocks on its batch task, which runs on this runtime.
+            let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
             let _ = drained.send(true);
         });
         ShutdownSignal::GracefulTerminate

@@ -1,9 +1,12 @@
-//! Observability: Prometheus metrics and structured logs.
+//! Observability: Prometheus metrics, structured logs, OpenTelemetry traces ([`otel`]).
 //!
 //! Metrics are created against a [`prometheus::Registry`] passed in explicitly (never the global
 //! one), so two proxies in one test process do not share counters.
 
+pub mod audit;
 pub mod logging;
 pub mod metrics;
+pub mod otel;
+pub mod spec;
 
 pub use metrics::Metrics;

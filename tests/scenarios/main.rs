@@ -2,12 +2,13 @@
 //! port 0. One test binary, one module per concern.
 
 mod admin;
+mod audit;
 mod authn;
 mod authz;
 mod errors;
 mod forwarding;
-mod h2;
 mod guardrails;
+mod h2;
 mod oidc;
 mod oidc_harness;
 mod orchestrator;
@@ -15,3 +16,4 @@ mod orchestrator_state;
 mod ratelimit;
 mod shutdown;
 mod streaming;
+mod tracing;

@@ -28,6 +28,8 @@ const ROOTS: &[&str] = &[
     "routes",
     "embedded_orchestrator",
     "rate_limits",
+    "audit",
+    "tracing",
 ];
 
 /// Applies every override in `vars` to `root`; returns one error per variable it could not apply.

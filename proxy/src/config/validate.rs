@@ -107,6 +107,12 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
     let routes = routes(&spec, &upstreams, &rate_limits, &guardrails, &mut errors);
 
     crate::authn::validate_spec(&spec.authentication, &mut errors.0);
+    let audit = crate::audit::validate(&spec.audit, &mut errors.0);
+    let tracing = crate::telemetry::otel::validate(
+        &spec.tracing,
+        |name| std::env::var(name).ok(),
+        &mut errors.0,
+    );
 
     // Policies after routes: every set's schema must support the actions the routes use.
     let targets = routes
@@ -144,6 +150,8 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         authz,
         authentication: spec.authentication,
         rate_limits: rate_limits.settings,
+        audit,
+        tracing,
     })
 }
 
@@ -189,6 +197,7 @@ fn routes(
     spec: &ConfigSpec,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
     rate_limits: &crate::ratelimit::policy::Validated,
+    guardrails: &crate::guardrails::RuleSets,
     errors: &mut Errors,
 ) -> Vec<Route> {
     let mut names = HashSet::new();
@@ -197,7 +206,6 @@ fn routes(
         let at = format!("routes[{i}]");
         let name_ok = !r.name.is_empty()
             && r.name
-    guardrails: &crate::guardrails::RuleSets,
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
         if !name_ok {
@@ -256,6 +264,13 @@ fn routes(
                     }
                     Default::default()
                 });
+        let route_guardrails = crate::guardrails::route_rule_set(
+            guardrails,
+            &spec.guardrails,
+            r.guardrails.as_ref(),
+            &at,
+            &mut errors.0,
+        );
         let Some(upstream) = upstreams.get(&r.upstream) else {
             if !spec.upstreams.contains_key(&r.upstream) {
                 errors.push(
@@ -264,13 +279,6 @@ fn routes(
                 );
             }
             continue;
-        let route_guardrails = crate::guardrails::route_rule_set(
-            guardrails,
-            &spec.guardrails,
-            r.guardrails.as_ref(),
-            &at,
-            &mut errors.0,
-        );
         };
         out.push(Route {
             name: r.name.clone(),
@@ -287,8 +295,8 @@ fn routes(
             auth: r.auth,
             forward_credentials: r.forward_credentials,
             rate_limits: Arc::new(route_limits),
+            guardrails: route_guardrails,
         });
     }
     out
 }
-            guardrails: route_guardrails,

@@ -18,6 +18,8 @@ pub struct RequestCtx {
     pub request_id: String,
     /// W3C trace context of this hop.
     pub trace: Option<TraceContext>,
+    /// This request's OpenTelemetry spans (empty when tracing is off).
+    pub span: crate::telemetry::otel::RequestSpan,
     /// When the request arrived.
     pub started: Instant,
     /// The matched route, once routing ran.
@@ -34,6 +36,8 @@ pub struct RequestCtx {
     pub response_bytes: u64,
     /// The upstream socket and its peer, once connected.
     pub upstream_socket: Option<(RawFd, SocketAddr)>,
+    /// The upstream response's status, once its header arrived (for the audit record).
+    pub upstream_status: Option<u16>,
     /// Set when the response is an SSE stream.
     pub stream: Option<StreamCtx>,
     /// The request-level authorization decision (the enforcing policy set's), for audit and
@@ -47,12 +51,12 @@ pub struct RequestCtx {
     /// What the guardrails found (rule ids, locations, actions; never content), for metrics
     /// and the audit record.
     pub guardrails: crate::guardrails::Findings,
+    /// Guardrail working state: the held request body, the response filter, a pending stop.
+    pub guardrail_state: crate::guardrails::Exchange,
     _in_flight: InFlight,
 }
 
 /// State of a relayed SSE response.
-    /// Guardrail working state: the held request body, the response filter, a pending stop.
-    pub guardrail_state: crate::guardrails::Exchange,
 pub struct StreamCtx {
     /// The re-framing relay.
     pub relay: SseRelay,
@@ -72,6 +76,7 @@ impl RequestCtx {
         Self {
             request_id: String::new(),
             trace: None,
+            span: Default::default(),
             started: Instant::now(),
             route: None,
             principal: None,
@@ -80,18 +85,19 @@ impl RequestCtx {
             request_bytes: 0,
             response_bytes: 0,
             upstream_socket: None,
+            upstream_status: None,
             stream: None,
             decision: None,
             authz: Default::default(),
             ratelimit: Default::default(),
             guardrails: Default::default(),
+            guardrail_state: Default::default(),
             _in_flight: in_flight,
         }
     }
 
     /// The route name for metrics and logs (`-` before routing).
     pub fn route_name(&self) -> &str {
-            guardrail_state: Default::default(),
         self.route.as_ref().map_or("-", |r| r.name.as_str())
     }
 

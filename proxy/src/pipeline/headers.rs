@@ -97,28 +97,48 @@ pub struct TraceContext {
     pub span_id: String,
     /// Trace flags (`01` = sampled).
     pub flags: String,
+    /// The client's span id from its `traceparent` (the parent of this hop's span).
+    pub parent_span_id: Option<String>,
+    /// The client's `tracestate`, forwarded upstream unchanged.
+    pub tracestate: Option<String>,
 }
 
 impl TraceContext {
     /// Continues the client's `traceparent` when valid, else starts a new trace.
     pub fn from_request(req: &RequestHeader) -> Self {
         let span_id = random_hex(8);
-        if let Some((trace_id, flags)) = req
+        if let Some((trace_id, parent, flags)) = req
             .headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_traceparent)
         {
+            // W3C: tracestate is only meaningful beside a valid traceparent; several header
+            // lines are one comma-joined list.
+            let states: Vec<&str> = req
+                .headers
+                .get_all("tracestate")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect();
             return Self {
                 trace_id,
                 span_id,
                 flags,
+                parent_span_id: Some(parent),
+                tracestate: (!states.is_empty()
+                    && states.iter().map(|s| s.len()).sum::<usize>() <= 512)
+                    .then(|| states.join(",")),
             };
         }
         Self {
             trace_id: random_hex(16),
             span_id,
             flags: "01".into(),
+            parent_span_id: None,
+            tracestate: None,
         }
     }
 
@@ -128,7 +148,7 @@ impl TraceContext {
     }
 }
 
-fn parse_traceparent(v: &str) -> Option<(String, String)> {
+fn parse_traceparent(v: &str) -> Option<(String, String, String)> {
     let mut parts = v.trim().split('-');
     let (version, trace, parent, flags) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -141,7 +161,13 @@ fn parse_traceparent(v: &str) -> Option<(String, String)> {
         && parent.bytes().any(|b| b != b'0')
         && hex(flags, 2)
         && (version != "00" || parts.next().is_none());
-    ok.then(|| (trace.to_ascii_lowercase(), flags.to_ascii_lowercase()))
+    ok.then(|| {
+        (
+            trace.to_ascii_lowercase(),
+            parent.to_ascii_lowercase(),
+            flags.to_ascii_lowercase(),
+        )
+    })
 }
 
 fn random_hex(bytes: usize) -> String {
@@ -207,6 +233,16 @@ mod tests {
         let ctx = TraceContext::from_request(&req(&[("traceparent", t)]));
         assert_eq!(ctx.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_ne!(ctx.span_id, "00f067aa0ba902b7");
+        assert_eq!(ctx.parent_span_id.as_deref(), Some("00f067aa0ba902b7"));
+        let with_state = TraceContext::from_request(&req(&[
+            ("traceparent", t),
+            ("tracestate", "congo=t61rcWkgMzE"),
+            ("tracestate", "rojo=00f067aa0ba902b7"),
+        ]));
+        assert_eq!(
+            with_state.tracestate.as_deref(),
+            Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
+        );
         assert!(ctx
             .traceparent()
             .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub authz_duration: Histogram,
     /// `palisade_policy_reloads_total{result}`: policy reloads, `success` or `failure`.
     pub policy_reloads: IntCounterVec,
+    /// Audit delivery: records per sink, queue depth, drops, sink errors.
+    pub audit: super::audit::AuditMetrics,
 }
 
 impl Metrics {
@@ -173,8 +175,6 @@ impl Metrics {
         registry.register(Box::new(ratelimit_decisions.clone()))?;
         registry.register(Box::new(ratelimit_backend_errors.clone()))?;
         registry.register(Box::new(ratelimit_fallbacks.clone()))?;
-        Ok(Self {
-            by_route: Default::default(),
         let guardrail_findings = IntCounterVec::new(
             Opts::new(
                 "palisade_guardrail_findings_total",
@@ -183,6 +183,10 @@ impl Metrics {
             &["rule", "action"],
         )?;
         registry.register(Box::new(guardrail_findings.clone()))?;
+        let audit = super::audit::AuditMetrics::new(&registry)?;
+        Ok(Self {
+            audit,
+            by_route: Default::default(),
             registry,
             requests,
             request_duration,
@@ -195,11 +199,11 @@ impl Metrics {
             ratelimit_decisions,
             ratelimit_backend_errors,
             ratelimit_fallbacks,
+            guardrail_findings,
             authz_decisions,
             authz_duration,
             policy_reloads,
         })
-            guardrail_findings,
     }
 
     /// The route-labelled metrics of `route` (`-` for requests that matched no route).

@@ -1,0 +1,266 @@
+//! [`AuditRecord`]: what one request leaves behind — a typed struct, not a log line.
+//!
+//! Built once per request in the pipeline's `logging` phase by [`AuditRecord::from_ctx`], from
+//! what the stages left in the [`RequestCtx`]. Guardrail findings carry rule ids, locations and
+//! actions only, never the matched content. The writer fills the chain fields (`seq`,
+//! `prev_hash`, `hash`; see [`super::chain`]) when it writes the record.
+
+use serde::Serialize;
+
+use crate::authz::Decision;
+use crate::error::ProxyError;
+use crate::pipeline::context::RequestCtx;
+
+/// One request's audit record.
+///
+/// Fields are declared in byte order of their names (and so are the nested structs'), so
+/// `serde_json::to_string` writes the canonical form the hash chain is defined over directly; a
+/// unit test keeps it that way.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    /// The Cedar action of the request-level decision, e.g. `Action::"run_agent"`.
+    pub action: Option<String>,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// The TCP peer's address.
+    pub client_ip: Option<String>,
+    /// The request-level authorization decision; `None` when authorization is off or did not run.
+    pub decision: Option<AuditDecision>,
+    /// From accept to the end of the response, in milliseconds.
+    pub duration_ms: f64,
+    /// The documented error code when the proxy refused or failed the request.
+    pub error_code: Option<&'static str>,
+    /// Guardrail findings: rule, location, action, count — never the matched content.
+    pub guardrails: Vec<AuditFinding>,
+    /// SHA-256 over `prev_hash` and this record's canonical JSON without `hash` (set by the
+    /// writer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Request path (without the query string, which may carry secrets).
+    pub path: String,
+    /// The previous record's `hash` (set by the writer).
+    pub prev_hash: String,
+    /// Who called, once identification ran.
+    pub principal: Option<AuditPrincipal>,
+    /// The rate-limit stage's outcome: `passed`, `limited`, `backend_unavailable` or
+    /// `not_reached` (refused earlier).
+    pub rate_limit: &'static str,
+    /// Low-cardinality outcome: `ok`, `client_closed`, or the error's reason.
+    pub reason: &'static str,
+    /// `X-Request-Id` of the request.
+    pub request_id: String,
+    /// The Cedar resource of the request-level decision, e.g. `Agent::"agent"`.
+    pub resource: Option<String>,
+    /// The matched route's name.
+    pub route: Option<String>,
+    /// Position in the chain, from 1 (set by the writer).
+    pub seq: u64,
+    /// Status sent to the client (`0`: the client went away before a response).
+    pub status: u16,
+    /// Facts of a relayed SSE stream.
+    pub stream: Option<StreamFacts>,
+    /// When the request ended, RFC 3339 UTC with milliseconds.
+    pub timestamp: String,
+    /// Tool calls decided for this request (AG-UI tools, MCP `tools/call`, stream tool calls):
+    /// name, action and whether they were allowed.
+    pub tool_calls: Vec<ToolCall>,
+    /// W3C trace id (32 hex digits); empty when the request was never read.
+    pub trace_id: String,
+    /// Status the upstream answered with, when it answered.
+    pub upstream_status: Option<u16>,
+}
+
+/// The principal as audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditPrincipal {
+    /// `jwt`, `api_key`, `mtls`, `trusted_header` or `anonymous`.
+    pub auth_method: &'static str,
+    /// Cedar entity, e.g. `User::"https://idp|alice"`.
+    pub id: String,
+    /// Roles.
+    pub roles: Vec<String>,
+    /// Tenant id.
+    pub tenant: Option<String>,
+    /// `User`, `ApiKey`, `Service` or `Anonymous`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+/// An authorization decision as audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditDecision {
+    /// Cedar's verdict.
+    pub allowed: bool,
+    /// `enforce` or `shadow`.
+    pub mode: &'static str,
+    /// Ids of the deciding policies.
+    pub policies: Vec<String>,
+    /// The deciding set's name.
+    pub policy_set: String,
+    /// SHA-256 of the deciding set's files.
+    pub policy_set_hash: String,
+}
+
+/// A guardrail finding as audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditFinding {
+    /// `block`, `flag`, `redact` or `stop`.
+    pub action: &'static str,
+    /// Matches at this location.
+    pub count: u32,
+    /// Where it fired.
+    pub location: String,
+    /// Rule id.
+    pub rule: String,
+}
+
+/// Facts of a relayed stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StreamFacts {
+    /// Whether the drain deadline ended the stream.
+    pub ended_by_drain: bool,
+    /// SSE events relayed.
+    pub events: u64,
+}
+
+/// One tool decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToolCall {
+    /// The Cedar action, e.g. `Action::"call_tool"`.
+    pub action: String,
+    /// Whether it was allowed (or only shadow-denied).
+    pub allowed: bool,
+    /// The tool, e.g. `Tool::"search"`.
+    pub tool: String,
+}
+
+/// What the request line said, read from the session by the pipeline.
+pub struct RequestLine<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path without the query.
+    pub path: &'a str,
+    /// Status written to the client (`0` when none).
+    pub status: u16,
+    /// The outcome reason (as in `palisade_requests_total{reason}`).
+    pub reason: &'static str,
+}
+
+impl AuditRecord {
+    /// The record of the request `ctx` describes.
+    pub fn from_ctx(ctx: &RequestCtx, line: RequestLine<'_>) -> Self {
+        let decision = ctx.decision.as_ref();
+        let mut tool_calls: Vec<ToolCall> = ctx
+            .authz
+            .body_decisions
+            .iter()
+            .filter(|d| d.resource.starts_with("Tool::"))
+            .map(|d| ToolCall {
+                action: d.action.clone(),
+                tool: d.resource.clone(),
+                allowed: !d.blocks(),
+            })
+            .collect();
+        tool_calls.dedup();
+        Self {
+            seq: 0,
+            prev_hash: String::new(),
+            hash: None,
+            timestamp: crate::error::now_rfc3339(),
+            request_id: ctx.request_id.clone(),
+            trace_id: ctx.trace_id().to_string(),
+            principal: ctx.principal.as_ref().map(|p| AuditPrincipal {
+                id: format!("{}::{:?}", p.kind.entity_type(), p.id),
+                kind: p.kind.entity_type(),
+                roles: p.roles.clone(),
+                tenant: p.tenant.clone(),
+                auth_method: p.auth_method.as_str(),
+            }),
+            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+            method: line.method.to_string(),
+            path: line.path.to_string(),
+            route: ctx.route.as_ref().map(|r| r.name.clone()),
+            action: decision.map(|d| d.action.clone()),
+            resource: decision.map(|d| d.resource.clone()),
+            decision: decision.map(audit_decision),
+            rate_limit: rate_limit_outcome(ctx),
+            guardrails: ctx
+                .guardrails
+                .as_slice()
+                .iter()
+                .map(|f| AuditFinding {
+                    action: f.action.as_str(),
+                    count: f.count,
+                    location: f.location.clone(),
+                    rule: f.rule.clone(),
+                })
+                .collect(),
+            status: line.status,
+            upstream_status: ctx.upstream_status,
+            bytes_in: ctx.request_bytes,
+            bytes_out: ctx.response_bytes,
+            duration_ms: (ctx.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            stream: ctx.stream.as_ref().map(|s| StreamFacts {
+                events: s.relay.events(),
+                ended_by_drain: ctx.ended_by_drain(),
+            }),
+            tool_calls,
+            error_code: ctx.error.as_ref().map(|e| e.kind().code),
+            reason: line.reason,
+        }
+    }
+}
+
+fn audit_decision(d: &Decision) -> AuditDecision {
+    AuditDecision {
+        allowed: d.allowed,
+        mode: d.mode.as_str(),
+        policies: d.policies.clone(),
+        policy_set: d.policy_set.to_string(),
+        policy_set_hash: d.policy_set_hash.to_string(),
+    }
+}
+
+/// Where the request stood with the rate-limit stage.
+fn rate_limit_outcome(ctx: &RequestCtx) -> &'static str {
+    match &ctx.error {
+        Some(ProxyError::RateLimited { .. }) => "limited",
+        Some(ProxyError::RateLimitBackendDown) => "backend_unavailable",
+        // Refused before the limit stage ran (routing, identity, request-level policy, audit).
+        Some(
+            ProxyError::NotFound
+            | ProxyError::MethodNotAllowed { .. }
+            | ProxyError::Unauthenticated
+            | ProxyError::TokenExpired
+            | ProxyError::TokenRevoked
+            | ProxyError::AuditUnavailable,
+        ) => "not_reached",
+        Some(ProxyError::Forbidden) if ctx.decision.as_ref().is_some_and(Decision::blocks) => {
+            "not_reached"
+        }
+        Some(ProxyError::PayloadTooLarge { .. }) if ctx.principal.is_none() => "not_reached",
+        _ if ctx.route.is_none() || ctx.principal.is_none() => "not_reached",
+        _ => "passed",
+    }
+}
+
+impl AuditRecord {
+    /// Fills the chain fields from `head`, advances it, and returns the line to write: the
+    /// canonical JSON of the sealed record (see [`super::chain`]).
+    pub fn seal(&mut self, head: &mut super::chain::ChainHead) -> String {
+        self.seq = head.seq + 1;
+        self.prev_hash = std::mem::take(&mut head.hash);
+        self.hash = None;
+        // Declaration order is canonical order: no re-sorting needed.
+        let body = serde_json::to_string(&*self).unwrap_or_default();
+        let hash = super::chain::hash_text(&self.prev_hash, &body);
+        head.seq = self.seq;
+        head.hash = hash.clone();
+        self.hash = Some(hash);
+        serde_json::to_string(&*self).unwrap_or_default()
+    }
+}

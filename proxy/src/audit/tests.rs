@@ -1,0 +1,347 @@
+//! Unit tests of the hash chain, the file sink's rotation and the writer's delivery.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use super::chain::{self, BreakKind, ChainHead, VerifyError, GENESIS};
+use super::file::{chain_files, rotated_files, FileSink};
+use super::*;
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!(),
+    }
+}
+
+fn write_chain(path: &Path, n: u64) -> Vec<String> {
+    let mut head = ChainHead::default();
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            head.seal(obj(
+                json!({"request_id": format!("r{i}"), "status": 200, "b": [1, {"z": 1, "a": 2}]}),
+            ))
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+    lines
+}
+
+fn broken_at(path: &Path) -> (usize, BreakKind) {
+    match chain::verify(&[path]) {
+        Err(VerifyError::Broken(b)) => (b.line, b.kind),
+        other => panic!("expected a break, got {other:?}"),
+    }
+}
+
+#[test]
+fn canonical_json_sorts_keys_at_every_depth() {
+    let v = json!({"b": 1, "a": {"d": [3, {"y": 1, "x": 2}], "c": "é\"q"}});
+    assert_eq!(
+        chain::canonical(&v),
+        r#"{"a":{"c":"é\"q","d":[3,{"x":2,"y":1}]},"b":1}"#
+    );
+}
+
+#[test]
+fn an_intact_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let lines = write_chain(&path, 5);
+    let first: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(first["prev_hash"], GENESIS);
+    assert_eq!(first["seq"], 1);
+    let v = chain::verify(&[&path]).unwrap();
+    assert_eq!(v.records, 5);
+    assert_eq!(v.head.seq, 5);
+}
+
+#[test]
+fn verify_names_an_edited_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let mut lines = write_chain(&path, 5);
+    lines[2] = lines[2].replace("\"status\":200", "\"status\":201");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    assert_eq!(broken_at(&path), (3, BreakKind::Edited));
+}
+
+#[test]
+fn verify_names_a_deleted_inserted_or_reordered_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let lines = write_chain(&path, 6);
+
+    let mut deleted = lines.clone();
+    deleted.remove(3);
+    std::fs::write(&path, deleted.join("\n") + "\n").unwrap();
+    let (line, kind) = broken_at(&path);
+    assert_eq!(line, 4);
+    assert!(matches!(
+        kind,
+        BreakKind::OutOfSequence {
+            expected_seq: 4,
+            found_seq: 5
+        }
+    ));
+
+    let mut swapped = lines.clone();
+    swapped.swap(1, 2);
+    std::fs::write(&path, swapped.join("\n") + "\n").unwrap();
+    assert_eq!(broken_at(&path).0, 2);
+
+    let mut inserted = lines.clone();
+    inserted.insert(2, lines[4].clone());
+    std::fs::write(&path, inserted.join("\n") + "\n").unwrap();
+    assert_eq!(broken_at(&path).0, 3);
+
+    // A line forged with a correct own hash still does not link.
+    let mut head = ChainHead {
+        seq: 2,
+        hash: "f".repeat(64),
+    };
+    let mut forged = lines.clone();
+    forged[2] = head.seal(obj(json!({"request_id": "forged"})));
+    std::fs::write(&path, forged.join("\n") + "\n").unwrap();
+    assert_eq!(broken_at(&path).0, 3);
+
+    let mut garbage = lines;
+    garbage[4] = "not json".into();
+    std::fs::write(&path, garbage.join("\n") + "\n").unwrap();
+    assert!(matches!(broken_at(&path), (5, BreakKind::Malformed(_))));
+}
+
+#[test]
+fn rotation_keeps_one_chain_across_files_and_restarts_continue_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/audit.jsonl");
+    let (mut sink, mut head) = FileSink::open(&path, 400, Duration::from_secs(3600)).unwrap();
+    assert_eq!(head, ChainHead::default());
+    for i in 0..20 {
+        let line = head.seal(obj(json!({"i": i, "pad": "x".repeat(50)})));
+        sink.write(&[line], head.seq).unwrap();
+    }
+    drop(sink);
+    let rotated = rotated_files(&path).unwrap();
+    assert!(rotated.len() >= 3, "{rotated:?}");
+    // A restart continues the chain of whatever is newest.
+    let (mut sink, mut reopened) = FileSink::open(&path, 400, Duration::from_secs(3600)).unwrap();
+    assert_eq!(reopened, head);
+    let line = reopened.seal(obj(json!({"i": 20})));
+    sink.write(&[line], reopened.seq).unwrap();
+    let files = chain_files(&path).unwrap();
+    let v = chain::verify(&files).unwrap();
+    assert_eq!(v.records, 21);
+
+    // Dropping a whole middle file is caught at the next file's first line.
+    let mut gap = files.clone();
+    gap.remove(1);
+    match chain::verify(&gap) {
+        Err(VerifyError::Broken(b)) => {
+            assert_eq!(b.file, files[2]);
+            assert_eq!(b.line, 1);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn settings(dir: &Path, on_full: OnFull) -> Settings {
+    Settings {
+        file: Some(FileSettings {
+            path: dir.join("audit.jsonl"),
+            max_bytes: 1 << 30,
+            max_age: Duration::from_secs(3600),
+            fsync: FsyncPolicy::Batch,
+        }),
+        stdout: false,
+        redis: None,
+        queue_capacity: 4,
+        on_full,
+        on_sink_failure: OnSinkFailure::FailClosed,
+        batch_max: 3,
+    }
+}
+
+fn record(i: usize) -> AuditRecord {
+    AuditRecord {
+        seq: 0,
+        prev_hash: String::new(),
+        hash: None,
+        timestamp: crate::error::now_rfc3339(),
+        request_id: format!("req-{i}"),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        principal: None,
+        client_ip: Some("127.0.0.1".into()),
+        method: "GET".into(),
+        path: "/x".into(),
+        route: Some("r".into()),
+        action: None,
+        resource: None,
+        decision: None,
+        rate_limit: "passed",
+        guardrails: Vec::new(),
+        status: 200,
+        upstream_status: Some(200),
+        bytes_in: 0,
+        bytes_out: 2,
+        duration_ms: 0.5,
+        stream: None,
+        tool_calls: Vec::new(),
+        error_code: None,
+        reason: "ok",
+    }
+}
+
+fn metrics() -> crate::telemetry::audit::AuditMetrics {
+    crate::telemetry::audit::AuditMetrics::new(&prometheus::Registry::new()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_delivers_every_record_through_a_small_queue_and_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path(), OnFull::Block);
+    let m = metrics();
+    let auditor = Auditor::start(&s, m.clone()).unwrap();
+    for i in 0..500 {
+        auditor.submit(record(i)).await;
+    }
+    auditor.flush().await;
+    let path = dir.path().join("audit.jsonl");
+    let v = chain::verify(&[&path]).unwrap();
+    assert_eq!(v.records, 500);
+    assert_eq!(m.audit_records.with_label_values(&["file"]).get(), 500);
+    assert_eq!(m.audit_dropped.get(), 0);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let ids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["request_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        (0..500).map(|i| format!("req-{i}")).collect::<Vec<_>>()
+    );
+    assert!(!auditor.refuses());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_policy_counts_what_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = settings(dir.path(), OnFull::Drop);
+    let m = metrics();
+    let auditor = Auditor::start(&s, m.clone()).unwrap();
+    for i in 0..2000 {
+        auditor.submit(record(i)).await;
+    }
+    auditor.flush().await;
+    let written = chain::verify(&[dir.path().join("audit.jsonl")])
+        .unwrap()
+        .records;
+    assert_eq!(written + m.audit_dropped.get(), 2000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_closes_the_gate_under_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), OnFull::Block);
+    // /dev/full accepts the open and fails every write with ENOSPC.
+    s.file.as_mut().unwrap().path = "/dev/full".into();
+    if !Path::new("/dev/full").exists() {
+        panic!("this test needs /dev/full (Linux)");
+    }
+    let m = metrics();
+    let auditor = Auditor::start(&s, m.clone()).unwrap();
+    assert!(!auditor.refuses());
+    auditor.submit(record(1)).await;
+    auditor.flush().await;
+    assert!(auditor.refuses());
+    assert!(m.audit_sink_errors.with_label_values(&["file"]).get() >= 1);
+
+    s.on_sink_failure = OnSinkFailure::FailOpen;
+    let open = Auditor::start(&s, metrics()).unwrap();
+    open.submit(record(1)).await;
+    open.flush().await;
+    assert!(!open.refuses());
+}
+
+#[test]
+fn tmp_paths_resolve_under_the_os_temp_dir() {
+    assert_eq!(
+        resolve_path("{tmp}/palisade-dev/audit.jsonl"),
+        std::env::temp_dir().join("palisade-dev/audit.jsonl")
+    );
+    assert_eq!(resolve_path("/var/x.jsonl"), Path::new("/var/x.jsonl"));
+}
+
+#[test]
+fn validation_reports_every_bad_field() {
+    let spec: AuditSpec = serde_yaml::from_str(
+        "file: {path: '', max_bytes: 0, fsync: sometimes}\nqueue_capacity: 0\nredis: {url: 'nope'}",
+    )
+    .unwrap();
+    let mut errors = Vec::new();
+    validate(&spec, &mut errors);
+    let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "audit.queue_capacity",
+            "audit.file.path",
+            "audit.file.max_bytes",
+            "audit.file.fsync",
+            "audit.redis.url"
+        ]
+    );
+}
+
+#[test]
+fn a_sealed_record_is_canonical_json_and_verifies() {
+    let mut head = ChainHead::default();
+    let mut r = record(1);
+    r.principal = Some(record::AuditPrincipal {
+        auth_method: "jwt",
+        id: "User::\"iss|alice\"".into(),
+        roles: vec!["admin".into()],
+        tenant: Some("acme".into()),
+        kind: "User",
+    });
+    r.decision = Some(record::AuditDecision {
+        allowed: true,
+        mode: "enforce",
+        policies: vec!["p1".into()],
+        policy_set: "main".into(),
+        policy_set_hash: "ab".repeat(32),
+    });
+    r.guardrails = vec![record::AuditFinding {
+        action: "redact",
+        count: 2,
+        location: "request.messages[0].content".into(),
+        rule: "pii.email".into(),
+    }];
+    r.stream = Some(record::StreamFacts {
+        ended_by_drain: false,
+        events: 12,
+    });
+    r.tool_calls = vec![record::ToolCall {
+        action: "Action::\"call_tool\"".into(),
+        allowed: false,
+        tool: "Tool::\"rm\"".into(),
+    }];
+    let line = r.seal(&mut head);
+    // The struct's own serialization is already canonical (sorted keys at every depth).
+    let value: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(chain::canonical(&value), line);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.jsonl");
+    let second = record(2).seal(&mut head);
+    std::fs::write(&path, format!("{line}\n{second}\n")).unwrap();
+    assert_eq!(chain::verify(&[&path]).unwrap().records, 2);
+    // Guardrail findings carry ids and places, never content.
+    assert!(!line.contains("@"));
+}

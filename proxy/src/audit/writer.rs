@@ -1,0 +1,258 @@
+//! The writer: one thread that takes records from the bounded queue in batches, seals them into
+//! the hash chain, and writes every configured sink.
+//!
+//! It runs on its own thread with a small current-thread runtime, so blocking file writes and
+//! fsyncs never stall a data-plane or admin worker. Per batch: seal, write the file, fsync
+//! (policy `batch`) or schedule one (policy `every N ms`), write stdout, `XADD` to Redis. A
+//! [`Msg::Flush`] is answered once everything queued before it is written and synced — graceful
+//! shutdown waits for that before the process exits.
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::ChainHead;
+use super::file::FileSink;
+use super::redis_stream::RedisSink;
+use super::{AuditRecord, FsyncPolicy, Settings};
+use crate::telemetry::audit::AuditMetrics;
+
+/// What travels on the queue.
+pub enum Msg {
+    /// A record to write.
+    Record(Box<AuditRecord>),
+    /// Answer when everything before this message is written and synced.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The writer's sinks and chain state.
+pub struct Writer {
+    file: Option<FileSink>,
+    stdout: bool,
+    redis: Option<RedisSink>,
+    head: ChainHead,
+    fsync: FsyncPolicy,
+    batch_max: usize,
+    healthy: Arc<AtomicBool>,
+    metrics: AuditMetrics,
+    /// Lines the file sink failed to take, retried first on the next batch.
+    pending: Vec<String>,
+    pending_max: usize,
+    unsynced_since: Option<Instant>,
+}
+
+impl Writer {
+    /// Opens the sinks of `settings`; returns the writer (not running yet).
+    pub fn open(
+        settings: &Settings,
+        healthy: Arc<AtomicBool>,
+        metrics: AuditMetrics,
+    ) -> std::io::Result<Self> {
+        let (file, head) = match &settings.file {
+            Some(f) => {
+                let (sink, head) = FileSink::open(&f.path, f.max_bytes, f.max_age)?;
+                (Some(sink), head)
+            }
+            None => (None, ChainHead::default()),
+        };
+        Ok(Self {
+            file,
+            stdout: settings.stdout,
+            redis: None,
+            head,
+            fsync: settings
+                .file
+                .as_ref()
+                .map_or(FsyncPolicy::Batch, |f| f.fsync),
+            batch_max: settings.batch_max,
+            healthy,
+            metrics,
+            pending: Vec::new(),
+            pending_max: settings.queue_capacity,
+            unsynced_since: None,
+        })
+    }
+
+    /// Runs on a new thread until every sender is gone; returns the thread's handle.
+    pub fn spawn(
+        mut self,
+        settings: &Settings,
+        mut rx: mpsc::Receiver<Msg>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let redis = settings.redis.clone();
+        std::thread::Builder::new()
+            .name("palisade-audit".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit writer: no runtime; records are lost");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    if let Some(r) = redis {
+                        match RedisSink::new(&r.url, r.stream, r.maxlen, r.timeout) {
+                            Ok(sink) => self.redis = Some(sink),
+                            Err(e) => {
+                                tracing::error!(error = %e, "audit: redis sink unusable");
+                                self.sink_failed("redis");
+                            }
+                        }
+                    }
+                    self.run(&mut rx).await;
+                });
+            })
+    }
+
+    async fn run(&mut self, rx: &mut mpsc::Receiver<Msg>) {
+        let mut batch = Vec::with_capacity(self.batch_max);
+        loop {
+            let received = match self.sync_deadline() {
+                Some(deadline) => {
+                    match tokio::time::timeout_at(
+                        deadline.into(),
+                        rx.recv_many(&mut batch, self.batch_max),
+                    )
+                    .await
+                    {
+                        Ok(n) => n,
+                        Err(_) => {
+                            self.sync();
+                            continue;
+                        }
+                    }
+                }
+                None => rx.recv_many(&mut batch, self.batch_max).await,
+            };
+            if received == 0 {
+                // Every sender is gone: the proxy is stopping.
+                self.sync();
+                return;
+            }
+            self.metrics.audit_queue_depth.set(rx.len() as i64);
+            let mut lines = Vec::with_capacity(batch.len());
+            for msg in batch.drain(..) {
+                match msg {
+                    Msg::Record(mut record) => lines.push(record.seal(&mut self.head)),
+                    Msg::Flush(done) => {
+                        self.write(std::mem::take(&mut lines)).await;
+                        self.sync();
+                        let _ = done.send(());
+                    }
+                }
+            }
+            self.write(lines).await;
+            if self.fsync == FsyncPolicy::Batch {
+                self.sync();
+            }
+        }
+    }
+
+    async fn write(&mut self, lines: Vec<String>) {
+        if lines.is_empty() {
+            return;
+        }
+        let mut ok = true;
+        if let Some(file) = self.file.as_mut() {
+            let mut all = std::mem::take(&mut self.pending);
+            all.extend_from_slice(&lines);
+            match file.write(&all, self.head.seq) {
+                Ok(()) => {
+                    self.metrics
+                        .audit_records
+                        .with_label_values(&["file"])
+                        .inc_by(all.len() as u64);
+                    self.unsynced_since.get_or_insert_with(Instant::now);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, records = all.len(), "audit: file write failed");
+                    ok = false;
+                    self.metrics
+                        .audit_sink_errors
+                        .with_label_values(&["file"])
+                        .inc();
+                    // Keep them for the next batch, within bounds; beyond that they are lost.
+                    let keep = all.len().min(self.pending_max);
+                    let lost = all.len() - keep;
+                    self.metrics.audit_dropped.inc_by(lost as u64);
+                    all.truncate(keep);
+                    self.pending = all;
+                }
+            }
+        }
+        if self.stdout {
+            let mut out = std::io::stdout().lock();
+            let written = lines
+                .iter()
+                .try_for_each(|l| writeln!(out, "{l}"))
+                .and_then(|()| out.flush());
+            match written {
+                Ok(()) => self
+                    .metrics
+                    .audit_records
+                    .with_label_values(&["stdout"])
+                    .inc_by(lines.len() as u64),
+                Err(_) => {
+                    ok = false;
+                    self.metrics
+                        .audit_sink_errors
+                        .with_label_values(&["stdout"])
+                        .inc();
+                }
+            }
+        }
+        if let Some(redis) = self.redis.as_mut() {
+            match redis.write(&lines).await {
+                Ok(()) => self
+                    .metrics
+                    .audit_records
+                    .with_label_values(&["redis"])
+                    .inc_by(lines.len() as u64),
+                Err(e) => {
+                    tracing::warn!(error = %e, records = lines.len(), "audit: redis XADD failed");
+                    ok = false;
+                    self.metrics
+                        .audit_sink_errors
+                        .with_label_values(&["redis"])
+                        .inc();
+                }
+            }
+        }
+        self.healthy.store(ok, Ordering::Release);
+    }
+
+    fn sink_failed(&self, sink: &str) {
+        self.metrics
+            .audit_sink_errors
+            .with_label_values(&[sink])
+            .inc();
+        self.healthy.store(false, Ordering::Release);
+    }
+
+    /// When the `every N ms` policy owes an fsync.
+    fn sync_deadline(&self) -> Option<Instant> {
+        match self.fsync {
+            FsyncPolicy::Every(every) => self.unsynced_since.map(|since| since + every),
+            FsyncPolicy::Batch => None,
+        }
+    }
+
+    fn sync(&mut self) {
+        if self.unsynced_since.take().is_none() {
+            return;
+        }
+        if let Some(file) = self.file.as_mut() {
+            if let Err(e) = file.sync() {
+                tracing::error!(error = %e, "audit: fsync failed");
+                self.sink_failed("file");
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! `palisade audit verify FILE…` and `palisade audit tail`: check a hash chain, follow decisions.
+
+use std::io::{BufRead, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::audit::{chain, file};
+
+/// The dev config's audit file (`{tmp}/palisade-dev/audit.jsonl`).
+const DEV_AUDIT_FILE: &str = "{tmp}/palisade-dev/audit.jsonl";
+
+/// `palisade audit …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AuditCommand {
+    /// Verify the hash chain of audit files (oldest first; a directory means its active file and
+    /// rotated files in order). Exit 0 only when intact; otherwise names the first broken line.
+    Verify {
+        /// Audit files or directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print audit records as they are written (like `tail -f`), one line per request.
+    Tail {
+        /// The active audit file. Default: the dev stack's (`$TMPDIR/palisade-dev/audit.jsonl`).
+        file: Option<PathBuf>,
+        /// Only requests that were refused or failed (status >= 400 or an error code).
+        #[arg(long)]
+        denied: bool,
+        /// Print the whole JSON record instead of a summary line.
+        #[arg(long)]
+        json: bool,
+        /// How many existing records to show first.
+        #[arg(short = 'n', long, default_value_t = 10)]
+        lines: usize,
+        /// Print the existing records and exit instead of following.
+        #[arg(long)]
+        no_follow: bool,
+    },
+}
+
+/// Runs an audit command.
+pub fn run(cmd: AuditCommand) -> ExitCode {
+    match cmd {
+        AuditCommand::Verify { files } => verify(&files),
+        AuditCommand::Tail {
+            file,
+            denied,
+            json,
+            lines,
+            no_follow,
+        } => {
+            let file = file.unwrap_or_else(|| crate::audit::resolve_path(DEV_AUDIT_FILE));
+            match tail(&file, denied, json, lines, !no_follow) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("palisade audit tail: {}: {e}", file.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn verify(args: &[PathBuf]) -> ExitCode {
+    let mut files = Vec::new();
+    for arg in args {
+        if arg.is_dir() {
+            let active = std::fs::read_dir(arg)
+                .ok()
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| is_active_file(p))
+                .collect::<Vec<_>>();
+            for a in active {
+                match file::chain_files(&a) {
+                    Ok(f) => files.extend(f),
+                    Err(e) => {
+                        eprintln!("palisade audit verify: {}: {e}", a.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        } else {
+            files.push(arg.clone());
+        }
+    }
+    if files.is_empty() {
+        eprintln!("palisade audit verify: no audit files found");
+        return ExitCode::FAILURE;
+    }
+    match chain::verify(&files) {
+        Ok(v) => {
+            println!(
+                "ok: {} records in {} file(s), chain intact; last seq {}, head {}",
+                v.records,
+                files.len(),
+                v.head.seq,
+                v.head.hash
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("BROKEN: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `*.jsonl` that is not a rotated file (`<stem>.<12 digits>.jsonl`).
+fn is_active_file(p: &Path) -> bool {
+    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let Some(stem) = name.strip_suffix(".jsonl") else {
+        return false;
+    };
+    let rotated = stem
+        .rsplit_once('.')
+        .is_some_and(|(_, seq)| seq.len() == 12 && seq.bytes().all(|b| b.is_ascii_digit()));
+    !rotated
+}
+
+fn tail(path: &Path, denied: bool, json: bool, last: usize, follow: bool) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let text = {
+        let mut s = String::new();
+        f.read_to_string(&mut s)?;
+        s
+    };
+    let shown: Vec<&str> = text
+        .lines()
+        .filter(|l| keep(l, denied))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .take(last)
+        .collect();
+    for line in shown.into_iter().rev() {
+        print_line(line, json);
+    }
+    if !follow {
+        return Ok(());
+    }
+    let mut pos = text.len() as u64;
+    let mut partial = String::new();
+    loop {
+        // A rotation renames the file away: reopen the new active file from its start.
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if len < pos {
+            f = std::fs::File::open(path)?;
+            pos = 0;
+        }
+        f.seek(SeekFrom::Start(pos))?;
+        let mut reader = std::io::BufReader::new(&f);
+        let mut buf = String::new();
+        loop {
+            buf.clear();
+            let n = reader.read_line(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            pos += n as u64;
+            partial.push_str(&buf);
+            if partial.ends_with('\n') {
+                let line = std::mem::take(&mut partial);
+                if keep(line.trim_end(), denied) {
+                    print_line(line.trim_end(), json);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn keep(line: &str, denied: bool) -> bool {
+    if !denied {
+        return !line.trim().is_empty();
+    }
+    serde_json::from_str::<Value>(line).is_ok_and(|v| {
+        v["status"].as_u64().is_some_and(|s| s >= 400) || v["error_code"].is_string()
+    })
+}
+
+fn print_line(line: &str, json: bool) {
+    if json {
+        println!("{line}");
+        return;
+    }
+    let Ok(v) = serde_json::from_str::<Value>(line) else {
+        println!("{line}");
+        return;
+    };
+    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    let decision = match &v["decision"] {
+        Value::Object(d) => format!(
+            "{} {}{}",
+            if d["allowed"].as_bool() == Some(true) {
+                "allow"
+            } else {
+                "deny"
+            },
+            d["mode"].as_str().unwrap_or(""),
+            d["policies"]
+                .as_array()
+                .filter(|p| !p.is_empty())
+                .map(|p| format!(
+                    " [{}]",
+                    p.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ))
+                .unwrap_or_default()
+        ),
+        _ => "-".into(),
+    };
+    println!(
+        "{} {} {} {} {} route={} principal={} decision={} limit={} code={} req={} trace={}",
+        s("timestamp"),
+        v["status"],
+        s("method"),
+        s("path"),
+        s("reason"),
+        s("route"),
+        v["principal"]["id"].as_str().unwrap_or("-"),
+        decision,
+        s("rate_limit"),
+        v["error_code"].as_str().unwrap_or("-"),
+        s("request_id"),
+        s("trace_id"),
+    );
+}

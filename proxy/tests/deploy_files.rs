@@ -1,0 +1,162 @@
+//! The ops files under `deploy/` load, and every metric they query is one the proxy registers.
+//!
+//! Registered names are the `"palisade_…"` string literals of `proxy/src` (every metric is created
+//! from one: `Opts::new("palisade_…", …)`), cross-checked against a live registry — not a list kept
+//! here.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn literals(dir: &Path, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            literals(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for piece in text.split("\"palisade_").skip(1) {
+                if let Some(end) = piece.find('"') {
+                    let rest = &piece[..end];
+                    if !rest.is_empty()
+                        && rest
+                            .bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                    {
+                        out.insert(format!("palisade_{rest}"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every metric family the proxy registers.
+fn registered() -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    literals(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut names,
+    );
+    // Cross-check: what a fresh registry gathers (families without series are hidden) is a subset.
+    let metrics = palisade_proxy::telemetry::Metrics::new(prometheus::Registry::new()).unwrap();
+    let gathered: Vec<String> = metrics
+        .registry
+        .gather()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    assert!(gathered.len() >= 5, "{gathered:?}");
+    for name in &gathered {
+        assert!(
+            names.contains(name),
+            "{name} registered but not found in the sources"
+        );
+    }
+    names
+}
+
+/// `palisade_*` names used in `text`, with histogram suffixes folded to the family name.
+fn used(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("palisade_") {
+        let start = i + at;
+        let boundary =
+            start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
+        let mut end = start;
+        while end < bytes.len()
+            && (bytes[end].is_ascii_lowercase()
+                || bytes[end].is_ascii_digit()
+                || bytes[end] == b'_')
+        {
+            end += 1;
+        }
+        let name = &text[start..end];
+        if boundary && name.len() > "palisade_".len() {
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            out.insert(family.to_string());
+        }
+        i = end.max(start + 1);
+    }
+    out
+}
+
+#[test]
+fn alerts_are_valid_yaml_over_registered_metrics() {
+    let text = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("alerts.yml is YAML");
+    let rules = doc["groups"][0]["rules"]
+        .as_sequence()
+        .expect("groups[0].rules");
+    let names: Vec<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+    for required in [
+        "PalisadeHighErrorRate",
+        "PalisadeHighLatencyP99",
+        "PalisadeGuardrailSpike",
+        "PalisadePolicyReloadFailed",
+        "PalisadeRateLimiterRedisFallback",
+        "PalisadeAuditDrops",
+    ] {
+        assert!(names.contains(&required), "no {required} in {names:?}");
+    }
+    for rule in rules {
+        assert!(
+            rule["expr"].as_str().is_some_and(|e| !e.trim().is_empty()),
+            "{rule:?}"
+        );
+    }
+    let registered = registered();
+    let used = used(&text);
+    assert!(used.len() >= 6, "{used:?}");
+    for name in &used {
+        assert!(
+            registered.contains(name),
+            "alerts.yml uses unknown metric {name}"
+        );
+    }
+}
+
+#[test]
+fn dashboard_is_valid_json_over_registered_metrics() {
+    let text = std::fs::read_to_string(root().join("deploy/grafana/palisade.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).expect("palisade.json is JSON");
+    let panels = doc["panels"].as_array().expect("panels");
+    let exprs: Vec<&str> = panels
+        .iter()
+        .filter_map(|p| p["targets"].as_array())
+        .flatten()
+        .filter_map(|t| t["expr"].as_str())
+        .collect();
+    assert!(exprs.len() >= 15, "{} queries", exprs.len());
+    let registered = registered();
+    let used = used(&exprs.join("\n"));
+    for name in &used {
+        assert!(
+            registered.contains(name),
+            "the dashboard uses unknown metric {name}"
+        );
+    }
+    // The dashboard covers every family the proxy exports.
+    for name in &registered {
+        assert!(used.contains(name), "the dashboard shows nothing of {name}");
+    }
+}
+
+#[test]
+fn the_metrics_reference_documents_every_metric() {
+    let docs = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    for name in registered() {
+        assert!(
+            docs.contains(&format!("`{name}`")),
+            "docs/operations.md does not list {name}"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! OpenTelemetry end to end: a test OTLP/HTTP receiver (decoding the protobuf export requests)
+//! gets the request span with the client's span as parent and the stage spans as its children;
+//! the trace context reaches the upstream; logs' and error bodies' trace id is the client's.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::routing::post;
+use axum::Router;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use palisade_e2e::{error_code, eventually, upstream, Proxy, TestProxy};
+use prost::Message;
+
+const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+type Spans = Arc<Mutex<Vec<Span>>>;
+
+/// An OTLP/HTTP receiver: `POST /v1/traces` with `application/x-protobuf` bodies.
+async fn otlp_receiver() -> (SocketAddr, Spans) {
+    let spans: Spans = Arc::default();
+    let sink = spans.clone();
+    let router = Router::new().route(
+        "/v1/traces",
+        post(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                let mut sink = sink.lock().unwrap();
+                for resource in request.resource_spans {
+                    for scope in resource.scope_spans {
+                        sink.extend(scope.spans);
+                    }
+                }
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    (addr, spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn stop(proxy: Proxy) {
+    let Proxy { running } = proxy;
+    running.shutdown();
+    tokio::task::spawn_blocking(move || running.wait())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
+    let (collector, spans) = otlp_receiver().await;
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("api", "/api", "echo", "")
+        .top_yaml(&format!(
+            "tracing:\n  enabled: true\n  endpoint: http://{collector}\n  protocol: http_protobuf\n  sampling_ratio: 1.0\n"
+        ))
+        .start();
+    let client = palisade_e2e::client();
+    let traceparent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
+    let resp = client
+        .get(proxy.url("/api/x"))
+        .header("traceparent", &traceparent)
+        .header("tracestate", "vendor=abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed: serde_json::Value = resp.json().await.unwrap();
+    let upstream_parent = echoed["headers"]["traceparent"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let parts: Vec<&str> = upstream_parent.split('-').collect();
+    assert_eq!(parts[1], TRACE, "the upstream continues the client's trace");
+    assert_ne!(
+        parts[2], CLIENT_SPAN,
+        "and names the proxy's span as its parent"
+    );
+    assert_eq!(parts[3], "01");
+    assert_eq!(echoed["headers"]["tracestate"], "vendor=abc");
+
+    // A refusal's body carries the same trace id.
+    let missing = client
+        .get(proxy.url("/nowhere"))
+        .header("traceparent", &traceparent)
+        .send()
+        .await
+        .unwrap();
+    let body = missing.bytes().await.unwrap();
+    assert_eq!(error_code(&body), "NOT_FOUND");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["error"]["trace_id"], TRACE);
+
+    // Stopping flushes the exporter.
+    stop(proxy).await;
+    let spans = eventually(Duration::from_secs(10), || {
+        let spans = spans.lock().unwrap();
+        let ours: Vec<Span> = spans
+            .iter()
+            .filter(|s| hex(&s.trace_id) == TRACE)
+            .cloned()
+            .collect();
+        (ours
+            .iter()
+            .filter(|s| hex(&s.parent_span_id) == CLIENT_SPAN)
+            .count()
+            == 2)
+            .then_some(ours)
+    })
+    .await
+    .expect("two request spans (200 and 404) with the client's span as parent");
+    let request = spans
+        .iter()
+        .find(|s| hex(&s.parent_span_id) == CLIENT_SPAN && s.name.contains("/api/x"))
+        .expect("the routed request's span");
+    let request_id = hex(&request.span_id);
+    assert_eq!(parts[2], request_id, "upstream parent = the request span");
+    let attr = |span: &Span, key: &str| {
+        span.attributes
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.clone())
+            .and_then(|v| v.value)
+            .map(|v| format!("{v:?}"))
+    };
+    assert!(attr(request, "http.response.status_code").is_some_and(|v| v.contains("200")));
+    assert!(attr(request, "http.route").is_some_and(|v| v.contains("api")));
+    let children: Vec<&str> = spans
+        .iter()
+        .filter(|s| hex(&s.parent_span_id) == request_id)
+        .map(|s| s.name.as_str())
+        .collect();
+    for stage in ["identify", "authorize", "limit", "upstream"] {
+        assert!(children.contains(&stage), "no {stage} span in {children:?}");
+    }
+    let limit = spans
+        .iter()
+        .find(|s| s.name == "limit" && hex(&s.parent_span_id) == request_id)
+        .unwrap();
+    assert!(attr(limit, "ratelimit.outcome").is_some_and(|v| v.contains("allowed")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_tracing_the_client_trace_still_propagates() {
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("api", "/api", "echo", "")
+        .start();
+    let resp = palisade_e2e::client()
+        .get(proxy.url("/api"))
+        .header("traceparent", format!("00-{TRACE}-{CLIENT_SPAN}-01"))
+        .header("tracestate", "vendor=abc")
+        .send()
+        .await
+        .unwrap();
+    let echoed: serde_json::Value = resp.json().await.unwrap();
+    let upstream_parent = echoed["headers"]["traceparent"].as_str().unwrap();
+    assert!(upstream_parent.starts_with(&format!("00-{TRACE}-")));
+    assert_eq!(echoed["headers"]["tracestate"], "vendor=abc");
+}
