@@ -4,7 +4,8 @@ The model is an offline, scripted `FunctionModel`, so the example runs without a
 behaves the same every time:
 
 1. It streams a short text, then calls the backend tool `search_docs` with the user's words, and
-   also `write_file` when the user's message contains the word "write".
+   also `write_file` when the user's message contains the word "write". When the message
+   contains "leak" it instead answers with a (fake) AWS access key, to show output guardrails.
 2. After the tools return it calls every *frontend* tool the client offered (AG-UI `tools`), which
    ends the run with those calls pending for the client; when none was offered it streams a final
    answer quoting the search result.
@@ -47,8 +48,14 @@ async def scripted_model(messages: list[ModelMessage], info: AgentInfo) -> Async
     last = messages[-1]
     returns = [p for p in getattr(last, "parts", []) if isinstance(p, ToolReturnPart)]
     if not returns:
-        # Turn 1: think out loud, then call the backend tools.
         prompt = _last_user_text(messages)
+        if "leak" in prompt.lower():
+            # A model that leaks a credential (AWS's documented example key): what Palisade's
+            # output guardrails are for.
+            for chunk in ["Sure, the deploy key is ", "AKIAIOSFODNN7EXAMPLE", " - keep it safe."]:
+                yield chunk
+            return
+        # Turn 1: think out loud, then call the backend tools.
         for word in ["Let ", "me ", "look ", "that ", "up."]:
             yield word
         calls: DeltaToolCalls = {
