@@ -5,5 +5,12 @@
 
 mod a2a;
 mod agui;
+mod example_proxy;
+// Runs the `## Try it` bash blocks of EVERY examples/*/README.md (convention: examples/README.md);
+// an example directory without such a section fails `examples::every_example_is_covered`.
+mod examples;
+mod keycloak;
 mod mcp;
+mod nginx;
 mod peer;
+mod supabase;

@@ -1,0 +1,336 @@
+//! nginx in front of Palisade, with the SSE settings documented in `docs/operations.md`: the test
+//! runs the real nginx on `examples/nginx-front/nginx.conf` (only its two addresses replaced by
+//! free ports) in front of Palisade loaded from `examples/nginx-front/palisade.yaml`, and times
+//! every event from the moment the upstream emits it to the moment the client reads it.
+//!
+//! nginx comes from `PALISADE_NGINX`, else `nginx` on `PATH`, else `/usr/sbin/nginx`
+//! (`tests/run.sh` installs the Debian package); a missing nginx fails the test saying so.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use palisade_e2e::sse_client::{self, Received};
+use palisade_e2e::upstream::{self, SseScript};
+use palisade_e2e::{client, error_code};
+use palisade_proxy::server::Running;
+
+use crate::example_proxy;
+use crate::peer::workspace;
+
+/// The addresses in the example's files that the test replaces with free ports.
+const EXAMPLE_PALISADE: &str = "server 127.0.0.1:8080;";
+const EXAMPLE_LISTEN: &str = "listen 127.0.0.1:8088;";
+
+/// The nginx binary, or a panic saying how to get one.
+fn nginx_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PALISADE_NGINX") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin")])
+        .map(|dir| dir.join("nginx"))
+        .find(|p| p.is_file());
+    on_path.unwrap_or_else(|| {
+        panic!(
+            "nginx is not installed: `apt-get install nginx` (bash tests/run.sh does) or set \
+             PALISADE_NGINX to its path"
+        )
+    })
+}
+
+/// A loopback port nothing listens on right now (nginx cannot report a port it picked itself).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `examples/nginx-front/nginx.conf`.
+fn example_conf() -> String {
+    std::fs::read_to_string(workspace().join("examples/nginx-front/nginx.conf")).unwrap()
+}
+
+/// A running nginx master process with its own prefix directory; stopped on drop.
+struct Nginx {
+    child: Child,
+    /// Where nginx listens.
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// Starts nginx on `conf` with the example's addresses pointed at `palisade` and a free port.
+    fn start(conf: &str, palisade: SocketAddr) -> Nginx {
+        assert!(
+            conf.contains(EXAMPLE_PALISADE) && conf.contains(EXAMPLE_LISTEN),
+            "examples/nginx-front/nginx.conf no longer has `{EXAMPLE_PALISADE}` and \
+             `{EXAMPLE_LISTEN}`; update this test with it"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let conf = conf
+            .replace(EXAMPLE_PALISADE, &format!("server {palisade};"))
+            .replace(EXAMPLE_LISTEN, &format!("listen {addr};"));
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        // As root, nginx workers would switch to `nobody`, which cannot enter this 0700 prefix
+        // directory; keep them as the directory's owner instead.
+        let mut globals = String::from("daemon off;");
+        if std::fs::metadata(dir.path()).unwrap().uid() == 0 {
+            globals.push_str(" user root;");
+        }
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .args(["-e", "stderr", "-g", &globals])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start nginx: {e}"));
+        let mut nginx = Nginx { child, addr, dir };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            let exited = nginx.child.try_wait().unwrap();
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "nginx did not start listening on {addr} (exit: {exited:?}):\n{}",
+                nginx.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        nginx
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master stop its workers too (a SIGKILLed master would orphan them).
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Palisade from `examples/nginx-front/palisade.yaml`, on free ports, its upstream at `agent`.
+fn palisade(agent: SocketAddr) -> Running {
+    example_proxy::start(
+        "nginx-front",
+        &[(
+            "PALISADE_UPSTREAMS__ORCHESTRATOR__ADDRESS",
+            agent.to_string(),
+        )],
+    )
+}
+
+/// Streams one AG-UI run through `nginx` with a token.
+async fn run_through(nginx: &Nginx, token: &str) -> Received {
+    let resp = client()
+        .post(nginx.url("/agent"))
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"threadId":"t","runId":"r","messages":[],"tools":[],"context":[],"state":{},"forwardedProps":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", nginx.stderr());
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    sse_client::read(resp, None, Duration::from_secs(30)).await
+}
+
+/// Per payload event: how long after its emission the client read it, and whether it was read
+/// before the next one was emitted.
+fn lags(got: &Received, emitted: &[Instant]) -> Vec<(Duration, bool)> {
+    // events[0] is RUN_STARTED; payload `i` is events[1 + i].
+    emitted
+        .iter()
+        .enumerate()
+        .map(|(i, at)| {
+            let arrival = got.events[1 + i].at;
+            let before_next = emitted.get(i + 1).is_none_or(|next| arrival < *next);
+            (arrival.saturating_duration_since(*at), before_next)
+        })
+        .collect()
+}
+
+const EVENTS: usize = 20;
+const INTERVAL: Duration = Duration::from_millis(50);
+
+async fn agui_upstream() -> upstream::SseUpstream {
+    upstream::sse(SseScript {
+        count: EVENTS,
+        interval: INTERVAL,
+        agui: true,
+        ..SseScript::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_one_by_one_through_nginx_and_palisade() {
+    let up = agui_upstream().await;
+    let proxy = palisade(up.addr);
+    let token = proxy
+        .authn
+        .dev_token()
+        .expect("the example has a dev issuer");
+    let nginx = Nginx::start(&example_conf(), proxy.listeners[0]);
+
+    let got = run_through(&nginx, &token).await;
+    let types = got.types();
+    assert_eq!(types.len(), EVENTS + 2, "{types:?}");
+    assert_eq!(types.first().unwrap(), "RUN_STARTED");
+    assert_eq!(types.last().unwrap(), "RUN_FINISHED");
+    let emitted = up.emitted.lock().unwrap().clone();
+    assert_eq!(emitted.len(), EVENTS);
+    let lags = lags(&got, &emitted);
+    for (i, (lag, before_next)) in lags.iter().enumerate() {
+        assert!(
+            *before_next,
+            "event {i} was held back until event {} was emitted (lag {lag:?})",
+            i + 1
+        );
+        assert!(
+            *lag < Duration::from_millis(25),
+            "event {i} reached the client {lag:?} after it was emitted"
+        );
+    }
+    let worst = lags.iter().map(|(l, _)| *l).max().unwrap();
+    let mut sorted: Vec<Duration> = lags.iter().map(|(l, _)| *l).collect();
+    sorted.sort();
+    eprintln!(
+        "client <- nginx <- palisade <- upstream, {EVENTS} events {INTERVAL:?} apart: median lag \
+         {:?}, worst {worst:?}",
+        sorted[EVENTS / 2]
+    );
+}
+
+/// The control, showing the timing test above can fail: nginx buffering the response (and
+/// ignoring Palisade's `X-Accel-Buffering: no`) with gzip on for event streams holds the stream
+/// back until it ends. Measured with nginx 1.22 and a fast client, either setting alone still
+/// let every event through at once (gzip flushes on each chunk of an unbuffered response, and a
+/// buffered response is written out as it arrives while the client keeps up); the documented
+/// settings turn both off so neither depends on the other or on the client's speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffering_and_gzip_on_hold_the_stream_back() {
+    let conf = example_conf();
+    assert!(conf.contains("gzip off;") && conf.contains("proxy_buffering off;"));
+    let gzip = conf
+        .replace(
+            "gzip off;",
+            "gzip on; gzip_types text/event-stream; gzip_min_length 0;",
+        )
+        .replace(
+            "proxy_buffering off;",
+            "proxy_buffering on; proxy_ignore_headers X-Accel-Buffering;",
+        );
+    let up = agui_upstream().await;
+    let proxy = palisade(up.addr);
+    let token = proxy.authn.dev_token().unwrap();
+    let nginx = Nginx::start(&gzip, proxy.listeners[0]);
+
+    let mut resp = client()
+        .post(nginx.url("/agent"))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("accept-encoding", "gzip")
+        .header("content-type", "application/json")
+        .body(r#"{"threadId":"t","runId":"r","messages":[],"tools":[],"context":[],"state":{},"forwardedProps":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let mut first_bytes = None;
+    let mut total = 0;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        first_bytes.get_or_insert_with(Instant::now);
+        total += chunk.len();
+    }
+    let emitted = up.emitted.lock().unwrap().clone();
+    assert_eq!(emitted.len(), EVENTS);
+    assert!(total > 0);
+    let first_bytes = first_bytes.unwrap();
+    assert!(
+        first_bytes > emitted[EVENTS - 1],
+        "with gzip on, nothing should reach the client before the last event was emitted; the \
+         first bytes came {:?} after the first event",
+        first_bytes.saturating_duration_since(emitted[0])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn palisade_errors_pass_through_nginx_unchanged() {
+    let up = agui_upstream().await;
+    let proxy = palisade(up.addr);
+    let nginx = Nginx::start(&example_conf(), proxy.listeners[0]);
+    let resp = client()
+        .post(nginx.url("/agent"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().contains_key("www-authenticate"));
+    assert_eq!(error_code(&resp.bytes().await.unwrap()), "UNAUTHENTICATED");
+}
+
+/// The location block in `docs/operations.md` is the example's, line for line.
+#[test]
+fn documented_nginx_settings_are_the_examples() {
+    let doc = std::fs::read_to_string(workspace().join("docs/operations.md")).unwrap();
+    let block = doc
+        .split("```nginx\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("docs/operations.md has an ```nginx block");
+    let lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .map(|l| l.split('#').next().unwrap().trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let documented = lines(block);
+    let example = lines(&example_conf());
+    let found = example
+        .windows(documented.len())
+        .any(|window| window == documented.as_slice());
+    assert!(
+        found,
+        "docs/operations.md's nginx block is not a part of examples/nginx-front/nginx.conf:\n{}",
+        documented.join("\n")
+    );
+    for setting in ["proxy_buffering off;", "proxy_http_version 1.1;"] {
+        assert!(documented.iter().any(|l| l == setting), "{setting} missing");
+    }
+}
