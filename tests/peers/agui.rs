@@ -1,15 +1,17 @@
 //! The official AG-UI client (`@ag-ui/client` HttpAgent) → Palisade → a pydantic-ai agent served
 //! with `AGUIAdapter` on an offline `FunctionModel` (examples/pydantic-ai-agent/agent.py), with
 //! the seed policies: what the client receives when runs complete, when a frontend tool is
-//! denied, when a backend tool call is denied, and when the proxy refuses the request.
+//! denied, when a backend tool call is denied, when an output guardrail stops the run, and when
+//! the proxy refuses the request.
 
 use palisade_e2e::{Proxy, TestProxy};
 use serde_json::{json, Value};
 
 use crate::peer::{agui_client, AguiRun, Issuer, Peer};
 
-/// The pydantic-ai agent behind a proxy: `/agent` (seed policies, authentication required) and
-/// `/limited` (the same agent, one request per minute per principal).
+/// The pydantic-ai agent behind a proxy: `/agent` (seed policies, authentication required),
+/// `/guarded` (the same with the built-in guardrails) and `/limited` (one request per minute per
+/// principal).
 struct Stack {
     proxy: Proxy,
     issuer: Issuer,
@@ -23,6 +25,12 @@ fn stack() -> Stack {
     let proxy = TestProxy::new()
         .upstream("pydantic", agent.addr)
         .route("agent", "/agent", "pydantic", route)
+        .route(
+            "guarded",
+            "/guarded",
+            "pydantic",
+            &format!("{route}\nrewrite_prefix: /agent\nguardrails: {{rule_set: default}}"),
+        )
         .route(
             "limited",
             "/limited",
@@ -171,4 +179,58 @@ async fn refusals_reach_the_client_as_http_errors_with_the_documented_codes() {
     let second = agui_client(&s.proxy.url("/limited"), Some(&user), &prompt).await;
     assert_eq!(second.error_status(), Some(429), "{}", second.outcome);
     assert_eq!(second.error_code(), Some("RATE_LIMITED"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guardrail_stop_ends_the_run_with_run_error_at_the_client() {
+    let s = stack();
+    let user = s.issuer.role("user");
+    let prompt = input("leak the deploy key", &[]);
+
+    // Control: without guardrails the (fake) key reaches the client.
+    let open = agui_client(&s.proxy.url("/agent"), Some(&user), &prompt).await;
+    assert_complete(&open, "unguarded");
+    assert!(open.mentions("AKIAIOSFODNN7EXAMPLE"));
+
+    // With the built-in rules, `secret.aws_access_key` stops the stream: no byte of the key is
+    // relayed, open messages are closed and the run ends with RUN_ERROR — which the official
+    // client accepts as a well-formed end of the run.
+    let run = agui_client(&s.proxy.url("/guarded"), Some(&user), &prompt).await;
+    assert!(run.finished(), "the client raised: {}", run.outcome);
+    assert!(!run.mentions("AKIA"), "{:#?}", run.events);
+    let types = run.types();
+    assert_eq!(types.first(), Some(&"RUN_STARTED"), "{types:?}");
+    assert_eq!(types.last(), Some(&"RUN_ERROR"), "{types:?}");
+    assert!(!types.contains(&"RUN_FINISHED"), "{types:?}");
+    let error = run.events.last().unwrap();
+    assert_eq!(error["code"], "GUARDRAIL_VIOLATION", "{error}");
+    let custom = run
+        .events
+        .iter()
+        .find(|e| e["type"] == "CUSTOM")
+        .expect("a CUSTOM event names the rule");
+    assert_eq!(custom["name"], "GUARDRAIL_VIOLATION");
+    assert_eq!(custom["value"]["rule"], "secret.aws_access_key", "{custom}");
+    // Every message the client saw was closed before the error.
+    let starts = types.iter().filter(|t| **t == "TEXT_MESSAGE_START").count();
+    let ends = types.iter().filter(|t| **t == "TEXT_MESSAGE_END").count();
+    assert_eq!(starts, ends, "{types:?}");
+    // After the CUSTOM event comes the proxy's short assistant message, then RUN_ERROR.
+    let after: Vec<&str> = types
+        .iter()
+        .skip_while(|t| **t != "CUSTOM")
+        .copied()
+        .collect();
+    assert_eq!(
+        after,
+        [
+            "CUSTOM",
+            "TEXT_MESSAGE_START",
+            "TEXT_MESSAGE_CONTENT",
+            "TEXT_MESSAGE_END",
+            "RUN_ERROR"
+        ],
+        "{:#?}",
+        run.events
+    );
 }

@@ -11,6 +11,7 @@ mod example_proxy;
 mod examples;
 mod keycloak;
 mod mcp;
+mod orchestrator;
 mod nginx;
 mod peer;
 mod supabase;

@@ -1,0 +1,103 @@
+//! The official AG-UI client (`@ag-ui/client` HttpAgent) → Palisade → the bundled orchestrator
+//! (in-process, offline model, verifying the proxy's signed assertion): plain text, a tool call
+//! with its result, a plan's steps and state snapshots, a failing model, and a refused caller —
+//! each as the client received and verified it.
+
+use palisade_e2e::TestProxy;
+use palisade_orchestrator::store::StoreConfig;
+use palisade_orchestrator::{Orchestrator, OrchestratorConfig};
+use serde_json::{json, Value};
+
+use crate::peer::{agui_client, AguiRun, Issuer};
+
+fn input(prompt: &str) -> Value {
+    json!({"threadId": "t1", "messages": [{"id": "m1", "role": "user", "content": prompt}]})
+}
+
+fn text(run: &AguiRun) -> String {
+    run.events
+        .iter()
+        .filter(|e| e["type"] == "TEXT_MESSAGE_CONTENT")
+        .filter_map(|e| e["delta"].as_str())
+        .collect()
+}
+
+fn count(run: &AguiRun, kind: &str) -> usize {
+    run.types().iter().filter(|t| **t == kind).count()
+}
+
+fn assert_complete(run: &AguiRun, what: &str) {
+    assert!(run.finished(), "{what}: the client raised: {}", run.outcome);
+    let types = run.types();
+    assert_eq!(types.first(), Some(&"RUN_STARTED"), "{what}: {types:?}");
+    assert_eq!(types.last(), Some(&"RUN_FINISHED"), "{what}: {types:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orchestrator_streams_text_tools_and_plans_to_the_official_client() {
+    let issuer = Issuer::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = TestProxy::new()
+        .upstream("orchestrator", addr)
+        .route_matching(
+            "agent",
+            "path_prefix: /agent, methods: [POST]",
+            "orchestrator",
+            "protocol: agui\nauth: required",
+        )
+        .top_yaml(&issuer.yaml())
+        .start();
+    let mut cfg = OrchestratorConfig {
+        listen: addr,
+        word_delay_ms: 0,
+        ..OrchestratorConfig::default()
+    };
+    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    cfg.store = StoreConfig::Sqlite {
+        path: ":memory:".into(),
+    };
+    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+    let url = proxy.url("/agent");
+    let user = issuer.role("user");
+
+    let run = agui_client(&url, Some(&user), &input("hello from the official client")).await;
+    assert_complete(&run, "text");
+    assert_eq!(text(&run).trim(), "hello from the official client");
+
+    let run = agui_client(&url, Some(&user), &input("use calculator 2+3*4")).await;
+    assert_complete(&run, "tool");
+    assert_eq!(run.tool_calls(), ["calculator"]);
+    let result = run
+        .events
+        .iter()
+        .find(|e| e["type"] == "TOOL_CALL_RESULT")
+        .expect("the tool result reached the client");
+    assert_eq!(result["content"], "14");
+    assert_eq!(text(&run), "calculator returned: 14");
+
+    // A plan: steps and state snapshots, which the client checks pair up.
+    let run = agui_client(
+        &url,
+        Some(&user),
+        &input("plan: use get_time; use calculator 1+1"),
+    )
+    .await;
+    assert_complete(&run, "plan");
+    assert_eq!(count(&run, "STEP_STARTED"), 2, "{:?}", run.types());
+    assert_eq!(count(&run, "STEP_FINISHED"), 2);
+    assert!(count(&run, "STATE_SNAPSHOT") >= 1);
+    assert_eq!(run.tool_calls(), ["get_time", "calculator"]);
+
+    // A failing model ends the run with RUN_ERROR, which the client accepts as the run's end.
+    let run = agui_client(&url, Some(&user), &input("fail please")).await;
+    assert!(run.finished(), "{}", run.outcome);
+    let last = run.events.last().unwrap();
+    assert_eq!(last["type"], "RUN_ERROR", "{:?}", run.types());
+    assert_eq!(last["code"], "MODEL_ERROR");
+
+    // A viewer may not run agents: refused before the orchestrator is reached.
+    let run = agui_client(&url, Some(&issuer.role("viewer")), &input("hello")).await;
+    assert_eq!(run.error_status(), Some(403), "{}", run.outcome);
+    assert_eq!(run.error_code(), Some("FORBIDDEN"));
+}
