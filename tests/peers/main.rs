@@ -11,7 +11,7 @@ mod example_proxy;
 mod examples;
 mod keycloak;
 mod mcp;
-mod orchestrator;
 mod nginx;
+mod orchestrator;
 mod peer;
 mod supabase;
