@@ -1,7 +1,7 @@
 //! `a2a-sdk` on both sides: examples/a2a-agent/agent.py (A2A 1.0, JSON-RPC) behind Palisade with
 //! the seed policies, and the SDK's client resolving the agent card through the proxy, then
-//! `SendMessage` and `SendStreamingMessage` — allowed for `user`, refused for `viewer` — with the
-//! stream's updates arriving one by one.
+//! `SendMessage`, `SendStreamingMessage` and `CancelTask` — allowed or refused per role by the
+//! seed policies — with the stream's updates arriving one by one.
 
 use palisade_e2e::{closed_port, TestProxy};
 use serde_json::Value;
@@ -43,6 +43,19 @@ async fn a2a_card_send_and_stream_through_the_proxy() {
     assert_eq!(user["card"]["url"], public.as_str());
     assert_eq!(user["send"]["state"], "TASK_STATE_COMPLETED", "{user}");
     assert_eq!(user["send"]["text"], "You said: hello");
+    // CancelTask is not a user's (seed policies): Palisade answers it with a JSON-RPC error that
+    // the SDK raises; an operator's reaches the agent, which refuses to cancel a finished task.
+    // (Palisade's -32003 is A2A's PushNotificationNotSupported code, so the SDK names the error
+    // that way; the message is Palisade's.)
+    let cancel = user["cancel"].as_str().unwrap_or_default();
+    assert!(
+        cancel.starts_with("refused") && cancel.contains("access denied"),
+        "{user}"
+    );
+    let op = python_client("a2a_client.py", &[&base, &issuer.role("agent_operator")]).await;
+    assert_eq!(op["send"]["state"], "TASK_STATE_COMPLETED", "{op}");
+    let cancel = op["cancel"].as_str().unwrap_or_default();
+    assert!(cancel.contains("TaskNotCancelable"), "{op}");
     let stream = &user["stream"];
     assert_eq!(stream["state"], "TASK_STATE_COMPLETED", "{user}");
     assert_eq!(stream["text"], "You said: streamed");

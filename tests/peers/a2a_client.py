@@ -3,10 +3,11 @@
 Usage: python a2a_client.py BASE_URL TOKEN
 
 Resolves the agent card from BASE_URL (`/.well-known/agent-card.json`), then sends one message
-with `SendMessage` and one with `SendStreamingMessage` through the card's JSON-RPC interface,
-and prints one JSON object:
+with `SendMessage` (and `CancelTask` on the task it got) and one with `SendStreamingMessage`
+through the card's JSON-RPC interface, and prints one JSON object:
   {"card": {"name", "url"} | "refused <error>",
    "send": {"state", "text"} | "refused <error>",
+   "cancel": "<task state>" | "refused <error>"   (only when `send` got a task),
    "stream": {"kinds": [...], "at_ms": [...], "text", "state"} | "refused <error>"}
 `text` is the artifact text the agent returned; `kinds` the stream's update kinds in order.
 """
@@ -19,7 +20,7 @@ from uuid import uuid4
 
 import httpx
 from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
-from a2a.types.a2a_pb2 import Message, Part, Role, SendMessageRequest, TaskState
+from a2a.types.a2a_pb2 import CancelTaskRequest, Message, Part, Role, SendMessageRequest, TaskState
 
 base_url, token = sys.argv[1], sys.argv[2]
 
@@ -59,6 +60,12 @@ async def main() -> None:
                 "state": TaskState.Name(task.status.state) if task else None,
                 "text": artifact_text(task) if task else None,
             }
+            if task is not None:
+                try:
+                    cancelled = await client.cancel_task(CancelTaskRequest(id=task.id))
+                    out["cancel"] = TaskState.Name(cancelled.status.state)
+                except Exception as e:
+                    out["cancel"] = refused(e)
         except Exception as e:
             out["send"] = refused(e)
 
