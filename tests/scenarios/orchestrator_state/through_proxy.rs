@@ -323,3 +323,76 @@ async fn a_retry_after_the_client_dropped_the_stream_runs_again() {
     assert_eq!((code, replayed.as_deref()), (200, Some("true")));
     assert_eq!(again, events);
 }
+
+/// One orchestrator replica behind its own proxy, sharing `store` and `redis_url` with others.
+async fn replica(store: &palisade_orchestrator::store::StoreConfig, redis_url: &str) -> Proxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let proxy = TestProxy::new()
+        .upstream("orchestrator", addr)
+        .route_matching(
+            "agent",
+            "path_prefix: /agent, methods: [POST]",
+            "orchestrator",
+            "protocol: agui",
+        )
+        .route("runs", "/runs/", "orchestrator", "")
+        .start();
+    let mut cfg = OrchestratorConfig {
+        listen: addr,
+        word_delay_ms: 1,
+        ..OrchestratorConfig::default()
+    };
+    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    cfg.store = store.clone();
+    cfg.idempotency.redis_url = Some(redis_url.to_owned());
+    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+    proxy
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_postgres_and_redis_answer_a_repeat_from_either() {
+    let pg = tokio::task::spawn_blocking(palisade_e2e::postgres::PostgresServer::start)
+        .await
+        .unwrap();
+    let redis = palisade_e2e::redis::RedisServer::start();
+    let store = palisade_orchestrator::store::StoreConfig::Postgres { url: pg.url() };
+    let a = replica(&store, &redis.url()).await;
+    let b = replica(&store, &redis.url()).await;
+
+    let post = |proxy: &Proxy, run: &str| {
+        client()
+            .post(proxy.url("/agent"))
+            .header("idempotency-key", "shared-1")
+            .json(&input("t-shared", run, "please use get_time"))
+            .send()
+    };
+    let first = post(&a, "r-on-a").await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first = sse_client::read(first, None, Duration::from_secs(20))
+        .await
+        .json();
+    assert_eq!(types(&first).last(), Some(&"RUN_FINISHED"));
+
+    // The client retries against the other replica: Redis knows the key, Postgres the run.
+    let again = post(&b, "r-on-b").await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again = sse_client::read(again, None, Duration::from_secs(20))
+        .await
+        .json();
+    assert_eq!(again, first);
+
+    let run: Value = client()
+        .get(b.url("/runs/r-on-a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["status"], "finished", "replica B reads replica A's run");
+    let missing = client().get(a.url("/runs/r-on-b")).send().await.unwrap();
+    assert_eq!(missing.status(), 404, "the repeat never ran");
+}
