@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwapOption;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
@@ -66,20 +67,49 @@ struct AssertionClaims {
 /// Where verification keys come from.
 enum KeySource {
     /// Keys handed over at start (the embedded orchestrator).
-    Static(JwkSet),
-    /// Keys fetched from the proxy's admin listener.
+    Static(Arc<Keys>),
+    /// Keys fetched from the proxy's admin listener. Requests read the cache lock-free; only a
+    /// refresh takes the mutex (so concurrent unknown `kid`s cost one fetch).
     Url {
         url: String,
         http: reqwest::Client,
         ttl: Duration,
         refetch_min: Duration,
-        cache: Mutex<Option<Fetched>>,
+        cache: ArcSwapOption<Keys>,
+        refresh: Mutex<()>,
     },
 }
 
-struct Fetched {
-    keys: JwkSet,
+/// Decoding keys by `kid`, built once per key set.
+struct Keys {
+    keys: Vec<(Option<String>, DecodingKey)>,
     at: Instant,
+}
+
+impl Keys {
+    fn new(set: &JwkSet) -> Self {
+        let keys = set
+            .keys
+            .iter()
+            .filter_map(|jwk| Some((jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk).ok()?)))
+            .collect();
+        Self {
+            keys,
+            at: Instant::now(),
+        }
+    }
+
+    /// The key named `kid` (the first key when the token names none).
+    fn find(&self, kid: Option<&str>) -> Option<&DecodingKey> {
+        match kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|(k, _)| k.as_deref() == Some(kid))
+                .map(|(_, key)| key),
+            None => self.keys.first().map(|(_, key)| key),
+        }
+    }
 }
 
 /// Verifies assertions. Cheap to clone.
@@ -107,7 +137,7 @@ impl Verifier {
     /// A verifier fetching keys from `cfg.jwks_url`, or using `keys` when given.
     pub fn new(cfg: &IdentityConfig, keys: Option<JwkSet>) -> Self {
         let source = match keys {
-            Some(keys) => KeySource::Static(keys),
+            Some(keys) => KeySource::Static(Arc::new(Keys::new(&keys))),
             None => KeySource::Url {
                 url: cfg.jwks_url.clone(),
                 http: reqwest::Client::builder()
@@ -116,7 +146,8 @@ impl Verifier {
                     .unwrap_or_default(),
                 ttl: Duration::from_secs(cfg.jwks_ttl_s),
                 refetch_min: Duration::from_secs(cfg.refetch_min_interval_s),
-                cache: Mutex::new(None),
+                cache: ArcSwapOption::empty(),
+                refresh: Mutex::new(()),
             },
         };
         Self {
@@ -169,19 +200,16 @@ impl Verifier {
             )));
         }
         let keys = self.keys(header.kid.as_deref()).await?;
-        let jwk = match header.kid.as_deref() {
-            Some(kid) => keys.find(kid),
-            None => keys.keys.first(),
-        }
-        .ok_or_else(|| IdentityError::Invalid("unknown key id".into()))?;
-        let key = DecodingKey::from_jwk(jwk).map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        let key = keys
+            .find(header.kid.as_deref())
+            .ok_or_else(|| IdentityError::Invalid("unknown key id".into()))?;
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[&self.inner.issuer]);
         // The audience is the proxy route's name; any route of this proxy may reach us.
         validation.validate_aud = false;
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let data = jsonwebtoken::decode::<AssertionClaims>(token, &key, &validation)
+        let data = jsonwebtoken::decode::<AssertionClaims>(token, key, &validation)
             .map_err(|e| IdentityError::Invalid(e.to_string()))?;
         Ok(Caller {
             principal: data.claims.sub,
@@ -192,43 +220,42 @@ impl Verifier {
     }
 
     /// The key set, fetched when stale or when `kid` is unknown (rate-limited).
-    async fn keys(&self, kid: Option<&str>) -> Result<JwkSet, IdentityError> {
-        let KeySource::Url {
-            url,
-            http,
-            ttl,
-            refetch_min,
-            cache,
-        } = &self.inner.source
-        else {
-            let KeySource::Static(keys) = &self.inner.source else {
-                unreachable!()
-            };
-            return Ok(keys.clone());
+    async fn keys(&self, kid: Option<&str>) -> Result<Arc<Keys>, IdentityError> {
+        let (url, http, ttl, refetch_min, cache, refresh) = match &self.inner.source {
+            KeySource::Static(keys) => return Ok(keys.clone()),
+            KeySource::Url {
+                url,
+                http,
+                ttl,
+                refetch_min,
+                cache,
+                refresh,
+            } => (url, http, *ttl, *refetch_min, cache, refresh),
         };
-        let mut cache = cache.lock().await;
-        if let Some(fetched) = cache.as_ref() {
-            let fresh = fetched.at.elapsed() < *ttl;
-            let known = kid.is_none_or(|k| fetched.keys.find(k).is_some());
-            let may_refetch = fetched.at.elapsed() >= *refetch_min;
-            if fresh && (known || !may_refetch) {
-                return Ok(fetched.keys.clone());
-            }
+        let usable = |keys: &Keys| {
+            let fresh = keys.at.elapsed() < ttl;
+            let known = kid.is_none() || keys.find(kid).is_some();
+            fresh && (known || keys.at.elapsed() < refetch_min)
+        };
+        if let Some(keys) = cache.load_full().filter(|k| usable(k)) {
+            return Ok(keys);
         }
-        let fetched = fetch(http, url).await;
-        match fetched {
-            Ok(keys) => {
-                *cache = Some(Fetched {
-                    keys: keys.clone(),
-                    at: Instant::now(),
-                });
+        let _refreshing = refresh.lock().await;
+        // Another request may have refreshed while this one waited.
+        if let Some(keys) = cache.load_full().filter(|k| usable(k)) {
+            return Ok(keys);
+        }
+        match fetch(http, url).await {
+            Ok(set) => {
+                let keys = Arc::new(Keys::new(&set));
+                cache.store(Some(keys.clone()));
                 Ok(keys)
             }
             // Keep serving the last keys when a refresh fails.
-            Err(e) => match cache.as_ref() {
+            Err(e) => match cache.load_full() {
                 Some(old) => {
                     tracing::warn!(error = %e, "JWKS refresh failed; keeping the last keys");
-                    Ok(old.keys.clone())
+                    Ok(old)
                 }
                 None => Err(e),
             },

@@ -34,6 +34,40 @@ pub struct McpServer {
     http: reqwest::Client,
 }
 
+/// Why an MCP request failed (the text goes back to the model as a tool error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum McpError {
+    /// The server (or the proxy in front) could not be reached.
+    #[error("MCP server `{server}` unreachable: {detail}")]
+    Unreachable {
+        /// Configured name.
+        server: String,
+        /// Why.
+        detail: String,
+    },
+    /// An HTTP error status, with the proxy's error code when its JSON body carried one.
+    #[error("MCP server `{server}` refused: {status} {}", code.as_deref().unwrap_or(""))]
+    Status {
+        /// Configured name.
+        server: String,
+        /// HTTP status.
+        status: u16,
+        /// `error.code` of a proxy error body.
+        code: Option<String>,
+    },
+    /// A JSON-RPC error answer (`-32003` is the proxy's policy refusal).
+    #[error("{message} (JSON-RPC error {code})")]
+    Rpc {
+        /// JSON-RPC error code.
+        code: i64,
+        /// Its message.
+        message: String,
+    },
+    /// The answer was not MCP.
+    #[error("malformed MCP answer: {0}")]
+    Protocol(String),
+}
+
 /// A session with a server, for one run.
 #[derive(Debug, Default)]
 struct Session {
@@ -68,7 +102,7 @@ impl McpServer {
     }
 
     /// Opens a session for the run and lists the tools the caller may see.
-    pub async fn list(self: &Arc<Self>, ctx: &ToolContext) -> Result<Vec<McpTool>, String> {
+    pub async fn list(self: &Arc<Self>, ctx: &ToolContext) -> Result<Vec<McpTool>, McpError> {
         let session = Arc::new(Mutex::new(Session::default()));
         {
             let mut s = session.lock().await;
@@ -98,7 +132,7 @@ impl McpServer {
             .collect())
     }
 
-    async fn initialize(&self, s: &mut Session, ctx: &ToolContext) -> Result<(), String> {
+    async fn initialize(&self, s: &mut Session, ctx: &ToolContext) -> Result<(), McpError> {
         *s = Session::default();
         let result = self
             .request(
@@ -127,17 +161,16 @@ impl McpServer {
         ctx: &ToolContext,
         method: &str,
         params: Value,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, McpError> {
         let id = uuid::Uuid::new_v4().to_string();
         let msg = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
         let resp = self.post(s, ctx, &msg).await?;
         let answer = read_answer(resp, &id).await?;
         if let Some(err) = answer.get("error") {
-            return Err(format!(
-                "{} (JSON-RPC error {})",
-                err["message"].as_str().unwrap_or("refused"),
-                err["code"]
-            ));
+            return Err(McpError::Rpc {
+                code: err["code"].as_i64().unwrap_or_default(),
+                message: err["message"].as_str().unwrap_or("refused").to_owned(),
+            });
         }
         Ok(answer["result"].clone())
     }
@@ -148,7 +181,7 @@ impl McpServer {
         s: &mut Session,
         ctx: &ToolContext,
         msg: &Value,
-    ) -> Result<reqwest::Response, String> {
+    ) -> Result<reqwest::Response, McpError> {
         let mut req = self
             .http
             .post(&self.url)
@@ -166,12 +199,9 @@ impl McpServer {
         if let Some(tp) = &ctx.traceparent {
             req = req.header("traceparent", tp);
         }
-        let resp = req.send().await.map_err(|e| {
-            format!(
-                "MCP server `{}` unreachable: {}",
-                self.name,
-                e.without_url()
-            )
+        let resp = req.send().await.map_err(|e| McpError::Unreachable {
+            server: self.name.clone(),
+            detail: e.without_url().to_string(),
         })?;
         if let Some(id) = resp.headers().get("mcp-session-id") {
             s.id = id.to_str().ok().map(str::to_owned);
@@ -182,9 +212,10 @@ impl McpServer {
             let code = serde_json::from_str::<Value>(&body)
                 .ok()
                 .and_then(|v| v["error"]["code"].as_str().map(str::to_owned));
-            return Err(match code {
-                Some(code) => format!("MCP server `{}` refused: {status} {code}", self.name),
-                None => format!("MCP server `{}` answered {status}", self.name),
+            return Err(McpError::Status {
+                server: self.name.clone(),
+                status: status.as_u16(),
+                code,
             });
         }
         Ok(resp)
@@ -192,7 +223,7 @@ impl McpServer {
 }
 
 /// The JSON-RPC response with id `id`, from a JSON body or an SSE stream.
-async fn read_answer(mut resp: reqwest::Response, id: &str) -> Result<Value, String> {
+async fn read_answer(mut resp: reqwest::Response, id: &str) -> Result<Value, McpError> {
     let is_sse = resp
         .headers()
         .get("content-type")
@@ -202,10 +233,14 @@ async fn read_answer(mut resp: reqwest::Response, id: &str) -> Result<Value, Str
         return resp
             .json::<Value>()
             .await
-            .map_err(|e| format!("MCP answer is not JSON: {e}"));
+            .map_err(|e| McpError::Protocol(format!("not JSON: {e}")));
     }
     let mut parser = SseParser::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| McpError::Protocol(e.to_string()))?
+    {
         let items: Vec<_> = parser.feed(&chunk).collect();
         for item in items {
             let Ok(SseItem::Event(ev)) = item else {
@@ -219,7 +254,9 @@ async fn read_answer(mut resp: reqwest::Response, id: &str) -> Result<Value, Str
             }
         }
     }
-    Err("MCP stream ended without an answer".into())
+    Err(McpError::Protocol(
+        "the stream ended without an answer".into(),
+    ))
 }
 
 #[async_trait]
@@ -239,15 +276,15 @@ impl Tool for McpTool {
             .server
             .request(&mut s, ctx, "tools/call", params.clone())
             .await;
-        if matches!(&result, Err(e) if e.contains("404")) {
+        if matches!(&result, Err(McpError::Status { status: 404, .. })) && s.id.is_some() {
             // The server forgot the session: open a new one and try once more.
             self.server
                 .initialize(&mut s, ctx)
                 .await
-                .map_err(ToolError)?;
+                .map_err(|e| ToolError(e.to_string()))?;
             result = self.server.request(&mut s, ctx, "tools/call", params).await;
         }
-        let result = result.map_err(ToolError)?;
+        let result = result.map_err(|e| ToolError(e.to_string()))?;
         let text: Vec<String> = result["content"]
             .as_array()
             .into_iter()
@@ -264,3 +301,6 @@ impl Tool for McpTool {
         Ok(text)
     }
 }
+
+#[cfg(test)]
+mod tests;
