@@ -6,8 +6,9 @@
 //! not supported", remembering the answer per agent URL.
 //!
 //! Connect errors, per-attempt timeouts and `502`/`503`/`504` are retried with exponential
-//! backoff (`initial_backoff_ms`, doubling, capped at `max_backoff_ms`), at most `max_retries`
-//! times and never past `total_timeout_ms`. Every attempt carries the same `messageId`. The
+//! backoff (`initial_backoff_ms`, doubling, capped at `max_backoff_ms`; a `Retry-After` in
+//! seconds stretches the wait up to that cap), at most `max_retries` times and never past
+//! `total_timeout_ms`. Every attempt carries the same `messageId`. The
 //! outcome is always an [`A2aOutcome`], never a panic or an error type: `Completed` with the
 //! agent's text, or `Failed` with a status the model and the run record can show —
 //! `ERROR_TIMEOUT` (the last attempt or the overall deadline timed out), `ERROR_MAX_RETRIES`
@@ -184,7 +185,12 @@ pub struct A2aClient {
 /// Why one attempt failed.
 enum AttemptError {
     /// Worth retrying; `timeout` says whether it was a timeout.
-    Retryable { detail: String, timeout: bool },
+    Retryable {
+        detail: String,
+        timeout: bool,
+        /// The server's `Retry-After` (delta-seconds), if it sent one.
+        retry_after: Option<Duration>,
+    },
     /// Not worth retrying.
     Fatal(String),
 }
@@ -306,9 +312,13 @@ impl A2aClient {
                     );
                 }
                 Err(AttemptError::Fatal(detail)) => return fail(ERROR_REMOTE, detail, attempts),
-                Err(AttemptError::Retryable { detail, timeout }) => (detail, timeout),
+                Err(AttemptError::Retryable {
+                    detail,
+                    timeout,
+                    retry_after,
+                }) => (detail, timeout, retry_after),
             };
-            let (detail, timed_out) = failure;
+            let (detail, timed_out, retry_after) = failure;
             let status = if timed_out {
                 ERROR_TIMEOUT
             } else {
@@ -321,7 +331,13 @@ impl A2aClient {
                     attempts,
                 );
             }
-            let backoff = self.backoff(retries);
+            // A server's Retry-After stretches the wait, within max_backoff_ms.
+            let backoff = retry_after
+                .map(|ra| {
+                    ra.min(Duration::from_millis(self.cfg.max_backoff_ms))
+                        .max(self.backoff(retries))
+                })
+                .unwrap_or_else(|| self.backoff(retries));
             if Instant::now() + backoff >= deadline {
                 return fail(
                     ERROR_TIMEOUT,
@@ -397,9 +413,16 @@ impl A2aClient {
             status,
             StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
         ) {
+            let retry_after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
             return Err(AttemptError::Retryable {
                 detail: format!("HTTP {status}"),
                 timeout: status == StatusCode::GATEWAY_TIMEOUT,
+                retry_after,
             });
         }
         let body = response.bytes().await.map_err(transport_error)?;
@@ -447,6 +470,7 @@ fn transport_error(err: reqwest::Error) -> AttemptError {
     AttemptError::Retryable {
         detail: format!("{kind}: {cause}"),
         timeout,
+        retry_after: None,
     }
 }
 
