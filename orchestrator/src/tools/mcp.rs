@@ -73,6 +73,37 @@ pub enum McpError {
 struct Session {
     id: Option<String>,
     protocol: Option<String>,
+    closer: Option<Closer>,
+}
+
+/// What ending a session takes: `DELETE` with its id, as the caller.
+#[derive(Debug)]
+struct Closer {
+    http: reqwest::Client,
+    url: String,
+    credential: Option<String>,
+}
+
+impl Drop for Session {
+    /// The run is over (its tools are dropped): tell the server, best effort, so stateful
+    /// servers do not keep one session per run until they expire it.
+    fn drop(&mut self) {
+        let (Some(id), Some(closer)) = (self.id.take(), self.closer.take()) else {
+            return;
+        };
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        handle.spawn(async move {
+            let mut req = closer.http.delete(&closer.url).header("mcp-session-id", id);
+            if let Some(cred) = &closer.credential {
+                req = req.header("authorization", cred);
+            }
+            if let Err(e) = req.send().await {
+                tracing::debug!(error = %e.without_url(), "closing an MCP session failed");
+            }
+        });
+    }
 }
 
 /// One of a server's tools, bound to the run's session.
@@ -103,7 +134,15 @@ impl McpServer {
 
     /// Opens a session for the run and lists the tools the caller may see.
     pub async fn list(self: &Arc<Self>, ctx: &ToolContext) -> Result<Vec<McpTool>, McpError> {
-        let session = Arc::new(Mutex::new(Session::default()));
+        let session = Arc::new(Mutex::new(Session {
+            closer: Some(Closer {
+                http: self.http.clone(),
+                url: self.url.clone(),
+                credential: ctx.caller.credential.clone(),
+            }),
+            id: None,
+            protocol: None,
+        }));
         {
             let mut s = session.lock().await;
             self.initialize(&mut s, ctx).await?;
@@ -133,7 +172,8 @@ impl McpServer {
     }
 
     async fn initialize(&self, s: &mut Session, ctx: &ToolContext) -> Result<(), McpError> {
-        *s = Session::default();
+        s.id = None;
+        s.protocol = None;
         let result = self
             .request(
                 s,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{delete, post};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -21,6 +21,7 @@ struct Script {
     sessions: AtomicUsize,
     forgot_first: AtomicUsize,
     seen: Mutex<Vec<(String, HeaderMap)>>,
+    closed: Mutex<Vec<String>>,
 }
 
 async fn handle(script: Arc<Script>, headers: HeaderMap, Json(msg): Json<Value>) -> Response {
@@ -79,9 +80,20 @@ async fn handle(script: Arc<Script>, headers: HeaderMap, Json(msg): Json<Value>)
 async fn server() -> (String, Arc<Script>) {
     let script = Arc::new(Script::default());
     let s = script.clone();
+    let c = script.clone();
     let app = axum::Router::new().route(
         "/mcp",
-        post(move |h: HeaderMap, body: Json<Value>| handle(s.clone(), h, body)),
+        post(move |h: HeaderMap, body: Json<Value>| handle(s.clone(), h, body)).merge(delete(
+            move |h: HeaderMap| {
+                let c = c.clone();
+                async move {
+                    let id = h["mcp-session-id"].to_str().unwrap().to_owned();
+                    assert_eq!(h["authorization"], "Bearer user-token");
+                    c.closed.lock().unwrap().push(id);
+                    StatusCode::OK
+                }
+            },
+        )),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -131,6 +143,18 @@ async fn lists_and_calls_tools_with_the_callers_credential_in_one_session() {
         2,
         "the session is reused"
     );
+
+    // The run ends (its tools are dropped): the session is closed with DELETE.
+    drop(tools);
+    let mut closed = Vec::new();
+    for _ in 0..200 {
+        closed = script.closed.lock().unwrap().clone();
+        if !closed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(closed, ["s2"]);
 
     for (method, headers) in script.seen.lock().unwrap().iter() {
         assert_eq!(headers["authorization"], "Bearer user-token", "{method}");
