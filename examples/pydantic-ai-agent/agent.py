@@ -18,6 +18,7 @@ Run: python agent.py --port 8000   (prints `ready http://127.0.0.1:8000/agent` o
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import socket
 import sys
@@ -32,6 +33,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+# Seconds between streamed text deltas (`--delay`), so streaming is visible.
+DELAY = 0.05
 
 
 def _last_user_text(messages: list[ModelMessage]) -> str:
@@ -54,10 +58,12 @@ async def scripted_model(messages: list[ModelMessage], info: AgentInfo) -> Async
             # output guardrails are for.
             for chunk in ["Sure, the deploy key is ", "AKIAIOSFODNN7EXAMPLE", " - keep it safe."]:
                 yield chunk
+                await asyncio.sleep(DELAY)
             return
         # Turn 1: think out loud, then call the backend tools.
         for word in ["Let ", "me ", "look ", "that ", "up."]:
             yield word
+            await asyncio.sleep(DELAY)
         calls: DeltaToolCalls = {
             1: DeltaToolCall(name="search_docs", json_args=json.dumps({"query": prompt}), tool_call_id="call_search"),
         }
@@ -80,6 +86,7 @@ async def scripted_model(messages: list[ModelMessage], info: AgentInfo) -> Async
     found = next((str(r.content) for r in returns if r.tool_name == "search_docs"), "nothing")
     for chunk in ["Found: ", found, "."]:
         yield chunk
+        await asyncio.sleep(DELAY)
 
 
 agent = Agent(FunctionModel(stream_function=scripted_model, model_name="scripted"), name="assistant")
@@ -109,10 +116,13 @@ app = Starlette(routes=[Route("/agent", run, methods=["POST"]), Route("/healthz"
 
 
 def main() -> None:
+    global DELAY
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed)")
+    parser.add_argument("--delay", type=float, default=DELAY, help="seconds between text deltas")
     args = parser.parse_args()
+    DELAY = args.delay
     # Bind first, so the ready line names the real port and nothing connects too early.
     sock = socket.create_server((args.host, args.port))
     port = sock.getsockname()[1]

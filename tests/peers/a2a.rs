@@ -82,6 +82,7 @@ async fn a2a_card_send_and_stream_through_the_proxy() {
         at[3] - at[2] >= 150.0 && at[4] - at[3] >= 150.0,
         "bunched: {at:?}"
     );
+    eprintln!("measured: A2A stream updates at {at:?} ms (artifact chunks sent 200 ms apart)");
 
     // viewer: may read the card (GET) but not send or stream (no `a2a_send`/`a2a_stream` on
     // any agent, so the request is refused before its body is read: 403); the SDK raises it.

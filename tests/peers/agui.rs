@@ -19,7 +19,11 @@ struct Stack {
 }
 
 fn stack() -> Stack {
-    let agent = Peer::example("pydantic-ai-agent/agent.py", &["--port", "0"]);
+    // Text deltas 100 ms apart, so the tests can tell streaming from batching.
+    let agent = Peer::example(
+        "pydantic-ai-agent/agent.py",
+        &["--port", "0", "--delay", "0.1"],
+    );
     let issuer = Issuer::new();
     let route = "protocol: agui\nauthorization: {agent: assistant}\nauth: required";
     let proxy = TestProxy::new()
@@ -95,6 +99,20 @@ async fn a_pydantic_ai_run_reaches_the_official_client_and_loses_the_denied_fron
     let run = agui_client(&s.proxy.url("/agent"), Some(&user), &input("hello", &tools)).await;
     assert_complete(&run, "user");
     assert_eq!(text(&run), "Let me look that up.");
+    // The deltas were produced 100 ms apart and reached the client that way, not batched.
+    let at: Vec<f64> = run
+        .events
+        .iter()
+        .zip(&run.at_ms)
+        .filter(|(e, _)| e["type"] == "TEXT_MESSAGE_CONTENT")
+        .map(|(_, at)| *at)
+        .collect();
+    assert_eq!(at.len(), 5, "{at:?}");
+    assert!(
+        at.windows(2).all(|w| w[1] - w[0] >= 40.0),
+        "text deltas bunched at the client: {at:?} ms"
+    );
+    eprintln!("measured: text deltas at the AG-UI client at {at:?} ms (sent 100 ms apart)");
     assert_eq!(run.tool_calls(), ["search_docs", "show_chart"]);
     let result = run
         .events
