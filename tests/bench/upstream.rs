@@ -93,6 +93,12 @@ fn query_param(uri: &Uri, name: &str) -> Option<u64> {
 async fn sse(uri: Uri) -> Response {
     let events = query_param(&uri, "events").unwrap_or(200);
     let interval = Duration::from_millis(query_param(&uri, "interval_ms").unwrap_or(10).max(1));
+    // `text=1`: each event also carries a sentence of prose (what output guardrails scan).
+    let text = if query_param(&uri, "text") == Some(1) {
+        ",\"delta\":\"The quarterly report shows steady growth across all regions. \""
+    } else {
+        ""
+    };
     let mut ticker = tokio::time::interval(interval);
     // A late tick shifts the schedule instead of bursting to catch up: every event is timed on
     // its own, so bursts would only add queueing that no proxy caused.
@@ -105,7 +111,7 @@ async fn sse(uri: Uri) -> Response {
         let ts = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let frame = Bytes::from(format!("data: {{\"seq\":{seq},\"ts\":{ts}}}\n\n"));
+        let frame = Bytes::from(format!("data: {{\"seq\":{seq},\"ts\":{ts}{text}}}\n\n"));
         Some((Ok::<_, Infallible>(frame), (seq + 1, ticker)))
     });
     Response::builder()
