@@ -1,9 +1,11 @@
 //! The production session store: PostgreSQL, shared by every orchestrator replica.
 //!
 //! One `tokio-postgres` connection (queries from concurrent requests are pipelined on it). When
-//! the connection drops (database restart, network cut), the next call reconnects; the call that
-//! saw the failure returns [`StoreError::Postgres`] and the HTTP layer answers `500`. Tables are
-//! created on connect under an advisory lock, so replicas starting together do not race.
+//! the database is down at start, or the connection drops later (database restart, network cut),
+//! the next call connects again; a call that cannot reach the database returns
+//! [`StoreError::Postgres`] and the HTTP layer answers `500` (runs go on; their records are
+//! lost while the database is away). Tables are created on every connect under an advisory lock,
+//! so replicas starting together do not race.
 
 use std::sync::Arc;
 
@@ -43,7 +45,7 @@ COMMIT;
 /// Sessions in PostgreSQL.
 pub struct PostgresStore {
     url: String,
-    client: RwLock<Arc<Client>>,
+    client: RwLock<Option<Arc<Client>>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -54,30 +56,39 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (libpq URL or key=value string, no TLS) and creates the tables.
+    /// A store for `url` (libpq URL or key=value string, no TLS): a malformed `url` is an error;
+    /// an unreachable database is not (it is logged, and calls connect when it is back).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let client = dial(url).await?;
-        client.batch_execute(SCHEMA).await?;
-        Ok(Self {
+        url.parse::<tokio_postgres::Config>()?;
+        let store = Self {
             url: url.to_owned(),
-            client: RwLock::new(Arc::new(client)),
-        })
+            client: RwLock::new(None),
+        };
+        if let Err(err) = store.client().await {
+            tracing::warn!(error = %err, "postgres session store unreachable at start; will retry");
+        }
+        Ok(store)
     }
 
-    /// The live connection, reconnecting first when the previous one has closed.
+    /// The live connection; connects (and creates the tables) when there is none or it closed.
     async fn client(&self) -> Result<Arc<Client>, StoreError> {
-        {
-            let current = self.client.read().await;
-            if !current.is_closed() {
-                return Ok(Arc::clone(&current));
+        if let Some(client) = self.client.read().await.as_ref() {
+            if !client.is_closed() {
+                return Ok(Arc::clone(client));
             }
         }
         let mut current = self.client.write().await;
-        if current.is_closed() {
+        if let Some(client) = current.as_ref() {
+            if !client.is_closed() {
+                return Ok(Arc::clone(client));
+            }
             tracing::warn!("postgres session store: connection closed, reconnecting");
-            *current = Arc::new(dial(&self.url).await?);
         }
-        Ok(Arc::clone(&current))
+        let client = dial(&self.url).await?;
+        client.batch_execute(SCHEMA).await?;
+        let client = Arc::new(client);
+        *current = Some(Arc::clone(&client));
+        Ok(client)
     }
 
     async fn upsert(&self, run: &RunRecord) -> Result<(), StoreError> {

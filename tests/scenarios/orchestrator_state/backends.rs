@@ -165,6 +165,31 @@ async fn postgres_store_conforms_and_reconnects_after_a_restart() {
     .unwrap();
     let run = sessions.run("run-a").await.unwrap().unwrap();
     assert_eq!(run.tool_calls.len(), 2);
+
+    // A replica starting while the database is down starts anyway, and serves once it is back.
+    let mut pg = tokio::task::spawn_blocking(move || {
+        pg.stop();
+        pg
+    })
+    .await
+    .unwrap();
+    let late = store::open(&cfg)
+        .await
+        .expect("opens while the database is down");
+    assert!(late.run("run-a").await.is_err());
+    pg = tokio::task::spawn_blocking(move || {
+        pg.resume();
+        pg
+    })
+    .await
+    .unwrap();
+    assert!(late.run("run-a").await.unwrap().is_some());
+
+    // A malformed URL is refused at once.
+    let bad = StoreConfig::Postgres {
+        url: "postgres://x:notaport/db".into(),
+    };
+    assert!(store::open(&bad).await.is_err());
     drop(pg);
 }
 
