@@ -162,6 +162,15 @@ pub struct McpServerConfig {
     pub name: String,
     /// The MCP endpoint, e.g. `http://127.0.0.1:8080/mcp` (a proxy route). Required.
     pub url: String,
+    /// How long a caller's tool list is reused by later runs, in milliseconds (`0`: list on
+    /// every run). A policy change reaches the list within this time; calls are always decided
+    /// live by the proxy. Default `30000`.
+    #[serde(default = "default_tools_cache_ms")]
+    pub tools_cache_ms: u64,
+}
+
+fn default_tools_cache_ms() -> u64 {
+    30_000
 }
 
 /// A configuration file that could not be used.

@@ -164,6 +164,7 @@ async fn stack(with_mcp: bool) -> Stack {
         cfg.mcp_servers = vec![McpServerConfig {
             name: "docs".into(),
             url: proxy.url("/mcp"),
+            tools_cache_ms: 30_000,
         }];
     }
     tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));

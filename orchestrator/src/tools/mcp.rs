@@ -1,9 +1,12 @@
 //! MCP tools over Streamable HTTP: `initialize`, `tools/list`, `tools/call`.
 //!
-//! Each run opens its own session per server (the session belongs to the caller): `initialize`
+//! Each run has its own session per server (the session belongs to the caller): `initialize`
 //! (keeping the `Mcp-Session-Id` the server hands out, if any), `notifications/initialized`,
-//! then `tools/list`; the run's calls reuse that session. Answers may be JSON or an SSE stream
-//! (progress notifications are skipped until the response with the request's id arrives).
+//! then `tools/list`; the run's calls reuse that session, and it is closed with `DELETE` when the
+//! run ends. A caller's tool list is cached for `tools_cache_ms` (keyed by a hash of the
+//! credential, since the proxy filters the list per principal); on a cache hit the session is
+//! only opened if the run calls a tool. Answers may be JSON or an SSE stream (progress
+//! notifications are skipped until the response with the request's id arrives).
 //!
 //! Identity: the servers are normally routes on the Palisade proxy, so every request carries
 //! the caller's own credential (the `Authorization` the proxy forwarded to the orchestrator on
@@ -12,11 +15,12 @@
 //! without one and the proxy treats it as its route's anonymous caller.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use palisade_wire::sse::{SseItem, SseParser};
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use super::{Tool, ToolContext, ToolError};
@@ -32,7 +36,13 @@ pub struct McpServer {
     name: String,
     url: String,
     http: reqwest::Client,
+    cache_ttl: Duration,
+    /// Tool lists by SHA-256 of the caller's credential.
+    cache: dashmap::DashMap<[u8; 32], (Instant, Arc<Vec<ToolSpec>>)>,
 }
+
+/// Most cached tool lists per server; beyond it the cache starts over.
+const CACHE_MAX: usize = 10_000;
 
 /// Why an MCP request failed (the text goes back to the model as a tool error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -71,6 +81,8 @@ pub enum McpError {
 /// A session with a server, for one run.
 #[derive(Debug, Default)]
 struct Session {
+    /// `initialize` has been answered.
+    ready: bool,
     id: Option<String>,
     protocol: Option<String>,
     closer: Option<Closer>,
@@ -124,6 +136,8 @@ impl McpServer {
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
+            cache_ttl: Duration::from_millis(cfg.tools_cache_ms),
+            cache: dashmap::DashMap::new(),
         }
     }
 
@@ -132,9 +146,11 @@ impl McpServer {
         &self.name
     }
 
-    /// Opens a session for the run and lists the tools the caller may see.
+    /// The tools the caller may see, bound to a session for the run (cached lists reuse the
+    /// answer of an earlier run of the same caller).
     pub async fn list(self: &Arc<Self>, ctx: &ToolContext) -> Result<Vec<McpTool>, McpError> {
         let session = Arc::new(Mutex::new(Session {
+            ready: false,
             closer: Some(Closer {
                 http: self.http.clone(),
                 url: self.url.clone(),
@@ -143,35 +159,41 @@ impl McpServer {
             id: None,
             protocol: None,
         }));
-        {
-            let mut s = session.lock().await;
-            self.initialize(&mut s, ctx).await?;
-        }
-        let result = {
-            let mut s = session.lock().await;
-            self.request(&mut s, ctx, "tools/list", json!({})).await?
+        let key: [u8; 32] =
+            Sha256::digest(ctx.caller.credential.as_deref().unwrap_or_default()).into();
+        let cached = self
+            .cache
+            .get(&key)
+            .filter(|hit| hit.0.elapsed() < self.cache_ttl)
+            .map(|hit| hit.1.clone());
+        let specs = match cached {
+            Some(specs) => specs,
+            None => {
+                let mut s = session.lock().await;
+                self.initialize(&mut s, ctx).await?;
+                let result = self.request(&mut s, ctx, "tools/list", json!({})).await?;
+                let specs = Arc::new(specs_of(&result));
+                if !self.cache_ttl.is_zero() {
+                    if self.cache.len() >= CACHE_MAX {
+                        self.cache.clear();
+                    }
+                    self.cache.insert(key, (Instant::now(), specs.clone()));
+                }
+                specs
+            }
         };
-        let tools = result["tools"].as_array().cloned().unwrap_or_default();
-        Ok(tools
-            .into_iter()
-            .filter_map(|t| {
-                Some(McpTool {
-                    server: self.clone(),
-                    session: session.clone(),
-                    spec: ToolSpec {
-                        name: t["name"].as_str()?.to_owned(),
-                        description: t["description"].as_str().unwrap_or_default().to_owned(),
-                        parameters: t
-                            .get("inputSchema")
-                            .cloned()
-                            .unwrap_or_else(|| json!({"type": "object"})),
-                    },
-                })
+        Ok(specs
+            .iter()
+            .map(|spec| McpTool {
+                server: self.clone(),
+                session: session.clone(),
+                spec: spec.clone(),
             })
             .collect())
     }
 
     async fn initialize(&self, s: &mut Session, ctx: &ToolContext) -> Result<(), McpError> {
+        s.ready = false;
         s.id = None;
         s.protocol = None;
         let result = self
@@ -185,6 +207,7 @@ impl McpServer {
             )
             .await?;
         s.protocol = result["protocolVersion"].as_str().map(str::to_owned);
+        s.ready = true;
         self.post(
             s,
             ctx,
@@ -262,6 +285,25 @@ impl McpServer {
     }
 }
 
+/// The tool specs of a `tools/list` result.
+fn specs_of(result: &Value) -> Vec<ToolSpec> {
+    result["tools"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some(ToolSpec {
+                name: t["name"].as_str()?.to_owned(),
+                description: t["description"].as_str().unwrap_or_default().to_owned(),
+                parameters: t
+                    .get("inputSchema")
+                    .cloned()
+                    .unwrap_or_else(|| json!({"type": "object"})),
+            })
+        })
+        .collect()
+}
+
 /// The JSON-RPC response with id `id`, from a JSON body or an SSE stream.
 async fn read_answer(mut resp: reqwest::Response, id: &str) -> Result<Value, McpError> {
     let is_sse = resp
@@ -312,6 +354,13 @@ impl Tool for McpTool {
     async fn call(&self, args: Value, ctx: &ToolContext) -> Result<String, ToolError> {
         let params = json!({"name": self.spec.name, "arguments": args});
         let mut s = self.session.lock().await;
+        if !s.ready {
+            // The tool list came from the cache: open the run's session now.
+            self.server
+                .initialize(&mut s, ctx)
+                .await
+                .map_err(|e| ToolError(e.to_string()))?;
+        }
         let mut result = self
             .server
             .request(&mut s, ctx, "tools/call", params.clone())

@@ -119,6 +119,7 @@ async fn lists_and_calls_tools_with_the_callers_credential_in_one_session() {
     let cfg = McpServerConfig {
         name: "fake".into(),
         url,
+        tools_cache_ms: 0,
     };
     let server = Arc::new(McpServer::new(&cfg, Duration::from_secs(5)));
     let ctx = ctx();
@@ -180,8 +181,50 @@ async fn an_unreachable_server_is_an_error_not_a_panic() {
     let cfg = McpServerConfig {
         name: "gone".into(),
         url: format!("http://127.0.0.1:{port}/mcp"),
+        tools_cache_ms: 0,
     };
     let server = Arc::new(McpServer::new(&cfg, Duration::from_secs(2)));
     let err = server.list(&ctx()).await.err().unwrap();
     assert!(err.to_string().contains("`gone` unreachable"), "{err}");
+}
+
+#[tokio::test]
+async fn a_callers_tool_list_is_cached_and_the_session_opened_only_to_call() {
+    let (url, script) = server().await;
+    let cfg = McpServerConfig {
+        name: "fake".into(),
+        url,
+        tools_cache_ms: 60_000,
+    };
+    let server = Arc::new(McpServer::new(&cfg, Duration::from_secs(5)));
+    let methods = |script: &Script| -> Vec<String> {
+        script
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(m, _)| m.clone())
+            .collect()
+    };
+    let first = server.list(&ctx()).await.unwrap();
+    assert_eq!(first.len(), 3);
+    drop(first);
+    assert_eq!(
+        methods(&script),
+        ["initialize", "notifications/initialized", "tools/list"]
+    );
+    // The same caller again: no request until a tool is called.
+    let second = server.list(&ctx()).await.unwrap();
+    assert_eq!(second.len(), 3);
+    assert_eq!(methods(&script).len(), 3);
+    second[2].call(json!({}), &ctx()).await.unwrap_err();
+    assert_eq!(
+        methods(&script)[3..],
+        ["initialize", "notifications/initialized", "tools/call"]
+    );
+    // Another caller (another credential) is listed afresh.
+    let mut other = ctx();
+    other.caller.credential = Some("Bearer someone-else".into());
+    server.list(&other).await.unwrap();
+    assert_eq!(methods(&script).last().unwrap(), "tools/list");
 }
