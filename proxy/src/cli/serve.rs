@@ -98,18 +98,22 @@ fn print_banner(config: &Config, running: &server::Running) {
         println!("  orchestrator (bundled, offline model)  http://{orch}");
     }
     // The dev token is printed whatever the routes are (MCP- or A2A-only configs need it too).
-    let auth = match (running.authn.dev_token(), &config.authentication.dev_issuer) {
-        (Some(token), Some(dev)) => {
+    let auth = match running.authn.dev_token() {
+        Some(token) => {
+            let about = match &config.authentication.dev_issuer {
+                Some(dev) => format!(
+                    " (roles: {}; valid {})",
+                    dev.roles.join(", "),
+                    humantime::format_duration(dev.token_ttl)
+                ),
+                None => String::new(),
+            };
             println!();
-            println!(
-                "A token from the dev issuer (roles: {}; valid {}):",
-                dev.roles.join(", "),
-                humantime::format_duration(dev.token_ttl)
-            );
+            println!("A token from the dev issuer{about}:");
             println!("export PALISADE_TOKEN={token}");
             " -H \"authorization: Bearer $PALISADE_TOKEN\""
         }
-        _ => "",
+        None => "",
     };
     if let Some(route) = config
         .routes
