@@ -50,6 +50,29 @@ fn scan(c: &mut Criterion) {
     group.bench_function("response_assistant_text_1MiB", |b| {
         b.iter(|| scan_text(&rs, black_box(&text), Side::Output, Location::AssistantText))
     });
+    let raw_only = RuleSet::compile(
+        "raw",
+        &serde_yaml::from_str(
+            "disable: [injection.ignore_instructions, injection.prompt_leak, \
+             injection.role_override, tool.destructive_command]",
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    group.bench_function("raw_detectors_only_1MiB", |b| {
+        b.iter(|| {
+            scan_text(
+                &raw_only,
+                black_box(&text),
+                Side::Output,
+                Location::AssistantText,
+            )
+        })
+    });
+    let ascii = text.replace(|c: char| !c.is_ascii(), "e");
+    group.bench_function("request_user_message_ascii_1MiB", |b| {
+        b.iter(|| scan_text(&rs, black_box(&ascii), Side::Input, Location::UserMessage))
+    });
     group.bench_function("normalize_only_1MiB", |b| {
         b.iter(|| palisade_proxy::guardrails::normalize::normalize(black_box(&text)))
     });

@@ -113,7 +113,9 @@ impl RuleSet {
                 (Some(re), true) => {
                     let compiled = match r.on {
                         MatchOn::Raw => detect::raw_regex(std::slice::from_ref(re)).map(|_| ()),
-                        MatchOn::Normalized => detect::norm_regex(std::slice::from_ref(re)).map(|_| ()),
+                        MatchOn::Normalized => {
+                            detect::norm_regex(std::slice::from_ref(re)).map(|_| ())
+                        }
                     };
                     if let Err(e) = compiled {
                         errors.push((format!("{at}.regex"), format!("invalid regex: {e}")));
@@ -176,6 +178,7 @@ impl RuleSet {
 
         let mut raw_patterns = Vec::new();
         let mut raw_rules = Vec::new();
+        let mut raw_shared = Vec::new();
         let mut phrases = Vec::new();
         let mut phrase_rules = Vec::new();
         let mut norm_patterns = Vec::new();
@@ -183,6 +186,11 @@ impl RuleSet {
         for (idx, source) in sources.into_iter().enumerate() {
             match source {
                 Source::Raw(p) => {
+                    raw_shared.push(
+                        rules[idx].verify != Verify::None
+                            || rules[idx].id == "pii.phone"
+                            || rules[idx].id == "pii.ip_address",
+                    );
                     raw_patterns.push(p);
                     raw_rules.push(idx);
                 }
@@ -203,7 +211,12 @@ impl RuleSet {
             None
         } else {
             Some(RawMatcher {
-                regex: detect::raw_regex(&raw_patterns).map_err(|e| fail("raw patterns", e))?,
+                digit_led: raw_shared
+                    .iter()
+                    .any(|s| *s)
+                    .then(|| raw_shared.iter().filter(|s| !**s).count()),
+                regexes: group_raw(&raw_patterns, &raw_shared)
+                    .map_err(|e| fail("raw patterns", e))?,
                 live: detect::live_dfa(&raw_patterns).map_err(|e| fail("raw patterns", e))?,
                 rules: raw_rules,
             })
@@ -247,6 +260,28 @@ impl RuleSet {
             stop_message: spec.stop_message.clone(),
         })
     }
+}
+
+/// One regex per pattern, except the `shared` ones (digit-led PII), which form one union.
+fn group_raw(
+    patterns: &[String],
+    shared: &[bool],
+) -> Result<Vec<(regex_automata::meta::Regex, Vec<usize>)>, String> {
+    let mut out = Vec::new();
+    let mut union = Vec::new();
+    let mut union_ids = Vec::new();
+    for (i, p) in patterns.iter().enumerate() {
+        if shared[i] {
+            union.push(p.clone());
+            union_ids.push(i);
+        } else {
+            out.push((detect::raw_regex(std::slice::from_ref(p))?, vec![i]));
+        }
+    }
+    if !union.is_empty() {
+        out.push((detect::raw_regex(&union)?, union_ids));
+    }
+    Ok(out)
 }
 
 fn check_actions(rule: &Rule, normalized: bool, at: &str, errors: &mut Vec<SpecError>) {

@@ -83,7 +83,13 @@ pub struct Hit {
 
 /// Raw-text matchers.
 pub(super) struct RawMatcher {
-    pub(super) regex: Regex,
+    /// Regexes and the pattern index of each of their patterns: patterns with a literal (the
+    /// secrets' fixed prefixes, the `@` of e-mail addresses) each get their own regex, so the
+    /// regex engine can scan for that literal; the digit-led PII patterns share one lazy DFA
+    /// pass. Overlaps are resolved after.
+    pub(super) regexes: Vec<(Regex, Vec<usize>)>,
+    /// Which entry of `regexes` is the digit-led union (searched only around digits).
+    pub(super) digit_led: Option<usize>,
     pub(super) live: DFA,
     pub(super) rules: Vec<usize>,
 }
@@ -173,29 +179,49 @@ impl RuleSet {
             return;
         };
         let input = regex_automata::Input::new(text).range(from..);
-        for m in raw.regex.find_iter(input) {
-            if !text.is_char_boundary(m.start()) || !text.is_char_boundary(m.end()) {
+        let mut found: Vec<(usize, usize, usize)> = Vec::new();
+        for (at, (regex, patterns)) in raw.regexes.iter().enumerate() {
+            let hit =
+                |m: regex_automata::Match| (m.start(), patterns[m.pattern().as_usize()], m.end());
+            if raw.digit_led == Some(at) {
+                // Digit-led patterns can only match near digits: search those regions only.
+                for (s, e) in digit_regions(text.as_bytes(), from) {
+                    found.extend(regex.find_iter(input.clone().range(s..e)).map(hit));
+                }
+            } else {
+                found.extend(regex.find_iter(input.clone()).map(hit));
+            }
+        }
+        // Earliest start wins; at the same start, the earlier pattern (priority order).
+        found.sort_unstable();
+        let mut taken_to = from;
+        for (start, pattern, end) in found {
+            if start < taken_to {
                 continue;
             }
-            let idx = raw.rules[m.pattern().as_usize()];
+            if !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+                continue;
+            }
+            let idx = raw.rules[pattern];
             let rule = &self.rules[idx];
             let Some(action) = rule.action(side, location) else {
                 continue;
             };
-            let matched = &text[m.start()..m.end()];
+            let matched = &text[start..end];
             let ok = match rule.verify {
                 Verify::None => true,
                 Verify::Luhn => builtin::luhn(matched),
                 Verify::Ssn => builtin::ssn(matched),
                 Verify::Iban => builtin::iban(matched),
             };
-            if !ok || (rule.ignore_in_urls && in_url(text, m.start())) {
+            if !ok || (rule.ignore_in_urls && in_url(text, start)) {
                 continue;
             }
+            taken_to = end;
             out.push(Hit {
                 rule: idx,
-                start: m.start(),
-                end: m.end(),
+                start,
+                end,
                 action,
             });
         }
@@ -275,6 +301,39 @@ impl RuleSet {
         }
         text.len()
     }
+}
+
+/// Byte ranges of `bytes[from..]` that hold digits, merged when closer than `GAP` and padded
+/// by `PAD` on both sides: every match of the digit-led PII patterns (cards, SSNs, phones, IPs,
+/// IBANs) lies inside one, since each starts and ends within a few bytes of a digit and never
+/// spans more than `GAP` bytes without one.
+fn digit_regions(bytes: &[u8], from: usize) -> Vec<(usize, usize)> {
+    const GAP: usize = 12;
+    const PAD: usize = 12;
+    let mut regions: Vec<(usize, usize)> = Vec::new();
+    let mut i = from;
+    while i < bytes.len() {
+        if !bytes[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i.saturating_sub(PAD).max(from);
+        let mut last = i;
+        let mut j = i + 1;
+        while j < bytes.len() && j - last <= GAP {
+            if bytes[j].is_ascii_digit() {
+                last = j;
+            }
+            j += 1;
+        }
+        let end = (last + 1 + PAD).min(bytes.len());
+        match regions.last_mut() {
+            Some(prev) if start <= prev.1 => prev.1 = end,
+            _ => regions.push((start, end)),
+        }
+        i = j;
+    }
+    regions
 }
 
 /// Whether byte `at` of `text` is inside a URL (`scheme://` starting the whitespace-delimited

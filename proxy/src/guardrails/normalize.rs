@@ -22,8 +22,7 @@
 //! );
 //! ```
 
-use unicode_normalization::char::is_combining_mark;
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 
 /// What the ASCII table says about a byte.
 const DROP: u8 = 0;
@@ -76,49 +75,66 @@ pub fn normalize_into(text: &str, out: &mut String) {
             return normalize_into(&decoded, out);
         }
     }
-    if text.is_ascii() {
-        // SAFETY-free fast path: every byte written is ASCII.
-        let mut bytes = std::mem::take(out).into_bytes();
-        let mut last_sep = bytes.last().is_none_or(|&b| b == SEP);
-        for &b in text.as_bytes() {
-            let n = ASCII[b as usize];
-            if n == DROP {
-                continue;
+    let mut last_sep = out.as_bytes().last().is_none_or(|&b| b == SEP);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii_lowercase() {
+            // The common case: a run of lower-case letters is copied as is.
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_lowercase() {
+                i += 1;
             }
-            if n == SEP {
-                if !last_sep {
-                    bytes.push(SEP);
-                    last_sep = true;
-                }
-                continue;
-            }
-            bytes.push(n);
+            out.push_str(&text[start..i]);
             last_sep = false;
-        }
-        *out = String::from_utf8(bytes).unwrap_or_default();
-        return;
-    }
-    let mut last_sep = out.chars().next_back().is_none_or(|c| c == ' ');
-    for c in text.chars().filter(|c| !is_invisible(*c)).nfkd() {
-        if is_combining_mark(c) || is_invisible(c) {
             continue;
         }
-        for lower in c.to_lowercase() {
-            let folded = fold(lower);
-            match folded {
-                Fold::Drop => {}
-                Fold::Sep => {
+        if b < 0x80 {
+            // Other ASCII: one table lookup.
+            i += 1;
+            match ASCII[b as usize] {
+                DROP => {}
+                SEP => {
                     if !last_sep {
                         out.push(' ');
                         last_sep = true;
                     }
                 }
-                Fold::Char(ch) => {
-                    out.push(ch);
+                n => {
+                    out.push(n as char);
                     last_sep = false;
                 }
             }
+            continue;
         }
+        let Some(c) = text[i..].chars().next() else {
+            break;
+        };
+        i += c.len_utf8();
+        if is_invisible(c) {
+            continue;
+        }
+        decompose_compatible(c, |d| {
+            if is_combining_mark(d) || is_invisible(d) {
+                return;
+            }
+            for lower in d.to_lowercase() {
+                match fold(lower) {
+                    Fold::Drop => {}
+                    Fold::Sep => {
+                        if !last_sep {
+                            out.push(' ');
+                            last_sep = true;
+                        }
+                    }
+                    Fold::Char(ch) => {
+                        out.push(ch);
+                        last_sep = false;
+                    }
+                }
+            }
+        });
     }
 }
 

@@ -486,3 +486,32 @@ rules:
     assert!(s.fired.is_empty(), "built-ins are off");
     assert_eq!(rs.rules[0].input, Some(Action::Block));
 }
+
+#[test]
+fn digit_led_detectors_find_matches_anywhere_in_long_text() {
+    let rs = default_set();
+    let items = [
+        ("4111 1111 1111 1111", "[REDACTED:CREDIT_CARD]"),
+        ("123-45-6789", "[REDACTED:SSN]"),
+        ("MT84 MALT 0110 0001 2345 MTLC AST0 01S", "[REDACTED:IBAN]"),
+        ("GB82WEST12345698765432", "[REDACTED:IBAN]"),
+        ("(555) 123-4567", "[REDACTED:PHONE]"),
+        ("+44 20 7946 0958", "[REDACTED:PHONE]"),
+        ("192.168.10.254", "[REDACTED:IP_ADDRESS]"),
+    ];
+    let filler = "some ordinary words without any numbers in them at all, ";
+    let mut text = String::new();
+    let mut want = String::new();
+    for (i, (item, placeholder)) in items.iter().enumerate() {
+        for _ in 0..(i % 3 + 1) {
+            text.push_str(filler);
+            want.push_str(filler);
+        }
+        text.push_str(item);
+        want.push_str(placeholder);
+        text.push_str(" and 42 more. ");
+        want.push_str(" and 42 more. ");
+    }
+    let scanned = scan_text(&rs, &text, Side::Input, Location::UserMessage);
+    assert_eq!(scanned.text.as_deref(), Some(want.as_str()));
+}

@@ -194,7 +194,8 @@ impl AguiGuard {
                     return Ok(());
                 };
                 let scanned = self.push(rs, k, &id, delta);
-                return self.relay_delta(rs, rec, k, scanned, event, out);
+                let same = scanned.text.as_deref() == Some(delta);
+                return self.relay_delta(rs, rec, k, scanned, same, event, out);
             }
             "TEXT_MESSAGE_END" | "REASONING_MESSAGE_END" | "TOOL_CALL_END" => {
                 let (k, id, open) = match kind {
@@ -242,7 +243,8 @@ impl AguiGuard {
                 return Ok(());
             };
             let scanned = self.push(rs, k, &id, delta);
-            return self.relay_delta(rs, rec, k, scanned, event, out);
+            let same = scanned.text.as_deref() == Some(delta);
+            return self.relay_delta(rs, rec, k, scanned, same, event, out);
         }
         event.encode(out);
         Ok(())
@@ -273,12 +275,14 @@ impl AguiGuard {
     }
 
     /// Relays a content event with its delta replaced by what may go out now.
+    #[allow(clippy::too_many_arguments)]
     fn relay_delta(
         &mut self,
         rs: &RuleSet,
         rec: &mut Recorder<'_>,
         k: Kind,
         scanned: Scanned,
+        unchanged: bool,
         mut event: SseEvent,
         out: &mut BytesMut,
     ) -> Result<(), usize> {
@@ -288,6 +292,10 @@ impl AguiGuard {
         }
         if let Some(rule) = scanned.refused {
             return Err(rule);
+        }
+        if unchanged {
+            event.encode(out);
+            return Ok(());
         }
         let text = scanned.text.unwrap_or_default();
         let Some(Ok(mut json)) = event.data.as_deref().map(serde_json::from_str::<Value>) else {
