@@ -21,8 +21,8 @@ use super::{
 #[derive(Clone)]
 enum Step {
     Status(u16),
-    /// 503 with `Retry-After: 1`.
-    RetryAfter,
+    /// 503 with `Retry-After: <seconds>`.
+    RetryAfter(u64),
     Hang,
     Json(Value),
     /// Answers 1.0 requests with -32601 and 0.3 requests with a completed task.
@@ -62,9 +62,11 @@ async fn handle(State(fake): State<Fake>, headers: HeaderMap, Json(body): Json<V
     let id = body["id"].clone();
     match step {
         Step::Status(code) => StatusCode::from_u16(code).unwrap().into_response(),
-        Step::RetryAfter => {
-            (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")]).into_response()
-        }
+        Step::RetryAfter(secs) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", secs.to_string())],
+        )
+            .into_response(),
         Step::Hang => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             StatusCode::OK.into_response()
@@ -342,7 +344,7 @@ fn answers_of_both_versions_are_read() {
 
 #[tokio::test]
 async fn retry_after_stretches_the_wait_within_the_cap() {
-    let (url, seen) = fake(vec![Step::RetryAfter, Step::Json(completed_v1("ok"))]).await;
+    let (url, seen) = fake(vec![Step::RetryAfter(1), Step::Json(completed_v1("ok"))]).await;
     let outcome = A2aClient::new(&config(1)).unwrap().send(&url, "hi").await;
     assert!(
         matches!(outcome, A2aOutcome::Completed { attempts: 2, .. }),
@@ -357,8 +359,8 @@ async fn retry_after_stretches_the_wait_within_the_cap() {
         "waited {gap:?}, not the server's 1 s"
     );
 
-    // Capped by max_backoff_ms: 300 ms instead of the asked 1 s.
-    let (url, seen) = fake(vec![Step::RetryAfter, Step::Json(completed_v1("ok"))]).await;
+    // Capped by max_backoff_ms: 300 ms instead of the asked 30 s.
+    let (url, seen) = fake(vec![Step::RetryAfter(30), Step::Json(completed_v1("ok"))]).await;
     let cfg = A2aConfig {
         max_backoff_ms: 300,
         ..config(1)
@@ -371,7 +373,7 @@ async fn retry_after_stretches_the_wait_within_the_cap() {
     let seen = seen.lock().unwrap();
     let gap = seen[1].3 - seen[0].3;
     assert!(
-        gap >= Duration::from_millis(300) && gap < Duration::from_millis(950),
+        gap >= Duration::from_millis(300) && gap < Duration::from_secs(10),
         "{gap:?}"
     );
 }
