@@ -63,11 +63,35 @@ fn bin_dir() -> PathBuf {
         .expect("test executable in target/<profile>/deps")
         .to_path_buf();
     for bin in ["palisade", "palisade-orchestrator"] {
+        let path = dir.join(bin);
+        let built = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} is missing: build the binaries first (`cargo build -p palisade-proxy \
+                     -p palisade-orchestrator`; `cargo nextest run --workspace` does)",
+                    path.display()
+                )
+            });
+        // The README commands must run what the sources say, not an older build: cargo's
+        // dep-info file next to the binary lists every source file it was built from.
+        let deps = std::fs::read_to_string(dir.join(format!("{bin}.d"))).unwrap_or_default();
+        let newer = deps
+            .split_once(": ")
+            .map(|(_, sources)| sources.split_whitespace().map(PathBuf::from))
+            .into_iter()
+            .flatten()
+            .find(|src| {
+                std::fs::metadata(src)
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|at| at > built)
+            });
         assert!(
-            dir.join(bin).is_file(),
-            "{} is missing: build the binaries first (`cargo build -p palisade-proxy \
-             -p palisade-orchestrator`; `cargo nextest run --workspace` does)",
-            dir.join(bin).display()
+            newer.is_none(),
+            "{} is older than {}: rebuild it (`cargo build -p palisade-proxy -p \
+             palisade-orchestrator`; `cargo nextest run --workspace` does)",
+            path.display(),
+            newer.unwrap_or_default().display()
         );
     }
     dir
