@@ -2,7 +2,8 @@
 //! issuer, the seed policies, the orchestrator verifying the proxy's signed assertion (JWKS
 //! fetched from the admin listener), built-in tools, MCP tools of a real MCP server
 //! (`examples/mcp-server`, the `mcp` package from PyPI) reached back through the proxy with the
-//! caller's own credential, and tools the proxy denies.
+//! caller's own credential, tools the proxy denies, and one trace across proxy → orchestrator →
+//! proxy → MCP server.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -124,6 +125,11 @@ struct Stack {
 }
 
 async fn stack(with_mcp: bool) -> Stack {
+    stack_traced(with_mcp, None).await
+}
+
+/// Like [`stack`], the proxy and the orchestrator exporting spans to `collector` when given.
+async fn stack_traced(with_mcp: bool, collector: Option<&str>) -> Stack {
     let issuer = Issuer::new();
     let mcp = if with_mcp {
         Some(tokio::task::spawn_blocking(McpServer::start).await.unwrap())
@@ -149,6 +155,12 @@ async fn stack(with_mcp: bool) -> Stack {
             "protocol: mcp\nauth: required",
         );
     }
+    if let Some(collector) = collector {
+        proxy = proxy.top_yaml(&format!(
+            "tracing:\n  enabled: true\n  endpoint: {collector}\n  protocol: http_protobuf\n  \
+             sampling_ratio: 1.0\n"
+        ));
+    }
     let proxy = proxy.top_yaml(&issuer.yaml()).start();
     let mut cfg = OrchestratorConfig {
         listen: orchestrator,
@@ -160,6 +172,10 @@ async fn stack(with_mcp: bool) -> Stack {
         path: ":memory:".into(),
     };
     cfg.tools.weather_api_key_env = WEATHER_KEY_ENV.into();
+    if let Some(collector) = collector {
+        cfg.tracing.otlp_endpoint = Some(collector.to_owned());
+        cfg.tracing.export_interval_ms = 50;
+    }
     if mcp.is_some() {
         cfg.mcp_servers = vec![McpServerConfig {
             name: "docs".into(),
@@ -391,4 +407,106 @@ async fn direct_calls_without_the_proxys_assertion_are_refused() {
             .contains("palisade_orchestrator_requests_refused_total{reason=\"unauthenticated\"} 3"),
         "{metrics}"
     );
+}
+
+// ---- one trace across the hops ------------------------------------------------------------
+
+type Spans = std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>;
+
+/// An OTLP/HTTP receiver (`POST /v1/traces`, protobuf).
+async fn otlp_receiver() -> (String, Spans) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let spans: Spans = Spans::default();
+    let sink = spans.clone();
+    let router = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
+                let mut sink = sink.lock().unwrap();
+                for resource in request.resource_spans {
+                    for scope in resource.scope_spans {
+                        sink.extend(scope.spans);
+                    }
+                }
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    (format!("http://{addr}"), spans)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_spans_proxy_orchestrator_and_the_mcp_call() {
+    const TRACE: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let (collector, spans) = otlp_receiver().await;
+    let s = stack_traced(true, Some(&collector)).await;
+    let user = s.issuer.token("alice", &["user"]);
+    let resp = client()
+        .post(s.proxy.url("/agent"))
+        .bearer_auth(&user)
+        .header("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01"))
+        .json(&input("mcp search_docs tracing"))
+        .send()
+        .await
+        .unwrap();
+    let events = sse_client::read(resp, None, Duration::from_secs(20))
+        .await
+        .json();
+    assert_eq!(last_type(&events), "RUN_FINISHED", "{events:?}");
+    // Stopping the proxy flushes its exporter; the orchestrator exports every 50 ms.
+    let Stack { proxy, _mcp, .. } = s;
+    let Proxy { running } = proxy;
+    running.shutdown();
+    tokio::task::spawn_blocking(move || running.wait())
+        .await
+        .unwrap();
+
+    let find = |name: &str| -> Option<opentelemetry_proto::tonic::trace::v1::Span> {
+        spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+    };
+    let mut tool = None;
+    for _ in 0..500 {
+        tool = find("tool.call");
+        if tool.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let tool = tool.expect("the orchestrator exported its tool span");
+    let run = find("agent.run").expect("and its run span");
+    let all = spans.lock().unwrap().clone();
+    for span in [&run, &tool] {
+        assert_eq!(hex(&span.trace_id), TRACE, "{}", span.name);
+    }
+    assert_eq!(tool.parent_span_id, run.span_id);
+    // The run's parent is a span of the proxy (the /agent request) in the same trace…
+    let parent = all
+        .iter()
+        .find(|p| p.span_id == run.parent_span_id)
+        .expect("the run's parent span was exported by the proxy");
+    assert_eq!(hex(&parent.trace_id), TRACE);
+    // …and the proxy's span for the MCP call back through it has the tool call as its parent.
+    let mcp_hop = all
+        .iter()
+        .find(|p| p.parent_span_id == tool.span_id)
+        .expect("the proxy continued the tool call's traceparent on /mcp");
+    assert_eq!(hex(&mcp_hop.trace_id), TRACE);
 }
