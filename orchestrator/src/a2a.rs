@@ -6,8 +6,8 @@
 //! not supported", remembering the answer per agent URL.
 //!
 //! Connect errors, per-attempt timeouts and `502`/`503`/`504` are retried with exponential
-//! backoff (`initial_backoff_ms`, doubling, capped at `max_backoff_ms`; a `Retry-After` in
-//! seconds stretches the wait up to that cap), at most `max_retries` times and never past
+//! backoff (`initial_backoff_ms`, doubling, capped at `max_backoff_ms`, jittered between half and
+//! all of that; a `Retry-After` in seconds stretches the wait up to the cap), at most `max_retries` times and never past
 //! `total_timeout_ms`. Every attempt carries the same `messageId`. The
 //! outcome is always an [`A2aOutcome`], never a panic or an error type: `Completed` with the
 //! agent's text, or `Failed` with a status the model and the run record can show —
@@ -78,6 +78,9 @@ pub struct A2aConfig {
     pub initial_backoff_ms: u64,
     /// Longest wait between retries, in milliseconds. Default `5000`.
     pub max_backoff_ms: u64,
+    /// Randomise each wait between half and all of it ("equal jitter"), so callers that failed
+    /// together spread their retries. Default `true`.
+    pub jitter: bool,
     /// Time limit of one attempt (connect to last byte), in milliseconds. Default `30000`.
     pub attempt_timeout_ms: u64,
     /// Time limit of the whole delegation including retries and backoff, in milliseconds.
@@ -96,6 +99,7 @@ impl Default for A2aConfig {
             max_retries: 3,
             initial_backoff_ms: 200,
             max_backoff_ms: 5_000,
+            jitter: true,
             attempt_timeout_ms: 30_000,
             total_timeout_ms: 120_000,
             bearer_token_env: None,
@@ -355,14 +359,23 @@ impl A2aClient {
     }
 
     /// The wait before retry number `retry` (0-based): initial × 2^retry, capped.
+    ///
+    /// With `jitter` (the default) it is "equal jitter": half of it fixed, the other half random,
+    /// so replicas whose calls failed together do not retry in lockstep.
     fn backoff(&self, retry: u32) -> Duration {
         let factor = 1u64.checked_shl(retry.min(32)).unwrap_or(u64::MAX);
-        Duration::from_millis(
-            self.cfg
-                .initial_backoff_ms
-                .saturating_mul(factor)
-                .min(self.cfg.max_backoff_ms),
-        )
+        let full = self
+            .cfg
+            .initial_backoff_ms
+            .saturating_mul(factor)
+            .min(self.cfg.max_backoff_ms);
+        if !self.cfg.jitter {
+            return Duration::from_millis(full);
+        }
+        let half = full / 2;
+        // A v4 UUID is 122 random bits from a fast CSPRNG: enough for a jitter.
+        let random = uuid::Uuid::new_v4().as_u64_pair().0 % (full - half + 1);
+        Duration::from_millis(half + random)
     }
 
     fn version_for(&self, url: &Url) -> Version {

@@ -150,8 +150,8 @@ async fn gateway_errors_are_retried_with_doubling_backoff_and_the_same_message_i
         seen.iter().all(|s| s.2 == seen[0].2 && !s.2.is_empty()),
         "one messageId across retries"
     );
-    // Backoff 20, 40, 80 ms: each gap at least its backoff.
-    for (i, min) in [20u64, 40, 80].iter().enumerate() {
+    // Backoff 20, 40, 80 ms with equal jitter: each gap at least half of its backoff.
+    for (i, min) in [10u64, 20, 40].iter().enumerate() {
         let gap = seen[i + 1].3 - seen[i].3;
         assert!(gap >= Duration::from_millis(*min), "gap {i} was {gap:?}");
     }
@@ -376,4 +376,23 @@ async fn retry_after_stretches_the_wait_within_the_cap() {
         gap >= Duration::from_millis(300) && gap < Duration::from_secs(10),
         "{gap:?}"
     );
+}
+
+#[test]
+fn backoff_doubles_up_to_the_cap_and_jitters_within_its_upper_half() {
+    let exact = A2aClient::new(&A2aConfig {
+        jitter: false,
+        ..config(3)
+    })
+    .unwrap();
+    let waits: Vec<u128> = (0..8).map(|r| exact.backoff(r).as_millis()).collect();
+    assert_eq!(waits, [20, 40, 80, 160, 320, 640, 1000, 1000]);
+    let jittered = A2aClient::new(&config(3)).unwrap();
+    let samples: Vec<u128> = (0..200).map(|_| jittered.backoff(4).as_millis()).collect();
+    assert!(
+        samples.iter().all(|&w| (160..=320).contains(&w)),
+        "{samples:?}"
+    );
+    let distinct: std::collections::HashSet<_> = samples.iter().collect();
+    assert!(distinct.len() > 20, "the waits vary: {distinct:?}");
 }
