@@ -214,25 +214,27 @@ async fn events_arrive_one_by_one_through_nginx_and_palisade() {
     let emitted = up.emitted.lock().unwrap().clone();
     assert_eq!(emitted.len(), EVENTS);
     let lags = lags(&got, &emitted);
-    for (i, (lag, before_next)) in lags.iter().enumerate() {
-        assert!(
-            *before_next,
-            "event {i} was held back until event {} was emitted (lag {lag:?})",
-            i + 1
-        );
-        assert!(
-            *lag < Duration::from_millis(40),
-            "event {i} reached the client {lag:?} after it was emitted"
-        );
-    }
-    let worst = lags.iter().map(|(l, _)| *l).max().unwrap();
     let mut sorted: Vec<Duration> = lags.iter().map(|(l, _)| *l).collect();
     sorted.sort();
+    let (median, worst) = (sorted[EVENTS / 2], sorted[EVENTS - 1]);
     eprintln!(
         "client <- nginx <- palisade <- upstream, {EVENTS} events {INTERVAL:?} apart: median lag \
-         {:?}, worst {worst:?}",
-        sorted[EVENTS / 2]
+         {median:?}, worst {worst:?}"
     );
+    // A buffering hop holds back (nearly) every event — the control below sees all 20 held.
+    // A 2-core CI machine running the suite in parallel can stall one or two events on its
+    // own, so those are tolerated; the median must still be far below the spacing.
+    let late: Vec<String> = lags
+        .iter()
+        .enumerate()
+        .filter(|(_, (lag, before_next))| !before_next || *lag >= Duration::from_millis(40))
+        .map(|(i, (lag, _))| format!("event {i}: {lag:?}"))
+        .collect();
+    assert!(
+        late.len() <= 2,
+        "events held back until the next was emitted (or 40 ms late): {late:?}"
+    );
+    assert!(median < Duration::from_millis(10), "median lag {median:?}");
 }
 
 /// The control, showing the timing test above can fail: nginx buffering the response (and
@@ -398,9 +400,11 @@ async fn the_official_agui_client_streams_through_nginx() {
         .collect();
     assert_eq!(content_at.len(), WORDS, "{types:?}");
     let gaps: Vec<f64> = content_at.windows(2).map(|w| w[1] - w[0]).collect();
-    // Written 50 ms apart; a buffering hop would deliver several in one read (gap ~0).
+    // Written 50 ms apart; a buffering hop would deliver them in one burst (gaps ~0). One
+    // stalled word on a busy machine makes one short gap; that much is tolerated.
+    let bursts = gaps.iter().filter(|g| **g < 25.0).count();
     assert!(
-        gaps.iter().all(|g| *g > 25.0),
+        bursts <= 2,
         "the client applied words in bursts (ms between them): {gaps:?}"
     );
 }
