@@ -16,6 +16,7 @@ pub mod file;
 pub mod record;
 pub mod redis_stream;
 pub mod spec;
+pub mod stream;
 pub mod writer;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ use crate::config::FieldError;
 use crate::telemetry::audit::AuditMetrics;
 pub use record::{AuditRecord, RequestLine};
 pub use spec::{AuditSpec, OnFull, OnSinkFailure};
+pub use stream::SeenToolCalls;
 use writer::{Msg, Writer};
 
 /// When the file sink fsyncs.

@@ -460,6 +460,8 @@ impl ProxyHttp for Pipeline {
                     .relay
                     .relay(&chunk)
                     .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream SSE", e))?;
+                // Before tool filtering: the audit record lists denied calls too.
+                ctx.tool_calls_seen.scan(&framed);
                 *body = Some(framed);
             }
             let events = stream.relay.events();

@@ -311,3 +311,135 @@ async fn fail_open_serves_on_and_counts_the_failures() {
         .await
         .expect("sink errors counted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_shipped_to_a_redis_stream_as_written_to_the_file() {
+    let redis = palisade_e2e::redis::RedisServer::start();
+    let echo = upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit_file = dir.path().join("audit.jsonl");
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("api", "/api", "echo", "")
+        .top_yaml(&format!(
+            "audit:\n  file: {{path: \"{}\"}}\n  redis: {{url: \"{}\", stream: \"audit:test\", maxlen: 1000}}\n",
+            audit_file.display(),
+            redis.url()
+        ))
+        .start();
+    let client = palisade_e2e::client();
+    for i in 0..25 {
+        let path = if i % 5 == 0 { "/missing" } else { "/api/x" };
+        client.get(proxy.url(path)).send().await.unwrap();
+    }
+    let shipped = proxy
+        .running
+        .metrics
+        .audit
+        .audit_records
+        .with_label_values(&["redis"]);
+    stop(proxy).await;
+    assert_eq!(shipped.get(), 25);
+    let len = palisade_e2e::redis::redis_cli(redis.port, &["XLEN", "audit:test"]).unwrap();
+    assert_eq!(len, "25");
+    // Stream entries are the file's lines, chain fields included.
+    let lines: Vec<String> = std::fs::read_to_string(&audit_file)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(lines.len(), 25);
+    let range =
+        palisade_e2e::redis::redis_cli(redis.port, &["XRANGE", "audit:test", "-", "+"]).unwrap();
+    for line in &lines {
+        assert!(range.contains(line.as_str()), "{line} not in the stream");
+    }
+}
+
+/// An AG-UI agent streaming a run that calls `search_docs` (id `c1`) and `write_file` (`c2`).
+async fn tool_calling_agent() -> std::net::SocketAddr {
+    let events = [
+        r#"{"type":"RUN_STARTED","threadId":"t1","runId":"r1"}"#,
+        r#"{"type":"TOOL_CALL_START","toolCallId":"c1","toolCallName":"search_docs"}"#,
+        r#"{"type":"TOOL_CALL_ARGS","toolCallId":"c1","delta":"{\"query\":\"secret plans\"}"}"#,
+        r#"{"type":"TOOL_CALL_END","toolCallId":"c1"}"#,
+        r#"{"type":"TOOL_CALL_START","toolCallId":"c2","toolCallName":"write_file"}"#,
+        r#"{"type":"TOOL_CALL_ARGS","toolCallId":"c2","delta":"{\"path\":\"/etc/passwd\"}"}"#,
+        r#"{"type":"TOOL_CALL_END","toolCallId":"c2"}"#,
+        r#"{"type":"RUN_FINISHED","threadId":"t1","runId":"r1"}"#,
+    ];
+    let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    let router = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { ([("content-type", "text/event-stream")], body) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_records_list_tool_calls_by_id_with_their_verdicts() {
+    let agent = tool_calling_agent().await;
+    let policies = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/palisade.cedarschema"),
+        policies.path().join("palisade.cedarschema"),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.path().join("main.cedar"),
+        "@id(\"agents\")\npermit(principal, action == Action::\"run_agent\", resource);\n\
+         @id(\"search-only\")\npermit(principal, action == Action::\"use_tool\", resource == Tool::\"search_docs\");\n",
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit_file = dir.path().join("audit.jsonl");
+    let proxy = TestProxy::new()
+        .upstream("agent", agent)
+        .route("agent", "/agent", "agent", "protocol: agui")
+        .top_yaml(&format!(
+            "authorization:\n  policy_sets:\n    - {{name: main, path: \"{}\", mode: enforce}}\n\
+             audit:\n  file: {{path: \"{}\"}}\n",
+            policies.path().display(),
+            audit_file.display()
+        ))
+        .start();
+    let input = r#"{"threadId":"t1","runId":"r1","messages":[],"tools":[],"context":[],"state":{},"forwardedProps":{}}"#;
+    let resp = palisade_e2e::client()
+        .post(proxy.url("/agent"))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let streamed = resp.text().await.unwrap();
+    assert!(
+        !streamed.contains("write_file"),
+        "the denied call is filtered: {streamed}"
+    );
+    stop(proxy).await;
+
+    let records = read_records(&audit_file);
+    assert_eq!(records.len(), 1);
+    let r = &records[0];
+    assert_eq!(r["stream"]["events"], 8);
+    let calls = r["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert_eq!(calls[0]["id"], "c1");
+    assert_eq!(calls[0]["tool"], "Tool::\"search_docs\"");
+    assert_eq!(calls[0]["allowed"], true);
+    assert_eq!(calls[1]["id"], "c2");
+    assert_eq!(calls[1]["tool"], "Tool::\"write_file\"");
+    assert_eq!(calls[1]["allowed"], false);
+    assert_eq!(calls[1]["action"], "Action::\"use_tool\"");
+    // Ids and names only: the arguments never reach the record.
+    let line = std::fs::read_to_string(&audit_file).unwrap();
+    assert!(
+        !line.contains("secret plans") && !line.contains("/etc/passwd"),
+        "{line}"
+    );
+}

@@ -130,10 +130,13 @@ pub struct StreamFacts {
 /// One tool decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ToolCall {
-    /// The Cedar action, e.g. `Action::"call_tool"`.
+    /// The Cedar action, e.g. `Action::"call_tool"` (empty for a call in a stream that no
+    /// decision covered, e.g. with authorization off).
     pub action: String,
-    /// Whether it was allowed (or only shadow-denied).
+    /// Whether it was allowed (or only shadow-denied); a call no decision covered is allowed.
     pub allowed: bool,
+    /// The call's id, for tool calls seen in an AG-UI stream (`toolCallId`).
+    pub id: Option<String>,
     /// The tool, e.g. `Tool::"search"`.
     pub tool: String,
 }
@@ -154,18 +157,7 @@ impl AuditRecord {
     /// The record of the request `ctx` describes.
     pub fn from_ctx(ctx: &RequestCtx, line: RequestLine<'_>) -> Self {
         let decision = ctx.decision.as_ref();
-        let mut tool_calls: Vec<ToolCall> = ctx
-            .authz
-            .body_decisions
-            .iter()
-            .filter(|d| d.resource.starts_with("Tool::"))
-            .map(|d| ToolCall {
-                action: d.action.clone(),
-                tool: d.resource.clone(),
-                allowed: !d.blocks(),
-            })
-            .collect();
-        tool_calls.dedup();
+        let tool_calls = tool_calls(ctx);
         Self {
             seq: 0,
             prev_hash: String::new(),
@@ -213,6 +205,46 @@ impl AuditRecord {
             reason: line.reason,
         }
     }
+}
+
+/// Tool decisions of the request, with the ids of the calls seen in its stream: a call seen
+/// in the stream takes its tool's decision; decisions without a seen call (request tools, MCP
+/// `tools/call`) are listed without an id.
+fn tool_calls(ctx: &RequestCtx) -> Vec<ToolCall> {
+    let decisions: Vec<&Decision> = ctx
+        .authz
+        .body_decisions
+        .iter()
+        .filter(|d| d.resource.starts_with("Tool::"))
+        .collect();
+    let mut out: Vec<ToolCall> = Vec::new();
+    let mut covered = vec![false; decisions.len()];
+    for (id, name) in &ctx.tool_calls_seen.0 {
+        let tool = format!("Tool::{name:?}");
+        let decided = decisions.iter().position(|d| d.resource == tool);
+        if let Some(i) = decided {
+            covered[i] = true;
+        }
+        let d = decided.map(|i| decisions[i]);
+        out.push(ToolCall {
+            action: d.map_or_else(String::new, |d| d.action.clone()),
+            allowed: d.is_none_or(|d| !d.blocks()),
+            id: Some(id.clone()),
+            tool,
+        });
+    }
+    for (d, _) in decisions.iter().zip(covered).filter(|(_, c)| !c) {
+        let call = ToolCall {
+            action: d.action.clone(),
+            allowed: !d.blocks(),
+            id: None,
+            tool: d.resource.clone(),
+        };
+        if !out.contains(&call) {
+            out.push(call);
+        }
+    }
+    out
 }
 
 fn audit_decision(d: &Decision) -> AuditDecision {

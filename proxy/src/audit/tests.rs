@@ -331,6 +331,7 @@ fn a_sealed_record_is_canonical_json_and_verifies() {
     r.tool_calls = vec![record::ToolCall {
         action: "Action::\"call_tool\"".into(),
         allowed: false,
+        id: Some("c1".into()),
         tool: "Tool::\"rm\"".into(),
     }];
     let line = r.seal(&mut head);

@@ -51,6 +51,8 @@ pub struct RequestCtx {
     /// What the guardrails found (rule ids, locations, actions; never content), for metrics
     /// and the audit record.
     pub guardrails: crate::guardrails::Findings,
+    /// Tool calls seen in the relayed AG-UI stream (ids and names), for the audit record.
+    pub tool_calls_seen: crate::audit::SeenToolCalls,
     /// Guardrail working state: the held request body, the response filter, a pending stop.
     pub guardrail_state: crate::guardrails::Exchange,
     _in_flight: InFlight,
@@ -91,6 +93,7 @@ impl RequestCtx {
             authz: Default::default(),
             ratelimit: Default::default(),
             guardrails: Default::default(),
+            tool_calls_seen: Default::default(),
             guardrail_state: Default::default(),
             _in_flight: in_flight,
         }

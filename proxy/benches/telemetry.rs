@@ -1,0 +1,126 @@
+//! Per-request cost of tracing and the audit record: `cargo bench -p palisade-proxy --bench
+//! telemetry`.
+//!
+//! `spans/off` is what every request pays with tracing disabled (the default): a request span,
+//! three stage spans with an attribute each, the upstream span and the finish. `spans/sampled`
+//! and `spans/unsampled` are the same with an OTLP exporter configured (to a closed port: the
+//! batch processor queues and drops), with ratio 1.0 and 0.0. `audit/seal` is the writer's work
+//! per record (canonical JSON + SHA-256), `audit/submit` the request side (one bounded-queue
+//! send; the writer thread drains to a file in the temp dir).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use palisade_proxy::audit::chain::ChainHead;
+use palisade_proxy::audit::{AuditRecord, Auditor, FileSettings, FsyncPolicy, Settings};
+use palisade_proxy::pipeline::headers::TraceContext;
+use palisade_proxy::telemetry::otel::{OtelSettings, Tracing};
+use palisade_proxy::telemetry::spec::OtlpProtocol;
+
+fn one_request(tracing: &Tracing, parent: &TraceContext) {
+    let mut trace = parent.clone();
+    let mut span = tracing.begin(&mut trace, "POST", "/agent");
+    for stage in ["identify", "authorize", "limit"] {
+        let mut s = span.stage(stage);
+        s.attr("outcome", "allowed");
+    }
+    span.start_upstream();
+    span.upstream_answered(200, true);
+    span.finish(None, || {
+        vec![opentelemetry::KeyValue::new(
+            "http.response.status_code",
+            200_i64,
+        )]
+    });
+    black_box(trace);
+}
+
+fn record() -> AuditRecord {
+    AuditRecord {
+        action: Some("Action::\"run_agent\"".into()),
+        bytes_in: 512,
+        bytes_out: 20_480,
+        client_ip: Some("10.1.2.3".into()),
+        decision: None,
+        duration_ms: 12.345,
+        error_code: None,
+        guardrails: Vec::new(),
+        hash: None,
+        method: "POST".into(),
+        path: "/agent".into(),
+        prev_hash: String::new(),
+        principal: None,
+        rate_limit: "passed",
+        reason: "ok",
+        request_id: "0b6f3a52-3f0e-4c55-9a5e-2f1f1d1c9f00".into(),
+        resource: Some("Agent::\"agent\"".into()),
+        route: Some("agent".into()),
+        seq: 0,
+        status: 200,
+        stream: None,
+        timestamp: "2026-11-25T21:00:00.000Z".into(),
+        tool_calls: Vec::new(),
+        trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+        upstream_status: Some(200),
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let mut req = pingora_http::RequestHeader::build("POST", b"/agent", None).unwrap();
+    req.insert_header(
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .unwrap();
+    let parent = TraceContext::from_request(&req);
+
+    let off = Tracing::off();
+    c.bench_function("spans/off", |b| b.iter(|| one_request(&off, &parent)));
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for (name, ratio, flags) in [("spans/sampled", 1.0, "01"), ("spans/unsampled", 0.0, "00")] {
+        let settings = OtelSettings {
+            endpoint: "http://127.0.0.1:9/v1/traces".into(),
+            protocol: OtlpProtocol::HttpProtobuf,
+            sampling_ratio: ratio,
+            service_name: "bench".into(),
+            timeout: Duration::from_millis(100),
+        };
+        let on = Tracing::start(Some(&settings), runtime.handle()).unwrap();
+        let mut parent = parent.clone();
+        parent.flags = flags.into();
+        c.bench_function(name, |b| b.iter(|| one_request(&on, &parent)));
+    }
+
+    let mut head = ChainHead::default();
+    let template = record();
+    c.bench_function("audit/seal", |b| {
+        b.iter(|| black_box(template.clone().seal(&mut head)))
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        file: Some(FileSettings {
+            path: dir.path().join("audit.jsonl"),
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(3600),
+            fsync: FsyncPolicy::Batch,
+        }),
+        stdout: false,
+        redis: None,
+        queue_capacity: 8192,
+        on_full: palisade_proxy::audit::OnFull::Block,
+        on_sink_failure: palisade_proxy::audit::OnSinkFailure::FailOpen,
+        batch_max: 512,
+    };
+    let metrics = palisade_proxy::telemetry::Metrics::new(prometheus::Registry::new()).unwrap();
+    let auditor = Auditor::start(&settings, metrics.audit.clone()).unwrap();
+    c.bench_function("audit/submit", |b| {
+        b.iter(|| runtime.block_on(auditor.submit(template.clone())))
+    });
+    runtime.block_on(auditor.flush());
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
