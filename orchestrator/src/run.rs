@@ -318,12 +318,19 @@ impl Agent<'_> {
                 tool_calls: turn.calls.clone(),
                 ..ChatMessage::text(ChatRole::Assistant, turn.text.clone())
             });
-            for call in &turn.calls {
+            for (i, call) in turn.calls.iter().enumerate() {
                 if call.name == PLAN_TOOL {
                     match (allow_plan, plan::steps(&call.arguments)) {
                         (true, Ok(steps)) => {
                             let note = format!("executing {} steps", steps.len());
                             conv.push(ChatMessage::tool_result(&call.id, note));
+                            // Every call needs its result: the plan replaces the turn's others.
+                            for skipped in &turn.calls[i + 1..] {
+                                conv.push(ChatMessage::tool_result(
+                                    &skipped.id,
+                                    "error: not run: the plan replaces this call",
+                                ));
+                            }
                             return Box::pin(self.execute_plan(conv, st, steps)).await;
                         }
                         (false, _) => conv.push(ChatMessage::tool_result(

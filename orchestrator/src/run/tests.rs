@@ -275,3 +275,89 @@ async fn runs_are_recorded_finished_or_cancelled() {
     }
     assert_eq!(status, Some(RunStatus::Cancelled));
 }
+
+/// A model that plays back scripted turns and records every conversation it was given.
+struct Scripted {
+    turns: std::sync::Mutex<Vec<Vec<crate::model::ModelChunk>>>,
+    seen: std::sync::Mutex<Vec<Vec<crate::model::ChatMessage>>>,
+}
+
+#[async_trait::async_trait]
+impl crate::model::Model for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+
+    async fn turn(
+        &self,
+        messages: &[crate::model::ChatMessage],
+        _tools: &[crate::model::ToolSpec],
+    ) -> Result<crate::model::ChunkStream, crate::model::ModelError> {
+        self.seen.lock().unwrap().push(messages.to_vec());
+        let turn = self.turns.lock().unwrap().remove(0);
+        Ok(futures::stream::iter(turn.into_iter().map(Ok)).boxed())
+    }
+}
+
+#[tokio::test]
+async fn every_call_of_a_turn_gets_a_result_even_when_a_plan_takes_over() {
+    use crate::model::{ChatRole, ModelChunk, ToolCallRequest};
+    let call = |id: &str, name: &str, args: &str| {
+        ModelChunk::ToolCall(ToolCallRequest {
+            id: id.into(),
+            name: name.into(),
+            arguments: args.into(),
+        })
+    };
+    let model = Arc::new(Scripted {
+        turns: std::sync::Mutex::new(vec![
+            vec![
+                ModelChunk::Text("Planning.".into()),
+                call("c1", "calculator", r#"{"expression":"1+1"}"#),
+                call(
+                    "c2",
+                    "submit_plan",
+                    r#"{"steps":[{"instruction":"step one"}]}"#,
+                ),
+                call("c3", "get_time", "{}"),
+            ],
+            vec![ModelChunk::Text("did step one".into())],
+            vec![ModelChunk::Text("all done".into())],
+        ]),
+        seen: std::sync::Mutex::default(),
+    });
+    let base = runtime(8, None);
+    let rt = Arc::new(Runtime {
+        model: model.clone(),
+        catalog: base.catalog.clone(),
+        max_iterations: 8,
+        store: None,
+        metrics: Metrics::default(),
+        runs: ActiveRuns::default(),
+        telemetry: crate::otel::Telemetry::default(),
+    });
+    let events = run(&rt, request("go")).await;
+    assert_eq!(types(&events).last(), Some(&"RUN_FINISHED"));
+    assert_eq!(text(&events), "Planning.did step oneall done");
+    assert_eq!(results(&events), ["2"], "only the call before the plan ran");
+
+    let seen = model.seen.lock().unwrap();
+    assert_eq!(seen.len(), 3);
+    // The step's turn sees the assistant message with three calls and a result for each.
+    let step_conv = &seen[1];
+    let answered: Vec<(&str, &str)> = step_conv
+        .iter()
+        .filter(|m| m.role == ChatRole::Tool)
+        .map(|m| (m.tool_call_id.as_deref().unwrap(), m.content.as_str()))
+        .collect();
+    assert_eq!(
+        answered,
+        [
+            ("c1", "2"),
+            ("c2", "executing 1 steps"),
+            ("c3", "error: not run: the plan replaces this call")
+        ]
+    );
+    assert_eq!(step_conv.last().unwrap().content, "step one");
+    assert!(seen[2].last().unwrap().content.ends_with("1. did step one"));
+}
