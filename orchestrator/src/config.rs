@@ -119,6 +119,10 @@ pub struct IdentityConfig {
     pub jwks_ttl_s: u64,
     /// Minimum seconds between fetches caused by unknown key ids. Default `10`.
     pub refetch_min_interval_s: u64,
+    /// Accepted `aud` values: the proxy sets an assertion's audience to the route's name, so
+    /// listing the agent route (e.g. `[agent]`) refuses assertions minted for other upstreams.
+    /// Default: empty (any route of the proxy).
+    pub audiences: Vec<String>,
 }
 
 impl Default for IdentityConfig {
@@ -129,6 +133,7 @@ impl Default for IdentityConfig {
             issuer: "palisade".into(),
             jwks_ttl_s: 300,
             refetch_min_interval_s: 10,
+            audiences: Vec::new(),
         }
     }
 }

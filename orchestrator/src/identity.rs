@@ -121,6 +121,7 @@ pub struct Verifier {
 struct Inner {
     source: KeySource,
     issuer: String,
+    audiences: Vec<String>,
     require: bool,
 }
 
@@ -154,6 +155,7 @@ impl Verifier {
             inner: Arc::new(Inner {
                 source,
                 issuer: cfg.issuer.clone(),
+                audiences: cfg.audiences.clone(),
                 require: cfg.require_assertion,
             }),
         }
@@ -205,8 +207,12 @@ impl Verifier {
             .ok_or_else(|| IdentityError::Invalid("unknown key id".into()))?;
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[&self.inner.issuer]);
-        // The audience is the proxy route's name; any route of this proxy may reach us.
-        validation.validate_aud = false;
+        // The audience is the proxy route's name: checked when routes are listed.
+        if self.inner.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.inner.audiences);
+        }
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         let data = jsonwebtoken::decode::<AssertionClaims>(token, key, &validation)

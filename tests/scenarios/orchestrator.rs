@@ -168,6 +168,8 @@ async fn stack_traced(with_mcp: bool, collector: Option<&str>) -> Stack {
         ..OrchestratorConfig::default()
     };
     cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    // Only assertions the proxy minted for its `agent` route.
+    cfg.identity.audiences = vec!["agent".into()];
     cfg.store = palisade_orchestrator::store::StoreConfig::Sqlite {
         path: ":memory:".into(),
     };

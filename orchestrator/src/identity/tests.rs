@@ -91,6 +91,24 @@ async fn refuses_missing_expired_foreign_and_tampered_assertions() {
 }
 
 #[tokio::test]
+async fn listed_audiences_refuse_assertions_for_other_routes() {
+    let signer = TestSigner::new("k1");
+    let cfg = IdentityConfig {
+        audiences: vec!["agent".into()],
+        ..IdentityConfig::default()
+    };
+    let v = Verifier::new(&cfg, Some(signer.jwks.clone()));
+    let for_agent = signer.assertion("u", &["user"], 60);
+    assert!(v.verify(Some(&for_agent), None).await.is_ok());
+    let for_other = signer.sign(json!({"iss": "palisade", "sub": "u", "aud": "files",
+                                        "exp": 4_000_000_000u64}));
+    assert!(matches!(
+        v.verify(Some(&for_other), None).await,
+        Err(IdentityError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
 async fn optional_mode_lets_unasserted_callers_in_anonymously() {
     let cfg = IdentityConfig {
         require_assertion: false,
