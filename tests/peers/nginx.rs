@@ -69,6 +69,12 @@ struct Nginx {
 impl Nginx {
     /// Starts nginx on `conf` with the example's addresses pointed at `palisade` and a free port.
     fn start(conf: &str, palisade: SocketAddr) -> Nginx {
+        Self::start_listening(conf, palisade, "")
+    }
+
+    /// [`Nginx::start`], with `listen_extra` appended to the `listen` directive (`" ssl http2;
+    /// ssl_certificate …"`).
+    fn start_listening(conf: &str, palisade: SocketAddr, listen_extra: &str) -> Nginx {
         assert!(
             conf.contains(EXAMPLE_PALISADE) && conf.contains(EXAMPLE_LISTEN),
             "examples/nginx-front/nginx.conf no longer has `{EXAMPLE_PALISADE}` and \
@@ -78,7 +84,7 @@ impl Nginx {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let conf = conf
             .replace(EXAMPLE_PALISADE, &format!("server {palisade};"))
-            .replace(EXAMPLE_LISTEN, &format!("listen {addr};"));
+            .replace(EXAMPLE_LISTEN, &format!("listen {addr}{listen_extra};"));
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
         // As root, nginx workers would switch to `nobody`, which cannot enter this 0700 prefix
@@ -406,5 +412,54 @@ async fn the_official_agui_client_streams_through_nginx() {
     assert!(
         bursts <= 2,
         "the client applied words in bursts (ms between them): {gaps:?}"
+    );
+}
+
+/// TLS and HTTP/2 at nginx (what fronts usually add), HTTP/1.1 to Palisade: events still arrive
+/// one by one over the client's h2 stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_arrive_one_by_one_over_tls_and_http2_at_nginx() {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let certs = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let up = agui_upstream().await;
+    let proxy = palisade(up.addr);
+    let token = proxy.authn.dev_token().unwrap();
+    // `listen … ssl http2` works on nginx 1.22 (Debian 12) and, deprecated, on later versions.
+    let tls = format!(
+        " ssl http2;\n        ssl_certificate {};\n        ssl_certificate_key {}",
+        cert_path.display(),
+        key_path.display()
+    );
+    let nginx = Nginx::start_listening(&example_conf(), proxy.listeners[0], &tls);
+
+    let h2 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("localhost", nginx.addr)
+        .build()
+        .unwrap();
+    let resp = h2
+        .post(format!("https://localhost:{}/agent", nginx.addr.port()))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .header("content-type", "application/json")
+        .body(r#"{"threadId":"t","runId":"r","messages":[],"tools":[],"context":[],"state":{},"forwardedProps":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", nginx.stderr());
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let got = sse_client::read(resp, None, Duration::from_secs(30)).await;
+    assert_eq!(got.events.len(), EVENTS + 2);
+    let emitted = up.emitted.lock().unwrap().clone();
+    let held_back = lags(&got, &emitted)
+        .iter()
+        .filter(|(_, before_next)| !before_next)
+        .count();
+    assert!(
+        held_back <= 2,
+        "{held_back} of {EVENTS} events were held back"
     );
 }
