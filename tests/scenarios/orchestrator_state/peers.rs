@@ -168,3 +168,15 @@ impl FlakyGateway {
         format!("http://{}/a2a", self.addr)
     }
 }
+
+/// An endpoint that takes requests on any path and never answers; returns its address.
+pub async fn black_hole() -> SocketAddr {
+    let app = Router::new().fallback(|| async {
+        std::future::pending::<()>().await;
+        StatusCode::OK
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}

@@ -10,7 +10,7 @@ use palisade_e2e::{client, sse_client, Proxy, TestProxy};
 use palisade_orchestrator::{Orchestrator, OrchestratorConfig};
 use serde_json::{json, Value};
 
-use super::peers::{Agent, FlakyGateway};
+use super::peers::{black_hole, Agent, FlakyGateway};
 
 /// The proxy, the orchestrator behind it, and the remote agent behind a flaky gateway behind the
 /// proxy's `/a2a` route.
@@ -26,11 +26,13 @@ async fn stack(word_delay_ms: u64) -> Stack {
         .await
         .unwrap();
     let gateway = FlakyGateway::start(&agent, 1).await;
+    let stuck = black_hole().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let orchestrator: SocketAddr = listener.local_addr().unwrap();
     let proxy = TestProxy::new()
         .upstream("orchestrator", orchestrator)
         .upstream("agent", gateway.addr)
+        .upstream("stuck", stuck)
         .route_matching(
             "agent",
             "path_prefix: /agent, methods: [POST]",
@@ -40,6 +42,7 @@ async fn stack(word_delay_ms: u64) -> Stack {
         .route("runs", "/runs/", "orchestrator", "")
         .route("threads", "/threads/", "orchestrator", "")
         .route("a2a", "/a2a", "agent", "protocol: a2a")
+        .route("a2a-stuck", "/stuck/a2a", "stuck", "protocol: a2a")
         .start();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = OrchestratorConfig {
@@ -52,7 +55,12 @@ async fn stack(word_delay_ms: u64) -> Stack {
         path: dir.path().join("sessions.db"),
     };
     cfg.a2a.agents.insert("helper".into(), proxy.url("/a2a"));
+    cfg.a2a
+        .agents
+        .insert("stuck".into(), proxy.url("/stuck/a2a"));
     cfg.a2a.initial_backoff_ms = 50;
+    cfg.a2a.max_retries = 1;
+    cfg.a2a.attempt_timeout_ms = 1_500;
     tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
     Stack {
         proxy,
@@ -395,4 +403,38 @@ async fn replicas_sharing_postgres_and_redis_answer_a_repeat_from_either() {
     assert_eq!(run["status"], "finished", "replica B reads replica A's run");
     let missing = client().get(a.url("/runs/r-on-b")).send().await.unwrap();
     assert_eq!(missing.status(), 404, "the repeat never ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2a_delegation_to_an_agent_that_never_answers_ends_in_error_timeout() {
+    let stack = stack(1).await;
+    let (status, events, _) = post_run(
+        &stack,
+        &input(
+            "t-stuck",
+            "r-stuck",
+            "delegate summarise the incident to stuck",
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // The tool's failure goes back to the model, which answers; the run itself finishes.
+    assert_eq!(types(&events).last(), Some(&"RUN_FINISHED"), "{events:?}");
+    let result = events
+        .iter()
+        .find(|e| e["type"] == "TOOL_CALL_RESULT")
+        .expect("a tool result");
+    let content = result["content"].as_str().unwrap();
+    assert!(content.contains("ERROR_TIMEOUT"), "{content}");
+    let (_, run) = get_json(&stack, "/runs/r-stuck").await;
+    let call = &run["tool_calls"][0];
+    assert_eq!(call["name"], "delegate_to_agent");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ERROR_TIMEOUT"),
+        "{run}"
+    );
 }
