@@ -108,8 +108,10 @@ async fn a_pydantic_ai_run_reaches_the_official_client_and_loses_the_denied_fron
         .map(|(_, at)| *at)
         .collect();
     assert_eq!(at.len(), 5, "{at:?}");
+    // Batching would put them all within a few ms; allow one scheduling hiccup on a busy machine.
+    let spaced = at.windows(2).filter(|w| w[1] - w[0] >= 50.0).count();
     assert!(
-        at.windows(2).all(|w| w[1] - w[0] >= 40.0),
+        at[4] - at[0] >= 250.0 && spaced >= 3,
         "text deltas bunched at the client: {at:?} ms"
     );
     eprintln!("measured: text deltas at the AG-UI client at {at:?} ms (sent 100 ms apart)");

@@ -43,10 +43,10 @@ async fn check(flags: &[&str], sse: bool) {
             let at: Vec<f64> = serde_json::from_value(user["progress_ms"].clone()).unwrap();
             let result = user["result_ms"].as_f64().unwrap();
             assert_eq!(at.len(), 3, "{what}: {user}");
-            // (The first is sent at once, so the client's own start-up jitter can shorten the
-            // first gap; the spread is what buffering would destroy.)
+            // (Buffering would put them within a few ms of each other and of the result; the
+            // spread allows for scheduling jitter on a busy machine.)
             assert!(
-                at[2] - at[1] >= 150.0 && at[2] - at[0] >= 250.0,
+                at[2] - at[0] >= 250.0,
                 "{what}: notifications bunched: {at:?}"
             );
             assert!(result - at[0] >= 300.0, "{what}: {at:?} then {result}");
