@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 use crate::peer::{agui_client, AguiRun, Issuer, Peer};
 
 /// The pydantic-ai agent behind a proxy: `/agent` (seed policies, authentication required),
-/// `/guarded` (the same with the built-in guardrails) and `/limited` (one request per minute per
-/// principal).
+/// `/strict` (a denied tool call ends the run), `/guarded` (the built-in guardrails) and
+/// `/limited` (one request per minute per principal).
 struct Stack {
     proxy: Proxy,
     issuer: Issuer,
@@ -29,6 +29,13 @@ fn stack() -> Stack {
     let proxy = TestProxy::new()
         .upstream("pydantic", agent.addr)
         .route("agent", "/agent", "pydantic", route)
+        .route(
+            "strict",
+            "/strict",
+            "pydantic",
+            "protocol: agui\nauthorization: {agent: assistant, denied_tool_call: run_error}\n\
+             auth: required\nrewrite_prefix: /agent",
+        )
         .route(
             "guarded",
             "/guarded",
@@ -162,6 +169,16 @@ async fn a_denied_backend_tool_call_is_dropped_from_the_stream_the_client_parses
         text(&run),
         "Let me look that up.Found: 3 pages about 'please write notes'."
     );
+
+    // On a route with `denied_tool_call: run_error` the same call ends the run instead: the
+    // client gets everything up to it, then RUN_ERROR with the documented code.
+    let run = agui_client(&s.proxy.url("/strict"), Some(&user), &prompt).await;
+    assert!(run.finished(), "the client raised: {}", run.outcome);
+    assert!(!run.mentions("write_file"), "{:#?}", run.events);
+    let last = run.events.last().unwrap();
+    assert_eq!(last["type"], "RUN_ERROR", "{:?}", run.types());
+    assert_eq!(last["code"], "FORBIDDEN", "{last}");
+    assert!(!run.types().contains(&"RUN_FINISHED"));
 
     // An operator with MFA may: the same run shows the call and its result.
     let op = s.issuer.token(
