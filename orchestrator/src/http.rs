@@ -96,15 +96,20 @@ async fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, Respo
         .verify(assertion, credential)
         .await
         .map_err(|e| {
-            state.runtime.metrics.refused("unauthenticated");
             tracing::info!(error = %e, "request refused: no valid assertion");
             match e {
-                IdentityError::Keys(_) => error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "UPSTREAM_UNAVAILABLE",
-                    &e.to_string(),
-                ),
-                _ => error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &e.to_string()),
+                IdentityError::Keys(_) => {
+                    state.runtime.metrics.refused("identity_unavailable");
+                    error(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "UPSTREAM_UNAVAILABLE",
+                        &e.to_string(),
+                    )
+                }
+                _ => {
+                    state.runtime.metrics.refused("unauthenticated");
+                    error(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", &e.to_string())
+                }
             }
         })
 }
