@@ -4,8 +4,9 @@
 //! palisade-orchestrator [-c FILE] [--listen ADDR]
 //! ```
 //!
-//! Logs are JSON lines on stdout (`RUST_LOG` filters, default `info`). SIGTERM or SIGINT stops
-//! accepting connections and lets in-flight runs finish.
+//! `config/orchestrator.yaml` lists every setting with its default; `docs/orchestrator.md`
+//! explains them. Logs are JSON lines on stdout (`RUST_LOG` filters, default `info`). SIGTERM or
+//! SIGINT turns `/readyz` to 503, stops accepting connections and lets in-flight runs finish.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
