@@ -109,6 +109,10 @@ fn port_in_use(port: u16) -> bool {
     TcpListener::bind(("127.0.0.1", port)).is_err() || TcpListener::bind(("0.0.0.0", port)).is_err()
 }
 
+fn busy_ports() -> Vec<u16> {
+    PORTS.into_iter().filter(|p| port_in_use(*p)).collect()
+}
+
 /// Runs the `## Try it` commands of `examples/<name>/README.md`.
 async fn run_readme(name: &str) {
     let readme_path = workspace().join("examples").join(name).join("README.md");
@@ -120,14 +124,31 @@ async fn run_readme(name: &str) {
         )
     });
     let _lock = serialize();
-    let busy: Vec<u16> = PORTS.into_iter().filter(|p| port_in_use(*p)).collect();
+    let busy = busy_ports();
     assert!(
         busy.is_empty(),
         "ports {busy:?} are in use on this machine; the README commands of examples/{name} use \
          the documented fixed ports"
     );
+    let label = format!("examples/{name}/README.md `Try it`");
+    if let Err(report) = run_script(&label, &try_it, vec![bin_dir()]).await {
+        panic!("{report}");
+    }
+    // Whatever the script started was killed; the next example needs the ports.
+    let freed = eventually(Duration::from_secs(10), || {
+        busy_ports().is_empty().then_some(())
+    })
+    .await;
+    assert!(
+        freed.is_some(),
+        "{label}: ports {:?} still in use after its processes were killed",
+        busy_ports()
+    );
+}
 
-    let mut path = vec![bin_dir()];
+/// Runs `try_it` as described in the module docs with `path` first on `PATH`, then kills its
+/// process group. `Err` carries a report (script, stdout, stderr) saying what went wrong.
+async fn run_script(label: &str, try_it: &TryIt, mut path: Vec<PathBuf>) -> Result<(), String> {
     // `python` (not `python3`, the system's) is the peers' venv with the examples' packages.
     let venv_python = try_it
         .script
@@ -163,46 +184,30 @@ async fn run_readme(name: &str) {
         .expect("bash runs");
     let pgid = child.id().unwrap();
     let status = tokio::time::timeout(TIMEOUT, child.wait()).await;
-    // Stop everything the script started in the background, and wait until it is gone (the
-    // next example needs the ports).
-    kill_group(pgid);
-    let gone = eventually(Duration::from_secs(10), || {
-        (!group_alive(pgid)).then_some(())
-    })
-    .await;
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let report = format!(
-        "examples/{name}/README.md `Try it`:\n--- script\n{}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
-        try_it.script
-    );
-    let status = status.unwrap_or_else(|_| panic!("did not finish within {TIMEOUT:?}\n{report}"));
-    assert!(status.unwrap().success(), "failed\n{report}");
-    assert!(
-        gone.is_some(),
-        "processes it started survived SIGKILL\n{report}"
-    );
-    for expected in &try_it.expects {
-        assert!(
-            stdout.contains(expected.as_str()),
-            "output lacks `{expected}`\n{report}"
-        );
-    }
-}
-
-fn kill_group(pgid: u32) {
+    // Stop everything the script started in the background.
     let _ = std::process::Command::new("kill")
         .args(["-KILL", "--", &format!("-{pgid}")])
         .stderr(Stdio::null())
         .status();
-}
-
-fn group_alive(pgid: u32) -> bool {
-    std::process::Command::new("kill")
-        .args(["-0", "--", &format!("-{pgid}")])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let report = |what: String| {
+        format!(
+            "{label}: {what}\n--- script\n{}\n--- stdout\n{stdout}\n--- stderr\n{stderr}",
+            try_it.script
+        )
+    };
+    match status {
+        Err(_) => return Err(report(format!("did not finish within {TIMEOUT:?}"))),
+        Ok(status) if !status.as_ref().is_ok_and(|s| s.success()) => {
+            return Err(report(format!("failed ({status:?})")))
+        }
+        Ok(_) => {}
+    }
+    match try_it.expects.iter().find(|e| !stdout.contains(e.as_str())) {
+        Some(missing) => Err(report(format!("output lacks `{missing}`"))),
+        None => Ok(()),
+    }
 }
 
 macro_rules! readme_tests {
@@ -250,4 +255,54 @@ fn try_it_sections_are_found_with_their_expectations() {
     assert_eq!(t.script, "echo one\necho two");
     assert_eq!(t.expects, vec!["one".to_string()]);
     assert!(try_it("# X\n\n## Try it\n\n```sh\nx\n```\n").is_none());
+}
+
+/// The runner itself: a failing command fails the README, a missing expectation fails it, and
+/// what a script leaves running in the background is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_fails_on_errors_and_missing_output_and_kills_leftovers() {
+    let script = |script: &str, expects: &[&str]| TryIt {
+        script: script.to_string(),
+        expects: expects.iter().map(|e| e.to_string()).collect(),
+    };
+    let err = run_script("t", &script("echo one\nfalse\necho two", &[]), vec![])
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("failed") && err.contains("one") && !err.contains("\ntwo"),
+        "{err}"
+    );
+    let err = run_script(
+        "t",
+        &script("curl -s http://127.0.0.1:1/ | cat", &[]),
+        vec![],
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("failed"), "pipefail: {err}");
+    let err = run_script("t", &script("echo hello", &["goodbye"]), vec![])
+        .await
+        .unwrap_err();
+    assert!(err.contains("output lacks `goodbye`"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let leftover = format!(
+        "sleep 300 &\necho $! > {}\necho started",
+        pid_file.display()
+    );
+    run_script("t", &script(&leftover, &["started"]), vec![])
+        .await
+        .unwrap();
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let gone = eventually(Duration::from_secs(5), || {
+        // Gone, or a zombie waiting for init to reap it.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        (stat.is_empty() || stat.contains(") Z ")).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "the background `sleep` ({pid}) survived");
 }
