@@ -148,6 +148,10 @@ pub struct ToolsConfig {
     /// Environment variable holding the credential `mock_weather` needs (injected into the
     /// tool, never shown to the model). Default `PALISADE_WEATHER_API_KEY`.
     pub weather_api_key_env: String,
+    /// Roles a caller needs (any one of them, from the proxy's assertion) to see and call a
+    /// tool, by tool name (built-in or MCP), e.g. `{delegate_to_agent: [developer, admin]}`.
+    /// Default: none (every tool for every caller the proxy admits).
+    pub roles: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for ToolsConfig {
@@ -155,6 +159,7 @@ impl Default for ToolsConfig {
         Self {
             timeout_ms: 30_000,
             weather_api_key_env: "PALISADE_WEATHER_API_KEY".into(),
+            roles: Default::default(),
         }
     }
 }

@@ -119,7 +119,10 @@ impl Orchestrator {
             .collect();
         let runtime = Arc::new(Runtime {
             model: model::build(&cfg.model, cfg.word_delay()),
-            catalog: Arc::new(tools::ToolCatalog::new(builtins, mcp, tool_timeout)),
+            catalog: Arc::new(
+                tools::ToolCatalog::new(builtins, mcp, tool_timeout)
+                    .with_roles(cfg.tools.roles.clone()),
+            ),
             max_iterations: cfg.max_iterations.max(1),
             store: Some(store.clone()),
             metrics: self.metrics.clone(),

@@ -2,7 +2,8 @@
 //!
 //! [`ToolCatalog`] is built once at start; for each run [`ToolCatalog::toolbox`] lists what
 //! the caller may use (MCP tools are listed through the proxy with the caller's credential, so
-//! the proxy's `list_tools` policy already filtered them) into a [`Toolbox`]. A call that fails
+//! the proxy's `list_tools` policy already filtered them; `tools.roles` gates any tool by the
+//! caller's roles from the assertion) into a [`Toolbox`]. A call that fails
 //! (unknown tool, bad arguments, timeout, a refusal by the proxy) is an `Err` the run loop
 //! hands back to the model as an error result — tools never end a run.
 
@@ -55,6 +56,7 @@ pub struct ToolCatalog {
     builtins: Vec<Arc<dyn Tool>>,
     mcp: Vec<Arc<mcp::McpServer>>,
     timeout: Duration,
+    roles: BTreeMap<String, Vec<String>>,
 }
 
 impl ToolCatalog {
@@ -68,7 +70,15 @@ impl ToolCatalog {
             builtins,
             mcp,
             timeout,
+            roles: BTreeMap::new(),
         }
+    }
+
+    /// Gates tools by role: a tool named in `roles` is only for callers holding one of its
+    /// roles (others neither see nor call it).
+    pub fn with_roles(mut self, roles: BTreeMap<String, Vec<String>>) -> Self {
+        self.roles = roles;
+        self
     }
 
     /// The tools `ctx.caller` may use in one run. An MCP server that cannot be listed is left
@@ -99,8 +109,15 @@ impl ToolCatalog {
                 }
             }
         }
+        let (allowed, withheld): (BTreeMap<_, _>, BTreeMap<_, _>) =
+            tools.into_iter().partition(|(name, _)| {
+                self.roles
+                    .get(name)
+                    .is_none_or(|need| need.iter().any(|r| ctx.caller.has_role(r)))
+            });
         Toolbox {
-            tools,
+            tools: allowed,
+            withheld: withheld.into_keys().collect(),
             timeout: self.timeout,
         }
     }
@@ -109,6 +126,8 @@ impl ToolCatalog {
 /// The tools of one run.
 pub struct Toolbox {
     tools: BTreeMap<String, Arc<dyn Tool>>,
+    /// Tools the caller's roles do not allow (`tools.roles`).
+    withheld: std::collections::BTreeSet<String>,
     timeout: Duration,
 }
 
@@ -117,6 +136,7 @@ impl Toolbox {
     pub fn of(tools: Vec<Arc<dyn Tool>>, timeout: Duration) -> Self {
         Self {
             tools: tools.into_iter().map(|t| (t.spec().name, t)).collect(),
+            withheld: Default::default(),
             timeout,
         }
     }
@@ -136,6 +156,11 @@ impl Toolbox {
     ) -> Result<String, ToolError> {
         let Some(tool) = self.tools.get(name) else {
             metrics.tool_call("unknown", "error", Duration::ZERO);
+            if self.withheld.contains(name) {
+                return Err(ToolError(format!(
+                    "`{name}` is not available to this caller"
+                )));
+            }
             return Err(ToolError(format!("unknown tool `{name}`")));
         };
         let args: Value = if arguments.trim().is_empty() {

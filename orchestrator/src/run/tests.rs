@@ -361,3 +361,35 @@ async fn every_call_of_a_turn_gets_a_result_even_when_a_plan_takes_over() {
     assert_eq!(step_conv.last().unwrap().content, "step one");
     assert!(seen[2].last().unwrap().content.ends_with("1. did step one"));
 }
+
+#[tokio::test]
+async fn tools_gated_by_role_are_withheld_from_other_callers() {
+    let mut roles = std::collections::BTreeMap::new();
+    roles.insert("calculator".to_owned(), vec!["developer".to_owned()]);
+    let gated = |rt: Arc<Runtime>| {
+        Arc::new(Runtime {
+            catalog: Arc::new(
+                ToolCatalog::new(
+                    builtin::all(&ToolsConfig::default()),
+                    vec![],
+                    Duration::from_secs(5),
+                )
+                .with_roles(roles.clone()),
+            ),
+            ..Arc::try_unwrap(rt).ok().unwrap()
+        })
+    };
+    // A `user` is refused before the tool runs; the model sees why and answers.
+    let rt = gated(runtime(8, None));
+    let events = run(&rt, request("use calculator 1+1")).await;
+    assert_eq!(
+        results(&events),
+        ["error: `calculator` is not available to this caller"]
+    );
+    assert_eq!(types(&events).last(), Some(&"RUN_FINISHED"));
+    // A `developer` gets the answer.
+    let mut req = request("use calculator 1+1");
+    req.caller.roles = vec!["developer".into()];
+    let events = run(&gated(runtime(8, None)), req).await;
+    assert_eq!(results(&events), ["2"]);
+}
