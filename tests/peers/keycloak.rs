@@ -142,3 +142,33 @@ async fn tokens_for_another_audience_or_unsigned_are_refused() {
     let (status, _) = run(&proxy, &unsigned).await;
     assert_eq!(status, 401);
 }
+
+/// The same config with the realm's keys exported to a file (`keys: {jwks_file: …}`, for
+/// deployments that cannot reach Keycloak at start): realm roles still map.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realm_keys_from_an_exported_jwks_file() {
+    let idp = Idp::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, idp.jwks().await.to_string()).unwrap();
+    let echo = upstream::echo().await;
+    let proxy = example_proxy::start_edited(
+        "keycloak",
+        &[
+            (
+                "https://keycloak.example.com/realms/agents",
+                idp.issuer.clone(),
+            ),
+            (
+                "keys: {discovery: true}",
+                format!("keys: {{jwks_file: \"{}\"}}", jwks.display()),
+            ),
+        ],
+        &[("PALISADE_UPSTREAMS__AGENT__ADDRESS", echo.addr.to_string())],
+    );
+    example_proxy::wait_ready(&proxy).await;
+    let token = keycloak_token(&idp, &["user"], json!({})).await;
+    let (status, echo) = run(&proxy, &token).await;
+    assert_eq!(status, 200, "{echo}");
+    assert_eq!(roles(&echo), vec!["user".to_string()]);
+}
