@@ -32,6 +32,10 @@ LIMITER="${BENCH_LIMITER:-off}"
 # Authentication on the small-GET route: off (anonymous allowed) or jwt (ES256 token verified;
 # after the first request it is served from the verified-token cache, as in production).
 AUTH="${BENCH_AUTH:-off}"
+# Guardrails on palisade's routes: off, or on (the built-in `default` rule set on every route).
+GUARDRAILS="${BENCH_GUARDRAILS:-off}"
+# SSE events carry a sentence of prose (`delta`) when 1, for every setup (what guardrails scan).
+SSE_TEXT="${BENCH_SSE_TEXT:-0}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
@@ -57,6 +61,8 @@ done
 
 # ---- tools -----------------------------------------------------------------------------------
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
+[[ "$GUARDRAILS" =~ ^(off|on)$ ]] || die "BENCH_GUARDRAILS must be off or on (got '$GUARDRAILS')"
+[[ "$SSE_TEXT" =~ ^(0|1)$ ]] || die "BENCH_SSE_TEXT must be 0 or 1 (got '$SSE_TEXT')"
 command -v timeout >/dev/null || die "timeout (coreutils) not found"
 find_nginx() { command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true; }
 missing=()
@@ -284,6 +290,9 @@ if [[ "$LIMITER" == redis ]]; then
     start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no
     for _ in $(seq 100); do
         redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
+if [[ "$GUARDRAILS" == on ]]; then
+    printf 'guardrails:\n  default_rule_set: default\n' >>"$TMP/palisade.yaml"
+fi
         sleep 0.1
     done
 fi
@@ -405,7 +414,7 @@ bench_small_h2() {
 
 bench_sse() {
     local setup=$1 round=$2 key="sse/$1/$2" file="$LOGS/sse-$1-$2.json"
-    local url="http://127.0.0.1:${PORT_OF[$setup]}/sse?events=$SSE_EVENTS&interval_ms=$SSE_INTERVAL_MS"
+    local url="http://127.0.0.1:${PORT_OF[$setup]}/sse?events=$SSE_EVENTS&interval_ms=$SSE_INTERVAL_MS&text=$SSE_TEXT"
     log "SSE, $setup (round $round): $SSE_STREAMS streams x $SSE_EVENTS events every ${SSE_INTERVAL_MS} ms"
     local budget=$((SSE_EVENTS * SSE_INTERVAL_MS / 1000 + 30))
     cpu_start "$setup"
