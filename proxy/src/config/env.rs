@@ -18,19 +18,25 @@ use serde_yaml::{Mapping, Value};
 
 use super::FieldError;
 
-/// Top-level fields of [`super::spec::ConfigSpec`] that an override may start with.
-const ROOTS: &[&str] = &[
-    "listeners",
-    "admin",
-    "server",
-    "limits",
-    "upstreams",
-    "routes",
-    "embedded_orchestrator",
-    "rate_limits",
-    "audit",
-    "tracing",
-];
+/// Top-level fields of [`super::spec::ConfigSpec`] that an override may start with, read from
+/// its JSON Schema so a new section is overridable the day it is added.
+fn roots() -> &'static [String] {
+    static ROOTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let schema = schemars::schema_for!(super::spec::ConfigSpec);
+        schema
+            .schema
+            .object
+            .map(|o| o.properties.keys().cloned().collect())
+            .unwrap_or_default()
+    })
+}
+
+/// The overridable sections (for tests).
+#[cfg(test)]
+pub(crate) fn tests_support_roots() -> &'static [String] {
+    roots()
+}
 
 /// Applies every override in `vars` to `root`; returns one error per variable it could not apply.
 pub fn apply(
@@ -43,7 +49,7 @@ pub fn apply(
         .filter_map(|(k, v)| {
             let path = k.strip_prefix("PALISADE_")?.to_ascii_lowercase();
             let first = path.split("__").next()?.to_string();
-            ROOTS.contains(&first.as_str()).then_some((k, path, v))
+            roots().contains(&first).then_some((k, path, v))
         })
         .collect();
     // Deterministic order, so that `listeners__0` is created before `listeners__0__address`.

@@ -103,6 +103,33 @@ fn env_overrides_apply_before_validation() {
     assert_eq!(paths(err), ["server.threads"]);
 }
 
+/// Every top-level section takes overrides: an override under `authorization` reaches the typed
+/// config (here: refused as an unknown field) instead of being silently ignored.
+#[test]
+fn env_overrides_reach_every_section() {
+    let roots = super::env::tests_support_roots();
+    for section in [
+        "authentication",
+        "authorization",
+        "rate_limits",
+        "listeners",
+    ] {
+        assert!(
+            roots.iter().any(|r| r == section),
+            "{section} not overridable"
+        );
+    }
+    let env = vec![(
+        "PALISADE_AUTHORIZATION__NO_SUCH_FIELD".to_string(),
+        "1".to_string(),
+    )];
+    let err = Config::from_yaml(EMBEDDED_DEV_CONFIG, env).unwrap_err();
+    assert!(
+        err.to_string().contains("no_such_field"),
+        "override not applied: {err}"
+    );
+}
+
 /// The committed JSON Schema must match the config types; regenerate with
 /// `cargo run -p palisade-proxy -- config schema > config/schema/palisade.schema.json`.
 #[test]
