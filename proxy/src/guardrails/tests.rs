@@ -515,3 +515,51 @@ fn digit_led_detectors_find_matches_anywhere_in_long_text() {
     let scanned = scan_text(&rs, &text, Side::Input, Location::UserMessage);
     assert_eq!(scanned.text.as_deref(), Some(want.as_str()));
 }
+
+#[test]
+fn agui_chunks_results_and_snapshots_are_redacted() {
+    let rs = default_set();
+    let mut g = AguiGuard::new(&rs, "r3");
+    let (out, stop, _) = recorder_run(
+        &mut g,
+        &rs,
+        &[
+            "data: {\"type\":\"RUN_STARTED\",\"threadId\":\"t\",\"runId\":\"r\"}\n\n\
+             data: {\"type\":\"TEXT_MESSAGE_CHUNK\",\"messageId\":\"c1\",\"role\":\"assistant\",\"delta\":\"ping 10.0.\"}\n\n",
+            "data: {\"type\":\"TEXT_MESSAGE_CHUNK\",\"delta\":\"0.1 now\"}\n\n\
+             data: {\"type\":\"TOOL_CALL_RESULT\",\"messageId\":\"m9\",\"toolCallId\":\"x\",\"content\":\"owner: ann@example.org\"}\n\n\
+             data: {\"type\":\"MESSAGES_SNAPSHOT\",\"messages\":[{\"id\":\"a\",\"role\":\"assistant\",\"content\":\"ssn 123-45-6789\"}]}\n\n\
+             data: {\"type\":\"RUN_FINISHED\",\"threadId\":\"t\",\"runId\":\"r\"}\n\n",
+        ],
+    );
+    assert!(stop.is_none());
+    let evs = events(&out);
+    let chunks: String = evs
+        .iter()
+        .filter(|e| e["type"] == "TEXT_MESSAGE_CHUNK")
+        .filter_map(|e| e["delta"].as_str())
+        .collect();
+    assert_eq!(chunks, "ping [REDACTED:IP_ADDRESS] now");
+    // The first chunk keeps its id and role even when its whole delta is held back.
+    assert_eq!(evs[1]["messageId"], "c1");
+    assert_eq!(evs[1]["role"], "assistant");
+    let result = evs
+        .iter()
+        .find(|e| e["type"] == "TOOL_CALL_RESULT")
+        .unwrap();
+    assert_eq!(result["content"], "owner: [REDACTED:EMAIL]");
+    let snapshot = evs
+        .iter()
+        .find(|e| e["type"] == "MESSAGES_SNAPSHOT")
+        .unwrap();
+    assert_eq!(snapshot["messages"][0]["content"], "ssn [REDACTED:SSN]");
+    // Held chunk text is relayed before the next non-chunk event.
+    let types: Vec<_> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let last_chunk = types
+        .iter()
+        .rposition(|t| *t == "TEXT_MESSAGE_CHUNK")
+        .unwrap();
+    let result_at = types.iter().position(|t| *t == "TOOL_CALL_RESULT").unwrap();
+    assert!(last_chunk < result_at, "{types:?}");
+    assert!(!out.contains("10.0.0.1") && !out.contains("ann@"));
+}
