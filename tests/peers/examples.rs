@@ -4,13 +4,13 @@
 //! `PATH`, and a timeout; every `<!-- try-it-expects: TEXT -->` in the README must appear in the
 //! output. The convention is described in `examples/README.md`.
 //!
-//! The examples use their documented fixed ports (8080, 9901, …), so these tests run one at a
-//! time: a file lock serializes them (and the `fixed-ports` group in `.config/nextest.toml`
-//! keeps nextest from starting them together), and each fails at once, saying so, when a port is
-//! already taken by something else. Whatever a script started is killed with its process group.
+//! The examples use their documented fixed ports (8080, 9901, …) exactly as a newcomer types
+//! them, so each script runs in a network namespace of its own (`unshare --net`, loopback only):
+//! its ports can't collide with anything on the machine or with another example running at the
+//! same time, and nothing it starts can reach outside. Whatever a script started is killed with
+//! its process group.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -21,9 +21,6 @@ use crate::peer::{python, workspace};
 
 /// How long one README's commands may take.
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Ports the examples document; none may be in use when a script starts.
-const PORTS: [u16; 7] = [8000, 8001, 8002, 8080, 8081, 8088, 9901];
 
 /// The `## Try it` section of a README: its `bash` blocks and the expected output snippets.
 #[derive(Debug)]
@@ -97,22 +94,6 @@ fn bin_dir() -> PathBuf {
     dir
 }
 
-/// Holds the lock that keeps README scripts from running at the same time.
-fn serialize() -> File {
-    let path = workspace().join("target/examples-try-it.lock");
-    let file = File::create(&path).unwrap();
-    file.lock().unwrap();
-    file
-}
-
-fn port_in_use(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_err() || TcpListener::bind(("0.0.0.0", port)).is_err()
-}
-
-fn busy_ports() -> Vec<u16> {
-    PORTS.into_iter().filter(|p| port_in_use(*p)).collect()
-}
-
 /// Runs the `## Try it` commands of `examples/<name>/README.md`.
 async fn run_readme(name: &str) {
     let readme_path = workspace().join("examples").join(name).join("README.md");
@@ -123,27 +104,22 @@ async fn run_readme(name: &str) {
             readme_path.display()
         )
     });
-    let _lock = serialize();
-    let busy = busy_ports();
-    assert!(
-        busy.is_empty(),
-        "ports {busy:?} are in use on this machine; the README commands of examples/{name} use \
-         the documented fixed ports"
-    );
     let label = format!("examples/{name}/README.md `Try it`");
     if let Err(report) = run_script(&label, &try_it, vec![bin_dir()]).await {
         panic!("{report}");
     }
-    // Whatever the script started was killed; the next example needs the ports.
-    let freed = eventually(Duration::from_secs(10), || {
-        busy_ports().is_empty().then_some(())
-    })
-    .await;
-    assert!(
-        freed.is_some(),
-        "{label}: ports {:?} still in use after its processes were killed",
-        busy_ports()
-    );
+}
+
+/// `unshare` arguments for a new network namespace: as root directly, otherwise inside a user
+/// namespace that maps the caller to root (unprivileged user namespaces).
+fn unshare_args() -> &'static [&'static str] {
+    use std::os::unix::fs::MetadataExt;
+    // `/proc/self` is owned by the process's effective uid.
+    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
+        &["--net"]
+    } else {
+        &["--user", "--map-root-user", "--net"]
+    }
 }
 
 /// Runs `try_it` as described in the module docs with `path` first on `PATH`, then kills its
@@ -170,7 +146,10 @@ async fn run_script(label: &str, try_it: &TryIt, mut path: Vec<PathBuf>) -> Resu
     )
     .unwrap();
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = tokio::process::Command::new("bash")
+    // A private loopback: the documented fixed ports are the script's alone.
+    let mut child = tokio::process::Command::new("unshare")
+        .args(unshare_args())
+        .args(["--", "bash", "-c", "ip link set lo up && exec bash \"$0\""])
         .arg(&script_path)
         .current_dir(workspace())
         .env("PATH", std::env::join_paths(path).unwrap())
@@ -181,7 +160,7 @@ async fn run_script(label: &str, try_it: &TryIt, mut path: Vec<PathBuf>) -> Resu
         .process_group(0)
         .kill_on_drop(true)
         .spawn()
-        .expect("bash runs");
+        .expect("unshare (util-linux) runs: the README scripts need a network namespace");
     let pgid = child.id().unwrap();
     let status = tokio::time::timeout(TIMEOUT, child.wait()).await;
     // Stop everything the script started in the background.
