@@ -55,11 +55,13 @@ pub fn principal_from_claims(issuer: &str, claims: &Value, map: &ClaimMappingSpe
     p.roles = merged(claims, &map.roles, false);
     p.groups = merged(claims, &map.groups, false);
     p.scopes = merged(claims, &map.scopes, true);
+    // `amr` entries are strings (RFC 8176) or, from Supabase, objects with a `method`; Supabase
+    // also states the assurance level reached as `aal` ("aal2" = a second factor was used).
     p.mfa = claims["amr"].as_array().is_some_and(|amr| {
         amr.iter()
-            .filter_map(Value::as_str)
+            .filter_map(|m| m.as_str().or_else(|| m["method"].as_str()))
             .any(|m| map.mfa_amr.iter().any(|x| x == m))
-    });
+    }) || claims["aal"].as_str() == Some("aal2");
     p.token_id = claims["jti"].as_str().map(str::to_string);
     p.expires_at = claims["exp"]
         .as_u64()
@@ -108,6 +110,15 @@ mod tests {
         let p = principal_from_claims("sb", &supabase, &map(&["app_metadata.role", "role"]));
         assert_eq!(p.roles, ["admin", "authenticated"]);
         assert!(!p.mfa);
+        // Supabase after a second factor: `amr` objects and `aal2`.
+        let mfa = json!({"sub": "s", "aal": "aal2",
+            "amr": [{"method": "password", "timestamp": 1}, {"method": "totp", "timestamp": 2}]});
+        assert!(principal_from_claims("sb", &mfa, &map(&[])).mfa);
+        let otp_object = json!({"sub": "s", "amr": [{"method": "otp", "timestamp": 1}]});
+        assert!(principal_from_claims("sb", &otp_object, &map(&[])).mfa);
+        let password_only =
+            json!({"sub": "s", "aal": "aal1", "amr": [{"method": "password", "timestamp": 1}]});
+        assert!(!principal_from_claims("sb", &password_only, &map(&[])).mfa);
 
         let auth0 = json!({"sub": "a", "https://palisade.dev/roles": ["viewer"], "scp": ["read"]});
         let p = principal_from_claims("a0", &auth0, &map(&["https://palisade.dev/roles"]));
