@@ -150,9 +150,18 @@ impl RuleSet {
         })
     }
 
-    /// Whether any rule matches normalized text.
-    pub fn has_normalized(&self) -> bool {
-        self.norm.phrases.is_some() || self.norm.regex.is_some()
+    /// Whether any rule matching normalized text applies on `side` at `location` (the text
+    /// is normalized only then).
+    pub fn has_normalized(&self, side: Side, location: Location) -> bool {
+        let rules = self
+            .norm
+            .phrases
+            .iter()
+            .flat_map(|(_, r)| r)
+            .chain(self.norm.regex.iter().flat_map(|(_, r)| r));
+        rules
+            .into_iter()
+            .any(|&i| self.rules[i].action(side, location).is_some())
     }
 
     /// A lazy-DFA cache for [`RuleSet::live_from`] (one per stream).

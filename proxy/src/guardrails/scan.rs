@@ -59,7 +59,7 @@ impl Scanned {
 /// Scans a complete text (a request message, a whole event's field).
 pub fn scan_text(rs: &RuleSet, text: &str, side: Side, location: Location) -> Scanned {
     let mut out = Scanned::default();
-    if rs.has_normalized() {
+    if rs.has_normalized(side, location) {
         let mut norm = String::with_capacity(text.len());
         normalize_into(text, &mut norm);
         let mut hits = Vec::new();
@@ -109,7 +109,7 @@ impl TextStream {
         location: Location,
     ) -> Scanned {
         let mut out = Scanned::default();
-        if rs.has_normalized() {
+        if rs.has_normalized(Side::Output, location) {
             let from = self.norm_tail.len();
             normalize_into(delta, &mut self.norm_tail);
             let mut hits = Vec::new();

@@ -563,3 +563,29 @@ fn agui_chunks_results_and_snapshots_are_redacted() {
     assert!(last_chunk < result_at, "{types:?}");
     assert!(!out.contains("10.0.0.1") && !out.contains("ann@"));
 }
+
+#[test]
+fn config_errors_carry_the_full_field_path() {
+    let yaml = r#"
+upstreams: {u: {address: "127.0.0.1:1"}}
+routes:
+  - {name: a, match: {path_prefix: /a}, upstream: u, guardrails: {rule_set: nope}}
+guardrails:
+  default_rule_set: missing
+  rule_sets:
+    strict:
+      rules:
+        - {id: x, phrases: [hello], input: redact}
+"#;
+    let err = crate::config::Config::from_yaml(yaml, Vec::new())
+        .err()
+        .expect("invalid")
+        .to_string();
+    for path in [
+        "guardrails.default_rule_set",
+        "guardrails.rule_sets.strict.rules[0].input",
+        "routes[0].guardrails.rule_set",
+    ] {
+        assert!(err.contains(path), "{path} missing in:\n{err}");
+    }
+}
