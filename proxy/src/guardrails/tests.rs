@@ -577,10 +577,10 @@ guardrails:
       rules:
         - {id: x, phrases: [hello], input: redact}
 "#;
-    let err = crate::config::Config::from_yaml(yaml, Vec::new())
-        .err()
-        .expect("invalid")
-        .to_string();
+    let Err(err) = crate::config::Config::from_yaml(yaml, Vec::new()) else {
+        panic!("the config is invalid");
+    };
+    let err = err.to_string();
     for path in [
         "guardrails.default_rule_set",
         "guardrails.rule_sets.strict.rules[0].input",
