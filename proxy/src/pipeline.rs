@@ -252,6 +252,9 @@ impl ProxyHttp for Pipeline {
             ctx.error = Some(ProxyError::PayloadTooLarge { limit });
             return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the limit");
         }
+        // The body stages (guardrails, body-aware authorization) decide on the last chunk: that
+        // call is the request's `guard` span.
+        let _guard_span = end_of_stream.then(|| ctx.span.stage("guard"));
         // Request guardrails after the size check and before body-aware authorization: they
         // may redact the body, and authorization must decide on what is forwarded.
         if let Err(refusal) =

@@ -34,6 +34,9 @@ LIMITER="${BENCH_LIMITER:-off}"
 AUTH="${BENCH_AUTH:-off}"
 # Guardrails on palisade's routes: off, or on (the built-in `default` rule set on every route).
 GUARDRAILS="${BENCH_GUARDRAILS:-off}"
+# Audit trail on palisade: off, or file (hash-chained JSONL, fsync after every batch; the chain
+# is verified after the runs). Compare palisade/nginx of an `off` and a `file` run.
+AUDIT="${BENCH_AUDIT:-off}"
 # SSE events carry a sentence of prose (`delta`) when 1, for every setup (what guardrails scan).
 SSE_TEXT="${BENCH_SSE_TEXT:-0}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
@@ -58,11 +61,12 @@ done
 ((CONNS >= WRK_THREADS)) || die "BENCH_CONNS ($CONNS) must be >= BENCH_WRK_THREADS ($WRK_THREADS)"
 [[ "$LIMITER" =~ ^(off|memory|redis)$ ]] || die "BENCH_LIMITER must be off, memory or redis (got '$LIMITER')"
 [[ "$AUTH" =~ ^(off|jwt)$ ]] || die "BENCH_AUTH must be off or jwt (got '$AUTH')"
+[[ "$AUDIT" =~ ^(off|file)$ ]] || die "BENCH_AUDIT must be off or file (got '$AUDIT')"
+[[ "$GUARDRAILS" =~ ^(off|on)$ ]] || die "BENCH_GUARDRAILS must be off or on (got '$GUARDRAILS')"
+[[ "$SSE_TEXT" =~ ^(0|1)$ ]] || die "BENCH_SSE_TEXT must be 0 or 1 (got '$SSE_TEXT')"
 
 # ---- tools -----------------------------------------------------------------------------------
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
-[[ "$GUARDRAILS" =~ ^(off|on)$ ]] || die "BENCH_GUARDRAILS must be off or on (got '$GUARDRAILS')"
-[[ "$SSE_TEXT" =~ ^(0|1)$ ]] || die "BENCH_SSE_TEXT must be 0 or 1 (got '$SSE_TEXT')"
 command -v timeout >/dev/null || die "timeout (coreutils) not found"
 find_nginx() { command -v nginx 2>/dev/null || { [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx; } || true; }
 missing=()
@@ -286,13 +290,16 @@ if [[ "$LIMITER" != off ]]; then
         [[ "$LIMITER" == redis ]] && echo "  redis: {url: \"redis://127.0.0.1:$REDIS_PORT\", timeout: 1s}"
     } >>"$TMP/palisade.yaml"
 fi
+if [[ "$GUARDRAILS" == on ]]; then
+    printf 'guardrails:\n  default_rule_set: default\n' >>"$TMP/palisade.yaml"
+fi
+if [[ "$AUDIT" == file ]]; then
+    printf 'audit:\n  file: {path: "%s/audit/audit.jsonl", fsync: batch}\n' "$TMP" >>"$TMP/palisade.yaml"
+fi
 if [[ "$LIMITER" == redis ]]; then
     start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no
     for _ in $(seq 100); do
         redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break
-if [[ "$GUARDRAILS" == on ]]; then
-    printf 'guardrails:\n  default_rule_set: default\n' >>"$TMP/palisade.yaml"
-fi
         sleep 0.1
     done
 fi
@@ -475,7 +482,7 @@ NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 {
     echo
     echo "Palisade load benchmark — $NOW, rev $GIT_REV$([[ $GIT_DIRTY == true ]] && echo ' (proxy/ modified)'), $(nproc) cores, load avg $LOAD"
-    echo "proxy threads = nginx workers = $PROXY_THREADS, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, palisade rate limiter: $LIMITER, auth: $AUTH,"
+    echo "proxy threads = nginx workers = $PROXY_THREADS, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, palisade rate limiter: $LIMITER, auth: $AUTH, audit: $AUDIT,"
     echo "h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DUR_S, SSE $SSE_STREAMS streams x $SSE_EVENTS events / ${SSE_INTERVAL_MS} ms, rounds $ROUNDS (median round shown)"
     echo
     printf '%-9s %-9s %15s %8s %8s %8s %10s %7s\n' workload setup rate "p50 ms" "p99 ms" "mean ms" "cpu us/op" errors
@@ -545,3 +552,8 @@ NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     echo "}"
 } >"$OUT/results.json"
 log "results: $OUT/results.json (table: $OUT/table.txt, logs: $LOGS)"
+if [[ "$AUDIT" == file ]]; then
+    # Everything palisade answered is in the chain, intact (records are flushed as they go; the
+    # active file may trail by the batch being written).
+    "$BIN/palisade" audit verify "$TMP/audit" >&2 || die "the audit chain does not verify"
+fi

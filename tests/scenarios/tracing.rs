@@ -107,6 +107,16 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(json["error"]["trace_id"], TRACE);
 
+    // A request with a body gets the body stages' `guard` span.
+    let posted = client
+        .post(proxy.url("/api/post"))
+        .header("traceparent", &traceparent)
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status(), 200);
+
     // Stopping flushes the exporter.
     stop(proxy).await;
     let spans = eventually(Duration::from_secs(10), || {
@@ -120,11 +130,11 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
             .iter()
             .filter(|s| hex(&s.parent_span_id) == CLIENT_SPAN)
             .count()
-            == 2)
+            == 3)
             .then_some(ours)
     })
     .await
-    .expect("two request spans (200 and 404) with the client's span as parent");
+    .expect("three request spans (GET 200, 404, POST) with the client's span as parent");
     let request = spans
         .iter()
         .find(|s| hex(&s.parent_span_id) == CLIENT_SPAN && s.name.contains("/api/x"))
@@ -154,6 +164,17 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
         .find(|s| s.name == "limit" && hex(&s.parent_span_id) == request_id)
         .unwrap();
     assert!(attr(limit, "ratelimit.outcome").is_some_and(|v| v.contains("allowed")));
+    let post = spans
+        .iter()
+        .find(|s| s.name == "POST /api/post")
+        .expect("the POST's span");
+    let post_id = hex(&post.span_id);
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "guard" && hex(&s.parent_span_id) == post_id),
+        "no guard span under the POST"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,4 +195,88 @@ async fn without_tracing_the_client_trace_still_propagates() {
     let upstream_parent = echoed["headers"]["traceparent"].as_str().unwrap();
     assert!(upstream_parent.starts_with(&format!("00-{TRACE}-")));
     assert_eq!(echoed["headers"]["tracestate"], "vendor=abc");
+}
+
+/// An OTLP/gRPC receiver: `TraceService/Export` over h2c, answered by hand (length-prefixed
+/// protobuf, `grpc-status` trailer) so no gRPC server stack is needed in the tests.
+async fn otlp_grpc_receiver() -> (SocketAddr, Spans) {
+    use axum::body::Body;
+    use http_body_util::StreamBody;
+    let spans: Spans = Arc::default();
+    let sink = spans.clone();
+    let router = Router::new().route(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        post(move |body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                assert!(body.len() >= 5 && body[0] == 0, "uncompressed gRPC frame");
+                let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+                let request =
+                    ExportTraceServiceRequest::decode(&body[5..5 + len]).expect("OTLP protobuf");
+                let mut sink = sink.lock().unwrap();
+                for resource in request.resource_spans {
+                    for scope in resource.scope_spans {
+                        sink.extend(scope.spans);
+                    }
+                }
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", "0".parse().unwrap());
+                let frames = futures::stream::iter([
+                    Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(
+                        &[0, 0, 0, 0, 0],
+                    ))),
+                    Ok(http_body::Frame::trailers(trailers)),
+                ]);
+                http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(Body::new(StreamBody::new(frames)))
+                    .unwrap()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
+    (addr, spans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_grpc_too() {
+    let (collector, spans) = otlp_grpc_receiver().await;
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("api", "/api", "echo", "")
+        .top_yaml(&format!(
+            "tracing:\n  enabled: true\n  endpoint: http://{collector}\n  protocol: grpc\n"
+        ))
+        .start();
+    let resp = palisade_e2e::client()
+        .get(proxy.url("/api/grpc"))
+        .header("traceparent", format!("00-{TRACE}-{CLIENT_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    stop(proxy).await;
+    let spans = eventually(Duration::from_secs(10), || {
+        let spans = spans.lock().unwrap();
+        spans
+            .iter()
+            .any(|s| hex(&s.parent_span_id) == CLIENT_SPAN)
+            .then(|| spans.clone())
+    })
+    .await
+    .expect("the request span arrived over gRPC");
+    let request = spans
+        .iter()
+        .find(|s| hex(&s.parent_span_id) == CLIENT_SPAN)
+        .unwrap();
+    assert_eq!(hex(&request.trace_id), TRACE);
+    let request_id = hex(&request.span_id);
+    let children = spans
+        .iter()
+        .filter(|s| hex(&s.parent_span_id) == request_id)
+        .count();
+    assert!(children >= 4, "{spans:?}");
 }
