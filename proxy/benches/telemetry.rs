@@ -1,7 +1,8 @@
 //! Per-request cost of tracing and the audit record: `cargo bench -p palisade-proxy --bench
 //! telemetry`.
 //!
-//! `spans/off` is what every request pays with tracing disabled (the default): a request span,
+//! `spans/off` minus `spans/baseline` is what every request pays with tracing disabled (the
+//! default): a request span,
 //! three stage spans with an attribute each, the upstream span and the finish. `spans/sampled`
 //! and `spans/unsampled` are the same with an OTLP exporter configured (to a closed port: the
 //! batch processor queues and drops), with ratio 1.0 and 0.0. `audit/seal` is the writer's work
@@ -75,6 +76,8 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let parent = TraceContext::from_request(&req);
 
+    // What `one_request` does besides spans (copying the request's trace context), to subtract.
+    c.bench_function("spans/baseline", |b| b.iter(|| black_box(parent.clone())));
     let off = Tracing::off();
     c.bench_function("spans/off", |b| b.iter(|| one_request(&off, &parent)));
 
