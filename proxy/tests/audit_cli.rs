@@ -257,3 +257,54 @@ fn audit_verify_and_tail_from_the_command_line() {
     let err = String::from_utf8_lossy(&broken.stderr);
     assert!(err.contains("audit.jsonl:1: record edited"), "{err}");
 }
+
+#[test]
+fn audit_tail_follows_new_records_across_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    std::fs::write(&file, "").unwrap();
+    let mut child = palisade()
+        // Default `-n 10`: the first record shows whether it lands before or after tail starts.
+        .args(["audit", "tail"])
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut head = ChainHead::default();
+    let mut append = |path: &Path, id: &str| {
+        let line = head.seal(
+            json!({"request_id": id, "status": 200, "method": "GET", "path": "/x", "reason": "ok"})
+                .as_object()
+                .unwrap()
+                .clone(),
+        );
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .unwrap();
+        writeln!(f, "{line}").unwrap();
+    };
+    append(&file, "first");
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("tail printed the new record");
+    assert!(got.contains("req=first"), "{got}");
+    // Rotate as the writer does: rename away, then a new active file.
+    std::fs::rename(&file, dir.path().join("audit.000000000001.jsonl")).unwrap();
+    append(&file, "second");
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("tail followed the rotation");
+    assert!(got.contains("req=second"), "{got}");
+    child.kill().unwrap();
+    let _ = child.wait();
+}

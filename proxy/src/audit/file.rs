@@ -33,6 +33,7 @@ impl FileSink {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
+        drop_torn_tail(path)?;
         let head = match last_head(path)? {
             Some(head) => head,
             None => match rotated_files(path)?.last() {
@@ -102,6 +103,48 @@ impl FileSink {
         tracing::info!(file = %self.path.display(), last_seq, "audit: rotated");
         Ok(())
     }
+}
+
+/// Cuts a last line that was never finished (the process died mid-write: no newline at the end),
+/// so the chain continues from the last whole record.
+fn drop_torn_tail(path: &Path) -> std::io::Result<()> {
+    let mut file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Ok(());
+    }
+    let len = meta.len();
+    let mut last = [0u8; 1];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    // Find the last newline, reading backwards in blocks.
+    let mut end = len;
+    let mut keep = 0;
+    while end > 0 {
+        let start = end.saturating_sub(64 * 1024);
+        let mut block = vec![0u8; (end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut block)?;
+        if let Some(i) = block.iter().rposition(|b| *b == b'\n') {
+            keep = start + i as u64 + 1;
+            break;
+        }
+        end = start;
+    }
+    tracing::warn!(
+        file = %path.display(),
+        bytes = len - keep,
+        "audit: dropping an unfinished last line (the writer stopped mid-write)"
+    );
+    file.set_len(keep)?;
+    file.sync_all()
 }
 
 /// `<dir>/<stem>.<seq:012>.jsonl` for the active file `path`.

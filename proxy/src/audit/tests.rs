@@ -346,3 +346,19 @@ fn a_sealed_record_is_canonical_json_and_verifies() {
     // Guardrail findings carry ids and places, never content.
     assert!(!line.contains("@"));
 }
+
+#[test]
+fn an_unfinished_last_line_is_dropped_and_the_chain_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    write_chain(&path, 3);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("{\"request_id\":\"torn\",\"sta");
+    std::fs::write(&path, &text).unwrap();
+    let (mut sink, mut head) = FileSink::open(&path, 1 << 20, Duration::from_secs(3600)).unwrap();
+    assert_eq!(head.seq, 3);
+    let line = head.seal(obj(json!({"request_id": "after"})));
+    sink.write(&[line], head.seq).unwrap();
+    let v = chain::verify(&[&path]).unwrap();
+    assert_eq!(v.records, 4);
+}

@@ -1,6 +1,7 @@
 //! `palisade audit verify FILE…` and `palisade audit tail`: check a hash chain, follow decisions.
 
 use std::io::{BufRead, Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -148,12 +149,26 @@ fn tail(path: &Path, denied: bool, json: bool, last: usize, follow: bool) -> std
     }
     let mut pos = text.len() as u64;
     let mut partial = String::new();
+    let mut inode = f.metadata()?.ino();
     loop {
-        // A rotation renames the file away: reopen the new active file from its start.
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        if len < pos {
-            f = std::fs::File::open(path)?;
-            pos = 0;
+        // A rotation renames the file away: once a new active file exists, finish the old one
+        // (still open) and continue with the new one from its start.
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.ino() != inode {
+                let mut rest = String::new();
+                f.seek(SeekFrom::Start(pos))?;
+                f.read_to_string(&mut rest)?;
+                partial.push_str(&rest);
+                for line in partial.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+                    if keep(line.trim_end(), denied) {
+                        print_line(line.trim_end(), json);
+                    }
+                }
+                partial.clear();
+                f = std::fs::File::open(path)?;
+                inode = f.metadata()?.ino();
+                pos = 0;
+            }
         }
         f.seek(SeekFrom::Start(pos))?;
         let mut reader = std::io::BufReader::new(&f);
