@@ -612,23 +612,7 @@ impl ProxyHttp for Pipeline {
             response_bytes = ctx.response_bytes,
             "request"
         );
-        let code = ctx.error.as_ref().map(|e| e.kind().code);
-        ctx.span.finish(code, || {
-            let mut attrs = vec![
-                opentelemetry::KeyValue::new("http.response.status_code", i64::from(status)),
-                opentelemetry::KeyValue::new("http.route", route.to_string()),
-                opentelemetry::KeyValue::new("palisade.request_id", ctx.request_id.clone()),
-                opentelemetry::KeyValue::new("palisade.reason", reason),
-            ];
-            if let Some(d) = &ctx.decision {
-                attrs.push(opentelemetry::KeyValue::new("authz.decision", d.verdict()));
-                attrs.push(opentelemetry::KeyValue::new(
-                    "authz.policies",
-                    d.policies.join(","),
-                ));
-            }
-            attrs
-        });
+        crate::telemetry::otel::finish_request(ctx, status, route, reason);
         // Audit last, once per request (errors written by request_filter and fail_to_proxy
         // included): into a bounded queue, never onto a sink from here.
         if let Some(record) = record {

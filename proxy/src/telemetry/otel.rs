@@ -295,6 +295,31 @@ impl RequestSpan {
     }
 }
 
+/// Ends the request's spans with its outcome: status, route, reason, the authorization
+/// decision, and the error code as the span status.
+pub fn finish_request(
+    ctx: &mut crate::pipeline::context::RequestCtx,
+    status: u16,
+    route: &str,
+    reason: &'static str,
+) {
+    let code = ctx.error.as_ref().map(|e| e.kind().code);
+    let (request_id, decision) = (&ctx.request_id, &ctx.decision);
+    ctx.span.finish(code, || {
+        let mut attrs = vec![
+            KeyValue::new("http.response.status_code", i64::from(status)),
+            KeyValue::new("http.route", route.to_string()),
+            KeyValue::new("palisade.request_id", request_id.clone()),
+            KeyValue::new("palisade.reason", reason),
+        ];
+        if let Some(d) = decision {
+            attrs.push(KeyValue::new("authz.decision", d.verdict()));
+            attrs.push(KeyValue::new("authz.policies", d.policies.join(",")));
+        }
+        attrs
+    });
+}
+
 /// A stage's span; ends when dropped.
 pub struct StageSpan(Option<opentelemetry_sdk::trace::Span>);
 
