@@ -239,8 +239,8 @@ pub fn on_request_body(
     Ok(())
 }
 
-/// JSON-RPC error code of a guardrail refusal (server-defined range).
-pub const JSONRPC_GUARDRAIL: i64 = -32004;
+/// JSON-RPC error code of a guardrail refusal (server-defined range, clear of MCP's and A2A's).
+pub const JSONRPC_GUARDRAIL: i64 = -32031;
 
 /// Writes a refusal: the documented error body (400), or on MCP/A2A a JSON-RPC error with the
 /// request's `id` (HTTP 400 too, `error.data.code` = `GUARDRAIL_VIOLATION`).

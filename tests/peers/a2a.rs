@@ -45,8 +45,7 @@ async fn a2a_card_send_and_stream_through_the_proxy() {
     assert_eq!(user["send"]["text"], "You said: hello");
     // CancelTask is not a user's (seed policies): Palisade answers it with a JSON-RPC error that
     // the SDK raises; an operator's reaches the agent, which refuses to cancel a finished task.
-    // (Palisade's -32003 is A2A's PushNotificationNotSupported code, so the SDK names the error
-    // that way; the message is Palisade's.)
+    // (Palisade's -32030 is outside A2A's own codes, so the SDK reports it as a generic error.)
     let cancel = user["cancel"].as_str().unwrap_or_default();
     assert!(
         cancel.starts_with("refused") && cancel.contains("access denied"),

@@ -31,8 +31,8 @@ async fn check(flags: &[&str], sse: bool) {
         let user = client(&url, &issuer.role("user"), mode).await;
         assert_eq!(user["tools"], json!(["search_docs"]), "{what}: {user}");
         assert_eq!(user["calls"]["search_docs"], "results for cedar", "{what}");
-        assert_eq!(user["calls"]["read_file"], "refused -32003", "{what}");
-        assert_eq!(user["calls"]["write_file"], "refused -32003", "{what}");
+        assert_eq!(user["calls"]["read_file"], "refused -32030", "{what}");
+        assert_eq!(user["calls"]["write_file"], "refused -32030", "{what}");
         if mode == "legacy" {
             // The handshake-era client keeps the server's session id through the proxy.
             assert_eq!(user["session"].is_string(), !stateless, "{what}: {user}");
@@ -63,7 +63,7 @@ async fn check(flags: &[&str], sse: bool) {
             dev["calls"]["read_file"], "contents of /srv/a.txt",
             "{what}"
         );
-        assert_eq!(dev["calls"]["write_file"], "refused -32003", "{what}");
+        assert_eq!(dev["calls"]["write_file"], "refused -32030", "{what}");
     }
 }
 

@@ -446,7 +446,7 @@ async fn a2a_methods_map_to_actions_in_both_versions() {
             assert_eq!(json["method"], "POST", "{method} reached the agent: {body}");
         } else {
             assert_eq!(json["id"], 41, "{method}: {body}");
-            assert_eq!(json["error"]["code"], -32003, "{method}: {body}");
+            assert_eq!(json["error"]["code"], -32030, "{method}: {body}");
             assert_eq!(json["error"]["data"]["code"], "FORBIDDEN");
         }
     }
@@ -471,7 +471,7 @@ async fn mcp_calls_are_decided_and_headers_must_match_the_body() {
     assert_eq!(
         json,
         json!({"jsonrpc": "2.0", "id": 7, "error": {
-        "code": -32003, "message": "access denied",
+        "code": -32030, "message": "access denied",
         "data": {"code": "FORBIDDEN", "request_id": json["error"]["data"]["request_id"]}}})
     );
 
@@ -792,11 +792,11 @@ async fn mcp_tools_list_and_call_are_filtered_against_a_real_mcp_server() {
                 "{flavour} {mode}"
             );
             assert_eq!(
-                user["read_file /srv/a.txt"], "refused -32003",
+                user["read_file /srv/a.txt"], "refused -32030",
                 "{flavour} {mode}"
             );
             assert_eq!(
-                user["write_file /tmp/x"], "refused -32003",
+                user["write_file /tmp/x"], "refused -32030",
                 "{flavour} {mode}"
             );
 
@@ -809,10 +809,10 @@ async fn mcp_tools_list_and_call_are_filtered_against_a_real_mcp_server() {
             assert_eq!(dev["read_file /srv/a.txt"], "contents of /srv/a.txt");
             // ABAC on arguments: system paths are refused whatever the role.
             assert_eq!(
-                dev["read_file /etc/shadow"], "refused -32003",
+                dev["read_file /etc/shadow"], "refused -32030",
                 "{flavour} {mode}"
             );
-            assert_eq!(dev["write_file /tmp/x"], "refused -32003");
+            assert_eq!(dev["write_file /tmp/x"], "refused -32030");
         }
     }
 }

@@ -358,7 +358,7 @@ async fn mcp_tools_run_through_the_proxy_and_denied_tools_are_filtered() {
         .to_owned();
     assert!(
         refused.starts_with("error: ")
-            && (refused.contains("-32003") || refused.contains("FORBIDDEN")),
+            && (refused.contains("-32030") || refused.contains("FORBIDDEN")),
         "{refused}"
     );
     assert!(text(&events).starts_with("The tool read_file failed"));

@@ -65,7 +65,7 @@ pub enum McpError {
         /// `error.code` of a proxy error body.
         code: Option<String>,
     },
-    /// A JSON-RPC error answer (`-32003` is the proxy's policy refusal).
+    /// A JSON-RPC error answer (`-32030` is the proxy's policy refusal).
     #[error("{message} (JSON-RPC error {code})")]
     Rpc {
         /// JSON-RPC error code.

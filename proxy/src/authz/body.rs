@@ -19,8 +19,9 @@ use crate::error::ProxyError;
 use crate::pipeline::context::RequestCtx;
 use crate::telemetry::Metrics;
 
-/// JSON-RPC error code for an authorization denial (server-defined range).
-pub const JSONRPC_FORBIDDEN: i64 = -32003;
+/// JSON-RPC error code for an authorization denial: in the server-defined range, and outside the
+/// codes MCP and A2A (-32001…-32009) give meanings of their own.
+pub const JSONRPC_FORBIDDEN: i64 = -32030;
 /// JSON-RPC error code for a malformed or inconsistent request.
 pub const JSONRPC_INVALID_REQUEST: i64 = -32600;
 

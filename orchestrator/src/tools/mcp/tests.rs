@@ -69,7 +69,7 @@ async fn handle(script: Arc<Script>, headers: HeaderMap, Json(msg): Json<Value>)
                     "content": [{"type": "text", "text": "it broke"}]}))
                 .into_response(),
                 _ => Json(json!({"jsonrpc": "2.0", "id": msg["id"],
-                    "error": {"code": -32003, "message": "forbidden by policy"}}))
+                    "error": {"code": -32030, "message": "forbidden by policy"}}))
                 .into_response(),
             }
         }
@@ -136,7 +136,7 @@ async fn lists_and_calls_tools_with_the_callers_credential_in_one_session() {
     assert_eq!(err.0, "it broke");
     let err = tools[2].call(json!({}), &ctx).await.unwrap_err();
     assert!(
-        err.0.contains("forbidden by policy") && err.0.contains("-32003"),
+        err.0.contains("forbidden by policy") && err.0.contains("-32030"),
         "{err}"
     );
     assert_eq!(
