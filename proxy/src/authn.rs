@@ -303,6 +303,26 @@ impl Authenticator {
             .collect()
     }
 
+    /// Registers `palisade_jwks_refreshes_total{issuer,result}`: every key fetch (periodic,
+    /// unknown `kid`, start-up) by outcome, `success` or `failure`.
+    pub fn register_metrics(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        let refreshes = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "palisade_jwks_refreshes_total",
+                "JWKS / discovery key fetches by issuer and result.",
+            ),
+            &["issuer", "result"],
+        )?;
+        registry.register(Box::new(refreshes.clone()))?;
+        for issuer in &self.issuers {
+            issuer.keys.count_refreshes(
+                refreshes.with_label_values(&[issuer.issuer.as_str(), "success"]),
+                refreshes.with_label_values(&[issuer.issuer.as_str(), "failure"]),
+            );
+        }
+        Ok(())
+    }
+
     /// Whether every issuer that readiness waits for has its keys.
     pub fn is_ready(&self) -> bool {
         self.issuers

@@ -589,8 +589,11 @@ impl ProxyHttp for Pipeline {
             .requests
             .with_label_values(&[route, method, status_label, reason])
             .inc();
+        self.metrics
+            .request_duration
+            .with_label_values(&[route, method, status_label, reason])
+            .observe(elapsed.as_secs_f64());
         let per_route = self.metrics.route(route);
-        per_route.request_duration.observe(elapsed.as_secs_f64());
         per_route.request_bytes.inc_by(ctx.request_bytes);
         per_route.response_bytes.inc_by(ctx.response_bytes);
         if let Some(stream) = ctx.stream.take() {

@@ -112,6 +112,9 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
             .context("starting the OTLP exporter")?,
     );
     let authn = Arc::new(Authenticator::new(&config.authentication).context("authentication")?);
+    authn
+        .register_metrics(&metrics.registry)
+        .context("authentication metrics")?;
     aux.spawn(authn.clone().run_background());
     let readiness_authn = authn.clone();
     lifecycle.add_readiness_check("authentication keys", move || readiness_authn.is_ready());

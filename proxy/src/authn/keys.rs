@@ -154,6 +154,9 @@ pub struct KeyStore {
     epoch: Instant,
     refetch_min_interval: Duration,
     http: reqwest::Client,
+    /// `palisade_jwks_refreshes_total{issuer,result}` children (`success`, `failure`), once the
+    /// metrics are registered.
+    refreshes: std::sync::OnceLock<(prometheus::IntCounter, prometheus::IntCounter)>,
 }
 
 impl KeyStore {
@@ -167,7 +170,17 @@ impl KeyStore {
             epoch: Instant::now(),
             refetch_min_interval,
             http,
+            refreshes: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts every fetch from now on in `success` / `failure` (fixed keys are never fetched).
+    pub fn count_refreshes(
+        &self,
+        success: prometheus::IntCounter,
+        failure: prometheus::IntCounter,
+    ) {
+        let _ = self.refreshes.set((success, failure));
     }
 
     /// A store with fixed keys.
@@ -190,6 +203,20 @@ impl KeyStore {
 
     /// Fetches now; on failure the previous keys keep serving.
     pub async fn refresh(&self) -> Result<usize, String> {
+        let result = self.fetch().await;
+        if let (Some((success, failure)), false) = (
+            self.refreshes.get(),
+            matches!(self.source, KeySource::Static),
+        ) {
+            match &result {
+                Ok(_) => success.inc(),
+                Err(_) => failure.inc(),
+            }
+        }
+        result
+    }
+
+    async fn fetch(&self) -> Result<usize, String> {
         self.last_fetch_ms.store(
             self.epoch.elapsed().as_millis() as u64 + 1,
             Ordering::SeqCst,
@@ -291,5 +318,29 @@ mod tests {
             "a single key serves tokens without kid"
         );
         assert!(KeySet::from_jwks(b"{}").is_err());
+    }
+
+    #[tokio::test]
+    async fn fetches_are_counted_by_outcome() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        let signer = crate::authn::signer::Signer::generate().unwrap();
+        std::fs::write(&path, serde_json::to_vec(&signer.jwks()).unwrap()).unwrap();
+        let store = KeyStore::new(
+            KeySource::File(path.to_string_lossy().into_owned()),
+            Duration::ZERO,
+            reqwest::Client::new(),
+        );
+        let (ok, failed) = (
+            prometheus::IntCounter::new("ok", "ok").unwrap(),
+            prometheus::IntCounter::new("failed", "failed").unwrap(),
+        );
+        store.count_refreshes(ok.clone(), failed.clone());
+        assert_eq!(store.refresh().await, Ok(1));
+        std::fs::remove_file(&path).unwrap();
+        assert!(store.refresh().await.is_err());
+        assert_eq!((ok.get(), failed.get()), (1, 1));
+        // The old keys keep serving after the failed fetch.
+        assert_eq!(store.current().len(), 1);
     }
 }

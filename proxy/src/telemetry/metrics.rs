@@ -14,8 +14,6 @@ const DURATION_BUCKETS: &[f64] = &[
 /// path does one map lookup instead of one label hash per metric.
 #[derive(Clone)]
 pub struct RouteMetrics {
-    /// `palisade_request_duration_seconds{route}`.
-    pub request_duration: Histogram,
     /// `palisade_active_streams{route}`.
     pub active_streams: prometheus::IntGauge,
     /// `palisade_sse_events_total{route}`.
@@ -34,7 +32,8 @@ pub struct Metrics {
     pub registry: Registry,
     /// `palisade_requests_total{route,method,status,reason}`.
     pub requests: IntCounterVec,
-    /// `palisade_request_duration_seconds{route}`: from accept to the last byte sent.
+    /// `palisade_request_duration_seconds{route,method,status,reason}`: from accept to the last
+    /// byte sent, labelled like `palisade_requests_total` so latency splits by outcome.
     pub request_duration: HistogramVec,
     /// `palisade_active_streams{route}`: SSE responses being relayed now.
     pub active_streams: IntGaugeVec,
@@ -82,7 +81,7 @@ impl Metrics {
                 "Time from request start to the last response byte.",
             )
             .buckets(DURATION_BUCKETS.to_vec()),
-            &["route"],
+            &["route", "method", "status", "reason"],
         )?;
         let active_streams = IntGaugeVec::new(
             Opts::new("palisade_active_streams", "SSE responses being relayed."),
@@ -212,7 +211,6 @@ impl Metrics {
             return hit.clone();
         }
         let children = RouteMetrics {
-            request_duration: self.request_duration.with_label_values(&[route]),
             active_streams: self.active_streams.with_label_values(&[route]),
             sse_events: self.sse_events.with_label_values(&[route]),
             request_bytes: self.request_bytes.with_label_values(&[route]),
