@@ -104,7 +104,7 @@ impl Pipeline {
         }
 
         // Route before the body limit: the limit is per route.
-        let host = request_host(req);
+        let host = headers::request_host(req);
         let routes = self.routes.load();
         match routes.find(host.map(host_without_port), req.uri.path(), &req.method) {
             RouteMatch::Found(route) => ctx.route = Some(route.clone()),
@@ -189,14 +189,6 @@ impl Pipeline {
         crate::guardrails::start(ctx, session.req_header());
         Ok(())
     }
-}
-
-fn request_host(req: &RequestHeader) -> Option<&str> {
-    req.uri.host().or_else(|| {
-        req.headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-    })
 }
 
 #[async_trait]
@@ -328,39 +320,19 @@ impl ProxyHttp for Pipeline {
         let Some(route) = ctx.route.clone() else {
             return Error::e_explain(ErrorType::InternalError, "no route in context");
         };
-        headers::strip_hop_by_hop_request(upstream);
         let client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
-        let original_host = request_host(session.req_header()).map(str::to_string);
-        if let Some(ip) = client_ip {
-            let forwarded_for = match upstream
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-            {
-                Some(prior) => format!("{prior}, {ip}"),
-                None => ip.to_string(),
-            };
-            upstream.insert_header("x-forwarded-for", forwarded_for)?;
-        }
-        upstream.insert_header("x-forwarded-proto", if self.tls { "https" } else { "http" })?;
-        if let Some(host) = &original_host {
-            upstream.insert_header("x-forwarded-host", host.as_str())?;
-        }
-        if !route.preserve_host {
-            upstream.insert_header(http::header::HOST, route.upstream.authority.as_str())?;
-        }
-        if let Some(path) =
-            route.upstream_path(upstream.uri.path_and_query().map_or("/", |p| p.as_str()))
-        {
-            let uri = path
-                .parse::<http::Uri>()
-                .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;
-            upstream.set_uri(uri);
-        }
-        upstream.insert_header("x-request-id", ctx.request_id.as_str())?;
+        let original_host = headers::request_host(session.req_header()).map(str::to_string);
+        headers::forward(
+            upstream,
+            &route,
+            client_ip,
+            original_host.as_deref(),
+            self.tls,
+            &ctx.request_id,
+        )?;
         // A body held for authorization may shrink (AG-UI tools removed): send it chunked.
         authz::body::prepare_upstream(upstream, ctx)?;
         crate::guardrails::prepare_upstream(upstream, ctx)?;
@@ -374,10 +346,7 @@ impl ProxyHttp for Pipeline {
             )?;
         }
         if let Some(trace) = &ctx.trace {
-            upstream.insert_header("traceparent", trace.traceparent())?;
-            if let Some(state) = &trace.tracestate {
-                upstream.insert_header("tracestate", state.as_str())?;
-            }
+            trace.propagate(upstream)?;
         }
         Ok(())
     }

@@ -146,6 +146,16 @@ impl TraceContext {
     pub fn traceparent(&self) -> String {
         format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
     }
+
+    /// Sets `traceparent` (this hop as the parent) and the client's `tracestate` on an upstream
+    /// request.
+    pub fn propagate(&self, upstream: &mut RequestHeader) -> pingora_core::Result<()> {
+        upstream.insert_header("traceparent", self.traceparent())?;
+        if let Some(state) = &self.tracestate {
+            upstream.insert_header("tracestate", state.as_str())?;
+        }
+        Ok(())
+    }
 }
 
 fn parse_traceparent(v: &str) -> Option<(String, String, String)> {
@@ -173,6 +183,58 @@ fn parse_traceparent(v: &str) -> Option<(String, String, String)> {
 fn random_hex(bytes: usize) -> String {
     let id = uuid::Uuid::new_v4();
     id.simple().to_string()[..bytes * 2].to_string()
+}
+
+/// The forwarding headers of an upstream request: hop-by-hop headers removed,
+/// `X-Forwarded-For` (appended to), `-Proto` and `-Host`, `Host` set to the upstream's unless
+/// the route preserves it, the route's path-prefix rewrite, and `X-Request-Id`.
+pub fn forward(
+    upstream: &mut RequestHeader,
+    route: &crate::route::Route,
+    client_ip: Option<std::net::IpAddr>,
+    original_host: Option<&str>,
+    tls: bool,
+    request_id: &str,
+) -> pingora_core::Result<()> {
+    use pingora_core::{Error, ErrorType};
+    strip_hop_by_hop_request(upstream);
+    if let Some(ip) = client_ip {
+        let forwarded_for = match upstream
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prior) => format!("{prior}, {ip}"),
+            None => ip.to_string(),
+        };
+        upstream.insert_header("x-forwarded-for", forwarded_for)?;
+    }
+    upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+    if let Some(host) = original_host {
+        upstream.insert_header("x-forwarded-host", host)?;
+    }
+    if !route.preserve_host {
+        upstream.insert_header(http::header::HOST, route.upstream.authority.as_str())?;
+    }
+    if let Some(path) =
+        route.upstream_path(upstream.uri.path_and_query().map_or("/", |p| p.as_str()))
+    {
+        let uri = path
+            .parse::<http::Uri>()
+            .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;
+        upstream.set_uri(uri);
+    }
+    upstream.insert_header("x-request-id", request_id)?;
+    Ok(())
+}
+
+/// The request's host: from the URI (HTTP/2, absolute form) or the `Host` header.
+pub fn request_host(req: &RequestHeader) -> Option<&str> {
+    req.uri.host().or_else(|| {
+        req.headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+    })
 }
 
 #[cfg(test)]
