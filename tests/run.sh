@@ -25,11 +25,30 @@ command -v python3 >/dev/null || missing+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 # nginx: the nginx-front peer test and example run the real nginx in front of Palisade.
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+# iproute2 (`ip`) + util-linux (`unshare`): the examples' README commands run in network
+# namespaces of their own. procps (`kill`): the peer tests stop process groups.
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
+command -v unshare >/dev/null || missing+=(util-linux)
+[ -x /usr/bin/kill ] || [ -x /bin/kill ] || missing+=(procps)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# Node.js >= 20.18 (tests/oidc's oidc-provider and @ag-ui/client); an older distribution package
+# is refused here with a clear message rather than failing obscurely in the tests.
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=18)?0:1)'; then
+  echo "Node.js $(node --version) is too old: the OIDC and AG-UI client tests need >= 20.18" >&2
+  echo "(install it from https://nodejs.org or NodeSource, then rerun)." >&2
+  exit 1
+fi
+# A network namespace (as root, or through an unprivileged user namespace) for the README tests.
+if ! unshare --net true 2>/dev/null && ! unshare --user --map-root-user --net true 2>/dev/null; then
+  echo "cannot create a network namespace (unshare --net): the examples' README tests need one;" >&2
+  echo "run as root or enable unprivileged user namespaces." >&2
+  exit 1
 fi
 
 # --- rust tools ------------------------------------------------------------------------------

@@ -120,14 +120,17 @@ fn sigterm_during_load_loses_no_record() {
             let _ = tx.send(line);
         }
     });
-    let proxy: SocketAddr = rx
-        .iter()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("proxy")
-                .map(|rest| rest.trim().trim_start_matches("http://").parse().unwrap())
-        })
-        .expect("the banner names the proxy address");
+    let banner_deadline = Instant::now() + Duration::from_secs(60);
+    let proxy: SocketAddr = std::iter::from_fn(|| {
+        rx.recv_timeout(banner_deadline.saturating_duration_since(Instant::now()))
+            .ok()
+    })
+    .find_map(|l| {
+        l.trim()
+            .strip_prefix("proxy")
+            .map(|rest| rest.trim().trim_start_matches("http://").parse().unwrap())
+    })
+    .expect("the banner names the proxy address within 60 s");
 
     // Clients hammer the proxy until it stops answering; each counts the responses it read.
     let received = Arc::new(AtomicUsize::new(0));
@@ -179,7 +182,8 @@ fn sigterm_during_load_loses_no_record() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while received.load(Ordering::SeqCst) < 3000 {
         assert!(Instant::now() < deadline, "load never got going");
-        std::thread::yield_now();
+        // Poll gently: a spinning core would be taken from the proxy under test.
+        std::thread::sleep(Duration::from_millis(5));
     }
     // SAFETY: plain kill(2) on our own child's pid.
     signaled.store(true, Ordering::SeqCst);

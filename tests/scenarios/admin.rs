@@ -1,5 +1,7 @@
 //! The admin listener: health, readiness, metrics.
 
+use std::time::Duration;
+
 use palisade_e2e::{client, upstream, TestProxy};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,20 +36,30 @@ async fn health_readiness_and_metrics() {
 
     c.get(proxy.url("/api/a")).send().await.unwrap();
     c.get(proxy.url("/nope")).send().await.unwrap(); // the second 404, after /metrics
-    let text = c
-        .get(proxy.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    for expected in [
+    let expected = [
         r#"palisade_requests_total{method="GET",reason="ok",route="api",status="200"} 1"#,
         r#"palisade_requests_total{method="GET",reason="no_route",route="-",status="404"} 2"#,
         "palisade_request_duration_seconds_bucket",
         "palisade_response_bytes_total",
-    ] {
+    ];
+    // A request is counted in its `logging` phase, which runs just after the client has the
+    // response: poll until the last one is in.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = c
+            .get(proxy.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if expected.iter().all(|e| text.contains(e)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for expected in expected {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
 }

@@ -281,6 +281,11 @@ impl RuleSet {
             return text.len();
         };
         let bytes = text.as_bytes();
+        // Work bound: each start position runs the DFA until it dies, so a hostile text where
+        // every position stays alive to the end (`a.a.a.…` under the e-mail pattern) would cost
+        // O(n²). Ordinary text dies within a word or two; past the budget we hold from here
+        // (conservative: an overgrown hold is redacted, never relayed).
+        let mut budget = 32 * bytes.len().saturating_sub(from) + 4 * MAX_HOLD_BYTES;
         for p in from..bytes.len() {
             if !text.is_char_boundary(p) {
                 continue;
@@ -294,6 +299,10 @@ impl RuleSet {
             };
             let mut alive = true;
             for &b in &bytes[p..] {
+                if budget == 0 {
+                    return p;
+                }
+                budget -= 1;
                 match raw.live.next_state(cache, sid, b) {
                     Ok(next) if next.is_dead() => {
                         alive = false;

@@ -589,3 +589,27 @@ guardrails:
         assert!(err.contains(path), "{path} missing in:\n{err}");
     }
 }
+
+/// A delta where every position stays a live e-mail prefix to its end (`a.a.a.…`) would cost
+/// O(n²) DFA steps without the work bound in `RuleSet::live_from`; with it this finishes at once,
+/// and the overgrown hold is redacted rather than relayed.
+#[test]
+fn a_hostile_delta_costs_linear_work_and_is_held_not_leaked() {
+    let rs = default_set();
+    let hostile = "a.".repeat(200_000);
+    let mut cache = rs.live_cache();
+    let mut t = TextStream::default();
+    let scanned = t.push(&rs, cache.as_mut(), &hostile, Location::AssistantText);
+    let relayed = scanned.text.unwrap_or_default();
+    assert!(relayed.len() < hostile.len(), "held nothing back");
+    assert!(
+        relayed.ends_with("[REDACTED]"),
+        "{}",
+        &relayed[relayed.len().saturating_sub(40)..]
+    );
+    // Ordinary long text is not affected by the bound: nothing is redacted.
+    let prose = "the quick brown fox jumps over the lazy dog. ".repeat(20_000);
+    let (out, refused) = stream_all(&rs, &[&prose], Location::AssistantText);
+    assert_eq!(refused, None);
+    assert_eq!(out, prose);
+}
