@@ -71,11 +71,22 @@ impl FileSink {
             buf.extend_from_slice(line.as_bytes());
             buf.push(b'\n');
         }
-        self.file.write_all(&buf)?;
+        if let Err(e) = self.file.write_all(&buf) {
+            // Part of the batch may be on disk (ENOSPC mid-write): cut back to the last whole
+            // record, so the batch can be written again without a torn or repeated line.
+            if let Err(cut) = self.file.set_len(self.size) {
+                tracing::error!(error = %cut, "audit: cannot cut a partial write back");
+            }
+            return Err(e);
+        }
         self.size += buf.len() as u64;
         let too_old = self.opened.elapsed().is_ok_and(|age| age >= self.max_age);
         if self.size >= self.max_bytes || too_old {
-            self.rotate(last_seq)?;
+            // The records are written: a failed rotation must not make them be written again.
+            // It is retried after the next batch.
+            if let Err(e) = self.rotate(last_seq) {
+                tracing::error!(error = %e, file = %self.path.display(), "audit: rotation failed");
+            }
         }
         Ok(())
     }
