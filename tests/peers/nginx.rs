@@ -80,6 +80,19 @@ impl Nginx {
             "examples/nginx-front/nginx.conf no longer has `{EXAMPLE_PALISADE}` and \
              `{EXAMPLE_LISTEN}`; update this test with it"
         );
+        // The port is picked before nginx binds it, so another process may take it first: then
+        // nginx exits with "address in use" and we try another.
+        let mut failures = Vec::new();
+        for _ in 0..5 {
+            match Self::try_start(conf, palisade, listen_extra) {
+                Ok(nginx) => return nginx,
+                Err(report) => failures.push(report),
+            }
+        }
+        panic!("nginx did not start:\n{}", failures.join("\n---\n"));
+    }
+
+    fn try_start(conf: &str, palisade: SocketAddr, listen_extra: &str) -> Result<Nginx, String> {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let conf = conf
@@ -106,17 +119,27 @@ impl Nginx {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start nginx: {e}"));
         let mut nginx = Nginx { child, addr, dir };
+        // Ready when nginx has written its pid file (it does so after binding its listeners)
+        // and still runs: a connect alone could reach whoever else holds the port.
+        let pid_file = nginx.dir.path().join("nginx.pid");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            let exited = nginx.child.try_wait().unwrap();
-            assert!(
-                exited.is_none() && Instant::now() < deadline,
-                "nginx did not start listening on {addr} (exit: {exited:?}):\n{}",
-                nginx.stderr()
-            );
+        loop {
+            if let Some(exited) = nginx.child.try_wait().unwrap() {
+                return Err(format!("nginx exited ({exited}):\n{}", nginx.stderr()));
+            }
+            let pid_written = std::fs::read_to_string(&pid_file)
+                .is_ok_and(|p| p.trim() == nginx.child.id().to_string());
+            if pid_written && TcpStream::connect(addr).is_ok() {
+                return Ok(nginx);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "nginx did not start listening on {addr}:\n{}",
+                    nginx.stderr()
+                ));
+            }
             std::thread::sleep(Duration::from_millis(10));
         }
-        nginx
     }
 
     fn url(&self, path: &str) -> String {
