@@ -8,36 +8,14 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub use palisade_e2e::agui_client::{agui_client, AguiRun};
+pub use palisade_e2e::peers::{python, workspace};
 use palisade_proxy::authn::signer::Signer;
 use serde_json::{json, Value};
-
-/// The workspace root.
-pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-/// The Python with the peers' packages (`tests/peers/requirements.txt`):
-/// `PALISADE_PEERS_PYTHON`, else `target/peers-venv/bin/python`.
-pub fn python() -> PathBuf {
-    let path = std::env::var_os("PALISADE_PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/peers-venv/bin/python"));
-    assert!(
-        path.exists(),
-        "no Python with the peer packages at {}: run `bash tests/run.sh` once (it creates \
-         target/peers-venv from tests/peers/requirements.txt) or set PALISADE_PEERS_PYTHON",
-        path.display()
-    );
-    path
-}
 
 /// A peer server process, killed (and reaped) on drop.
 pub struct Peer {
@@ -138,105 +116,6 @@ pub async fn python_client(script: &str, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(last).unwrap()
-}
-
-/// What the official AG-UI client received in one run (see tests/peers/agui-client/README.md).
-#[derive(Debug)]
-pub struct AguiRun {
-    /// Every event the client applied, in order.
-    pub events: Vec<Value>,
-    /// Milliseconds since the run started at which each event was applied.
-    pub at_ms: Vec<f64>,
-    /// The outcome line: `{"outcome": "finished", "messages": ...}` or
-    /// `{"outcome": "error", "error": {"message", "status", "payload"}}`.
-    pub outcome: Value,
-}
-
-impl AguiRun {
-    /// The `type` of every event.
-    pub fn types(&self) -> Vec<&str> {
-        self.events
-            .iter()
-            .map(|e| e["type"].as_str().unwrap_or(""))
-            .collect()
-    }
-
-    /// The names of the tools the client saw called (`TOOL_CALL_START`).
-    pub fn tool_calls(&self) -> Vec<&str> {
-        self.events
-            .iter()
-            .filter(|e| e["type"] == "TOOL_CALL_START")
-            .map(|e| e["toolCallName"].as_str().unwrap_or(""))
-            .collect()
-    }
-
-    /// Whether any event mentions `tool_call_id`.
-    pub fn mentions(&self, tool_call_id: &str) -> bool {
-        self.events
-            .iter()
-            .any(|e| e.to_string().contains(tool_call_id))
-    }
-
-    /// The HTTP status the client reported for a failed request.
-    pub fn error_status(&self) -> Option<u64> {
-        self.outcome["error"]["status"].as_u64()
-    }
-
-    /// `error.code` of Palisade's error body as the client reported it.
-    pub fn error_code(&self) -> Option<&str> {
-        self.outcome["error"]["payload"]["error"]["code"].as_str()
-    }
-
-    /// Whether the client completed the run without raising.
-    pub fn finished(&self) -> bool {
-        self.outcome["outcome"] == "finished"
-    }
-}
-
-/// Runs the official AG-UI client (`@ag-ui/client` HttpAgent) against `url` with `input`.
-pub async fn agui_client(url: &str, token: Option<&str>, input: &Value) -> AguiRun {
-    let dir = workspace().join("tests/peers/agui-client");
-    assert!(
-        dir.join("node_modules/@ag-ui/client").exists(),
-        "the AG-UI client is not installed: run `npm ci --prefix tests/peers/agui-client` (bash \
-         tests/run.sh does) — needs Node.js >= 20.18"
-    );
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(dir.join("run.mjs"))
-        .arg(url)
-        .arg(input.to_string())
-        .env_remove("AGUI_TOKEN")
-        .kill_on_drop(true);
-    if let Some(token) = token {
-        cmd.env("AGUI_TOKEN", token);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
-        .await
-        .expect("the AG-UI client did not finish within 60 s")
-        .unwrap_or_else(|e| panic!("cannot run `node` (install Node.js >= 20.18): {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut run = AguiRun {
-        events: Vec::new(),
-        at_ms: Vec::new(),
-        outcome: Value::Null,
-    };
-    for line in stdout.lines() {
-        let v: Value = serde_json::from_str(line)
-            .unwrap_or_else(|_| panic!("AG-UI client printed a non-JSON line: {line}"));
-        if v.get("event").is_some() {
-            run.at_ms.push(v["at_ms"].as_f64().unwrap_or(0.0));
-            run.events.push(v["event"].clone());
-        } else {
-            run.outcome = v;
-        }
-    }
-    assert!(
-        out.status.success() && !run.outcome.is_null(),
-        "the AG-UI client failed ({}):\nstdout:\n{stdout}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    run
 }
 
 /// The issuer the peer tests' proxies trust: ES256 tokens signed with a key generated per test.

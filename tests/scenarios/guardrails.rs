@@ -5,10 +5,10 @@
 //! redacted and a stopped stream.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use palisade_e2e::agui_client::{agui_client, AguiRun};
 use palisade_e2e::{client, error_code, eventually, Proxy, TestProxy};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -468,59 +468,14 @@ async fn mcp_tool_call_arguments_and_results_are_inspected() {
     );
 }
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Runs the official AG-UI client (tests/peers/agui-client) against `url`: the events it
-/// applied and its outcome line.
-async fn agui_client(url: &str, input: &Value) -> (Vec<Value>, Value) {
-    let dir = workspace().join("tests/peers/agui-client");
-    assert!(
-        dir.join("node_modules/@ag-ui/client").exists(),
-        "the AG-UI client is not installed: run `npm ci --prefix tests/peers/agui-client` \
-         (bash tests/run.sh does) — needs Node.js >= 20.18"
-    );
-    let out = tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::process::Command::new("node")
-            .arg(dir.join("run.mjs"))
-            .arg(url)
-            .arg(input.to_string())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("the AG-UI client finished within 60 s")
-    .unwrap_or_else(|e| panic!("cannot run `node` (install Node.js >= 20.18): {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut events = Vec::new();
-    let mut outcome = Value::Null;
-    for line in stdout.lines() {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("non-JSON: {line}"));
-        if let Some(e) = v.get("event") {
-            events.push(e.clone());
-        } else {
-            outcome = v;
-        }
-    }
-    assert!(
-        !outcome.is_null(),
-        "no outcome; stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (events, outcome)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_agui_client_parses_redacted_and_stopped_streams() {
     let (agent, _seen) = scripted_agent().await;
     let proxy = proxy(agent);
 
-    let (events, outcome) = agui_client(&proxy.url("/agent/redact"), &input("hi")).await;
+    let AguiRun {
+        events, outcome, ..
+    } = agui_client(&proxy.url("/agent/redact"), None, &input("hi")).await;
     assert_eq!(outcome["outcome"], "finished", "{outcome}");
     let text: String = events
         .iter()
@@ -536,7 +491,9 @@ async fn the_official_agui_client_parses_redacted_and_stopped_streams() {
         .unwrap_or_else(|| panic!("no assistant message: {outcome}"));
     assert_eq!(assistant["content"], text.as_str());
 
-    let (events, outcome) = agui_client(&proxy.url("/agent/stop"), &input("hi")).await;
+    let AguiRun {
+        events, outcome, ..
+    } = agui_client(&proxy.url("/agent/stop"), None, &input("hi")).await;
     let run_error = events
         .iter()
         .find(|e| e["type"] == "RUN_ERROR")

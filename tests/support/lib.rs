@@ -13,7 +13,9 @@
 //! # }
 //! ```
 
+pub mod agui_client;
 pub mod oidc;
+pub mod peers;
 pub mod postgres;
 pub mod redis;
 pub mod sse_client;
