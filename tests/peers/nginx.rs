@@ -6,7 +6,7 @@
 //! nginx comes from `PALISADE_NGINX`, else `nginx` on `PATH`, else `/usr/sbin/nginx`
 //! (`tests/run.sh` installs the Debian package); a missing nginx fails the test saying so.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -42,15 +42,6 @@ fn nginx_binary() -> PathBuf {
              PALISADE_NGINX to its path"
         )
     })
-}
-
-/// A loopback port nothing listens on right now (nginx cannot report a port it picked itself).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `examples/nginx-front/nginx.conf`.
@@ -94,7 +85,9 @@ impl Nginx {
 
     fn try_start(conf: &str, palisade: SocketAddr, listen_extra: &str) -> Result<Nginx, String> {
         let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", palisade_e2e::closed_port().port())
+            .parse()
+            .unwrap();
         let conf = conf
             .replace(EXAMPLE_PALISADE, &format!("server {palisade};"))
             .replace(EXAMPLE_LISTEN, &format!("listen {addr}{listen_extra};"));

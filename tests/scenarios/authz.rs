@@ -712,16 +712,6 @@ async def main():
 asyncio.run(main())
 "#;
 
-/// The Python with `mcp` installed: `PALISADE_PEERS_PYTHON`, else the venv `tests/run.sh` makes.
-fn mcp_python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("PALISADE_PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers-venv/bin/python")
-        });
-    candidate.exists().then_some(candidate)
-}
-
 struct Child(std::process::Child);
 
 impl Drop for Child {
@@ -733,10 +723,8 @@ impl Drop for Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_tools_list_and_call_are_filtered_against_a_real_mcp_server() {
-    let Some(python) = mcp_python() else {
-        // tests/run.sh always installs it; a bare `cargo test` without it must say so loudly.
-        panic!("no Python with the `mcp` package: run `bash tests/run.sh` once or set PALISADE_PEERS_PYTHON");
-    };
+    // tests/run.sh always installs it; a bare `cargo test` without it says so loudly.
+    let python = palisade_e2e::peers::python();
     let scripts = tempfile::tempdir().unwrap();
     std::fs::write(scripts.path().join("server.py"), MCP_SERVER).unwrap();
     std::fs::write(scripts.path().join("client.py"), MCP_CLIENT).unwrap();

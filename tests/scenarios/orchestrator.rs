@@ -7,9 +7,10 @@
 
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use palisade_e2e::peers::{python, workspace};
 use palisade_e2e::{client, error_code, sse_client, Proxy, TestProxy};
 use palisade_orchestrator::{McpServerConfig, Orchestrator, OrchestratorConfig};
 use palisade_proxy::authn::signer::Signer;
@@ -60,22 +61,6 @@ impl Issuer {
     }
 }
 
-/// The Python of the peers venv (`PALISADE_PEERS_PYTHON`, else `target/peers-venv`).
-fn peers_python() -> PathBuf {
-    let python = std::env::var_os("PALISADE_PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers-venv/bin/python")
-        });
-    assert!(
-        python.exists(),
-        "no Python with the `mcp` package at {}: run `bash tests/run.sh` once or set \
-         PALISADE_PEERS_PYTHON",
-        python.display()
-    );
-    python
-}
-
 /// `examples/mcp-server` on a free port (stateful sessions, SSE answers); killed on drop.
 struct McpServer {
     child: std::process::Child,
@@ -84,8 +69,8 @@ struct McpServer {
 
 impl McpServer {
     fn start() -> Self {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/mcp-server/server.py");
-        let mut child = std::process::Command::new(peers_python())
+        let script = workspace().join("examples/mcp-server/server.py");
+        let mut child = std::process::Command::new(python())
             .arg(script)
             .args(["--port", "0"])
             .stdout(std::process::Stdio::piped())

@@ -22,8 +22,7 @@ pub fn redis_binary(name: &str) -> PathBuf {
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    crate::closed_port().port()
 }
 
 /// A free loopback port whose cluster-bus port (port + 10000) is free and in range too.

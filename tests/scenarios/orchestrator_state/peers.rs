@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,29 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-
-/// The peers venv's python (`PALISADE_PEERS_PYTHON`, else `<workspace>/target/peers-venv`);
-/// panics with instructions when missing.
-pub fn peers_python() -> PathBuf {
-    let path = std::env::var_os("PALISADE_PEERS_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target/peers-venv/bin/python"));
-    assert!(
-        path.is_file(),
-        "{} not found: the A2A delegation tests run a real a2a-sdk agent. Create the venv with \
-         `python3 -m venv target/peers-venv && target/peers-venv/bin/pip install -r \
-         tests/peers/requirements.txt` (tests/run.sh does this) or set PALISADE_PEERS_PYTHON.",
-        path.display()
-    );
-    path
-}
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_owned()
-}
+use palisade_e2e::peers::{python, workspace};
 
 /// A running `a2a_delegate_agent.py`; killed on drop.
 pub struct Agent {
@@ -51,7 +28,7 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent (also speaking A2A 0.3 when `v03`) and waits for its ready line.
     pub fn start(v03: bool) -> Self {
-        let mut cmd = Command::new(peers_python());
+        let mut cmd = Command::new(python());
         cmd.arg(workspace().join("tests/peers/a2a_delegate_agent.py"))
             .args(["--port", "0"]);
         if v03 {
