@@ -62,7 +62,7 @@ impl Telemetry {
         };
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_http_client(OtlpHttpClient(
+            .with_http_client(palisade_wire::otlp::OtlpHttpClient(
                 reqwest::Client::builder()
                     .timeout(Duration::from_secs(10))
                     .build()?,
@@ -160,32 +160,5 @@ impl Drop for RunSpan {
         if let Some(span) = &mut self.0 {
             span.end();
         }
-    }
-}
-
-/// OTLP/HTTP over reqwest (rustls), so no second HTTP stack is linked.
-#[derive(Debug)]
-struct OtlpHttpClient(reqwest::Client);
-
-#[async_trait::async_trait]
-impl opentelemetry_http::HttpClient for OtlpHttpClient {
-    async fn send_bytes(
-        &self,
-        request: http::Request<bytes::Bytes>,
-    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
-        let (parts, body) = request.into_parts();
-        let response = self
-            .0
-            .request(parts.method, parts.uri.to_string())
-            .headers(parts.headers)
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await?;
-        let mut out = http::Response::builder().status(status).body(body)?;
-        *out.headers_mut() = headers;
-        Ok(out)
     }
 }

@@ -18,14 +18,14 @@ pub struct TraceContext {
 }
 
 impl TraceContext {
-    /// The caller's context when `header` is a valid version-00 `traceparent`; otherwise a new
-    /// trace with no parent span.
+    /// The caller's context when `header` is a valid `traceparent`; otherwise a new trace with
+    /// no parent span.
     pub fn from_header(header: Option<&str>) -> Self {
-        match header.and_then(parse) {
-            Some((trace_id, span_id, flags)) => Self {
-                trace_id,
-                span_id,
-                flags,
+        match header.and_then(palisade_wire::trace::TraceParent::parse) {
+            Some(p) => Self {
+                trace_id: p.trace_id,
+                span_id: p.parent_id,
+                flags: p.flags,
             },
             None => Self {
                 trace_id: uuid::Uuid::new_v4().simple().to_string(),
@@ -44,27 +44,6 @@ impl TraceContext {
     pub fn traceparent(&self) -> String {
         format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
     }
-}
-
-fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// `(trace id, span id, flags)` of a valid `traceparent`.
-fn parse(header: &str) -> Option<(String, String, String)> {
-    let mut parts = header.trim().split('-');
-    let (version, trace, span, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let valid = version == "00"
-        && parts.next().is_none()
-        && is_hex(trace, 32)
-        && trace != "0".repeat(32)
-        && is_hex(span, 16)
-        && span != "0".repeat(16)
-        && is_hex(flags, 2);
-    valid.then(|| (trace.to_owned(), span.to_owned(), flags.to_owned()))
 }
 
 #[cfg(test)]
@@ -92,7 +71,7 @@ mod tests {
             Some("garbage"),
             Some("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
             Some("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
-            Some("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x"),
         ] {
             let t = TraceContext::from_header(bad);
             assert_eq!(t.trace_id.len(), 32, "{bad:?}");

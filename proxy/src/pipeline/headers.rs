@@ -107,11 +107,15 @@ impl TraceContext {
     /// Continues the client's `traceparent` when valid, else starts a new trace.
     pub fn from_request(req: &RequestHeader) -> Self {
         let span_id = random_hex(8);
-        if let Some((trace_id, parent, flags)) = req
+        if let Some(palisade_wire::trace::TraceParent {
+            trace_id,
+            parent_id: parent,
+            flags,
+        }) = req
             .headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_traceparent)
+            .and_then(palisade_wire::trace::TraceParent::parse)
         {
             // W3C: tracestate is only meaningful beside a valid traceparent; several header
             // lines are one comma-joined list.
@@ -156,28 +160,6 @@ impl TraceContext {
         }
         Ok(())
     }
-}
-
-fn parse_traceparent(v: &str) -> Option<(String, String, String)> {
-    let mut parts = v.trim().split('-');
-    let (version, trace, parent, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    let ok = hex(version, 2)
-        && version != "ff"
-        && hex(trace, 32)
-        && trace.bytes().any(|b| b != b'0')
-        && hex(parent, 16)
-        && parent.bytes().any(|b| b != b'0')
-        && hex(flags, 2)
-        && (version != "00" || parts.next().is_none());
-    ok.then(|| {
-        (
-            trace.to_ascii_lowercase(),
-            parent.to_ascii_lowercase(),
-            flags.to_ascii_lowercase(),
-        )
-    })
 }
 
 fn random_hex(bytes: usize) -> String {

@@ -1,6 +1,6 @@
 //! Wire types shared by the Palisade proxy and the reference orchestrator.
 //!
-//! Two modules, both synchronous and allocation-conscious so they can sit on the proxy's hot path:
+//! Modules, all synchronous and allocation-conscious so they can sit on the proxy's hot path:
 //!
 //! - [`sse`]: an incremental Server-Sent-Events parser ([`sse::SseParser`]) that turns arbitrary
 //!   byte chunks into [`sse::SseItem`]s without buffering more than the current event, and a
@@ -9,6 +9,8 @@
 //! - [`agui`]: serde types for the AG-UI protocol: the request body ([`agui::RunAgentInput`]) and
 //!   the event stream ([`agui::Event`]), plus [`agui::run_error_frame`], the frame the proxy sends
 //!   to end a stream it has to cut short.
+//! - [`trace`]: the W3C `traceparent` header ([`trace::TraceParent`]).
+//! - `otlp` (feature `otlp`): the OTLP/HTTP client both binaries export spans with.
 //!
 //! ```
 //! use palisade_wire::agui::Event;
@@ -23,4 +25,7 @@
 //! ```
 
 pub mod agui;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod sse;
+pub mod trace;
