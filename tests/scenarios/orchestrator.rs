@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use palisade_e2e::otlp::{self, hex};
 use palisade_e2e::peers::{python, workspace};
 use palisade_e2e::{client, error_code, sse_client, Proxy, TestProxy};
 use palisade_orchestrator::{McpServerConfig, Orchestrator, OrchestratorConfig};
@@ -398,47 +399,11 @@ async fn direct_calls_without_the_proxys_assertion_are_refused() {
 
 // ---- one trace across the hops ------------------------------------------------------------
 
-type Spans = std::sync::Arc<std::sync::Mutex<Vec<opentelemetry_proto::tonic::trace::v1::Span>>>;
-
-/// An OTLP/HTTP receiver (`POST /v1/traces`, protobuf).
-async fn otlp_receiver() -> (String, Spans) {
-    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use prost::Message;
-    let spans: Spans = Spans::default();
-    let sink = spans.clone();
-    let router = axum::Router::new().route(
-        "/v1/traces",
-        axum::routing::post(move |body: axum::body::Bytes| {
-            let sink = sink.clone();
-            async move {
-                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
-                let mut sink = sink.lock().unwrap();
-                for resource in request.resource_spans {
-                    for scope in resource.scope_spans {
-                        sink.extend(scope.spans);
-                    }
-                }
-                (
-                    [("content-type", "application/x-protobuf")],
-                    Vec::<u8>::new(),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-    (format!("http://{addr}"), spans)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_spans_proxy_orchestrator_and_the_mcp_call() {
     const TRACE: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
-    let (collector, spans) = otlp_receiver().await;
+    let (collector, spans) = otlp::http_receiver().await;
+    let collector = format!("http://{collector}");
     let s = stack_traced(true, Some(&collector)).await;
     let user = s.issuer.token("alice", &["user"]);
     let resp = client()

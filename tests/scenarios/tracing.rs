@@ -2,55 +2,14 @@
 //! gets the request span with the client's span as parent and the stage spans as its children;
 //! the trace context reaches the upstream; logs' and error bodies' trace id is the client's.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::routing::post;
-use axum::Router;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use palisade_e2e::otlp::{self, hex};
 use palisade_e2e::{error_code, eventually, upstream, Proxy, TestProxy};
-use prost::Message;
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
-
-type Spans = Arc<Mutex<Vec<Span>>>;
-
-/// An OTLP/HTTP receiver: `POST /v1/traces` with `application/x-protobuf` bodies.
-async fn otlp_receiver() -> (SocketAddr, Spans) {
-    let spans: Spans = Arc::default();
-    let sink = spans.clone();
-    let router = Router::new().route(
-        "/v1/traces",
-        post(move |body: Bytes| {
-            let sink = sink.clone();
-            async move {
-                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
-                let mut sink = sink.lock().unwrap();
-                for resource in request.resource_spans {
-                    for scope in resource.scope_spans {
-                        sink.extend(scope.spans);
-                    }
-                }
-                (
-                    [("content-type", "application/x-protobuf")],
-                    Vec::<u8>::new(),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-    (addr, spans)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 async fn stop(proxy: Proxy) {
     let Proxy { running } = proxy;
@@ -62,7 +21,7 @@ async fn stop(proxy: Proxy) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
-    let (collector, spans) = otlp_receiver().await;
+    let (collector, spans) = otlp::http_receiver().await;
     let echo = upstream::echo().await;
     let proxy = TestProxy::new()
         .upstream("echo", echo.addr)
@@ -197,52 +156,9 @@ async fn without_tracing_the_client_trace_still_propagates() {
     assert_eq!(echoed["headers"]["tracestate"], "vendor=abc");
 }
 
-/// An OTLP/gRPC receiver: `TraceService/Export` over h2c, answered by hand (length-prefixed
-/// protobuf, `grpc-status` trailer) so no gRPC server stack is needed in the tests.
-async fn otlp_grpc_receiver() -> (SocketAddr, Spans) {
-    use axum::body::Body;
-    use http_body_util::StreamBody;
-    let spans: Spans = Arc::default();
-    let sink = spans.clone();
-    let router = Router::new().route(
-        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-        post(move |body: Bytes| {
-            let sink = sink.clone();
-            async move {
-                assert!(body.len() >= 5 && body[0] == 0, "uncompressed gRPC frame");
-                let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
-                let request =
-                    ExportTraceServiceRequest::decode(&body[5..5 + len]).expect("OTLP protobuf");
-                let mut sink = sink.lock().unwrap();
-                for resource in request.resource_spans {
-                    for scope in resource.scope_spans {
-                        sink.extend(scope.spans);
-                    }
-                }
-                let mut trailers = http::HeaderMap::new();
-                trailers.insert("grpc-status", "0".parse().unwrap());
-                let frames = futures::stream::iter([
-                    Ok::<_, std::convert::Infallible>(http_body::Frame::data(Bytes::from_static(
-                        &[0, 0, 0, 0, 0],
-                    ))),
-                    Ok(http_body::Frame::trailers(trailers)),
-                ]);
-                http::Response::builder()
-                    .header("content-type", "application/grpc")
-                    .body(Body::new(StreamBody::new(frames)))
-                    .unwrap()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-    (addr, spans)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_are_exported_over_otlp_grpc_too() {
-    let (collector, spans) = otlp_grpc_receiver().await;
+    let (collector, spans) = otlp::grpc_receiver().await;
     let echo = upstream::echo().await;
     let proxy = TestProxy::new()
         .upstream("echo", echo.addr)

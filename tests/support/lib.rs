@@ -15,6 +15,7 @@
 
 pub mod agui_client;
 pub mod oidc;
+pub mod otlp;
 pub mod peers;
 pub mod postgres;
 pub mod redis;
