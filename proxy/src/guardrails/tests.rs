@@ -613,3 +613,34 @@ fn a_hostile_delta_costs_linear_work_and_is_held_not_leaked() {
     assert_eq!(refused, None);
     assert_eq!(out, prose);
 }
+
+/// Messages opened one after another and never ended keep a bounded state.
+#[test]
+fn open_texts_per_response_are_bounded() {
+    use super::stream::agui::MAX_OPEN_TEXTS;
+    let rs = default_set();
+    let mut g = AguiGuard::new(&rs, "r1");
+    let mut chunk =
+        String::from("data: {\"type\":\"RUN_STARTED\",\"threadId\":\"t\",\"runId\":\"r\"}\n\n");
+    for i in 0..MAX_OPEN_TEXTS * 4 {
+        chunk.push_str(&format!(
+            "data: {{\"type\":\"TEXT_MESSAGE_START\",\"messageId\":\"m{i}\",\"role\":\"assistant\"}}\n\n\
+             data: {{\"type\":\"TEXT_MESSAGE_CONTENT\",\"messageId\":\"m{i}\",\"delta\":\"see AKIA\"}}\n\n"
+        ));
+    }
+    let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+    let mut findings = Findings::default();
+    let mut rec = Recorder {
+        metrics: &metrics,
+        findings: &mut findings,
+    };
+    // Not the end of the stream: what the open messages hold stays held.
+    assert!(g.process(&rs, &mut rec, chunk.as_bytes(), false).is_ok());
+    // Each open message holds its last word ("tail"); only the newest MAX_OPEN_TEXTS remain.
+    assert!(
+        g.held() <= MAX_OPEN_TEXTS * "tail".len(),
+        "held {}",
+        g.held()
+    );
+    assert!(g.held() > 0);
+}

@@ -84,6 +84,12 @@ struct Peek<'a> {
     delta: Option<Cow<'a, str>>,
 }
 
+/// Open messages, reasoning streams and tool calls tracked per response. An upstream that opens
+/// one after another without ending them would otherwise grow the state (and the per-delta
+/// lookup) without bound; past this the oldest is forgotten and what it held is dropped, never
+/// relayed.
+pub const MAX_OPEN_TEXTS: usize = 256;
+
 /// State of one AG-UI response.
 pub struct AguiGuard {
     texts: Vec<(Kind, String, TextStream)>,
@@ -258,6 +264,9 @@ impl AguiGuard {
         {
             Some(at) => at,
             None => {
+                if self.texts.len() >= MAX_OPEN_TEXTS {
+                    self.texts.remove(0);
+                }
                 self.texts.push((k, id.to_string(), TextStream::default()));
                 self.texts.len() - 1
             }
