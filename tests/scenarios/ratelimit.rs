@@ -5,75 +5,14 @@
 //! `redis-server` fails the test with instructions — it is never skipped silently.
 
 use std::net::{IpAddr, SocketAddr};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use palisade_e2e::redis::{free_cluster_port, free_port, redis_binary, redis_cli, RedisServer};
+use palisade_e2e::redis::{free_port, redis_cli, RedisCluster, RedisServer};
 use palisade_e2e::sse_client;
 use palisade_e2e::upstream::{self, SseScript};
 use palisade_e2e::{client, error_code, Proxy, TestProxy};
 
 // ---- real Redis servers ----------------------------------------------------------------------
-
-/// A 3-master Redis Cluster on loopback; every node killed on drop.
-struct RedisCluster {
-    nodes: Vec<RedisServer>,
-}
-
-impl RedisCluster {
-    fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                let port = free_cluster_port();
-                RedisServer::start_with(
-                    port,
-                    vec![
-                        "--cluster-enabled".into(),
-                        "yes".into(),
-                        "--cluster-config-file".into(),
-                        format!("nodes-{port}.conf"),
-                    ],
-                )
-            })
-            .collect();
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new(redis_binary("redis-cli"))
-            .args(["--cluster", "create"])
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli --cluster create runs");
-        assert!(
-            out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        for n in &nodes {
-            loop {
-                let info = redis_cli(n.port, &["CLUSTER", "INFO"]).unwrap_or_default();
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(Instant::now() < deadline, "cluster never became ok: {info}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        Self { nodes }
-    }
-
-    fn yaml_nodes(&self) -> String {
-        let urls: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("\"{}\"", n.url()))
-            .collect();
-        format!("[{}]", urls.join(", "))
-    }
-}
 
 // ---- helpers ---------------------------------------------------------------------------------
 

@@ -1,12 +1,11 @@
 //! One conformance suite for the [`SessionStore`] trait, run on a SQLite file and on a real
 //! PostgreSQL; idempotency keys in a real Redis.
 
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use palisade_e2e::postgres::PostgresServer;
-use palisade_e2e::redis::{free_cluster_port, redis_binary, redis_cli, RedisServer};
+use palisade_e2e::redis::{redis_cli, RedisCluster, RedisServer};
 use palisade_orchestrator::idempotency::{Claim, IdempotencyStore, RedisIdempotency};
 use palisade_orchestrator::store::{
     self, RunRecord, RunStatus, SessionStore, StoreConfig, ToolCallRecord,
@@ -264,54 +263,12 @@ async fn redis_idempotency_keys_are_shared_expire_and_release() {
     assert!(a.claim("k2", "run-7", ttl).await.is_err());
 }
 
-/// A 3-master Redis Cluster on loopback (as in the rate-limit scenarios); killed on drop.
-fn redis_cluster() -> Vec<RedisServer> {
-    let nodes: Vec<RedisServer> = (0..3)
-        .map(|_| {
-            let port = free_cluster_port();
-            RedisServer::start_with(
-                port,
-                vec![
-                    "--cluster-enabled".into(),
-                    "yes".into(),
-                    "--cluster-config-file".into(),
-                    format!("nodes-{port}.conf"),
-                ],
-            )
-        })
-        .collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let out = Command::new(redis_binary("redis-cli"))
-        .args(["--cluster", "create"])
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli --cluster create runs");
-    assert!(
-        out.status.success(),
-        "cluster create failed: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for n in &nodes {
-        while !redis_cli(n.port, &["CLUSTER", "INFO"])
-            .unwrap_or_default()
-            .contains("cluster_state:ok")
-        {
-            assert!(Instant::now() < deadline, "cluster never became ok");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    nodes
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_idempotency_keys_spread_over_slots() {
-    let nodes = tokio::task::spawn_blocking(redis_cluster).await.unwrap();
-    let seeds: Vec<String> = nodes.iter().map(|n| n.url()).collect();
+    let cluster = tokio::task::spawn_blocking(RedisCluster::start)
+        .await
+        .unwrap();
+    let seeds = cluster.urls();
     let a = RedisIdempotency::cluster(&seeds, "test:idem:").unwrap();
     let b = RedisIdempotency::cluster(&seeds[1..], "test:idem:").unwrap();
     let ttl = Duration::from_secs(60);
@@ -329,7 +286,8 @@ async fn redis_cluster_idempotency_keys_spread_over_slots() {
             }
         );
     }
-    let per_node: Vec<usize> = nodes
+    let per_node: Vec<usize> = cluster
+        .nodes
         .iter()
         .map(|n| redis_cli(n.port, &["DBSIZE"]).unwrap().parse().unwrap())
         .collect();
