@@ -312,6 +312,53 @@ async fn fail_open_serves_on_and_counts_the_failures() {
         .expect("sink errors counted");
 }
 
+/// With a file sink the file is the trail: a Redis copy that cannot be shipped is counted, but
+/// `fail_closed` keeps serving because every record is on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_redis_copy_does_not_close_a_proxy_whose_file_is_written() {
+    let echo = upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit_file = dir.path().join("audit.jsonl");
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("api", "/", "echo", "")
+        .top_yaml(&format!(
+            "audit:\n  file: {{path: \"{}\"}}\n  redis: {{url: \"redis://{}\"}}\n  on_sink_failure: fail_closed\n",
+            audit_file.display(),
+            palisade_e2e::closed_port()
+        ))
+        .start();
+    let client = palisade_e2e::client();
+    let errors = proxy
+        .running
+        .metrics
+        .audit
+        .audit_sink_errors
+        .with_label_values(&["redis"]);
+    for _ in 0..20 {
+        assert_eq!(
+            client.get(proxy.url("/x")).send().await.unwrap().status(),
+            200
+        );
+    }
+    eventually(Duration::from_secs(10), || {
+        (errors.get() >= 1).then_some(())
+    })
+    .await
+    .expect("redis failures counted");
+    assert_eq!(
+        client.get(proxy.url("/x")).send().await.unwrap().status(),
+        200,
+        "the file trail is intact, so fail_closed must not refuse"
+    );
+    let written = eventually(Duration::from_secs(5), || {
+        let n = std::fs::read_to_string(&audit_file).ok()?.lines().count();
+        (n >= 21).then_some(n)
+    })
+    .await;
+    assert!(written.is_some(), "records reach the file");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_shipped_to_a_redis_stream_as_written_to_the_file() {
     let redis = palisade_e2e::redis::RedisServer::start();

@@ -34,7 +34,9 @@ pub struct AuditSpec {
     pub on_full: OnFull,
     /// When a sink fails to write: `fail_closed` (new requests get 503 `AUDIT_UNAVAILABLE` until
     /// a write succeeds again, so nothing is served unaudited) or `fail_open` (serve on; the
-    /// failure is counted in `palisade_audit_sink_errors_total`). Default: `fail_closed`.
+    /// failure is counted in `palisade_audit_sink_errors_total`). With a file sink only the
+    /// file's failures count (stdout and Redis ship copies); without one, any sink's do.
+    /// Default: `fail_closed`.
     #[serde(default)]
     pub on_sink_failure: OnSinkFailure,
     /// Largest number of records the writer takes from the queue in one batch. Default: `512`.

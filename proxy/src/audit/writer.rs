@@ -225,7 +225,13 @@ impl Writer {
                 }
             }
         }
-        self.healthy.store(ok, Ordering::Release);
+        // With a file sink, the file is the trail (the others ship copies): a record on disk is
+        // audited, so only the file's failures make `fail_closed` refuse requests.
+        let healthy = match self.file {
+            Some(_) => self.pending.is_empty(),
+            None => ok,
+        };
+        self.healthy.store(healthy, Ordering::Release);
     }
 
     fn sink_failed(&self, sink: &str) {
@@ -233,7 +239,9 @@ impl Writer {
             .audit_sink_errors
             .with_label_values(&[sink])
             .inc();
-        self.healthy.store(false, Ordering::Release);
+        if self.file.is_none() || sink == "file" {
+            self.healthy.store(false, Ordering::Release);
+        }
     }
 
     /// When the `every N ms` policy owes an fsync.
