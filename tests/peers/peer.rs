@@ -10,12 +10,12 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use palisade_e2e::agui_client::{agui_client, AguiRun};
+pub use palisade_e2e::issuer::Issuer;
 pub use palisade_e2e::peers::{python, workspace};
-use palisade_proxy::authn::signer::Signer;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A peer server process, killed (and reaped) on drop.
 pub struct Peer {
@@ -116,57 +116,4 @@ pub async fn python_client(script: &str, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_str(last).unwrap()
-}
-
-/// The issuer the peer tests' proxies trust: ES256 tokens signed with a key generated per test.
-pub struct Issuer {
-    signer: Signer,
-    dir: tempfile::TempDir,
-}
-
-/// `iss` of the test tokens.
-pub const ISS: &str = "https://idp.peers.test";
-
-impl Issuer {
-    /// A new issuer with a fresh key, its JWKS written to a temporary file.
-    pub fn new() -> Self {
-        let signer = Signer::generate().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let jwks = serde_json::to_string(&signer.jwks()).unwrap();
-        std::fs::write(dir.path().join("jwks.json"), jwks).unwrap();
-        Self { signer, dir }
-    }
-
-    /// A token for `sub` with `roles`; `extra` adds or overrides claims.
-    pub fn token(&self, sub: &str, roles: &[&str], extra: Value) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let mut claims = json!({
-            "iss": ISS, "sub": sub, "aud": "palisade", "iat": now, "exp": now + 300,
-            "jti": format!("{sub}-{now}"), "roles": roles,
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            claims[k] = v.clone();
-        }
-        self.signer.sign(&claims).unwrap()
-    }
-
-    /// A token whose only role is `role`.
-    pub fn role(&self, role: &str) -> String {
-        self.token(role, &[role], json!({}))
-    }
-
-    /// `authentication:` trusting this issuer and `authorization:` with the seed policies in
-    /// `policies/`, as top-level YAML.
-    pub fn yaml(&self) -> String {
-        format!(
-            "authentication:\n  issuers:\n    - issuer: {ISS}\n      audiences: [palisade]\n      \
-             algorithms: [ES256]\n      keys: {{jwks_file: \"{}\"}}\n      claims: {{roles: [roles]}}\n\
-             authorization:\n  policy_sets:\n    - name: main\n      path: \"{}\"\n      mode: enforce\n",
-            self.dir.path().join("jwks.json").display(),
-            workspace().join("policies").display()
-        )
-    }
 }

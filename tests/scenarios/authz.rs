@@ -13,67 +13,12 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::response::Response;
 use axum::Router;
+use palisade_e2e::issuer::Issuer;
 use palisade_e2e::{client, error_code, eventually, upstream, Proxy, TestProxy};
-use palisade_proxy::authn::signer::Signer;
 use serde_json::{json, Value};
-
-const ISS: &str = "https://idp.test";
 
 fn repo_policies() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
-}
-
-/// A test issuer whose JWKS the proxy trusts.
-struct Issuer {
-    signer: Signer,
-    dir: tempfile::TempDir,
-}
-
-impl Issuer {
-    fn new() -> Self {
-        let signer = Signer::generate().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let jwks = serde_json::to_string(&signer.jwks()).unwrap();
-        std::fs::write(dir.path().join("jwks.json"), jwks).unwrap();
-        Self { signer, dir }
-    }
-
-    /// A token for `sub` with `roles`; `extra` adds or overrides claims.
-    fn token(&self, sub: &str, roles: &[&str], extra: Value) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let mut claims = json!({
-            "iss": ISS, "sub": sub, "aud": "palisade", "iat": now, "exp": now + 300,
-            "jti": format!("{sub}-{now}"), "roles": roles,
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            claims[k] = v.clone();
-        }
-        self.signer.sign(&claims).unwrap()
-    }
-
-    fn role(&self, role: &str) -> String {
-        self.token(role, &[role], json!({}))
-    }
-
-    /// `authentication:` and `authorization:` YAML for `sets` (`(name, path, mode)`).
-    fn yaml(&self, sets: &[(&str, &Path, &str)]) -> String {
-        let mut y = format!(
-            "authentication:\n  issuers:\n    - issuer: {ISS}\n      audiences: [palisade]\n      \
-             algorithms: [ES256]\n      keys: {{jwks_file: \"{}\"}}\n      claims: {{roles: [roles]}}\n\
-             authorization:\n  reload_interval: 100ms\n  policy_sets:\n",
-            self.dir.path().join("jwks.json").display()
-        );
-        for (name, path, mode) in sets {
-            y.push_str(&format!(
-                "    - name: {name}\n      path: \"{}\"\n      mode: {mode}\n",
-                path.display()
-            ));
-        }
-        y
-    }
 }
 
 /// What the AG-UI upstream saw: every run request body.
@@ -194,7 +139,7 @@ async fn stack(sets: &[(&str, &Path, &str)]) -> Stack {
             "echo",
             "authorization: {rules: [{path_prefix: /ops/admin, action: admin, resource: 'Route::\"ops\"'}]}",
         )
-        .top_yaml(&issuer.yaml(sets))
+        .top_yaml(&issuer.yaml_with_sets("  reload_interval: 100ms\n", sets))
         .start();
     Stack {
         proxy,
@@ -752,7 +697,9 @@ async fn mcp_tools_list_and_call_are_filtered_against_a_real_mcp_server() {
         let proxy = TestProxy::new()
             .upstream("mcp", addr)
             .route("mcp", "/mcp", "mcp", "protocol: mcp")
-            .top_yaml(&issuer.yaml(&[("main", &seed, "enforce")]))
+            .top_yaml(
+                &issuer.yaml_with_sets("  reload_interval: 100ms\n", &[("main", &seed, "enforce")]),
+            )
             .start();
         let url = proxy.url("/mcp");
         for mode in ["legacy", "auto"] {

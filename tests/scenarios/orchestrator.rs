@@ -7,60 +7,18 @@
 
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use palisade_e2e::issuer::Issuer;
 use palisade_e2e::otlp::{self, hex};
 use palisade_e2e::peers::{python, workspace};
 use palisade_e2e::{client, error_code, sse_client, Proxy, TestProxy};
 use palisade_orchestrator::{McpServerConfig, Orchestrator, OrchestratorConfig};
-use palisade_proxy::authn::signer::Signer;
 use serde_json::{json, Value};
 
-const ISS: &str = "https://idp.orchestrator.test";
 /// The env var the e2e `mock_weather` reads its credential from.
 const WEATHER_KEY_ENV: &str = "PALISADE_E2E_WEATHER_KEY";
 const WEATHER_KEY: &str = "wk-e2e-5f1c9a";
-
-/// A JWT issuer the proxy trusts (its JWKS in a file).
-struct Issuer {
-    signer: Signer,
-    dir: tempfile::TempDir,
-}
-
-impl Issuer {
-    fn new() -> Self {
-        let signer = Signer::generate().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let jwks = serde_json::to_string(&signer.jwks()).unwrap();
-        std::fs::write(dir.path().join("jwks.json"), jwks).unwrap();
-        Self { signer, dir }
-    }
-
-    fn token(&self, sub: &str, roles: &[&str]) -> String {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        self.signer
-            .sign(
-                &json!({"iss": ISS, "sub": sub, "aud": "palisade", "iat": now,
-                          "exp": now + 300, "roles": roles}),
-            )
-            .unwrap()
-    }
-
-    fn yaml(&self) -> String {
-        let policies = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-        format!(
-            "authentication:\n  issuers:\n    - issuer: {ISS}\n      audiences: [palisade]\n      \
-             algorithms: [ES256]\n      keys: {{jwks_file: \"{}\"}}\n      claims: {{roles: [roles]}}\n\
-             authorization:\n  policy_sets:\n    - name: main\n      path: \"{}\"\n      mode: enforce\n",
-            self.dir.path().join("jwks.json").display(),
-            policies.display()
-        )
-    }
-}
 
 /// `examples/mcp-server` on a free port (stateful sessions, SSE answers); killed on drop.
 struct McpServer {
@@ -234,7 +192,7 @@ fn last_type(events: &[Value]) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_and_tool_runs_stream_through_the_proxy() {
     let s = stack(false).await;
-    let user = s.issuer.token("alice", &["user"]);
+    let user = s.issuer.token("alice", &["user"], json!({}));
 
     let events = run(&s, &user, "hello from behind palisade").await;
     assert_eq!(text(&events), "hello from behind palisade");
@@ -294,8 +252,8 @@ async fn plain_and_tool_runs_stream_through_the_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_tools_run_through_the_proxy_and_denied_tools_are_filtered() {
     let s = stack(true).await;
-    let user = s.issuer.token("alice", &["user"]);
-    let dev = s.issuer.token("dana", &["developer"]);
+    let user = s.issuer.token("alice", &["user"], json!({}));
+    let dev = s.issuer.token("dana", &["developer"], json!({}));
 
     // A real MCP server, listed and called through the proxy as the caller.
     let events = run(&s, &user, "mcp search_docs cedar policies").await;
@@ -355,7 +313,7 @@ async fn mcp_tools_run_through_the_proxy_and_denied_tools_are_filtered() {
 async fn direct_calls_without_the_proxys_assertion_are_refused() {
     let s = stack(false).await;
     let direct = format!("http://{}/agent", s.orchestrator);
-    let user_token = s.issuer.token("alice", &["user"]);
+    let user_token = s.issuer.token("alice", &["user"], json!({}));
     for assertion in [None, Some("garbage"), Some(user_token.as_str())] {
         let mut req = client().post(&direct).json(&input("hi"));
         if let Some(a) = assertion {
@@ -405,7 +363,7 @@ async fn one_trace_spans_proxy_orchestrator_and_the_mcp_call() {
     let (collector, spans) = otlp::http_receiver().await;
     let collector = format!("http://{collector}");
     let s = stack_traced(true, Some(&collector)).await;
-    let user = s.issuer.token("alice", &["user"]);
+    let user = s.issuer.token("alice", &["user"], json!({}));
     let resp = client()
         .post(s.proxy.url("/agent"))
         .bearer_auth(&user)

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod agui_client;
+pub mod issuer;
 pub mod oidc;
 pub mod otlp;
 pub mod peers;
