@@ -7,7 +7,7 @@
 use palisade_e2e::{Proxy, TestProxy};
 use serde_json::{json, Value};
 
-use crate::peer::{agui_client, AguiRun, Issuer, Peer};
+use crate::peer::{agui_client, Issuer, Peer};
 
 /// The pydantic-ai agent behind a proxy: `/agent` (seed policies, authentication required),
 /// `/strict` (a denied tool call ends the run), `/guarded` (the built-in guardrails) and
@@ -72,21 +72,6 @@ fn input(prompt: &str, tools: &[&str]) -> Value {
     })
 }
 
-fn text(run: &AguiRun) -> String {
-    run.events
-        .iter()
-        .filter(|e| e["type"] == "TEXT_MESSAGE_CONTENT")
-        .filter_map(|e| e["delta"].as_str())
-        .collect()
-}
-
-fn assert_complete(run: &AguiRun, who: &str) {
-    assert!(run.finished(), "{who}: the client raised: {}", run.outcome);
-    let types = run.types();
-    assert_eq!(types.first(), Some(&"RUN_STARTED"), "{who}: {types:?}");
-    assert_eq!(types.last(), Some(&"RUN_FINISHED"), "{who}: {types:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pydantic_ai_run_reaches_the_official_client_and_loses_the_denied_frontend_tool() {
     let s = stack();
@@ -94,7 +79,7 @@ async fn a_pydantic_ai_run_reaches_the_official_client_and_loses_the_denied_fron
 
     // Control: straight to the agent, the model calls every frontend tool it was offered.
     let direct = agui_client(&s.agent.url, None, &input("hello", &tools)).await;
-    assert_complete(&direct, "direct");
+    direct.assert_complete("direct");
     assert_eq!(
         direct.tool_calls(),
         ["search_docs", "show_chart", "run_shell"]
@@ -104,16 +89,10 @@ async fn a_pydantic_ai_run_reaches_the_official_client_and_loses_the_denied_fron
     // run input, so the model never sees it; the low-risk show_chart stays.
     let user = s.issuer.role("user");
     let run = agui_client(&s.proxy.url("/agent"), Some(&user), &input("hello", &tools)).await;
-    assert_complete(&run, "user");
-    assert_eq!(text(&run), "Let me look that up.");
+    run.assert_complete("user");
+    assert_eq!(run.text(), "Let me look that up.");
     // The deltas were produced 100 ms apart and reached the client that way, not batched.
-    let at: Vec<f64> = run
-        .events
-        .iter()
-        .zip(&run.at_ms)
-        .filter(|(e, _)| e["type"] == "TEXT_MESSAGE_CONTENT")
-        .map(|(_, at)| *at)
-        .collect();
+    let at = run.applied_at("TEXT_MESSAGE_CONTENT");
     assert_eq!(at.len(), 5, "{at:?}");
     // Batching would put them all within a few ms; allow two scheduling hiccups on a busy
     // machine (the Python agent and the Node client share 2 cores with the test run). The strict
@@ -158,7 +137,7 @@ async fn a_denied_backend_tool_call_is_dropped_from_the_stream_the_client_parses
     // and the client still sees a well-formed run (it verifies every event's sequence).
     let user = s.issuer.role("user");
     let run = agui_client(&s.proxy.url("/agent"), Some(&user), &prompt).await;
-    assert_complete(&run, "user");
+    run.assert_complete("user");
     assert_eq!(run.tool_calls(), ["search_docs"]);
     assert!(!run.mentions("call_write"), "{:#?}", run.events);
     assert!(!run.mentions("write_file"), "{:#?}", run.events);
@@ -168,7 +147,7 @@ async fn a_denied_backend_tool_call_is_dropped_from_the_stream_the_client_parses
         run.outcome
     );
     assert_eq!(
-        text(&run),
+        run.text(),
         "Let me look that up.Found: 3 pages about 'please write notes'."
     );
 
@@ -189,7 +168,7 @@ async fn a_denied_backend_tool_call_is_dropped_from_the_stream_the_client_parses
         json!({"amr": ["pwd", "otp"]}),
     );
     let run = agui_client(&s.proxy.url("/agent"), Some(&op), &prompt).await;
-    assert_complete(&run, "operator");
+    run.assert_complete("operator");
     assert_eq!(run.tool_calls(), ["search_docs", "write_file"]);
     assert!(run
         .events
@@ -214,7 +193,7 @@ async fn refusals_reach_the_client_as_http_errors_with_the_documented_codes() {
 
     let user = s.issuer.role("user");
     let first = agui_client(&s.proxy.url("/limited"), Some(&user), &prompt).await;
-    assert_complete(&first, "first request within the limit");
+    first.assert_complete("first request within the limit");
     let second = agui_client(&s.proxy.url("/limited"), Some(&user), &prompt).await;
     assert_eq!(second.error_status(), Some(429), "{}", second.outcome);
     assert_eq!(second.error_code(), Some("RATE_LIMITED"));
@@ -228,7 +207,7 @@ async fn a_guardrail_stop_ends_the_run_with_run_error_at_the_client() {
 
     // Control: without guardrails the (fake) key reaches the client.
     let open = agui_client(&s.proxy.url("/agent"), Some(&user), &prompt).await;
-    assert_complete(&open, "unguarded");
+    open.assert_complete("unguarded");
     assert!(open.mentions("AKIAIOSFODNN7EXAMPLE"));
 
     // With the built-in rules, `secret.aws_access_key` stops the stream: no byte of the key is

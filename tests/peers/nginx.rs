@@ -409,17 +409,9 @@ async fn the_official_agui_client_streams_through_nginx() {
         "messages": [{"id": "u1", "role": "user", "content": "hello"}],
     });
     let run = agui_client(&nginx.url("/agent"), Some(&token), &input).await;
-    assert!(run.finished(), "{:?}", run.outcome);
+    run.assert_complete("through nginx");
     let types = run.types();
-    assert_eq!(types.first(), Some(&"RUN_STARTED"), "{types:?}");
-    assert_eq!(types.last(), Some(&"RUN_FINISHED"), "{types:?}");
-    let content_at: Vec<f64> = run
-        .events
-        .iter()
-        .zip(&run.at_ms)
-        .filter(|(e, _)| e["type"] == "TEXT_MESSAGE_CONTENT")
-        .map(|(_, at)| *at)
-        .collect();
+    let content_at = run.applied_at("TEXT_MESSAGE_CONTENT");
     assert_eq!(content_at.len(), WORDS, "{types:?}");
     let gaps: Vec<f64> = content_at.windows(2).map(|w| w[1] - w[0]).collect();
     // Written 50 ms apart; a buffering hop would deliver them in one burst (gaps ~0). One

@@ -8,29 +8,10 @@ use palisade_orchestrator::store::StoreConfig;
 use palisade_orchestrator::{Orchestrator, OrchestratorConfig};
 use serde_json::{json, Value};
 
-use crate::peer::{agui_client, AguiRun, Issuer};
+use crate::peer::{agui_client, Issuer};
 
 fn input(prompt: &str) -> Value {
     json!({"threadId": "t1", "messages": [{"id": "m1", "role": "user", "content": prompt}]})
-}
-
-fn text(run: &AguiRun) -> String {
-    run.events
-        .iter()
-        .filter(|e| e["type"] == "TEXT_MESSAGE_CONTENT")
-        .filter_map(|e| e["delta"].as_str())
-        .collect()
-}
-
-fn count(run: &AguiRun, kind: &str) -> usize {
-    run.types().iter().filter(|t| **t == kind).count()
-}
-
-fn assert_complete(run: &AguiRun, what: &str) {
-    assert!(run.finished(), "{what}: the client raised: {}", run.outcome);
-    let types = run.types();
-    assert_eq!(types.first(), Some(&"RUN_STARTED"), "{what}: {types:?}");
-    assert_eq!(types.last(), Some(&"RUN_FINISHED"), "{what}: {types:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,11 +43,11 @@ async fn the_orchestrator_streams_text_tools_and_plans_to_the_official_client() 
     let user = issuer.role("user");
 
     let run = agui_client(&url, Some(&user), &input("hello from the official client")).await;
-    assert_complete(&run, "text");
-    assert_eq!(text(&run).trim(), "hello from the official client");
+    run.assert_complete("text");
+    assert_eq!(run.text().trim(), "hello from the official client");
 
     let run = agui_client(&url, Some(&user), &input("use calculator 2+3*4")).await;
-    assert_complete(&run, "tool");
+    run.assert_complete("tool");
     assert_eq!(run.tool_calls(), ["calculator"]);
     let result = run
         .events
@@ -74,7 +55,7 @@ async fn the_orchestrator_streams_text_tools_and_plans_to_the_official_client() 
         .find(|e| e["type"] == "TOOL_CALL_RESULT")
         .expect("the tool result reached the client");
     assert_eq!(result["content"], "14");
-    assert_eq!(text(&run), "calculator returned: 14");
+    assert_eq!(run.text(), "calculator returned: 14");
 
     // A plan: steps and state snapshots, which the client checks pair up.
     let run = agui_client(
@@ -83,10 +64,10 @@ async fn the_orchestrator_streams_text_tools_and_plans_to_the_official_client() 
         &input("plan: use get_time; use calculator 1+1"),
     )
     .await;
-    assert_complete(&run, "plan");
-    assert_eq!(count(&run, "STEP_STARTED"), 2, "{:?}", run.types());
-    assert_eq!(count(&run, "STEP_FINISHED"), 2);
-    assert!(count(&run, "STATE_SNAPSHOT") >= 1);
+    run.assert_complete("plan");
+    assert_eq!(run.count("STEP_STARTED"), 2, "{:?}", run.types());
+    assert_eq!(run.count("STEP_FINISHED"), 2);
+    assert!(run.count("STATE_SNAPSHOT") >= 1);
     assert_eq!(run.tool_calls(), ["get_time", "calculator"]);
 
     // A failing model ends the run with RUN_ERROR, which the client accepts as the run's end.

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-pub use palisade_e2e::agui_client::{agui_client, AguiRun};
+pub use palisade_e2e::agui_client::agui_client;
 pub use palisade_e2e::issuer::Issuer;
 pub use palisade_e2e::peers::{python, workspace};
 use serde_json::Value;

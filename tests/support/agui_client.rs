@@ -59,6 +59,43 @@ impl AguiRun {
     pub fn finished(&self) -> bool {
         self.outcome["outcome"] == "finished"
     }
+
+    /// How many events of type `kind` the client applied.
+    pub fn count(&self, kind: &str) -> usize {
+        self.types().iter().filter(|t| **t == kind).count()
+    }
+
+    /// The assistant text: every `TEXT_MESSAGE_CONTENT` delta, joined.
+    pub fn text(&self) -> String {
+        self.events
+            .iter()
+            .filter(|e| e["type"] == "TEXT_MESSAGE_CONTENT")
+            .filter_map(|e| e["delta"].as_str())
+            .collect()
+    }
+
+    /// When (ms since the run started) the client applied each event of type `kind`.
+    pub fn applied_at(&self, kind: &str) -> Vec<f64> {
+        self.events
+            .iter()
+            .zip(&self.at_ms)
+            .filter(|(e, _)| e["type"] == kind)
+            .map(|(_, at)| *at)
+            .collect()
+    }
+
+    /// Asserts the client finished without raising and applied a whole run (`RUN_STARTED`
+    /// first, `RUN_FINISHED` last); `what` names the run in the failure message.
+    pub fn assert_complete(&self, what: &str) {
+        assert!(
+            self.finished(),
+            "{what}: the client raised: {}",
+            self.outcome
+        );
+        let types = self.types();
+        assert_eq!(types.first(), Some(&"RUN_STARTED"), "{what}: {types:?}");
+        assert_eq!(types.last(), Some(&"RUN_FINISHED"), "{what}: {types:?}");
+    }
 }
 
 /// Runs the official AG-UI client (`@ag-ui/client` HttpAgent) against `url` with `input`.
