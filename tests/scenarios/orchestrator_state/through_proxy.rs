@@ -32,25 +32,14 @@ async fn stack(word_delay_ms: u64) -> Stack {
     let proxy = TestProxy::new()
         .upstream("orchestrator", orchestrator)
         .upstream("agent", gateway.addr)
-        .upstream("stuck", stuck)
-        .route_matching(
-            "agent",
-            "path_prefix: /agent, methods: [POST]",
-            "orchestrator",
-            "protocol: agui",
-        )
-        .route("runs", "/runs/", "orchestrator", "")
+        .upstream("stuck", stuck);
+    let proxy = agent_and_runs_routes(proxy)
         .route("threads", "/threads/", "orchestrator", "")
         .route("a2a", "/a2a", "agent", "protocol: a2a")
         .route("a2a-stuck", "/stuck/a2a", "stuck", "protocol: a2a")
         .start();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = OrchestratorConfig {
-        listen: orchestrator,
-        word_delay_ms,
-        ..OrchestratorConfig::default()
-    };
-    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    let mut cfg = orchestrator_config(orchestrator, word_delay_ms, &proxy);
     cfg.store = palisade_orchestrator::store::StoreConfig::Sqlite {
         path: dir.path().join("sessions.db"),
     };
@@ -68,6 +57,51 @@ async fn stack(word_delay_ms: u64) -> Stack {
         gateway,
         _dir: dir,
     }
+}
+
+/// Routes POSTs to `/agent` (AG-UI) and `/runs/` to the upstream `orchestrator`.
+fn agent_and_runs_routes(proxy: TestProxy) -> TestProxy {
+    proxy
+        .route_matching(
+            "agent",
+            "path_prefix: /agent, methods: [POST]",
+            "orchestrator",
+            "protocol: agui",
+        )
+        .route("runs", "/runs/", "orchestrator", "")
+}
+
+/// An orchestrator on `listen` emitting a word every `word_delay_ms`, verifying `proxy`'s
+/// signed assertion.
+fn orchestrator_config(
+    listen: SocketAddr,
+    word_delay_ms: u64,
+    proxy: &Proxy,
+) -> OrchestratorConfig {
+    let mut cfg = OrchestratorConfig {
+        listen,
+        word_delay_ms,
+        ..OrchestratorConfig::default()
+    };
+    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    cfg
+}
+
+/// 60 words: at 50 ms a word, a run answering it streams for about three seconds.
+fn long_prompt() -> String {
+    vec!["word"; 60].join(" ")
+}
+
+/// Starts a run of [`long_prompt`] under idempotency `key` and returns its response while it
+/// still streams.
+async fn start_long_run(stack: &Stack, key: &str, thread: &str, run: &str) -> reqwest::Response {
+    client()
+        .post(stack.proxy.url("/agent"))
+        .header("idempotency-key", key)
+        .json(&input(thread, run, &long_prompt()))
+        .send()
+        .await
+        .unwrap()
 }
 
 fn input(thread: &str, run: &str, text: &str) -> Value {
@@ -218,16 +252,10 @@ async fn an_idempotent_repeat_replays_the_first_run_instead_of_running_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeat_while_the_first_run_streams_is_409() {
-    // 60 words at 50 ms: the first run streams for about three seconds.
+    // The first run streams for about three seconds.
     let stack = stack(50).await;
-    let long = vec!["word"; 60].join(" ");
-    let first = client()
-        .post(stack.proxy.url("/agent"))
-        .header("idempotency-key", "slow-1")
-        .json(&input("t-busy", "r-busy", &long))
-        .send()
-        .await
-        .unwrap();
+    let long = long_prompt();
+    let first = start_long_run(&stack, "slow-1", "t-busy", "r-busy").await;
     assert_eq!(first.status(), 200);
     let (status, body, _) =
         post_run(&stack, &input("t-busy", "r-busy-2", &long), Some("slow-1")).await;
@@ -285,16 +313,9 @@ async fn a2a_delegation_through_the_proxy_retries_after_a_503() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_after_the_client_dropped_the_stream_runs_again() {
-    // 60 words at 50 ms: the client hangs up well before the end.
+    // The run streams for about three seconds: the client hangs up well before the end.
     let stack = stack(50).await;
-    let long = vec!["word"; 60].join(" ");
-    let first = client()
-        .post(stack.proxy.url("/agent"))
-        .header("idempotency-key", "dropped-1")
-        .json(&input("t-drop", "r-dropped", &long))
-        .send()
-        .await
-        .unwrap();
+    let first = start_long_run(&stack, "dropped-1", "t-drop", "r-dropped").await;
     let got = sse_client::read(first, Some(3), Duration::from_secs(10)).await;
     assert_eq!(got.types().first().map(String::as_str), Some("RUN_STARTED"));
     drop(got);
@@ -336,22 +357,8 @@ async fn a_retry_after_the_client_dropped_the_stream_runs_again() {
 async fn replica(store: &palisade_orchestrator::store::StoreConfig, redis_url: &str) -> Proxy {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let proxy = TestProxy::new()
-        .upstream("orchestrator", addr)
-        .route_matching(
-            "agent",
-            "path_prefix: /agent, methods: [POST]",
-            "orchestrator",
-            "protocol: agui",
-        )
-        .route("runs", "/runs/", "orchestrator", "")
-        .start();
-    let mut cfg = OrchestratorConfig {
-        listen: addr,
-        word_delay_ms: 1,
-        ..OrchestratorConfig::default()
-    };
-    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    let proxy = agent_and_runs_routes(TestProxy::new().upstream("orchestrator", addr)).start();
+    let mut cfg = orchestrator_config(addr, 1, &proxy);
     cfg.store = store.clone();
     cfg.idempotency.redis_url = Some(redis_url.to_owned());
     tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
