@@ -68,15 +68,6 @@ fn audited_proxy(echo: std::net::SocketAddr, policy_dir: &Path, audit_file: &Pat
         .start()
 }
 
-/// Stops the proxy gracefully and returns once the drain and the audit flush are done.
-async fn stop(proxy: Proxy) {
-    let Proxy { running } = proxy;
-    running.shutdown();
-    tokio::task::spawn_blocking(move || running.wait())
-        .await
-        .unwrap();
-}
-
 fn read_records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -146,7 +137,7 @@ async fn fifty_thousand_mixed_requests_leave_fifty_thousand_verifiable_records()
         .audit
         .audit_records
         .with_label_values(&["file"]);
-    stop(proxy).await;
+    proxy.stop().await;
     assert_eq!(file_records.get(), TOTAL as u64);
 
     // Exactly one record per response, statuses as the clients saw them, and an intact chain.
@@ -385,7 +376,7 @@ async fn records_are_shipped_to_a_redis_stream_as_written_to_the_file() {
         .audit
         .audit_records
         .with_label_values(&["redis"]);
-    stop(proxy).await;
+    proxy.stop().await;
     assert_eq!(shipped.get(), 25);
     let len = palisade_e2e::redis::redis_cli(redis.port, &["XLEN", "audit:test"]).unwrap();
     assert_eq!(len, "25");
@@ -468,7 +459,7 @@ async fn stream_records_list_tool_calls_by_id_with_their_verdicts() {
         !streamed.contains("write_file"),
         "the denied call is filtered: {streamed}"
     );
-    stop(proxy).await;
+    proxy.stop().await;
 
     let records = read_records(&audit_file);
     assert_eq!(records.len(), 1);

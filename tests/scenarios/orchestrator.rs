@@ -378,11 +378,7 @@ async fn one_trace_spans_proxy_orchestrator_and_the_mcp_call() {
     assert_eq!(last_type(&events), "RUN_FINISHED", "{events:?}");
     // Stopping the proxy flushes its exporter; the orchestrator exports every 50 ms.
     let Stack { proxy, _mcp, .. } = s;
-    let Proxy { running } = proxy;
-    running.shutdown();
-    tokio::task::spawn_blocking(move || running.wait())
-        .await
-        .unwrap();
+    proxy.stop().await;
 
     let find = |name: &str| -> Option<opentelemetry_proto::tonic::trace::v1::Span> {
         spans

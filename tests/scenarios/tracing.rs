@@ -6,18 +6,10 @@ use std::time::Duration;
 
 use opentelemetry_proto::tonic::trace::v1::Span;
 use palisade_e2e::otlp::{self, hex};
-use palisade_e2e::{error_code, eventually, upstream, Proxy, TestProxy};
+use palisade_e2e::{error_code, eventually, upstream, TestProxy};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
-
-async fn stop(proxy: Proxy) {
-    let Proxy { running } = proxy;
-    running.shutdown();
-    tokio::task::spawn_blocking(move || running.wait())
-        .await
-        .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
@@ -77,7 +69,7 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
     assert_eq!(posted.status(), 200);
 
     // Stopping flushes the exporter.
-    stop(proxy).await;
+    proxy.stop().await;
     let spans = eventually(Duration::from_secs(10), || {
         let spans = spans.lock().unwrap();
         let ours: Vec<Span> = spans
@@ -174,7 +166,7 @@ async fn spans_are_exported_over_otlp_grpc_too() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    stop(proxy).await;
+    proxy.stop().await;
     let spans = eventually(Duration::from_secs(10), || {
         let spans = spans.lock().unwrap();
         spans

@@ -165,6 +165,16 @@ impl Proxy {
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.running.admin, path)
     }
+
+    /// Stops the proxy gracefully and returns once it is down (the drain done, the audit
+    /// flushed, the span exporter flushed).
+    pub async fn stop(self) {
+        let Proxy { running } = self;
+        running.shutdown();
+        tokio::task::spawn_blocking(move || running.wait())
+            .await
+            .unwrap();
+    }
 }
 
 /// Polls `check` every 10 ms until it returns `Some` or `timeout` passes.
