@@ -113,16 +113,7 @@ impl PostgresServer {
         if !self.running {
             return;
         }
-        let out = self.run(
-            "pg_ctl",
-            &[
-                "-D".as_ref(),
-                self.data.as_os_str(),
-                "-m".as_ref(),
-                "immediate".as_ref(),
-                "stop".as_ref(),
-            ],
-        );
+        let out = self.stop_immediately();
         self.running = false;
         assert!(out.status.success(), "pg_ctl stop failed: {}", text(&out));
     }
@@ -158,6 +149,20 @@ impl PostgresServer {
         self.running = true;
     }
 
+    /// `pg_ctl stop -m immediate`.
+    fn stop_immediately(&self) -> Output {
+        self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                self.data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "stop".as_ref(),
+            ],
+        )
+    }
+
     /// Runs one of the server's binaries (as the unprivileged user when we are root).
     fn run(&self, tool: &str, args: &[&std::ffi::OsStr]) -> Output {
         let program = self.bin.join(tool);
@@ -184,16 +189,7 @@ impl PostgresServer {
 impl Drop for PostgresServer {
     fn drop(&mut self) {
         if self.running {
-            let _ = self.run(
-                "pg_ctl",
-                &[
-                    "-D".as_ref(),
-                    self.data.as_os_str(),
-                    "-m".as_ref(),
-                    "immediate".as_ref(),
-                    "stop".as_ref(),
-                ],
-            );
+            let _ = self.stop_immediately();
         }
     }
 }
