@@ -174,14 +174,19 @@ fn palisade(agent: SocketAddr) -> Running {
     )
 }
 
-/// Streams one AG-UI run through `nginx` with a token.
-async fn run_through(nginx: &Nginx, token: &str) -> Received {
-    let resp = client()
-        .post(nginx.url("/agent"))
+/// A POST of an empty AG-UI run to `url` with `token`, asking for an event stream.
+fn agui_post(client: &reqwest::Client, url: String, token: &str) -> reqwest::RequestBuilder {
+    client
+        .post(url)
         .bearer_auth(token)
         .header("accept", "text/event-stream")
         .header("content-type", "application/json")
         .body(r#"{"threadId":"t","runId":"r","messages":[],"tools":[],"context":[],"state":{},"forwardedProps":{}}"#)
+}
+
+/// Streams one AG-UI run through `nginx` with a token.
+async fn run_through(nginx: &Nginx, token: &str) -> Received {
+    let resp = agui_post(&client(), nginx.url("/agent"), token)
         .send()
         .await
         .unwrap();
@@ -283,13 +288,8 @@ async fn buffering_and_gzip_on_hold_the_stream_back() {
     let token = proxy.authn.dev_token().unwrap();
     let nginx = Nginx::start(&gzip, proxy.listeners[0]);
 
-    let mut resp = client()
-        .post(nginx.url("/agent"))
-        .bearer_auth(&token)
-        .header("accept", "text/event-stream")
+    let mut resp = agui_post(&client(), nginx.url("/agent"), &token)
         .header("accept-encoding", "gzip")
-        .header("content-type", "application/json")
-        .body(r#"{"threadId":"t","runId":"r","messages":[],"tools":[],"context":[],"state":{},"forwardedProps":{}}"#)
         .send()
         .await
         .unwrap();
@@ -448,15 +448,14 @@ async fn events_arrive_one_by_one_over_tls_and_http2_at_nginx() {
         .resolve("localhost", nginx.addr)
         .build()
         .unwrap();
-    let resp = h2
-        .post(format!("https://localhost:{}/agent", nginx.addr.port()))
-        .bearer_auth(&token)
-        .header("accept", "text/event-stream")
-        .header("content-type", "application/json")
-        .body(r#"{"threadId":"t","runId":"r","messages":[],"tools":[],"context":[],"state":{},"forwardedProps":{}}"#)
-        .send()
-        .await
-        .unwrap();
+    let resp = agui_post(
+        &h2,
+        format!("https://localhost:{}/agent", nginx.addr.port()),
+        &token,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 200, "{}", nginx.stderr());
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     let got = sse_client::read(resp, None, Duration::from_secs(30)).await;
