@@ -155,15 +155,7 @@ async fn seed_stack() -> Stack {
 }
 
 async fn post(proxy: &Proxy, path: &str, token: &str, body: &Value) -> (u16, String) {
-    let resp = client()
-        .post(proxy.url(path))
-        .bearer_auth(token)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap())
+    palisade_e2e::post_json(&proxy.url(path), Some(token), body).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

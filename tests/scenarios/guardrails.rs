@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use palisade_e2e::agui_client::{agui_client, AguiRun};
-use palisade_e2e::{client, error_code, eventually, Proxy, TestProxy};
+use palisade_e2e::{error_code, eventually, Proxy, TestProxy};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -224,14 +224,7 @@ fn input(text: &str) -> Value {
 }
 
 async fn post(proxy: &Proxy, path: &str, body: &Value) -> (u16, String) {
-    let resp = client()
-        .post(proxy.url(path))
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap())
+    palisade_e2e::post_json(&proxy.url(path), None, body).await
 }
 
 fn events(body: &str) -> Vec<Value> {

@@ -200,6 +200,18 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// POSTs `body` as JSON to `url` with [`client`] (`token` as bearer credential when given):
+/// the status and the answer's text.
+pub async fn post_json(url: &str, token: Option<&str>, body: &serde_json::Value) -> (u16, String) {
+    let mut request = client().post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let resp = request.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}
+
 /// Parses the documented error body and returns `error.code`.
 pub fn error_code(body: &[u8]) -> String {
     let json: serde_json::Value =
