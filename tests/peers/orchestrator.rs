@@ -3,9 +3,9 @@
 //! with its result, a plan's steps and state snapshots, a failing model, and a refused caller —
 //! each as the client received and verified it.
 
+use palisade_e2e::orchestrator::Listener;
 use palisade_e2e::TestProxy;
 use palisade_orchestrator::store::StoreConfig;
-use palisade_orchestrator::{Orchestrator, OrchestratorConfig};
 use serde_json::{json, Value};
 
 use crate::peer::{agui_client, Issuer};
@@ -17,10 +17,9 @@ fn input(prompt: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_orchestrator_streams_text_tools_and_plans_to_the_official_client() {
     let issuer = Issuer::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
+    let listener = Listener::bind().await;
     let proxy = TestProxy::new()
-        .upstream("orchestrator", addr)
+        .upstream("orchestrator", listener.addr)
         .route_matching(
             "agent",
             "path_prefix: /agent, methods: [POST]",
@@ -29,16 +28,11 @@ async fn the_orchestrator_streams_text_tools_and_plans_to_the_official_client() 
         )
         .top_yaml(&issuer.yaml())
         .start();
-    let mut cfg = OrchestratorConfig {
-        listen: addr,
-        word_delay_ms: 0,
-        ..OrchestratorConfig::default()
-    };
-    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    let mut cfg = listener.config(0, &proxy);
     cfg.store = StoreConfig::Sqlite {
         path: ":memory:".into(),
     };
-    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+    listener.serve(cfg);
     let url = proxy.url("/agent");
     let user = issuer.role("user");
 

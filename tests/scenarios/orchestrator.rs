@@ -13,7 +13,7 @@ use palisade_e2e::issuer::Issuer;
 use palisade_e2e::otlp::{self, hex};
 use palisade_e2e::peers::{python, workspace};
 use palisade_e2e::{client, error_code, sse_client, Proxy, TestProxy};
-use palisade_orchestrator::{McpServerConfig, Orchestrator, OrchestratorConfig};
+use palisade_orchestrator::McpServerConfig;
 use serde_json::{json, Value};
 
 /// The env var the e2e `mock_weather` reads its credential from.
@@ -80,8 +80,8 @@ async fn stack_traced(with_mcp: bool, collector: Option<&str>) -> Stack {
     } else {
         None
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let orchestrator = listener.local_addr().unwrap();
+    let listener = palisade_e2e::orchestrator::Listener::bind().await;
+    let orchestrator = listener.addr;
     let mut proxy = TestProxy::new()
         .upstream("orchestrator", orchestrator)
         // The orchestrator gets the caller's credential, to present it on its MCP calls.
@@ -106,12 +106,7 @@ async fn stack_traced(with_mcp: bool, collector: Option<&str>) -> Stack {
         ));
     }
     let proxy = proxy.top_yaml(&issuer.yaml()).start();
-    let mut cfg = OrchestratorConfig {
-        listen: orchestrator,
-        word_delay_ms: 0,
-        ..OrchestratorConfig::default()
-    };
-    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
+    let mut cfg = listener.config(0, &proxy);
     // Only assertions the proxy minted for its `agent` route.
     cfg.identity.audiences = vec!["agent".into()];
     cfg.store = palisade_orchestrator::store::StoreConfig::Sqlite {
@@ -129,7 +124,7 @@ async fn stack_traced(with_mcp: bool, collector: Option<&str>) -> Stack {
             tools_cache_ms: 30_000,
         }];
     }
-    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+    listener.serve(cfg);
     Stack {
         proxy,
         orchestrator,

@@ -16,6 +16,7 @@
 pub mod agui_client;
 pub mod issuer;
 pub mod oidc;
+pub mod orchestrator;
 pub mod otlp;
 pub mod peers;
 pub mod postgres;

@@ -2,12 +2,11 @@
 //! (replayed, never run twice; `409` while the first still runs), and an A2A delegation to a real
 //! a2a-sdk agent behind a proxy route, retried after a gateway's `503`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use palisade_e2e::orchestrator::Listener;
 use palisade_e2e::{client, sse_client, Proxy, TestProxy};
-use palisade_orchestrator::{Orchestrator, OrchestratorConfig};
 use serde_json::{json, Value};
 
 use super::peers::{black_hole, Agent, FlakyGateway};
@@ -27,10 +26,9 @@ async fn stack(word_delay_ms: u64) -> Stack {
         .unwrap();
     let gateway = FlakyGateway::start(&agent, 1).await;
     let stuck = black_hole().await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let orchestrator: SocketAddr = listener.local_addr().unwrap();
+    let listener = Listener::bind().await;
     let proxy = TestProxy::new()
-        .upstream("orchestrator", orchestrator)
+        .upstream("orchestrator", listener.addr)
         .upstream("agent", gateway.addr)
         .upstream("stuck", stuck);
     let proxy = agent_and_runs_routes(proxy)
@@ -39,7 +37,7 @@ async fn stack(word_delay_ms: u64) -> Stack {
         .route("a2a-stuck", "/stuck/a2a", "stuck", "protocol: a2a")
         .start();
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = orchestrator_config(orchestrator, word_delay_ms, &proxy);
+    let mut cfg = listener.config(word_delay_ms, &proxy);
     cfg.store = palisade_orchestrator::store::StoreConfig::Sqlite {
         path: dir.path().join("sessions.db"),
     };
@@ -50,7 +48,7 @@ async fn stack(word_delay_ms: u64) -> Stack {
     cfg.a2a.initial_backoff_ms = 50;
     cfg.a2a.max_retries = 1;
     cfg.a2a.attempt_timeout_ms = 1_500;
-    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+    listener.serve(cfg);
     Stack {
         proxy,
         agent,
@@ -69,22 +67,6 @@ fn agent_and_runs_routes(proxy: TestProxy) -> TestProxy {
             "protocol: agui",
         )
         .route("runs", "/runs/", "orchestrator", "")
-}
-
-/// An orchestrator on `listen` emitting a word every `word_delay_ms`, verifying `proxy`'s
-/// signed assertion.
-fn orchestrator_config(
-    listen: SocketAddr,
-    word_delay_ms: u64,
-    proxy: &Proxy,
-) -> OrchestratorConfig {
-    let mut cfg = OrchestratorConfig {
-        listen,
-        word_delay_ms,
-        ..OrchestratorConfig::default()
-    };
-    cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");
-    cfg
 }
 
 /// 60 words: at 50 ms a word, a run answering it streams for about three seconds.
@@ -355,13 +337,13 @@ async fn a_retry_after_the_client_dropped_the_stream_runs_again() {
 
 /// One orchestrator replica behind its own proxy, sharing `store` and `redis_url` with others.
 async fn replica(store: &palisade_orchestrator::store::StoreConfig, redis_url: &str) -> Proxy {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let proxy = agent_and_runs_routes(TestProxy::new().upstream("orchestrator", addr)).start();
-    let mut cfg = orchestrator_config(addr, 1, &proxy);
+    let listener = Listener::bind().await;
+    let proxy =
+        agent_and_runs_routes(TestProxy::new().upstream("orchestrator", listener.addr)).start();
+    let mut cfg = listener.config(1, &proxy);
     cfg.store = store.clone();
     cfg.idempotency.redis_url = Some(redis_url.to_owned());
-    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+    listener.serve(cfg);
     proxy
 }
 
