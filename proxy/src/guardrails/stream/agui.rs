@@ -362,17 +362,7 @@ impl AguiGuard {
         rec: &mut Recorder<'_>,
         out: &mut BytesMut,
     ) -> Result<(), usize> {
-        self.last_chunk = None;
-        let keys: Vec<(Kind, String)> = self
-            .texts
-            .iter()
-            .filter(|(k, _, _)| k.chunked())
-            .map(|(k, id, _)| (*k, id.clone()))
-            .collect();
-        for (k, id) in keys {
-            self.flush(rs, rec, k, &id, out)?;
-        }
-        Ok(())
+        self.flush_where(rs, rec, out, |k| k.chunked())
     }
 
     fn flush_all(
@@ -381,10 +371,22 @@ impl AguiGuard {
         rec: &mut Recorder<'_>,
         out: &mut BytesMut,
     ) -> Result<(), usize> {
+        self.flush_where(rs, rec, out, |_| true)
+    }
+
+    /// Relays what every open text of a kind `which` accepts still holds.
+    fn flush_where(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        out: &mut BytesMut,
+        which: impl Fn(&Kind) -> bool,
+    ) -> Result<(), usize> {
         self.last_chunk = None;
         let keys: Vec<(Kind, String)> = self
             .texts
             .iter()
+            .filter(|(k, _, _)| which(k))
             .map(|(k, id, _)| (*k, id.clone()))
             .collect();
         for (k, id) in keys {
