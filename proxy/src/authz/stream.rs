@@ -22,7 +22,7 @@ use super::stage::record;
 use super::{Authz, AuthzRequest};
 use crate::config::spec::RouteProtocol;
 use crate::pipeline::context::RequestCtx;
-use crate::protocol::sse::{SseItem, SseParser};
+use crate::protocol::sse::rewrite_events;
 use crate::telemetry::Metrics;
 
 /// Largest JSON `tools/list` answer the proxy filters; a larger one is refused.
@@ -185,28 +185,20 @@ fn filter_agui(
         .route
         .as_ref()
         .map_or(DeniedToolCall::Drop, |r| r.authz.denied_tool_call);
-    let mut parser = SseParser::new();
-    parser.push(chunk);
     let mut out = BytesMut::with_capacity(chunk.len());
-    while let Some(item) = parser.next_item() {
-        let Ok(item) = item else {
-            continue;
-        };
-        let SseItem::Event(mut event) = item else {
-            item.encode(&mut out);
-            continue;
-        };
+    // `Err` ends the chunk: the run was ended with RUN_ERROR.
+    let _ = rewrite_events(chunk, &mut out, |mut event, out| {
         let Some(data) = event.data.as_deref() else {
-            event.encode(&mut out);
-            continue;
+            event.encode(out);
+            return Ok(());
         };
         if !data.contains("TOOL_CALL") && !data.contains("MESSAGES_SNAPSHOT") {
-            event.encode(&mut out);
-            continue;
+            event.encode(out);
+            return Ok(());
         }
         let Ok(mut json) = serde_json::from_str::<Value>(data) else {
-            event.encode(&mut out);
-            continue;
+            event.encode(out);
+            return Ok(());
         };
         let kind = json
             .get("type")
@@ -225,14 +217,14 @@ fn filter_agui(
             "TOOL_CALL_START" | "TOOL_CALL_CHUNK" if name.is_some() => {
                 let name = name.unwrap_or_default();
                 if allowed(authz, metrics, ctx, verdicts, "use_tool", &name) {
-                    event.encode(&mut out);
+                    event.encode(out);
                 } else if mode == DeniedToolCall::RunError {
                     out.extend_from_slice(&crate::protocol::agui::run_error_frame(
                         "FORBIDDEN",
                         "the agent called a tool this caller may not use",
                     ));
                     state.ended = true;
-                    return out.freeze();
+                    return Err(());
                 } else if let Some(id) = call_id {
                     state.dropped.insert(id);
                 }
@@ -240,17 +232,18 @@ fn filter_agui(
             "TOOL_CALL_START" | "TOOL_CALL_CHUNK" | "TOOL_CALL_ARGS" | "TOOL_CALL_END"
             | "TOOL_CALL_RESULT" => {
                 if !call_id.is_some_and(|id| state.dropped.contains(&id)) {
-                    event.encode(&mut out);
+                    event.encode(out);
                 }
             }
             "MESSAGES_SNAPSHOT" => {
                 scrub_snapshot(authz, metrics, ctx, state, verdicts, &mut json);
                 event.data = Some(json.to_string());
-                event.encode(&mut out);
+                event.encode(out);
             }
-            _ => event.encode(&mut out),
+            _ => event.encode(out),
         }
-    }
+        Ok::<(), ()>(())
+    });
     out.freeze()
 }
 
@@ -366,23 +359,15 @@ fn filter_mcp_sse(
     if !contains(chunk, b"\"tools\"") {
         return chunk.clone();
     }
-    let mut parser = SseParser::new();
-    parser.push(chunk);
     let mut out = BytesMut::with_capacity(chunk.len());
-    while let Some(item) = parser.next_item() {
-        let Ok(item) = item else {
-            continue;
-        };
-        let SseItem::Event(mut event) = item else {
-            item.encode(&mut out);
-            continue;
-        };
+    let _ = rewrite_events(chunk, &mut out, |mut event, out| {
         if let Some(Ok(mut json)) = event.data.as_deref().map(serde_json::from_str::<Value>) {
             if filter_tools_result(authz, metrics, ctx, verdicts, &mut json) {
                 event.data = Some(json.to_string());
             }
         }
-        event.encode(&mut out);
-    }
+        event.encode(out);
+        Ok::<(), ()>(())
+    });
     out.freeze()
 }

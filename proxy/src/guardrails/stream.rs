@@ -20,7 +20,7 @@ use super::spec::Location;
 use crate::config::spec::RouteProtocol;
 use crate::error::ProxyError;
 use crate::pipeline::context::RequestCtx;
-use crate::protocol::sse::{SseItem, SseParser};
+use crate::protocol::sse::rewrite_events;
 use crate::telemetry::Metrics;
 
 /// Largest JSON answer the output guardrails inspect; a larger one ends the response.
@@ -259,20 +259,11 @@ fn sse_events(
     location: Location,
     jsonrpc: bool,
 ) -> Result<Bytes, Bytes> {
-    let mut parser = SseParser::new();
-    parser.push(chunk);
     let mut out = BytesMut::with_capacity(chunk.len());
-    while let Some(item) = parser.next_item() {
-        let Ok(item) = item else {
-            continue;
-        };
-        let SseItem::Event(mut event) = item else {
-            item.encode(&mut out);
-            continue;
-        };
+    let rewritten = rewrite_events(chunk, &mut out, |mut event, out| {
         let Some(data) = event.data.take() else {
-            event.encode(&mut out);
-            continue;
+            event.encode(out);
+            return Ok(());
         };
         let mut changed = false;
         let (data, refused) = match serde_json::from_str::<Value>(&data) {
@@ -307,12 +298,14 @@ fn sse_events(
             }
         };
         event.data = Some(data);
-        event.encode(&mut out);
-        if refused.is_some() {
-            return Err(out.freeze());
-        }
+        event.encode(out);
+        // A refusal ends the stream after its stop frame.
+        refused.map_or(Ok(()), |_| Err(()))
+    });
+    match rewritten {
+        Ok(()) => Ok(out.freeze()),
+        Err(()) => Err(out.freeze()),
     }
-    Ok(out.freeze())
 }
 
 fn json_answer(

@@ -20,7 +20,7 @@ use crate::guardrails::detect::{RuleSet, Side};
 use crate::guardrails::scan::{scan_text, Scanned, TextStream};
 use crate::guardrails::spec::Location;
 use crate::protocol::agui::run_error_frame;
-use crate::protocol::sse::{SseEvent, SseItem, SseParser};
+use crate::protocol::sse::{rewrite_events, SseEvent};
 
 /// Which streamed text an id belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,19 +135,10 @@ impl AguiGuard {
         if self.stopped {
             return Ok(Bytes::new());
         }
-        let mut parser = SseParser::new();
-        parser.push(chunk);
-        while let Some(item) = parser.next_item() {
-            let Ok(item) = item else {
-                continue;
-            };
-            let SseItem::Event(event) = item else {
-                item.encode(&mut out);
-                continue;
-            };
-            if let Err(rule) = self.event(rs, rec, event, &mut out) {
-                return Err(self.stop(rs, rule, out));
-            }
+        if let Err(rule) = rewrite_events(chunk, &mut out, |event, out| {
+            self.event(rs, rec, event, out)
+        }) {
+            return Err(self.stop(rs, rule, out));
         }
         if end_of_stream {
             if let Err(rule) = self.flush_all(rs, rec, &mut out) {
