@@ -157,22 +157,25 @@ async fn gateway_errors_are_retried_with_doubling_backoff_and_the_same_message_i
     }
 }
 
-#[tokio::test]
-async fn exhausted_retries_on_503_end_in_error_max_retries() {
-    let (url, seen) = fake(vec![Step::Status(503)]).await;
-    let outcome = A2aClient::new(&config(2)).unwrap().send(&url, "hi").await;
+/// The status, attempts and detail of a failed delegation (panics on success).
+fn failure(outcome: A2aOutcome) -> (&'static str, u32, String) {
     match outcome {
         A2aOutcome::Failed {
             status,
             attempts,
             detail,
-        } => {
-            assert_eq!(status, ERROR_MAX_RETRIES);
-            assert_eq!(attempts, 3);
-            assert!(detail.contains("503"), "{detail}");
-        }
-        other => panic!("{other:?}"),
+        } => (status, attempts, detail),
+        other => panic!("expected a failure, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn exhausted_retries_on_503_end_in_error_max_retries() {
+    let (url, seen) = fake(vec![Step::Status(503)]).await;
+    let outcome = A2aClient::new(&config(2)).unwrap().send(&url, "hi").await;
+    let (status, attempts, detail) = failure(outcome);
+    assert_eq!((status, attempts), (ERROR_MAX_RETRIES, 3));
+    assert!(detail.contains("503"), "{detail}");
     assert_eq!(seen.lock().unwrap().len(), 3);
 }
 
@@ -185,18 +188,9 @@ async fn connect_errors_are_retried_then_error_max_retries() {
         .port();
     let url = format!("http://127.0.0.1:{port}/").parse().unwrap();
     let outcome = A2aClient::new(&config(2)).unwrap().send(&url, "hi").await;
-    match outcome {
-        A2aOutcome::Failed {
-            status,
-            attempts,
-            detail,
-        } => {
-            assert_eq!(status, ERROR_MAX_RETRIES);
-            assert_eq!(attempts, 3);
-            assert!(detail.contains("connect"), "{detail}");
-        }
-        other => panic!("{other:?}"),
-    }
+    let (status, attempts, detail) = failure(outcome);
+    assert_eq!((status, attempts), (ERROR_MAX_RETRIES, 3));
+    assert!(detail.contains("connect"), "{detail}");
 }
 
 #[tokio::test]
