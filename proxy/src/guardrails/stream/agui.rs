@@ -393,8 +393,7 @@ impl AguiGuard {
         mut event: SseEvent,
         out: &mut BytesMut,
     ) -> Result<(), usize> {
-        let Some(Ok(mut json)) = event.data.as_deref().map(serde_json::from_str::<Value>) else {
-            event.encode(out);
+        let Some(mut json) = json_or_relay(&event, out) else {
             return Ok(());
         };
         if let Some(Value::String(content)) = json.get_mut("content") {
@@ -419,8 +418,7 @@ impl AguiGuard {
         mut event: SseEvent,
         out: &mut BytesMut,
     ) -> Result<(), usize> {
-        let Some(Ok(mut json)) = event.data.as_deref().map(serde_json::from_str::<Value>) else {
-            event.encode(out);
+        let Some(mut json) = json_or_relay(&event, out) else {
             return Ok(());
         };
         let mut changed = false;
@@ -499,4 +497,16 @@ impl AguiGuard {
         ));
         out.freeze()
     }
+}
+
+/// The event's data as JSON; `None` when it is not JSON, after relaying the event unchanged.
+fn json_or_relay(event: &SseEvent, out: &mut BytesMut) -> Option<Value> {
+    let json = event
+        .data
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<Value>(d).ok());
+    if json.is_none() {
+        event.encode(out);
+    }
+    json
 }
