@@ -6,6 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// `palisade validate -c FILE` (with the secret the Supabase examples read from the environment).
+fn validate(file: &std::path::Path) -> std::process::Output {
+    palisade()
+        .arg("validate")
+        .arg("-c")
+        .arg(file)
+        .env("SUPABASE_JWT_SECRET", "x".repeat(40))
+        .output()
+        .unwrap()
+}
+
 fn palisade() -> Command {
     Command::new(env!("CARGO_BIN_EXE_palisade"))
 }
@@ -40,14 +51,7 @@ fn every_shipped_config_validates() {
         .collect();
     assert!(palisade_configs.len() >= 2, "found {palisade_configs:?}");
     for file in palisade_configs {
-        let out = palisade()
-            .arg("validate")
-            .arg("-c")
-            .arg(&file)
-            // examples/supabase reads its HMAC secret from the environment.
-            .env("SUPABASE_JWT_SECRET", "x".repeat(40))
-            .output()
-            .unwrap();
+        let out = validate(&file);
         assert!(
             out.status.success(),
             "{} does not validate:\n{}",
@@ -129,13 +133,7 @@ fn authentication_doc_examples_validate() {
     for (i, block) in blocks.iter().enumerate() {
         let file = dir.path().join(format!("auth-{i}.yaml"));
         std::fs::write(&file, block).unwrap();
-        let out = palisade()
-            .arg("validate")
-            .arg("-c")
-            .arg(&file)
-            .env("SUPABASE_JWT_SECRET", "x".repeat(40))
-            .output()
-            .unwrap();
+        let out = validate(&file);
         assert!(
             out.status.success(),
             "example {i} does not validate:\n{block}\n{}",
