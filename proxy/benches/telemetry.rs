@@ -15,9 +15,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_proxy::audit::chain::ChainHead;
 use palisade_proxy::audit::{AuditRecord, Auditor, FileSettings, FsyncPolicy, Settings};
-use palisade_proxy::pipeline::headers::TraceContext;
 use palisade_proxy::telemetry::otel::{OtelSettings, Tracing};
 use palisade_proxy::telemetry::spec::OtlpProtocol;
+use palisade_proxy::telemetry::TraceContext;
 
 fn one_request(tracing: &Tracing, parent: &TraceContext) {
     let mut trace = parent.clone();

@@ -29,9 +29,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::FieldError;
+use crate::config::field::FieldError;
 use crate::telemetry::audit::AuditMetrics;
-pub use record::{AuditRecord, RequestLine};
+pub use record::{AuditRecord, RecordFacts, StreamFacts};
 pub use spec::{AuditSpec, OnFull, OnSinkFailure};
 pub use stream::SeenToolCalls;
 use writer::{Msg, Writer};

@@ -488,6 +488,33 @@ fn credential(req: &RequestHeader) -> Option<Credential<'_>> {
     )
 }
 
+/// Identity as a pipeline stage: [`Authenticator::identify`] runs first and produces the
+/// exchange's principal (the one fact every later stage reads); this hook writes the identity
+/// headers and the signed assertion on the upstream request.
+#[async_trait::async_trait]
+impl crate::stage::Stage for Authenticator {
+    type State = ();
+
+    fn on_upstream_request(
+        &self,
+        x: &crate::stage::Exchange<'_>,
+        _state: &(),
+        upstream: &mut RequestHeader,
+    ) -> Result<(), ProxyError> {
+        let Some(principal) = x.principal else {
+            return Ok(());
+        };
+        self.forward(
+            upstream,
+            principal,
+            &x.route.name,
+            x.request_id,
+            x.route.forward_credentials,
+        )
+        .map_err(|_| ProxyError::Internal)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,7 +37,6 @@ use std::sync::Arc;
 
 use cedar_policy::{PolicyId, Schema};
 
-pub use body::Exchange;
 pub use decision::{Decision, Mode};
 pub use entities::{AuthzRequest, BuiltRequest, RequestFacts, Resource, ResourceKind};
 pub use live::{Authz, Decisions, ReloadOutcome};

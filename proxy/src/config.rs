@@ -12,35 +12,24 @@
 //! ```
 
 pub mod env;
+pub mod field;
 pub mod spec;
 mod validate;
 
-use std::fmt;
+pub use validate::PerRoute;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub use field::FieldError;
 
 use crate::route::RouteTable;
 use spec::{ConfigSpec, EmbeddedOrchestratorSpec, LogFormat, TlsSpec};
 
 /// The embedded-default configuration used by `palisade dev` (`config/palisade.yaml`).
 pub const EMBEDDED_DEV_CONFIG: &str = include_str!("../../config/palisade.yaml");
-
-/// One problem in a configuration, located by its field path (`routes[1].upstream`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    /// Dotted path of the field, with list indexes in brackets.
-    pub path: String,
-    /// What is wrong with it.
-    pub message: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
-    }
-}
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +77,8 @@ pub struct Config {
     pub log_level: String,
     /// The routes, in match order.
     pub routes: Arc<RouteTable>,
+    /// Each stage's per-route state (policy mapping, limits, rule set), by route id.
+    pub per_route: PerRoute,
     /// The in-process orchestrator, when configured.
     pub embedded_orchestrator: Option<EmbeddedOrchestratorSpec>,
     /// The loaded Cedar policy sets; `None` when authorization is off.

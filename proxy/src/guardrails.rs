@@ -27,11 +27,11 @@ pub mod stream;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-
-use crate::config::spec::RouteProtocol;
-use crate::config::FieldError;
-use crate::pipeline::context::RequestCtx;
+use crate::config::field::FieldError;
+use crate::error::ProxyError;
+use crate::protocol::event::Item;
+use crate::protocol::message::Message;
+use crate::stage::{Exchange, Refusal as StageRefusal, ResponseHead, Stage};
 use crate::telemetry::Metrics;
 pub use detect::{RuleSet, Side};
 pub use finding::{Finding, FindingAction, Findings};
@@ -98,19 +98,196 @@ pub fn route_rule_set(
     found
 }
 
+/// Guardrails as a pipeline stage: the rule set of each route (by route id; `None`: not
+/// inspected).
+pub struct GuardrailsStage {
+    sets: Vec<Option<Arc<RuleSet>>>,
+    metrics: Metrics,
+}
+
 /// Per-request guardrail state.
 #[derive(Default)]
-pub struct Exchange {
-    /// The request body held for inspection (protocol routes).
-    held: Option<BytesMut>,
-    /// Incremental depth check of other JSON bodies.
+pub struct State {
+    /// What fired (rule ids, locations, actions; never content).
+    pub findings: Findings,
+    /// Incremental depth check of JSON bodies on routes that speak no dialect.
     depth: Option<DepthScanner>,
-    /// Whether the body goes upstream rewritten (so chunked).
-    rewrites_body: bool,
-    /// Response filtering, once the response header said what it is.
-    pub(crate) response: Option<stream::ResponseGuard>,
-    /// The frames a `stop` still has to write (`fail_to_proxy`).
-    pub(crate) stop_frames: Option<Bytes>,
+    /// Response filtering, once the response head said what it is.
+    response: Option<stream::ResponseGuard>,
+}
+
+impl State {
+    /// Whether the response stream is scanned (its events are then read as JSON or text).
+    pub fn inspects_response(&self) -> bool {
+        self.response.is_some()
+    }
+}
+
+impl GuardrailsStage {
+    /// The stage with each route's rule set, indexed by route id.
+    pub fn new(sets: Vec<Option<Arc<RuleSet>>>, metrics: Metrics) -> Self {
+        Self { sets, metrics }
+    }
+
+    fn rules(&self, x: &Exchange<'_>) -> Option<&Arc<RuleSet>> {
+        self.sets.get(x.route.id).and_then(Option::as_ref)
+    }
+}
+
+#[async_trait::async_trait]
+impl Stage for GuardrailsStage {
+    type State = State;
+
+    /// Last among the admission stages (a refused or limited request is never inspected):
+    /// JSON bodies of plain routes are depth-checked as they stream.
+    async fn on_request(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        req: &pingora_http::RequestHeader,
+    ) -> Result<(), ProxyError> {
+        if self.rules(x).is_some()
+            && !x.route.protocol.is_inspected()
+            && req
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().contains("json"))
+        {
+            state.depth = Some(DepthScanner::default());
+        }
+        Ok(())
+    }
+
+    fn on_body_chunk(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        chunk: &[u8],
+    ) -> Result<(), ProxyError> {
+        let (Some(rs), Some(depth)) = (self.rules(x), state.depth.as_mut()) else {
+            return Ok(());
+        };
+        if depth.feed(chunk) > rs.checks.max_json_depth {
+            return Err(ProxyError::InvalidRequest(format!(
+                "body: JSON nested deeper than {} levels",
+                rs.checks.max_json_depth
+            )));
+        }
+        Ok(())
+    }
+
+    /// Before body-aware authorization: a redaction edits the value authorization decides on
+    /// and the pipeline forwards.
+    fn on_message(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        message: &mut Message,
+    ) -> Result<(), StageRefusal> {
+        let Some(rs) = self.rules(x) else {
+            return Ok(());
+        };
+        let protocol = x.route.protocol;
+        let mut json = match message {
+            Message::Agui(v) => std::mem::take(v),
+            Message::JsonRpc(b) => b.to_value(),
+        };
+        let (result, found) = match request::inspect(rs, protocol, &mut json) {
+            Ok(found) => (Ok(()), found),
+            Err((refusal, found)) => (Err(refusal), found),
+        };
+        for (location, fired) in &found.fired {
+            record(&self.metrics, &mut state.findings, rs, location, fired);
+        }
+        match message {
+            Message::Agui(v) => *v = json,
+            Message::JsonRpc(b) => {
+                if found.changed {
+                    if let Ok(batch) = crate::protocol::jsonrpc::Batch::from_value(json) {
+                        *b = batch;
+                    }
+                }
+            }
+        }
+        result.map_err(|refusal| StageRefusal {
+            error: refusal.error(),
+            culprits: match refusal {
+                Refusal::Violation {
+                    jsonrpc_id: Some(id),
+                } => vec![id],
+                _ => Vec::new(),
+            },
+        })
+    }
+
+    fn on_response(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        head: &ResponseHead,
+        _resp: &mut pingora_http::ResponseHeader,
+    ) -> Result<(), ProxyError> {
+        state.response = self
+            .rules(x)
+            .and_then(|rs| stream::pick(rs, x.route.protocol, head, x.request_id));
+        Ok(())
+    }
+
+    /// After tool filtering: only what the client may see is scanned. A `stop` leaves its
+    /// closing items and ends the stream.
+    fn on_events(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        items: &mut Vec<Item>,
+        end: bool,
+    ) -> Result<(), ProxyError> {
+        let (Some(rs), Some(guard)) = (self.rules(x), state.response.as_mut()) else {
+            return Ok(());
+        };
+        let mut rec = stream::Recorder {
+            metrics: &self.metrics,
+            findings: &mut state.findings,
+        };
+        let stopped = match guard {
+            stream::ResponseGuard::Agui(g) => {
+                match g.filter(rs, &mut rec, std::mem::take(items), end) {
+                    Ok(kept) => {
+                        *items = kept;
+                        false
+                    }
+                    Err(closing) => {
+                        *items = closing;
+                        true
+                    }
+                }
+            }
+            stream::ResponseGuard::Sse { location, jsonrpc } => {
+                stream::sse_items(rs, &mut rec, items, *location, *jsonrpc).is_err()
+            }
+        };
+        if stopped {
+            state.response = None;
+            return Err(ProxyError::GuardrailViolation);
+        }
+        Ok(())
+    }
+
+    fn on_answer(&self, x: &Exchange<'_>, state: &mut State, answer: &mut serde_json::Value) {
+        let Some(rs) = self.rules(x).filter(|rs| rs.has_side(Side::Output)) else {
+            return;
+        };
+        let mut rec = stream::Recorder {
+            metrics: &self.metrics,
+            findings: &mut state.findings,
+        };
+        stream::json_answer(rs, &mut rec, answer, stream::location(x.route.protocol));
+    }
+
+    fn audit(&self, state: &State, record: &mut crate::audit::AuditRecord) {
+        record.set_findings(&state.findings);
+    }
 }
 
 /// Records what fired in the context and in `palisade_guardrail_findings_total`.
@@ -145,137 +322,6 @@ pub fn finding_action(a: Action) -> FindingAction {
         Action::Redact => FindingAction::Redact,
         Action::Stop => FindingAction::Stop,
     }
-}
-
-/// After admission: hold the body of protocol `POST`s whose route has guardrails; depth-check
-/// other JSON bodies as they stream.
-pub fn start(ctx: &mut RequestCtx, req: &pingora_http::RequestHeader) {
-    let Some(route) = ctx.route.as_ref() else {
-        return;
-    };
-    if route.guardrails.is_none() {
-        return;
-    }
-    let protocol_post = req.method == http::Method::POST
-        && matches!(
-            route.protocol,
-            RouteProtocol::Agui | RouteProtocol::Mcp | RouteProtocol::A2a
-        );
-    if protocol_post {
-        ctx.guardrail_state.held = Some(BytesMut::new());
-        ctx.guardrail_state.rewrites_body = true;
-    } else if req
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.to_ascii_lowercase().contains("json"))
-    {
-        ctx.guardrail_state.depth = Some(DepthScanner::default());
-    }
-}
-
-/// Makes a body that guardrails may rewrite go upstream chunked (its length may change).
-pub fn prepare_upstream(
-    upstream: &mut pingora_http::RequestHeader,
-    ctx: &RequestCtx,
-) -> pingora_core::Result<()> {
-    if ctx.guardrail_state.rewrites_body {
-        upstream.remove_header(&http::header::CONTENT_LENGTH);
-        upstream.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-    }
-    Ok(())
-}
-
-/// Request body hook: holds protocol bodies until whole, then inspects them and puts the
-/// (possibly redacted) body in `body`. `Err` carries the refusal to answer with.
-pub fn on_request_body(
-    metrics: &Metrics,
-    body: &mut Option<Bytes>,
-    end_of_stream: bool,
-    ctx: &mut RequestCtx,
-) -> Result<(), Refusal> {
-    let Some(rs) = ctx.route.as_ref().and_then(|r| r.guardrails.clone()) else {
-        return Ok(());
-    };
-    if let Some(depth) = ctx.guardrail_state.depth.as_mut() {
-        if let Some(chunk) = body.as_ref() {
-            if depth.feed(chunk) > rs.checks.max_json_depth {
-                return Err(Refusal::Invalid(format!(
-                    "body: JSON nested deeper than {} levels",
-                    rs.checks.max_json_depth
-                )));
-            }
-        }
-        return Ok(());
-    }
-    let Some(held) = ctx.guardrail_state.held.as_mut() else {
-        return Ok(());
-    };
-    if let Some(chunk) = body.take() {
-        held.extend_from_slice(&chunk);
-    }
-    if !end_of_stream {
-        *body = Some(Bytes::new());
-        return Ok(());
-    }
-    let whole = std::mem::take(held).freeze();
-    ctx.guardrail_state.held = None;
-    if whole.is_empty() {
-        return Ok(());
-    }
-    let protocol = ctx
-        .route
-        .as_ref()
-        .map_or(RouteProtocol::Http, |r| r.protocol);
-    let (result, found) = match request::inspect(&rs, protocol, &whole) {
-        Ok(found) => (Ok(()), found),
-        Err((refusal, found)) => (Err(refusal), found),
-    };
-    for (location, fired) in &found.fired {
-        record(metrics, &mut ctx.guardrails, &rs, location, fired);
-    }
-    result?;
-    *body = Some(found.body.map_or(whole, Bytes::from));
-    Ok(())
-}
-
-/// JSON-RPC error code of a guardrail refusal (server-defined range, clear of MCP's and A2A's).
-pub const JSONRPC_GUARDRAIL: i64 = -32031;
-
-/// Writes a refusal: the documented error body (400), or on MCP/A2A a JSON-RPC error with the
-/// request's `id` (HTTP 400 too, `error.data.code` = `GUARDRAIL_VIOLATION`).
-pub async fn write_refusal(
-    session: &mut pingora_proxy::Session,
-    ctx: &mut RequestCtx,
-    refusal: Refusal,
-) -> pingora_core::Result<()> {
-    let err = refusal.error();
-    let Refusal::Violation {
-        jsonrpc_id: Some(id),
-    } = refusal
-    else {
-        return crate::pipeline::respond::error_response(session, ctx, err).await;
-    };
-    let body = serde_json::json!({
-        "jsonrpc": "2.0",
-        "id": id,
-        "error": {
-            "code": JSONRPC_GUARDRAIL,
-            "message": "blocked by guardrail",
-            "data": {"code": err.kind().code, "request_id": ctx.request_id},
-        }
-    });
-    let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
-    let mut resp = pingora_http::ResponseHeader::build(400, Some(4))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", bytes.len().to_string())?;
-    resp.insert_header("cache-control", "no-store")?;
-    resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-    ctx.error = Some(err);
-    session.set_keepalive(None);
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(bytes), true).await?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod route;
 pub mod server;
+pub mod stage;
 pub mod telemetry;
 
 pub use error::ProxyError;

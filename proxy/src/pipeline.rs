@@ -2,14 +2,17 @@
 //!
 //! ```text
 //! accept ─ strip X-Palisade-* ─ request id + traceparent ─ route ─ body limit
-//!        ─ [identify ─ authorize ─ rate limit ─ guardrails]   (later stages slot in here)
-//!        ─ forward (hop-by-hop out, X-Forwarded-* in) ─ relay response (SSE event by event)
-//!        ─ metrics + log line
+//!        ─ identify ─ authorize ─ rate limit ─ guardrails            (request head)
+//!        ─ body: dialect routes held whole, parsed once ─ guardrails ─ authorize ─ re-encode
+//!        ─ forward (hop-by-hop out, X-Forwarded-* and identity in)
+//!        ─ response: SSE parsed once per event ─ audit facts ─ authorize ─ guardrails ─ encode
+//!        ─ metrics + log line + audit record
 //! ```
 //!
-//! Each pingora phase below calls into a concern's module in a line or two. A stage that refuses
-//! the request returns a [`ProxyError`]; [`respond::error_response`] turns it into the documented
-//! body, and `logging` still records it.
+//! Every concern is a [`Stage`]; each pingora phase below calls the stages' hooks in order, one
+//! line each, with the read-only [`crate::stage::Exchange`] and the stage's own state. A stage
+//! that refuses returns a [`ProxyError`] (or a [`crate::stage::Refusal`] naming JSON-RPC ids);
+//! [`respond`] writes every refusal, in the shape the exchange calls for.
 
 pub mod context;
 pub mod headers;
@@ -19,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use pingora_core::protocols::Digest;
 use pingora_core::upstreams::peer::{HttpPeer, Peer};
 use pingora_core::{Error, ErrorType};
@@ -27,19 +30,20 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::authn::Authenticator;
-use crate::authz;
-use crate::config::spec::RouteProtocol;
 use crate::error::ProxyError;
 use crate::lifecycle::Lifecycle;
 use crate::listener::mtls::ServiceIdentity;
-use crate::protocol::{agui, relay::SseRelay};
+use crate::protocol::{event::Item, json, message::Message, relay::SseRelay};
 use crate::route::{host_without_port, RouteMatch, RouteTable};
-use crate::telemetry::Metrics;
-use context::{RequestCtx, StreamCtx};
-use headers::TraceContext;
+use crate::stage::{ResponseHead, Stage};
+use crate::telemetry::{Metrics, TraceContext};
+use context::{RequestCtx, ResponseBody, StreamCtx};
+
+/// Largest JSON answer of a dialect route the proxy holds to inspect; a larger one is refused.
+pub const MAX_JSON_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
 /// The shared state of every stage, built once by [`crate::server::start`]. A new stage adds its
-/// field here.
+/// field here and its hook calls below.
 pub struct Stages {
     /// The route table.
     pub routes: arc_swap::ArcSwap<RouteTable>,
@@ -47,13 +51,15 @@ pub struct Stages {
     pub metrics: Metrics,
     /// Readiness, in-flight tracking, drain.
     pub lifecycle: Arc<Lifecycle>,
-    /// Authentication.
+    /// Identity.
     pub authn: Arc<Authenticator>,
+    /// Cedar authorization (no-op hooks when no policy set is configured).
+    pub authz: crate::authz::stage::AuthzStage,
     /// Rate limits, quotas and stream caps.
-    pub ratelimit: Arc<crate::ratelimit::RateLimiter>,
-    /// Cedar authorization; `None` when no policy set is configured.
-    pub authz: Option<Arc<crate::authz::Authz>>,
-    /// The audit trail's queue (a no-op when no sink is configured).
+    pub limit: crate::ratelimit::stage::LimitStage,
+    /// Guardrails.
+    pub guard: crate::guardrails::GuardrailsStage,
+    /// The audit trail (a no-op when no sink is configured).
     pub audit: Arc<crate::audit::Auditor>,
     /// OpenTelemetry spans (off unless `tracing.enabled`).
     pub tracing: Arc<crate::telemetry::otel::Tracing>,
@@ -74,6 +80,13 @@ impl std::ops::Deref for Pipeline {
     }
 }
 
+/// The exchange view of `ctx` (stages only run after routing put a route in it).
+macro_rules! view {
+    ($ctx:expr) => {
+        $ctx.core.view().ok_or(ProxyError::Internal)?
+    };
+}
+
 impl Pipeline {
     /// A pipeline for one listener over the shared `stages`.
     pub fn new(stages: Arc<Stages>, tls: bool) -> Self {
@@ -84,95 +97,88 @@ impl Pipeline {
     fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
         // Strip first: nothing below may read a client-written identity header.
         headers::strip_palisade_headers(session.req_header_mut());
-        ctx.client_ip = session
+        ctx.core.client_ip = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        ctx.core.tls = self.tls;
         let req = session.req_header();
-        ctx.request_id = headers::request_id(req);
+        ctx.core.request_id = headers::request_id(req);
+        ctx.core.method = req.method.clone();
+        ctx.core.path = req.uri.path().to_string();
         // The request's span continues the client's trace and names this hop upstream.
         let mut trace = TraceContext::from_request(req);
         ctx.span = self
             .tracing
             .begin(&mut trace, req.method.as_str(), req.uri.path());
-        ctx.trace = Some(trace);
+        ctx.core.trace = Some(trace);
         // Under `fail_closed`, nothing is served while the audit trail cannot be written (after
         // the ids, so the refusal's body and record carry them).
         if self.audit.refuses() {
             self.audit.count_refused();
             return Err(ProxyError::AuditUnavailable);
         }
-
         // Route before the body limit: the limit is per route.
-        let host = headers::request_host(req);
-        let routes = self.routes.load();
-        match routes.find(host.map(host_without_port), req.uri.path(), &req.method) {
-            RouteMatch::Found(route) => ctx.route = Some(route.clone()),
+        let host = headers::request_host(req).map(host_without_port);
+        match self.routes.load().find(host, &ctx.core.path, &req.method) {
+            RouteMatch::Found(route) => ctx.core.route = Some(route.clone()),
             RouteMatch::MethodNotAllowed(allow) => {
                 return Err(ProxyError::MethodNotAllowed { allow })
             }
             RouteMatch::NotFound => return Err(ProxyError::NotFound),
         }
-
         // A declared length over the limit is refused before a byte of body is read; chunked
         // bodies are counted as they stream in (`request_body_filter`).
-        let limit = ctx.route.as_ref().map_or(u64::MAX, |r| r.max_body_bytes);
-        let declared = req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > limit) {
+        let limit = ctx
+            .core
+            .route
+            .as_ref()
+            .map_or(u64::MAX, |r| r.max_body_bytes);
+        if headers::declared_length(req).is_some_and(|len| len > limit) {
             return Err(ProxyError::PayloadTooLarge { limit });
         }
-
         Ok(())
     }
 
-    /// The policy stages, in order. Each refuses with a [`ProxyError`].
+    /// The policy stages on the request head, in order. Each refuses with a [`ProxyError`].
     async fn enforce(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
-        let route = ctx.route.clone().ok_or(ProxyError::Internal)?;
+        let route = ctx.core.route.clone().ok_or(ProxyError::Internal)?;
         // Identify first: authorization and limits key on the principal. After routing, because
         // the route says whether anonymous callers are allowed.
-        let client_cert = session
+        let cert = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|tls| tls.extension.get::<ServiceIdentity>())
             .map(|id| id.0.clone());
         let stage = ctx.span.stage("identify");
+        let req = session.req_header_mut();
         let principal = self
             .authn
-            .identify(
-                session.req_header_mut(),
-                ctx.client_ip,
-                client_cert.as_deref(),
-                route.auth,
-            )
+            .identify(req, ctx.core.client_ip, cert.as_deref(), route.auth)
             .await?;
         drop(stage);
-        ctx.principal = Some(principal);
+        ctx.core.principal = Some(principal);
+        let req = session.req_header();
 
         // Authorize after identify (policies are about the principal) and before limits (a
-        // refused request must not spend budget); request-level only — body-aware checks run
-        // as the body arrives (`request_body_filter`).
+        // refused request must not spend budget); body-aware checks run on the parsed body.
         let mut stage = ctx.span.stage("authorize");
-        let authorized = authz::stage::authorize(
-            self.authz.as_deref(),
-            &self.metrics,
-            session.req_header(),
-            ctx,
-            self.tls,
-        );
-        if let Some(decision) = &ctx.decision {
+        let authorized = self
+            .authz
+            .on_request(&view!(ctx), &mut ctx.authz, req)
+            .await;
+        if let Some(decision) = &ctx.authz.decision {
             stage.attr("authz.decision", decision.verdict());
         }
         drop(stage);
         authorized?;
 
-        // Limit after identify and authorize: limits key on the principal, and a request refused
-        // earlier must not spend its caller's budget. Async: a shared limit asks Redis.
+        // Limit after authorize: a request refused earlier must not spend its caller's budget.
         let mut stage = ctx.span.stage("limit");
-        let admitted = self.ratelimit.admit(ctx, session.req_header()).await;
+        let admitted = self
+            .limit
+            .on_request(&view!(ctx), &mut ctx.limit, req)
+            .await;
         stage.attr(
             "ratelimit.outcome",
             if admitted.is_ok() {
@@ -182,12 +188,109 @@ impl Pipeline {
             },
         );
         drop(stage);
-        ctx.ratelimit = admitted?;
+        admitted?;
 
-        // Guardrails last among the admission stages (a refused or limited request is never
-        // inspected); the body itself is inspected as it arrives (`request_body_filter`).
-        crate::guardrails::start(ctx, session.req_header());
+        // Guardrails last among the admission stages: a refused or limited request is never
+        // inspected.
+        self.guard
+            .on_request(&view!(ctx), &mut ctx.guard, req)
+            .await?;
+
+        // A dialect route's body is held whole and parsed once, whatever the method or declared
+        // content type: inspection is keyed on the route's protocol.
+        if route.protocol.is_inspected() {
+            ctx.held = Some(BytesMut::new());
+        }
         Ok(())
+    }
+
+    /// The whole held body: parsed once, inspected by guardrails then authorization (which
+    /// therefore decides on the redacted body), and re-encoded from what they left.
+    fn decide_body(
+        &self,
+        ctx: &mut RequestCtx,
+        whole: &[u8],
+    ) -> Result<Bytes, crate::stage::Refusal> {
+        let protocol = ctx
+            .core
+            .route
+            .as_ref()
+            .map_or(Default::default(), |r| r.protocol);
+        let Some(mut message) = Message::parse(protocol, whole)? else {
+            return Ok(Bytes::new());
+        };
+        ctx.jsonrpc = message.jsonrpc().map(|b| (b.ids(), b.batch));
+        let x = ctx.core.view().ok_or(ProxyError::Internal)?;
+        self.guard.on_message(&x, &mut ctx.guard, &mut message)?;
+        self.authz.on_message(&x, &mut ctx.authz, &mut message)?;
+        Ok(message.encode())
+    }
+
+    /// One chunk of an SSE response: parsed once, through the event chain, encoded once.
+    fn relay_chunk(
+        &self,
+        ctx: &mut RequestCtx,
+        chunk: &[u8],
+        end: bool,
+    ) -> Result<Bytes, ProxyError> {
+        let ResponseBody::Stream(stream) = &mut ctx.response else {
+            return Ok(Bytes::copy_from_slice(chunk));
+        };
+        let mut items: Vec<Item> = stream.relay.parse(chunk).map_err(|e| {
+            tracing::warn!(request_id = %ctx.core.request_id, error = %e, "upstream stream refused");
+            ProxyError::UpstreamUnavailable
+        })?;
+        let x = ctx.core.view().ok_or(ProxyError::Internal)?;
+        // Audit facts first (the record lists calls authorization drops), then authorization
+        // (what may exist), then guardrails (scan only what the client may see).
+        let chain = self
+            .audit
+            .on_events(&x, &mut ctx.audit, &mut items, end)
+            .and_then(|()| self.authz.on_events(&x, &mut ctx.authz, &mut items, end))
+            .and_then(|()| self.guard.on_events(&x, &mut ctx.guard, &mut items, end));
+        let out = stream.relay.encode(&items);
+        stream
+            .metrics
+            .sse_events
+            .inc_by(stream.relay.events() - stream.events_counted);
+        stream.events_counted = stream.relay.events();
+        if let Err(err) = chain {
+            // The stage left the items that end the stream; `fail_to_proxy` writes them.
+            ctx.closing = Some(out);
+            return Err(err);
+        }
+        Ok(out)
+    }
+
+    /// One chunk of a held JSON answer; at the end, parsed once, filtered, re-encoded.
+    fn answer_chunk(
+        &self,
+        ctx: &mut RequestCtx,
+        chunk: &[u8],
+        end: bool,
+    ) -> Result<Bytes, ProxyError> {
+        let ResponseBody::Answer(held) = &mut ctx.response else {
+            return Ok(Bytes::copy_from_slice(chunk));
+        };
+        held.extend_from_slice(chunk);
+        if held.len() > MAX_JSON_ANSWER_BYTES {
+            return Err(ProxyError::UpstreamUnavailable);
+        }
+        if !end {
+            return Ok(Bytes::new());
+        }
+        let whole = std::mem::take(held);
+        if whole.iter().all(u8::is_ascii_whitespace) {
+            return Ok(whole.freeze());
+        }
+        let mut answer = json::parse(&whole).map_err(|e| {
+            tracing::warn!(request_id = %ctx.core.request_id, error = %e, "upstream answer refused");
+            ProxyError::UpstreamUnavailable
+        })?;
+        let x = ctx.core.view().ok_or(ProxyError::Internal)?;
+        self.authz.on_answer(&x, &mut ctx.authz, &mut answer);
+        self.guard.on_answer(&x, &mut ctx.guard, &mut answer);
+        Ok(json::to_bytes(&answer))
     }
 }
 
@@ -205,18 +308,8 @@ impl ProxyHttp for Pipeline {
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<bool> {
         // RFC 9728 metadata for MCP routes is public: it tells clients where to get a token.
-        let path = session.req_header().uri.path();
-        if path.starts_with(crate::authn::metadata::WELL_KNOWN) {
-            let doc = crate::authn::metadata::document(
-                &self.routes.load(),
-                path,
-                &respond::origin(session),
-                &self.authn.authorization_servers(),
-            );
-            if let Some(doc) = doc {
-                respond::json(session, 200, &doc).await?;
-                return Ok(true);
-            }
+        if respond::metadata(session, &self.routes.load(), &self.authn).await? {
+            return Ok(true);
         }
         let outcome = match self.admit(session, ctx) {
             Ok(()) => self.enforce(session, ctx).await,
@@ -225,7 +318,7 @@ impl ProxyHttp for Pipeline {
         match outcome {
             Ok(()) => Ok(false),
             Err(err) => {
-                respond::error_response(session, ctx, err).await?;
+                respond::refuse(session, ctx, err.into()).await?;
                 Ok(true)
             }
         }
@@ -239,40 +332,48 @@ impl ProxyHttp for Pipeline {
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
         ctx.request_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
-        let limit = ctx.route.as_ref().map_or(u64::MAX, |r| r.max_body_bytes);
+        let limit = ctx
+            .core
+            .route
+            .as_ref()
+            .map_or(u64::MAX, |r| r.max_body_bytes);
         if ctx.request_bytes > limit {
             ctx.error = Some(ProxyError::PayloadTooLarge { limit });
             return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the limit");
         }
-        // The body stages (guardrails, body-aware authorization) decide on the last chunk: that
-        // call is the request's `guard` span.
-        let _guard_span = end_of_stream.then(|| ctx.span.stage("guard"));
-        // Request guardrails after the size check and before body-aware authorization: they
-        // may redact the body, and authorization must decide on what is forwarded.
-        if let Err(refusal) =
-            crate::guardrails::on_request_body(&self.metrics, body, end_of_stream, ctx)
-        {
-            crate::guardrails::write_refusal(session, ctx, refusal).await?;
-            return Error::e_explain(ErrorType::HTTPStatus(400), "refused by guardrails");
+        let Some(held) = ctx.held.as_mut() else {
+            // Not a dialect route: chunks stream on; guardrails may depth-check JSON.
+            let checked = match (body.as_ref(), ctx.core.view()) {
+                (Some(chunk), Some(x)) => self.guard.on_body_chunk(&x, &mut ctx.guard, chunk),
+                _ => Ok(()),
+            };
+            if let Err(err) = checked {
+                respond::refuse(session, ctx, err.into()).await?;
+                return Error::e_explain(ErrorType::HTTPStatus(400), "refused by guardrails");
+            }
+            return Ok(());
+        };
+        if let Some(chunk) = body.take() {
+            held.extend_from_slice(&chunk);
         }
-        // Body-aware authorization after the size check (it holds the body, so the limit bounds
-        // it): AG-UI tools, MCP tools/call, A2A methods, decided once the body is whole.
-        let headers = &session.req_header().headers;
-        if let Err(refusal) = authz::body::on_request_body(
-            self.authz.as_deref(),
-            &self.metrics,
-            headers,
-            body,
-            end_of_stream,
-            ctx,
-        ) {
-            authz::body::write_refusal(session, ctx, refusal).await?;
-            return Error::e_explain(
-                ErrorType::HTTPStatus(403),
-                "refused by body-aware authorization",
-            );
+        if !end_of_stream {
+            *body = Some(Bytes::new()); // hold: an empty chunk is not written upstream
+            return Ok(());
         }
-        Ok(())
+        // The body stages decide on the last chunk: that call is the request's `guard` span.
+        let _span = ctx.span.stage("guard");
+        let whole = ctx.held.take().unwrap_or_default();
+        match self.decide_body(ctx, &whole) {
+            Ok(out) => {
+                *body = Some(out);
+                Ok(())
+            }
+            Err(refusal) => {
+                let status = refusal.error.kind().status;
+                respond::refuse(session, ctx, refusal).await?;
+                Error::e_explain(ErrorType::HTTPStatus(status), "refused on the request body")
+            }
+        }
     }
 
     async fn upstream_peer(
@@ -281,19 +382,12 @@ impl ProxyHttp for Pipeline {
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Box<HttpPeer>> {
         let route = ctx
+            .core
             .route
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
-        let up = &route.upstream;
-        let mut peer = HttpPeer::new(up.address, up.tls, up.sni.clone());
-        peer.options.connection_timeout = Some(up.connect_timeout);
-        peer.options.total_connection_timeout = Some(up.connect_timeout);
-        // An idle timeout, not a total one: streams may run for hours as long as bytes flow.
-        peer.options.read_timeout = Some(route.idle_timeout);
-        peer.options.write_timeout = Some(route.idle_timeout);
-        peer.options.idle_timeout = Some(up.pool_idle_timeout);
         ctx.span.start_upstream();
-        Ok(Box::new(peer))
+        Ok(Box::new(headers::peer(route)))
     }
 
     async fn connected_to_upstream(
@@ -317,35 +411,18 @@ impl ProxyHttp for Pipeline {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
-        let Some(route) = ctx.route.clone() else {
-            return Error::e_explain(ErrorType::InternalError, "no route in context");
-        };
-        let client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let x = ctx
+            .core
+            .view()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
         let original_host = headers::request_host(session.req_header()).map(str::to_string);
-        headers::forward(
-            upstream,
-            &route,
-            client_ip,
-            original_host.as_deref(),
-            self.tls,
-            &ctx.request_id,
-        )?;
-        // A body held for authorization may shrink (AG-UI tools removed): send it chunked.
-        authz::body::prepare_upstream(upstream, ctx)?;
-        crate::guardrails::prepare_upstream(upstream, ctx)?;
-        if let Some(principal) = &ctx.principal {
-            self.authn.forward(
-                upstream,
-                principal,
-                &route.name,
-                &ctx.request_id,
-                route.forward_credentials,
-            )?;
-        }
-        if let Some(trace) = &ctx.trace {
+        headers::forward(upstream, &x, original_host.as_deref())?;
+        // A held body is re-encoded (its length may change): it goes upstream chunked.
+        headers::prepare_inspected(upstream, x.route.protocol.is_inspected())?;
+        self.authn
+            .on_upstream_request(&x, &(), upstream)
+            .map_err(|e| Error::because(ErrorType::InternalError, "identity headers", e))?;
+        if let Some(trace) = &ctx.core.trace {
             trace.propagate(upstream)?;
         }
         Ok(())
@@ -358,64 +435,49 @@ impl ProxyHttp for Pipeline {
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
         ctx.upstream_status = Some(resp.status.as_u16());
-        headers::strip_hop_by_hop_response(resp);
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
-        let is_sse = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/event-stream")
-            });
-        ctx.span.upstream_answered(resp.status.as_u16(), is_sse);
-        // Tool filtering of AG-UI streams and MCP tools/list answers; a JSON answer may shrink.
-        let content_type = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if authz::stream::on_response_header(self.authz.as_deref(), ctx, is_sse, &content_type) {
-            resp.remove_header(&http::header::CONTENT_LENGTH);
+        let head = ResponseHead {
+            status: resp.status.as_u16(),
+            is_sse: headers::is_event_stream(resp),
+        };
+        headers::response(resp, &ctx.core.request_id, head.is_sse)?;
+        ctx.span.upstream_answered(head.status, head.is_sse);
+        let x = ctx
+            .core
+            .view()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
+        let stages = self
+            .authz
+            .on_response(&x, &mut ctx.authz, &head, resp)
+            .and_then(|()| self.limit.on_response(&x, &mut ctx.limit, &head, resp))
+            .and_then(|()| self.guard.on_response(&x, &mut ctx.guard, &head, resp));
+        if let Err(e) = stages {
+            return Error::e_because(ErrorType::InternalError, "response stages", e);
         }
-        // Output guardrails: AG-UI / SSE event by event, MCP and A2A JSON answers held whole.
-        if crate::guardrails::stream::on_response_header(ctx, is_sse, &content_type) {
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-        }
-        // IETF rate-limit headers when configured; a response that is not a stream gives its
-        // stream slot back now instead of when the body ends.
-        for (name, value) in ctx.ratelimit.response_headers() {
-            resp.insert_header(name, value)?;
-        }
-        if !is_sse {
-            ctx.ratelimit.release_stream();
-        }
-        if is_sse {
-            // Re-framing changes the length; intermediaries must not buffer or transform.
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            resp.remove_header(&http::header::CONTENT_ENCODING);
-            if resp.headers.get(http::header::CACHE_CONTROL).is_none() {
-                resp.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
-            }
-            resp.insert_header("x-accel-buffering", "no")?;
-            let agui = ctx
-                .route
-                .as_ref()
-                .is_some_and(|r| r.protocol == RouteProtocol::Agui);
-            let metrics = self.metrics.route(ctx.route_name());
+        let protocol = x.route.protocol;
+        ctx.response = if head.is_sse {
+            let metrics = self.metrics.route(x.route.name.as_str());
             metrics.active_streams.inc();
-            ctx.stream = Some(StreamCtx {
+            let guarded = ctx.guard.inspects_response();
+            ResponseBody::Stream(Box::new(StreamCtx {
                 metrics,
-                relay: SseRelay::new(agui),
+                relay: SseRelay::new(
+                    respond::reading(protocol, guarded),
+                    protocol == crate::protocol::RouteProtocol::Agui,
+                ),
                 events_counted: 0,
                 guard: ctx
                     .upstream_socket
                     .map(|(fd, peer)| self.lifecycle.register_stream(fd, peer)),
                 started: std::time::Instant::now(),
-            });
-        }
+            }))
+        } else if protocol.is_inspected() && resp.status.is_success() {
+            // A dialect route's answer that is not a stream is one JSON document: held (bounded),
+            // parsed once, re-encoded; whatever its declared content type.
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            ResponseBody::Answer(BytesMut::new())
+        } else {
+            ResponseBody::Pass
+        };
         Ok(())
     }
 
@@ -426,58 +488,31 @@ impl ProxyHttp for Pipeline {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Option<Duration>> {
-        if let Some(stream) = ctx.stream.as_mut() {
-            if let Some(chunk) = body.take() {
-                let framed = stream
-                    .relay
-                    .relay(&chunk)
-                    .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream SSE", e))?;
-                // Before tool filtering: the audit record lists denied calls too.
-                ctx.tool_calls_seen.scan(&framed);
-                *body = Some(framed);
+        let chunk = body.take().unwrap_or_default();
+        let out = match &ctx.response {
+            ResponseBody::Pass => Ok(chunk),
+            ResponseBody::Stream(_) => self.relay_chunk(ctx, &chunk, end_of_stream),
+            ResponseBody::Answer(_) => self.answer_chunk(ctx, &chunk, end_of_stream),
+        };
+        let out = match out {
+            Ok(out) => out,
+            Err(err) => {
+                ctx.error = Some(err);
+                // Failing the filter drops the upstream; `fail_to_proxy` ends the response.
+                return Error::e_explain(ErrorType::InternalError, "response refused by a stage");
             }
-            let events = stream.relay.events();
-            stream
-                .metrics
-                .sse_events
-                .inc_by(events - stream.events_counted);
-            stream.events_counted = events;
-            let agui = ctx
-                .route
-                .as_ref()
-                .is_some_and(|r| r.protocol == RouteProtocol::Agui);
-            if end_of_stream && agui && !stream.relay.terminal_seen() {
-                // The upstream closed cleanly but the run never finished: say so, in-protocol.
-                let err = ProxyError::UpstreamUnavailable;
-                let frame = agui::run_error_frame(
-                    err.kind().code,
-                    "upstream ended the stream before the run finished",
-                );
+        };
+        ctx.response_bytes += out.len() as u64;
+        *body = Some(out);
+        if end_of_stream {
+            // The upstream closed cleanly but an AG-UI run never finished: say so, in-protocol.
+            if let Some(frame) = respond::unfinished_run(ctx) {
+                ctx.response_bytes += frame.len() as u64;
                 let mut joined = body.take().map(|b| b.to_vec()).unwrap_or_default();
                 joined.extend_from_slice(&frame);
                 *body = Some(Bytes::from(joined));
-                ctx.error = Some(err);
             }
         }
-        // Output guardrails after re-framing (they read complete events) and before tool
-        // filtering; a `stop` fails the filter so pingora drops the upstream connection, and
-        // `fail_to_proxy` writes the stop's closing frames.
-        if let Err(why) =
-            crate::guardrails::stream::on_response_body(&self.metrics, body, end_of_stream, ctx)
-        {
-            return Error::e_explain(ErrorType::InternalError, why);
-        }
-        // After re-framing: the filter reads only complete events.
-        if let Err(why) = authz::stream::on_response_body(
-            self.authz.as_deref(),
-            &self.metrics,
-            body,
-            end_of_stream,
-            ctx,
-        ) {
-            return Error::e_explain(ErrorType::InternalError, why);
-        }
-        ctx.response_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
         Ok(None)
     }
 
@@ -487,18 +522,12 @@ impl ProxyHttp for Pipeline {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        // A guardrail `stop` ended the response on purpose: write its closing frames.
-        if let Some(error_code) = crate::guardrails::stream::finish_stop(session, ctx).await {
-            return FailToProxy {
-                error_code,
-                can_reuse_downstream: false,
-            };
-        }
         let classified = respond::classify(e, ctx);
         if matches!(
             classified,
             Some(ProxyError::UpstreamUnavailable | ProxyError::UpstreamTimeout)
-        ) {
+        ) && ctx.error.is_none()
+        {
             self.metrics
                 .upstream_errors
                 .with_label_values(&[ctx.route_name(), respond::upstream_error_kind(e)])
@@ -506,21 +535,7 @@ impl ProxyHttp for Pipeline {
         }
         let error_code = match classified {
             None => 0, // the client is gone: nothing to write
-            Some(err) if session.response_written().is_some() => {
-                let status = session.response_written().map_or(0, |r| r.status.as_u16());
-                respond::end_started_stream(session, ctx, err).await;
-                status
-            }
-            Some(err) => {
-                let status = err.kind().status;
-                // The connection is not reused (below): say so, or a keep-alive client sends
-                // its next request into a closing socket.
-                session.set_keepalive(None);
-                if let Err(write_err) = respond::error_response(session, ctx, err).await {
-                    tracing::debug!(request_id = %ctx.request_id, error = %write_err, "error response not written");
-                }
-                status
-            }
+            Some(err) => respond::fail(session, ctx, err).await,
         };
         FailToProxy {
             error_code,
@@ -529,64 +544,23 @@ impl ProxyHttp for Pipeline {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let reason = match (&ctx.error, e) {
             (Some(err), _) => err.kind().reason,
             (None, Some(_)) => "client_closed",
             (None, None) => "ok",
         };
-        let route_arc = ctx.route.clone();
-        let route = route_arc.as_ref().map_or("-", |r| r.name.as_str());
-        let method = session.req_header().method.as_str();
-        let status_label = session
-            .response_written()
-            .map_or("0", |r| r.status.as_str());
-        let elapsed = ctx.started.elapsed();
-        // Built before the stream state is released below; queued after the log line.
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        // Built before the stream state is released; queued last, after the log line.
         let record = self.audit.is_enabled().then(|| {
-            crate::audit::AuditRecord::from_ctx(
-                ctx,
-                crate::audit::RequestLine {
-                    method,
-                    path: session.req_header().uri.path(),
-                    status,
-                    reason,
-                },
-            )
+            let mut record = respond::record(session, ctx, status, reason);
+            self.authz.audit(&ctx.authz, &mut record);
+            self.limit.audit(&ctx.limit, &mut record);
+            self.guard.audit(&ctx.guard, &mut record);
+            self.audit.audit(&ctx.audit, &mut record);
+            record
         });
-        self.metrics
-            .requests
-            .with_label_values(&[route, method, status_label, reason])
-            .inc();
-        self.metrics
-            .request_duration
-            .with_label_values(&[route, method, status_label, reason])
-            .observe(elapsed.as_secs_f64());
-        let per_route = self.metrics.route(route);
-        per_route.request_bytes.inc_by(ctx.request_bytes);
-        per_route.response_bytes.inc_by(ctx.response_bytes);
-        if let Some(stream) = ctx.stream.take() {
-            per_route.active_streams.dec();
-            self.metrics
-                .stream_duration
-                .observe(stream.started.elapsed().as_secs_f64());
-        }
-        tracing::info!(
-            request_id = %ctx.request_id,
-            trace_id = %ctx.trace_id(),
-            route = %route,
-            method = %method,
-            path = %session.req_header().uri.path(),
-            status,
-            reason,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            request_bytes = ctx.request_bytes,
-            response_bytes = ctx.response_bytes,
-            "request"
-        );
-        crate::telemetry::otel::finish_request(ctx, status, route, reason);
-        // Audit last, once per request (errors written by request_filter and fail_to_proxy
-        // included): into a bounded queue, never onto a sink from here.
+        respond::observe(&self.metrics, session, ctx, status, reason);
+        // Audit last, once per request (refusals included): into a bounded queue.
         if let Some(record) = record {
             self.audit.submit(record).await;
         }

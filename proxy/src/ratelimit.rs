@@ -27,6 +27,7 @@ pub mod memory;
 pub mod policy;
 pub mod redis;
 pub mod spec;
+pub mod stage;
 pub mod streams;
 #[cfg(test)]
 mod tests;
@@ -35,12 +36,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pingora_http::RequestHeader;
-
 use crate::authn::{Principal, PrincipalKind};
-use crate::config::spec::RouteProtocol;
 use crate::error::ProxyError;
-use crate::pipeline::context::RequestCtx;
 use crate::telemetry::Metrics;
 pub use clock::{Clock, SystemClock};
 pub use headers::RateLimitHeaders;
@@ -150,31 +147,6 @@ impl RateLimiter {
             settings,
             metrics,
         })
-    }
-
-    /// The pipeline stage: checks the request in `ctx` against its route's limits.
-    pub async fn admit(
-        &self,
-        ctx: &RequestCtx,
-        req: &RequestHeader,
-    ) -> Result<Admission, ProxyError> {
-        let Some(route) = ctx.route.as_ref() else {
-            return Ok(Admission::default());
-        };
-        let wants_stream = route.protocol == RouteProtocol::Agui
-            || req
-                .headers
-                .get_all(http::header::ACCEPT)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .any(|v| v.to_ascii_lowercase().contains("text/event-stream"));
-        let caller = Caller {
-            route: &route.name,
-            principal: ctx.principal.as_ref(),
-            client_ip: ctx.client_ip,
-            wants_stream,
-        };
-        self.check(&route.rate_limits, &caller).await
     }
 
     /// Checks `caller` against `limits`: stream caps first (local, and released for free if a

@@ -2,6 +2,10 @@
 //!
 //! A [`RouteTable`] is built once from the validated config and read through an `Arc` on every
 //! request; matching is a scan in config order (first match wins) with no allocation.
+//!
+//! A [`Route`] holds what routing and forwarding need (identity, match, upstream, timeouts);
+//! each stage keeps its own per-route state (policy mapping, limits, rule set) indexed by
+//! [`Route::id`], so this module imports no concern.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +13,7 @@ use std::time::Duration;
 
 use http::Method;
 
-use crate::config::spec::RouteProtocol;
+use crate::protocol::RouteProtocol;
 
 /// A validated upstream.
 #[derive(Debug, Clone)]
@@ -63,6 +67,8 @@ impl HostMatch {
 /// A validated route.
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Position in the route table: every stage keeps its per-route state by this id.
+    pub id: usize,
     /// Unique name (`Route::"<name>"` in Cedar, `route` label in metrics).
     pub name: String,
     /// Host match, if any.
@@ -83,16 +89,10 @@ pub struct Route {
     pub rewrite_prefix: Option<String>,
     /// Forward the client's `Host`.
     pub preserve_host: bool,
-    /// How requests map to Cedar `(action, resource)`.
-    pub authz: Arc<crate::authz::RouteAuthz>,
     /// Whether callers must authenticate.
     pub auth: crate::authn::AuthRequirement,
     /// Forward the client's credentials upstream.
     pub forward_credentials: bool,
-    /// Rate limits and stream caps checked on this route (inherited + its own).
-    pub rate_limits: Arc<crate::ratelimit::RouteLimits>,
-    /// The guardrail rule set inspecting this route; `None` when off.
-    pub guardrails: Option<Arc<crate::guardrails::RuleSet>>,
 }
 
 impl Route {
@@ -196,6 +196,7 @@ mod tests {
 
     fn route(name: &str, host: Option<&str>, prefix: &str, methods: &[&str]) -> Route {
         Route {
+            id: 0,
             name: name.into(),
             host: host.map(HostMatch::parse),
             path_prefix: prefix.into(),
@@ -214,11 +215,8 @@ mod tests {
             max_body_bytes: 10,
             rewrite_prefix: None,
             preserve_host: false,
-            authz: Default::default(),
             auth: Default::default(),
             forward_credentials: false,
-            rate_limits: Default::default(),
-            guardrails: None,
         }
     }
 

@@ -164,16 +164,27 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
         lifecycle: lifecycle.clone(),
         authn: authn.clone(),
-        authz: config.authz.clone(),
-        audit: audit.clone(),
-        tracing: tracing.clone(),
+        authz: crate::authz::stage::AuthzStage::new(
+            config.authz.clone(),
+            config.per_route.authz.clone(),
+            metrics.clone(),
+        ),
         // One limiter for every listener: counters and stream slots are per process. Built
         // inside the aux runtime: the Redis connection's I/O task lives there.
-        ratelimit: Arc::new({
-            let _runtime = aux.enter();
-            crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics.clone())
-                .context("rate limits")?
-        }),
+        limit: crate::ratelimit::stage::LimitStage::new(
+            Arc::new({
+                let _runtime = aux.enter();
+                crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics.clone())
+                    .context("rate limits")?
+            }),
+            config.per_route.limits.clone(),
+        ),
+        guard: crate::guardrails::GuardrailsStage::new(
+            config.per_route.guardrails.clone(),
+            metrics.clone(),
+        ),
+        audit: audit.clone(),
+        tracing: tracing.clone(),
     });
     let mut listeners = Vec::new();
     for l in &config.listeners {

@@ -8,5 +8,7 @@ pub mod logging;
 pub mod metrics;
 pub mod otel;
 pub mod spec;
+pub mod trace;
 
 pub use metrics::Metrics;
+pub use trace::TraceContext;

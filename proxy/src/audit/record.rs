@@ -1,15 +1,16 @@
 //! [`AuditRecord`]: what one request leaves behind — a typed struct, not a log line.
 //!
-//! Built once per request in the pipeline's `logging` phase by [`AuditRecord::from_ctx`], from
+//! Built once per request in the pipeline's `logging` phase by [`AuditRecord::new`], from
 //! what the stages left in the [`RequestCtx`]. Guardrail findings carry rule ids, locations and
 //! actions only, never the matched content. The writer fills the chain fields (`seq`,
 //! `prev_hash`, `hash`; see [`super::chain`]) when it writes the record.
 
 use serde::Serialize;
 
+use crate::authn::Principal;
 use crate::authz::Decision;
 use crate::error::ProxyError;
-use crate::pipeline::context::RequestCtx;
+use std::net::IpAddr;
 
 /// One request's audit record.
 ///
@@ -141,110 +142,153 @@ pub struct ToolCall {
     pub tool: String,
 }
 
-/// What the request line said, read from the session by the pipeline.
-pub struct RequestLine<'a> {
+/// What the pipeline knows of a finished request, for its record.
+pub struct RecordFacts<'a> {
+    /// `X-Request-Id`.
+    pub request_id: &'a str,
+    /// The W3C trace id.
+    pub trace_id: &'a str,
+    /// Who called, when identified.
+    pub principal: Option<&'a Principal>,
+    /// The client's address.
+    pub client_ip: Option<IpAddr>,
     /// HTTP method.
     pub method: &'a str,
     /// Path without the query.
     pub path: &'a str,
+    /// The matched route's name.
+    pub route: Option<&'a str>,
     /// Status written to the client (`0` when none).
     pub status: u16,
+    /// The upstream's status, when it answered.
+    pub upstream_status: Option<u16>,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// When the request arrived.
+    pub started: std::time::Instant,
+    /// The relayed stream, when the response was one.
+    pub stream: Option<StreamFacts>,
+    /// Why the request failed, when it did.
+    pub error: Option<&'a ProxyError>,
     /// The outcome reason (as in `palisade_requests_total{reason}`).
     pub reason: &'static str,
 }
 
 impl AuditRecord {
-    /// The record of the request `ctx` describes.
-    pub fn from_ctx(ctx: &RequestCtx, line: RequestLine<'_>) -> Self {
-        let decision = ctx.decision.as_ref();
-        let tool_calls = tool_calls(ctx);
+    /// The record of a request; stages then fill their parts ([`crate::stage::Stage::audit`]).
+    pub fn new(f: RecordFacts<'_>) -> Self {
         Self {
             seq: 0,
             prev_hash: String::new(),
             hash: None,
             timestamp: crate::error::now_rfc3339(),
-            request_id: ctx.request_id.clone(),
-            trace_id: ctx.trace_id().to_string(),
-            principal: ctx.principal.as_ref().map(|p| AuditPrincipal {
+            request_id: f.request_id.to_string(),
+            trace_id: f.trace_id.to_string(),
+            principal: f.principal.map(|p| AuditPrincipal {
                 id: format!("{}::{:?}", p.kind.entity_type(), p.id),
                 kind: p.kind.entity_type(),
                 roles: p.roles.clone(),
                 tenant: p.tenant.clone(),
                 auth_method: p.auth_method.as_str(),
             }),
-            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
-            method: line.method.to_string(),
-            path: line.path.to_string(),
-            route: ctx.route.as_ref().map(|r| r.name.clone()),
-            action: decision.map(|d| d.action.clone()),
-            resource: decision.map(|d| d.resource.clone()),
-            decision: decision.map(audit_decision),
-            rate_limit: rate_limit_outcome(ctx),
-            guardrails: ctx
-                .guardrails
-                .as_slice()
-                .iter()
-                .map(|f| AuditFinding {
-                    action: f.action.as_str(),
-                    count: f.count,
-                    location: f.location.clone(),
-                    rule: f.rule.clone(),
-                })
-                .collect(),
-            status: line.status,
-            upstream_status: ctx.upstream_status,
-            bytes_in: ctx.request_bytes,
-            bytes_out: ctx.response_bytes,
-            duration_ms: (ctx.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
-            stream: ctx.stream.as_ref().map(|s| StreamFacts {
-                events: s.relay.events(),
-                ended_by_drain: ctx.ended_by_drain(),
-            }),
-            tool_calls,
-            error_code: ctx.error.as_ref().map(|e| e.kind().code),
-            reason: line.reason,
+            client_ip: f.client_ip.map(|ip| ip.to_string()),
+            method: f.method.to_string(),
+            path: f.path.to_string(),
+            route: f.route.map(str::to_string),
+            action: None,
+            resource: None,
+            decision: None,
+            rate_limit: rate_limit_outcome(f.error, f.route.is_some() && f.principal.is_some()),
+            guardrails: Vec::new(),
+            status: f.status,
+            upstream_status: f.upstream_status,
+            bytes_in: f.bytes_in,
+            bytes_out: f.bytes_out,
+            duration_ms: (f.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+            stream: f.stream,
+            tool_calls: Vec::new(),
+            error_code: f.error.map(|e| e.kind().code),
+            reason: f.reason,
         }
     }
-}
 
-/// Tool decisions of the request, with the ids of the calls seen in its stream: a call seen
-/// in the stream takes its tool's decision; decisions without a seen call (request tools, MCP
-/// `tools/call`) are listed without an id.
-fn tool_calls(ctx: &RequestCtx) -> Vec<ToolCall> {
-    let decisions: Vec<&Decision> = ctx
-        .authz
-        .body_decisions
-        .iter()
-        .filter(|d| d.resource.starts_with("Tool::"))
-        .collect();
-    let mut out: Vec<ToolCall> = Vec::new();
-    let mut covered = vec![false; decisions.len()];
-    for (id, name) in &ctx.tool_calls_seen.0 {
-        let tool = format!("Tool::{name:?}");
-        let decided = decisions.iter().position(|d| d.resource == tool);
-        if let Some(i) = decided {
-            covered[i] = true;
-        }
-        let d = decided.map(|i| decisions[i]);
-        out.push(ToolCall {
-            action: d.map_or_else(String::new, |d| d.action.clone()),
-            allowed: d.is_none_or(|d| !d.blocks()),
-            id: Some(id.clone()),
-            tool,
-        });
-    }
-    for (d, _) in decisions.iter().zip(covered).filter(|(_, c)| !c) {
-        let call = ToolCall {
-            action: d.action.clone(),
-            allowed: !d.blocks(),
-            id: None,
-            tool: d.resource.clone(),
+    /// The request-level decision (authorization's part).
+    pub fn set_decision(&mut self, decision: Option<&Decision>) {
+        let Some(d) = decision else {
+            return;
         };
-        if !out.contains(&call) {
-            out.push(call);
+        self.action = Some(d.action.clone());
+        self.resource = Some(d.resource.clone());
+        self.decision = Some(audit_decision(d));
+        // Refused by the request-level policy: the limit stage never ran.
+        if self.error_code == Some("FORBIDDEN") && d.blocks() {
+            self.rate_limit = "not_reached";
         }
     }
-    out
+
+    /// The tool decisions of the request (authorization's part), without call ids yet.
+    pub fn tool_decisions(&mut self, decisions: &[Decision]) {
+        for d in decisions
+            .iter()
+            .filter(|d| d.resource.starts_with("Tool::"))
+        {
+            let call = ToolCall {
+                action: d.action.clone(),
+                allowed: !d.blocks(),
+                id: None,
+                tool: d.resource.clone(),
+            };
+            if !self.tool_calls.contains(&call) {
+                self.tool_calls.push(call);
+            }
+        }
+    }
+
+    /// What the guardrails found (rule ids, locations, actions; never content).
+    pub fn set_findings(&mut self, findings: &crate::guardrails::Findings) {
+        self.guardrails = findings
+            .as_slice()
+            .iter()
+            .map(|f| AuditFinding {
+                action: f.action.as_str(),
+                count: f.count,
+                location: f.location.clone(),
+                rule: f.rule.clone(),
+            })
+            .collect();
+    }
+
+    /// The tool calls seen in the relayed stream (id, name): a call seen takes its tool's
+    /// decision; decisions without a seen call (request tools, MCP `tools/call`) stay listed
+    /// without an id.
+    pub fn note_tool_calls(&mut self, seen: &[(String, String)]) {
+        if seen.is_empty() {
+            return;
+        }
+        let decisions = std::mem::take(&mut self.tool_calls);
+        let mut covered = vec![false; decisions.len()];
+        for (id, name) in seen {
+            let tool = format!("Tool::{name:?}");
+            let decided = decisions.iter().position(|d| d.tool == tool);
+            if let Some(i) = decided {
+                covered[i] = true;
+            }
+            let d = decided.map(|i| &decisions[i]);
+            self.tool_calls.push(ToolCall {
+                action: d.map_or_else(String::new, |d| d.action.clone()),
+                allowed: d.is_none_or(|d| d.allowed),
+                id: Some(id.clone()),
+                tool,
+            });
+        }
+        for (d, _) in decisions.into_iter().zip(covered).filter(|(_, c)| !c) {
+            if !self.tool_calls.contains(&d) {
+                self.tool_calls.push(d);
+            }
+        }
+    }
 }
 
 fn audit_decision(d: &Decision) -> AuditDecision {
@@ -257,12 +301,12 @@ fn audit_decision(d: &Decision) -> AuditDecision {
     }
 }
 
-/// Where the request stood with the rate-limit stage.
-fn rate_limit_outcome(ctx: &RequestCtx) -> &'static str {
-    match &ctx.error {
+/// Where the request stood with the rate-limit stage (`reached`: routed and identified).
+fn rate_limit_outcome(error: Option<&ProxyError>, reached: bool) -> &'static str {
+    match error {
         Some(ProxyError::RateLimited { .. }) => "limited",
         Some(ProxyError::RateLimitBackendDown) => "backend_unavailable",
-        // Refused before the limit stage ran (routing, identity, request-level policy, audit).
+        // Refused before the limit stage ran (routing, identity, audit).
         Some(
             ProxyError::NotFound
             | ProxyError::MethodNotAllowed { .. }
@@ -271,11 +315,7 @@ fn rate_limit_outcome(ctx: &RequestCtx) -> &'static str {
             | ProxyError::TokenRevoked
             | ProxyError::AuditUnavailable,
         ) => "not_reached",
-        Some(ProxyError::Forbidden) if ctx.decision.as_ref().is_some_and(Decision::blocks) => {
-            "not_reached"
-        }
-        Some(ProxyError::PayloadTooLarge { .. }) if ctx.principal.is_none() => "not_reached",
-        _ if ctx.route.is_none() || ctx.principal.is_none() => "not_reached",
+        _ if !reached => "not_reached",
         _ => "passed",
     }
 }

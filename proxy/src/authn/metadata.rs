@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use crate::config::spec::RouteProtocol;
+use crate::protocol::RouteProtocol;
 use crate::route::{Route, RouteTable};
 
 /// The well-known path prefix.

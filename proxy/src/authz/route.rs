@@ -4,7 +4,7 @@ use http::Method;
 
 use super::entities::{Resource, ResourceKind};
 use super::spec::{DeniedToolCall, RouteAuthzSpec};
-use crate::config::spec::RouteProtocol;
+use crate::protocol::RouteProtocol;
 
 /// An action on a resource.
 #[derive(Debug, Clone, PartialEq, Eq)]

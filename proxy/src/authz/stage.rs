@@ -1,92 +1,232 @@
-//! The request-level authorization stage, as the pipeline calls it: one function that builds
-//! the request from what earlier stages learned, decides with every policy set, records the
-//! decisions (context, metrics, log fields) and refuses when the enforcing set denies.
+//! [`AuthzStage`]: authorization as a pipeline stage. The request-level decision on the head;
+//! body-aware decisions on the parsed body ([`super::body`]); tool filtering of the parsed
+//! response events and JSON answers ([`super::stream`]); its part of the audit record.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Instant;
 
-use http::Method;
+use async_trait::async_trait;
+use pingora_http::RequestHeader;
+use serde_json::Value;
 
-use super::{Authz, AuthzRequest, Decisions, RequestFacts};
+use super::entities::{Resource, ResourceKind};
+use super::{Authz, AuthzRequest, Decision, Decisions, RequestFacts, RouteAuthz};
+use crate::audit::AuditRecord;
 use crate::error::ProxyError;
-use crate::pipeline::context::RequestCtx;
+use crate::protocol::{a2a, event::Item, message::Message, RouteProtocol};
+use crate::stage::{Exchange, Refusal, ResponseHead, Stage};
 use crate::telemetry::Metrics;
 
-/// The facts of the request in `ctx` (route, client, time) for the Cedar context.
-pub fn facts(
-    ctx: &RequestCtx,
-    method: &Method,
-    path: &str,
-    declared_bytes: u64,
-    tls: bool,
-) -> RequestFacts {
-    let route = ctx.route.as_ref();
+/// Authorization for every route; `authz` is `None` when no policy set is configured (then
+/// every hook is a no-op).
+pub struct AuthzStage {
+    authz: Option<Arc<Authz>>,
+    /// Each route's request mapping, by route id.
+    routes: Vec<Arc<RouteAuthz>>,
+    metrics: Metrics,
+}
+
+/// Per-request authorization state.
+#[derive(Debug, Default)]
+pub struct State {
+    /// The request's facts, kept for body-aware and stream decisions.
+    pub facts: Option<RequestFacts>,
+    /// The request-level decision of the enforcing set.
+    pub decision: Option<Decision>,
+    /// Decisions of shadow policy sets.
+    pub shadow: Vec<Decision>,
+    /// Body-aware decisions (tools, MCP calls, A2A methods), in order, enforcing set only.
+    pub body_decisions: Vec<Decision>,
+    /// `Mcp-Method` / `Mcp-Name` header problems found on the head, refused with the body.
+    pub(super) mcp_headers: Option<Result<http::HeaderMap, String>>,
+    /// Ids of MCP `tools/list` requests whose answers are filtered per principal.
+    pub(super) mcp_list_ids: Vec<Value>,
+    /// AG-UI response filtering.
+    pub(super) stream: super::stream::AguiFilter,
+    /// Tool verdicts already made for this response.
+    pub(super) verdicts: std::collections::HashMap<String, bool>,
+}
+
+impl AuthzStage {
+    /// The stage over `authz` with each route's mapping (indexed by route id).
+    pub fn new(authz: Option<Arc<Authz>>, routes: Vec<Arc<RouteAuthz>>, metrics: Metrics) -> Self {
+        Self {
+            authz,
+            routes,
+            metrics,
+        }
+    }
+
+    /// The live policy sets, when configured.
+    pub fn policies(&self) -> Option<&Arc<Authz>> {
+        self.authz.as_ref()
+    }
+
+    pub(super) fn route(&self, x: &Exchange<'_>) -> Option<&RouteAuthz> {
+        self.routes.get(x.route.id).map(AsRef::as_ref)
+    }
+
+    /// Decides `action` on `resource` with every set, records it, and says whether it blocks.
+    pub(super) fn decide(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        action: &str,
+        resource: &Resource,
+        arguments: Option<&Value>,
+    ) -> bool {
+        let (Some(authz), Some(facts)) = (self.authz.as_deref(), state.facts.as_ref()) else {
+            return true;
+        };
+        let decisions = authz.decide(&AuthzRequest {
+            principal: x.principal,
+            action,
+            resource,
+            facts,
+            arguments,
+        });
+        let blocks = record(&self.metrics, &decisions, x.request_id);
+        state.body_decisions.extend(decisions.primary);
+        state.shadow.extend(decisions.shadow);
+        blocks
+    }
+
+    /// Whether the principal may `action` the tool `name` (decided once per response).
+    pub(super) fn tool_allowed(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        action: &str,
+        name: &str,
+    ) -> bool {
+        if let Some(v) = state.verdicts.get(name) {
+            return *v;
+        }
+        let resource = Resource::new(ResourceKind::Tool, name);
+        let allowed = !self.decide(x, state, action, &resource, None);
+        state.verdicts.insert(name.to_string(), allowed);
+        allowed
+    }
+}
+
+/// The facts of the exchange (route, client, time) for the Cedar context.
+pub fn facts(x: &Exchange<'_>, declared_bytes: u64) -> RequestFacts {
     RequestFacts {
-        method: method.as_str().to_string(),
-        path: path.to_string(),
-        ip: ctx.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        method: x.method.as_str().to_string(),
+        path: x.path.to_string(),
+        ip: x.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
         time: time::OffsetDateTime::now_utc(),
-        tls,
+        tls: x.tls,
         request_bytes: declared_bytes,
-        route: route.map_or_else(String::new, |r| r.name.clone()),
-        protocol: route.map_or("http", |r| protocol_name(r.protocol)),
+        route: x.route.name.clone(),
+        protocol: x.route.protocol.as_str(),
     }
 }
 
-/// `http`, `agui`, `mcp`, `a2a`.
-pub fn protocol_name(p: crate::config::spec::RouteProtocol) -> &'static str {
-    use crate::config::spec::RouteProtocol::*;
-    match p {
-        Http => "http",
-        Agui => "agui",
-        Mcp => "mcp",
-        A2a => "a2a",
-    }
-}
+#[async_trait]
+impl Stage for AuthzStage {
+    type State = State;
 
-/// Decides the request in `ctx` with every policy set, records the outcome, and returns
-/// `Err(Forbidden)` when the enforcing set denies. A no-op when authorization is off.
-pub fn authorize(
-    authz: Option<&Authz>,
-    metrics: &Metrics,
-    req: &pingora_http::RequestHeader,
-    ctx: &mut RequestCtx,
-    tls: bool,
-) -> Result<(), ProxyError> {
-    let Some(authz) = authz else {
-        return Ok(());
-    };
-    let Some(route) = ctx.route.clone() else {
-        return Err(ProxyError::Internal);
-    };
-    let started = Instant::now();
-    let declared = req
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let facts = facts(ctx, &req.method, req.uri.path(), declared, tls);
-    let target = route.authz.target(&req.method, req.uri.path());
-    let decisions = authz.decide(&AuthzRequest {
-        principal: ctx.principal.as_ref(),
-        action: &target.action,
-        resource: &target.resource,
-        facts: &facts,
-        arguments: None,
-    });
-    metrics
-        .authz_duration
-        .observe(started.elapsed().as_secs_f64());
-    let blocks = record(metrics, &decisions, &ctx.request_id);
-    ctx.authz.facts = Some(facts);
-    ctx.decision = decisions.primary;
-    ctx.authz.shadow.extend(decisions.shadow);
-    if blocks {
-        return Err(ProxyError::Forbidden);
+    /// Decides the request with every policy set (after identify: policies are about the
+    /// principal; before limits: a refused request must not spend budget).
+    async fn on_request(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        req: &RequestHeader,
+    ) -> Result<(), ProxyError> {
+        let (Some(authz), Some(route)) = (self.authz.as_deref(), self.route(x)) else {
+            return Ok(());
+        };
+        let started = Instant::now();
+        let declared = req
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let facts = facts(x, declared);
+        let target = route.target(x.method, x.path);
+        let decisions = authz.decide(&AuthzRequest {
+            principal: x.principal,
+            action: &target.action,
+            resource: &target.resource,
+            facts: &facts,
+            arguments: None,
+        });
+        self.metrics
+            .authz_duration
+            .observe(started.elapsed().as_secs_f64());
+        let blocks = record(&self.metrics, &decisions, x.request_id);
+        state.facts = Some(facts);
+        state.decision = decisions.primary;
+        state.shadow.extend(decisions.shadow);
+        if blocks {
+            return Err(ProxyError::Forbidden);
+        }
+        match x.route.protocol {
+            RouteProtocol::Mcp => state.mcp_headers = Some(super::body::mcp_headers(&req.headers)),
+            // The HTTP+JSON binding names its method in the path, not in a body.
+            RouteProtocol::A2a => {
+                if let Some(action) = a2a::rest_action(x.method, x.path) {
+                    let agent = Resource::new(ResourceKind::Agent, route.agent.clone());
+                    if self.decide(x, state, action, &agent, None) {
+                        return Err(ProxyError::Forbidden);
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
     }
-    super::body::start(ctx, &req.method);
-    Ok(())
+
+    fn on_message(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        message: &mut Message,
+    ) -> Result<(), Refusal> {
+        if self.authz.is_none() {
+            return Ok(());
+        }
+        super::body::decide_message(self, x, state, message)
+    }
+
+    fn on_response(
+        &self,
+        _x: &Exchange<'_>,
+        state: &mut State,
+        _head: &ResponseHead,
+        _resp: &mut pingora_http::ResponseHeader,
+    ) -> Result<(), ProxyError> {
+        state.verdicts.clear();
+        Ok(())
+    }
+
+    fn on_events(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        items: &mut Vec<Item>,
+        _end: bool,
+    ) -> Result<(), ProxyError> {
+        if self.authz.is_none() {
+            return Ok(());
+        }
+        super::stream::filter_events(self, x, state, items)
+    }
+
+    fn on_answer(&self, x: &Exchange<'_>, state: &mut State, answer: &mut Value) {
+        if self.authz.is_some() && x.route.protocol == RouteProtocol::Mcp {
+            super::stream::filter_answer(self, x, state, answer);
+        }
+    }
+
+    fn audit(&self, state: &State, record: &mut AuditRecord) {
+        record.set_decision(state.decision.as_ref());
+        record.tool_decisions(&state.body_decisions);
+    }
 }
 
 /// Counts and logs `decisions`; returns whether they refuse the request.

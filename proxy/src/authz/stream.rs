@@ -1,261 +1,112 @@
-//! Response filtering: denied tool calls out of AG-UI streams, denied tools out of MCP
-//! `tools/list` answers (JSON or SSE).
+//! Response filtering over parsed events: denied tool calls out of AG-UI streams, denied tools
+//! out of MCP `tools/list` answers (SSE events or a whole JSON answer).
 //!
-//! The pipeline's SSE relay hands on complete, LF-framed events; this filter re-reads only
-//! those bytes, and only parses the JSON of events that can matter (a cheap substring test
-//! first), so nothing is held beyond the events of the current chunk. A JSON `tools/list`
-//! answer is the one thing buffered, bounded by [`MAX_JSON_RESPONSE_BYTES`].
+//! Every event arrives parsed once by the relay, so the event type and ids are read after
+//! JSON unescaping — `"TOOL\u005fCALL\u005fSTART"` is a `TOOL_CALL_START` here as it is for the
+//! client — and what the client receives is re-encoded from the value this filter left.
 //!
 //! AG-UI: a `TOOL_CALL_START` (or a first `TOOL_CALL_CHUNK`) naming a tool the principal may
 //! not `use_tool` drops that call's START/ARGS/END/CHUNK/RESULT events and its entries in
 //! `MESSAGES_SNAPSHOT` — or, when the route says `denied_tool_call: run_error`, ends the run
-//! with a `RUN_ERROR` of code `FORBIDDEN` and drops the rest of the stream.
+//! with a `RUN_ERROR` of code `FORBIDDEN`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
-use super::entities::{Resource, ResourceKind};
 use super::spec::DeniedToolCall;
-use super::stage::record;
-use super::{Authz, AuthzRequest};
-use crate::config::spec::RouteProtocol;
-use crate::pipeline::context::RequestCtx;
-use crate::protocol::sse::rewrite_events;
-use crate::telemetry::Metrics;
-
-/// Largest JSON `tools/list` answer the proxy filters; a larger one is refused.
-pub const MAX_JSON_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
-
-/// What the response filter does for one response.
-#[derive(Debug)]
-pub enum ResponseFilter {
-    /// AG-UI SSE: drop denied tool calls.
-    Agui(AguiFilter),
-    /// MCP SSE: filter `tools/list` results event by event.
-    McpSse,
-    /// MCP JSON: buffer and filter the `tools/list` result.
-    McpJson(BytesMut),
-}
+use super::stage::{AuthzStage, State};
+use crate::error::ProxyError;
+use crate::protocol::event::Item;
+use crate::protocol::{agui, mcp, RouteProtocol};
+use crate::stage::Exchange;
 
 /// State of an AG-UI stream filter.
 #[derive(Debug, Default)]
 pub struct AguiFilter {
     dropped: HashSet<String>,
-    ended: bool,
 }
 
-/// Decision cache for one response (a tool is decided once).
-pub(super) type Verdicts = HashMap<String, bool>;
-
-/// Response header hook: picks the filter. Returns whether the body must be re-framed without
-/// its `Content-Length` (a JSON answer that may shrink).
-pub fn on_response_header(
-    authz: Option<&Authz>,
-    ctx: &mut RequestCtx,
-    is_sse: bool,
-    content_type: &str,
-) -> bool {
-    if authz.is_none() {
-        return false;
-    }
-    let protocol = ctx
-        .route
-        .as_ref()
-        .map_or(RouteProtocol::Http, |r| r.protocol);
-    ctx.authz.response = match protocol {
-        RouteProtocol::Agui if is_sse => Some(ResponseFilter::Agui(AguiFilter::default())),
-        RouteProtocol::Mcp if !ctx.authz.mcp_list_ids.is_empty() => {
-            if is_sse {
-                Some(ResponseFilter::McpSse)
-            } else if content_type.starts_with("application/json") {
-                Some(ResponseFilter::McpJson(BytesMut::new()))
-            } else {
-                None
-            }
-        }
-        _ => None,
-    };
-    matches!(ctx.authz.response, Some(ResponseFilter::McpJson(_)))
-}
-
-/// Response body hook, after SSE re-framing. `Err` when a JSON answer is too large to filter.
-pub fn on_response_body(
-    authz: Option<&Authz>,
-    metrics: &Metrics,
-    body: &mut Option<Bytes>,
-    end_of_stream: bool,
-    ctx: &mut RequestCtx,
-) -> Result<(), &'static str> {
-    let (Some(authz), Some(mut filter)) = (authz, ctx.authz.response.take()) else {
-        return Ok(());
-    };
-    let mut verdicts = std::mem::take(&mut ctx.authz.verdicts);
-    let result = match &mut filter {
-        ResponseFilter::Agui(state) => {
-            if let Some(chunk) = body.take() {
-                *body = Some(filter_agui(
-                    authz,
-                    metrics,
-                    ctx,
-                    state,
-                    &mut verdicts,
-                    &chunk,
-                ));
+/// Filters the items of one chunk. `Err(Forbidden)` ends a run whose agent called a denied
+/// tool on a `run_error` route (the items then end with the `RUN_ERROR`).
+pub(super) fn filter_events(
+    stage: &AuthzStage,
+    x: &Exchange<'_>,
+    state: &mut State,
+    items: &mut Vec<Item>,
+) -> Result<(), ProxyError> {
+    match x.route.protocol {
+        RouteProtocol::Agui => filter_agui(stage, x, state, items),
+        RouteProtocol::Mcp if !state.mcp_list_ids.is_empty() => {
+            for item in items.iter_mut() {
+                if let Item::Event(e) = item {
+                    if let Some(v) = e.value_mut() {
+                        filter_answer(stage, x, state, v);
+                    }
+                }
             }
             Ok(())
         }
-        ResponseFilter::McpSse => {
-            if let Some(chunk) = body.take() {
-                *body = Some(filter_mcp_sse(authz, metrics, ctx, &mut verdicts, &chunk));
-            }
-            Ok(())
-        }
-        ResponseFilter::McpJson(held) => {
-            if let Some(chunk) = body.take() {
-                held.extend_from_slice(&chunk);
-            }
-            if held.len() > MAX_JSON_RESPONSE_BYTES {
-                Err("tools/list answer too large to filter")
-            } else if end_of_stream {
-                let whole = std::mem::take(held).freeze();
-                *body = Some(filter_mcp_json(authz, metrics, ctx, &mut verdicts, whole));
-                Ok(())
-            } else {
-                *body = Some(Bytes::new());
-                Ok(())
-            }
-        }
-    };
-    ctx.authz.response = Some(filter);
-    ctx.authz.verdicts = verdicts;
-    result
-}
-
-/// Whether the principal may `action` the tool `name` (decided once per response).
-fn allowed(
-    authz: &Authz,
-    metrics: &Metrics,
-    ctx: &mut RequestCtx,
-    verdicts: &mut Verdicts,
-    action: &str,
-    name: &str,
-) -> bool {
-    if let Some(v) = verdicts.get(name) {
-        return *v;
+        _ => Ok(()),
     }
-    let Some(facts) = ctx.authz.facts.as_ref() else {
-        return false;
-    };
-    let resource = Resource::new(ResourceKind::Tool, name);
-    let decisions = authz.decide(&AuthzRequest {
-        principal: ctx.principal.as_ref(),
-        action,
-        resource: &resource,
-        facts,
-        arguments: None,
-    });
-    let blocks = record(metrics, &decisions, &ctx.request_id);
-    ctx.authz.body_decisions.extend(decisions.primary);
-    ctx.authz.shadow.extend(decisions.shadow);
-    verdicts.insert(name.to_string(), !blocks);
-    !blocks
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 fn filter_agui(
-    authz: &Authz,
-    metrics: &Metrics,
-    ctx: &mut RequestCtx,
-    state: &mut AguiFilter,
-    verdicts: &mut Verdicts,
-    chunk: &Bytes,
-) -> Bytes {
-    if state.ended {
-        return Bytes::new();
-    }
-    if !contains(chunk, b"TOOL_CALL") && !contains(chunk, b"MESSAGES_SNAPSHOT") {
-        return chunk.clone();
-    }
-    let mode = ctx
-        .route
-        .as_ref()
-        .map_or(DeniedToolCall::Drop, |r| r.authz.denied_tool_call);
-    let mut out = BytesMut::with_capacity(chunk.len());
-    // `Err` ends the chunk: the run was ended with RUN_ERROR.
-    let _ = rewrite_events(chunk, &mut out, |mut event, out| {
-        let Some(data) = event.data.as_deref() else {
-            event.encode(out);
-            return Ok(());
+    stage: &AuthzStage,
+    x: &Exchange<'_>,
+    state: &mut State,
+    items: &mut Vec<Item>,
+) -> Result<(), ProxyError> {
+    let mode = stage
+        .route(x)
+        .map_or(DeniedToolCall::Drop, |r| r.denied_tool_call);
+    let mut kept = Vec::with_capacity(items.len());
+    for mut item in std::mem::take(items) {
+        let Item::Event(event) = &mut item else {
+            kept.push(item);
+            continue;
         };
-        if !data.contains("TOOL_CALL") && !data.contains("MESSAGES_SNAPSHOT") {
-            event.encode(out);
-            return Ok(());
-        }
-        let Ok(mut json) = serde_json::from_str::<Value>(data) else {
-            event.encode(out);
-            return Ok(());
-        };
-        let kind = json
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let call_id = json
-            .get("toolCallId")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        let name = json
-            .get("toolCallName")
-            .and_then(Value::as_str)
-            .map(str::to_string);
-        match kind.as_str() {
-            "TOOL_CALL_START" | "TOOL_CALL_CHUNK" if name.is_some() => {
-                let name = name.unwrap_or_default();
-                if allowed(authz, metrics, ctx, verdicts, "use_tool", &name) {
-                    event.encode(out);
+        let call_id = event.str_field("toolCallId").map(str::to_string);
+        match event.kind() {
+            "TOOL_CALL_START" | "TOOL_CALL_CHUNK" if event.str_field("toolCallName").is_some() => {
+                let name = event
+                    .str_field("toolCallName")
+                    .unwrap_or_default()
+                    .to_string();
+                if stage.tool_allowed(x, state, "use_tool", &name) {
+                    kept.push(item);
                 } else if mode == DeniedToolCall::RunError {
-                    out.extend_from_slice(&crate::protocol::agui::run_error_frame(
+                    kept.push(Item::Event(agui::run_error_event(
                         "FORBIDDEN",
                         "the agent called a tool this caller may not use",
-                    ));
-                    state.ended = true;
-                    return Err(());
+                    )));
+                    *items = kept;
+                    return Err(ProxyError::Forbidden);
                 } else if let Some(id) = call_id {
-                    state.dropped.insert(id);
+                    state.stream.dropped.insert(id);
                 }
             }
             "TOOL_CALL_START" | "TOOL_CALL_CHUNK" | "TOOL_CALL_ARGS" | "TOOL_CALL_END"
             | "TOOL_CALL_RESULT" => {
-                if !call_id.is_some_and(|id| state.dropped.contains(&id)) {
-                    event.encode(out);
+                if !call_id.is_some_and(|id| state.stream.dropped.contains(&id)) {
+                    kept.push(item);
                 }
             }
             "MESSAGES_SNAPSHOT" => {
-                scrub_snapshot(authz, metrics, ctx, state, verdicts, &mut json);
-                event.data = Some(json.to_string());
-                event.encode(out);
+                if let Some(json) = event.value_mut() {
+                    scrub_snapshot(stage, x, state, json);
+                }
+                kept.push(item);
             }
-            _ => event.encode(out),
+            _ => kept.push(item),
         }
-        Ok::<(), ()>(())
-    });
-    out.freeze()
+    }
+    *items = kept;
+    Ok(())
 }
 
 /// Removes denied tool calls (and the tool messages answering them) from a snapshot.
-fn scrub_snapshot(
-    authz: &Authz,
-    metrics: &Metrics,
-    ctx: &mut RequestCtx,
-    state: &mut AguiFilter,
-    verdicts: &mut Verdicts,
-    json: &mut Value,
-) {
+fn scrub_snapshot(stage: &AuthzStage, x: &Exchange<'_>, state: &mut State, json: &mut Value) {
     let Some(messages) = json.get_mut("messages").and_then(Value::as_array_mut) else {
         return;
     };
@@ -267,10 +118,10 @@ fn scrub_snapshot(
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 let id = c.get("id").and_then(Value::as_str).unwrap_or_default();
-                let keep = !state.dropped.contains(id)
-                    && allowed(authz, metrics, ctx, verdicts, "use_tool", name);
+                let keep = !state.stream.dropped.contains(id)
+                    && stage.tool_allowed(x, state, "use_tool", name);
                 if !keep {
-                    state.dropped.insert(id.to_string());
+                    state.stream.dropped.insert(id.to_string());
                 }
                 keep
             });
@@ -279,95 +130,39 @@ fn scrub_snapshot(
     messages.retain(|m| {
         !m.get("toolCallId")
             .and_then(Value::as_str)
-            .is_some_and(|id| state.dropped.contains(id))
+            .is_some_and(|id| state.stream.dropped.contains(id))
     });
 }
 
-/// Filters `result.tools` of a JSON-RPC answer to one of the remembered `tools/list` ids.
-fn filter_tools_result(
-    authz: &Authz,
-    metrics: &Metrics,
-    ctx: &mut RequestCtx,
-    verdicts: &mut Verdicts,
-    msg: &mut Value,
-) -> bool {
-    let id = msg.get("id").cloned().unwrap_or(Value::Null);
-    if !ctx.authz.mcp_list_ids.contains(&id) {
-        return false;
+/// Filters `result.tools` of JSON-RPC answers (one or a batch) to remembered `tools/list` ids.
+pub(super) fn filter_answer(
+    stage: &AuthzStage,
+    x: &Exchange<'_>,
+    state: &mut State,
+    answer: &mut Value,
+) {
+    if state.mcp_list_ids.is_empty() {
+        return;
     }
-    let Some(tools) = msg
-        .pointer_mut("/result/tools")
-        .and_then(Value::as_array_mut)
-    else {
-        return false;
-    };
-    let list: Vec<Value> = std::mem::take(tools);
-    let mut kept = Vec::with_capacity(list.len());
-    for t in list {
-        let name = t
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        if allowed(authz, metrics, ctx, verdicts, "list_tools", &name) {
-            kept.push(t);
-        }
-    }
-    if let Some(tools) = msg
-        .pointer_mut("/result/tools")
-        .and_then(Value::as_array_mut)
-    {
-        *tools = kept;
-    }
-    true
-}
-
-fn filter_mcp_json(
-    authz: &Authz,
-    metrics: &Metrics,
-    ctx: &mut RequestCtx,
-    verdicts: &mut Verdicts,
-    whole: Bytes,
-) -> Bytes {
-    let Ok(mut json) = serde_json::from_slice::<Value>(&whole) else {
-        return whole;
-    };
-    let changed = match &mut json {
-        Value::Array(list) => {
-            let mut changed = false;
-            for m in list.iter_mut() {
-                changed |= filter_tools_result(authz, metrics, ctx, verdicts, m);
-            }
-            changed
-        }
-        msg => filter_tools_result(authz, metrics, ctx, verdicts, msg),
-    };
-    if changed {
-        Bytes::from(serde_json::to_vec(&json).unwrap_or_default())
-    } else {
-        whole
-    }
-}
-
-fn filter_mcp_sse(
-    authz: &Authz,
-    metrics: &Metrics,
-    ctx: &mut RequestCtx,
-    verdicts: &mut Verdicts,
-    chunk: &Bytes,
-) -> Bytes {
-    if !contains(chunk, b"\"tools\"") {
-        return chunk.clone();
-    }
-    let mut out = BytesMut::with_capacity(chunk.len());
-    let _ = rewrite_events(chunk, &mut out, |mut event, out| {
-        if let Some(Ok(mut json)) = event.data.as_deref().map(serde_json::from_str::<Value>) {
-            if filter_tools_result(authz, metrics, ctx, verdicts, &mut json) {
-                event.data = Some(json.to_string());
+    let list_ids = std::mem::take(&mut state.mcp_list_ids);
+    let mut one = |msg: &mut Value| {
+        if let Some(tools) = mcp::listed_tools(msg, &list_ids) {
+            let all = std::mem::take(tools);
+            let kept: Vec<Value> = all
+                .into_iter()
+                .filter(|t| {
+                    let name = t.get("name").and_then(Value::as_str).unwrap_or_default();
+                    stage.tool_allowed(x, state, "list_tools", name)
+                })
+                .collect();
+            if let Some(tools) = mcp::listed_tools(msg, &list_ids) {
+                *tools = kept;
             }
         }
-        event.encode(out);
-        Ok::<(), ()>(())
-    });
-    out.freeze()
+    };
+    match answer {
+        Value::Array(list) => list.iter_mut().for_each(&mut one),
+        msg => one(msg),
+    }
+    state.mcp_list_ids = list_ids;
 }

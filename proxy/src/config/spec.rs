@@ -5,6 +5,7 @@
 //! on other fields live. Every field documents its default; the schema in
 //! `config/schema/palisade.schema.json` is generated from these doc comments.
 
+pub use crate::protocol::RouteProtocol;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -281,21 +282,6 @@ pub struct MatchSpec {
     /// Default: any method.
     #[serde(default)]
     pub methods: Vec<String>,
-}
-
-/// Protocol of a route.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RouteProtocol {
-    /// Plain HTTP; SSE responses still stream event by event.
-    #[default]
-    Http,
-    /// AG-UI: `RunAgentInput` in, AG-UI events out over SSE.
-    Agui,
-    /// MCP Streamable HTTP (JSON-RPC).
-    Mcp,
-    /// A2A (JSON-RPC over HTTP, SSE for streaming).
-    A2a,
 }
 
 /// The bundled orchestrator started in-process.

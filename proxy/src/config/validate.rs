@@ -104,7 +104,15 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
     let rate_limits = crate::ratelimit::policy::validate(&spec.rate_limits, &mut errors.0);
     // Guardrail rule sets before routes: each route carries its compiled set.
     let guardrails = crate::guardrails::compile_sets(&spec.guardrails, &mut errors.0);
-    let routes = routes(&spec, &upstreams, &rate_limits, &guardrails, &mut errors);
+    let mut per_route = PerRoute::default();
+    let routes = routes(
+        &spec,
+        &upstreams,
+        &rate_limits,
+        &guardrails,
+        &mut per_route,
+        &mut errors,
+    );
 
     crate::authn::validate_spec(&spec.authentication, &mut errors.0);
     let audit = crate::audit::validate(&spec.audit, &mut errors.0);
@@ -115,9 +123,10 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
     );
 
     // Policies after routes: every set's schema must support the actions the routes use.
-    let targets = routes
+    let targets = per_route
+        .authz
         .iter()
-        .flat_map(|r| r.authz.required_targets())
+        .flat_map(|r| r.required_targets())
         .collect();
     let authz = crate::authz::Authz::from_spec(&spec.authorization, targets)
         .unwrap_or_else(|errs| {
@@ -146,6 +155,7 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         log_format: spec.server.log_format,
         log_level: spec.server.log_level,
         routes: Arc::new(RouteTable::new(routes)),
+        per_route,
         embedded_orchestrator: spec.embedded_orchestrator,
         authz,
         authentication: spec.authentication,
@@ -153,6 +163,17 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         audit,
         tracing,
     })
+}
+
+/// Each stage's per-route state, indexed by [`Route::id`].
+#[derive(Debug, Clone, Default)]
+pub struct PerRoute {
+    /// How each route's requests map to Cedar `(action, resource)`.
+    pub authz: Vec<Arc<crate::authz::RouteAuthz>>,
+    /// Each route's rate limits and stream caps (inherited + its own).
+    pub limits: Vec<Arc<crate::ratelimit::RouteLimits>>,
+    /// Each route's guardrail rule set; `None` when off.
+    pub guardrails: Vec<Option<Arc<crate::guardrails::RuleSet>>>,
 }
 
 fn upstreams(
@@ -198,6 +219,7 @@ fn routes(
     upstreams: &BTreeMap<String, Arc<Upstream>>,
     rate_limits: &crate::ratelimit::policy::Validated,
     guardrails: &crate::guardrails::RuleSets,
+    per_route: &mut PerRoute,
     errors: &mut Errors,
 ) -> Vec<Route> {
     let mut names = HashSet::new();
@@ -280,7 +302,11 @@ fn routes(
             }
             continue;
         };
+        per_route.authz.push(Arc::new(route_authz));
+        per_route.limits.push(Arc::new(route_limits));
+        per_route.guardrails.push(route_guardrails);
         out.push(Route {
+            id: out.len(),
             name: r.name.clone(),
             host: r.matcher.host.as_deref().map(HostMatch::parse),
             path_prefix: r.matcher.path_prefix.clone(),
@@ -291,11 +317,8 @@ fn routes(
             max_body_bytes: r.max_body_bytes.unwrap_or(spec.limits.max_body_bytes),
             rewrite_prefix: r.rewrite_prefix.clone(),
             preserve_host: r.preserve_host,
-            authz: Arc::new(route_authz),
             auth: r.auth,
             forward_credentials: r.forward_credentials,
-            rate_limits: Arc::new(route_limits),
-            guardrails: route_guardrails,
         });
     }
     out

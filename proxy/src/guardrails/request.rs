@@ -11,8 +11,8 @@ use serde_json::Value;
 use super::detect::{RuleSet, Side};
 use super::scan::{scan_text, Fired};
 use super::spec::Location;
-use crate::config::spec::RouteProtocol;
 use crate::error::ProxyError;
+use crate::protocol::RouteProtocol;
 
 /// Why a request body was refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -76,20 +76,29 @@ impl DepthScanner {
 /// What inspecting a whole body produced.
 #[derive(Debug, Default)]
 pub struct Inspected {
-    /// The rewritten body, when something was redacted.
-    pub body: Option<Vec<u8>>,
+    /// Whether something was redacted in place.
+    pub changed: bool,
     /// Findings: `(location, fired)`.
     pub fired: Vec<(String, Vec<Fired>)>,
 }
 
-/// Inspects a whole request body of a protocol route.
+/// Nesting depth of a parsed value.
+pub fn depth(v: &Value) -> usize {
+    match v {
+        Value::Array(list) => 1 + list.iter().map(depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Inspects a whole, parsed request body of a dialect route in place (redactions edit it).
 pub fn inspect(
     rs: &RuleSet,
     protocol: RouteProtocol,
-    whole: &[u8],
+    json: &mut Value,
 ) -> Result<Inspected, (Refusal, Inspected)> {
     let mut found = Inspected::default();
-    if DepthScanner::default().feed(whole) > rs.checks.max_json_depth {
+    if depth(json) > rs.checks.max_json_depth {
         return Err((
             Refusal::Invalid(format!(
                 "body: JSON nested deeper than {} levels",
@@ -98,25 +107,15 @@ pub fn inspect(
             found,
         ));
     }
-    let Ok(mut json) = serde_json::from_slice::<Value>(whole) else {
-        return match protocol {
-            RouteProtocol::Agui if rs.checks.validate_agui => Err((
-                Refusal::Invalid("body: not a JSON RunAgentInput".into()),
-                found,
-            )),
-            // Body-aware authorization answers malformed JSON-RPC in its own way.
-            _ => Ok(found),
-        };
-    };
     let mut changed = false;
     let refused = match protocol {
         RouteProtocol::Agui => {
             if rs.checks.validate_agui {
-                if let Err(path) = validate_run_input(rs, &json) {
+                if let Err(path) = validate_run_input(rs, json) {
                     return Err((Refusal::Invalid(path), found));
                 }
             }
-            agui_messages(rs, &mut json, &mut changed, &mut found)
+            agui_messages(rs, json, &mut changed, &mut found)
         }
         RouteProtocol::Mcp | RouteProtocol::A2a => {
             let mut refused = None;
@@ -131,7 +130,7 @@ pub fn inspect(
                     refused = Some(id);
                 }
             };
-            match &mut json {
+            match json {
                 Value::Array(list) => list.iter_mut().for_each(&mut each),
                 m => each(m),
             }
@@ -141,11 +140,9 @@ pub fn inspect(
         }
         RouteProtocol::Http => None,
     };
+    found.changed = changed;
     if let Some(r) = refused {
         return Err((r, found));
-    }
-    if changed {
-        found.body = Some(serde_json::to_vec(&json).unwrap_or_default());
     }
     Ok(found)
 }

@@ -1,87 +1,61 @@
-//! Response-side guardrails: AG-UI streams event by event ([`agui`]), other SSE streams (MCP,
-//! A2A, plain) event by event, and JSON answers on MCP/A2A routes (held whole, bounded).
+//! Response-side guardrails over parsed items: AG-UI streams event by event ([`agui`]), other
+//! SSE streams (MCP, A2A, plain) event by event, and whole JSON answers on dialect routes.
 //!
-//! The filter runs after the pipeline's SSE relay, so it reads complete LF-framed events only
-//! and holds nothing but the raw tail of a message that may still grow into a secret.
-//!
-//! A `stop` ends the client's stream: the frames (on AG-UI: `CUSTOM` `GUARDRAIL_VIOLATION`, a
-//! short assistant message, `RUN_ERROR` `GUARDRAIL_VIOLATION`) are kept in the context and the
-//! filter fails, which makes pingora drop the upstream connection; `fail_to_proxy` then calls
-//! [`finish_stop`] to write the frames and end the response cleanly.
+//! The relay parsed each event once; these filters edit the parsed values, and what the client
+//! receives is encoded from them. A `stop` ends the client's stream: the filter leaves the
+//! closing items (on AG-UI: `CUSTOM` `GUARDRAIL_VIOLATION`, a short assistant message,
+//! `RUN_ERROR` `GUARDRAIL_VIOLATION`) and fails with `GuardrailViolation`.
 
 pub mod agui;
 
-use bytes::{Bytes, BytesMut};
 use serde_json::Value;
 
 use super::detect::{RuleSet, Side};
 use super::scan::{scan_text, Fired};
 use super::spec::Location;
-use crate::config::spec::RouteProtocol;
-use crate::error::ProxyError;
-use crate::pipeline::context::RequestCtx;
-use crate::protocol::sse::rewrite_events;
+use crate::protocol::event::{Data, Item};
+use crate::protocol::RouteProtocol;
+use crate::stage::ResponseHead;
 use crate::telemetry::Metrics;
-
-/// Largest JSON answer the output guardrails inspect; a larger one ends the response.
-pub const MAX_JSON_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 
 /// What the output filter does for one response.
 pub enum ResponseGuard {
     /// AG-UI SSE: per message / tool call, with carry-over.
     Agui(Box<agui::AguiGuard>),
-    /// Other SSE: each event's JSON string fields (or its raw data).
+    /// Other SSE: each event's JSON string fields (or its text).
     Sse {
         /// Where its text counts as.
         location: Location,
         /// Whether a stop answers in JSON-RPC (MCP, A2A).
         jsonrpc: bool,
     },
-    /// A JSON answer held whole.
-    Json {
-        /// The answer so far.
-        held: BytesMut,
-        /// Where its text counts as.
-        location: Location,
-    },
 }
 
-/// Response header hook: picks the filter. Returns whether `Content-Length` must be dropped
-/// (a JSON answer that may change length).
-pub fn on_response_header(ctx: &mut RequestCtx, is_sse: bool, content_type: &str) -> bool {
-    let Some(route) = ctx.route.as_ref() else {
-        return false;
-    };
-    let Some(rs) = route
-        .guardrails
-        .as_ref()
-        .filter(|rs| rs.has_side(Side::Output))
-    else {
-        return false;
-    };
-    let location = match route.protocol {
+/// Where a route's response text counts as.
+pub fn location(protocol: RouteProtocol) -> Location {
+    match protocol {
         RouteProtocol::Mcp => Location::ToolResult,
         _ => Location::AssistantText,
-    };
-    let jsonrpc = matches!(route.protocol, RouteProtocol::Mcp | RouteProtocol::A2a);
-    ctx.guardrail_state.response = match route.protocol {
-        RouteProtocol::Agui if is_sse => Some(ResponseGuard::Agui(Box::new(agui::AguiGuard::new(
-            rs,
-            &ctx.request_id,
-        )))),
-        _ if is_sse => Some(ResponseGuard::Sse { location, jsonrpc }),
-        RouteProtocol::Mcp | RouteProtocol::A2a if content_type.starts_with("application/json") => {
-            Some(ResponseGuard::Json {
-                held: BytesMut::new(),
-                location,
-            })
-        }
-        _ => None,
-    };
-    matches!(
-        ctx.guardrail_state.response,
-        Some(ResponseGuard::Json { .. })
-    )
+    }
+}
+
+/// Picks the stream filter of a response (`None` when the body is not a stream).
+pub fn pick(
+    rs: &RuleSet,
+    protocol: RouteProtocol,
+    head: &ResponseHead,
+    request_id: &str,
+) -> Option<ResponseGuard> {
+    if !head.is_sse || !rs.has_side(Side::Output) {
+        return None;
+    }
+    Some(match protocol {
+        RouteProtocol::Agui => ResponseGuard::Agui(Box::new(agui::AguiGuard::new(rs, request_id))),
+        p => ResponseGuard::Sse {
+            location: location(p),
+            jsonrpc: matches!(p, RouteProtocol::Mcp | RouteProtocol::A2a),
+        },
+    })
 }
 
 /// Where response-side findings go: the metrics and the request's findings.
@@ -109,105 +83,6 @@ impl Recorder<'_> {
             count: 1,
         });
     }
-}
-
-/// Response body hook, after SSE re-framing. `Err` means a `stop`: the frames wait in the
-/// context for [`finish_stop`], and the caller fails the filter so the upstream is closed.
-pub fn on_response_body(
-    metrics: &Metrics,
-    body: &mut Option<Bytes>,
-    end_of_stream: bool,
-    ctx: &mut RequestCtx,
-) -> Result<(), &'static str> {
-    let Some(mut guard) = ctx.guardrail_state.response.take() else {
-        return Ok(());
-    };
-    let Some(rs) = ctx.route.as_ref().and_then(|r| r.guardrails.clone()) else {
-        return Ok(());
-    };
-    let mut rec = Recorder {
-        metrics,
-        findings: &mut ctx.guardrails,
-    };
-    let outcome = match &mut guard {
-        ResponseGuard::Agui(g) => {
-            let chunk = body.take().unwrap_or_default();
-            g.process(&rs, &mut rec, &chunk, end_of_stream)
-        }
-        ResponseGuard::Sse { location, jsonrpc } => match body.take() {
-            Some(chunk) => sse_events(&rs, &mut rec, &chunk, *location, *jsonrpc),
-            None => Ok(Bytes::new()),
-        },
-        ResponseGuard::Json { held, location } => {
-            if let Some(chunk) = body.take() {
-                held.extend_from_slice(&chunk);
-            }
-            if held.len() > MAX_JSON_RESPONSE_BYTES {
-                *body = None;
-                ctx.error = Some(ProxyError::UpstreamUnavailable);
-                return Err("JSON answer too large to inspect");
-            }
-            if end_of_stream {
-                let whole = std::mem::take(held).freeze();
-                json_answer(&rs, &mut rec, whole, *location)
-            } else {
-                Ok(Bytes::new())
-            }
-        }
-    };
-    match outcome {
-        Ok(out) => {
-            *body = Some(out);
-            ctx.guardrail_state.response = Some(guard);
-            Ok(())
-        }
-        Err(frames) => {
-            *body = None;
-            ctx.guardrail_state.stop_frames = Some(frames);
-            ctx.error = Some(ProxyError::GuardrailViolation);
-            Err("stopped by guardrail")
-        }
-    }
-}
-
-/// In `fail_to_proxy`: when a `stop` ended the response, writes its frames and ends the
-/// response; returns the status to log. `None` when no stop happened.
-pub async fn finish_stop(
-    session: &mut pingora_proxy::Session,
-    ctx: &mut RequestCtx,
-) -> Option<u16> {
-    let frames = ctx.guardrail_state.stop_frames.take()?;
-    let status = match session.response_written() {
-        Some(resp) => resp.status.as_u16(),
-        None => {
-            // The header was still queued with the stopped chunk: send a fresh one.
-            let sse = ctx.stream.is_some();
-            let mut resp = pingora_http::ResponseHeader::build(200, Some(4)).ok()?;
-            let kind = if sse {
-                "text/event-stream"
-            } else {
-                "application/json"
-            };
-            resp.insert_header("content-type", kind).ok()?;
-            resp.insert_header("cache-control", "no-cache").ok()?;
-            resp.insert_header("x-request-id", ctx.request_id.as_str())
-                .ok()?;
-            if !sse {
-                resp.insert_header("content-length", frames.len().to_string())
-                    .ok()?;
-            }
-            if let Err(e) = session.write_response_header(Box::new(resp), false).await {
-                tracing::debug!(request_id = %ctx.request_id, error = %e, "stop header not written");
-                return Some(200);
-            }
-            200
-        }
-    };
-    ctx.response_bytes += frames.len() as u64;
-    if let Err(e) = session.write_response_body(Some(frames), true).await {
-        tracing::debug!(request_id = %ctx.request_id, error = %e, "stop frames not written");
-    }
-    Some(status)
 }
 
 /// Scans every string leaf of a JSON value in place (output side). Returns the refusing rule.
@@ -245,89 +120,64 @@ fn jsonrpc_stop(id: &Value, rule: &str) -> Value {
         "jsonrpc": "2.0",
         "id": id,
         "error": {
-            "code": super::JSONRPC_GUARDRAIL,
+            "code": crate::protocol::jsonrpc::GUARDRAIL,
             "message": "blocked by guardrail",
             "data": {"code": "GUARDRAIL_VIOLATION", "rule": rule}
         }
     })
 }
 
-fn sse_events(
+/// Scans the items of one chunk of a non-AG-UI stream. `Err` (the refusing rule) leaves the
+/// stop event last in `items`.
+pub fn sse_items(
     rs: &RuleSet,
     rec: &mut Recorder<'_>,
-    chunk: &[u8],
+    items: &mut Vec<Item>,
     location: Location,
     jsonrpc: bool,
-) -> Result<Bytes, Bytes> {
-    let mut out = BytesMut::with_capacity(chunk.len());
-    let rewritten = rewrite_events(chunk, &mut out, |mut event, out| {
-        let Some(data) = event.data.take() else {
-            event.encode(out);
-            return Ok(());
+) -> Result<(), usize> {
+    for at in 0..items.len() {
+        let Item::Event(event) = &mut items[at] else {
+            continue;
         };
-        let mut changed = false;
-        let (data, refused) = match serde_json::from_str::<Value>(&data) {
-            Ok(mut json) => {
-                let refused =
-                    scan_leaves(rs, rec, &mut json, location, "response.sse", &mut changed);
-                if let Some(rule) = refused {
-                    let id = json.get("id").cloned().unwrap_or(Value::Null);
-                    let stop = if jsonrpc {
-                        jsonrpc_stop(&id, &rs.rules[rule].id)
-                    } else {
-                        serde_json::json!({"error": {"code": "GUARDRAIL_VIOLATION", "rule": rs.rules[rule].id}})
-                    };
-                    (stop.to_string(), Some(rule))
-                } else if changed {
-                    (json.to_string(), None)
-                } else {
-                    (data, None)
-                }
+        let refused = match &mut event.data {
+            Data::None => None,
+            Data::Json(json) => {
+                let mut changed = false;
+                scan_leaves(rs, rec, json, location, "response.sse", &mut changed)
             }
-            Err(_) => {
-                let scanned = scan_text(rs, &data, Side::Output, location);
+            Data::Text(text) => {
+                let scanned = scan_text(rs, text, Side::Output, location);
                 rec.fired(rs, "response.sse", &scanned.fired);
-                match scanned.refused {
-                    Some(rule) => (
-                        serde_json::json!({"error": {"code": "GUARDRAIL_VIOLATION", "rule": rs.rules[rule].id}})
-                            .to_string(),
-                        Some(rule),
-                    ),
-                    None => (scanned.text.unwrap_or(data), None),
+                if let Some(t) = scanned.text {
+                    *text = t;
                 }
+                scanned.refused
             }
         };
-        event.data = Some(data);
-        event.encode(out);
-        // A refusal ends the stream after its stop frame.
-        refused.map_or(Ok(()), |_| Err(()))
-    });
-    match rewritten {
-        Ok(()) => Ok(out.freeze()),
-        Err(()) => Err(out.freeze()),
+        if let Some(rule) = refused {
+            let id = event
+                .value()
+                .and_then(|v| v.get("id"))
+                .cloned()
+                .unwrap_or(Value::Null);
+            event.data = Data::Json(if jsonrpc {
+                jsonrpc_stop(&id, &rs.rules[rule].id)
+            } else {
+                serde_json::json!({"error": {"code": "GUARDRAIL_VIOLATION", "rule": rs.rules[rule].id}})
+            });
+            items.truncate(at + 1);
+            return Err(rule);
+        }
     }
+    Ok(())
 }
 
-fn json_answer(
-    rs: &RuleSet,
-    rec: &mut Recorder<'_>,
-    whole: Bytes,
-    location: Location,
-) -> Result<Bytes, Bytes> {
-    let Ok(mut json) = serde_json::from_slice::<Value>(&whole) else {
-        return Ok(whole);
-    };
+/// Scans a whole JSON answer in place; a refusal replaces it with the JSON-RPC stop answer.
+pub fn json_answer(rs: &RuleSet, rec: &mut Recorder<'_>, json: &mut Value, location: Location) {
     let mut changed = false;
-    if let Some(rule) = scan_leaves(rs, rec, &mut json, location, "response.json", &mut changed) {
+    if let Some(rule) = scan_leaves(rs, rec, json, location, "response.json", &mut changed) {
         let id = json.get("id").cloned().unwrap_or(Value::Null);
-        // Ends normally (the upstream is done): the stop is the answer itself.
-        return Ok(Bytes::from(
-            jsonrpc_stop(&id, &rs.rules[rule].id).to_string(),
-        ));
-    }
-    if changed {
-        Ok(Bytes::from(serde_json::to_vec(&json).unwrap_or_default()))
-    } else {
-        Ok(whole)
+        *json = jsonrpc_stop(&id, &rs.rules[rule].id);
     }
 }

@@ -1,33 +1,78 @@
-//! [`RequestCtx`]: everything the pipeline learns about one request, from accept to audit.
+//! [`RequestCtx`]: what the pipeline carries through one request — the exchange's core facts
+//! (which stages read through [`crate::stage::Exchange`]) and each stage's own state.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::headers::TraceContext;
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
+
 use crate::authn::Principal;
 use crate::error::ProxyError;
 use crate::lifecycle::{InFlight, StreamGuard};
 use crate::protocol::relay::SseRelay;
 use crate::route::Route;
+use crate::stage::Exchange;
+use crate::telemetry::TraceContext;
 
-/// Per-request state carried through every pipeline phase.
-pub struct RequestCtx {
+/// The facts of one exchange as the pipeline learns them.
+pub struct Core {
     /// `X-Request-Id`: the client's when well-formed, else generated.
     pub request_id: String,
     /// W3C trace context of this hop.
     pub trace: Option<TraceContext>,
-    /// This request's OpenTelemetry spans (empty when tracing is off).
-    pub span: crate::telemetry::otel::RequestSpan,
-    /// When the request arrived.
-    pub started: Instant,
     /// The matched route, once routing ran.
     pub route: Option<Arc<Route>>,
+    /// The request's method.
+    pub method: http::Method,
+    /// The request's path (no query), as routing matched it.
+    pub path: String,
     /// Who is calling, once identification ran.
     pub principal: Option<Principal>,
     /// The client's IP address (the TCP peer).
     pub client_ip: Option<IpAddr>,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+}
+
+impl Core {
+    /// The read-only view stages receive; `None` before routing.
+    pub fn view(&self) -> Option<Exchange<'_>> {
+        Some(Exchange {
+            request_id: &self.request_id,
+            trace_id: self.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
+            route: self.route.as_deref()?,
+            principal: self.principal.as_ref(),
+            client_ip: self.client_ip,
+            tls: self.tls,
+            method: &self.method,
+            path: &self.path,
+        })
+    }
+}
+
+/// What the response body is, once its head arrived.
+#[derive(Default)]
+pub enum ResponseBody {
+    /// Passed through chunk by chunk.
+    #[default]
+    Pass,
+    /// An SSE stream, relayed event by event.
+    Stream(Box<StreamCtx>),
+    /// A JSON answer of a dialect route, held whole (bounded) and parsed once.
+    Answer(BytesMut),
+}
+
+/// Per-request state carried through every pipeline phase.
+pub struct RequestCtx {
+    /// The exchange's facts.
+    pub core: Core,
+    /// This request's OpenTelemetry spans (empty when tracing is off).
+    pub span: crate::telemetry::otel::RequestSpan,
+    /// When the request arrived.
+    pub started: Instant,
     /// Why the request failed, when it did (drives the status, metrics and audit reason).
     pub error: Option<ProxyError>,
     /// Request body bytes received.
@@ -38,29 +83,29 @@ pub struct RequestCtx {
     pub upstream_socket: Option<(RawFd, SocketAddr)>,
     /// The upstream response's status, once its header arrived (for the audit record).
     pub upstream_status: Option<u16>,
-    /// Set when the response is an SSE stream.
-    pub stream: Option<StreamCtx>,
-    /// The request-level authorization decision (the enforcing policy set's), for audit and
-    /// metrics; `None` when authorization is off or did not run.
-    pub decision: Option<crate::authz::Decision>,
-    /// Further authorization state: shadow decisions, body-aware decisions, stream filtering.
-    pub authz: crate::authz::Exchange,
-    /// What the rate-limit stage admitted: the stream slot (an RAII permit released when this
-    /// context drops, however the request ended) and the `RateLimit` headers to send.
-    pub ratelimit: crate::ratelimit::Admission,
-    /// What the guardrails found (rule ids, locations, actions; never content), for metrics
-    /// and the audit record.
-    pub guardrails: crate::guardrails::Findings,
-    /// Tool calls seen in the relayed AG-UI stream (ids and names), for the audit record.
-    pub tool_calls_seen: crate::audit::SeenToolCalls,
-    /// Guardrail working state: the held request body, the response filter, a pending stop.
-    pub guardrail_state: crate::guardrails::Exchange,
+    /// The body of a dialect route, held until whole (it is parsed once, then forwarded).
+    pub held: Option<BytesMut>,
+    /// The JSON-RPC ids of the parsed request and whether it was a batch (refusal shape).
+    pub jsonrpc: Option<(Vec<Value>, bool)>,
+    /// The response body's handling.
+    pub response: ResponseBody,
+    /// Items that end a stream a stage stopped, written by `fail_to_proxy`.
+    pub closing: Option<Bytes>,
+    /// Authorization's state.
+    pub authz: crate::authz::stage::State,
+    /// What the rate-limit stage admitted: the stream slot (released when this context
+    /// drops, however the request ended) and the `RateLimit` headers to send.
+    pub limit: crate::ratelimit::Admission,
+    /// Guardrails' state (findings, the response filter).
+    pub guard: crate::guardrails::State,
+    /// The audit trail's state (tool calls seen in the stream).
+    pub audit: crate::audit::SeenToolCalls,
     _in_flight: InFlight,
 }
 
 /// State of a relayed SSE response.
 pub struct StreamCtx {
-    /// The re-framing relay.
+    /// The relay: parses each event once, encodes what the filters kept.
     pub relay: SseRelay,
     /// Events already counted in metrics.
     pub events_counted: u64,
@@ -76,43 +121,56 @@ impl RequestCtx {
     /// A fresh context, counted in flight until dropped.
     pub fn new(in_flight: InFlight) -> Self {
         Self {
-            request_id: String::new(),
-            trace: None,
+            core: Core {
+                request_id: String::new(),
+                trace: None,
+                route: None,
+                method: http::Method::GET,
+                path: String::new(),
+                principal: None,
+                client_ip: None,
+                tls: false,
+            },
             span: Default::default(),
             started: Instant::now(),
-            route: None,
-            principal: None,
-            client_ip: None,
             error: None,
             request_bytes: 0,
             response_bytes: 0,
             upstream_socket: None,
             upstream_status: None,
-            stream: None,
-            decision: None,
+            held: None,
+            jsonrpc: None,
+            response: ResponseBody::Pass,
+            closing: None,
             authz: Default::default(),
-            ratelimit: Default::default(),
-            guardrails: Default::default(),
-            tool_calls_seen: Default::default(),
-            guardrail_state: Default::default(),
+            limit: Default::default(),
+            guard: Default::default(),
+            audit: Default::default(),
             _in_flight: in_flight,
         }
     }
 
     /// The route name for metrics and logs (`-` before routing).
     pub fn route_name(&self) -> &str {
-        self.route.as_ref().map_or("-", |r| r.name.as_str())
+        self.core.route.as_ref().map_or("-", |r| r.name.as_str())
     }
 
     /// The trace id (empty before the request was read).
     pub fn trace_id(&self) -> &str {
-        self.trace.as_ref().map_or("", |t| t.trace_id.as_str())
+        self.core.trace.as_ref().map_or("", |t| t.trace_id.as_str())
+    }
+
+    /// The relayed stream, when the response is one.
+    pub fn stream(&self) -> Option<&StreamCtx> {
+        match &self.response {
+            ResponseBody::Stream(s) => Some(s),
+            _ => None,
+        }
     }
 
     /// Whether the drain deadline ended this request's stream.
     pub fn ended_by_drain(&self) -> bool {
-        self.stream
-            .as_ref()
+        self.stream()
             .and_then(|s| s.guard.as_ref())
             .is_some_and(StreamGuard::ended_by_drain)
     }

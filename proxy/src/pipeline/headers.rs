@@ -3,6 +3,8 @@
 use http::header::{HeaderName, CONNECTION};
 use pingora_http::{RequestHeader, ResponseHeader};
 
+use crate::stage::Exchange;
+
 /// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
 const HOP_BY_HOP: &[&str] = &[
     "connection",
@@ -88,99 +90,18 @@ fn is_well_formed_id(v: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// W3C trace context for one hop: the trace id to keep, and the `traceparent` to send upstream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceContext {
-    /// 32 lower-case hex digits.
-    pub trace_id: String,
-    /// This hop's span id, 16 lower-case hex digits.
-    pub span_id: String,
-    /// Trace flags (`01` = sampled).
-    pub flags: String,
-    /// The client's span id from its `traceparent` (the parent of this hop's span).
-    pub parent_span_id: Option<String>,
-    /// The client's `tracestate`, forwarded upstream unchanged.
-    pub tracestate: Option<String>,
-}
-
-impl TraceContext {
-    /// Continues the client's `traceparent` when valid, else starts a new trace.
-    pub fn from_request(req: &RequestHeader) -> Self {
-        let span_id = random_hex(8);
-        if let Some(palisade_wire::trace::TraceParent {
-            trace_id,
-            parent_id: parent,
-            flags,
-        }) = req
-            .headers
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(palisade_wire::trace::TraceParent::parse)
-        {
-            // W3C: tracestate is only meaningful beside a valid traceparent; several header
-            // lines are one comma-joined list.
-            let states: Vec<&str> = req
-                .headers
-                .get_all("tracestate")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .collect();
-            return Self {
-                trace_id,
-                span_id,
-                flags,
-                parent_span_id: Some(parent),
-                tracestate: (!states.is_empty()
-                    && states.iter().map(|s| s.len()).sum::<usize>() <= 512)
-                    .then(|| states.join(",")),
-            };
-        }
-        Self {
-            trace_id: random_hex(16),
-            span_id,
-            flags: "01".into(),
-            parent_span_id: None,
-            tracestate: None,
-        }
-    }
-
-    /// The `traceparent` header value naming this hop as the parent.
-    pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
-    }
-
-    /// Sets `traceparent` (this hop as the parent) and the client's `tracestate` on an upstream
-    /// request.
-    pub fn propagate(&self, upstream: &mut RequestHeader) -> pingora_core::Result<()> {
-        upstream.insert_header("traceparent", self.traceparent())?;
-        if let Some(state) = &self.tracestate {
-            upstream.insert_header("tracestate", state.as_str())?;
-        }
-        Ok(())
-    }
-}
-
-fn random_hex(bytes: usize) -> String {
-    let id = uuid::Uuid::new_v4();
-    id.simple().to_string()[..bytes * 2].to_string()
-}
-
 /// The forwarding headers of an upstream request: hop-by-hop headers removed,
 /// `X-Forwarded-For` (appended to), `-Proto` and `-Host`, `Host` set to the upstream's unless
 /// the route preserves it, the route's path-prefix rewrite, and `X-Request-Id`.
 pub fn forward(
     upstream: &mut RequestHeader,
-    route: &crate::route::Route,
-    client_ip: Option<std::net::IpAddr>,
+    x: &Exchange<'_>,
     original_host: Option<&str>,
-    tls: bool,
-    request_id: &str,
 ) -> pingora_core::Result<()> {
     use pingora_core::{Error, ErrorType};
+    let route = x.route;
     strip_hop_by_hop_request(upstream);
-    if let Some(ip) = client_ip {
+    if let Some(ip) = x.client_ip {
         let forwarded_for = match upstream
             .headers
             .get("x-forwarded-for")
@@ -191,7 +112,7 @@ pub fn forward(
         };
         upstream.insert_header("x-forwarded-for", forwarded_for)?;
     }
-    upstream.insert_header("x-forwarded-proto", if tls { "https" } else { "http" })?;
+    upstream.insert_header("x-forwarded-proto", if x.tls { "https" } else { "http" })?;
     if let Some(host) = original_host {
         upstream.insert_header("x-forwarded-host", host)?;
     }
@@ -206,8 +127,82 @@ pub fn forward(
             .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;
         upstream.set_uri(uri);
     }
-    upstream.insert_header("x-request-id", request_id)?;
+    upstream.insert_header("x-request-id", x.request_id)?;
     Ok(())
+}
+
+/// On a dialect route the body is re-encoded from its parse (its length may change), so it
+/// goes upstream chunked; and the answer must come back readable, so no content coding is
+/// offered to the upstream.
+pub fn prepare_inspected(
+    upstream: &mut RequestHeader,
+    inspected: bool,
+) -> pingora_core::Result<()> {
+    if inspected {
+        upstream.remove_header(&http::header::ACCEPT_ENCODING);
+        if upstream.headers.contains_key(http::header::CONTENT_LENGTH)
+            || upstream
+                .headers
+                .contains_key(http::header::TRANSFER_ENCODING)
+        {
+            upstream.remove_header(&http::header::CONTENT_LENGTH);
+            upstream.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+    }
+    Ok(())
+}
+
+/// The declared `Content-Length` of a request, when it has one.
+pub fn declared_length(req: &RequestHeader) -> Option<u64> {
+    req.headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Whether a response declares an SSE body.
+pub fn is_event_stream(resp: &ResponseHeader) -> bool {
+    resp.headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
+}
+
+/// The response head the client receives: hop-by-hop headers out, `X-Request-Id` in; an SSE
+/// stream is re-framed (no length, no content coding) and must not be buffered on the way.
+pub fn response(
+    resp: &mut ResponseHeader,
+    request_id: &str,
+    sse: bool,
+) -> pingora_core::Result<()> {
+    strip_hop_by_hop_response(resp);
+    resp.insert_header("x-request-id", request_id)?;
+    if sse {
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        resp.remove_header(&http::header::CONTENT_ENCODING);
+        if resp.headers.get(http::header::CACHE_CONTROL).is_none() {
+            resp.insert_header(http::header::CACHE_CONTROL, "no-cache")?;
+        }
+        resp.insert_header("x-accel-buffering", "no")?;
+    }
+    Ok(())
+}
+
+/// The upstream peer of a route, with its timeouts.
+pub fn peer(route: &crate::route::Route) -> pingora_core::upstreams::peer::HttpPeer {
+    let up = &route.upstream;
+    let mut peer = pingora_core::upstreams::peer::HttpPeer::new(up.address, up.tls, up.sni.clone());
+    peer.options.connection_timeout = Some(up.connect_timeout);
+    peer.options.total_connection_timeout = Some(up.connect_timeout);
+    // An idle timeout, not a total one: streams may run for hours as long as bytes flow.
+    peer.options.read_timeout = Some(route.idle_timeout);
+    peer.options.write_timeout = Some(route.idle_timeout);
+    peer.options.idle_timeout = Some(up.pool_idle_timeout);
+    peer
 }
 
 /// The request's host: from the URI (HTTP/2, absolute form) or the `Host` header.
@@ -222,6 +217,7 @@ pub fn request_host(req: &RequestHeader) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::TraceContext;
 
     fn req(headers: &[(&str, &str)]) -> RequestHeader {
         let mut r = RequestHeader::build("GET", b"/", None).unwrap();

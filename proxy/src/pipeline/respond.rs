@@ -1,35 +1,58 @@
-//! Writing the proxy's own responses: error bodies before a response started, `RUN_ERROR` after.
+//! Everything the proxy writes itself, in one place: every refusal (the documented JSON error
+//! body, a JSON-RPC error with the request's ids, or — once a stream started — its closing
+//! items and an AG-UI `RUN_ERROR`), the public metadata documents, and the request's metrics,
+//! log line and audit record. The same condition gets the same code whatever wrote it: the
+//! code always comes from [`ProxyError::kind`].
 
 use bytes::Bytes;
 use pingora_core::{Error, ErrorSource, ErrorType};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
 
-use super::context::RequestCtx;
-use crate::config::spec::RouteProtocol;
+use super::context::{RequestCtx, ResponseBody};
+use crate::audit::{AuditRecord, RecordFacts, StreamFacts};
 use crate::error::ProxyError;
-use crate::protocol::agui;
+use crate::protocol::relay::Reading;
+use crate::protocol::{agui, jsonrpc, RouteProtocol};
+use crate::route::RouteTable;
+use crate::stage::Refusal;
+use crate::telemetry::Metrics;
 
-/// Writes `err` as the documented JSON error response and records it in `ctx`.
-pub async fn error_response(
+/// Answers a refused request (nothing written yet): a JSON-RPC error carrying the request's ids
+/// when the refusal was made on a parsed JSON-RPC body, else the documented error body.
+pub async fn refuse(
     session: &mut Session,
     ctx: &mut RequestCtx,
-    err: ProxyError,
+    refusal: Refusal,
 ) -> pingora_core::Result<()> {
-    let kind = err.kind();
-    let body = err.body(&ctx.request_id, ctx.trace_id());
-    let mut resp = ResponseHeader::build(kind.status, Some(5))?;
+    let err = refusal.error;
+    let (status, body) = match &ctx.jsonrpc {
+        Some((ids, batch)) if body_level(&err) => {
+            let (status, answer) =
+                jsonrpc::refusal(ids, &refusal.culprits, *batch, &err, &ctx.core.request_id);
+            (
+                status,
+                Bytes::from(serde_json::to_vec(&answer).unwrap_or_default()),
+            )
+        }
+        _ => (
+            err.kind().status,
+            err.body(&ctx.core.request_id, ctx.trace_id()),
+        ),
+    };
+    let mut resp = ResponseHeader::build(status, Some(6))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("content-length", body.len().to_string())?;
     resp.insert_header("cache-control", "no-store")?;
-    if !ctx.request_id.is_empty() {
-        resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+    if !ctx.core.request_id.is_empty() {
+        resp.insert_header("x-request-id", ctx.core.request_id.as_str())?;
     }
     for (name, value) in err.headers() {
         resp.insert_header(name, value)?;
     }
-    if kind.status == 401 {
+    if status == 401 {
         if let Some(route) = ctx
+            .core
             .route
             .as_ref()
             .filter(|r| r.protocol == RouteProtocol::Mcp)
@@ -42,20 +65,167 @@ pub async fn error_response(
         }
     }
     ctx.error = Some(err);
-    // A request body we did not read would be parsed as the next request: close instead. Bodiless
-    // requests keep their connection (clients retrying after a 401/429 reuse it).
+    // A request body we did not read would be parsed as the next request: close instead.
+    // Bodiless requests keep their connection (clients retrying after a 401/429 reuse it).
     let req = session.req_header();
     let declares_body = req.headers.contains_key(http::header::TRANSFER_ENCODING)
-        || req
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0");
-    if declares_body && !session.is_body_done() {
+        || super::headers::declared_length(req).is_some_and(|len| len > 0);
+    if (declares_body && !session.is_body_done()) || ctx.jsonrpc.is_some() {
         session.set_keepalive(None);
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
+}
+
+/// Whether a refusal was made on the request body (and so answers in the body's dialect).
+fn body_level(err: &ProxyError) -> bool {
+    matches!(
+        err,
+        ProxyError::Forbidden | ProxyError::GuardrailViolation | ProxyError::InvalidRequest(_)
+    )
+}
+
+/// Ends a request that failed after admission; returns the status to log. Before a response
+/// started: the documented refusal. After: the closing items a stage left, and on an AG-UI run
+/// that has not ended a final `RUN_ERROR` with the error's code; other streams are closed.
+pub async fn fail(session: &mut Session, ctx: &mut RequestCtx, err: ProxyError) -> u16 {
+    let closing = ctx.closing.take();
+    if session.response_written().is_none() && closing.is_none() {
+        // The connection is not reused: say so, or a keep-alive client sends its next request
+        // into a closing socket.
+        session.set_keepalive(None);
+        let status = err.kind().status;
+        if let Err(e) = refuse(session, ctx, err.into()).await {
+            tracing::debug!(request_id = %ctx.core.request_id, error = %e, "error response not written");
+        }
+        return status;
+    }
+    let status = match session.response_written() {
+        Some(resp) => resp.status.as_u16(),
+        // A stage stopped the first chunk: its header was still queued with it.
+        None => match stream_header(session, ctx).await {
+            Some(status) => status,
+            None => return 200,
+        },
+    };
+    let mut out = closing.map(|b| b.to_vec()).unwrap_or_default();
+    if let Some(frame) = run_error(ctx, &err) {
+        out.extend_from_slice(&frame);
+    }
+    ctx.error = Some(err);
+    ctx.response_bytes += out.len() as u64;
+    if let Err(e) = session
+        .write_response_body(Some(Bytes::from(out)), true)
+        .await
+    {
+        tracing::debug!(request_id = %ctx.core.request_id, error = %e, "closing frames not written");
+    }
+    status
+}
+
+/// Writes a fresh `200` head for a response whose first chunk was stopped.
+async fn stream_header(session: &mut Session, ctx: &RequestCtx) -> Option<u16> {
+    let sse = ctx.stream().is_some();
+    let mut resp = ResponseHeader::build(200, Some(4)).ok()?;
+    let kind = if sse {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    resp.insert_header("content-type", kind).ok()?;
+    resp.insert_header("cache-control", "no-cache").ok()?;
+    resp.insert_header("x-request-id", ctx.core.request_id.as_str())
+        .ok()?;
+    if let Err(e) = session.write_response_header(Box::new(resp), false).await {
+        tracing::debug!(request_id = %ctx.core.request_id, error = %e, "stop header not written");
+        return None;
+    }
+    Some(200)
+}
+
+/// The `RUN_ERROR` that ends an AG-UI run which has not ended yet (and marks it ended).
+fn run_error(ctx: &mut RequestCtx, err: &ProxyError) -> Option<Bytes> {
+    let agui = ctx
+        .core
+        .route
+        .as_ref()
+        .is_some_and(|r| r.protocol == RouteProtocol::Agui);
+    let ResponseBody::Stream(stream) = &mut ctx.response else {
+        return None;
+    };
+    if !agui || stream.relay.terminal_seen() {
+        return None;
+    }
+    stream.relay.mark_terminal();
+    Some(agui::run_error_frame(err.kind().code, &err.to_string()))
+}
+
+/// At a clean end of an AG-UI stream whose run never finished: the `RUN_ERROR` to append.
+pub fn unfinished_run(ctx: &mut RequestCtx) -> Option<Bytes> {
+    let err = ProxyError::UpstreamUnavailable;
+    let ResponseBody::Stream(stream) = &ctx.response else {
+        return None;
+    };
+    if stream.relay.terminal_seen() {
+        return None;
+    }
+    let agui = ctx
+        .core
+        .route
+        .as_ref()
+        .is_some_and(|r| r.protocol == RouteProtocol::Agui);
+    if !agui {
+        return None;
+    }
+    let frame = agui::run_error_frame(
+        err.kind().code,
+        "upstream ended the stream before the run finished",
+    );
+    if let ResponseBody::Stream(stream) = &mut ctx.response {
+        stream.relay.mark_terminal();
+    }
+    ctx.error = Some(err);
+    Some(frame)
+}
+
+/// How a stream's events are read: as JSON on dialect routes (unreadable ends the stream), as
+/// JSON-or-text where guardrails scan a plain stream, never otherwise.
+pub fn reading(protocol: RouteProtocol, guarded: bool) -> Reading {
+    match protocol {
+        RouteProtocol::Http if guarded => Reading::JsonOrText,
+        RouteProtocol::Http => Reading::Text,
+        _ => Reading::Json,
+    }
+}
+
+/// Answers the RFC 9728 metadata document of an MCP route (public: it tells clients where to
+/// get a token). Returns whether it answered.
+pub async fn metadata(
+    session: &mut Session,
+    routes: &RouteTable,
+    authn: &crate::authn::Authenticator,
+) -> pingora_core::Result<bool> {
+    let path = session.req_header().uri.path();
+    if !path.starts_with(crate::authn::metadata::WELL_KNOWN) {
+        return Ok(false);
+    }
+    let Some(doc) = crate::authn::metadata::document(
+        routes,
+        path,
+        &origin(session),
+        &authn.authorization_servers(),
+    ) else {
+        return Ok(false);
+    };
+    let body = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+    let mut resp = ResponseHeader::build(200, Some(3))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("cache-control", "max-age=300")?;
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(true)
 }
 
 /// `scheme://host` as the client addressed this proxy.
@@ -74,45 +244,6 @@ pub fn origin(session: &Session) -> String {
         })
         .unwrap_or_else(|| "localhost".into());
     format!("{}://{host}", if tls { "https" } else { "http" })
-}
-
-/// Writes a small JSON response the proxy answers itself.
-pub async fn json(
-    session: &mut Session,
-    status: u16,
-    body: &serde_json::Value,
-) -> pingora_core::Result<()> {
-    let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-    let mut resp = ResponseHeader::build(status, Some(3))?;
-    resp.insert_header("content-type", "application/json")?;
-    resp.insert_header("content-length", body.len().to_string())?;
-    resp.insert_header("cache-control", "max-age=300")?;
-    session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(body), true).await?;
-    Ok(())
-}
-
-/// Ends a stream whose response already started. AG-UI streams that have not reached their
-/// terminal event get a final `RUN_ERROR` with the error's code; other streams are just closed.
-pub async fn end_started_stream(session: &mut Session, ctx: &mut RequestCtx, err: ProxyError) {
-    let needs_run_error = ctx
-        .route
-        .as_ref()
-        .is_some_and(|r| r.protocol == RouteProtocol::Agui)
-        && ctx
-            .stream
-            .as_ref()
-            .is_some_and(|s| !s.relay.terminal_seen());
-    let code = err.kind().code;
-    let message = err.to_string();
-    ctx.error = Some(err);
-    if needs_run_error {
-        let frame: Bytes = agui::run_error_frame(code, &message);
-        ctx.response_bytes += frame.len() as u64;
-        if let Err(e) = session.write_response_body(Some(frame), true).await {
-            tracing::debug!(request_id = %ctx.request_id, error = %e, "could not write RUN_ERROR");
-        }
-    }
 }
 
 /// Classifies a pingora error into the documented error, or `None` when the client is gone.
@@ -162,4 +293,85 @@ pub fn upstream_error_kind(e: &Error) -> &'static str {
         t if is_connect_error(t) => "connect_error",
         _ => "reset",
     }
+}
+
+/// The request's audit record, before the stages fill their parts.
+pub fn record(
+    session: &Session,
+    ctx: &RequestCtx,
+    status: u16,
+    reason: &'static str,
+) -> AuditRecord {
+    AuditRecord::new(RecordFacts {
+        request_id: &ctx.core.request_id,
+        trace_id: ctx.trace_id(),
+        principal: ctx.core.principal.as_ref(),
+        client_ip: ctx.core.client_ip,
+        method: session.req_header().method.as_str(),
+        path: session.req_header().uri.path(),
+        route: ctx.core.route.as_ref().map(|r| r.name.as_str()),
+        status,
+        upstream_status: ctx.upstream_status,
+        bytes_in: ctx.request_bytes,
+        bytes_out: ctx.response_bytes,
+        started: ctx.started,
+        stream: ctx.stream().map(|s| StreamFacts {
+            events: s.relay.events(),
+            ended_by_drain: ctx.ended_by_drain(),
+        }),
+        error: ctx.error.as_ref(),
+        reason,
+    })
+}
+
+/// One metrics update, one log line and the end of the request's spans.
+pub fn observe(
+    metrics: &Metrics,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    status: u16,
+    reason: &'static str,
+) {
+    let route = ctx.route_name().to_string();
+    let method = session.req_header().method.as_str();
+    let status_label = session
+        .response_written()
+        .map_or("0", |r| r.status.as_str());
+    let elapsed = ctx.started.elapsed();
+    let labels = [route.as_str(), method, status_label, reason];
+    metrics.requests.with_label_values(&labels).inc();
+    metrics
+        .request_duration
+        .with_label_values(&labels)
+        .observe(elapsed.as_secs_f64());
+    let per_route = metrics.route(&route);
+    per_route.request_bytes.inc_by(ctx.request_bytes);
+    per_route.response_bytes.inc_by(ctx.response_bytes);
+    if let ResponseBody::Stream(stream) = std::mem::take(&mut ctx.response) {
+        per_route.active_streams.dec();
+        metrics
+            .stream_duration
+            .observe(stream.started.elapsed().as_secs_f64());
+    }
+    tracing::info!(
+        request_id = %ctx.core.request_id,
+        trace_id = %ctx.trace_id(),
+        route = %route,
+        method = %method,
+        path = %session.req_header().uri.path(),
+        status,
+        reason,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        request_bytes = ctx.request_bytes,
+        response_bytes = ctx.response_bytes,
+        "request"
+    );
+    let code = ctx.error.as_ref().map(|e| e.kind().code);
+    crate::telemetry::otel::finish_request(
+        &mut ctx.span,
+        &ctx.core.request_id,
+        code,
+        ctx.authz.decision.as_ref(),
+        (status, &route, reason),
+    );
 }

@@ -447,21 +447,16 @@ redis: {url: "http://x", cluster: ["redis://a:1"]}
 fn embedded_dev_config_ships_the_seed_limits() {
     let config =
         crate::config::Config::from_yaml(crate::config::EMBEDDED_DEV_CONFIG, Vec::new()).unwrap();
-    let route = &config.routes.routes()[0];
-    let names: Vec<&str> = route
-        .rate_limits
-        .limits
-        .iter()
-        .map(|l| l.name.as_str())
-        .collect();
+    let route = &config.per_route.limits[config.routes.routes()[0].id];
+    let names: Vec<&str> = route.limits.iter().map(|l| l.name.as_str()).collect();
     assert!(names.contains(&"per-principal"), "{names:?}");
-    let l = &route.rate_limits.limits[0];
+    let l = &route.limits[0];
     assert_eq!((l.requests, l.per), (300, Duration::from_secs(60)));
     assert_eq!(
         config.rate_limits.role_multipliers.get("admin"),
         Some(&10.0)
     );
-    assert_eq!(route.rate_limits.streams.per_principal, Some(10));
+    assert_eq!(route.streams.per_principal, Some(10));
 }
 
 #[test]

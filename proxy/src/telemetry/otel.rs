@@ -27,8 +27,8 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 
 use super::spec::{OtlpProtocol, TracingSpec};
-use crate::config::FieldError;
-use crate::pipeline::headers::TraceContext;
+use crate::config::field::FieldError;
+use crate::telemetry::TraceContext;
 
 /// Validated tracing settings; `None` in [`crate::config::Config`] means off.
 #[derive(Debug, Clone, PartialEq)]
@@ -295,21 +295,20 @@ impl RequestSpan {
     }
 }
 
-/// Ends the request's spans with its outcome: status, route, reason, the authorization
+/// Ends the request's spans with its outcome: `(status, route, reason)`, the authorization
 /// decision, and the error code as the span status.
 pub fn finish_request(
-    ctx: &mut crate::pipeline::context::RequestCtx,
-    status: u16,
-    route: &str,
-    reason: &'static str,
+    span: &mut RequestSpan,
+    request_id: &str,
+    error_code: Option<&'static str>,
+    decision: Option<&crate::authz::Decision>,
+    (status, route, reason): (u16, &str, &'static str),
 ) {
-    let code = ctx.error.as_ref().map(|e| e.kind().code);
-    let (request_id, decision) = (&ctx.request_id, &ctx.decision);
-    ctx.span.finish(code, || {
+    span.finish(error_code, || {
         let mut attrs = vec![
             KeyValue::new("http.response.status_code", i64::from(status)),
             KeyValue::new("http.route", route.to_string()),
-            KeyValue::new("palisade.request_id", request_id.clone()),
+            KeyValue::new("palisade.request_id", request_id.to_string()),
             KeyValue::new("palisade.reason", reason),
         ];
         if let Some(d) = decision {

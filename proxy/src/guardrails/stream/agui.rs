@@ -8,19 +8,17 @@
 //! other event), and everything is flushed before `RUN_FINISHED` / `RUN_ERROR` and at the end.
 //! `TOOL_CALL_RESULT` contents and `MESSAGES_SNAPSHOT` texts are whole and scanned as such.
 
-use std::borrow::Cow;
-
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use regex_automata::hybrid::dfa::Cache;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::Recorder;
 use crate::guardrails::detect::{RuleSet, Side};
 use crate::guardrails::scan::{scan_text, Scanned, TextStream};
 use crate::guardrails::spec::Location;
-use crate::protocol::agui::run_error_frame;
-use crate::protocol::sse::{rewrite_events, SseEvent};
+use crate::protocol::agui::run_error_event;
+use crate::protocol::event::{Item, StreamEvent};
+use crate::protocol::relay::{Reading, SseRelay};
 
 /// Which streamed text an id belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,18 +70,6 @@ impl Kind {
     }
 }
 
-#[derive(Deserialize)]
-struct Peek<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(rename = "messageId", default, borrow)]
-    message_id: Option<Cow<'a, str>>,
-    #[serde(rename = "toolCallId", default, borrow)]
-    tool_call_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    delta: Option<Cow<'a, str>>,
-}
-
 /// Open messages, reasoning streams and tool calls tracked per response. An upstream that opens
 /// one after another without ending them would otherwise grow the state (and the per-delta
 /// lookup) without bound; past this the oldest is forgotten and what it held is dropped, never
@@ -123,7 +109,40 @@ impl AguiGuard {
         self.texts.iter().map(|(_, _, t)| t.held()).sum()
     }
 
-    /// Filters one chunk of complete events. `Err` carries the frames that end a stopped run.
+    /// Filters the parsed items of one chunk. `Err` carries the items that end a stopped run.
+    pub fn filter(
+        &mut self,
+        rs: &RuleSet,
+        rec: &mut Recorder<'_>,
+        items: Vec<Item>,
+        end_of_stream: bool,
+    ) -> Result<Vec<Item>, Vec<Item>> {
+        let mut out = Vec::with_capacity(items.len() + 2);
+        if self.stopped {
+            return Ok(out);
+        }
+        for item in items {
+            let outcome = match item {
+                Item::Event(event) => self.event(rs, rec, event, &mut out),
+                comment => {
+                    out.push(comment);
+                    Ok(())
+                }
+            };
+            if let Err(rule) = outcome {
+                return Err(self.stop(rs, rule, out));
+            }
+        }
+        if end_of_stream {
+            if let Err(rule) = self.flush_all(rs, rec, &mut out) {
+                return Err(self.stop(rs, rule, out));
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`AguiGuard::filter`] over raw SSE bytes (tests and benchmarks): parses the chunk with a
+    /// relay of its own and encodes the result.
     pub fn process(
         &mut self,
         rs: &RuleSet,
@@ -131,39 +150,28 @@ impl AguiGuard {
         chunk: &[u8],
         end_of_stream: bool,
     ) -> Result<Bytes, Bytes> {
-        let mut out = BytesMut::with_capacity(chunk.len() + 64);
-        if self.stopped {
-            return Ok(Bytes::new());
+        let mut relay = SseRelay::new(Reading::Json, false);
+        let items = relay.parse(chunk).unwrap_or_default();
+        match self.filter(rs, rec, items, end_of_stream) {
+            Ok(items) => Ok(relay.encode(&items)),
+            Err(items) => Err(relay.encode(&items)),
         }
-        if let Err(rule) = rewrite_events(chunk, &mut out, |event, out| {
-            self.event(rs, rec, event, out)
-        }) {
-            return Err(self.stop(rs, rule, out));
-        }
-        if end_of_stream {
-            if let Err(rule) = self.flush_all(rs, rec, &mut out) {
-                return Err(self.stop(rs, rule, out));
-            }
-        }
-        Ok(out.freeze())
     }
 
     fn event(
         &mut self,
         rs: &RuleSet,
         rec: &mut Recorder<'_>,
-        event: SseEvent,
-        out: &mut BytesMut,
+        event: StreamEvent,
+        out: &mut Vec<Item>,
     ) -> Result<(), usize> {
-        let Some(data) = event.data.as_deref() else {
-            event.encode(out);
+        if event.value().is_none() {
+            out.push(Item::Event(event));
             return Ok(());
-        };
-        let Ok(peek) = serde_json::from_str::<Peek<'_>>(data) else {
-            event.encode(out);
-            return Ok(());
-        };
-        let kind = peek.kind.as_ref();
+        }
+        let kind_owned = event.kind().to_string();
+        let kind = kind_owned.as_str();
+        let delta = event.str_field("delta").map(str::to_string);
         let chunk_kind = match kind {
             "TEXT_MESSAGE_CHUNK" => Some(Kind::TextChunk),
             "REASONING_MESSAGE_CHUNK" => Some(Kind::ReasoningChunk),
@@ -174,8 +182,8 @@ impl AguiGuard {
         if chunk_kind.is_none() {
             self.flush_chunks(rs, rec, out)?;
         }
-        let msg_id = peek.message_id.as_deref().map(str::to_string);
-        let call_id = peek.tool_call_id.as_deref().map(str::to_string);
+        let msg_id = event.str_field("messageId").map(str::to_string);
+        let call_id = event.str_field("toolCallId").map(str::to_string);
         match kind {
             "TEXT_MESSAGE_START" => self.open_text.extend(msg_id.clone()),
             "REASONING_MESSAGE_START" => self.open_reasoning.extend(msg_id.clone()),
@@ -186,8 +194,8 @@ impl AguiGuard {
                     "REASONING_MESSAGE_CONTENT" => (Kind::Reasoning, msg_id.clone()),
                     _ => (Kind::Args, call_id.clone()),
                 };
-                let (Some(id), Some(delta)) = (id, peek.delta.as_deref()) else {
-                    event.encode(out);
+                let (Some(id), Some(delta)) = (id, delta.as_deref()) else {
+                    out.push(Item::Event(event));
                     return Ok(());
                 };
                 let scanned = self.push(rs, k, &id, delta);
@@ -224,7 +232,7 @@ impl AguiGuard {
                     .map(|(_, id)| id.clone())
             });
             let Some(id) = id else {
-                event.encode(out);
+                out.push(Item::Event(event));
                 return Ok(());
             };
             if self
@@ -235,15 +243,15 @@ impl AguiGuard {
                 self.flush_chunks(rs, rec, out)?;
             }
             self.last_chunk = Some((k, id.clone()));
-            let Some(delta) = peek.delta.as_deref() else {
-                event.encode(out);
+            let Some(delta) = delta.as_deref() else {
+                out.push(Item::Event(event));
                 return Ok(());
             };
             let scanned = self.push(rs, k, &id, delta);
             let same = scanned.text.as_deref() == Some(delta);
             return self.relay_delta(rs, rec, k, scanned, same, event, out);
         }
-        event.encode(out);
+        out.push(Item::Event(event));
         Ok(())
     }
 
@@ -283,8 +291,8 @@ impl AguiGuard {
         k: Kind,
         scanned: Scanned,
         unchanged: bool,
-        mut event: SseEvent,
-        out: &mut BytesMut,
+        mut event: StreamEvent,
+        out: &mut Vec<Item>,
     ) -> Result<(), usize> {
         rec.fired(rs, k.label(), &scanned.fired);
         if scanned.overflowed {
@@ -294,11 +302,11 @@ impl AguiGuard {
             return Err(rule);
         }
         if unchanged {
-            event.encode(out);
+            out.push(Item::Event(event));
             return Ok(());
         }
         let text = scanned.text.unwrap_or_default();
-        let Some(Ok(mut json)) = event.data.as_deref().map(serde_json::from_str::<Value>) else {
+        let Some(json) = event.value_mut() else {
             return Ok(());
         };
         if text.is_empty() {
@@ -311,8 +319,7 @@ impl AguiGuard {
         } else {
             json["delta"] = Value::String(text);
         }
-        event.data = Some(json.to_string());
-        event.encode(out);
+        out.push(Item::Event(event));
         Ok(())
     }
 
@@ -323,7 +330,7 @@ impl AguiGuard {
         rec: &mut Recorder<'_>,
         k: Kind,
         id: &str,
-        out: &mut BytesMut,
+        out: &mut Vec<Item>,
     ) -> Result<(), usize> {
         let Some(at) = self
             .texts
@@ -342,7 +349,7 @@ impl AguiGuard {
         if !rest.is_empty() {
             let (kind, id_field) = k.event();
             let frame = json!({"type": kind, id_field: id, "delta": rest});
-            SseEvent::with_data(frame.to_string()).encode(out);
+            out.push(Item::Event(StreamEvent::json(frame)));
         }
         Ok(())
     }
@@ -351,7 +358,7 @@ impl AguiGuard {
         &mut self,
         rs: &RuleSet,
         rec: &mut Recorder<'_>,
-        out: &mut BytesMut,
+        out: &mut Vec<Item>,
     ) -> Result<(), usize> {
         self.flush_where(rs, rec, out, |k| k.chunked())
     }
@@ -360,7 +367,7 @@ impl AguiGuard {
         &mut self,
         rs: &RuleSet,
         rec: &mut Recorder<'_>,
-        out: &mut BytesMut,
+        out: &mut Vec<Item>,
     ) -> Result<(), usize> {
         self.flush_where(rs, rec, out, |_| true)
     }
@@ -370,7 +377,7 @@ impl AguiGuard {
         &mut self,
         rs: &RuleSet,
         rec: &mut Recorder<'_>,
-        out: &mut BytesMut,
+        out: &mut Vec<Item>,
         which: impl Fn(&Kind) -> bool,
     ) -> Result<(), usize> {
         self.last_chunk = None;
@@ -390,13 +397,10 @@ impl AguiGuard {
         &mut self,
         rs: &RuleSet,
         rec: &mut Recorder<'_>,
-        mut event: SseEvent,
-        out: &mut BytesMut,
+        mut event: StreamEvent,
+        out: &mut Vec<Item>,
     ) -> Result<(), usize> {
-        let Some(mut json) = json_or_relay(&event, out) else {
-            return Ok(());
-        };
-        if let Some(Value::String(content)) = json.get_mut("content") {
+        if let Some(Value::String(content)) = event.value_mut().and_then(|j| j.get_mut("content")) {
             let scanned = scan_text(rs, content, Side::Output, Location::ToolResult);
             rec.fired(rs, "response.TOOL_CALL_RESULT", &scanned.fired);
             if let Some(rule) = scanned.refused {
@@ -404,10 +408,9 @@ impl AguiGuard {
             }
             if let Some(text) = scanned.text {
                 *content = text;
-                event.data = Some(json.to_string());
             }
         }
-        event.encode(out);
+        out.push(Item::Event(event));
         Ok(())
     }
 
@@ -415,13 +418,13 @@ impl AguiGuard {
         &mut self,
         rs: &RuleSet,
         rec: &mut Recorder<'_>,
-        mut event: SseEvent,
-        out: &mut BytesMut,
+        mut event: StreamEvent,
+        out: &mut Vec<Item>,
     ) -> Result<(), usize> {
-        let Some(mut json) = json_or_relay(&event, out) else {
+        let Some(json) = event.value_mut() else {
+            out.push(Item::Event(event));
             return Ok(());
         };
-        let mut changed = false;
         let mut refused = None;
         let mut check = |s: &mut String, location: Location| {
             let scanned = scan_text(rs, s, Side::Output, location);
@@ -429,7 +432,6 @@ impl AguiGuard {
             refused = refused.or(scanned.refused);
             if let Some(text) = scanned.text {
                 *s = text;
-                changed = true;
             }
         };
         if let Some(messages) = json.get_mut("messages").and_then(Value::as_array_mut) {
@@ -459,20 +461,17 @@ impl AguiGuard {
         if let Some(rule) = refused {
             return Err(rule);
         }
-        if changed {
-            event.data = Some(json.to_string());
-        }
-        event.encode(out);
+        out.push(Item::Event(event));
         Ok(())
     }
 
     /// The frames that end a stopped run: what was already filtered in this chunk, the open
     /// messages and tool calls closed, `CUSTOM` `GUARDRAIL_VIOLATION`, a short assistant
     /// message, `RUN_ERROR` `GUARDRAIL_VIOLATION`.
-    fn stop(&mut self, rs: &RuleSet, rule: usize, mut out: BytesMut) -> Bytes {
+    fn stop(&mut self, rs: &RuleSet, rule: usize, mut out: Vec<Item>) -> Vec<Item> {
         self.stopped = true;
         self.texts.clear();
-        let mut frame = |v: Value| SseEvent::with_data(v.to_string()).encode(&mut out);
+        let mut frame = |v: Value| out.push(Item::Event(StreamEvent::json(v)));
         for id in self.open_tools.drain(..) {
             frame(json!({"type": "TOOL_CALL_END", "toolCallId": id}));
         }
@@ -491,22 +490,10 @@ impl AguiGuard {
         frame(json!({"type": "TEXT_MESSAGE_START", "messageId": id, "role": "assistant"}));
         frame(json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": id, "delta": rs.stop_message}));
         frame(json!({"type": "TEXT_MESSAGE_END", "messageId": id}));
-        out.extend_from_slice(&run_error_frame(
+        out.push(Item::Event(run_error_event(
             "GUARDRAIL_VIOLATION",
             "the response was stopped by a guardrail",
-        ));
-        out.freeze()
+        )));
+        out
     }
-}
-
-/// The event's data as JSON; `None` when it is not JSON, after relaying the event unchanged.
-fn json_or_relay(event: &SseEvent, out: &mut BytesMut) -> Option<Value> {
-    let json = event
-        .data
-        .as_deref()
-        .and_then(|d| serde_json::from_str::<Value>(d).ok());
-    if json.is_none() {
-        event.encode(out);
-    }
-    json
 }
