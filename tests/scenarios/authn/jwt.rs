@@ -105,79 +105,50 @@ async fn rfc8725_bad_tokens_get_401_never_5xx() {
         B64.encode("x")
     );
 
-    const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
-    let cases: Vec<(&str, String, &str)> = vec![
+    // Every one of these is UNAUTHENTICATED (an expired token alone says TOKEN_EXPIRED, below).
+    let cases: Vec<(&str, String)> = vec![
         (
             "alg none",
             raw_token(json!({"alg": "none", "typ": "JWT"}), &good, b""),
-            UNAUTHENTICATED,
         ),
-        (
-            "alg None",
-            raw_token(json!({"alg": "None"}), &good, b""),
-            UNAUTHENTICATED,
-        ),
-        ("HS256 with the public key", hs, UNAUTHENTICATED),
+        ("alg None", raw_token(json!({"alg": "None"}), &good, b"")),
+        ("HS256 with the public key", hs),
         (
             "kid path traversal",
             forged(json!({"alg": "ES256", "kid": "../../../../etc/passwd"})),
-            UNAUTHENTICATED,
         ),
         (
             "kid SQL",
             forged(json!({"alg": "ES256", "kid": "x' OR '1'='1"})),
-            UNAUTHENTICATED,
         ),
-        (
-            "embedded jwk",
-            forged(json!({"alg": "ES256", "jwk": jwk})),
-            UNAUTHENTICATED,
-        ),
+        ("embedded jwk", forged(json!({"alg": "ES256", "jwk": jwk}))),
         (
             "jku",
             forged(json!({"alg": "ES256", "jku": "http://127.0.0.1:1/jwks"})),
-            UNAUTHENTICATED,
         ),
         (
             "x5u",
             forged(json!({"alg": "ES256", "x5u": "http://127.0.0.1:1/cert"})),
-            UNAUTHENTICATED,
         ),
-        ("attacker key", signed_by_attacker.clone(), UNAUTHENTICATED),
-        (
-            "expired",
-            signed(json!({"exp": now() - 3600})),
-            "TOKEN_EXPIRED",
-        ),
-        (
-            "not yet valid",
-            signed(json!({"nbf": now() + 3600})),
-            UNAUTHENTICATED,
-        ),
-        (
-            "wrong aud",
-            signed(json!({"aud": "someone-else"})),
-            UNAUTHENTICATED,
-        ),
-        ("no aud", signed(json!({"aud": null})), UNAUTHENTICATED),
-        (
-            "wrong iss",
-            signed(json!({"iss": "https://evil.test"})),
-            UNAUTHENTICATED,
-        ),
-        ("no exp", signed(json!({"exp": null})), UNAUTHENTICATED),
-        ("no sub", signed(json!({"sub": null})), UNAUTHENTICATED),
-        (
-            "over 8 KiB",
-            signed(json!({"pad": "x".repeat(9000)})),
-            UNAUTHENTICATED,
-        ),
-        ("bad base64", "!!!.@@@.###".to_string(), UNAUTHENTICATED),
-        ("bad JSON", bad_json, UNAUTHENTICATED),
-        ("two parts", "a.b".to_string(), UNAUTHENTICATED),
-        ("nested JWT", nested, UNAUTHENTICATED),
+        ("attacker key", signed_by_attacker.clone()),
+        ("not yet valid", signed(json!({"nbf": now() + 3600}))),
+        ("wrong aud", signed(json!({"aud": "someone-else"}))),
+        ("no aud", signed(json!({"aud": null}))),
+        ("wrong iss", signed(json!({"iss": "https://evil.test"}))),
+        ("no exp", signed(json!({"exp": null}))),
+        ("no sub", signed(json!({"sub": null}))),
+        ("over 8 KiB", signed(json!({"pad": "x".repeat(9000)}))),
+        ("bad base64", "!!!.@@@.###".to_string()),
+        ("bad JSON", bad_json),
+        ("two parts", "a.b".to_string()),
+        ("nested JWT", nested),
     ];
-    for (name, token, expected) in cases {
+    let expired = ("expired", signed(json!({"exp": now() - 3600})));
+    for (name, token) in cases.into_iter().chain([expired]) {
+        let expected = match name {
+            "expired" => "TOKEN_EXPIRED",
+            _ => "UNAUTHENTICATED",
+        };
         let (status, body) = call(&f.proxy, "/private", Some(&token)).await;
         assert_eq!(status, 401, "{name}: got {status} {body}");
         assert_eq!(code(&body), expected, "{name}");
