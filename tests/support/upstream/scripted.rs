@@ -513,3 +513,6 @@ async fn fill(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
