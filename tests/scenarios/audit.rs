@@ -10,9 +10,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use palisade_e2e::{closed_port, error_code, eventually, upstream, Proxy, TestProxy};
+use palisade_e2e::upstream::{self, ScriptedUpstream, Upstream};
+use palisade_e2e::{closed_port, error_code, eventually, Proxy, TestProxy};
 use palisade_proxy::audit::chain::{self, BreakKind, VerifyError};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The outcomes the load mixes, by `i % 10`: (path, method, body, expected status).
 const MIX: [(&str, &str, usize, u16); 10] = [
@@ -394,27 +395,25 @@ async fn records_are_shipped_to_a_redis_stream_as_written_to_the_file() {
     }
 }
 
-/// An AG-UI agent streaming a run that calls `search_docs` (id `c1`) and `write_file` (`c2`).
-async fn tool_calling_agent() -> std::net::SocketAddr {
-    let events = [
-        r#"{"type":"RUN_STARTED","threadId":"t1","runId":"r1"}"#,
-        r#"{"type":"TOOL_CALL_START","toolCallId":"c1","toolCallName":"search_docs"}"#,
-        r#"{"type":"TOOL_CALL_ARGS","toolCallId":"c1","delta":"{\"query\":\"secret plans\"}"}"#,
-        r#"{"type":"TOOL_CALL_END","toolCallId":"c1"}"#,
-        r#"{"type":"TOOL_CALL_START","toolCallId":"c2","toolCallName":"write_file"}"#,
-        r#"{"type":"TOOL_CALL_ARGS","toolCallId":"c2","delta":"{\"path\":\"/etc/passwd\"}"}"#,
-        r#"{"type":"TOOL_CALL_END","toolCallId":"c2"}"#,
-        r#"{"type":"RUN_FINISHED","threadId":"t1","runId":"r1"}"#,
-    ];
-    let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
-    let router = axum::Router::new().fallback(move || {
-        let body = body.clone();
-        async move { ([("content-type", "text/event-stream")], body) }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-    addr
+/// An AG-UI agent streaming (as one buffered body) a run that calls `search_docs` (id `c1`) and
+/// `write_file` (`c2`).
+async fn tool_calling_agent() -> Upstream {
+    let call = |id: &str, tool: &str, args: &str| {
+        [
+            json!({"type": "TOOL_CALL_START", "toolCallId": id, "toolCallName": tool}),
+            json!({"type": "TOOL_CALL_ARGS", "toolCallId": id, "delta": args}),
+            json!({"type": "TOOL_CALL_END", "toolCallId": id}),
+        ]
+    };
+    let mut events = vec![json!({"type": "RUN_STARTED", "threadId": "t1", "runId": "r1"})];
+    events.extend(call("c1", "search_docs", r#"{"query":"secret plans"}"#));
+    events.extend(call("c2", "write_file", r#"{"path":"/etc/passwd"}"#));
+    events.push(json!({"type": "RUN_FINISHED", "threadId": "t1", "runId": "r1"}));
+    ScriptedUpstream::new()
+        .sse("/", events)
+        .whole()
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,7 +434,7 @@ async fn stream_records_list_tool_calls_by_id_with_their_verdicts() {
     let dir = tempfile::tempdir().unwrap();
     let audit_file = dir.path().join("audit.jsonl");
     let proxy = TestProxy::new()
-        .upstream("agent", agent)
+        .upstream("agent", agent.addr)
         .route("agent", "/agent", "agent", "protocol: agui")
         .top_yaml(&format!(
             "authorization:\n  policy_sets:\n    - {{name: main, path: \"{}\", mode: enforce}}\n\

@@ -1,5 +1,7 @@
-//! Real upstreams on port 0: an echo server, a timed SSE server, one that dies mid-stream, and
-//! one that never answers.
+//! Real upstreams on port 0. [`ScriptedUpstream`] plays a script per path (fixed answers, JSON,
+//! SSE frames that end, die or hang, forwards, silence) and records what it received; the presets
+//! here are built on it or on axum: an echo server (also behind TLS), a timed SSE server, one that
+//! dies mid-stream, and one that never answers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,16 +12,44 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::Response;
 use axum::Router;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-/// An upstream server running on the test's runtime.
+mod scripted;
+
+use scripted::Log;
+pub use scripted::{Received, ScriptedUpstream};
+
+/// An upstream server running on the test's runtime, and what it received.
 pub struct Upstream {
     /// Where it listens.
     pub addr: SocketAddr,
+    log: Log,
 }
 
-async fn serve(router: Router) -> Upstream {
+impl Upstream {
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Received> {
+        self.log.lock().unwrap().requests.clone()
+    }
+
+    /// Every request received so far, removed from the record.
+    pub fn take_requests(&self) -> Vec<Received> {
+        std::mem::take(&mut self.log.lock().unwrap().requests)
+    }
+
+    /// The JSON body of every request received so far (`Null` for a body that is not JSON).
+    pub fn bodies(&self) -> Vec<Value> {
+        self.requests().iter().map(Received::json).collect()
+    }
+
+    /// When the other side hung up on a stream before it ended (scripted SSE streams only).
+    pub fn closed(&self) -> Vec<Instant> {
+        self.log.lock().unwrap().closed.clone()
+    }
+}
+
+async fn serve(router: Router, log: Log) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind upstream");
@@ -27,35 +57,55 @@ async fn serve(router: Router) -> Upstream {
     tokio::spawn(async move {
         axum::serve(listener, router).await.ok();
     });
-    Upstream { addr }
+    Upstream { addr, log }
 }
 
-/// Answers every request with JSON describing it: method, path (with query), headers, body size.
+/// Answers every request with JSON describing it: method, path (with query), headers, body size
+/// (HTTP/1.1 and h2c).
 pub async fn echo() -> Upstream {
-    serve(Router::new().fallback(|req: Request| async move {
-        let (parts, body) = req.into_parts();
-        let body = axum::body::to_bytes(body, usize::MAX)
-            .await
-            .unwrap_or_default();
-        let headers: serde_json::Map<String, serde_json::Value> = parts
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
-            .collect();
-        let json = serde_json::json!({
-            "method": parts.method.as_str(),
-            "path": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
-            "headers": headers,
-            "body_len": body.len(),
-        });
-        Response::builder()
-            .header("content-type", "application/json")
-            .header("connection", "keep-alive")
-            .header("keep-alive", "timeout=5")
-            .body(Body::from(json.to_string()))
-            .unwrap()
-    }))
-    .await
+    let log = Log::default();
+    let record = log.clone();
+    let router = Router::new().fallback(move |req: Request| {
+        let record = record.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            let headers: serde_json::Map<String, serde_json::Value> = parts
+                .headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
+                .collect();
+            record.lock().unwrap().requests.push(Received {
+                method: parts.method.to_string(),
+                path: parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                    .collect(),
+                body: body.to_vec(),
+            });
+            let json = serde_json::json!({
+                "method": parts.method.as_str(),
+                "path": parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                "headers": headers,
+                "body_len": body.len(),
+            });
+            Response::builder()
+                .header("content-type", "application/json")
+                .header("connection", "keep-alive")
+                .header("keep-alive", "timeout=5")
+                .body(Body::from(json.to_string()))
+                .unwrap()
+        }
+    });
+    serve(router, log).await
 }
 
 /// How a [`sse`] upstream frames and fills its stream.
@@ -125,7 +175,7 @@ pub async fn sse(script: SseScript) -> SseUpstream {
                 .unwrap()
         }
     });
-    let up = serve(router).await;
+    let up = serve(router, Log::default()).await;
     SseUpstream {
         addr: up.addr,
         emitted,
@@ -177,60 +227,24 @@ fn async_stream(
     })
 }
 
-/// A raw HTTP/1.1 upstream that starts an SSE response, sends `events` AG-UI-shaped events, then
+/// An upstream that starts an SSE response, sends `events` AG-UI-shaped events 50 ms apart, then
 /// resets the connection (the process "died").
 pub async fn dying_sse(events: usize) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                read_request_head(&mut sock).await;
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-                sock.write_all(head.as_bytes()).await.ok();
-                for i in 0..events {
-                    let data = if i == 0 {
-                        r#"data: {"type":"RUN_STARTED","threadId":"t","runId":"r"}"#.to_string()
-                            + "\n\n"
-                    } else {
-                        format!("data: {{\"type\":\"TEXT_MESSAGE_CONTENT\",\"messageId\":\"m\",\"delta\":\"{i}\"}}\n\n")
-                    };
-                    let chunk = format!("{:x}\r\n{data}\r\n", data.len());
-                    sock.write_all(chunk.as_bytes()).await.ok();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                #[allow(deprecated)]
-                sock.set_linger(Some(Duration::ZERO)).ok();
-                drop(sock);
-            });
-        }
+    let frames = (0..events).map(|i| match i {
+        0 => json!({"type": "RUN_STARTED", "threadId": "t", "runId": "r"}),
+        i => json!({"type": "TEXT_MESSAGE_CONTENT", "messageId": "m", "delta": i.to_string()}),
     });
-    Upstream { addr }
+    ScriptedUpstream::new()
+        .sse("/", frames)
+        .pace(Duration::from_millis(50))
+        .then_die()
+        .start()
+        .await
 }
 
 /// Accepts connections and reads requests but never answers.
 pub async fn silent() -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((mut sock, _)) = listener.accept().await {
-            read_request_head(&mut sock).await;
-            held.push(sock);
-        }
-    });
-    Upstream { addr }
-}
-
-async fn read_request_head(sock: &mut tokio::net::TcpStream) {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        match sock.read(&mut byte).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&byte[..n]),
-        }
-    }
+    ScriptedUpstream::new().silent("/").start().await
 }
 
 /// The [`echo`] upstream behind TLS with `cert_pem`/`key_pem` (HTTP/1.1).
@@ -294,5 +308,8 @@ pub async fn echo_tls(cert_pem: &str, key_pem: &str) -> Upstream {
             });
         }
     });
-    Upstream { addr }
+    Upstream {
+        addr,
+        log: plain.log,
+    }
 }

@@ -1,13 +1,11 @@
 //! The A2A client against a real a2a-sdk agent: 1.0 `SendMessage`, 0.3 `message/send`, a retry
 //! after a `503` from a gateway in front of it, and the final statuses when it never comes back.
 
-use std::sync::atomic::Ordering;
-
 use palisade_orchestrator::a2a::{
     A2aClient, A2aConfig, A2aOutcome, A2aProtocol, ERROR_MAX_RETRIES,
 };
 
-use super::peers::{Agent, FlakyGateway};
+use super::peers::{flaky_gateway, Agent};
 
 fn fast(cfg: A2aConfig) -> A2aConfig {
     A2aConfig {
@@ -53,20 +51,19 @@ async fn a_503_is_retried_and_the_task_runs_once() {
     let agent = tokio::task::spawn_blocking(|| Agent::start(false))
         .await
         .unwrap();
-    let gateway = FlakyGateway::start(&agent, 1).await;
+    let gateway = flaky_gateway(&agent, 1).await;
     let client = A2aClient::new(&fast(A2aConfig::default())).unwrap();
     let outcome = client
-        .send(&gateway.url().parse().unwrap(), "page the on-call")
+        .send(
+            &format!("http://{}/a2a", gateway.addr).parse().unwrap(),
+            "page the on-call",
+        )
         .await;
     assert!(
         matches!(&outcome, A2aOutcome::Completed { text, attempts: 2, .. } if text == "Delegated: page the on-call"),
         "{outcome:?}"
     );
-    assert_eq!(
-        gateway.seen.load(Ordering::SeqCst),
-        2,
-        "one 503, one forwarded"
-    );
+    assert_eq!(gateway.requests().len(), 2, "one 503, one forwarded");
     assert_eq!(agent.served().await, 1, "the agent ran the task once");
 }
 
@@ -75,17 +72,22 @@ async fn a_gateway_that_stays_down_ends_in_error_max_retries() {
     let agent = tokio::task::spawn_blocking(|| Agent::start(false))
         .await
         .unwrap();
-    let gateway = FlakyGateway::start(&agent, usize::MAX).await;
+    let gateway = flaky_gateway(&agent, usize::MAX).await;
     let client = A2aClient::new(&fast(A2aConfig {
         max_retries: 2,
         ..A2aConfig::default()
     }))
     .unwrap();
-    let outcome = client.send(&gateway.url().parse().unwrap(), "x").await;
+    let outcome = client
+        .send(
+            &format!("http://{}/a2a", gateway.addr).parse().unwrap(),
+            "x",
+        )
+        .await;
     assert!(
         matches!(&outcome, A2aOutcome::Failed { status: ERROR_MAX_RETRIES, attempts: 3, detail } if detail.contains("503")),
         "{outcome:?}"
     );
-    assert_eq!(gateway.seen.load(Ordering::SeqCst), 3);
+    assert_eq!(gateway.requests().len(), 3);
     assert_eq!(agent.served().await, 0);
 }

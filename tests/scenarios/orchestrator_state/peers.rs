@@ -1,20 +1,13 @@
 //! The real remote agent (`tests/peers/a2a_delegate_agent.py`, a2a-sdk from the peers venv) and a
-//! gateway in front of it that answers `503` to the first N requests, then forwards.
+//! gateway in front of it (a `ScriptedUpstream`) that answers `503` to the first N requests, then
+//! forwards.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::Router;
 use palisade_e2e::peers::{python, workspace};
+use palisade_e2e::upstream::{ScriptedUpstream, Upstream};
 
 /// A running `a2a_delegate_agent.py`; killed on drop.
 pub struct Agent {
@@ -76,84 +69,13 @@ impl Drop for Agent {
     }
 }
 
-/// A gateway that answers `503` to the first `fail_first` requests and forwards the rest to the
-/// agent (path `/a2a`), counting every request it saw.
-pub struct FlakyGateway {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// Requests seen (failed and forwarded).
-    pub seen: Arc<AtomicUsize>,
-}
-
-#[derive(Clone)]
-struct Front {
-    target: String,
-    fail_first: usize,
-    seen: Arc<AtomicUsize>,
-    http: reqwest::Client,
-}
-
-async fn front(State(front): State<Front>, headers: HeaderMap, body: Bytes) -> Response {
-    let n = front.seen.fetch_add(1, Ordering::SeqCst);
-    if n < front.fail_first {
-        return (StatusCode::SERVICE_UNAVAILABLE, "warming up").into_response();
-    }
-    let mut request = front.http.post(&front.target).body(body);
-    for (name, value) in &headers {
-        if name != "host" && name != "content-length" {
-            request = request.header(name, value);
-        }
-    }
-    match request.send().await {
-        Ok(answer) => {
-            let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
-            let content_type = answer
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("application/json")
-                .to_owned();
-            let body = answer.bytes().await.unwrap_or_default();
-            (status, [("content-type", content_type)], body).into_response()
-        }
-        Err(_) => StatusCode::BAD_GATEWAY.into_response(),
-    }
-}
-
-impl FlakyGateway {
-    /// Starts the gateway in front of `agent`.
-    pub async fn start(agent: &Agent, fail_first: usize) -> Self {
-        let seen = Arc::new(AtomicUsize::new(0));
-        let state = Front {
-            target: agent.url.clone(),
-            fail_first,
-            seen: Arc::clone(&seen),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-        };
-        let app = Router::new().route("/a2a", post(front)).with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, seen }
-    }
-
-    /// Its JSON-RPC URL.
-    pub fn url(&self) -> String {
-        format!("http://{}/a2a", self.addr)
-    }
-}
-
-/// An endpoint that takes requests on any path and never answers; returns its address.
-pub async fn black_hole() -> SocketAddr {
-    let app = Router::new().fallback(|| async {
-        std::future::pending::<()>().await;
-        StatusCode::OK
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+/// A gateway in front of `agent` that answers `503` to the first `fail_first` requests on `/a2a`
+/// and forwards the rest; its record counts every request it saw (failed and forwarded).
+pub async fn flaky_gateway(agent: &Agent, fail_first: usize) -> Upstream {
+    ScriptedUpstream::new()
+        .respond("/a2a", 503, &[("content-type", "text/plain")], "warming up")
+        .times(fail_first)
+        .forward("/a2a", &format!("http://{}", agent.addr))
+        .start()
+        .await
 }

@@ -2,21 +2,21 @@
 //! (replayed, never run twice; `409` while the first still runs), and an A2A delegation to a real
 //! a2a-sdk agent behind a proxy route, retried after a gateway's `503`.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use palisade_e2e::orchestrator::Listener;
+use palisade_e2e::upstream::{self, Upstream};
 use palisade_e2e::{client, sse_client, Proxy, TestProxy};
 use serde_json::{json, Value};
 
-use super::peers::{black_hole, Agent, FlakyGateway};
+use super::peers::{flaky_gateway, Agent};
 
 /// The proxy, the orchestrator behind it, and the remote agent behind a flaky gateway behind the
 /// proxy's `/a2a` route.
 struct Stack {
     proxy: Proxy,
     agent: Agent,
-    gateway: FlakyGateway,
+    gateway: Upstream,
     _dir: tempfile::TempDir,
 }
 
@@ -24,13 +24,13 @@ async fn stack(word_delay_ms: u64) -> Stack {
     let agent = tokio::task::spawn_blocking(|| Agent::start(false))
         .await
         .unwrap();
-    let gateway = FlakyGateway::start(&agent, 1).await;
-    let stuck = black_hole().await;
+    let gateway = flaky_gateway(&agent, 1).await;
+    let stuck = upstream::silent().await;
     let listener = Listener::bind().await;
     let proxy = TestProxy::new()
         .upstream("orchestrator", listener.addr)
         .upstream("agent", gateway.addr)
-        .upstream("stuck", stuck);
+        .upstream("stuck", stuck.addr);
     let proxy = agent_and_runs_routes(proxy)
         .route("threads", "/threads/", "orchestrator", "")
         .route("a2a", "/a2a", "agent", "protocol: a2a")
@@ -279,7 +279,7 @@ async fn a2a_delegation_through_the_proxy_retries_after_a_503() {
     assert_eq!(content["attempts"], 2, "one 503, then through");
 
     // The gateway saw the 503'd attempt and the retry (both through the proxy); the agent ran once.
-    assert_eq!(stack.gateway.seen.load(Ordering::SeqCst), 2);
+    assert_eq!(stack.gateway.requests().len(), 2);
     assert_eq!(stack.agent.served().await, 1);
 
     let (_, run) = get_json(&stack, "/runs/r-a2a").await;
