@@ -12,6 +12,8 @@ use palisade_proxy::authn::signer::Signer;
 use serde_json::{json, Value};
 
 const ISS: &str = "https://idp.test";
+/// An admin API token written by hand (at least 32 bytes).
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123";
 
 fn now() -> u64 {
     SystemTime::now()
@@ -163,6 +165,41 @@ async fn valid_token_forwards_identity_and_a_verifiable_assertion() {
     assert_eq!(
         echoed["headers"]["x-palisade-principal"],
         "Anonymous::\"127.0.0.1\""
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_that_cannot_become_identity_headers_get_401_never_500() {
+    let f = fixture("").await;
+    for (label, extra) in [
+        (
+            "CR LF in tenant",
+            json!({"tenant": "acme\r\nx-palisade-roles: admin"}),
+        ),
+        ("LF in sub", json!({"sub": "alice\nbob"})),
+        ("NUL in email", json!({"email": "a\u{0}@acme.test"})),
+        ("non-ASCII tenant", json!({"tenant": "acmé"})),
+        ("comma in a role", json!({"roles": ["user,admin"]})),
+        ("space in a role", json!({"roles": ["power user"]})),
+    ] {
+        let token = f.signer.sign(&claims(extra)).unwrap();
+        let (status, body) = call(&f.proxy, "/private", Some(&token)).await;
+        assert_eq!(status, 401, "{label}: {body}");
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{label}");
+    }
+    // A non-ASCII subject is fine: the principal header escapes it, JSON-style.
+    let token = f.signer.sign(&claims(json!({"sub": "jörg"}))).unwrap();
+    let resp = client()
+        .get(f.proxy.url("/private"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed: Value = resp.json().await.unwrap();
+    assert_eq!(
+        echoed["headers"]["x-palisade-principal"],
+        format!("User::\"{ISS}|j\\u00f6rg\"")
     );
 }
 
@@ -342,16 +379,30 @@ async fn rfc8725_bad_tokens_get_401_never_5xx() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_jti_is_refused_even_when_cached() {
-    let f = fixture("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    let f = fixture(&format!(
+        "  revocation: {{admin_token_file: \"{}\"}}\n",
+        token_file.display()
+    ))
+    .await;
     let token = f.signer.sign(&claims(json!({"jti": "revoke-me"}))).unwrap();
     assert_eq!(call(&f.proxy, "/private", Some(&token)).await.0, 200); // now cached
-    let resp = client()
-        .post(f.proxy.admin_url("/revocations"))
-        .json(&json!({"jti": "revoke-me"}))
-        .send()
+                                                                       // `palisade tokens revoke`, reading the token file the proxy created at start.
+    let args = [
+        "palisade".to_string(),
+        "tokens".into(),
+        "revoke".into(),
+        "revoke-me".into(),
+        "--admin".into(),
+        f.proxy.running.admin.to_string(),
+        "--token-file".into(),
+        token_file.display().to_string(),
+    ];
+    let exit = tokio::task::spawn_blocking(move || palisade_proxy::cli::main_from(args))
         .await
         .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(exit, std::process::ExitCode::SUCCESS);
     let (status, body) = call(&f.proxy, "/private", Some(&token)).await;
     assert_eq!(status, 401);
     assert_eq!(code(&body), "TOKEN_REVOKED");
@@ -662,6 +713,8 @@ async fn revocations_reach_every_replica_through_redis() {
     let dir = tempfile::tempdir().unwrap();
     let jwks = dir.path().join("jwks.json");
     std::fs::write(&jwks, serde_json::to_string(&signer.jwks()).unwrap()).unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
     let echo = upstream::echo().await;
     let replica = || {
         TestProxy::new()
@@ -669,9 +722,11 @@ async fn revocations_reach_every_replica_through_redis() {
             .route("private", "/", "echo", "auth: required")
             .top_yaml(&format!(
                 "authentication:\n  issuers:\n    - issuer: {ISS}\n      algorithms: [ES256]\n      \
-                 keys: {{jwks_file: \"{}\"}}\n  revocation: {{redis_url: \"{}\", sync_interval: 200ms}}\n",
+                 keys: {{jwks_file: \"{}\"}}\n  revocation: {{redis_url: \"{}\", sync_interval: 200ms, \
+                 admin_token_file: \"{}\"}}\n",
                 jwks.display(),
-                redis.url()
+                redis.url(),
+                token_file.display()
             ))
             .start()
     };
@@ -684,6 +739,7 @@ async fn revocations_reach_every_replica_through_redis() {
 
     let resp = client()
         .post(a.admin_url("/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"jti": "shared-revoke", "forget_after": now() + 600}))
         .send()
         .await
@@ -704,6 +760,7 @@ async fn revocations_reach_every_replica_through_redis() {
     );
     let list: Vec<String> = client()
         .get(b.admin_url("/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -753,4 +810,57 @@ async fn api_keys_shared_through_redis() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(refused.as_deref(), Some("TOKEN_REVOKED"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_requires_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let f = fixture(&format!(
+        "  revocation: {{admin_token_file: \"{}\"}}\n",
+        token_file.display()
+    ))
+    .await;
+    let token = f.signer.sign(&claims(json!({"jti": "keep-me"}))).unwrap();
+    let revoke = |bearer: Option<&str>| {
+        let mut req = client()
+            .post(f.proxy.admin_url("/revocations"))
+            .json(&json!({"jti": "keep-me"}));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        req.send()
+    };
+    for bearer in [None, Some("wrong"), Some(&ADMIN_TOKEN[1..])] {
+        let resp = revoke(bearer).await.unwrap();
+        assert_eq!(resp.status(), 401, "{bearer:?}");
+        assert!(resp.headers().contains_key("www-authenticate"));
+        assert_eq!(error_code(&resp.bytes().await.unwrap()), "UNAUTHENTICATED");
+    }
+    let list = client()
+        .get(f.proxy.admin_url("/revocations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 401);
+    assert_eq!(
+        call(&f.proxy, "/private", Some(&token)).await.0,
+        200,
+        "nothing revoked"
+    );
+    assert_eq!(revoke(Some(ADMIN_TOKEN)).await.unwrap().status(), 204);
+    assert_eq!(call(&f.proxy, "/private", Some(&token)).await.0, 401);
+
+    // Without a configured token the admin API is off.
+    let off = fixture("").await;
+    let resp = client()
+        .post(off.proxy.admin_url("/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"jti": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(error_code(&resp.bytes().await.unwrap()), "FORBIDDEN");
 }
