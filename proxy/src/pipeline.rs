@@ -53,6 +53,8 @@ pub struct Stages {
     pub ratelimit: Arc<crate::ratelimit::RateLimiter>,
     /// Cedar authorization; `None` when no policy set is configured.
     pub authz: Option<Arc<crate::authz::Authz>>,
+    /// Trusted reverse proxies: who the client is.
+    pub edge: crate::listener::Edge,
     /// The audit trail's queue (a no-op when no sink is configured).
     pub audit: Arc<crate::audit::Auditor>,
     /// OpenTelemetry spans (off unless `tracing.enabled`).
@@ -84,10 +86,6 @@ impl Pipeline {
     fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
         // Strip first: nothing below may read a client-written identity header.
         headers::strip_palisade_headers(session.req_header_mut());
-        ctx.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
         let req = session.req_header();
         ctx.request_id = headers::request_id(req);
         // The request's span continues the client's trace and names this hop upstream.
@@ -96,6 +94,8 @@ impl Pipeline {
             .tracing
             .begin(&mut trace, req.method.as_str(), req.uri.path());
         ctx.trace = Some(trace);
+        // The client behind trusted proxies, before anything keys on it (after the ids, so a refusal carries them).
+        ctx.client_ip = self.edge.client_ip(session.client_addr(), req)?;
         // Under `fail_closed`, nothing is served while the audit trail cannot be written (after
         // the ids, so the refusal's body and record carry them).
         if self.audit.refuses() {
@@ -333,6 +333,8 @@ impl ProxyHttp for Pipeline {
             self.tls,
             &ctx.request_id,
         )?;
+        self.edge
+            .forward_headers(upstream, session.req_header(), session.client_addr())?;
         // A body held for authorization may shrink (AG-UI tools removed): send it chunked.
         authz::body::prepare_upstream(upstream, ctx)?;
         crate::guardrails::prepare_upstream(upstream, ctx)?;
@@ -554,13 +556,14 @@ impl ProxyHttp for Pipeline {
                 },
             )
         });
+        let method_label = crate::telemetry::metrics::method_label(method);
         self.metrics
             .requests
-            .with_label_values(&[route, method, status_label, reason])
+            .with_label_values(&[route, method_label, status_label, reason])
             .inc();
         self.metrics
             .request_duration
-            .with_label_values(&[route, method, status_label, reason])
+            .with_label_values(&[route, method_label, status_label, reason])
             .observe(elapsed.as_secs_f64());
         let per_route = self.metrics.route(route);
         per_route.request_bytes.inc_by(ctx.request_bytes);

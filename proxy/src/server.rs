@@ -165,6 +165,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         lifecycle: lifecycle.clone(),
         authn: authn.clone(),
         authz: config.authz.clone(),
+        edge: crate::listener::Edge::new(&config.edge),
         audit: audit.clone(),
         tracing: tracing.clone(),
         // One limiter for every listener: counters and stream slots are per process. Built

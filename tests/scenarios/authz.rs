@@ -107,6 +107,11 @@ struct Stack {
 /// (AG-UI, `run_error`), `/api` (HTTP), `/a2a` (A2A, agent `assistant`), `/mcp-echo` (MCP in
 /// front of an echo server).
 async fn stack(sets: &[(&str, &Path, &str)]) -> Stack {
+    stack_with(sets, "").await
+}
+
+/// [`stack`] with more top-level YAML.
+async fn stack_with(sets: &[(&str, &Path, &str)], extra: &str) -> Stack {
     let issuer = Issuer::new();
     let (agent, seen) = agui_agent().await;
     let echo = upstream::echo().await;
@@ -140,6 +145,7 @@ async fn stack(sets: &[(&str, &Path, &str)]) -> Stack {
             "authorization: {rules: [{path_prefix: /ops/admin, action: admin, resource: 'Route::\"ops\"'}]}",
         )
         .top_yaml(&issuer.yaml_with_sets("  reload_interval: 100ms\n", sets))
+        .top_yaml(extra)
         .start();
     Stack {
         proxy,
@@ -480,6 +486,39 @@ async fn shadow_sets_decide_and_record_but_never_block() {
     )
     .await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_admin_rule_sees_the_client_behind_a_trusted_proxy() {
+    // The test client plays a reverse proxy on loopback, listed as trusted.
+    let p = repo_policies();
+    let s = stack_with(
+        &[("main", &p, "enforce")],
+        "edge:\n  trusted_proxies: [127.0.0.1]\n",
+    )
+    .await;
+    let get = |forwarded_for: Option<&'static str>| {
+        let mut req = client()
+            .get(s.proxy.url("/ops/admin/x"))
+            .bearer_auth(s.issuer.role("admin"));
+        if let Some(xff) = forwarded_for {
+            req = req.header("x-forwarded-for", xff);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.bytes().await.unwrap())
+        }
+    };
+    // A client on the internet, even one that wrote `127.0.0.1` itself (the proxy appends the
+    // real peer): the proxy's loopback address no longer satisfies `isLoopback()`.
+    assert_eq!(get(Some("203.0.113.9")).await.0, 403);
+    assert_eq!(get(Some("127.0.0.1, 203.0.113.9")).await.0, 403);
+    // A client in the operations network, forwarded: allowed as the seed policy says.
+    assert_eq!(get(Some("10.1.2.3")).await.0, 200);
+    // A trusted proxy that does not say who its client is: refused, not taken for loopback.
+    let (status, body) = get(None).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&body), "INVALID_REQUEST");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
