@@ -235,7 +235,7 @@ mod tests {
         assert_eq!(refused(&|p| p.roles.push("user,admin".into())), "roles");
         assert_eq!(refused(&|p| p.roles.push("power user".into())), "roles");
         assert_eq!(refused(&|p| p.roles.push("x".repeat(257))), "roles");
-        assert_eq!(refused(&|p| p.id.push_str("\n")), "id");
+        assert_eq!(refused(&|p| p.id.push('\n')), "id");
         assert_eq!(refused(&|p| p.email = Some("a@x\u{7f}".into())), "email");
         assert_eq!(refused(&|p| p.groups.push("g\u{85}".into())), "groups");
         assert_eq!(refused(&|p| p.scopes.push("s\0".into())), "scopes");
