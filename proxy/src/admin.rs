@@ -1,15 +1,20 @@
 //! The admin listener: `/healthz`, `/readyz`, `/metrics`, on loopback by default and never on the
 //! public port.
+//!
+//! `/revocations` changes what the data plane accepts, so reaching the listener is not enough:
+//! it requires `Authorization: Bearer <admin token>` (`authentication.revocation.admin_token_file`,
+//! see `docs/authentication.md`) and is off (403) without one configured.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::authn::Authenticator;
+use crate::error::ProxyError;
 use crate::lifecycle::Lifecycle;
 use crate::telemetry::Metrics;
 
@@ -62,7 +67,66 @@ struct Revoke {
     forget_after: Option<u64>,
 }
 
-async fn revoke(State(state): State<AdminState>, Json(body): Json<Revoke>) -> impl IntoResponse {
+/// Refuses a call to the admin API without the admin token, with the documented error body:
+/// 401 `UNAUTHENTICATED` for a missing or wrong token, 403 `FORBIDDEN` when no token is
+/// configured (the API is off).
+#[allow(clippy::result_large_err)]
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), axum::response::Response> {
+    let refuse = |err: ProxyError, message: &str| {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let mut body: serde_json::Value =
+            serde_json::from_slice(&err.body(&request_id, "")).unwrap_or_default();
+        body["error"]["message"] = message.into();
+        let mut resp = (
+            StatusCode::from_u16(err.kind().status).unwrap_or(StatusCode::FORBIDDEN),
+            Json(body),
+        )
+            .into_response();
+        if err == ProxyError::Unauthenticated {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"palisade-admin\""),
+            );
+        }
+        resp
+    };
+    let Some(token) = &state.authn.admin_token else {
+        return Err(refuse(
+            ProxyError::Forbidden,
+            "the admin API is off: set authentication.revocation.admin_token_file",
+        ));
+    };
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if token.verify(authorization) {
+        Ok(())
+    } else {
+        tracing::warn!("admin API call without a valid admin token refused");
+        Err(refuse(
+            ProxyError::Unauthenticated,
+            "the admin API requires Authorization: Bearer <admin token>",
+        ))
+    }
+}
+
+async fn revoke(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    // Authenticate before the body is even parsed.
+    if let Err(refusal) = authorize(&state, &headers) {
+        return refusal;
+    }
+    let body: Revoke = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    revoke_jti(&state, body).await.into_response()
+}
+
+async fn revoke_jti(state: &AdminState, body: Revoke) -> impl IntoResponse {
     if body.jti.is_empty() || body.jti.len() > 512 {
         return (
             StatusCode::BAD_REQUEST,
@@ -84,8 +148,14 @@ async fn revoke(State(state): State<AdminState>, Json(body): Json<Revoke>) -> im
     }
 }
 
-async fn list_revocations(State(state): State<AdminState>) -> impl IntoResponse {
-    Json(state.authn.revocations.list())
+async fn list_revocations(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    if let Err(refusal) = authorize(&state, &headers) {
+        return refusal;
+    }
+    Json(state.authn.revocations.list()).into_response()
 }
 
 async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {

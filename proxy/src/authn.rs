@@ -7,6 +7,7 @@
 //! [`Authenticator::identify`] is the pipeline's one call; [`Authenticator::forward`] writes the
 //! identity headers and the signed `X-Palisade-Assertion` for the upstream.
 
+pub mod admin_token;
 pub mod apikey;
 pub mod claims;
 pub mod config;
@@ -44,6 +45,8 @@ pub struct Authenticator {
     cache: TokenCache,
     /// Revoked token ids (`palisade tokens revoke`, admin `POST /revocations`).
     pub revocations: RevocationList,
+    /// The admin API's bearer token; `None` turns the admin API off.
+    pub admin_token: Option<admin_token::AdminToken>,
     shared: Option<shared::SharedRevocations>,
     assertions: dashmap::DashMap<String, (u64, String)>,
     max_token_bytes: usize,
@@ -100,6 +103,12 @@ impl Authenticator {
                 .map(trusted::TrustedHeaders::new),
             cache: TokenCache::new(spec.token_cache.max_entries),
             revocations: RevocationList::default(),
+            admin_token: spec
+                .revocation
+                .admin_token_file
+                .as_deref()
+                .map(admin_token::AdminToken::load_or_create)
+                .transpose()?,
             shared: shared::SharedRevocations::new(&spec.revocation),
             assertions: dashmap::DashMap::new(),
             max_token_bytes: spec.max_token_bytes,
@@ -111,7 +120,28 @@ impl Authenticator {
 
     /// Identifies the caller. Runs first among the policy stages: authorization and limits key on
     /// the principal. Removes untrusted identity headers from `req` as it goes.
+    ///
+    /// A principal whose attributes cannot be forwarded unambiguously (a control character in a
+    /// claim, a role like `user,admin`; see [`Principal::check_attributes`]) is refused with
+    /// `UNAUTHENTICATED`: the credential is unusable, whoever signed it.
     pub async fn identify(
+        &self,
+        req: &mut RequestHeader,
+        client_ip: Option<std::net::IpAddr>,
+        client_cert: Option<&str>,
+        requirement: AuthRequirement,
+    ) -> Result<Principal, ProxyError> {
+        let principal = self
+            .identify_unchecked(req, client_ip, client_cert, requirement)
+            .await?;
+        if let Err(e) = principal.check_attributes() {
+            tracing::info!(principal = %principal.entity_uid_header(), error = %e, "credential refused");
+            return Err(ProxyError::Unauthenticated);
+        }
+        Ok(principal)
+    }
+
+    async fn identify_unchecked(
         &self,
         req: &mut RequestHeader,
         client_ip: Option<std::net::IpAddr>,
@@ -183,7 +213,9 @@ impl Authenticator {
             upstream.remove_header(&http::header::AUTHORIZATION);
             upstream.remove_header("x-api-key");
         }
-        upstream.insert_header("x-palisade-principal", principal.entity_uid())?;
+        // Every value below passed `Principal::check_attributes` in `identify`: plain ASCII,
+        // roles and tenant identity tokens, so the comma-joined roles split back exactly.
+        upstream.insert_header("x-palisade-principal", principal.entity_uid_header())?;
         upstream.insert_header("x-palisade-roles", principal.roles.join(","))?;
         if let Some(tenant) = &principal.tenant {
             upstream.insert_header("x-palisade-tenant", tenant.as_str())?;

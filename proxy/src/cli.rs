@@ -60,7 +60,20 @@ enum ConfigCommand {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    run(Cli::parse())
+}
+
+/// Runs the command given as `args` (the first is the program name), as the binary would; for
+/// tests that drive the CLI against a proxy started in-process. Exits on a usage error.
+pub fn main_from<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    run(Cli::parse_from(args))
+}
+
+fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Dev(args) => serve::dev(args),
         Command::Run { config } => serve::run(&config),

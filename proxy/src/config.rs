@@ -85,6 +85,8 @@ pub struct Config {
     pub authz: Option<Arc<crate::authz::Authz>>,
     /// Authentication settings (validated).
     pub authentication: crate::authn::AuthnSpec,
+    /// The client edge: trusted reverse proxies (validated).
+    pub edge: crate::listener::spec::EdgeSpec,
     /// Rate-limit settings (backend, tiers); the limits themselves travel on each route.
     pub rate_limits: crate::ratelimit::Settings,
     /// Audit trail settings (sinks, queue, failure policy).

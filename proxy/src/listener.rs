@@ -4,7 +4,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub mod forwarded;
 pub mod mtls;
+pub mod spec;
+
+pub use forwarded::Edge;
 
 use anyhow::Context;
 use pingora_core::apps::HttpServerOptions;

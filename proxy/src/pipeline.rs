@@ -59,6 +59,8 @@ pub struct Stages {
     pub limit: crate::ratelimit::stage::LimitStage,
     /// Guardrails.
     pub guard: crate::guardrails::GuardrailsStage,
+    /// Trusted reverse proxies: who the client is.
+    pub edge: crate::listener::Edge,
     /// The audit trail (a no-op when no sink is configured).
     pub audit: Arc<crate::audit::Auditor>,
     /// OpenTelemetry spans (off unless `tracing.enabled`).
@@ -97,10 +99,6 @@ impl Pipeline {
     fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
         // Strip first: nothing below may read a client-written identity header.
         headers::strip_palisade_headers(session.req_header_mut());
-        ctx.core.client_ip = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
         ctx.core.tls = self.tls;
         let req = session.req_header();
         ctx.core.request_id = headers::request_id(req);
@@ -112,6 +110,9 @@ impl Pipeline {
             .tracing
             .begin(&mut trace, req.method.as_str(), req.uri.path());
         ctx.core.trace = Some(trace);
+        // The client behind trusted proxies, before anything keys on it (after the ids, so a
+        // refusal carries them).
+        ctx.core.client_ip = self.edge.client_ip(session.client_addr(), req)?;
         // Under `fail_closed`, nothing is served while the audit trail cannot be written (after
         // the ids, so the refusal's body and record carry them).
         if self.audit.refuses() {
@@ -417,6 +418,8 @@ impl ProxyHttp for Pipeline {
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
         let original_host = headers::request_host(session.req_header()).map(str::to_string);
         headers::forward(upstream, &x, original_host.as_deref())?;
+        self.edge
+            .forward_headers(upstream, session.req_header(), session.client_addr())?;
         // A held body is re-encoded (its length may change): it goes upstream chunked.
         headers::prepare_inspected(upstream, x.route.protocol.is_inspected())?;
         self.authn

@@ -169,6 +169,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
             config.per_route.authz.clone(),
             metrics.clone(),
         ),
+        edge: crate::listener::Edge::new(&config.edge),
         // One limiter for every listener: counters and stream slots are per process. Built
         // inside the aux runtime: the Redis connection's I/O task lives there.
         limit: crate::ratelimit::stage::LimitStage::new(

@@ -63,3 +63,39 @@ async fn health_readiness_and_metrics() {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invented_methods_share_one_metric_series() {
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("api", "/api", "echo", "")
+        .start();
+    let c = client();
+    for method in ["FOO1", "FOO2", "FOO3"] {
+        let method = http::Method::from_bytes(method.as_bytes()).unwrap();
+        c.request(method, proxy.url("/api/a")).send().await.unwrap();
+    }
+    let expected =
+        r#"palisade_requests_total{method="OTHER",reason="ok",route="api",status="200"} 3"#;
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = c
+            .get(proxy.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(expected) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(text.contains(expected), "missing {expected} in\n{text}");
+    assert!(
+        !text.contains("FOO"),
+        "a raw method became a label:\n{text}"
+    );
+}

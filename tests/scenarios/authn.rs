@@ -19,6 +19,8 @@ use palisade_proxy::authn::signer::Signer;
 use serde_json::{json, Value};
 
 const ISS: &str = "https://idp.test";
+/// An admin API token written by hand (at least 32 bytes).
+const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123";
 
 fn now() -> u64 {
     SystemTime::now()

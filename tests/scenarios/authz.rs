@@ -104,6 +104,11 @@ struct Stack {
 /// (AG-UI, `run_error`), `/api` (HTTP), `/a2a` (A2A, agent `assistant`), `/mcp-echo` (MCP in
 /// front of an echo server), `/ops` (an `admin` rule under `/ops/admin`).
 async fn stack(sets: &[(&str, &Path, &str)]) -> Stack {
+    stack_with(sets, "").await
+}
+
+/// [`stack`] with more top-level YAML.
+async fn stack_with(sets: &[(&str, &Path, &str)], extra: &str) -> Stack {
     let issuer = Issuer::new();
     let agent = agui_agent().await;
     let echo = upstream::echo().await;
@@ -137,6 +142,7 @@ async fn stack(sets: &[(&str, &Path, &str)]) -> Stack {
             "authorization: {rules: [{path_prefix: /ops/admin, action: admin, resource: 'Route::\"ops\"'}]}",
         )
         .top_yaml(&issuer.yaml_with_sets("  reload_interval: 100ms\n", sets))
+        .top_yaml(extra)
         .start();
     Stack {
         proxy,

@@ -95,9 +95,65 @@ async fn strips_spoofable_and_hop_by_hop_headers_and_adds_forwarding() {
     assert_eq!(assertion.split('.').count(), 3, "a JWT signed by the proxy");
     assert!(headers.get("x-hop").is_none());
     assert_eq!(headers["x-custom"], "kept");
-    assert_eq!(headers["x-forwarded-for"], "203.0.113.7, 127.0.0.1");
+    // The client is no trusted proxy: its own X-Forwarded-For never reaches the upstream.
+    assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "http");
     assert_eq!(headers["host"], echo.addr.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_the_client() {
+    let echo = upstream::echo().await;
+    // The test client plays a reverse proxy on loopback.
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("all", "/", "echo", "auth: optional")
+        .top_yaml(
+            "edge:\n  trusted_proxies: [127.0.0.1/32, 10.0.0.0/8]\n\
+             rate_limits:\n  limits:\n    - {name: per-ip, scope: client_ip, requests: 1, per: 1h}\n",
+        )
+        .start();
+    let send = |xff: Option<&'static str>| {
+        let mut req = client()
+            .get(proxy.url("/x"))
+            .header("x-forwarded-proto", "https")
+            .header("forwarded", "for=192.0.2.1");
+        if let Some(xff) = xff {
+            req = req.header("x-forwarded-for", xff);
+        }
+        req.send()
+    };
+    // Rightmost untrusted: `1.1.1.1` is the client's own claim, 10.0.0.2 a trusted hop.
+    let resp = send(Some("1.1.1.1, 198.51.100.9, 10.0.0.2")).await.unwrap();
+    let got = echo_json(resp).await;
+    let headers = &got["headers"];
+    assert_eq!(
+        headers["x-palisade-principal"],
+        "Anonymous::\"198.51.100.9\""
+    );
+    assert_eq!(
+        headers["x-forwarded-for"],
+        "1.1.1.1, 198.51.100.9, 10.0.0.2, 127.0.0.1"
+    );
+    assert_eq!(
+        headers["x-forwarded-proto"], "https",
+        "kept from a trusted hop"
+    );
+    assert!(
+        headers.get("forwarded").is_none(),
+        "not the configured header"
+    );
+
+    // Per-IP limits key on the forwarded client, not on the proxy.
+    let again = send(Some("198.51.100.9")).await.unwrap();
+    assert_eq!(again.status(), 429);
+    let other = send(Some("203.0.113.50")).await.unwrap();
+    assert_eq!(other.status(), 200);
+
+    // A trusted proxy must name its client.
+    let resp = send(None).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(error_code(&resp.bytes().await.unwrap()), "INVALID_REQUEST");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

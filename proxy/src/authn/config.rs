@@ -56,6 +56,12 @@ pub struct RevocationSpec {
     #[serde(default = "default_sync_interval", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub sync_interval: Duration,
+    /// File holding the bearer token the admin API (`GET`/`POST /revocations` on the admin
+    /// listener) requires; created with a random token (mode `0600`) when missing. A leading
+    /// `{tmp}` is the OS temp dir. `palisade tokens revoke --token-file` reads the same file.
+    /// Default: absent (the admin API refuses every call with 403).
+    #[serde(default)]
+    pub admin_token_file: Option<String>,
 }
 
 impl Default for RevocationSpec {

@@ -116,6 +116,57 @@ impl Principal {
         )
     }
 
+    /// The entity uid as an HTTP header value: [`Self::entity_uid`] with every non-ASCII
+    /// character written as a JSON `\uXXXX` escape, so the header is plain ASCII and the quoted
+    /// part still parses as the JSON string of the id.
+    pub fn entity_uid_header(&self) -> String {
+        let uid = self.entity_uid();
+        if uid.is_ascii() {
+            return uid;
+        }
+        let mut out = String::with_capacity(uid.len() + 16);
+        for c in uid.chars() {
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Checks that every attribute can be forwarded and decided on unambiguously (see
+    /// `docs/authentication.md`, "What the upstream receives"): no control characters anywhere;
+    /// each role and the tenant an [identity token](is_identity_token). A principal that fails
+    /// is refused (401), never forwarded: its identity headers would be malformed or ambiguous.
+    pub fn check_attributes(&self) -> Result<(), AttributeError> {
+        let free_text = std::iter::once(("id", self.id.as_str()))
+            .chain(self.email.as_deref().map(|e| ("email", e)))
+            .chain(self.groups.iter().map(|g| ("groups", g.as_str())))
+            .chain(self.scopes.iter().map(|s| ("scopes", s.as_str())));
+        for (attribute, value) in free_text {
+            if value.chars().any(char::is_control) {
+                return Err(AttributeError { attribute });
+            }
+        }
+        if self.roles.iter().any(|r| !is_identity_token(r)) {
+            return Err(AttributeError { attribute: "roles" });
+        }
+        if self
+            .tenant
+            .as_deref()
+            .is_some_and(|t| !is_identity_token(t))
+        {
+            return Err(AttributeError {
+                attribute: "tenant",
+            });
+        }
+        Ok(())
+    }
+
     /// Sorts and deduplicates the set-valued attributes.
     pub fn normalize(mut self) -> Self {
         for set in [&mut self.roles, &mut self.groups, &mut self.scopes] {
@@ -126,6 +177,28 @@ impl Principal {
     }
 }
 
+/// Longest role or tenant accepted, in bytes.
+pub const MAX_IDENTITY_TOKEN: usize = 256;
+
+/// Whether `value` is an identity token, the only shape a role or a tenant may take: 1 to
+/// [`MAX_IDENTITY_TOKEN`] bytes of ASCII letters, digits and `- . _ : / @ + = ~ |`. No comma, space,
+/// quote, semicolon or control character, so `X-Palisade-Roles: a,b` always means the two roles
+/// `a` and `b`, and every reader splits it the same way.
+pub fn is_identity_token(value: &str) -> bool {
+    (1..=MAX_IDENTITY_TOKEN).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._:/@+=~|".contains(&b))
+}
+
+/// A principal attribute that cannot be forwarded (the credential is refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the credential's `{attribute}` holds a value Palisade cannot forward unambiguously")]
+pub struct AttributeError {
+    /// The offending attribute: `id`, `email`, `groups`, `scopes`, `roles` or `tenant`.
+    pub attribute: &'static str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +207,50 @@ mod tests {
     fn entity_uid_quotes_the_id() {
         let p = Principal::new(PrincipalKind::User, "https://idp|a\"b", AuthMethod::Jwt);
         assert_eq!(p.entity_uid(), r#"User::"https://idp|a\"b""#);
+    }
+
+    #[test]
+    fn control_characters_and_ambiguous_roles_or_tenants_are_refused() {
+        let ok = || {
+            let mut p = Principal::new(PrincipalKind::User, "https://idp|alice", AuthMethod::Jwt);
+            p.roles = vec!["realm:user".into(), "org/admin".into(), "a_b-c.d".into()];
+            p.tenant = Some("acme-01".into());
+            p.email = Some("Alice Ünïcode <a@x.test>".into());
+            p.scopes = vec!["agents:run".into()];
+            p
+        };
+        assert_eq!(ok().check_attributes(), Ok(()));
+        let refused = |f: &dyn Fn(&mut Principal)| {
+            let mut p = ok();
+            f(&mut p);
+            p.check_attributes().unwrap_err().attribute
+        };
+        assert_eq!(
+            refused(&|p| p.tenant = Some("acme\r\nx-evil: 1".into())),
+            "tenant"
+        );
+        assert_eq!(refused(&|p| p.tenant = Some("Acme Corp".into())), "tenant");
+        assert_eq!(refused(&|p| p.tenant = Some("café".into())), "tenant");
+        assert_eq!(refused(&|p| p.tenant = Some(String::new())), "tenant");
+        assert_eq!(refused(&|p| p.roles.push("user,admin".into())), "roles");
+        assert_eq!(refused(&|p| p.roles.push("power user".into())), "roles");
+        assert_eq!(refused(&|p| p.roles.push("x".repeat(257))), "roles");
+        assert_eq!(refused(&|p| p.id.push('\n')), "id");
+        assert_eq!(refused(&|p| p.email = Some("a@x\u{7f}".into())), "email");
+        assert_eq!(refused(&|p| p.groups.push("g\u{85}".into())), "groups");
+        assert_eq!(refused(&|p| p.scopes.push("s\0".into())), "scopes");
+    }
+
+    #[test]
+    fn the_principal_header_is_ascii_and_its_id_still_json() {
+        let p = Principal::new(PrincipalKind::User, "iss|jörg😀\"x", AuthMethod::Jwt);
+        let header = p.entity_uid_header();
+        assert!(header.is_ascii());
+        assert_eq!(header, r#"User::"iss|j\u00f6rg\ud83d\ude00\"x""#);
+        let quoted = header.strip_prefix("User::").unwrap();
+        assert_eq!(serde_json::from_str::<String>(quoted).unwrap(), p.id);
+        let plain = Principal::new(PrincipalKind::ApiKey, "k1", AuthMethod::ApiKey);
+        assert_eq!(plain.entity_uid_header(), plain.entity_uid());
     }
 
     #[test]

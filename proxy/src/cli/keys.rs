@@ -107,6 +107,18 @@ pub enum TokensCommand {
         /// The proxy's admin address.
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: String,
+        /// The admin token itself (instead of `--token-file`).
+        #[arg(long, env = "PALISADE_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// The file holding the admin token (`authentication.revocation.admin_token_file` of
+        /// the proxy; a leading `{tmp}` is the OS temp dir). Default: the one `palisade dev`
+        /// uses.
+        #[arg(
+            long,
+            env = "PALISADE_ADMIN_TOKEN_FILE",
+            default_value = "{tmp}/palisade-dev/admin-token"
+        )]
+        token_file: String,
     },
 }
 
@@ -132,6 +144,16 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
             tier,
             expires_in,
         } => {
+            // The rule the proxy applies when it identifies the key (docs/authentication.md).
+            if let Some(bad) = roles
+                .iter()
+                .chain(tenant.iter())
+                .find(|v| !crate::authn::principal::is_identity_token(v))
+            {
+                anyhow::bail!(
+                    "{bad:?} is not a valid role or tenant: use ASCII letters, digits and - . _ : / @ + = ~ |"
+                );
+            }
             let mut keys = store.load()?;
             let (mut record, token) = apikey::generate(&owner);
             record.roles = roles;
@@ -183,7 +205,19 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
 
 /// Runs a `tokens` command.
 pub fn tokens(cmd: TokensCommand) -> ExitCode {
-    let TokensCommand::Revoke { jti, admin } = cmd;
+    let TokensCommand::Revoke {
+        jti,
+        admin,
+        token,
+        token_file,
+    } = cmd;
+    let token = match token.map_or_else(|| crate::authn::admin_token::read(&token_file), Ok) {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("palisade tokens revoke: {e:#} (pass --token or --token-file)");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -197,6 +231,7 @@ pub fn tokens(cmd: TokensCommand) -> ExitCode {
     let result = runtime.block_on(async {
         reqwest::Client::new()
             .post(format!("http://{admin}/revocations"))
+            .bearer_auth(token)
             .json(&serde_json::json!({ "jti": jti }))
             .send()
             .await?

@@ -51,6 +51,18 @@ pub fn run(path: &Path) -> ExitCode {
     serve(Config::load(path), &path.display().to_string())
 }
 
+/// The warning `palisade run` and `palisade dev` print on stderr when the config turns the dev
+/// issuer on: anyone who reads the printed token (or the process output) holds its roles.
+pub fn dev_issuer_warning(config: &Config, source: &str) -> Option<String> {
+    let dev = config.authentication.dev_issuer.as_ref()?;
+    Some(format!(
+        "WARNING: the dev issuer is on (authentication.dev_issuer in {source}): Palisade generated \
+         a signing key at start and prints a bearer token with roles [{}] that every route accepts. This is for local \
+         development only; never run it in production (use `issuers` or `api_keys`).",
+        dev.roles.join(", ")
+    ))
+}
+
 fn serve(config: Result<Config, ConfigError>, source: &str) -> ExitCode {
     let config = match config {
         Ok(config) => config,
@@ -62,6 +74,9 @@ fn serve(config: Result<Config, ConfigError>, source: &str) -> ExitCode {
         }
     };
     logging::init(config.log_format, &config.log_level);
+    if let Some(warning) = dev_issuer_warning(&config, source) {
+        eprintln!("{warning}");
+    }
     let running = match server::start(
         config.clone(),
         StartOptions {
@@ -135,4 +150,21 @@ fn print_banner(config: &Config, running: &server::Running) {
     }
     println!();
     println!("Stop with Ctrl-C (drains live streams first; press again to exit at once).");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dev_issuer_is_announced_with_a_warning() {
+        let env = Vec::<(String, String)>::new();
+        let dev = Config::from_yaml(EMBEDDED_DEV_CONFIG, env.clone()).unwrap();
+        let warning = dev_issuer_warning(&dev, "prod.yaml").expect("a warning");
+        assert!(warning
+            .starts_with("WARNING: the dev issuer is on (authentication.dev_issuer in prod.yaml)"));
+        assert!(warning.contains("never run it in production"));
+        let without = Config::from_yaml("listeners: [{address: \"127.0.0.1:0\"}]", env).unwrap();
+        assert_eq!(dev_issuer_warning(&without, "prod.yaml"), None);
+    }
 }

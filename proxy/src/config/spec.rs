@@ -26,6 +26,10 @@ pub struct ConfigSpec {
     /// Process-wide settings: worker threads, shutdown, logging.
     #[serde(default)]
     pub server: ServerSpec,
+    /// The client edge: trusted reverse proxies whose forwarding header names the client.
+    /// Default: none (the TCP peer is the client). See `docs/configuration.md`.
+    #[serde(default)]
+    pub edge: crate::listener::spec::EdgeSpec,
     /// Request limits applied to every route unless the route overrides them.
     #[serde(default)]
     pub limits: LimitsSpec,

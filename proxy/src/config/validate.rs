@@ -115,6 +115,7 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
     );
 
     crate::authn::validate_spec(&spec.authentication, &mut errors.0);
+    crate::listener::spec::validate(&spec.edge, &mut errors.0);
     let audit = crate::audit::validate(&spec.audit, &mut errors.0);
     let tracing = crate::telemetry::otel::validate(
         &spec.tracing,
@@ -159,6 +160,7 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         embedded_orchestrator: spec.embedded_orchestrator,
         authz,
         authentication: spec.authentication,
+        edge: spec.edge,
         rate_limits: rate_limits.settings,
         audit,
         tracing,

@@ -338,7 +338,13 @@ pub fn observe(
         .response_written()
         .map_or("0", |r| r.status.as_str());
     let elapsed = ctx.started.elapsed();
-    let labels = [route.as_str(), method, status_label, reason];
+    // Invented methods share one series: clients choose them, the label set must stay bounded.
+    let labels = [
+        route.as_str(),
+        crate::telemetry::metrics::method_label(method),
+        status_label,
+        reason,
+    ];
     metrics.requests.with_label_values(&labels).inc();
     metrics
         .request_duration

@@ -10,6 +10,20 @@ const DURATION_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0, 60.0, 300.0,
 ];
 
+/// The `method` label of a request: the standard method (RFC 9110 §9 plus `PATCH`) or `OTHER`.
+/// Clients choose the method, and every distinct label value is a new time series kept for the
+/// life of the process, so `FOO1`, `FOO2`… must not each get one. Logs and the audit record keep
+/// the method as sent.
+pub fn method_label(method: &str) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|m| *m == method)
+        .unwrap_or("OTHER")
+}
+
 /// The per-route children of the route-labelled metrics, resolved once per route so the request
 /// path does one map lookup instead of one label hash per metric.
 #[derive(Clone)]
@@ -226,5 +240,22 @@ impl Metrics {
         encoder
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_the_standard_methods_or_other() {
+        for m in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ] {
+            assert_eq!(method_label(m), m);
+        }
+        for m in ["FOO1", "FOO2", "get", "PROPFIND", "", "GET "] {
+            assert_eq!(method_label(m), "OTHER", "{m:?}");
+        }
     }
 }

@@ -68,6 +68,41 @@ async fn valid_token_forwards_identity_and_a_verifiable_assertion() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_that_cannot_become_identity_headers_get_401_never_500() {
+    let f = fixture("").await;
+    for (label, extra) in [
+        (
+            "CR LF in tenant",
+            json!({"tenant": "acme\r\nx-palisade-roles: admin"}),
+        ),
+        ("LF in sub", json!({"sub": "alice\nbob"})),
+        ("NUL in email", json!({"email": "a\u{0}@acme.test"})),
+        ("non-ASCII tenant", json!({"tenant": "acmé"})),
+        ("comma in a role", json!({"roles": ["user,admin"]})),
+        ("space in a role", json!({"roles": ["power user"]})),
+    ] {
+        let token = f.signer.sign(&claims(extra)).unwrap();
+        let (status, body) = call(&f.proxy, "/private", Some(&token)).await;
+        assert_eq!(status, 401, "{label}: {body}");
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{label}");
+    }
+    // A non-ASCII subject is fine: the principal header escapes it, JSON-style.
+    let token = f.signer.sign(&claims(json!({"sub": "jörg"}))).unwrap();
+    let resp = client()
+        .get(f.proxy.url("/private"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let echoed: Value = resp.json().await.unwrap();
+    assert_eq!(
+        echoed["headers"]["x-palisade-principal"],
+        format!("User::\"{ISS}|j\\u00f6rg\"")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc8725_bad_tokens_get_401_never_5xx() {
     let f = fixture("").await;
     let good = claims(json!({}));

@@ -10,20 +10,36 @@ use palisade_proxy::authn::shared::SharedApiKeys;
 use palisade_proxy::authn::signer::Signer;
 use serde_json::json;
 
-use super::{call, call_until, claims, code, fixture, guarded, jwks_file, now, ISS};
+use palisade_e2e::error_code;
+
+use super::{call, call_until, claims, code, fixture, guarded, jwks_file, now, ADMIN_TOKEN, ISS};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_jti_is_refused_even_when_cached() {
-    let f = fixture("").await;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    let f = fixture(&format!(
+        "  revocation: {{admin_token_file: \"{}\"}}\n",
+        token_file.display()
+    ))
+    .await;
     let token = f.signer.sign(&claims(json!({"jti": "revoke-me"}))).unwrap();
     assert_eq!(call(&f.proxy, "/private", Some(&token)).await.0, 200); // now cached
-    let resp = client()
-        .post(f.proxy.admin_url("/revocations"))
-        .json(&json!({"jti": "revoke-me"}))
-        .send()
+                                                                       // `palisade tokens revoke`, reading the token file the proxy created at start.
+    let args = [
+        "palisade".to_string(),
+        "tokens".into(),
+        "revoke".into(),
+        "revoke-me".into(),
+        "--admin".into(),
+        f.proxy.running.admin.to_string(),
+        "--token-file".into(),
+        token_file.display().to_string(),
+    ];
+    let exit = tokio::task::spawn_blocking(move || palisade_proxy::cli::main_from(args))
         .await
         .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(exit, std::process::ExitCode::SUCCESS);
     let (status, body) = call(&f.proxy, "/private", Some(&token)).await;
     assert_eq!(status, 401);
     assert_eq!(code(&body), "TOKEN_REVOKED");
@@ -37,14 +53,18 @@ async fn revocations_reach_every_replica_through_redis() {
     let signer = Signer::generate().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let jwks = jwks_file(&signer, &dir);
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
     let echo = upstream::echo().await;
     let replica = || {
         guarded(
             &echo,
             &format!(
                 "  issuers:\n    - issuer: {ISS}\n      algorithms: [ES256]\n      \
-                 keys: {{jwks_file: \"{jwks}\"}}\n  revocation: {{redis_url: \"{}\", sync_interval: 200ms}}\n",
-                redis.url()
+                 keys: {{jwks_file: \"{jwks}\"}}\n  revocation: {{redis_url: \"{}\", sync_interval: 200ms, \
+                 admin_token_file: \"{}\"}}\n",
+                redis.url(),
+                token_file.display()
             ),
         )
     };
@@ -57,6 +77,7 @@ async fn revocations_reach_every_replica_through_redis() {
 
     let resp = client()
         .post(a.admin_url("/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
         .json(&json!({"jti": "shared-revoke", "forget_after": now() + 600}))
         .send()
         .await
@@ -70,6 +91,7 @@ async fn revocations_reach_every_replica_through_redis() {
     );
     let list: Vec<String> = client()
         .get(b.admin_url("/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap()
@@ -102,4 +124,57 @@ async fn api_keys_shared_through_redis() {
     let (status, body) = call_until(&proxy, &token, 401).await;
     assert_eq!(status, 401);
     assert_eq!(code(&body), "TOKEN_REVOKED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_requires_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    let f = fixture(&format!(
+        "  revocation: {{admin_token_file: \"{}\"}}\n",
+        token_file.display()
+    ))
+    .await;
+    let token = f.signer.sign(&claims(json!({"jti": "keep-me"}))).unwrap();
+    let revoke = |bearer: Option<&str>| {
+        let mut req = client()
+            .post(f.proxy.admin_url("/revocations"))
+            .json(&json!({"jti": "keep-me"}));
+        if let Some(b) = bearer {
+            req = req.bearer_auth(b);
+        }
+        req.send()
+    };
+    for bearer in [None, Some("wrong"), Some(&ADMIN_TOKEN[1..])] {
+        let resp = revoke(bearer).await.unwrap();
+        assert_eq!(resp.status(), 401, "{bearer:?}");
+        assert!(resp.headers().contains_key("www-authenticate"));
+        assert_eq!(error_code(&resp.bytes().await.unwrap()), "UNAUTHENTICATED");
+    }
+    let list = client()
+        .get(f.proxy.admin_url("/revocations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), 401);
+    assert_eq!(
+        call(&f.proxy, "/private", Some(&token)).await.0,
+        200,
+        "nothing revoked"
+    );
+    assert_eq!(revoke(Some(ADMIN_TOKEN)).await.unwrap().status(), 204);
+    assert_eq!(call(&f.proxy, "/private", Some(&token)).await.0, 401);
+
+    // Without a configured token the admin API is off.
+    let off = fixture("").await;
+    let resp = client()
+        .post(off.proxy.admin_url("/revocations"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"jti": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(error_code(&resp.bytes().await.unwrap()), "FORBIDDEN");
 }

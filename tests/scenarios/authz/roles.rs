@@ -4,7 +4,7 @@
 use palisade_e2e::{client, error_code};
 use serde_json::{json, Value};
 
-use super::{post, run_agent_decisions, run_input, seed_stack};
+use super::{post, repo_policies, run_agent_decisions, run_input, seed_stack, stack_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_role_runs_agents_as_the_seed_policies_say() {
@@ -109,4 +109,37 @@ async fn a2a_methods_map_to_actions_in_both_versions() {
             assert_eq!(json["error"]["data"]["code"], "FORBIDDEN");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_admin_rule_sees_the_client_behind_a_trusted_proxy() {
+    // The test client plays a reverse proxy on loopback, listed as trusted.
+    let p = repo_policies();
+    let s = stack_with(
+        &[("main", &p, "enforce")],
+        "edge:\n  trusted_proxies: [127.0.0.1]\n",
+    )
+    .await;
+    let get = |forwarded_for: Option<&'static str>| {
+        let mut req = client()
+            .get(s.proxy.url("/ops/admin/x"))
+            .bearer_auth(s.issuer.role("admin"));
+        if let Some(xff) = forwarded_for {
+            req = req.header("x-forwarded-for", xff);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status().as_u16(), resp.bytes().await.unwrap())
+        }
+    };
+    // A client on the internet, even one that wrote `127.0.0.1` itself (the proxy appends the
+    // real peer): the proxy's loopback address no longer satisfies `isLoopback()`.
+    assert_eq!(get(Some("203.0.113.9")).await.0, 403);
+    assert_eq!(get(Some("127.0.0.1, 203.0.113.9")).await.0, 403);
+    // A client in the operations network, forwarded: allowed as the seed policy says.
+    assert_eq!(get(Some("10.1.2.3")).await.0, 200);
+    // A trusted proxy that does not say who its client is: refused, not taken for loopback.
+    let (status, body) = get(None).await;
+    assert_eq!(status, 400);
+    assert_eq!(error_code(&body), "INVALID_REQUEST");
 }
