@@ -16,7 +16,6 @@ pub mod file;
 pub mod record;
 pub mod redis_stream;
 pub mod spec;
-pub mod stream;
 pub mod writer;
 
 #[cfg(test)]
@@ -29,11 +28,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::field::FieldError;
+use crate::error::FieldError;
 use crate::telemetry::audit::AuditMetrics;
 pub use record::{AuditRecord, RecordFacts, StreamFacts};
 pub use spec::{AuditSpec, OnFull, OnSinkFailure};
-pub use stream::SeenToolCalls;
 use writer::{Msg, Writer};
 
 /// When the file sink fsyncs.

@@ -13,8 +13,6 @@ pub mod claims;
 pub mod config;
 pub mod jwt;
 pub mod keys;
-pub mod metadata;
-pub mod principal;
 pub mod revocation;
 pub mod shared;
 pub mod signer;
@@ -27,8 +25,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use pingora_http::RequestHeader;
 
+pub use crate::principal::{AuthMethod, Principal, PrincipalKind};
 pub use config::{AuthRequirement, AuthnSpec};
-pub use principal::{AuthMethod, Principal, PrincipalKind};
 pub use spec::validate_spec;
 
 use crate::error::ProxyError;

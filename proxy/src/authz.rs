@@ -20,6 +20,7 @@
 pub mod body;
 pub mod catalog;
 mod context;
+mod decide;
 mod decision;
 pub mod entities;
 pub mod explain;

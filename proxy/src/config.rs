@@ -12,7 +12,6 @@
 //! ```
 
 pub mod env;
-pub mod field;
 pub mod spec;
 mod validate;
 
@@ -23,7 +22,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use field::FieldError;
+pub use crate::error::FieldError;
 
 use crate::route::RouteTable;
 use spec::{ConfigSpec, EmbeddedOrchestratorSpec, LogFormat, TlsSpec};

@@ -44,7 +44,7 @@ pub enum ProxyError {
         /// When the client may retry.
         retry_after: Duration,
         /// The IETF `RateLimit-Policy` / `RateLimit` values (empty for stream caps).
-        headers: crate::ratelimit::RateLimitHeaders,
+        headers: RateLimitHeaders,
     },
     /// The shared rate-limit backend (Redis) is unreachable and `on_failure` is `fail_closed`.
     #[error("rate limit backend unavailable")]
@@ -129,7 +129,7 @@ impl ProxyError {
                 headers,
             } => {
                 // Whole seconds, rounded up: retrying at `Retry-After` must not be early.
-                let secs = crate::ratelimit::headers::ceil_secs(*retry_after).max(1);
+                let secs = ceil_secs(*retry_after).max(1);
                 let mut out = vec![("retry-after", secs.to_string())];
                 out.extend(headers.pairs());
                 out
@@ -177,6 +177,53 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&format)
         .unwrap_or_default()
+}
+
+/// One problem in a configuration, located by its field path (`routes[1].upstream`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path of the field, with list indexes in brackets.
+    pub path: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Rendered header values; empty when no limit applied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimitHeaders {
+    /// `RateLimit-Policy` value.
+    pub policy: String,
+    /// `RateLimit` value.
+    pub state: String,
+}
+
+impl RateLimitHeaders {
+    /// Whether there is nothing to send.
+    pub fn is_empty(&self) -> bool {
+        self.policy.is_empty()
+    }
+
+    /// `(name, value)` pairs to add to a response.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        vec![
+            ("ratelimit-policy", self.policy.clone()),
+            ("ratelimit", self.state.clone()),
+        ]
+    }
+}
+
+/// Whole seconds, rounded up.
+pub fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub mod stream;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::field::FieldError;
+use crate::error::FieldError;
 use crate::error::ProxyError;
 use crate::protocol::event::Item;
 use crate::protocol::message::Message;
@@ -285,8 +285,18 @@ impl Stage for GuardrailsStage {
         stream::json_answer(rs, &mut rec, answer, stream::location(x.route.protocol));
     }
 
-    fn audit(&self, state: &State, record: &mut crate::audit::AuditRecord) {
-        record.set_findings(&state.findings);
+    fn audit(&self, state: &State, record: &mut crate::audit::record::AuditRecord) {
+        record.guardrails = state
+            .findings
+            .as_slice()
+            .iter()
+            .map(|f| crate::audit::record::AuditFinding {
+                action: f.action.as_str(),
+                count: f.count,
+                location: f.location.clone(),
+                rule: f.rule.clone(),
+            })
+            .collect();
     }
 }
 

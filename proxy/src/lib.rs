@@ -16,6 +16,7 @@ pub mod guardrails;
 pub mod lifecycle;
 pub mod listener;
 pub mod pipeline;
+pub mod principal;
 pub mod protocol;
 pub mod ratelimit;
 pub mod route;

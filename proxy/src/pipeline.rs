@@ -16,6 +16,7 @@
 
 pub mod context;
 pub mod headers;
+pub mod metadata;
 pub mod respond;
 
 use std::sync::Arc;
@@ -42,8 +43,8 @@ use context::{RequestCtx, ResponseBody, StreamCtx};
 /// Largest JSON answer of a dialect route the proxy holds to inspect; a larger one is refused.
 pub const MAX_JSON_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
-/// The shared state of every stage, built once by [`crate::server::start`]. A new stage adds its
-/// field here and its hook calls below.
+/// The shared state of every stage, built once at start. A new stage adds its field here and
+/// its hook calls below.
 pub struct Stages {
     /// The route table.
     pub routes: arc_swap::ArcSwap<RouteTable>,
@@ -244,10 +245,12 @@ impl Pipeline {
         let x = ctx.core.view().ok_or(ProxyError::Internal)?;
         // Audit facts first (the record lists calls authorization drops), then authorization
         // (what may exist), then guardrails (scan only what the client may see).
+        if self.audit.is_enabled() {
+            ctx.audit.note(&items);
+        }
         let chain = self
-            .audit
-            .on_events(&x, &mut ctx.audit, &mut items, end)
-            .and_then(|()| self.authz.on_events(&x, &mut ctx.authz, &mut items, end))
+            .authz
+            .on_events(&x, &mut ctx.authz, &mut items, end)
             .and_then(|()| self.guard.on_events(&x, &mut ctx.guard, &mut items, end));
         let out = stream.relay.encode(&items);
         stream
@@ -557,9 +560,8 @@ impl ProxyHttp for Pipeline {
         let record = self.audit.is_enabled().then(|| {
             let mut record = respond::record(session, ctx, status, reason);
             self.authz.audit(&ctx.authz, &mut record);
-            self.limit.audit(&ctx.limit, &mut record);
             self.guard.audit(&ctx.guard, &mut record);
-            self.audit.audit(&ctx.audit, &mut record);
+            record.note_tool_calls(&ctx.audit.0);
             record
         });
         respond::observe(&self.metrics, session, ctx, status, reason);

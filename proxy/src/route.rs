@@ -12,8 +12,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 use crate::protocol::RouteProtocol;
+
+/// Whether a route needs a principal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthRequirement {
+    /// Credentials are required (401 without).
+    #[default]
+    Required,
+    /// Requests without credentials get the `Anonymous::"<ip>"` principal; bad credentials still
+    /// get 401.
+    Optional,
+}
 
 /// A validated upstream.
 #[derive(Debug, Clone)]
@@ -90,7 +104,7 @@ pub struct Route {
     /// Forward the client's `Host`.
     pub preserve_host: bool,
     /// Whether callers must authenticate.
-    pub auth: crate::authn::AuthRequirement,
+    pub auth: AuthRequirement,
     /// Forward the client's credentials upstream.
     pub forward_credentials: bool,
 }

@@ -16,9 +16,9 @@ use async_trait::async_trait;
 use pingora_http::{RequestHeader, ResponseHeader};
 use serde_json::Value;
 
-use crate::audit::AuditRecord;
-use crate::authn::Principal;
+use crate::audit::record::AuditRecord;
 use crate::error::ProxyError;
+use crate::principal::Principal;
 use crate::protocol::event::Item;
 use crate::protocol::message::Message;
 use crate::route::Route;

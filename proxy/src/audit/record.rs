@@ -7,9 +7,8 @@
 
 use serde::Serialize;
 
-use crate::authn::Principal;
-use crate::authz::Decision;
 use crate::error::ProxyError;
+use crate::principal::Principal;
 use std::net::IpAddr;
 
 /// One request's audit record.
@@ -177,7 +176,7 @@ pub struct RecordFacts<'a> {
 }
 
 impl AuditRecord {
-    /// The record of a request; stages then fill their parts ([`crate::stage::Stage::audit`]).
+    /// The record of a request; stages then fill their parts (their `audit` hooks).
     pub fn new(f: RecordFacts<'_>) -> Self {
         Self {
             seq: 0,
@@ -214,50 +213,23 @@ impl AuditRecord {
         }
     }
 
-    /// The request-level decision (authorization's part).
-    pub fn set_decision(&mut self, decision: Option<&Decision>) {
-        let Some(d) = decision else {
-            return;
-        };
-        self.action = Some(d.action.clone());
-        self.resource = Some(d.resource.clone());
-        self.decision = Some(audit_decision(d));
+    /// The request-level decision (authorization's part): the Cedar action and resource, the
+    /// decision, and whether it refused the request.
+    pub fn set_decision(&mut self, action: &str, resource: &str, decision: AuditDecision) {
         // Refused by the request-level policy: the limit stage never ran.
-        if self.error_code == Some("FORBIDDEN") && d.blocks() {
+        if self.error_code == Some("FORBIDDEN") && !decision.allowed {
             self.rate_limit = "not_reached";
         }
+        self.action = Some(action.to_string());
+        self.resource = Some(resource.to_string());
+        self.decision = Some(decision);
     }
 
-    /// The tool decisions of the request (authorization's part), without call ids yet.
-    pub fn tool_decisions(&mut self, decisions: &[Decision]) {
-        for d in decisions
-            .iter()
-            .filter(|d| d.resource.starts_with("Tool::"))
-        {
-            let call = ToolCall {
-                action: d.action.clone(),
-                allowed: !d.blocks(),
-                id: None,
-                tool: d.resource.clone(),
-            };
-            if !self.tool_calls.contains(&call) {
-                self.tool_calls.push(call);
-            }
+    /// A tool decision of the request (authorization's part), without a call id yet.
+    pub fn add_tool_decision(&mut self, call: ToolCall) {
+        if !self.tool_calls.contains(&call) {
+            self.tool_calls.push(call);
         }
-    }
-
-    /// What the guardrails found (rule ids, locations, actions; never content).
-    pub fn set_findings(&mut self, findings: &crate::guardrails::Findings) {
-        self.guardrails = findings
-            .as_slice()
-            .iter()
-            .map(|f| AuditFinding {
-                action: f.action.as_str(),
-                count: f.count,
-                location: f.location.clone(),
-                rule: f.rule.clone(),
-            })
-            .collect();
     }
 
     /// The tool calls seen in the relayed stream (id, name): a call seen takes its tool's
@@ -288,16 +260,6 @@ impl AuditRecord {
                 self.tool_calls.push(d);
             }
         }
-    }
-}
-
-fn audit_decision(d: &Decision) -> AuditDecision {
-    AuditDecision {
-        allowed: d.allowed,
-        mode: d.mode.as_str(),
-        policies: d.policies.clone(),
-        policy_set: d.policy_set.to_string(),
-        policy_set_hash: d.policy_set_hash.to_string(),
     }
 }
 

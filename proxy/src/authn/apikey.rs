@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::principal::{AuthMethod, Principal, PrincipalKind};
 use crate::error::ProxyError;
+use crate::principal::{AuthMethod, Principal, PrincipalKind};
 
 /// Prefix of every API key.
 pub const PREFIX: &str = "pk_";

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::config::ClaimMappingSpec;
-use super::principal::{AuthMethod, Principal, PrincipalKind};
+use crate::principal::{AuthMethod, Principal, PrincipalKind};
 
 /// Looks `path` up in `claims`: first as one top-level name (Auth0's namespaced
 /// `https://example.com/roles`), then as a dotted path (`resource_access.app.roles`).

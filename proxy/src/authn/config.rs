@@ -1,5 +1,6 @@
 //! The `authentication:` section of `palisade.yaml`.
 
+pub use crate::route::AuthRequirement;
 use std::time::Duration;
 
 use schemars::JsonSchema;
@@ -296,18 +297,6 @@ impl Default for AssertionSpec {
             issuer: default_assertion_issuer(),
         }
     }
-}
-
-/// Whether a route needs a principal.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthRequirement {
-    /// Credentials are required (401 without).
-    #[default]
-    Required,
-    /// Requests without credentials get the `Anonymous::"<ip>"` principal; bad credentials still
-    /// get 401.
-    Optional,
 }
 
 fn default_max_token_bytes() -> usize {

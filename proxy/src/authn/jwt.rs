@@ -18,8 +18,8 @@ use serde_json::Value;
 use super::claims::principal_from_claims;
 use super::config::ClaimMappingSpec;
 use super::keys::KeyStore;
-use super::principal::Principal;
 use crate::error::ProxyError;
+use crate::principal::Principal;
 
 /// A configured, validated issuer.
 pub struct Issuer {

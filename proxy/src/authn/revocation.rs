@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
-use super::principal::Principal;
+use crate::principal::Principal;
 
 /// Revoked token ids.
 #[derive(Default)]
@@ -120,7 +120,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::authn::principal::{AuthMethod, PrincipalKind};
+    use crate::principal::{AuthMethod, PrincipalKind};
 
     fn principal(jti: &str, expires_in: i64) -> Arc<Principal> {
         let mut p = Principal::new(PrincipalKind::User, "iss|sub", AuthMethod::Jwt);

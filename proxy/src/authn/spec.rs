@@ -8,7 +8,7 @@ use super::config::{AuthnSpec, DevIssuerSpec, IssuerSpec};
 use super::jwt::Issuer;
 use super::keys::{KeySet, KeySource, KeyStore};
 use super::signer::Signer;
-use crate::config::field::FieldError;
+use crate::error::FieldError;
 
 fn algorithms(spec: &IssuerSpec) -> Result<Vec<Algorithm>, String> {
     let names: Vec<&str> = if spec.algorithms.is_empty() {

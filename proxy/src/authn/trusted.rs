@@ -6,7 +6,7 @@ use ipnet::IpNet;
 use pingora_http::RequestHeader;
 
 use super::config::TrustedHeadersSpec;
-use super::principal::{AuthMethod, Principal, PrincipalKind};
+use crate::principal::{AuthMethod, Principal, PrincipalKind};
 
 /// Trusted-header identification.
 pub struct TrustedHeaders {

@@ -9,8 +9,8 @@
 
 use serde_json::Value;
 
+use super::decide::{AuthzStage, State};
 use super::entities::{Resource, ResourceKind};
-use super::stage::{AuthzStage, State};
 use crate::error::ProxyError;
 use crate::protocol::{a2a, jsonrpc, mcp, message::Message};
 use crate::stage::{Exchange, Refusal};

@@ -1,114 +1,21 @@
-//! [`AuthzStage`]: authorization as a pipeline stage. The request-level decision on the head;
+//! [`AuthzStage`] as a pipeline stage (its [`Stage`] hooks). The request-level decision on the head;
 //! body-aware decisions on the parsed body ([`super::body`]); tool filtering of the parsed
 //! response events and JSON answers ([`super::stream`]); its part of the audit record.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora_http::RequestHeader;
 use serde_json::Value;
 
+pub use super::decide::{record, AuthzStage, State};
 use super::entities::{Resource, ResourceKind};
-use super::{Authz, AuthzRequest, Decision, Decisions, RequestFacts, RouteAuthz};
-use crate::audit::AuditRecord;
+use super::{AuthzRequest, Decision, RequestFacts};
+use crate::audit::record::{AuditDecision, AuditRecord, ToolCall};
 use crate::error::ProxyError;
 use crate::protocol::{a2a, event::Item, message::Message, RouteProtocol};
 use crate::stage::{Exchange, Refusal, ResponseHead, Stage};
-use crate::telemetry::Metrics;
-
-/// Authorization for every route; `authz` is `None` when no policy set is configured (then
-/// every hook is a no-op).
-pub struct AuthzStage {
-    authz: Option<Arc<Authz>>,
-    /// Each route's request mapping, by route id.
-    routes: Vec<Arc<RouteAuthz>>,
-    metrics: Metrics,
-}
-
-/// Per-request authorization state.
-#[derive(Debug, Default)]
-pub struct State {
-    /// The request's facts, kept for body-aware and stream decisions.
-    pub facts: Option<RequestFacts>,
-    /// The request-level decision of the enforcing set.
-    pub decision: Option<Decision>,
-    /// Decisions of shadow policy sets.
-    pub shadow: Vec<Decision>,
-    /// Body-aware decisions (tools, MCP calls, A2A methods), in order, enforcing set only.
-    pub body_decisions: Vec<Decision>,
-    /// `Mcp-Method` / `Mcp-Name` header problems found on the head, refused with the body.
-    pub(super) mcp_headers: Option<Result<http::HeaderMap, String>>,
-    /// Ids of MCP `tools/list` requests whose answers are filtered per principal.
-    pub(super) mcp_list_ids: Vec<Value>,
-    /// AG-UI response filtering.
-    pub(super) stream: super::stream::AguiFilter,
-    /// Tool verdicts already made for this response.
-    pub(super) verdicts: std::collections::HashMap<String, bool>,
-}
-
-impl AuthzStage {
-    /// The stage over `authz` with each route's mapping (indexed by route id).
-    pub fn new(authz: Option<Arc<Authz>>, routes: Vec<Arc<RouteAuthz>>, metrics: Metrics) -> Self {
-        Self {
-            authz,
-            routes,
-            metrics,
-        }
-    }
-
-    /// The live policy sets, when configured.
-    pub fn policies(&self) -> Option<&Arc<Authz>> {
-        self.authz.as_ref()
-    }
-
-    pub(super) fn route(&self, x: &Exchange<'_>) -> Option<&RouteAuthz> {
-        self.routes.get(x.route.id).map(AsRef::as_ref)
-    }
-
-    /// Decides `action` on `resource` with every set, records it, and says whether it blocks.
-    pub(super) fn decide(
-        &self,
-        x: &Exchange<'_>,
-        state: &mut State,
-        action: &str,
-        resource: &Resource,
-        arguments: Option<&Value>,
-    ) -> bool {
-        let (Some(authz), Some(facts)) = (self.authz.as_deref(), state.facts.as_ref()) else {
-            return true;
-        };
-        let decisions = authz.decide(&AuthzRequest {
-            principal: x.principal,
-            action,
-            resource,
-            facts,
-            arguments,
-        });
-        let blocks = record(&self.metrics, &decisions, x.request_id);
-        state.body_decisions.extend(decisions.primary);
-        state.shadow.extend(decisions.shadow);
-        blocks
-    }
-
-    /// Whether the principal may `action` the tool `name` (decided once per response).
-    pub(super) fn tool_allowed(
-        &self,
-        x: &Exchange<'_>,
-        state: &mut State,
-        action: &str,
-        name: &str,
-    ) -> bool {
-        if let Some(v) = state.verdicts.get(name) {
-            return *v;
-        }
-        let resource = Resource::new(ResourceKind::Tool, name);
-        let allowed = !self.decide(x, state, action, &resource, None);
-        state.verdicts.insert(name.to_string(), allowed);
-        allowed
-    }
-}
 
 /// The facts of the exchange (route, client, time) for the Cedar context.
 pub fn facts(x: &Exchange<'_>, declared_bytes: u64) -> RequestFacts {
@@ -224,38 +131,31 @@ impl Stage for AuthzStage {
     }
 
     fn audit(&self, state: &State, record: &mut AuditRecord) {
-        record.set_decision(state.decision.as_ref());
-        record.tool_decisions(&state.body_decisions);
+        if let Some(d) = &state.decision {
+            record.set_decision(&d.action, &d.resource, audit_decision(d));
+        }
+        for d in state
+            .body_decisions
+            .iter()
+            .filter(|d| d.resource.starts_with("Tool::"))
+        {
+            record.add_tool_decision(ToolCall {
+                action: d.action.clone(),
+                allowed: !d.blocks(),
+                id: None,
+                tool: d.resource.clone(),
+            });
+        }
     }
 }
 
-/// Counts and logs `decisions`; returns whether they refuse the request.
-pub fn record(metrics: &Metrics, decisions: &Decisions, request_id: &str) -> bool {
-    for d in decisions.all() {
-        let action = d
-            .action
-            .strip_prefix("Action::\"")
-            .and_then(|a| a.strip_suffix('"'))
-            .unwrap_or(&d.action);
-        metrics
-            .authz_decisions
-            .with_label_values(&[&d.policy_set, d.mode.as_str(), action, d.verdict()])
-            .inc();
-        tracing::debug!(
-            request_id,
-            authz.decision = d.verdict(),
-            authz.mode = d.mode.as_str(),
-            authz.policy_set = %d.policy_set,
-            authz.policy_set_hash = %d.policy_set_hash,
-            authz.policies = ?d.policies,
-            authz.principal = %d.principal,
-            authz.action = %d.action,
-            authz.resource = %d.resource,
-            "authorization decision"
-        );
-        if !d.errors.is_empty() {
-            tracing::warn!(request_id, authz.errors = ?d.errors, "policies failed to evaluate");
-        }
+/// A decision as the audit record keeps it.
+fn audit_decision(d: &Decision) -> AuditDecision {
+    AuditDecision {
+        allowed: d.allowed,
+        mode: d.mode.as_str(),
+        policies: d.policies.clone(),
+        policy_set: d.policy_set.to_string(),
+        policy_set_hash: d.policy_set_hash.to_string(),
     }
-    decisions.blocks()
 }

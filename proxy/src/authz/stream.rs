@@ -10,22 +10,14 @@
 //! `MESSAGES_SNAPSHOT` — or, when the route says `denied_tool_call: run_error`, ends the run
 //! with a `RUN_ERROR` of code `FORBIDDEN`.
 
-use std::collections::HashSet;
-
 use serde_json::Value;
 
+use super::decide::{AuthzStage, State};
 use super::spec::DeniedToolCall;
-use super::stage::{AuthzStage, State};
 use crate::error::ProxyError;
 use crate::protocol::event::Item;
 use crate::protocol::{agui, mcp, RouteProtocol};
 use crate::stage::Exchange;
-
-/// State of an AG-UI stream filter.
-#[derive(Debug, Default)]
-pub struct AguiFilter {
-    dropped: HashSet<String>,
-}
 
 /// Filters the items of one chunk. `Err(Forbidden)` ends a run whose agent called a denied
 /// tool on a `run_error` route (the items then end with the `RUN_ERROR`).
@@ -83,12 +75,12 @@ fn filter_agui(
                     *items = kept;
                     return Err(ProxyError::Forbidden);
                 } else if let Some(id) = call_id {
-                    state.stream.dropped.insert(id);
+                    state.dropped_calls.insert(id);
                 }
             }
             "TOOL_CALL_START" | "TOOL_CALL_CHUNK" | "TOOL_CALL_ARGS" | "TOOL_CALL_END"
             | "TOOL_CALL_RESULT" => {
-                if !call_id.is_some_and(|id| state.stream.dropped.contains(&id)) {
+                if !call_id.is_some_and(|id| state.dropped_calls.contains(&id)) {
                     kept.push(item);
                 }
             }
@@ -118,10 +110,10 @@ fn scrub_snapshot(stage: &AuthzStage, x: &Exchange<'_>, state: &mut State, json:
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 let id = c.get("id").and_then(Value::as_str).unwrap_or_default();
-                let keep = !state.stream.dropped.contains(id)
+                let keep = !state.dropped_calls.contains(id)
                     && stage.tool_allowed(x, state, "use_tool", name);
                 if !keep {
-                    state.stream.dropped.insert(id.to_string());
+                    state.dropped_calls.insert(id.to_string());
                 }
                 keep
             });
@@ -130,7 +122,7 @@ fn scrub_snapshot(stage: &AuthzStage, x: &Exchange<'_>, state: &mut State, json:
     messages.retain(|m| {
         !m.get("toolCallId")
             .and_then(Value::as_str)
-            .is_some_and(|id| state.stream.dropped.contains(id))
+            .is_some_and(|id| state.dropped_calls.contains(id))
     });
 }
 

@@ -148,7 +148,7 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
             if let Some(bad) = roles
                 .iter()
                 .chain(tenant.iter())
-                .find(|v| !crate::authn::principal::is_identity_token(v))
+                .find(|v| !crate::principal::is_identity_token(v))
             {
                 anyhow::bail!(
                     "{bad:?} is not a valid role or tenant: use ASCII letters, digits and - . _ : / @ + = ~ |"

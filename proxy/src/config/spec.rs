@@ -6,6 +6,7 @@
 //! `config/schema/palisade.schema.json` is generated from these doc comments.
 
 pub use crate::protocol::RouteProtocol;
+pub use crate::telemetry::spec::LogFormat;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -165,17 +166,6 @@ impl Default for ServerSpec {
     }
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum LogFormat {
-    /// One JSON object per line.
-    #[default]
-    Json,
-    /// Human-readable lines.
-    Pretty,
-}
-
 /// Request limits.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -256,7 +246,7 @@ pub struct RouteSpec {
     /// Whether callers must authenticate: `required` (401 without credentials) or `optional`
     /// (no credentials = the `Anonymous::"<ip>"` principal). Default: `required`.
     #[serde(default)]
-    pub auth: crate::authn::AuthRequirement,
+    pub auth: crate::route::AuthRequirement,
     /// Forward the client's `Authorization` / `X-API-Key` headers upstream. Default: `false`
     /// (the upstream gets the identity headers and the signed assertion instead).
     #[serde(default)]

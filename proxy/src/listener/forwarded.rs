@@ -11,7 +11,7 @@ use ipnet::IpNet;
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora_http::RequestHeader;
 
-use super::spec::{ClientIpHeader, EdgeSpec};
+use super::spec::{parse_net, ClientIpHeader, EdgeSpec};
 use crate::error::ProxyError;
 
 /// Longest forwarding chain read, in entries; a longer one is refused.
@@ -22,14 +22,6 @@ const MAX_CHAIN: usize = 32;
 pub struct Edge {
     trusted: Vec<IpNet>,
     header: ClientIpHeader,
-}
-
-/// A CIDR, or a bare address as a /32 or /128.
-pub fn parse_net(text: &str) -> Option<IpNet> {
-    let text = text.trim();
-    text.parse::<IpNet>()
-        .ok()
-        .or_else(|| text.parse::<IpAddr>().ok().map(IpNet::from))
 }
 
 impl Edge {

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::config::FieldError;
+use crate::error::FieldError;
 
 /// The client edge of every public listener.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -40,11 +40,21 @@ pub enum ClientIpHeader {
 /// Validates the `edge` section, pushing every problem with its field path.
 pub fn validate(spec: &EdgeSpec, errors: &mut Vec<FieldError>) {
     for (i, net) in spec.trusted_proxies.iter().enumerate() {
-        if super::forwarded::parse_net(net).is_none() {
+        if parse_net(net).is_none() {
             errors.push(FieldError {
                 path: format!("edge.trusted_proxies[{i}]"),
                 message: format!("{net:?} is not a CIDR (`10.0.0.0/8`) or an IP address"),
             });
         }
     }
+}
+
+/// A CIDR, or a bare address as a /32 or /128.
+pub fn parse_net(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }

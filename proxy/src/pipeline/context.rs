@@ -99,7 +99,7 @@ pub struct RequestCtx {
     /// Guardrails' state (findings, the response filter).
     pub guard: crate::guardrails::State,
     /// The audit trail's state (tool calls seen in the stream).
-    pub audit: crate::audit::SeenToolCalls,
+    pub audit: crate::protocol::agui::SeenToolCalls,
     _in_flight: InFlight,
 }
 

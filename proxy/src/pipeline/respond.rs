@@ -57,7 +57,7 @@ pub async fn refuse(
             .as_ref()
             .filter(|r| r.protocol == RouteProtocol::Mcp)
         {
-            let url = crate::authn::metadata::metadata_url(&origin(session), route);
+            let url = super::metadata::metadata_url(&origin(session), route);
             resp.insert_header(
                 "www-authenticate",
                 format!("Bearer resource_metadata=\"{url}\""),
@@ -207,10 +207,10 @@ pub async fn metadata(
     authn: &crate::authn::Authenticator,
 ) -> pingora_core::Result<bool> {
     let path = session.req_header().uri.path();
-    if !path.starts_with(crate::authn::metadata::WELL_KNOWN) {
+    if !path.starts_with(super::metadata::WELL_KNOWN) {
         return Ok(false);
     }
-    let Some(doc) = crate::authn::metadata::document(
+    let Some(doc) = super::metadata::document(
         routes,
         path,
         &origin(session),
@@ -377,7 +377,10 @@ pub fn observe(
         &mut ctx.span,
         &ctx.core.request_id,
         code,
-        ctx.authz.decision.as_ref(),
+        ctx.authz
+            .decision
+            .as_ref()
+            .map(|d| (d.verdict(), d.policies.join(","))),
         (status, &route, reason),
     );
 }

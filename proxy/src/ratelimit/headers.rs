@@ -14,15 +14,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use super::policy::Limit;
-
-/// Rendered header values; empty when no limit applied.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RateLimitHeaders {
-    /// `RateLimit-Policy` value.
-    pub policy: String,
-    /// `RateLimit` value.
-    pub state: String,
-}
+pub use crate::error::{ceil_secs, RateLimitHeaders};
 
 /// One limit's state after a check, for the headers.
 #[derive(Debug, Clone, Copy)]
@@ -61,25 +53,4 @@ impl RateLimitHeaders {
         }
         out
     }
-
-    /// Whether there is nothing to send.
-    pub fn is_empty(&self) -> bool {
-        self.policy.is_empty()
-    }
-
-    /// `(name, value)` pairs to add to a response.
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        if self.is_empty() {
-            return Vec::new();
-        }
-        vec![
-            ("ratelimit-policy", self.policy.clone()),
-            ("ratelimit", self.state.clone()),
-        ]
-    }
-}
-
-/// Whole seconds, rounded up.
-pub fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }

@@ -10,7 +10,7 @@ use super::spec::{
     FailureMode, LimitKind, LimitScope, LimitSpec, RateLimitsSpec, RouteLimitsSpec, StreamCapsSpec,
 };
 use crate::authn::{Principal, PrincipalKind};
-use crate::config::field::FieldError;
+use crate::error::FieldError;
 
 /// One validated limit.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,7 @@
 //! The `rate_limits` section of `palisade.yaml` (and a route's `rate_limits`), as written.
 //!
-//! Plain `serde` + `schemars` types with no logic; [`super::policy`] validates them into the
-//! runtime [`super::Settings`] and per-route [`super::RouteLimits`].
+//! Plain `serde` + `schemars` types with no logic; `policy` validates them into the
+//! runtime `Settings` and per-route `RouteLimits`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use super::{Admission, Caller, RateLimiter, RouteLimits};
-use crate::audit::AuditRecord;
 use crate::error::ProxyError;
 use crate::protocol::RouteProtocol;
 use crate::stage::{Exchange, ResponseHead, Stage};
@@ -81,6 +80,4 @@ impl Stage for LimitStage {
         }
         Ok(())
     }
-
-    fn audit(&self, _state: &Admission, _record: &mut AuditRecord) {}
 }

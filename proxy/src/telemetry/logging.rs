@@ -1,6 +1,6 @@
 //! Structured logs through `tracing`: JSON lines by default, one subscriber per process.
 
-use crate::config::spec::LogFormat;
+use super::spec::LogFormat;
 
 /// Installs the global `tracing` subscriber. Later calls (tests starting several proxies) are
 /// no-ops.

@@ -27,10 +27,10 @@ use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 
 use super::spec::{OtlpProtocol, TracingSpec};
-use crate::config::field::FieldError;
+use crate::error::FieldError;
 use crate::telemetry::TraceContext;
 
-/// Validated tracing settings; `None` in [`crate::config::Config`] means off.
+/// Validated tracing settings; none in the config means off.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OtelSettings {
     /// Full export URL (`…/v1/traces` for http/protobuf, `http://host:4317` for gRPC).
@@ -296,12 +296,12 @@ impl RequestSpan {
 }
 
 /// Ends the request's spans with its outcome: `(status, route, reason)`, the authorization
-/// decision, and the error code as the span status.
+/// decision (verdict and determining policies), and the error code as the span status.
 pub fn finish_request(
     span: &mut RequestSpan,
     request_id: &str,
     error_code: Option<&'static str>,
-    decision: Option<&crate::authz::Decision>,
+    decision: Option<(&'static str, String)>,
     (status, route, reason): (u16, &str, &'static str),
 ) {
     span.finish(error_code, || {
@@ -311,9 +311,9 @@ pub fn finish_request(
             KeyValue::new("palisade.request_id", request_id.to_string()),
             KeyValue::new("palisade.reason", reason),
         ];
-        if let Some(d) = decision {
-            attrs.push(KeyValue::new("authz.decision", d.verdict()));
-            attrs.push(KeyValue::new("authz.policies", d.policies.join(",")));
+        if let Some((verdict, policies)) = decision {
+            attrs.push(KeyValue::new("authz.decision", verdict));
+            attrs.push(KeyValue::new("authz.policies", policies));
         }
         attrs
     });

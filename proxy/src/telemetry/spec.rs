@@ -68,3 +68,14 @@ fn default_service_name() -> String {
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
 }
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable lines.
+    Pretty,
+}

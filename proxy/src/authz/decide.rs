@@ -1,0 +1,135 @@
+//! [`AuthzStage`]: the live policy sets with each route's request mapping, and the decisions
+//! every authorization hook makes through it (each recorded in metrics and the log, and kept in
+//! the request's [`State`] for the audit record).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::entities::{Resource, ResourceKind};
+use super::{Authz, AuthzRequest, Decision, Decisions, RequestFacts, RouteAuthz};
+use crate::stage::Exchange;
+use crate::telemetry::Metrics;
+
+/// Authorization for every route; `authz` is `None` when no policy set is configured (then
+/// every hook is a no-op).
+pub struct AuthzStage {
+    pub(super) authz: Option<Arc<Authz>>,
+    /// Each route's request mapping, by route id.
+    routes: Vec<Arc<RouteAuthz>>,
+    pub(super) metrics: Metrics,
+}
+
+/// Per-request authorization state.
+#[derive(Debug, Default)]
+pub struct State {
+    /// The request's facts, kept for body-aware and stream decisions.
+    pub facts: Option<RequestFacts>,
+    /// The request-level decision of the enforcing set.
+    pub decision: Option<Decision>,
+    /// Decisions of shadow policy sets.
+    pub shadow: Vec<Decision>,
+    /// Body-aware decisions (tools, MCP calls, A2A methods), in order, enforcing set only.
+    pub body_decisions: Vec<Decision>,
+    /// `Mcp-Method` / `Mcp-Name` header problems found on the head, refused with the body.
+    pub(super) mcp_headers: Option<Result<http::HeaderMap, String>>,
+    /// Ids of MCP `tools/list` requests whose answers are filtered per principal.
+    pub(super) mcp_list_ids: Vec<Value>,
+    /// Tool calls dropped from the AG-UI response, by call id.
+    pub(super) dropped_calls: std::collections::HashSet<String>,
+    /// Tool verdicts already made for this response.
+    pub(super) verdicts: std::collections::HashMap<String, bool>,
+}
+
+impl AuthzStage {
+    /// The stage over `authz` with each route's mapping (indexed by route id).
+    pub fn new(authz: Option<Arc<Authz>>, routes: Vec<Arc<RouteAuthz>>, metrics: Metrics) -> Self {
+        Self {
+            authz,
+            routes,
+            metrics,
+        }
+    }
+
+    /// The live policy sets, when configured.
+    pub fn policies(&self) -> Option<&Arc<Authz>> {
+        self.authz.as_ref()
+    }
+
+    pub(super) fn route(&self, x: &Exchange<'_>) -> Option<&RouteAuthz> {
+        self.routes.get(x.route.id).map(AsRef::as_ref)
+    }
+
+    /// Decides `action` on `resource` with every set, records it, and says whether it blocks.
+    pub(super) fn decide(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        action: &str,
+        resource: &Resource,
+        arguments: Option<&Value>,
+    ) -> bool {
+        let (Some(authz), Some(facts)) = (self.authz.as_deref(), state.facts.as_ref()) else {
+            return true;
+        };
+        let decisions = authz.decide(&AuthzRequest {
+            principal: x.principal,
+            action,
+            resource,
+            facts,
+            arguments,
+        });
+        let blocks = record(&self.metrics, &decisions, x.request_id);
+        state.body_decisions.extend(decisions.primary);
+        state.shadow.extend(decisions.shadow);
+        blocks
+    }
+
+    /// Whether the principal may `action` the tool `name` (decided once per response).
+    pub(super) fn tool_allowed(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        action: &str,
+        name: &str,
+    ) -> bool {
+        if let Some(v) = state.verdicts.get(name) {
+            return *v;
+        }
+        let resource = Resource::new(ResourceKind::Tool, name);
+        let allowed = !self.decide(x, state, action, &resource, None);
+        state.verdicts.insert(name.to_string(), allowed);
+        allowed
+    }
+}
+
+/// Counts and logs `decisions`; returns whether they refuse the request.
+pub fn record(metrics: &Metrics, decisions: &Decisions, request_id: &str) -> bool {
+    for d in decisions.all() {
+        let action = d
+            .action
+            .strip_prefix("Action::\"")
+            .and_then(|a| a.strip_suffix('"'))
+            .unwrap_or(&d.action);
+        metrics
+            .authz_decisions
+            .with_label_values(&[&d.policy_set, d.mode.as_str(), action, d.verdict()])
+            .inc();
+        tracing::debug!(
+            request_id,
+            authz.decision = d.verdict(),
+            authz.mode = d.mode.as_str(),
+            authz.policy_set = %d.policy_set,
+            authz.policy_set_hash = %d.policy_set_hash,
+            authz.policies = ?d.policies,
+            authz.principal = %d.principal,
+            authz.action = %d.action,
+            authz.resource = %d.resource,
+            "authorization decision"
+        );
+        if !d.errors.is_empty() {
+            tracing::warn!(request_id, authz.errors = ?d.errors, "policies failed to evaluate");
+        }
+    }
+    decisions.blocks()
+}
