@@ -14,10 +14,14 @@
 //! that refuses returns a [`ProxyError`] (or a [`crate::stage::Refusal`] naming JSON-RPC ids);
 //! [`respond`] writes every refusal, in the shape the exchange calls for.
 
+mod admit;
+mod body;
 pub mod context;
 pub mod headers;
 pub mod metadata;
 pub mod respond;
+
+pub use body::MAX_JSON_ANSWER_BYTES;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,14 +38,10 @@ use crate::authn::Authenticator;
 use crate::error::ProxyError;
 use crate::lifecycle::Lifecycle;
 use crate::listener::mtls::ServiceIdentity;
-use crate::protocol::{event::Item, json, message::Message, relay::SseRelay};
-use crate::route::{host_without_port, RouteMatch, RouteTable};
+use crate::route::RouteTable;
 use crate::stage::{ResponseHead, Stage};
-use crate::telemetry::{Metrics, TraceContext};
-use context::{RequestCtx, ResponseBody, StreamCtx};
-
-/// Largest JSON answer of a dialect route the proxy holds to inspect; a larger one is refused.
-pub const MAX_JSON_ANSWER_BYTES: usize = 8 * 1024 * 1024;
+use crate::telemetry::Metrics;
+use context::{RequestCtx, ResponseBody};
 
 /// The shared state of every stage, built once at start. A new stage adds its field here and
 /// its hook calls below.
@@ -94,52 +94,6 @@ impl Pipeline {
     /// A pipeline for one listener over the shared `stages`.
     pub fn new(stages: Arc<Stages>, tls: bool) -> Self {
         Self { stages, tls }
-    }
-
-    /// Stages that run before anything is forwarded. `Err` short-circuits to the error mapper.
-    fn admit(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
-        // Strip first: nothing below may read a client-written identity header.
-        headers::strip_palisade_headers(session.req_header_mut());
-        ctx.core.tls = self.tls;
-        let req = session.req_header();
-        ctx.core.request_id = headers::request_id(req);
-        ctx.core.method = req.method.clone();
-        ctx.core.path = req.uri.path().to_string();
-        // The request's span continues the client's trace and names this hop upstream.
-        let mut trace = TraceContext::from_request(req);
-        ctx.span = self
-            .tracing
-            .begin(&mut trace, req.method.as_str(), req.uri.path());
-        ctx.core.trace = Some(trace);
-        // The client behind trusted proxies, before anything keys on it (after the ids, so a
-        // refusal carries them).
-        ctx.core.client_ip = self.edge.client_ip(session.client_addr(), req)?;
-        // Under `fail_closed`, nothing is served while the audit trail cannot be written (after
-        // the ids, so the refusal's body and record carry them).
-        if self.audit.refuses() {
-            self.audit.count_refused();
-            return Err(ProxyError::AuditUnavailable);
-        }
-        // Route before the body limit: the limit is per route.
-        let host = headers::request_host(req).map(host_without_port);
-        match self.routes.load().find(host, &ctx.core.path, &req.method) {
-            RouteMatch::Found(route) => ctx.core.route = Some(route.clone()),
-            RouteMatch::MethodNotAllowed(allow) => {
-                return Err(ProxyError::MethodNotAllowed { allow })
-            }
-            RouteMatch::NotFound => return Err(ProxyError::NotFound),
-        }
-        // A declared length over the limit is refused before a byte of body is read; chunked
-        // bodies are counted as they stream in (`request_body_filter`).
-        let limit = ctx
-            .core
-            .route
-            .as_ref()
-            .map_or(u64::MAX, |r| r.max_body_bytes);
-        if headers::declared_length(req).is_some_and(|len| len > limit) {
-            return Err(ProxyError::PayloadTooLarge { limit });
-        }
-        Ok(())
     }
 
     /// The policy stages on the request head, in order. Each refuses with a [`ProxyError`].
@@ -204,97 +158,6 @@ impl Pipeline {
             ctx.held = Some(BytesMut::new());
         }
         Ok(())
-    }
-
-    /// The whole held body: parsed once, inspected by guardrails then authorization (which
-    /// therefore decides on the redacted body), and re-encoded from what they left.
-    fn decide_body(
-        &self,
-        ctx: &mut RequestCtx,
-        whole: &[u8],
-    ) -> Result<Bytes, crate::stage::Refusal> {
-        let protocol = ctx
-            .core
-            .route
-            .as_ref()
-            .map_or(Default::default(), |r| r.protocol);
-        let Some(mut message) = Message::parse(protocol, whole)? else {
-            return Ok(Bytes::new());
-        };
-        ctx.jsonrpc = message.jsonrpc().map(|b| (b.ids(), b.batch));
-        let x = ctx.core.view().ok_or(ProxyError::Internal)?;
-        self.guard.on_message(&x, &mut ctx.guard, &mut message)?;
-        self.authz.on_message(&x, &mut ctx.authz, &mut message)?;
-        Ok(message.encode())
-    }
-
-    /// One chunk of an SSE response: parsed once, through the event chain, encoded once.
-    fn relay_chunk(
-        &self,
-        ctx: &mut RequestCtx,
-        chunk: &[u8],
-        end: bool,
-    ) -> Result<Bytes, ProxyError> {
-        let ResponseBody::Stream(stream) = &mut ctx.response else {
-            return Ok(Bytes::copy_from_slice(chunk));
-        };
-        let mut items: Vec<Item> = stream.relay.parse(chunk).map_err(|e| {
-            tracing::warn!(request_id = %ctx.core.request_id, error = %e, "upstream stream refused");
-            ProxyError::UpstreamUnavailable
-        })?;
-        let x = ctx.core.view().ok_or(ProxyError::Internal)?;
-        // Audit facts first (the record lists calls authorization drops), then authorization
-        // (what may exist), then guardrails (scan only what the client may see).
-        if self.audit.is_enabled() {
-            ctx.audit.note(&items);
-        }
-        let chain = self
-            .authz
-            .on_events(&x, &mut ctx.authz, &mut items, end)
-            .and_then(|()| self.guard.on_events(&x, &mut ctx.guard, &mut items, end));
-        let out = stream.relay.encode(&items);
-        stream
-            .metrics
-            .sse_events
-            .inc_by(stream.relay.events() - stream.events_counted);
-        stream.events_counted = stream.relay.events();
-        if let Err(err) = chain {
-            // The stage left the items that end the stream; `fail_to_proxy` writes them.
-            ctx.closing = Some(out);
-            return Err(err);
-        }
-        Ok(out)
-    }
-
-    /// One chunk of a held JSON answer; at the end, parsed once, filtered, re-encoded.
-    fn answer_chunk(
-        &self,
-        ctx: &mut RequestCtx,
-        chunk: &[u8],
-        end: bool,
-    ) -> Result<Bytes, ProxyError> {
-        let ResponseBody::Answer(held) = &mut ctx.response else {
-            return Ok(Bytes::copy_from_slice(chunk));
-        };
-        held.extend_from_slice(chunk);
-        if held.len() > MAX_JSON_ANSWER_BYTES {
-            return Err(ProxyError::UpstreamUnavailable);
-        }
-        if !end {
-            return Ok(Bytes::new());
-        }
-        let whole = std::mem::take(held);
-        if whole.iter().all(u8::is_ascii_whitespace) {
-            return Ok(whole.freeze());
-        }
-        let mut answer = json::parse(&whole).map_err(|e| {
-            tracing::warn!(request_id = %ctx.core.request_id, error = %e, "upstream answer refused");
-            ProxyError::UpstreamUnavailable
-        })?;
-        let x = ctx.core.view().ok_or(ProxyError::Internal)?;
-        self.authz.on_answer(&x, &mut ctx.authz, &mut answer);
-        self.guard.on_answer(&x, &mut ctx.guard, &mut answer);
-        Ok(json::to_bytes(&answer))
     }
 }
 
@@ -385,11 +248,7 @@ impl ProxyHttp for Pipeline {
         _session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Box<HttpPeer>> {
-        let route = ctx
-            .core
-            .route
-            .as_ref()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
+        let route = ctx.core.routed()?.route;
         ctx.span.start_upstream();
         Ok(Box::new(headers::peer(route)))
     }
@@ -415,10 +274,7 @@ impl ProxyHttp for Pipeline {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
-        let x = ctx
-            .core
-            .view()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
+        let x = ctx.core.routed()?;
         let original_host = headers::request_host(session.req_header()).map(str::to_string);
         headers::forward(upstream, &x, original_host.as_deref())?;
         self.edge
@@ -447,10 +303,7 @@ impl ProxyHttp for Pipeline {
         };
         headers::response(resp, &ctx.core.request_id, head.is_sse)?;
         ctx.span.upstream_answered(head.status, head.is_sse);
-        let x = ctx
-            .core
-            .view()
-            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route in context"))?;
+        let x = ctx.core.routed()?;
         let stages = self
             .authz
             .on_response(&x, &mut ctx.authz, &head, resp)
@@ -459,31 +312,8 @@ impl ProxyHttp for Pipeline {
         if let Err(e) = stages {
             return Error::e_because(ErrorType::InternalError, "response stages", e);
         }
-        let protocol = x.route.protocol;
-        ctx.response = if head.is_sse {
-            let metrics = self.metrics.route(x.route.name.as_str());
-            metrics.active_streams.inc();
-            let guarded = ctx.guard.inspects_response();
-            ResponseBody::Stream(Box::new(StreamCtx {
-                metrics,
-                relay: SseRelay::new(
-                    respond::reading(protocol, guarded),
-                    protocol == crate::protocol::RouteProtocol::Agui,
-                ),
-                events_counted: 0,
-                guard: ctx
-                    .upstream_socket
-                    .map(|(fd, peer)| self.lifecycle.register_stream(fd, peer)),
-                started: std::time::Instant::now(),
-            }))
-        } else if protocol.is_inspected() && resp.status.is_success() {
-            // A dialect route's answer that is not a stream is one JSON document: held (bounded),
-            // parsed once, re-encoded; whatever its declared content type.
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            ResponseBody::Answer(BytesMut::new())
-        } else {
-            ResponseBody::Pass
-        };
+        // How the body is read follows from the route's protocol and the head just seen.
+        ctx.response = self.response_body(ctx, &head, resp);
         Ok(())
     }
 
@@ -512,12 +342,7 @@ impl ProxyHttp for Pipeline {
         *body = Some(out);
         if end_of_stream {
             // The upstream closed cleanly but an AG-UI run never finished: say so, in-protocol.
-            if let Some(frame) = respond::unfinished_run(ctx) {
-                ctx.response_bytes += frame.len() as u64;
-                let mut joined = body.take().map(|b| b.to_vec()).unwrap_or_default();
-                joined.extend_from_slice(&frame);
-                *body = Some(Bytes::from(joined));
-            }
+            respond::end_unfinished_run(ctx, body);
         }
         Ok(None)
     }
@@ -528,17 +353,7 @@ impl ProxyHttp for Pipeline {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let classified = respond::classify(e, ctx);
-        if matches!(
-            classified,
-            Some(ProxyError::UpstreamUnavailable | ProxyError::UpstreamTimeout)
-        ) && ctx.error.is_none()
-        {
-            self.metrics
-                .upstream_errors
-                .with_label_values(&[ctx.route_name(), respond::upstream_error_kind(e)])
-                .inc();
-        }
+        let classified = respond::classify(e, ctx, &self.metrics);
         let error_code = match classified {
             None => 0, // the client is gone: nothing to write
             Some(err) => respond::fail(session, ctx, err).await,

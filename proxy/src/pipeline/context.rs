@@ -38,6 +38,16 @@ pub struct Core {
 }
 
 impl Core {
+    /// [`Core::view`] in a pingora phase that only runs after routing.
+    pub fn routed(&self) -> pingora_core::Result<Exchange<'_>> {
+        self.view().ok_or_else(|| {
+            pingora_core::Error::explain(
+                pingora_core::ErrorType::InternalError,
+                "no route in context",
+            )
+        })
+    }
+
     /// The read-only view stages receive; `None` before routing.
     pub fn view(&self) -> Option<Exchange<'_>> {
         Some(Exchange {

@@ -161,8 +161,18 @@ fn run_error(ctx: &mut RequestCtx, err: &ProxyError) -> Option<Bytes> {
     Some(agui::run_error_frame(err.kind().code, &err.to_string()))
 }
 
-/// At a clean end of an AG-UI stream whose run never finished: the `RUN_ERROR` to append.
-pub fn unfinished_run(ctx: &mut RequestCtx) -> Option<Bytes> {
+/// At a clean end of an AG-UI stream whose run never finished: appends a `RUN_ERROR` to the
+/// last chunk.
+pub fn end_unfinished_run(ctx: &mut RequestCtx, body: &mut Option<Bytes>) {
+    if let Some(frame) = unfinished_run(ctx) {
+        ctx.response_bytes += frame.len() as u64;
+        let mut joined = body.take().map(|b| b.to_vec()).unwrap_or_default();
+        joined.extend_from_slice(&frame);
+        *body = Some(Bytes::from(joined));
+    }
+}
+
+fn unfinished_run(ctx: &mut RequestCtx) -> Option<Bytes> {
     let err = ProxyError::UpstreamUnavailable;
     let ResponseBody::Stream(stream) = &ctx.response else {
         return None;
@@ -246,8 +256,24 @@ pub fn origin(session: &Session) -> String {
     format!("{}://{host}", if tls { "https" } else { "http" })
 }
 
-/// Classifies a pingora error into the documented error, or `None` when the client is gone.
-pub fn classify(e: &Error, ctx: &RequestCtx) -> Option<ProxyError> {
+/// Classifies a pingora error into the documented error, or `None` when the client is gone; an
+/// upstream failure is counted in `palisade_upstream_errors_total{kind}`.
+pub fn classify(e: &Error, ctx: &RequestCtx, metrics: &Metrics) -> Option<ProxyError> {
+    let err = classify_error(e, ctx);
+    if matches!(
+        err,
+        Some(ProxyError::UpstreamUnavailable | ProxyError::UpstreamTimeout)
+    ) && ctx.error.is_none()
+    {
+        metrics
+            .upstream_errors
+            .with_label_values(&[ctx.route_name(), upstream_error_kind(e)])
+            .inc();
+    }
+    err
+}
+
+fn classify_error(e: &Error, ctx: &RequestCtx) -> Option<ProxyError> {
     if ctx.ended_by_drain() {
         return Some(ProxyError::ShuttingDown);
     }
@@ -285,7 +311,7 @@ fn is_connect_error(t: &ErrorType) -> bool {
 }
 
 /// A short label for `palisade_upstream_errors_total{kind}`.
-pub fn upstream_error_kind(e: &Error) -> &'static str {
+fn upstream_error_kind(e: &Error) -> &'static str {
     match e.etype() {
         ErrorType::ConnectTimedout => "connect_timeout",
         ErrorType::ConnectRefused => "connect_refused",
