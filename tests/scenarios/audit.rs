@@ -416,9 +416,79 @@ async fn tool_calling_agent() -> Upstream {
         .await
 }
 
+/// The same run as [`tool_calling_agent`], written the way a JSON serializer may: each event
+/// pretty-printed over several `data:` lines, names written with JSON escapes, CRLF framing.
+async fn pretty_printing_agent() -> Upstream {
+    let mut body = String::new();
+    let event = |lines: &[&str]| -> String {
+        lines
+            .iter()
+            .map(|l| format!("data: {l}\r\n"))
+            .collect::<String>()
+            + "\r\n"
+    };
+    body += &event(&[r#"{"type": "RUN_STARTED", "threadId": "t1", "runId": "r1"}"#]);
+    for (id, tool, args) in [
+        ("c1", "search\\u005fdocs", r#"{\"query\":\"secret plans\"}"#),
+        ("c2", "write\\u005ffile", r#"{\"path\":\"/etc/passwd\"}"#),
+    ] {
+        body += &event(&[
+            "{",
+            r#"  "type": "TOOL\u005fCALL\u005fSTART","#,
+            &format!(r#"  "toolCallId": "{id}","#),
+            &format!(r#"  "toolCallName": "{tool}""#),
+            "}",
+        ]);
+        body += &event(&[&format!(
+            r#"{{"type": "TOOL_CALL_ARGS", "toolCallId": "{id}", "delta": "{args}"}}"#
+        )]);
+        body += &event(&[&format!(
+            r#"{{"type": "TOOL_CALL_END", "toolCallId": "{id}"}}"#
+        )]);
+    }
+    body += &event(&[r#"{"type": "RUN_FINISHED", "threadId": "t1", "runId": "r1"}"#]);
+    ScriptedUpstream::new()
+        .respond("/", 200, &[("content-type", "text/event-stream")], body)
+        .start()
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_records_list_tool_calls_by_id_with_their_verdicts() {
-    let agent = tool_calling_agent().await;
+    // One event per line, and the same run pretty-printed with escapes: authorization decides
+    // each call, and the record lists each by id, whatever the event looked like on the wire.
+    for (label, agent) in [
+        ("one line per event", tool_calling_agent().await),
+        ("pretty-printed, escaped", pretty_printing_agent().await),
+    ] {
+        let (streamed, record, line) = audited_run(&agent).await;
+        assert!(
+            !streamed.contains("write_file") && !streamed.contains("write\\u005ffile"),
+            "{label}: the denied call is filtered: {streamed}"
+        );
+        assert!(streamed.contains("search_docs"), "{label}: {streamed}");
+        let r = &record;
+        assert_eq!(r["stream"]["events"], 8, "{label}");
+        let calls = r["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 2, "{label}: {calls:?}");
+        assert_eq!(calls[0]["id"], "c1", "{label}");
+        assert_eq!(calls[0]["tool"], "Tool::\"search_docs\"", "{label}");
+        assert_eq!(calls[0]["allowed"], true, "{label}");
+        assert_eq!(calls[1]["id"], "c2", "{label}");
+        assert_eq!(calls[1]["tool"], "Tool::\"write_file\"", "{label}");
+        assert_eq!(calls[1]["allowed"], false, "{label}");
+        assert_eq!(calls[1]["action"], "Action::\"use_tool\"", "{label}");
+        // Ids and names only: the arguments never reach the record.
+        assert!(
+            !line.contains("secret plans") && !line.contains("/etc/passwd"),
+            "{label}: {line}"
+        );
+    }
+}
+
+/// One AG-UI run through a proxy that permits `search_docs` only, with an audit file: what the
+/// client received, the record, and the record's line.
+async fn audited_run(agent: &Upstream) -> (String, serde_json::Value, String) {
     let policies = tempfile::tempdir().unwrap();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies/palisade.cedarschema"),
@@ -454,29 +524,9 @@ async fn stream_records_list_tool_calls_by_id_with_their_verdicts() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let streamed = resp.text().await.unwrap();
-    assert!(
-        !streamed.contains("write_file"),
-        "the denied call is filtered: {streamed}"
-    );
     proxy.stop().await;
-
     let records = read_records(&audit_file);
     assert_eq!(records.len(), 1);
-    let r = &records[0];
-    assert_eq!(r["stream"]["events"], 8);
-    let calls = r["tool_calls"].as_array().unwrap();
-    assert_eq!(calls.len(), 2, "{calls:?}");
-    assert_eq!(calls[0]["id"], "c1");
-    assert_eq!(calls[0]["tool"], "Tool::\"search_docs\"");
-    assert_eq!(calls[0]["allowed"], true);
-    assert_eq!(calls[1]["id"], "c2");
-    assert_eq!(calls[1]["tool"], "Tool::\"write_file\"");
-    assert_eq!(calls[1]["allowed"], false);
-    assert_eq!(calls[1]["action"], "Action::\"use_tool\"");
-    // Ids and names only: the arguments never reach the record.
     let line = std::fs::read_to_string(&audit_file).unwrap();
-    assert!(
-        !line.contains("secret plans") && !line.contains("/etc/passwd"),
-        "{line}"
-    );
+    (streamed, records[0].clone(), line)
 }

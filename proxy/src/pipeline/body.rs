@@ -9,10 +9,13 @@ use pingora_http::ResponseHeader;
 use super::context::{RequestCtx, ResponseBody, StreamCtx};
 use super::respond;
 use super::Pipeline;
+use crate::authz::stage::AuthzStage;
 use crate::error::ProxyError;
+use crate::guardrails::GuardrailsStage;
+use crate::protocol::agui::SeenToolCalls;
 use crate::protocol::relay::SseRelay;
 use crate::protocol::{event::Item, json, message::Message, RouteProtocol};
-use crate::stage::{Refusal, ResponseHead, Stage};
+use crate::stage::{Exchange, Refusal, ResponseHead, Stage};
 
 /// Largest JSON answer of a dialect route the proxy holds to inspect; a larger one is refused.
 pub const MAX_JSON_ANSWER_BYTES: usize = 8 * 1024 * 1024;
@@ -51,15 +54,9 @@ impl Pipeline {
             ProxyError::UpstreamUnavailable
         })?;
         let x = ctx.core.view().ok_or(ProxyError::Internal)?;
-        // Audit facts first (the record lists calls authorization drops), then authorization
-        // (what may exist), then guardrails (scan only what the client may see).
-        if self.audit.is_enabled() {
-            ctx.audit.note(&items);
-        }
-        let chain = self
-            .authz
-            .on_events(&x, &mut ctx.authz, &mut items, end)
-            .and_then(|()| self.guard.on_events(&x, &mut ctx.guard, &mut items, end));
+        let audit = self.audit.is_enabled().then_some(&mut ctx.audit);
+        let states = (audit, &mut ctx.authz, &mut ctx.guard);
+        let chain = event_chain(&self.authz, &self.guard, &x, states, &mut items, end);
         let out = stream.relay.encode(&items);
         stream
             .metrics
@@ -137,3 +134,32 @@ impl Pipeline {
         }
     }
 }
+
+/// The per-request states the event chain edits: the audit facts (when auditing), authorization's
+/// and guardrails'.
+type ChainStates<'a> = (
+    Option<&'a mut SeenToolCalls>,
+    &'a mut crate::authz::stage::State,
+    &'a mut crate::guardrails::State,
+);
+
+/// The event chain over the parsed items of one chunk, in order: audit facts first (the record
+/// lists the calls authorization drops), then authorization (what may exist), then guardrails
+/// (scan only what the client may see). `Err` ends the stream after the items left.
+pub(super) fn event_chain(
+    authz: &AuthzStage,
+    guard: &GuardrailsStage,
+    x: &Exchange<'_>,
+    (audit, authz_state, guard_state): ChainStates<'_>,
+    items: &mut Vec<Item>,
+    end: bool,
+) -> Result<(), ProxyError> {
+    if let Some(seen) = audit {
+        seen.note(items);
+    }
+    authz.on_events(x, authz_state, items, end)?;
+    guard.on_events(x, guard_state, items, end)
+}
+
+#[cfg(test)]
+mod tests;

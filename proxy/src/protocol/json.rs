@@ -24,12 +24,20 @@ impl fmt::Display for JsonError {
 /// Parses `bytes` as one JSON document, refusing duplicate object keys, invalid UTF-8, lone
 /// surrogates and nesting past `serde_json`'s limit (128).
 pub fn parse(bytes: &[u8]) -> Result<Value, JsonError> {
+    #[cfg(test)]
+    PARSES.with(|n| n.set(n.get() + 1));
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = StrictValue
         .deserialize(&mut de)
         .map_err(|e| JsonError(e.to_string()))?;
     de.end().map_err(|e| JsonError(e.to_string()))?;
     Ok(value)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Parses made on this thread (tests count them: each event is parsed once).
+    pub static PARSES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// [`parse`] of a string.
