@@ -3,6 +3,8 @@
 //! A [`RouteTable`] is built once from the validated config and read through an `Arc` on every
 //! request; matching is a scan in config order (first match wins) with no allocation.
 
+pub mod canonical;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
