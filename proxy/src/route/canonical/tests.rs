@@ -110,7 +110,10 @@ fn filesystem_paths_lose_dot_segments_and_duplicate_slashes() {
     assert_eq!(n("/tmp/./../../../etc//shadow"), "/etc/shadow");
     assert_eq!(n("/../etc"), "/etc");
     assert_eq!(n("/etc/x/.."), "/etc/");
-    assert_eq!(n("/proc/self/root/etc/passwd"), "/proc/self/root/etc/passwd");
+    assert_eq!(
+        n("/proc/self/root/etc/passwd"),
+        "/proc/self/root/etc/passwd"
+    );
     assert_eq!(n("data/../../etc"), "../etc");
     assert_eq!(n("./a"), "a");
     assert_eq!(n("."), ".");
