@@ -266,7 +266,8 @@ async fn every_rotated_file_ends_with_a_checkpoint_and_the_set_verifies() {
     }
     let report = verify(&files, &public(&dir.path().join("keys/audit.key.pub"))).unwrap();
     assert!(report.fully_signed());
-    assert!(report.checkpoints as usize >= files.len());
+    let non_empty = files.iter().filter(|f| !lines(f).is_empty()).count();
+    assert!(report.checkpoints as usize >= non_empty);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
