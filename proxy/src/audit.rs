@@ -172,7 +172,7 @@ pub fn validate(spec: &AuditSpec, errors: &mut Vec<FieldError>) -> Settings {
         if c.key_file.trim().is_empty() {
             push("checkpoint.key_file", "must not be empty");
         } else {
-            match std::fs::read_to_string(&key_file) {
+            match checkpoint::read_key_file(&key_file) {
                 Ok(text) => {
                     if let Err(e) = checkpoint::CheckpointKey::from_pem(&text) {
                         push("checkpoint.key_file", &e);

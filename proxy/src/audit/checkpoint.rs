@@ -82,7 +82,7 @@ impl CheckpointKey {
     /// Reads the PKCS#8 PEM key at `path`; when it is missing and `generate` is set, creates a
     /// new key there (mode 0600) and its public key at `path.pub`.
     pub fn load_or_generate(path: &Path, generate: bool) -> std::io::Result<Self> {
-        match std::fs::read_to_string(path) {
+        match read_key_file(path) {
             Ok(text) => Self::from_pem(&text).map_err(|e| invalid(path, &e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && generate => {
                 let key = Self::generate_to(path)?;
@@ -181,6 +181,19 @@ impl CheckpointKey {
             _ => unreachable!("a json! object"),
         }
     }
+}
+
+/// Reads a key file: a regular file of at most 16 KiB (never a device or a FIFO, which could
+/// block or never end).
+pub fn read_key_file(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() || meta.len() > 16 * 1024 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a key file (a regular file of at most 16 KiB)",
+        ));
+    }
+    std::fs::read_to_string(path)
 }
 
 /// `FILE.pub` for the key file `FILE`.

@@ -85,7 +85,7 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
             }
         },
         AuditCommand::PublicKey { key_file } => {
-            match std::fs::read_to_string(&key_file)
+            match checkpoint::read_key_file(&key_file)
                 .map_err(|e| e.to_string())
                 .and_then(|t| CheckpointKey::from_pem(&t))
             {
@@ -174,7 +174,7 @@ fn verify(args: &[PathBuf], public_key: Option<&Path>) -> ExitCode {
             }
         };
     };
-    let key = match std::fs::read_to_string(key_path)
+    let key = match checkpoint::read_key_file(key_path)
         .map_err(|e| e.to_string())
         .and_then(|t| checkpoint::parse_public_key(&t))
     {
