@@ -116,6 +116,7 @@ fn bench(c: &mut Criterion) {
         on_full: palisade_proxy::audit::OnFull::Block,
         on_sink_failure: palisade_proxy::audit::OnSinkFailure::FailOpen,
         batch_max: 512,
+        checkpoint: None,
     };
     let metrics = palisade_proxy::telemetry::Metrics::new(prometheus::Registry::new()).unwrap();
     let auditor = Auditor::start(&settings, metrics.audit.clone()).unwrap();

@@ -9,9 +9,14 @@
 //! stdout, a Redis Stream ([`redis_stream`]). Graceful shutdown calls [`Auditor::flush`] after the
 //! drain, so every response a client received has its record on disk before the process exits.
 //!
+//! With `audit.checkpoint` set, the writer also seals signed checkpoints into the chain
+//! ([`checkpoint`]), so that `palisade audit verify FILE… --public-key KEY` detects a rewritten
+//! file, not only an edited line.
+//!
 //! `palisade audit verify FILE…` checks a chain; `palisade audit tail` follows decisions.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod file;
 pub mod record;
 pub mod redis_stream;
@@ -31,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::FieldError;
 use crate::telemetry::audit::AuditMetrics;
 pub use record::{AuditRecord, RecordFacts, StreamFacts};
-pub use spec::{AuditSpec, OnFull, OnSinkFailure};
+pub use spec::{AuditSpec, CheckpointSpec, OnFull, OnSinkFailure};
 use writer::{Msg, Writer};
 
 /// When the file sink fsyncs.
@@ -56,6 +61,19 @@ pub struct FileSettings {
     pub fsync: FsyncPolicy,
 }
 
+/// Validated checkpoint settings.
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    /// The signing key file (`{tmp}` resolved).
+    pub key_file: PathBuf,
+    /// Create the key when missing.
+    pub generate: bool,
+    /// Records per checkpoint.
+    pub every_records: u64,
+    /// Longest time a record stays uncovered while the writer runs.
+    pub every: Duration,
+}
+
 /// Validated audit settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -73,6 +91,8 @@ pub struct Settings {
     pub on_sink_failure: OnSinkFailure,
     /// Largest batch.
     pub batch_max: usize,
+    /// Signed checkpoints, when configured.
+    pub checkpoint: Option<CheckpointSettings>,
 }
 
 impl Settings {
@@ -145,6 +165,39 @@ pub fn validate(spec: &AuditSpec, errors: &mut Vec<FieldError>) -> Settings {
             push("redis.timeout", "must be greater than 0");
         }
     }
+    let checkpoint = spec.checkpoint.as_ref().map(|c| {
+        let key_file = resolve_path(&c.key_file);
+        if c.key_file.trim().is_empty() {
+            push("checkpoint.key_file", "must not be empty");
+        } else {
+            match checkpoint::read_key_file(&key_file) {
+                Ok(text) => {
+                    if let Err(e) = checkpoint::CheckpointKey::from_pem(&text) {
+                        push("checkpoint.key_file", &e);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && c.generate => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => push(
+                    "checkpoint.key_file",
+                    "no such file: create one with `palisade audit keygen FILE` (or set \
+                     `generate: true` for development)",
+                ),
+                Err(e) => push("checkpoint.key_file", &format!("cannot read: {e}")),
+            }
+        }
+        if c.every_records == 0 {
+            push("checkpoint.every_records", "must be at least 1");
+        }
+        if c.every.is_zero() {
+            push("checkpoint.every", "must be greater than 0");
+        }
+        CheckpointSettings {
+            key_file,
+            generate: c.generate,
+            every_records: c.every_records.max(1),
+            every: c.every.max(Duration::from_millis(1)),
+        }
+    });
     Settings {
         file,
         stdout: spec.stdout,
@@ -153,6 +206,7 @@ pub fn validate(spec: &AuditSpec, errors: &mut Vec<FieldError>) -> Settings {
         on_full: spec.on_full,
         on_sink_failure: spec.on_sink_failure,
         batch_max: spec.batch_max.max(1),
+        checkpoint,
     }
 }
 
@@ -184,7 +238,11 @@ impl Auditor {
         let (tx, rx) = mpsc::channel(settings.queue_capacity);
         writer.spawn(settings, rx)?;
         if let Some(f) = &settings.file {
-            tracing::info!(file = %f.path.display(), "audit: writing the hash-chained trail");
+            tracing::info!(
+                file = %f.path.display(),
+                signed = settings.checkpoint.is_some(),
+                "audit: writing the hash-chained trail"
+            );
         }
         auditor.tx = Some(tx);
         Ok(auditor)

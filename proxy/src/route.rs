@@ -7,6 +7,8 @@
 //! each stage keeps its own per-route state (policy mapping, limits, rule set) indexed by
 //! [`Route::id`], so this module imports no concern.
 
+pub mod canonical;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

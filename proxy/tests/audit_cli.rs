@@ -263,6 +263,179 @@ fn audit_verify_and_tail_from_the_command_line() {
 }
 
 #[test]
+fn signed_checkpoints_from_the_command_line() {
+    use palisade_proxy::audit::checkpoint::{CheckpointKey, Reason};
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("cp.key");
+    let public = dir.path().join("cp.key.pub");
+    let keygen = palisade()
+        .args(["audit", "keygen"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert!(keygen.status.success(), "{keygen:?}");
+    let shown = palisade()
+        .args(["audit", "public-key"])
+        .arg(&key_file)
+        .output()
+        .unwrap();
+    assert_eq!(shown.stdout, std::fs::read(&public).unwrap());
+    let key = CheckpointKey::from_pem(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+
+    // Five records, a checkpoint after the third and one at the end.
+    let file = dir.path().join("audit.jsonl");
+    let mut head = ChainHead::default();
+    let mut lines = Vec::new();
+    for i in 0..5 {
+        let record = json!({"request_id": format!("r{i}"), "status": 200, "path": "/x"});
+        lines.push(head.seal(record.as_object().unwrap().clone()));
+        if i == 2 {
+            lines.push(key.seal(&mut head, Reason::Count, "2026-01-01T00:00:00.000Z"));
+        }
+    }
+    lines.push(key.seal(&mut head, Reason::Flush, "2026-01-01T00:00:01.000Z"));
+    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
+    let verify = |with_key: bool| {
+        let mut cmd = palisade();
+        cmd.args(["audit", "verify"]).arg(&file);
+        if with_key {
+            cmd.arg("--public-key").arg(&public);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, _) = verify(true);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("ok: 7 records in 1 file(s), chain intact"),
+        "{out}"
+    );
+    assert!(
+        out.contains("signed: 2 checkpoint(s) valid under key"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the last is seq 7 (2026-01-01T00:00:01.000Z, flush)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok: every record is covered by a signed checkpoint"),
+        "{out}"
+    );
+    let (code, out, _) = verify(false);
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("note: 2 signed checkpoint(s) not checked"),
+        "{out}"
+    );
+
+    // The tail cut off: the chain is fine, the last two records are unsigned.
+    std::fs::write(&file, lines[..6].join("\n") + "\n").unwrap();
+    let (code, out, _) = verify(true);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("UNSIGNED TAIL: 2 record(s) after the last checkpoint (seq 5-6"),
+        "{out}"
+    );
+
+    // A full rewrite with recomputed hashes: the chain passes, the checkpoints do not.
+    let mut head = ChainHead::default();
+    let forged: Vec<String> = lines
+        .iter()
+        .map(|l| {
+            let mut m: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&l.replace("\"r1\"", "\"forged\"")).unwrap();
+            for k in ["seq", "prev_hash", "hash"] {
+                m.remove(k);
+            }
+            head.seal(m)
+        })
+        .collect();
+    std::fs::write(&file, forged.join("\n") + "\n").unwrap();
+    let (code, _, _) = verify(false);
+    assert_eq!(code, Some(0), "the bare chain cannot tell");
+    let (code, _, err) = verify(true);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("audit.jsonl:4: checkpoint signed for seq 3")
+            && err.contains("the records it vouched for were rewritten"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_stopped_proxy_leaves_a_fully_signed_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let audit_file = dir.path().join("audit.jsonl");
+    let key_file = dir.path().join("keys/cp.key");
+    let config = dir.path().join("palisade.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners: [{{name: public, address: \"127.0.0.1:0\"}}]\n\
+             admin: {{address: \"127.0.0.1:0\"}}\n\
+             server: {{threads: 1, log_level: warn, drain_timeout: 2s}}\n\
+             upstreams: {{up: {{address: \"{}\"}}}}\n\
+             routes:\n  - {{name: api, match: {{path_prefix: /}}, upstream: up, auth: optional}}\n\
+             audit:\n  file: {{path: \"{}\"}}\n  checkpoint: {{key_file: \"{}\", generate: true, \
+             every_records: 2}}\n",
+            upstream(),
+            audit_file.display(),
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let mut child = palisade()
+        .args(["run", "-c"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = stdout.lines().map_while(Result::ok);
+    let proxy: SocketAddr = lines
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("proxy")
+                .map(|rest| rest.trim().trim_start_matches("http://").parse().unwrap())
+        })
+        .expect("the banner names the proxy address");
+    std::thread::spawn(move || lines.for_each(drop));
+    for i in 0..5 {
+        let mut c = TcpStream::connect(proxy).unwrap();
+        let req = format!("GET /r/{i} HTTP/1.1\r\nhost: p\r\nconnection: close\r\n\r\n");
+        c.write_all(req.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(read_response(&mut c, &mut buf).map(|r| r.0), Some(200));
+    }
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert!(child.wait().unwrap().success());
+    let out = palisade()
+        .args(["audit", "verify"])
+        .arg(&audit_file)
+        .arg("--public-key")
+        .arg(dir.path().join("keys/cp.key.pub"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // 5 records, a checkpoint per two of them, and the shutdown flush's for the fifth.
+    assert!(text.contains("ok: 8 records"), "{text}");
+    assert!(text.contains("flush)"), "{text}");
+}
+
+#[test]
 fn audit_tail_follows_new_records_across_a_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.jsonl");

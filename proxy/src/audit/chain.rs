@@ -10,6 +10,9 @@
 //! `seq` does not follow the line before). A record deleted from the very end of the newest file
 //! leaves no trace in the file itself; compare the last `seq` with `palisade_audit_records_total`
 //! or a shipped copy (Redis Stream) to catch that.
+//!
+//! The chain alone does not stop a *full* rewrite (whoever can write the file can recompute
+//! every hash): signed checkpoints ([`super::checkpoint`]) do, checked by [`verify_with`].
 
 use std::fmt;
 use std::io::BufRead;
@@ -124,6 +127,8 @@ pub enum BreakKind {
     Malformed(String),
     /// The record's content does not match its own hash: it was edited.
     Edited,
+    /// A signed checkpoint that does not hold (see [`super::checkpoint`]), with why.
+    Checkpoint(String),
     /// The record does not follow the one before (`prev_hash` or `seq` out of line): a record
     /// was deleted, inserted or moved here.
     OutOfSequence {
@@ -151,6 +156,7 @@ impl fmt::Display for ChainBreak {
         match &self.kind {
             BreakKind::Malformed(why) => write!(f, "{at}: not an audit record ({why})"),
             BreakKind::Edited => write!(f, "{at}: record edited (its hash does not match)"),
+            BreakKind::Checkpoint(why) => write!(f, "{at}: {why}"),
             BreakKind::OutOfSequence {
                 expected_seq,
                 found_seq,
@@ -190,11 +196,46 @@ pub enum VerifyError {
     /// The chain is broken.
     #[error("{0}")]
     Broken(ChainBreak),
+    /// Checked with a public key, but no record is covered by a checkpoint.
+    #[error(
+        "no signed checkpoint in {records} record(s): nothing here is vouched for by key \
+         {key_id} (a file rewritten from scratch looks like this; so does a trail written \
+         without `audit.checkpoint`)"
+    )]
+    Unsigned {
+        /// Records walked.
+        records: u64,
+        /// The id of the key checked against.
+        key_id: String,
+    },
+}
+
+/// One intact chained line, as [`verify_with`] hands it to its visitor.
+pub struct Line<'a> {
+    /// The file.
+    pub file: &'a Path,
+    /// 1-based line number in that file.
+    pub line: usize,
+    /// `seq`.
+    pub seq: u64,
+    /// `prev_hash` (links to the line before).
+    pub prev_hash: &'a str,
+    /// The whole record.
+    pub record: &'a Map<String, Value>,
 }
 
 /// Verifies `files` as one chain, in order (oldest first). The first record may continue an
 /// earlier chain (a file whose predecessor was archived): its `prev_hash` is taken as given.
 pub fn verify(files: &[impl AsRef<Path>]) -> Result<Verified, VerifyError> {
+    verify_with(files, |_| Ok(()))
+}
+
+/// [`verify`], handing each line that links to `visit` as well; an error from `visit` is a
+/// [`BreakKind::Checkpoint`] break at that line.
+pub fn verify_with(
+    files: &[impl AsRef<Path>],
+    mut visit: impl FnMut(&Line<'_>) -> Result<(), String>,
+) -> Result<Verified, VerifyError> {
     let mut head: Option<ChainHead> = None;
     let mut records = 0;
     for file in files {
@@ -224,6 +265,14 @@ pub fn verify(files: &[impl AsRef<Path>]) -> Result<Verified, VerifyError> {
                     }));
                 }
             }
+            visit(&Line {
+                file,
+                line: i + 1,
+                seq,
+                prev_hash: &prev,
+                record: &map,
+            })
+            .map_err(|why| broken(BreakKind::Checkpoint(why)))?;
             head = Some(ChainHead { seq, hash });
             records += 1;
         }

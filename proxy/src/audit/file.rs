@@ -80,8 +80,7 @@ impl FileSink {
             return Err(e);
         }
         self.size += buf.len() as u64;
-        let too_old = self.opened.elapsed().is_ok_and(|age| age >= self.max_age);
-        if self.size >= self.max_bytes || too_old {
+        if self.rotation_due_after(0) {
             // The records are written: a failed rotation must not make them be written again.
             // It is retried after the next batch.
             if let Err(e) = self.rotate(last_seq) {
@@ -89,6 +88,13 @@ impl FileSink {
             }
         }
         Ok(())
+    }
+
+    /// Whether writing `extra` more bytes will make the file rotate (by size or age): the
+    /// writer then seals a checkpoint into the batch first, so a closed file ends signed.
+    pub fn rotation_due_after(&self, extra: u64) -> bool {
+        let too_old = self.opened.elapsed().is_ok_and(|age| age >= self.max_age);
+        self.size + extra >= self.max_bytes || too_old
     }
 
     /// Flushes the file to disk (`fsync`).

@@ -42,6 +42,11 @@ pub struct AuditSpec {
     /// Largest number of records the writer takes from the queue in one batch. Default: `512`.
     #[serde(default = "default_batch_max")]
     pub batch_max: usize,
+    /// Signed checkpoints in the chain, so that a rewritten trail is detected by `palisade
+    /// audit verify --public-key` (docs/operations.md, "Reading `audit verify`"). Default:
+    /// absent (the chain is unsigned: a full rewrite of a file still verifies).
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSpec>,
 }
 
 impl Default for AuditSpec {
@@ -54,6 +59,7 @@ impl Default for AuditSpec {
             on_full: OnFull::default(),
             on_sink_failure: OnSinkFailure::default(),
             batch_max: default_batch_max(),
+            checkpoint: None,
         }
     }
 }
@@ -78,6 +84,30 @@ pub struct FileSinkSpec {
     /// duration such as `100ms` (at most that long after a write). Default: `batch`.
     #[serde(default = "default_fsync")]
     pub fsync: String,
+}
+
+/// Signed checkpoints: an Ed25519 signature over the chain head, written into the chain.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSpec {
+    /// The signing key: an Ed25519 private key, PKCS#8 PEM (`palisade audit keygen FILE` or
+    /// `openssl genpkey -algorithm ed25519 -out FILE`). A leading `{tmp}` is the OS temp dir.
+    /// Verify with its public key (`FILE.pub`, or `palisade audit public-key FILE`). Required.
+    pub key_file: String,
+    /// Create the key (mode 0600) and `<key_file>.pub` at start when the file is missing — for
+    /// development; in production provision the key and keep its public half apart. Default:
+    /// `false`.
+    #[serde(default)]
+    pub generate: bool,
+    /// Write a checkpoint once this many records are not covered by one. Default: `1000`.
+    #[serde(default = "default_checkpoint_records")]
+    pub every_records: u64,
+    /// …and at most this long after the first record not covered by one (e.g. `30s`).
+    /// Checkpoints are also written before every rotation and at every flush (graceful
+    /// shutdown). Default: `60s`.
+    #[serde(default = "default_checkpoint_every", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub every: Duration,
 }
 
 /// The Redis Stream sink.
@@ -125,6 +155,12 @@ fn default_queue_capacity() -> usize {
 }
 fn default_batch_max() -> usize {
     512
+}
+fn default_checkpoint_records() -> u64 {
+    1000
+}
+fn default_checkpoint_every() -> Duration {
+    Duration::from_secs(60)
 }
 fn default_max_bytes() -> u64 {
     100 * 1024 * 1024

@@ -161,10 +161,11 @@ fn settings(dir: &Path, on_full: OnFull) -> Settings {
         on_full,
         on_sink_failure: OnSinkFailure::FailClosed,
         batch_max: 3,
+        checkpoint: None,
     }
 }
 
-fn record(i: usize) -> AuditRecord {
+pub(super) fn record(i: usize) -> AuditRecord {
     AuditRecord {
         seq: 0,
         prev_hash: String::new(),

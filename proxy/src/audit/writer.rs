@@ -6,6 +6,12 @@
 //! (policy `batch`) or schedule one (policy `every N ms`), write stdout, `XADD` to Redis. A
 //! [`Msg::Flush`] is answered once everything queued before it is written and synced — graceful
 //! shutdown waits for that before the process exits.
+//!
+//! With `audit.checkpoint` set it also seals signed checkpoints ([`super::checkpoint`]) into the
+//! chain: after a batch that brings the uncovered records to `every_records`, when `every` has
+//! passed since the first uncovered record, into the batch that makes the file rotate (so a
+//! closed file ends with one), at every flush and when the writer stops. They go to every sink,
+//! like records — the Redis Stream copy keeps the signed heads too.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +21,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::ChainHead;
+use super::checkpoint::{CheckpointKey, Reason};
 use super::file::FileSink;
 use super::redis_stream::RedisSink;
 use super::{AuditRecord, FsyncPolicy, Settings};
@@ -42,6 +49,18 @@ pub struct Writer {
     pending: Vec<String>,
     pending_max: usize,
     unsynced_since: Option<Instant>,
+    checkpoints: Option<Checkpoints>,
+}
+
+/// The checkpoint state: the key, the policy, and what is not covered yet.
+struct Checkpoints {
+    key: CheckpointKey,
+    every_records: u64,
+    every: std::time::Duration,
+    /// Records sealed since the last checkpoint.
+    uncovered: u64,
+    /// When the first of them was sealed.
+    uncovered_since: Option<Instant>,
 }
 
 impl Writer {
@@ -58,6 +77,18 @@ impl Writer {
             }
             None => (None, ChainHead::default()),
         };
+        let checkpoints = match &settings.checkpoint {
+            Some(c) => Some(Checkpoints {
+                key: CheckpointKey::load_or_generate(&c.key_file, c.generate)?,
+                every_records: c.every_records,
+                every: c.every,
+                // A continued chain may end in records no checkpoint covers (the last run
+                // crashed): the first checkpoint of this run covers them too.
+                uncovered: u64::from(head.seq > 0),
+                uncovered_since: (head.seq > 0).then(Instant::now),
+            }),
+            None => None,
+        };
         Ok(Self {
             file,
             stdout: settings.stdout,
@@ -73,6 +104,7 @@ impl Writer {
             pending: Vec::new(),
             pending_max: settings.queue_capacity,
             unsynced_since: None,
+            checkpoints,
         })
     }
 
@@ -114,7 +146,11 @@ impl Writer {
     async fn run(&mut self, rx: &mut mpsc::Receiver<Msg>) {
         let mut batch = Vec::with_capacity(self.batch_max);
         loop {
-            let received = match self.sync_deadline() {
+            let deadline = match (self.sync_deadline(), self.checkpoint_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let received = match deadline {
                 Some(deadline) => {
                     match tokio::time::timeout_at(
                         deadline.into(),
@@ -124,7 +160,20 @@ impl Writer {
                     {
                         Ok(n) => n,
                         Err(_) => {
-                            self.sync();
+                            if self
+                                .checkpoint_deadline()
+                                .is_some_and(|d| d <= Instant::now())
+                            {
+                                let mut lines = Vec::with_capacity(1);
+                                self.checkpoint_into(&mut lines, Reason::Interval);
+                                self.write(lines).await;
+                                if self.fsync == FsyncPolicy::Batch {
+                                    self.sync();
+                                }
+                            }
+                            if self.sync_deadline().is_some_and(|d| d <= Instant::now()) {
+                                self.sync();
+                            }
                             continue;
                         }
                     }
@@ -133,6 +182,9 @@ impl Writer {
             };
             if received == 0 {
                 // Every sender is gone: the proxy is stopping.
+                let mut lines = Vec::with_capacity(1);
+                self.checkpoint_into(&mut lines, Reason::Shutdown);
+                self.write(lines).await;
                 self.sync();
                 return;
             }
@@ -140,13 +192,33 @@ impl Writer {
             let mut lines = Vec::with_capacity(batch.len());
             for msg in batch.drain(..) {
                 match msg {
-                    Msg::Record(mut record) => lines.push(record.seal(&mut self.head)),
+                    Msg::Record(mut record) => {
+                        lines.push(record.seal(&mut self.head));
+                        if let Some(c) = self.checkpoints.as_mut() {
+                            c.uncovered += 1;
+                            c.uncovered_since.get_or_insert_with(Instant::now);
+                        }
+                    }
                     Msg::Flush(done) => {
+                        self.checkpoint_into(&mut lines, Reason::Flush);
                         self.write(std::mem::take(&mut lines)).await;
                         self.sync();
                         let _ = done.send(());
                     }
                 }
+            }
+            if self
+                .checkpoints
+                .as_ref()
+                .is_some_and(|c| c.uncovered >= c.every_records)
+            {
+                self.checkpoint_into(&mut lines, Reason::Count);
+            } else if self
+                .checkpoint_deadline()
+                .is_some_and(|d| d <= Instant::now())
+            {
+                // Records kept arriving before the deadline fired.
+                self.checkpoint_into(&mut lines, Reason::Interval);
             }
             self.write(lines).await;
             if self.fsync == FsyncPolicy::Batch {
@@ -155,9 +227,43 @@ impl Writer {
         }
     }
 
-    async fn write(&mut self, lines: Vec<String>) {
+    /// Seals a checkpoint into `lines` when records are uncovered.
+    fn checkpoint_into(&mut self, lines: &mut Vec<String>, reason: Reason) {
+        let Some(c) = self.checkpoints.as_mut() else {
+            return;
+        };
+        if c.uncovered == 0 {
+            return;
+        }
+        let now = crate::error::now_rfc3339();
+        lines.push(c.key.seal(&mut self.head, reason, &now));
+        c.uncovered = 0;
+        c.uncovered_since = None;
+    }
+
+    /// When the `every` policy owes a checkpoint.
+    fn checkpoint_deadline(&self) -> Option<Instant> {
+        let c = self.checkpoints.as_ref()?;
+        c.uncovered_since.map(|since| since + c.every)
+    }
+
+    async fn write(&mut self, mut lines: Vec<String>) {
         if lines.is_empty() {
             return;
+        }
+        // A file about to rotate is closed with a checkpoint, sealed after everything it holds.
+        let incoming: u64 = self
+            .pending
+            .iter()
+            .chain(&lines)
+            .map(|l| l.len() as u64 + 1)
+            .sum();
+        if self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.rotation_due_after(incoming))
+        {
+            self.checkpoint_into(&mut lines, Reason::Rotation);
         }
         let mut ok = true;
         if let Some(file) = self.file.as_mut() {

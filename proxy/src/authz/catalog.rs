@@ -31,6 +31,11 @@ pub struct ToolSpec {
     /// Scopes a principal must hold to use it.
     #[serde(default)]
     pub required_credentials: BTreeSet<String>,
+    /// Arguments that hold filesystem paths: they reach Cedar normalized (dot segments and
+    /// duplicate slashes resolved) even when relative; absolute paths are normalized in any
+    /// argument ([`super::arguments`]).
+    #[serde(default)]
+    pub path_arguments: BTreeSet<String>,
 }
 
 /// Risk level of a tool.

@@ -4,7 +4,7 @@
 //! Entities are built per request and are few: the principal (parents `Role::"<role>"` and
 //! `Tenant::"<id>"`), the resource (a catalogued `Tool` is prebuilt at load), the action with
 //! its ancestors (prebuilt), and for tool calls an `Arguments` entity whose tags are the call's
-//! arguments. Nothing is looked up from outside the request and the loaded policy set.
+//! arguments, filesystem paths normalized ([`super::arguments`]). Nothing is looked up from outside the request and the loaded policy set.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -154,6 +154,8 @@ pub struct EntityModel {
     ancestry: HashMap<String, Vec<String>>,
     resource_types: HashMap<String, Vec<String>>,
     tools: HashMap<String, Entity>,
+    /// Catalogued tools' `path_arguments` (normalized before they reach Cedar).
+    path_arguments: HashMap<String, std::collections::BTreeSet<String>>,
     /// Whether some policy names an action group, so requests need the action entities (their
     /// ancestry); when none does, `action in [...]` only ever compares actions for equality.
     action_groups_used: bool,
@@ -259,8 +261,12 @@ impl EntityModel {
             actions.insert(id, (uid.clone(), entities));
         }
         let mut tools = HashMap::new();
+        let mut path_arguments = HashMap::new();
         for (name, spec) in &catalog.tools {
             tools.insert(name.clone(), tool_entity(name, Some(spec))?);
+            if !spec.path_arguments.is_empty() {
+                path_arguments.insert(name.clone(), spec.path_arguments.clone());
+            }
         }
         let groups: Vec<String> = schema
             .action_groups()
@@ -275,6 +281,7 @@ impl EntityModel {
             ancestry,
             resource_types,
             tools,
+            path_arguments,
             action_groups_used,
             principals: dashmap::DashMap::new(),
             entity_sets: dashmap::DashMap::new(),
@@ -388,7 +395,8 @@ impl EntityModel {
             }
         }
         if req.resource.kind == ResourceKind::Tool {
-            entities.push(arguments_entity(req.arguments)?);
+            let paths = self.path_arguments.get(&req.resource.id);
+            entities.push(arguments_entity(req.arguments, paths)?);
         }
         let parts = Arc::new(EntityParts {
             entities: Entities::from_entities(entities, None).map_err(|e| e.to_string())?,
@@ -548,20 +556,17 @@ fn arguments_uid() -> Result<EntityUid, String> {
     uid("Arguments", "call")
 }
 
-/// `Arguments::"call"`, one tag per top-level argument: strings as is, other values as JSON.
-fn arguments_entity(arguments: Option<&Value>) -> Result<Entity, String> {
-    let tags: HashMap<String, RestrictedExpression> = arguments
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), RestrictedExpression::new_string(text))
-        })
-        .collect();
+/// `Arguments::"call"`, one tag per top-level argument: strings as is (paths normalized), other
+/// values as JSON ([`super::arguments`]).
+fn arguments_entity(
+    arguments: Option<&Value>,
+    path_arguments: Option<&std::collections::BTreeSet<String>>,
+) -> Result<Entity, String> {
+    let tags: HashMap<String, RestrictedExpression> =
+        super::arguments::argument_tags(arguments, path_arguments)
+            .into_iter()
+            .map(|(k, v)| (k, RestrictedExpression::new_string(v)))
+            .collect();
     Entity::new_with_tags(
         uid("Arguments", "call")?,
         HashMap::new(),

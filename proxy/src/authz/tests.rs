@@ -263,6 +263,60 @@ fn tool_arguments_are_visible_to_policies() {
 }
 
 #[test]
+fn path_arguments_reach_policies_normalized() {
+    let set = seed_set();
+    let dev = user(&["developer"]);
+    let f = facts("POST");
+    let call = |tool_name: &str, path: &str| {
+        let args = serde_json::json!({"path": path});
+        decide_args(
+            &set,
+            Some(&dev),
+            "call_tool",
+            tool(tool_name),
+            &f,
+            Some(&args),
+        )
+    };
+    for (path, policies) in [
+        ("//etc/passwd", vec!["no-system-paths"]),
+        ("/etc//./passwd", vec!["no-system-paths"]),
+        (
+            "/tmp/../etc/passwd",
+            vec!["no-parent-segments", "no-system-paths"],
+        ),
+        (
+            "/../../etc/shadow",
+            vec!["no-parent-segments", "no-system-paths"],
+        ),
+        ("/etc", vec!["no-system-paths"]),
+        ("/root/.ssh/id_ed25519", vec!["no-system-paths"]),
+        ("/proc/self/root/etc/passwd", vec!["no-system-paths"]),
+        ("/proc/1/root", vec!["no-system-paths"]),
+        ("//proc//self/root//etc/passwd", vec!["no-system-paths"]),
+        ("/proc/self/cwd/x", vec!["no-system-paths"]),
+        ("/proc/self/root/../etc/passwd", vec!["no-parent-segments"]),
+        // Relative: `path` is a catalogued path argument of read_file.
+        ("./data/../../etc/passwd", vec!["no-parent-segments"]),
+        ("../etc/passwd", vec!["no-parent-segments"]),
+    ] {
+        let d = call("read_file", path);
+        assert!(!d.allowed, "{path} allowed");
+        let mut got = d.policies.clone();
+        got.sort();
+        assert_eq!(got, policies, "{path}");
+    }
+    for path in [
+        "//srv//data/x.txt",
+        "/srv/./data/x.txt",
+        "data/x.txt",
+        "/etcetera/x",
+    ] {
+        assert!(call("read_file", path).allowed, "{path} refused");
+    }
+}
+
+#[test]
 fn uncatalogued_tools_are_admin_only() {
     let set = seed_set();
     let f = facts("POST");

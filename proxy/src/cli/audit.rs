@@ -1,4 +1,7 @@
-//! `palisade audit verify FILE…` and `palisade audit tail`: check a hash chain, follow decisions.
+//! `palisade audit verify FILE… [--public-key KEY]`, `palisade audit tail`, `palisade audit
+//! keygen FILE` and `palisade audit public-key FILE`: check a hash chain and its signed
+//! checkpoints, follow decisions, make and show checkpoint keys. How to read `verify`'s output:
+//! docs/operations.md, "Reading `audit verify`".
 
 use std::io::{BufRead, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -8,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::audit::checkpoint::{self, CheckpointKey};
 use crate::audit::{chain, file};
 
 /// The dev config's audit file (`{tmp}/palisade-dev/audit.jsonl`).
@@ -17,11 +21,29 @@ const DEV_AUDIT_FILE: &str = "{tmp}/palisade-dev/audit.jsonl";
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
     /// Verify the hash chain of audit files (oldest first; a directory means its active file and
-    /// rotated files in order). Exit 0 only when intact; otherwise names the first broken line.
+    /// rotated files in order), and with `--public-key` its signed checkpoints. Exit 0 when
+    /// intact (and, with a key, signed to the last record); 1 when broken, forged or unsigned,
+    /// naming the first bad line; 2 when intact but records after the last checkpoint are not
+    /// signed yet.
     Verify {
         /// Audit files or directories.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// The checkpoint public key (SPKI PEM: `<key_file>.pub`, or `palisade audit public-key
+        /// KEY_FILE`). Without it only the hash chain is checked, and a rewritten file passes.
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<PathBuf>,
+    },
+    /// Create a checkpoint signing key (Ed25519, PKCS#8 PEM, mode 0600) at FILE and its public
+    /// key at FILE.pub; refuses to overwrite.
+    Keygen {
+        /// The private key file to create (`audit.checkpoint.key_file`).
+        file: PathBuf,
+    },
+    /// Print the public key (SPKI PEM) of a checkpoint signing key.
+    PublicKey {
+        /// The private key file (`audit.checkpoint.key_file`).
+        key_file: PathBuf,
     },
     /// Print audit records as they are written (like `tail -f`), one line per request.
     Tail {
@@ -45,7 +67,38 @@ pub enum AuditCommand {
 /// Runs an audit command.
 pub fn run(cmd: AuditCommand) -> ExitCode {
     match cmd {
-        AuditCommand::Verify { files } => verify(&files),
+        AuditCommand::Verify { files, public_key } => verify(&files, public_key.as_deref()),
+        AuditCommand::Keygen { file } => match CheckpointKey::generate_to(&file) {
+            Ok(key) => {
+                println!(
+                    "wrote {} (private, keep it with the proxy) and {} (public, for `audit \
+                     verify --public-key`); key id {}",
+                    file.display(),
+                    checkpoint::public_key_path(&file).display(),
+                    key.key_id()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("palisade audit keygen: {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        AuditCommand::PublicKey { key_file } => {
+            match checkpoint::read_key_file(&key_file)
+                .map_err(|e| e.to_string())
+                .and_then(|t| CheckpointKey::from_pem(&t))
+            {
+                Ok(key) => {
+                    print!("{}", key.public_pem());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("palisade audit public-key: {}: {e}", key_file.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         AuditCommand::Tail {
             file,
             denied,
@@ -65,7 +118,7 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
     }
 }
 
-fn verify(args: &[PathBuf]) -> ExitCode {
+fn verify(args: &[PathBuf], public_key: Option<&Path>) -> ExitCode {
     let mut files = Vec::new();
     for arg in args {
         if arg.is_dir() {
@@ -94,22 +147,61 @@ fn verify(args: &[PathBuf]) -> ExitCode {
         eprintln!("palisade audit verify: no audit files found");
         return ExitCode::FAILURE;
     }
-    match chain::verify(&files) {
-        Ok(v) => {
-            println!(
-                "ok: {} records in {} file(s), chain intact; last seq {}, head {}",
-                v.records,
-                files.len(),
-                v.head.seq,
-                v.head.hash
-            );
-            ExitCode::SUCCESS
+    let Some(key_path) = public_key else {
+        let mut checkpoints = 0u64;
+        return match chain::verify_with(&files, |line| {
+            checkpoints += u64::from(checkpoint::is_checkpoint(line.record));
+            Ok(())
+        }) {
+            Ok(v) => {
+                println!("{}", chain_line(&v, files.len()));
+                if checkpoints > 0 {
+                    println!(
+                        "note: {checkpoints} signed checkpoint(s) not checked: pass --public-key \
+                         KEY (without it a rewritten file is not detected)"
+                    );
+                } else {
+                    println!(
+                        "note: no signed checkpoints: a full rewrite of these files would pass \
+                         (set audit.checkpoint)"
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("BROKEN: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    };
+    let key = match checkpoint::read_key_file(key_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| checkpoint::parse_public_key(&t))
+    {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("palisade audit verify: {}: {e}", key_path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    match checkpoint::verify(&files, &key) {
+        Ok(report) => {
+            print!("{}", report.render(files.len()));
+            if report.fully_signed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            }
         }
         Err(e) => {
             eprintln!("BROKEN: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn chain_line(v: &chain::Verified, files: usize) -> String {
+    checkpoint::chain_line(v, files)
 }
 
 /// `*.jsonl` that is not a rotated file (`<stem>.<12 digits>.jsonl`).
@@ -211,6 +303,18 @@ fn print_line(line: &str, json: bool) {
         return;
     };
     let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+    if v["kind"] == "checkpoint" {
+        let c = &v["checkpoint"];
+        println!(
+            "{} checkpoint seq={} covers={} reason={} key={}",
+            s("timestamp"),
+            v["seq"],
+            c["covers_seq"],
+            c["reason"].as_str().unwrap_or("-"),
+            c["key_id"].as_str().unwrap_or("-"),
+        );
+        return;
+    }
     let decision = match &v["decision"] {
         Value::Object(d) => format!(
             "{} {}{}",
