@@ -276,7 +276,11 @@ impl ProxyHttp for Pipeline {
     ) -> pingora_core::Result<()> {
         let x = ctx.core.routed()?;
         let original_host = headers::request_host(session.req_header()).map(str::to_string);
-        headers::forward(upstream, &x, original_host.as_deref())?;
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        headers::forward(upstream, &x, peer, original_host.as_deref())?;
         self.edge
             .forward_headers(upstream, session.req_header(), session.client_addr())?;
         // A held body is re-encoded (its length may change): it goes upstream chunked.

@@ -22,7 +22,13 @@ impl Pipeline {
         let req = session.req_header();
         ctx.core.request_id = headers::request_id(req);
         ctx.core.method = req.method.clone();
-        ctx.core.path = req.uri.path().to_string();
+        // The one reading of the path: routing, route rules, Cedar's `context.path`, the audit
+        // record and the upstream all use it (an unusable path is refused below, with the ids).
+        let target = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let canonical = crate::route::canonical::canonicalize(target);
+        ctx.core.path = canonical
+            .as_ref()
+            .map_or_else(|_| "/".into(), |c| c.path().to_string());
         // The request's span continues the client's trace and names this hop upstream.
         let mut trace = TraceContext::from_request(req);
         ctx.span = self
@@ -38,6 +44,7 @@ impl Pipeline {
             self.audit.count_refused();
             return Err(ProxyError::AuditUnavailable);
         }
+        canonical.map_err(|e| ProxyError::InvalidRequest(format!("path: {e}")))?;
         // Route before the body limit: the limit is per route.
         let host = headers::request_host(req).map(host_without_port);
         match self.routes.load().find(host, &ctx.core.path, &req.method) {

@@ -91,17 +91,20 @@ fn is_well_formed_id(v: &str) -> bool {
 }
 
 /// The forwarding headers of an upstream request: hop-by-hop headers removed,
-/// `X-Forwarded-For` (appended to), `-Proto` and `-Host`, `Host` set to the upstream's unless
+/// `X-Forwarded-For` (the TCP peer appended), `-Proto` and `-Host`, `Host` set to the upstream's unless
 /// the route preserves it, the route's path-prefix rewrite, and `X-Request-Id`.
 pub fn forward(
     upstream: &mut RequestHeader,
     x: &Exchange<'_>,
+    peer: Option<std::net::IpAddr>,
     original_host: Option<&str>,
 ) -> pingora_core::Result<()> {
     use pingora_core::{Error, ErrorType};
     let route = x.route;
     strip_hop_by_hop_request(upstream);
-    if let Some(ip) = x.client_ip {
+    // The TCP peer is this hop's entry (behind trusted proxies `Edge::forward_headers` then
+    // keeps or replaces the chain).
+    if let Some(ip) = peer {
         let forwarded_for = match upstream
             .headers
             .get("x-forwarded-for")
@@ -119,9 +122,14 @@ pub fn forward(
     if !route.preserve_host {
         upstream.insert_header(http::header::HOST, route.upstream.authority.as_str())?;
     }
-    if let Some(path) =
-        route.upstream_path(upstream.uri.path_and_query().map_or("/", |p| p.as_str()))
-    {
+    // The upstream gets the canonical path the stages decided on (query untouched), after the
+    // route's prefix rewrite.
+    let target = match upstream.uri.query() {
+        Some(q) => format!("{}?{q}", x.path),
+        None => x.path.to_string(),
+    };
+    let path = route.upstream_path(&target).unwrap_or(target);
+    if upstream.uri.path_and_query().map(|p| p.as_str()) != Some(path.as_str()) {
         let uri = path
             .parse::<http::Uri>()
             .map_err(|e| Error::because(ErrorType::InternalError, "rewritten path", e))?;

@@ -63,6 +63,13 @@ async fn http_routes_map_methods_and_admin_endpoints_to_actions() {
         // `admin` on Route::"ops": admins only (and from loopback/10/8, which the test client is).
         ("GET", "/ops/admin/x", "admin", 200),
         ("GET", "/ops/admin/x", "developer", 403),
+        // Paths are canonicalized once, before routing and the route rules: other spellings of
+        // `/ops/admin` are `admin` too, and an encoded `/` is refused.
+        ("GET", "/ops/%61dmin/x", "developer", 403),
+        ("GET", "//ops//admin/x", "developer", 403),
+        ("GET", "/ops;v=1/admin/x", "developer", 403),
+        ("GET", "/ops/%61dmin/x", "admin", 200),
+        ("GET", "/ops%2fadmin/x", "admin", 400),
         // The rest of the route is plain http_request.
         ("GET", "/ops/status", "developer", 200),
         ("GET", "/ops/status", "viewer", 200),
