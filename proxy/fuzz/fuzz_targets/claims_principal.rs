@@ -19,9 +19,8 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut map = ClaimMappingSpec::default();
     // Namespaced (Auth0), nested (Keycloak) and space-separated (OAuth scope) forms.
-    map.roles.extend(
-        ["https://example.com/roles", "realm_access.roles", "a.b.c"].map(String::from),
-    );
+    map.roles
+        .extend(["https://example.com/roles", "realm_access.roles", "a.b.c"].map(String::from));
     map.tenant.push("org.id".into());
     map.scopes.push("scp".into());
     let p = principal_from_claims("https://issuer.example", &claims, &map);
@@ -29,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let sub = claims["sub"].as_str().unwrap_or("");
     assert_eq!(p.id, format!("https://issuer.example|{sub}"));
     for set in [&p.roles, &p.groups, &p.scopes] {
-        assert!(set.windows(2).all(|w| w[0] < w[1]), "{set:?} not sorted and unique");
+        assert!(
+            set.windows(2).all(|w| w[0] < w[1]),
+            "{set:?} not sorted and unique"
+        );
     }
     if let Some(Value::String(scp)) = claims.get("scp") {
         for scope in scp.split_whitespace() {
@@ -38,7 +40,10 @@ fuzz_target!(|data: &[u8]| {
     }
     let uid = p.entity_uid();
     let quoted = uid.strip_prefix("User::").expect("a User uid");
-    assert_eq!(serde_json::from_str::<String>(quoted).ok().as_deref(), Some(p.id.as_str()));
+    assert_eq!(
+        serde_json::from_str::<String>(quoted).ok().as_deref(),
+        Some(p.id.as_str())
+    );
     // The forwarded identity headers are built from these values; building them must not panic
     // whatever the claims held (invalid header bytes are refused, not crashed on).
     let _ = http::HeaderValue::from_str(&uid);

@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
     match Config::from_yaml(yaml, env) {
         Ok(_) => {}
         Err(ConfigError::Invalid(errors)) => {
-            assert!(!errors.is_empty(), "an invalid config names at least one field");
+            assert!(
+                !errors.is_empty(),
+                "an invalid config names at least one field"
+            );
         }
         Err(_) => {}
     }

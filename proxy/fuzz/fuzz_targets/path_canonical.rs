@@ -27,7 +27,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(canonicalize(&c.request_target()).as_ref(), Ok(&c));
     }
     let once = normalize_fs_path(raw).into_owned();
-    assert!(!once.contains("//") && !once.contains("/./"), "{raw:?} -> {once:?}");
+    assert!(
+        !once.contains("//") && !once.contains("/./"),
+        "{raw:?} -> {once:?}"
+    );
     if once.starts_with('/') {
         assert!(!once.contains("/../") && !once.ends_with("/.."), "{once:?}");
     }
