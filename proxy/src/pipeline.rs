@@ -208,6 +208,8 @@ impl ProxyHttp for Pipeline {
             ctx.error = Some(ProxyError::PayloadTooLarge { limit });
             return Error::e_explain(ErrorType::HTTPStatus(413), "request body over the limit");
         }
+        // The body stages decide on the last chunk: that call is the request's `guard` span.
+        let _span = end_of_stream.then(|| ctx.span.stage("guard"));
         let Some(held) = ctx.held.as_mut() else {
             // Not a dialect route: chunks stream on; guardrails may depth-check JSON.
             let checked = match (body.as_ref(), ctx.core.view()) {
@@ -227,8 +229,6 @@ impl ProxyHttp for Pipeline {
             *body = Some(Bytes::new()); // hold: an empty chunk is not written upstream
             return Ok(());
         }
-        // The body stages decide on the last chunk: that call is the request's `guard` span.
-        let _span = ctx.span.stage("guard");
         let whole = ctx.held.take().unwrap_or_default();
         match self.decide_body(ctx, &whole) {
             Ok(out) => {
