@@ -27,6 +27,7 @@ pub mod entities;
 pub mod explain;
 mod live;
 mod load;
+pub mod request;
 mod route;
 pub mod runtests;
 mod slice;
@@ -40,9 +41,10 @@ use std::sync::Arc;
 use cedar_policy::{PolicyId, Schema};
 
 pub use decision::{Decision, Mode};
-pub use entities::{AuthzRequest, BuiltRequest, RequestFacts, Resource, ResourceKind};
+pub use entities::BuiltRequest;
 pub use live::{Authz, Decisions, ReloadOutcome};
 pub use load::{PolicyError, PolicyFiles, PolicySource};
+pub use request::{AuthzRequest, RequestFacts, Resource, ResourceKind};
 pub use route::{RouteAuthz, Target};
 pub use spec::{AuthzSpec, DeniedToolCall, ModeSpec, PolicySetSpec, RouteAuthzSpec};
 

@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::decide::{AuthzStage, State};
-use super::entities::{Resource, ResourceKind};
+use super::request::{Resource, ResourceKind};
 use crate::error::ProxyError;
 use crate::protocol::{a2a, jsonrpc, mcp, message::Message};
 use crate::stage::{Exchange, Refusal};

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use cedar_policy::RestrictedExpression;
 use serde_json::{json, Value};
 
-use super::entities::{AuthzRequest, ResourceKind};
+use super::request::{AuthzRequest, ResourceKind};
 
 /// The context as JSON, for `policy explain` (same facts as the Cedar context).
 pub fn context_json(req: &AuthzRequest<'_>) -> Value {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::entities::{Resource, ResourceKind};
+use super::request::{Resource, ResourceKind};
 use super::{Authz, AuthzRequest, Decision, Decisions, RequestFacts, RouteAuthz};
 use crate::stage::Exchange;
 use crate::telemetry::Metrics;

@@ -2,7 +2,7 @@
 
 use http::Method;
 
-use super::entities::{Resource, ResourceKind};
+use super::request::{Resource, ResourceKind};
 use super::spec::{DeniedToolCall, RouteAuthzSpec};
 use crate::protocol::RouteProtocol;
 

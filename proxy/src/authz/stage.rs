@@ -10,7 +10,7 @@ use pingora_http::RequestHeader;
 use serde_json::Value;
 
 pub use super::decide::{record, AuthzStage, State};
-use super::entities::{Resource, ResourceKind};
+use super::request::{Resource, ResourceKind};
 use super::{AuthzRequest, Decision, RequestFacts};
 use crate::audit::record::{AuditDecision, AuditRecord, ToolCall};
 use crate::error::ProxyError;
