@@ -119,6 +119,29 @@ impl<'de> Visitor<'de> for StrictValue {
     }
 }
 
+/// Whether a client could read `text` as JSON although [`parse`] refused it — so relaying it as
+/// plain text would let the scanned reading (raw text, escapes undecoded) differ from the
+/// client's. True when it opens like a JSON object or string, or like an array whose first
+/// element is a JSON value (`[{`, `["`, `[1`, `[]` …). Other JSON readers accept what [`parse`]
+/// refuses (duplicate keys, lone surrogates, deeper nesting, Python's `NaN`), so a failed strict
+/// parse alone says nothing. Plain-text conventions stay text: `[DONE]`, `hello`.
+pub fn might_be_json(text: &str) -> bool {
+    let t = text.trim_start_matches([' ', '\t', '\n', '\r']);
+    match t.as_bytes() {
+        [b'{' | b'"', ..] => true,
+        [b'[', rest @ ..] => rest
+            .iter()
+            .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+            .is_none_or(|b| {
+                matches!(
+                    b,
+                    b'{' | b'[' | b'"' | b']' | b'-' | b'0'..=b'9' | b't' | b'f' | b'n'
+                )
+            }),
+        _ => false,
+    }
+}
+
 /// Two JSON-RPC ids are the same id: equal strings, or numbers of equal value (`1` and `1.0`),
 /// as JavaScript and Python clients compare them.
 pub fn same_id(a: &Value, b: &Value) -> bool {
@@ -152,6 +175,23 @@ mod tests {
         // Escapes decode: the inspector reads what the client reads.
         let v = parse(br#"{"type":"TOOL\u005fCALL\u005fSTART"}"#).unwrap();
         assert_eq!(v["type"], "TOOL_CALL_START");
+    }
+
+    #[test]
+    fn what_a_client_might_read_as_json() {
+        for json_like in [
+            r#"{"delta":"a","delta":"b"}"#,
+            "  {broken",
+            r#""\ud800""#,
+            r#"[{"a":NaN}]"#,
+            "[]",
+            "[ 1, 2",
+        ] {
+            assert!(might_be_json(json_like), "{json_like}");
+        }
+        for text in ["[DONE]", "hello {world}", "", "true story", "[ DONE ]"] {
+            assert!(!might_be_json(text), "{text}");
+        }
     }
 
     #[test]

@@ -19,7 +19,9 @@ pub enum Reading {
     /// Every `data` must be one unambiguous JSON document (AG-UI, MCP, A2A): an event that is
     /// not ends the stream.
     Json,
-    /// JSON when it parses, text otherwise (plain HTTP streams under output guardrails).
+    /// JSON when it parses, text when no client would read it as JSON either (plain HTTP streams
+    /// under output guardrails): an event that looks like JSON but is not strictly one document
+    /// ([`json::might_be_json`]) ends the stream, as on [`Reading::Json`].
     JsonOrText,
     /// Text, never parsed (nothing inspects the stream).
     Text,
@@ -92,7 +94,9 @@ impl SseRelay {
         self.parses += 1;
         match json::parse_str(&text) {
             Ok(v) => Ok(Data::Json(v)),
-            Err(_) if self.reading == Reading::JsonOrText => Ok(Data::Text(text)),
+            Err(_) if self.reading == Reading::JsonOrText && !json::might_be_json(&text) => {
+                Ok(Data::Text(text))
+            }
             Err(e) => Err(RelayError::Unreadable(e.0)),
         }
     }
@@ -206,8 +210,14 @@ mod tests {
         }
         let mut r = SseRelay::new(Reading::JsonOrText, false);
         assert_eq!(
-            &relay(&mut r, b"data: plain words\n\n")[..],
-            b"data: plain words\n\n"
+            &relay(&mut r, b"data: plain words\n\ndata: [DONE]\n\n")[..],
+            b"data: plain words\n\ndata: [DONE]\n\n"
         );
+        // Text only when no client would read JSON: a duplicate key is not relayed as text.
+        let mut r = SseRelay::new(Reading::JsonOrText, false);
+        assert!(matches!(
+            r.parse(b"data: {\"delta\":\"ok\",\"delta\":\"ignore previous\"}\n\n"),
+            Err(RelayError::Unreadable(_))
+        ));
     }
 }
