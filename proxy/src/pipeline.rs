@@ -332,7 +332,7 @@ impl ProxyHttp for Pipeline {
         let out = match &ctx.response {
             ResponseBody::Pass => Ok(chunk),
             ResponseBody::Stream(_) => self.relay_chunk(ctx, &chunk, end_of_stream),
-            ResponseBody::Answer(_) => self.answer_chunk(ctx, &chunk, end_of_stream),
+            ResponseBody::Answer { .. } => self.answer_chunk(ctx, &chunk, end_of_stream),
         };
         let out = match out {
             Ok(out) => out,

@@ -78,9 +78,10 @@ impl Pipeline {
         chunk: &[u8],
         end: bool,
     ) -> Result<Bytes, ProxyError> {
-        let ResponseBody::Answer(held) = &mut ctx.response else {
+        let ResponseBody::Answer { held, success } = &mut ctx.response else {
             return Ok(Bytes::copy_from_slice(chunk));
         };
+        let success = *success;
         held.extend_from_slice(chunk);
         if held.len() > MAX_JSON_ANSWER_BYTES {
             return Err(ProxyError::UpstreamUnavailable);
@@ -92,17 +93,29 @@ impl Pipeline {
         if whole.iter().all(u8::is_ascii_whitespace) {
             return Ok(whole.freeze());
         }
-        let mut answer = json::parse(&whole).map_err(|e| {
-            tracing::warn!(request_id = %ctx.core.request_id, error = %e, "upstream answer refused");
-            ProxyError::UpstreamUnavailable
-        })?;
+        let mut answer = match json::parse(&whole) {
+            Ok(answer) => answer,
+            // An error answer (a 404 or 405 page, a gateway's HTML 502) keeps its status for
+            // the client but not a body nothing could inspect: it goes out empty.
+            Err(e) if !success => {
+                tracing::warn!(request_id = %ctx.core.request_id, error = %e,
+                    "upstream error answer is not JSON: relayed without its body");
+                return Ok(Bytes::new());
+            }
+            Err(e) => {
+                tracing::warn!(request_id = %ctx.core.request_id, error = %e,
+                    "upstream answer refused");
+                return Err(ProxyError::UpstreamUnavailable);
+            }
+        };
         let x = ctx.core.view().ok_or(ProxyError::Internal)?;
         self.authz.on_answer(&x, &mut ctx.authz, &mut answer);
         self.guard.on_answer(&x, &mut ctx.guard, &mut answer);
         Ok(json::to_bytes(&answer))
     }
     /// What the response body is: an SSE stream relayed event by event, a dialect route's
-    /// answer held whole (one JSON document, whatever its declared content type), or passed.
+    /// answer held whole (one JSON document, whatever its declared content type or status), or
+    /// passed.
     pub(super) fn response_body(
         &self,
         ctx: &RequestCtx,
@@ -126,9 +139,12 @@ impl Pipeline {
                     .map(|(fd, peer)| self.lifecycle.register_stream(fd, peer)),
                 started: std::time::Instant::now(),
             }))
-        } else if protocol.is_inspected() && resp.status.is_success() {
+        } else if protocol.is_inspected() {
             resp.remove_header(&http::header::CONTENT_LENGTH);
-            ResponseBody::Answer(BytesMut::new())
+            ResponseBody::Answer {
+                held: BytesMut::new(),
+                success: resp.status.is_success(),
+            }
         } else {
             ResponseBody::Pass
         }

@@ -72,7 +72,13 @@ pub enum ResponseBody {
     /// An SSE stream, relayed event by event.
     Stream(Box<StreamCtx>),
     /// A JSON answer of a dialect route, held whole (bounded) and parsed once.
-    Answer(BytesMut),
+    Answer {
+        /// What arrived so far.
+        held: BytesMut,
+        /// Whether the status is 2xx (an error answer that is not JSON loses its body instead
+        /// of failing the response).
+        success: bool,
+    },
 }
 
 /// Per-request state carried through every pipeline phase.
