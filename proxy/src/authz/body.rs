@@ -15,15 +15,16 @@ use crate::error::ProxyError;
 use crate::protocol::{a2a, jsonrpc, mcp, message::Message};
 use crate::stage::{Exchange, Refusal};
 
-/// The `Mcp-Method` / `Mcp-Name` headers of a request, or why they are unusable.
-pub(super) fn mcp_headers(headers: &http::HeaderMap) -> Result<http::HeaderMap, String> {
+/// The `Mcp-Method` / `Mcp-Name` headers of a request, every value kept (a duplicate is refused
+/// when the body is checked against them: [`mcp::check_headers`]).
+pub(super) fn mcp_headers(headers: &http::HeaderMap) -> http::HeaderMap {
     let mut out = http::HeaderMap::new();
     for name in ["mcp-method", "mcp-name"] {
         for v in headers.get_all(name) {
             out.append(name, v.clone());
         }
     }
-    Ok(out)
+    out
 }
 
 /// Decides a parsed body; `Err` carries the refusal.
@@ -40,7 +41,7 @@ pub(super) fn decide_message(
         }
         Message::JsonRpc(batch) => {
             let mut culprits = Vec::new();
-            if let Some(Ok(headers)) = &state.mcp_headers {
+            if let Some(headers) = &state.mcp_headers {
                 mcp::check_headers(headers, batch).map_err(|why| Refusal {
                     error: ProxyError::InvalidRequest(why),
                     culprits: batch.ids(),

@@ -31,8 +31,8 @@ pub struct State {
     pub shadow: Vec<Decision>,
     /// Body-aware decisions (tools, MCP calls, A2A methods), in order, enforcing set only.
     pub body_decisions: Vec<Decision>,
-    /// `Mcp-Method` / `Mcp-Name` header problems found on the head, refused with the body.
-    pub(super) mcp_headers: Option<Result<http::HeaderMap, String>>,
+    /// The `Mcp-Method` / `Mcp-Name` headers of an MCP request, checked against its body.
+    pub(super) mcp_headers: Option<http::HeaderMap>,
     /// Ids of MCP `tools/list` requests whose answers are filtered per principal.
     pub(super) mcp_list_ids: Vec<Value>,
     /// Tool calls dropped from the AG-UI response, by call id.
