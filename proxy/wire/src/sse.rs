@@ -84,42 +84,6 @@ pub enum SseError {
     },
 }
 
-/// Rewrites the events of `chunk` into `out`, for filters that run on what a relay already
-/// framed (complete LF-framed events): comments are copied as they are, each event is handed to
-/// `f`, which writes its replacement (itself, a changed copy, or nothing) and may end the rewrite
-/// early with `Err`. An item the parser rejects (an event over the size limit) is left out.
-///
-/// ```
-/// use bytes::BytesMut;
-/// use palisade_wire::sse::rewrite_events;
-///
-/// let mut out = BytesMut::new();
-/// let kept: Result<(), ()> = rewrite_events(b":hi\n\ndata: a\n\ndata: b\n\n", &mut out, |e, out| {
-///     if e.data.as_deref() != Some("a") {
-///         e.encode(out);
-///     }
-///     Ok(())
-/// });
-/// assert!(kept.is_ok());
-/// assert_eq!(&out[..], b":hi\n\ndata: b\n\n");
-/// ```
-pub fn rewrite_events<E>(
-    chunk: &[u8],
-    out: &mut bytes::BytesMut,
-    mut f: impl FnMut(SseEvent, &mut bytes::BytesMut) -> Result<(), E>,
-) -> Result<(), E> {
-    let mut parser = SseParser::new();
-    parser.push(chunk);
-    while let Some(item) = parser.next_item() {
-        match item {
-            Ok(SseItem::Event(event)) => f(event, out)?,
-            Ok(comment) => comment.encode(out),
-            Err(_) => {}
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod proptests;
 #[cfg(test)]
