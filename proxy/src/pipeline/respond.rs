@@ -358,7 +358,9 @@ pub fn observe(
     status: u16,
     reason: &'static str,
 ) {
-    let route = ctx.route_name().to_string();
+    // The route is shared (`Arc`): its name outlives the edits to `ctx` below, uncopied.
+    let route_arc = ctx.core.route.clone();
+    let route = route_arc.as_deref().map_or("-", |r| r.name.as_str());
     let method = session.req_header().method.as_str();
     let status_label = session
         .response_written()
@@ -366,7 +368,7 @@ pub fn observe(
     let elapsed = ctx.started.elapsed();
     // Invented methods share one series: clients choose them, the label set must stay bounded.
     let labels = [
-        route.as_str(),
+        route,
         crate::telemetry::metrics::method_label(method),
         status_label,
         reason,
@@ -376,7 +378,7 @@ pub fn observe(
         .request_duration
         .with_label_values(&labels)
         .observe(elapsed.as_secs_f64());
-    let per_route = metrics.route(&route);
+    let per_route = metrics.route(route);
     per_route.request_bytes.inc_by(ctx.request_bytes);
     per_route.response_bytes.inc_by(ctx.response_bytes);
     if let ResponseBody::Stream(stream) = std::mem::take(&mut ctx.response) {
@@ -407,6 +409,6 @@ pub fn observe(
             .decision
             .as_ref()
             .map(|d| (d.verdict(), d.policies.join(","))),
-        (status, &route, reason),
+        (status, route, reason),
     );
 }

@@ -169,8 +169,7 @@ impl AguiGuard {
             out.push(Item::Event(event));
             return Ok(());
         }
-        let kind_owned = event.kind().to_string();
-        let kind = kind_owned.as_str();
+        let kind = known_kind(event.kind());
         let delta = event.str_field("delta").map(str::to_string);
         let chunk_kind = match kind {
             "TEXT_MESSAGE_CHUNK" => Some(Kind::TextChunk),
@@ -496,4 +495,34 @@ impl AguiGuard {
         )));
         out
     }
+}
+
+/// The event types [`AguiGuard::event`] treats specially, as static strings: the event moves
+/// into the output while its type is still matched on, without a copy per event.
+const KNOWN_KINDS: [&str; 16] = [
+    "TEXT_MESSAGE_START",
+    "TEXT_MESSAGE_CONTENT",
+    "TEXT_MESSAGE_END",
+    "TEXT_MESSAGE_CHUNK",
+    "REASONING_MESSAGE_START",
+    "REASONING_MESSAGE_CONTENT",
+    "REASONING_MESSAGE_END",
+    "REASONING_MESSAGE_CHUNK",
+    "TOOL_CALL_START",
+    "TOOL_CALL_ARGS",
+    "TOOL_CALL_END",
+    "TOOL_CALL_CHUNK",
+    "TOOL_CALL_RESULT",
+    "MESSAGES_SNAPSHOT",
+    "RUN_FINISHED",
+    "RUN_ERROR",
+];
+
+/// `kind` as one of [`KNOWN_KINDS`], or `""` for every other type.
+fn known_kind(kind: &str) -> &'static str {
+    KNOWN_KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("")
 }
