@@ -173,8 +173,12 @@ pub(super) fn event_chain(
     if let Some(seen) = audit {
         seen.note(items);
     }
-    authz.on_events(x, authz_state, items, end)?;
-    guard.on_events(x, guard_state, items, end)
+    // Authorization may end the stream (a denied call under `run_error`); what it kept before
+    // its RUN_ERROR still goes through guardrails, as the stream's last items — a secret in the
+    // same chunk as a denied call is not relayed because the run ended for another reason.
+    let authz_end = authz.on_events(x, authz_state, items, end);
+    guard.on_events(x, guard_state, items, end || authz_end.is_err())?;
+    authz_end
 }
 
 #[cfg(test)]
