@@ -9,6 +9,7 @@ mod errors;
 mod forwarding;
 mod guardrails;
 mod h2;
+mod hostile;
 mod oidc;
 mod oidc_harness;
 mod orchestrator;
