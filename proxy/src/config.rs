@@ -70,6 +70,10 @@ pub struct Config {
     pub threads: usize,
     /// How long live streams may run after a shutdown signal.
     pub drain_timeout: Duration,
+    /// How long a client may take to send a request head.
+    pub header_timeout: Duration,
+    /// Concurrent connections per client address (`0`: no cap).
+    pub max_connections_per_ip: usize,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter (`EnvFilter` syntax).

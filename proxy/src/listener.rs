@@ -1,7 +1,9 @@
 //! Who is on the other end of a public listener: the client behind trusted reverse proxies
-//! ([`Edge`]) and the identity in a client certificate ([`mtls`]). The listeners themselves are
-//! built by `server.rs`.
+//! ([`Edge`]) and the identity in a client certificate ([`mtls`]); and what a connection may
+//! cost before its request is read ([`conn`]: head deadline, per-address cap). The listeners
+//! themselves are built by `server.rs`.
 
+pub mod conn;
 pub mod forwarded;
 pub mod mtls;
 pub mod spec;

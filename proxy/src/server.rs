@@ -35,6 +35,7 @@ use crate::admin::{self, AdminState};
 use crate::authn::Authenticator;
 use crate::config::{Config, Listener};
 use crate::lifecycle::Lifecycle;
+use crate::listener::conn::{ConnGuard, ConnLimits};
 use crate::pipeline::{Pipeline, Stages};
 use crate::telemetry::Metrics;
 
@@ -190,12 +191,30 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         audit: audit.clone(),
         tracing: tracing.clone(),
     });
+    // One set of connection limits for every public listener: the per-address cap counts a
+    // client's connections to all of them.
+    let conn_limits = Arc::new(crate::listener::conn::ConnLimits::new(
+        config.header_timeout,
+        config.max_connections_per_ip,
+        metrics
+            .client_connections_cut
+            .with_label_values(&["per_ip_cap"]),
+        metrics
+            .client_connections_cut
+            .with_label_values(&["header_timeout"]),
+    ));
     let mut listeners = Vec::new();
     for l in &config.listeners {
         let address = resolve_port(l.address)
             .with_context(|| format!("listener {} on {}", l.name, l.address))?;
         let pipeline = Pipeline::new(stages.clone(), l.tls.is_some());
-        let service = proxy_service(&server.configuration, l, address, pipeline)?;
+        let service = proxy_service(
+            &server.configuration,
+            l,
+            address,
+            pipeline,
+            conn_limits.clone(),
+        )?;
         server.add_service(service);
         listeners.push(address);
     }
@@ -365,20 +384,20 @@ impl ShutdownSignalWatch for Signals {
 }
 
 /// Builds the pingora service for `listener`, bound to `address` (the listener's address with a
-/// port-0 request already resolved to a concrete port).
+/// port-0 request already resolved to a concrete port), its connections under `limits`.
 pub fn proxy_service(
     server_conf: &Arc<ServerConf>,
     listener: &Listener,
     address: SocketAddr,
     pipeline: Pipeline,
-) -> anyhow::Result<Service<HttpProxy<Pipeline>>> {
+    limits: Arc<ConnLimits>,
+) -> anyhow::Result<Service<ConnGuard<HttpProxy<Pipeline>>>> {
     let name = format!("palisade listener {}", listener.name);
-    let mut service = pingora_proxy::http_proxy_service_with_name(server_conf, pipeline, &name);
-    if let Some(proxy) = service.app_logic_mut() {
-        let mut options = HttpServerOptions::default();
-        options.h2c = listener.h2c && listener.tls.is_none();
-        proxy.server_options = Some(options);
-    }
+    let mut proxy = pingora_proxy::http_proxy(server_conf, pipeline);
+    let mut options = HttpServerOptions::default();
+    options.h2c = listener.h2c && listener.tls.is_none();
+    proxy.server_options = Some(options);
+    let mut service = Service::new(name, ConnGuard::new(proxy, limits));
     let addr = address.to_string();
     match &listener.tls {
         Some(tls) => {

@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod authn;
 mod authz;
+mod connections;
 mod errors;
 mod forwarding;
 mod guardrails;

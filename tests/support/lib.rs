@@ -37,6 +37,7 @@ pub struct TestProxy {
     routes: Vec<String>,
     listener_extra: String,
     top_extra: String,
+    server_extra: String,
     drain_timeout: Option<String>,
 }
 
@@ -108,6 +109,14 @@ impl TestProxy {
         self
     }
 
+    /// Extra `server:` fields, one `key: value` per line (`header_timeout: 1s`).
+    pub fn server_yaml(mut self, yaml: &str) -> Self {
+        for line in yaml.lines().filter(|l| !l.trim().is_empty()) {
+            self.server_extra.push_str(&format!("  {}\n", line.trim()));
+        }
+        self
+    }
+
     /// Sets `server.drain_timeout` (default `5s` in tests).
     pub fn drain_timeout(mut self, value: &str) -> Self {
         self.drain_timeout = Some(value.to_string());
@@ -123,6 +132,7 @@ impl TestProxy {
             "server:\n  threads: 2\n  log_level: warn\n  drain_timeout: {}\n",
             self.drain_timeout.as_deref().unwrap_or("5s")
         ));
+        y.push_str(&self.server_extra);
         if !self.upstreams.is_empty() {
             y.push_str("upstreams:\n");
             self.upstreams.iter().for_each(|u| y.push_str(u));

@@ -153,12 +153,28 @@ pub struct ServerSpec {
     /// `info`.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// How long a client may take to send a request head (request line and headers), from the
+    /// connection's start or from the first byte of a later request on a kept-alive connection.
+    /// A client still sending after it is disconnected. pingora's read timeout alone restarts
+    /// at every read, so a client trickling a header line every few seconds would hold its
+    /// socket forever. Default: `30s`.
+    #[serde(default = "default_header_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub header_timeout: Duration,
+    /// Concurrent connections one client address may hold on the public listeners; one more is
+    /// answered `429 RATE_LIMITED` and closed. The address is the TCP peer: behind a reverse
+    /// proxy every client shares the proxy's address, so raise this there. `0`: no cap.
+    /// Default: `512`.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ServerSpec {
     fn default() -> Self {
         Self {
             threads: None,
+            header_timeout: default_header_timeout(),
+            max_connections_per_ip: default_max_connections_per_ip(),
             drain_timeout: default_drain_timeout(),
             log_format: LogFormat::default(),
             log_level: default_log_level(),
@@ -312,6 +328,12 @@ fn default_admin_address() -> String {
 }
 fn default_drain_timeout() -> Duration {
     Duration::from_secs(30)
+}
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_connections_per_ip() -> usize {
+    512
 }
 fn default_log_level() -> String {
     "info".into()

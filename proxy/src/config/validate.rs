@@ -89,6 +89,12 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         }
     }
 
+    if spec.server.header_timeout.is_zero() {
+        errors.push(
+            "server.header_timeout",
+            "must be more than 0 (a client needs time to send a request head)",
+        );
+    }
     if spec.server.threads == Some(0) {
         errors.push("server.threads", "must be at least 1");
     }
@@ -153,6 +159,8 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         drain_timeout: spec.server.drain_timeout,
+        header_timeout: spec.server.header_timeout,
+        max_connections_per_ip: spec.server.max_connections_per_ip,
         log_format: spec.server.log_format,
         log_level: spec.server.log_level,
         routes: Arc::new(RouteTable::new(routes)),

@@ -69,6 +69,9 @@ pub struct Metrics {
     /// `palisade_ratelimit_fallback_total`: requests checked in-process because Redis was down
     /// (`fail_open`).
     pub ratelimit_fallbacks: prometheus::IntCounter,
+    /// `palisade_client_connections_cut_total{reason}`: connections cut below HTTP
+    /// (`listener::conn`).
+    pub client_connections_cut: IntCounterVec,
     /// `palisade_authz_decisions_total{policy_set,mode,action,decision}`: Cedar decisions.
     pub authz_decisions: IntCounterVec,
     /// `palisade_guardrail_findings_total{rule,action}`: guardrail rules that fired (matches).
@@ -196,6 +199,16 @@ impl Metrics {
             &["rule", "action"],
         )?;
         registry.register(Box::new(guardrail_findings.clone()))?;
+        let client_connections_cut = IntCounterVec::new(
+            Opts::new(
+                "palisade_client_connections_cut_total",
+                "Client connections the proxy cut off below HTTP, by reason: `per_ip_cap` \
+                 (over server.max_connections_per_ip) or `header_timeout` (a request head not \
+                 complete within server.header_timeout).",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(client_connections_cut.clone()))?;
         let audit = super::audit::AuditMetrics::new(&registry)?;
         Ok(Self {
             audit,
@@ -213,6 +226,7 @@ impl Metrics {
             ratelimit_backend_errors,
             ratelimit_fallbacks,
             guardrail_findings,
+            client_connections_cut,
             authz_decisions,
             authz_duration,
             policy_reloads,
