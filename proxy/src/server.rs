@@ -396,6 +396,9 @@ pub fn proxy_service(
     let mut proxy = pingora_proxy::http_proxy(server_conf, pipeline);
     let mut options = HttpServerOptions::default();
     options.h2c = listener.h2c && listener.tls.is_none();
+    // CONNECT reaches the pipeline, which refuses it with the documented 405 body (pingora's
+    // own refusal is a bare 405); nothing is ever tunnelled.
+    options.allow_connect_method_proxying = true;
     proxy.server_options = Some(options);
     let mut service = Service::new(name, ConnGuard::new(proxy, limits));
     let addr = address.to_string();

@@ -19,6 +19,12 @@ impl Pipeline {
         // Strip first: nothing below may read a client-written identity header.
         headers::strip_palisade_headers(session.req_header_mut());
         ctx.core.tls = self.tls;
+        // What follows a CONNECT head may be tunnel bytes, not a request: the connection
+        // closes after the refusal below.
+        let connect = session.req_header().method == http::Method::CONNECT;
+        if connect {
+            session.set_keepalive(None);
+        }
         let req = session.req_header();
         ctx.core.request_id = headers::request_id(req);
         ctx.core.method = req.method.clone();
@@ -43,6 +49,13 @@ impl Pipeline {
         if self.audit.refuses() {
             self.audit.count_refused();
             return Err(ProxyError::AuditUnavailable);
+        }
+        // pingora is told to let CONNECT through to here (`server.rs`) so that its refusal
+        // carries the documented body; it is never proxied.
+        if connect {
+            return Err(ProxyError::MethodNotAllowed {
+                allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
+            });
         }
         canonical.map_err(|e| ProxyError::InvalidRequest(format!("path: {e}")))?;
         // Route before the body limit: the limit is per route.

@@ -364,9 +364,10 @@ async fn their_benign_twins_pass_the_guarded_config() {
 }
 
 /// What no configuration lets through (so it has no permissive calibration): a path with an
-/// encoded `/`, which upstreams disagree about, is refused before routing.
+/// encoded `/`, which upstreams disagree about, is refused before routing; CONNECT is never
+/// tunnelled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_encoded_slash_is_refused_by_every_config() {
+async fn an_encoded_slash_and_connect_are_refused_by_every_config() {
     let s = suite().await;
     for config in [Config::Guarded, Config::Permissive] {
         let stack = s.stack(config);
@@ -382,6 +383,17 @@ async fn an_encoded_slash_is_refused_by_every_config() {
                 "INVALID_REQUEST"
             );
         }
+        let connect = format!(
+            "CONNECT 127.0.0.1:{} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {}\r\n\r\n",
+            stack.upstream.addr.port(),
+            user(&s)
+        );
+        let answer = send(stack.proxy.addr(), connect.as_bytes()).await;
+        assert_eq!(answer.status, 405, "CONNECT [{config:?}]: {}", answer.body);
+        assert_eq!(
+            palisade_e2e::error_code(answer.body.as_bytes()),
+            "METHOD_NOT_ALLOWED"
+        );
         assert!(stack.upstream.take_requests().is_empty(), "[{config:?}]");
     }
 }
