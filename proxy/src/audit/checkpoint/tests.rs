@@ -120,7 +120,11 @@ async fn an_untouched_signed_trail_verifies_to_its_last_record() {
     assert!((2..=3).contains(&report.checkpoints), "{report:?}");
     assert_eq!(report.chain.records, 120 + report.checkpoints);
     assert!(report.fully_signed());
-    assert_eq!(report.last.as_ref().unwrap().reason, "flush");
+    // The last is the flush's, unless the writer's last batch brought a `count` checkpoint that
+    // already covered everything (batches follow timing; `a_stopped_proxy_leaves_a_fully_signed_trail`
+    // checks the flush alone).
+    let last = &report.last.as_ref().unwrap().reason;
+    assert!(matches!(last.as_str(), "flush" | "count"), "{last}");
     let text = report.render(1);
     let signed = format!(
         "signed: {} checkpoint(s) valid under key",
