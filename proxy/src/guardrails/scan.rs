@@ -55,6 +55,24 @@ impl Scanned {
             }),
         }
     }
+
+    /// Adds what another scan fired (its text is the caller's business).
+    pub(super) fn absorb(&mut self, other: &Scanned) {
+        if self.refused.is_none() {
+            self.refused = other.refused;
+        }
+        self.overflowed |= other.overflowed;
+        for f in &other.fired {
+            match self
+                .fired
+                .iter_mut()
+                .find(|g| g.rule == f.rule && g.action == f.action)
+            {
+                Some(g) => g.count = g.count.saturating_add(f.count),
+                None => self.fired.push(*f),
+            }
+        }
+    }
 }
 
 /// Scans a complete text (a request message, a whole event's field).

@@ -428,4 +428,5 @@ fn agui_stop_closes_open_messages_and_ends_with_run_error() {
 }
 
 mod evasion;
+mod request_fields;
 mod rules_and_bounds;
