@@ -429,4 +429,5 @@ fn agui_stop_closes_open_messages_and_ends_with_run_error() {
 
 mod evasion;
 mod request_fields;
+mod response_events;
 mod rules_and_bounds;
