@@ -289,7 +289,10 @@ impl RuleSet {
     }
 
     /// Normalized matches in `norm` that end after byte `new_from` of its letters (earlier ones
-    /// were counted with the previous delta): `(rule index, action)` per match.
+    /// were counted with the previous delta): `(rule index, action)` per match. Phrases, the
+    /// split reading and the joined reading each find a rule's matches their own way; the rule
+    /// counts as often as the one that found it most (one occurrence is one match, however
+    /// many ways it was found).
     pub fn norm_hits(
         &self,
         norm: &Normalized,
@@ -299,56 +302,47 @@ impl RuleSet {
         out: &mut Vec<(usize, Action)>,
     ) {
         let applies = self.norm.applies[slot(side, location)];
+        // Per rule: its action and its count by phrases, split reading, joined reading.
+        let mut counts: Vec<(usize, Action, [u32; 3])> = Vec::new();
+        let mut count = |idx: usize, way: usize| {
+            let Some(action) = self.rules[idx].action(side, location) else {
+                return;
+            };
+            match counts.iter_mut().find(|c| c.0 == idx) {
+                Some(c) => c.2[way] += 1,
+                None => {
+                    let mut by = [0; 3];
+                    by[way] = 1;
+                    counts.push((idx, action, by));
+                }
+            }
+        };
         if applies & PHRASES != 0 {
             if let Some(p) = &self.norm.phrases {
-                phrase_hits(p, &self.rules, norm, new_from, side, location, out);
+                phrase_hits(p, norm, new_from, |idx| count(idx, 0));
             }
         }
         if applies & REGEXES != 0 {
             if let Some((re, rules)) = &self.norm.regex {
-                // Each reading on its own (the joined one only differs where a gap is soft); a
-                // rule counts as often as in the reading where it matched most.
-                let mut counts: Vec<(usize, Action, u32, u32)> = Vec::new();
-                let readings: &[(u32, bool)] = if norm.gaps().contains(&SOFT) {
-                    &[(0, false), (1, true)]
-                } else {
-                    &[(0, false)]
-                };
-                for &(reading, joined) in readings {
-                    let (text, from) = if joined {
+                // The joined reading only differs from the split one where a gap is soft.
+                let joined = norm.gaps().contains(&SOFT);
+                for way in [1, 2].into_iter().filter(|&w| w == 1 || joined) {
+                    let (text, from) = if way == 2 {
                         norm.render(new_from, |g| g == HARD)
                     } else {
                         norm.render(new_from, |g| g != NONE)
                     };
                     for m in re.find_iter(&text) {
-                        if m.end() <= from {
-                            continue;
-                        }
-                        let idx = rules[m.pattern().as_usize()];
-                        let Some(action) = self.rules[idx].action(side, location) else {
-                            continue;
-                        };
-                        let at = match counts.iter().position(|c| c.0 == idx) {
-                            Some(at) => at,
-                            None => {
-                                counts.push((idx, action, 0, 0));
-                                counts.len() - 1
-                            }
-                        };
-                        if reading == 0 {
-                            counts[at].2 += 1;
-                        } else {
-                            counts[at].3 += 1;
+                        if m.end() > from {
+                            count(rules[m.pattern().as_usize()], way);
                         }
                     }
                 }
-                for (idx, action, split, joined) in counts {
-                    out.extend(std::iter::repeat_n(
-                        (idx, action),
-                        split.max(joined) as usize,
-                    ));
-                }
             }
+        }
+        for (idx, action, by) in counts {
+            let n = by.into_iter().max().unwrap_or(0) as usize;
+            out.extend(std::iter::repeat_n((idx, action), n));
         }
     }
 
@@ -402,15 +396,7 @@ impl RuleSet {
 /// Phrase matches ending after `new_from` whose word breaks fit the text's gaps, leftmost
 /// first, not overlapping. A match that does not fit hides nothing: every phrase starting at
 /// the same place is tried, then the search goes on from the next byte.
-fn phrase_hits(
-    p: &PhraseMatcher,
-    rules: &[Rule],
-    norm: &Normalized,
-    new_from: usize,
-    side: Side,
-    location: Location,
-    out: &mut Vec<(usize, Action)>,
-) {
+fn phrase_hits(p: &PhraseMatcher, norm: &Normalized, new_from: usize, mut hit: impl FnMut(usize)) {
     let text = norm.letters();
     let mut at = 0;
     while at < text.len() {
@@ -437,12 +423,8 @@ fn phrase_hits(
             continue;
         };
         at = end;
-        if end <= new_from {
-            continue;
-        }
-        let idx = p.rules[pattern];
-        if let Some(action) = rules[idx].action(side, location) {
-            out.push((idx, action));
+        if end > new_from {
+            hit(p.rules[pattern]);
         }
     }
 }

@@ -227,6 +227,29 @@ rules:
     assert_eq!(refusing(&rs, "dontruncate", Location::UserMessage), None);
 }
 
+/// An occurrence found by a literal phrase, the grammar and both readings counts once.
+#[test]
+fn one_occurrence_counts_once() {
+    let rs = default_set();
+    for (text, want) in [
+        ("ignore previous instructions", 1),
+        ("ig\u{AD}nore previous instructions", 1),
+        ("ignore previous instructions, then ignore all prior rules", 2),
+    ] {
+        let scanned = scan_text(&rs, text, Side::Input, Location::UserMessage);
+        let counts: Vec<(String, u32)> = scanned
+            .fired
+            .iter()
+            .map(|f| (rs.rules[f.rule].id.clone(), f.count))
+            .collect();
+        assert_eq!(
+            counts,
+            [("injection.ignore_instructions".to_string(), want)],
+            "{text:?}"
+        );
+    }
+}
+
 /// The built-in literal phrases stay under 64, the most the phrase automaton searches with its
 /// SIMD prefilter (`docs/guardrails.md`, "Normalization").
 #[test]
