@@ -23,6 +23,7 @@ pub mod request;
 pub mod scan;
 pub mod spec;
 pub mod stream;
+pub mod walk;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -4,8 +4,8 @@
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::builtin::{Pattern, Verify, BUILTIN};
-use super::detect::{self, NormMatcher, RawMatcher, RequestChecks, Rule, RuleSet};
-use super::normalize::normalize;
+use super::detect::{self, NormMatcher, PhraseMatcher, RawMatcher, RequestChecks, Rule, RuleSet};
+use super::normalize::Normalized;
 use super::spec::{Action, MatchOn, RuleSetSpec};
 
 /// `(field path, message)` of one problem.
@@ -27,7 +27,8 @@ impl RuleSet {
     pub fn compile(name: &str, spec: &RuleSetSpec) -> Result<RuleSet, Vec<SpecError>> {
         let mut errors: Vec<SpecError> = Vec::new();
         let mut rules: Vec<Rule> = Vec::new();
-        let mut sources: Vec<Source> = Vec::new();
+        // What each rule matches, by rule index (a built-in rule may have several patterns).
+        let mut sources: Vec<(usize, Source)> = Vec::new();
 
         for (i, id) in spec.disable.iter().enumerate() {
             if !BUILTIN.iter().any(|b| b.id == id) {
@@ -47,6 +48,19 @@ impl RuleSet {
                 .iter()
                 .filter(|b| !spec.disable.iter().any(|d| d == b.id))
             {
+                let source = match b.pattern {
+                    Pattern::Phrases(list) => {
+                        Source::Phrases(list.iter().map(|p| p.to_string()).collect())
+                    }
+                    Pattern::Grammar(products) => Source::Norm(grammar_regex(products)),
+                    Pattern::Normalized(re) => Source::Norm(re.to_string()),
+                    Pattern::Raw(re) => Source::Raw(re.to_string()),
+                };
+                if rules.last().is_some_and(|r| r.id == b.id) {
+                    // Another pattern of the rule just compiled.
+                    sources.push((rules.len() - 1, source));
+                    continue;
+                }
                 let mut rule = Rule {
                     id: b.id.to_string(),
                     input: b.input,
@@ -70,18 +84,11 @@ impl RuleSet {
                     if let Some(u) = o.ignore_in_urls {
                         rule.ignore_in_urls = u;
                     }
-                    let phrases = matches!(b.pattern, Pattern::Phrases(_));
-                    check_actions(&rule, phrases, &at, &mut errors);
+                    let normalized = !matches!(b.pattern, Pattern::Raw(_));
+                    check_actions(&rule, normalized, &at, &mut errors);
                 }
                 rules.push(rule);
-                sources.push(match b.pattern {
-                    Pattern::Phrases(list) => Source::Phrases(
-                        list.iter()
-                            .map(|p| normalize(p).trim().to_string())
-                            .collect(),
-                    ),
-                    Pattern::Raw(re) => Source::Raw(re.to_string()),
-                });
+                sources.push((rules.len() - 1, source));
             }
         }
 
@@ -129,14 +136,13 @@ impl RuleSet {
                 (None, false) => {
                     let mut list = Vec::new();
                     for (j, p) in r.phrases.iter().enumerate() {
-                        let n = normalize(p).trim().to_string();
-                        if n.is_empty() {
+                        if Normalized::of(p).is_empty() {
                             errors.push((
                                 format!("{at}.phrases[{j}]"),
                                 "has no letters or digits once normalized".into(),
                             ));
                         }
-                        list.push(n);
+                        list.push(p.clone());
                     }
                     Source::Phrases(list)
                 }
@@ -160,7 +166,7 @@ impl RuleSet {
             }
             check_actions(&rule, !matches!(source, Source::Raw(_)), &at, &mut errors);
             rules.push(rule);
-            sources.push(source);
+            sources.push((rules.len() - 1, source));
         }
 
         if spec.request.max_json_depth == 0 {
@@ -183,7 +189,7 @@ impl RuleSet {
         let mut phrase_rules = Vec::new();
         let mut norm_patterns = Vec::new();
         let mut norm_rules = Vec::new();
-        for (idx, source) in sources.into_iter().enumerate() {
+        for (idx, source) in sources {
             match source {
                 Source::Raw(p) => {
                     raw_shared.push(
@@ -200,7 +206,7 @@ impl RuleSet {
                 }
                 Source::Phrases(list) => {
                     for p in list {
-                        phrases.push(p);
+                        phrases.push(Normalized::of(&p));
                         phrase_rules.push(idx);
                     }
                 }
@@ -223,19 +229,34 @@ impl RuleSet {
         };
         let window = phrases
             .iter()
-            .map(String::len)
+            .map(Normalized::len)
             .max()
             .unwrap_or(0)
             .max(if norm_patterns.is_empty() { 0 } else { 256 });
+        let mut applies = [0u8; 10];
+        for (at, (side, location)) in detect::SLOTS.into_iter().enumerate() {
+            let on = |idx: &usize| rules[*idx].action(side, location).is_some();
+            applies[at] =
+                u8::from(phrase_rules.iter().any(on)) | (u8::from(norm_rules.iter().any(on)) << 1);
+        }
         let norm = NormMatcher {
             phrases: if phrases.is_empty() {
                 None
             } else {
+                let letters = || phrases.iter().map(Normalized::letters);
                 let ac = AhoCorasick::builder()
                     .match_kind(MatchKind::LeftmostLongest)
-                    .build(&phrases)
+                    .build(letters())
                     .map_err(|e| fail("phrases", e.to_string()))?;
-                Some((ac, phrase_rules))
+                let every =
+                    AhoCorasick::new(letters()).map_err(|e| fail("phrases", e.to_string()))?;
+                Some(PhraseMatcher {
+                    ac,
+                    every,
+                    longest: letters().map(str::len).max().unwrap_or(0),
+                    rules: phrase_rules,
+                    shapes: phrases.iter().map(|p| p.gaps().into()).collect(),
+                })
             },
             regex: if norm_patterns.is_empty() {
                 None
@@ -245,6 +266,7 @@ impl RuleSet {
                     norm_rules,
                 ))
             },
+            applies,
         };
         Ok(RuleSet {
             name: name.to_string(),
@@ -260,6 +282,40 @@ impl RuleSet {
             stop_message: spec.stop_message.clone(),
         })
     }
+}
+
+/// The regex over normalized readings that matches every phrase of a grammar (see
+/// [`Pattern::Grammar`]): each slot an alternation of its words — in both readings, so `don't`
+/// is `don t` and `dont` — the slots separated by one space, on ASCII word boundaries (which
+/// the lazy DFA supports on any text, and which keep the verbs' literals as a prefilter).
+fn grammar_regex(products: &[&[&[&str]]]) -> String {
+    let words = |slot: &[&str]| {
+        let mut alts: Vec<String> = Vec::new();
+        for w in slot.iter().filter(|w| !w.is_empty()) {
+            let n = Normalized::of(w);
+            for reading in [n.split(), n.joined()] {
+                if !alts.contains(&reading) {
+                    alts.push(reading);
+                }
+            }
+        }
+        // Normalized words are letters, digits and single spaces: nothing to escape.
+        (alts.join("|"), slot.contains(&""))
+    };
+    let mut out = Vec::new();
+    for slots in products {
+        let mut product = String::new();
+        for (i, slot) in slots.iter().enumerate() {
+            let (alts, optional) = words(slot);
+            product.push_str(&match (i, optional) {
+                (0, _) => format!("(?:{alts})"),
+                (_, true) => format!("(?: (?:{alts}))?"),
+                (_, false) => format!(" (?:{alts})"),
+            });
+        }
+        out.push(product);
+    }
+    format!("(?-u:\\b)(?:{})(?-u:\\b)", out.join("|"))
 }
 
 /// One regex per pattern, except the `shared` ones (digit-led PII), which form one union.

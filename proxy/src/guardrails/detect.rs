@@ -5,9 +5,11 @@
 //! - raw detectors (PII, secrets, `on: raw` regexes): one multi-pattern `regex-automata` meta
 //!   regex over the text as sent, so redaction knows the exact span; matches are then checked
 //!   (Luhn, SSN ranges, IBAN mod-97, inside-a-URL);
-//! - phrases: one Aho-Corasick automaton over the normalized text ([`super::normalize`]),
-//!   matches on word boundaries;
-//! - normalized regexes: one meta regex over the normalized text.
+//! - phrases: one Aho-Corasick automaton over the letters of the normalized text
+//!   ([`super::normalize`]); a match counts when the text's gaps fit the phrase's word breaks
+//!   (a word break where the phrase has one, none where it has none, soft gaps either way);
+//! - normalized regexes: one meta regex over both renderings of the normalized text (split and
+//!   joined), a rule counted as often as the reading where it matched most.
 //!
 //! For streams, [`RuleSet::live_from`] tells how much of a text's tail could still grow into a
 //! raw match (an anchored lazy DFA of all raw patterns that has not died by the end), which is
@@ -20,6 +22,7 @@ use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 
 use super::builtin::{self, Verify};
+use super::normalize::{Normalized, HARD, NONE, SOFT};
 use super::spec::{Action, Location};
 
 /// Which side of the exchange text is on.
@@ -94,11 +97,68 @@ pub(super) struct RawMatcher {
     pub(super) rules: Vec<usize>,
 }
 
+/// Phrases over normalized letters: the automaton (leftmost-longest, so it searches with a
+/// packed prefilter while the phrases are few), the same phrases with overlapping matches (to
+/// list every phrase starting at one place), the longest phrase's length, and per pattern its
+/// rule and the gap before each of its bytes (`HARD`: a word break is needed there, `SOFT`:
+/// either, `NONE`: no hard break).
+pub(super) struct PhraseMatcher {
+    pub(super) ac: AhoCorasick,
+    pub(super) every: AhoCorasick,
+    pub(super) longest: usize,
+    pub(super) rules: Vec<usize>,
+    pub(super) shapes: Vec<Box<[u8]>>,
+}
+
 /// Normalized-text matchers.
 pub(super) struct NormMatcher {
-    pub(super) phrases: Option<(AhoCorasick, Vec<usize>)>,
+    pub(super) phrases: Option<PhraseMatcher>,
     pub(super) regex: Option<(Regex, Vec<usize>)>,
+    /// Per side and location ([`slot`]): whether a phrase rule (bit 0) or a regex rule (bit 1)
+    /// applies there — asked once per text, so it is computed once per rule set.
+    pub(super) applies: [u8; 10],
 }
+
+/// Index of a side and location in [`NormMatcher::applies`].
+pub(super) fn slot(side: Side, location: Location) -> usize {
+    let at = match location {
+        Location::UserMessage => 0,
+        Location::ToolMessage => 1,
+        Location::ToolArguments => 2,
+        Location::AssistantText => 3,
+        Location::ToolResult => 4,
+    };
+    match side {
+        Side::Input => at,
+        Side::Output => 5 + at,
+    }
+}
+
+/// Every side and location.
+pub(super) const SLOTS: [(Side, Location); 10] = {
+    const L: [Location; 5] = [
+        Location::UserMessage,
+        Location::ToolMessage,
+        Location::ToolArguments,
+        Location::AssistantText,
+        Location::ToolResult,
+    ];
+    [
+        (Side::Input, L[0]),
+        (Side::Input, L[1]),
+        (Side::Input, L[2]),
+        (Side::Input, L[3]),
+        (Side::Input, L[4]),
+        (Side::Output, L[0]),
+        (Side::Output, L[1]),
+        (Side::Output, L[2]),
+        (Side::Output, L[3]),
+        (Side::Output, L[4]),
+    ]
+};
+
+const PHRASES: u8 = 1;
+const REGEXES: u8 = 2;
 
 /// Request checks of a rule set.
 #[derive(Debug, Clone)]
@@ -153,15 +213,7 @@ impl RuleSet {
     /// Whether any rule matching normalized text applies on `side` at `location` (the text
     /// is normalized only then).
     pub fn has_normalized(&self, side: Side, location: Location) -> bool {
-        let rules = self
-            .norm
-            .phrases
-            .iter()
-            .flat_map(|(_, r)| r)
-            .chain(self.norm.regex.iter().flat_map(|(_, r)| r));
-        rules
-            .into_iter()
-            .any(|&i| self.rules[i].action(side, location).is_some())
+        self.norm.applies[slot(side, location)] != 0
     }
 
     /// A lazy-DFA cache for [`RuleSet::live_from`] (one per stream).
@@ -236,41 +288,61 @@ impl RuleSet {
         }
     }
 
-    /// Normalized matches in `norm` that end after byte `new_from` (earlier ones were counted
-    /// with the previous delta): `(rule index, action)` per match.
+    /// Normalized matches in `norm` that end after byte `new_from` of its letters (earlier ones
+    /// were counted with the previous delta): `(rule index, action)` per match. Phrases, the
+    /// split reading and the joined reading each find a rule's matches their own way; the rule
+    /// counts as often as the one that found it most (one occurrence is one match, however
+    /// many ways it was found).
     pub fn norm_hits(
         &self,
-        norm: &str,
+        norm: &Normalized,
         new_from: usize,
         side: Side,
         location: Location,
         out: &mut Vec<(usize, Action)>,
     ) {
-        let bytes = norm.as_bytes();
-        let bounded = |s: usize, e: usize| {
-            (s == 0 || bytes[s - 1] == b' ') && (e == bytes.len() || bytes[e] == b' ')
-        };
-        if let Some((ac, rules)) = &self.norm.phrases {
-            for m in ac.find_iter(norm) {
-                if m.end() <= new_from || !bounded(m.start(), m.end()) {
-                    continue;
+        let applies = self.norm.applies[slot(side, location)];
+        // Per rule: its action and its count by phrases, split reading, joined reading.
+        let mut counts: Vec<(usize, Action, [u32; 3])> = Vec::new();
+        let mut count = |idx: usize, way: usize| {
+            let Some(action) = self.rules[idx].action(side, location) else {
+                return;
+            };
+            match counts.iter_mut().find(|c| c.0 == idx) {
+                Some(c) => c.2[way] += 1,
+                None => {
+                    let mut by = [0; 3];
+                    by[way] = 1;
+                    counts.push((idx, action, by));
                 }
-                let idx = rules[m.pattern().as_usize()];
-                if let Some(action) = self.rules[idx].action(side, location) {
-                    out.push((idx, action));
+            }
+        };
+        if applies & PHRASES != 0 {
+            if let Some(p) = &self.norm.phrases {
+                phrase_hits(p, norm, new_from, |idx| count(idx, 0));
+            }
+        }
+        if applies & REGEXES != 0 {
+            if let Some((re, rules)) = &self.norm.regex {
+                // The joined reading only differs from the split one where a gap is soft.
+                let joined = norm.gaps().contains(&SOFT);
+                for way in [1, 2].into_iter().filter(|&w| w == 1 || joined) {
+                    let (text, from) = if way == 2 {
+                        norm.render(new_from, |g| g == HARD)
+                    } else {
+                        norm.render(new_from, |g| g != NONE)
+                    };
+                    for m in re.find_iter(&text) {
+                        if m.end() > from {
+                            count(rules[m.pattern().as_usize()], way);
+                        }
+                    }
                 }
             }
         }
-        if let Some((re, rules)) = &self.norm.regex {
-            for m in re.find_iter(norm) {
-                if m.end() <= new_from {
-                    continue;
-                }
-                let idx = rules[m.pattern().as_usize()];
-                if let Some(action) = self.rules[idx].action(side, location) {
-                    out.push((idx, action));
-                }
-            }
+        for (idx, action, by) in counts {
+            let n = by.into_iter().max().unwrap_or(0) as usize;
+            out.extend(std::iter::repeat_n((idx, action), n));
         }
     }
 
@@ -319,6 +391,60 @@ impl RuleSet {
         }
         text.len()
     }
+}
+
+/// Phrase matches ending after `new_from` whose word breaks fit the text's gaps, leftmost
+/// first, not overlapping. A match that does not fit hides nothing: every phrase starting at
+/// the same place is tried, then the search goes on from the next byte.
+fn phrase_hits(p: &PhraseMatcher, norm: &Normalized, new_from: usize, mut hit: impl FnMut(usize)) {
+    let text = norm.letters();
+    let mut at = 0;
+    while at < text.len() {
+        let Some(m) =
+            p.ac.find(aho_corasick::Input::new(text).span(at..text.len()))
+        else {
+            break;
+        };
+        let pattern = m.pattern().as_usize();
+        let fitting = if fits(norm, m.start(), m.end(), &p.shapes[pattern]) {
+            Some((pattern, m.end()))
+        } else {
+            let reach = (m.start() + p.longest).min(text.len());
+            let here = aho_corasick::Input::new(text).span(m.start()..reach);
+            p.every
+                .find_overlapping_iter(here)
+                .filter(|o| o.start() == m.start())
+                .map(|o| (o.pattern().as_usize(), o.end()))
+                .filter(|&(q, end)| fits(norm, m.start(), end, &p.shapes[q]))
+                .max_by_key(|&(_, end)| end)
+        };
+        let Some((pattern, end)) = fitting else {
+            at = m.start() + 1;
+            continue;
+        };
+        at = end;
+        if end > new_from {
+            hit(p.rules[pattern]);
+        }
+    }
+}
+
+/// Whether `norm`'s letters `start..end`, matched by a phrase of gaps `shape`, are that phrase:
+/// word breaks at both ends, a break (soft or hard) wherever the phrase breaks, no hard break
+/// where it does not.
+fn fits(norm: &Normalized, start: usize, end: usize, shape: &[u8]) -> bool {
+    if !norm.starts_word(start) || !norm.ends_word(end) {
+        return false;
+    }
+    let gaps = &norm.gaps()[start..end];
+    gaps.iter()
+        .zip(shape)
+        .skip(1)
+        .all(|(&text, &phrase)| match phrase {
+            HARD => text != NONE,
+            SOFT => true,
+            _ => text != HARD,
+        })
 }
 
 /// Byte ranges of `bytes[from..]` that hold digits, merged when closer than `GAP` and padded

@@ -1,16 +1,33 @@
 //! Request-side guardrails: JSON depth on any JSON body, the AG-UI `RunAgentInput` shape, and
-//! detectors over user and tool messages, MCP `tools/call` arguments and A2A message parts.
+//! detectors over everything in a dialect body that may reach a model.
 //!
-//! On `agui`, `mcp` and `a2a` routes a `POST` body is held whole (bounded by the route's
-//! `max_body_bytes`, checked first), inspected, possibly rewritten (redaction), and handed on
-//! to body-aware authorization, which therefore sees the redacted body. Other JSON bodies are
-//! only depth-checked, incrementally, chunk by chunk, and never held.
+//! On `agui`, `mcp` and `a2a` routes the body is held whole for any method (bounded by the
+//! route's `max_body_bytes`, checked first), parsed once by the dialect, inspected here,
+//! possibly rewritten (redaction), and handed on to body-aware authorization, which therefore
+//! sees the redacted body. Inspection is keyed on the route's protocol, never on the method or
+//! the declared content type. Bodies of other routes are only depth-checked, incrementally,
+//! chunk by chunk, and never held.
+//!
+//! What is scanned (`docs/guardrails.md`, "What is inspected"):
+//!
+//! - AG-UI: every message whatever its role (the client writes the whole history, `system`
+//!   and `assistant` turns included) — its content (text or parts), name and every other field
+//!   but ids, assistant tool-call arguments as `tool_arguments`; every tool definition (name,
+//!   description, parameter schema); `context`, `forwardedProps`, `state` and any other field
+//!   but `threadId` / `runId`, walked whole;
+//! - MCP: `tools/call` arguments (keys and values) as `tool_arguments`; `prompts/get` and
+//!   `completion/complete` arguments; the `result` / `error` of responses the client sends to
+//!   the server's own requests (sampling, elicitation). `resources/read` is not: its URI is an
+//!   address the server resolves, and what it reads comes back as a result, which is scanned;
+//! - A2A: the message (every part, text, data and file metadata, and its metadata) and the
+//!   request's `metadata`, in JSON-RPC `params` or as the HTTP+JSON binding's body.
 
 use serde_json::Value;
 
 use super::detect::{RuleSet, Side};
-use super::scan::{scan_text, Fired};
+use super::scan::Fired;
 use super::spec::Location;
+use super::walk::{self, Walk};
 use crate::error::ProxyError;
 use crate::protocol::RouteProtocol;
 
@@ -107,7 +124,6 @@ pub fn inspect(
             found,
         ));
     }
-    let mut changed = false;
     let refused = match protocol {
         RouteProtocol::Agui => {
             if rs.checks.validate_agui {
@@ -115,16 +131,16 @@ pub fn inspect(
                     return Err((Refusal::Invalid(path), found));
                 }
             }
-            agui_messages(rs, json, &mut changed, &mut found)
+            agui_input(rs, json, &mut found)
         }
         RouteProtocol::Mcp | RouteProtocol::A2a => {
             let mut refused = None;
             let mut each = |m: &mut Value| {
                 let id = m.get("id").cloned().unwrap_or(Value::Null);
                 let hit = if protocol == RouteProtocol::Mcp {
-                    mcp_call(rs, m, &mut changed, &mut found)
+                    mcp_message(rs, m, &mut found)
                 } else {
-                    a2a_message(rs, m, &mut changed, &mut found)
+                    a2a_message(rs, m, &mut found)
                 };
                 if hit && refused.is_none() {
                     refused = Some(id);
@@ -140,7 +156,6 @@ pub fn inspect(
         }
         RouteProtocol::Http => None,
     };
-    found.changed = changed;
     if let Some(r) = refused {
         return Err((r, found));
     }
@@ -202,121 +217,185 @@ fn valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-/// Scans one string in place; returns whether it refuses.
-fn scan_string(
-    rs: &RuleSet,
-    s: &mut String,
-    location: Location,
-    path: String,
-    changed: &mut bool,
-    found: &mut Inspected,
-) -> bool {
-    let scanned = scan_text(rs, s, Side::Input, location);
-    if let Some(text) = scanned.text {
-        *s = text;
-        *changed = true;
+/// Records what a walk fired under `label`; returns whether it refuses.
+fn settle(walk: Walk<'_>, label: impl FnOnce() -> String, found: &mut Inspected) -> bool {
+    found.changed |= walk.changed;
+    if !walk.found.fired.is_empty() {
+        found.fired.push((label(), walk.found.fired));
     }
-    if !scanned.fired.is_empty() {
-        found.fired.push((path, scanned.fired));
-    }
-    scanned.refused.is_some()
+    walk.found.refused.is_some()
 }
 
-/// User, developer, system and tool messages of a `RunAgentInput`.
-fn agui_messages(
-    rs: &RuleSet,
-    json: &mut Value,
-    changed: &mut bool,
-    found: &mut Inspected,
-) -> Option<Refusal> {
-    let messages = json.get_mut("messages")?.as_array_mut()?;
-    let mut refused = false;
-    for (i, m) in messages.iter_mut().enumerate() {
-        let location = match m.get("role").and_then(Value::as_str) {
-            Some("user" | "developer" | "system") => Location::UserMessage,
-            Some("tool") => Location::ToolMessage,
-            _ => continue,
-        };
-        match m.get_mut("content") {
-            Some(Value::String(s)) => {
-                let path = format!("request.messages[{i}].content");
-                refused |= scan_string(rs, s, location, path, changed, found);
-            }
-            Some(Value::Array(parts)) => {
-                for (j, p) in parts.iter_mut().enumerate() {
-                    if let Some(Value::String(s)) = p.get_mut("text") {
-                        let path = format!("request.messages[{i}].content[{j}].text");
-                        refused |= scan_string(rs, s, location, path, changed, found);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    refused.then_some(Refusal::Violation { jsonrpc_id: None })
-}
-
-/// Every string leaf under `value`, scanned at `location`; `path` grows as it descends.
-fn scan_leaves(
+/// Walks `value` whole at `location` and records it under `label`.
+fn scan_value(
     rs: &RuleSet,
     value: &mut Value,
     location: Location,
-    path: &str,
-    changed: &mut bool,
+    label: impl FnOnce() -> String,
     found: &mut Inspected,
 ) -> bool {
-    match value {
-        Value::String(s) => scan_string(rs, s, location, path.to_string(), changed, found),
-        Value::Array(list) => {
-            let mut refused = false;
-            for (i, v) in list.iter_mut().enumerate() {
-                refused |= scan_leaves(rs, v, location, &format!("{path}[{i}]"), changed, found);
-            }
-            refused
-        }
-        Value::Object(map) => {
-            let mut refused = false;
-            for (k, v) in map.iter_mut() {
-                refused |= scan_leaves(rs, v, location, &format!("{path}.{k}"), changed, found);
-            }
-            refused
-        }
-        _ => false,
-    }
+    let mut walk = Walk::new(rs, Side::Input, location);
+    walk.value(value);
+    settle(walk, label, found)
 }
 
-/// MCP `tools/call`: the arguments.
-fn mcp_call(rs: &RuleSet, m: &mut Value, changed: &mut bool, found: &mut Inspected) -> bool {
-    if m.get("method").and_then(Value::as_str) != Some("tools/call") {
-        return false;
+/// A `RunAgentInput`: messages and tools one by one, `context`, `forwardedProps` and `state`
+/// whole, and any other field (keys too) but the run's ids.
+fn agui_input(rs: &RuleSet, json: &mut Value, found: &mut Inspected) -> Option<Refusal> {
+    let obj = json.as_object_mut()?;
+    let mut refused = false;
+    for (key, value) in obj.iter_mut() {
+        refused |= match (key.as_str(), value) {
+            ("messages", Value::Array(messages)) => messages
+                .iter_mut()
+                .enumerate()
+                .fold(false, |r, (i, m)| r | agui_message(rs, i, m, found)),
+            ("tools", Value::Array(tools)) => {
+                tools.iter_mut().enumerate().fold(false, |r, (i, t)| {
+                    let label = || format!("request.tools[{i}]");
+                    r | scan_value(rs, t, Location::UserMessage, label, found)
+                })
+            }
+            (field @ ("messages" | "tools" | "context" | "forwardedProps" | "state"), value) => {
+                let label = || format!("request.{field}");
+                scan_value(rs, value, Location::UserMessage, label, found)
+            }
+            _ => false,
+        };
     }
-    let Some(args) = m.pointer_mut("/params/arguments") else {
-        return false;
+    let mut rest = Walk::new(rs, Side::Input, Location::UserMessage);
+    rest.object(obj, AGUI_FIELDS);
+    refused |= settle(rest, || "request".into(), found);
+    refused.then_some(Refusal::Violation { jsonrpc_id: None })
+}
+
+/// Fields of a `RunAgentInput` scanned on their own, or (the ids) not at all.
+const AGUI_FIELDS: &[&str] = &[
+    "threadId",
+    "runId",
+    "messages",
+    "tools",
+    "context",
+    "forwardedProps",
+    "state",
+];
+
+/// One message of a `RunAgentInput`, whatever its role: content (text or parts), assistant
+/// tool calls, and every other field (name, error, …; keys too) but its ids.
+fn agui_message(rs: &RuleSet, i: usize, m: &mut Value, found: &mut Inspected) -> bool {
+    let location = match m.get("role").and_then(Value::as_str) {
+        Some("tool") => Location::ToolMessage,
+        _ => Location::UserMessage,
     };
-    scan_leaves(
-        rs,
-        args,
-        Location::ToolArguments,
-        "request.params.arguments",
-        changed,
+    let scan = walk::agui_message(rs, Side::Input, location, m);
+    let content = settle(
+        scan.content,
+        || format!("request.messages[{i}].content"),
         found,
-    )
+    );
+    let calls = settle(
+        scan.tool_calls,
+        || format!("request.messages[{i}].toolCalls"),
+        found,
+    );
+    let rest = settle(scan.rest, || format!("request.messages[{i}]"), found);
+    content | calls | rest
 }
 
-/// A2A: the text parts of `params.message`.
-fn a2a_message(rs: &RuleSet, m: &mut Value, changed: &mut bool, found: &mut Inspected) -> bool {
-    let Some(parts) = m
-        .pointer_mut("/params/message/parts")
-        .and_then(Value::as_array_mut)
-    else {
-        return false;
+/// One MCP message: what its method hands to a model.
+fn mcp_message(rs: &RuleSet, m: &mut Value, found: &mut Inspected) -> bool {
+    use Location::{ToolArguments, UserMessage};
+    let targets: &[(&str, &str, Location)] = match crate::protocol::jsonrpc::method(m) {
+        "tools/call" => &[(
+            "/params/arguments",
+            "request.params.arguments",
+            ToolArguments,
+        )],
+        "prompts/get" => &[("/params/arguments", "request.params.arguments", UserMessage)],
+        "completion/complete" => &[
+            ("/params/argument", "request.params.argument", UserMessage),
+            ("/params/context", "request.params.context", UserMessage),
+        ],
+        // A response to one of the server's own requests (sampling, elicitation).
+        "" => &[
+            ("/result", "request.result", UserMessage),
+            ("/error", "request.error", UserMessage),
+        ],
+        _ => &[],
     };
     let mut refused = false;
-    for (i, p) in parts.iter_mut().enumerate() {
-        if let Some(Value::String(s)) = p.get_mut("text") {
-            let path = format!("request.params.message.parts[{i}].text");
-            refused |= scan_string(rs, s, Location::UserMessage, path, changed, found);
+    for (pointer, label, location) in targets {
+        if let Some(v) = m.pointer_mut(pointer) {
+            refused |= scan_value(rs, v, *location, || label.to_string(), found);
         }
     }
     refused
+}
+
+/// Fields of an A2A message scanned on their own (`parts`), or (ids, the role) not at all.
+const A2A_FIELDS: &[&str] = &[
+    "parts",
+    "kind",
+    "messageId",
+    "taskId",
+    "contextId",
+    "role",
+    "referenceTaskIds",
+    "extensions",
+];
+
+/// One A2A request: the message and the metadata of JSON-RPC `params`, or of the body itself
+/// in the HTTP+JSON binding (which has no `method`).
+fn a2a_message(rs: &RuleSet, m: &mut Value, found: &mut Inspected) -> bool {
+    let (params, prefix) = if m.get("method").is_some() {
+        match m.get_mut("params") {
+            Some(p) => (p, "request.params"),
+            None => return false,
+        }
+    } else {
+        (m, "request")
+    };
+    let Some(params) = params.as_object_mut() else {
+        return false;
+    };
+    let mut refused = false;
+    if let Some(metadata) = params.get_mut("metadata") {
+        let label = || format!("{prefix}.metadata");
+        refused |= scan_value(rs, metadata, Location::UserMessage, label, found);
+    }
+    let Some(message) = params.get_mut("message").and_then(Value::as_object_mut) else {
+        return refused;
+    };
+    match message.get_mut("parts") {
+        Some(Value::Array(parts)) => {
+            for (i, part) in parts.iter_mut().enumerate() {
+                let mut walk = Walk::new(rs, Side::Input, Location::UserMessage);
+                a2a_part(&mut walk, part);
+                refused |= settle(walk, || format!("{prefix}.message.parts[{i}]"), found);
+            }
+        }
+        Some(other) => {
+            let label = || format!("{prefix}.message.parts");
+            refused |= scan_value(rs, other, Location::UserMessage, label, found);
+        }
+        None => {}
+    }
+    let mut rest = Walk::new(rs, Side::Input, Location::UserMessage);
+    rest.object(message, A2A_FIELDS);
+    refused | settle(rest, || format!("{prefix}.message"), found)
+}
+
+/// An A2A part: text, data (walked whole) and file parts (all but the inline `bytes`, a
+/// binary payload rather than text).
+fn a2a_part(walk: &mut Walk<'_>, part: &mut Value) {
+    let Some(map) = part.as_object_mut() else {
+        return walk.value(part);
+    };
+    for (key, value) in map.iter_mut() {
+        match (key.as_str(), value) {
+            ("kind", _) => {}
+            ("file", Value::Object(file)) => walk.object(file, &["bytes"]),
+            (_, value) => walk.value(value),
+        }
+    }
 }

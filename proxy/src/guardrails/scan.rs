@@ -5,7 +5,7 @@
 use regex_automata::hybrid::dfa::Cache;
 
 use super::detect::{Hit, RuleSet, Side, MAX_HOLD_BYTES};
-use super::normalize::normalize_into;
+use super::normalize::Normalized;
 use super::spec::{Action, Location};
 
 /// One rule that fired `count` times with `action` (rule index into [`RuleSet::rules`]).
@@ -37,7 +37,8 @@ pub struct Scanned {
 }
 
 impl Scanned {
-    fn fire(&mut self, rule: usize, action: Action) {
+    /// Counts one match of `rule` with `action`.
+    pub(super) fn fire(&mut self, rule: usize, action: Action) {
         if matches!(action, Action::Block | Action::Stop) && self.refused.is_none() {
             self.refused = Some(rule);
         }
@@ -54,14 +55,31 @@ impl Scanned {
             }),
         }
     }
+
+    /// Adds what another scan fired (its text is the caller's business).
+    pub(super) fn absorb(&mut self, other: &Scanned) {
+        if self.refused.is_none() {
+            self.refused = other.refused;
+        }
+        self.overflowed |= other.overflowed;
+        for f in &other.fired {
+            match self
+                .fired
+                .iter_mut()
+                .find(|g| g.rule == f.rule && g.action == f.action)
+            {
+                Some(g) => g.count = g.count.saturating_add(f.count),
+                None => self.fired.push(*f),
+            }
+        }
+    }
 }
 
 /// Scans a complete text (a request message, a whole event's field).
 pub fn scan_text(rs: &RuleSet, text: &str, side: Side, location: Location) -> Scanned {
     let mut out = Scanned::default();
     if rs.has_normalized(side, location) {
-        let mut norm = String::with_capacity(text.len());
-        normalize_into(text, &mut norm);
+        let norm = Normalized::of(text);
         let mut hits = Vec::new();
         rs.norm_hits(&norm, 0, side, location, &mut hits);
         for (rule, action) in hits {
@@ -93,7 +111,7 @@ pub struct TextStream {
     /// boundaries and URLs); `buf[ctx..]` is held back.
     buf: String,
     ctx: usize,
-    norm_tail: String,
+    norm_tail: Normalized,
 }
 
 /// Longest context kept before the held text.
@@ -111,20 +129,13 @@ impl TextStream {
         let mut out = Scanned::default();
         if rs.has_normalized(Side::Output, location) {
             let from = self.norm_tail.len();
-            normalize_into(delta, &mut self.norm_tail);
+            self.norm_tail.push(delta);
             let mut hits = Vec::new();
             rs.norm_hits(&self.norm_tail, from, Side::Output, location, &mut hits);
             for (rule, action) in hits {
                 out.fire(rule, action);
             }
-            let keep = rs.window;
-            if self.norm_tail.len() > keep {
-                let mut cut = self.norm_tail.len() - keep;
-                while !self.norm_tail.is_char_boundary(cut) {
-                    cut += 1;
-                }
-                self.norm_tail.drain(..cut);
-            }
+            self.norm_tail.keep_last(rs.window);
         }
         self.buf.push_str(delta);
         let live = match cache {
@@ -165,7 +176,7 @@ impl TextStream {
     pub fn finish(&mut self, rs: &RuleSet, location: Location) -> Scanned {
         let buf = std::mem::take(&mut self.buf);
         let ctx = std::mem::take(&mut self.ctx);
-        self.norm_tail.clear();
+        self.norm_tail = Normalized::default();
         let mut hits = Vec::new();
         rs.raw_hits_from(&buf, ctx, Side::Output, location, &mut hits);
         let mut out = Scanned::default();

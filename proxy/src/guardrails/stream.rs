@@ -13,6 +13,7 @@ use serde_json::Value;
 use super::detect::{RuleSet, Side};
 use super::scan::{scan_text, Fired};
 use super::spec::Location;
+use super::walk::Walk;
 use crate::protocol::event::{Data, Item};
 use crate::protocol::RouteProtocol;
 use crate::stage::ResponseHead;
@@ -85,33 +86,19 @@ impl Recorder<'_> {
     }
 }
 
-/// Scans every string leaf of a JSON value in place (output side). Returns the refusing rule.
-fn scan_leaves(
+/// Scans every string and key of a JSON value in place (output side), records what fired
+/// under `label`, and returns the refusing rule.
+fn scan_value(
     rs: &RuleSet,
     rec: &mut Recorder<'_>,
     value: &mut Value,
     location: Location,
     label: &str,
-    changed: &mut bool,
 ) -> Option<usize> {
-    match value {
-        Value::String(s) => {
-            let scanned = scan_text(rs, s, Side::Output, location);
-            rec.fired(rs, label, &scanned.fired);
-            if let Some(text) = scanned.text {
-                *s = text;
-                *changed = true;
-            }
-            scanned.refused
-        }
-        Value::Array(list) => list.iter_mut().fold(None, |r, v| {
-            r.or(scan_leaves(rs, rec, v, location, label, changed))
-        }),
-        Value::Object(map) => map.iter_mut().fold(None, |r, (_, v)| {
-            r.or(scan_leaves(rs, rec, v, location, label, changed))
-        }),
-        _ => None,
-    }
+    let mut walk = Walk::new(rs, Side::Output, location);
+    walk.value(value);
+    rec.fired(rs, label, &walk.found.fired);
+    walk.found.refused
 }
 
 /// The JSON-RPC error that replaces a stopped MCP/A2A answer.
@@ -142,10 +129,7 @@ pub fn sse_items(
         };
         let refused = match &mut event.data {
             Data::None => None,
-            Data::Json(json) => {
-                let mut changed = false;
-                scan_leaves(rs, rec, json, location, "response.sse", &mut changed)
-            }
+            Data::Json(json) => scan_value(rs, rec, json, location, "response.sse"),
             Data::Text(text) => {
                 let scanned = scan_text(rs, text, Side::Output, location);
                 rec.fired(rs, "response.sse", &scanned.fired);
@@ -175,8 +159,7 @@ pub fn sse_items(
 
 /// Scans a whole JSON answer in place; a refusal replaces it with the JSON-RPC stop answer.
 pub fn json_answer(rs: &RuleSet, rec: &mut Recorder<'_>, json: &mut Value, location: Location) {
-    let mut changed = false;
-    if let Some(rule) = scan_leaves(rs, rec, json, location, "response.json", &mut changed) {
+    if let Some(rule) = scan_value(rs, rec, json, location, "response.json") {
         let id = json.get("id").cloned().unwrap_or(Value::Null);
         *json = jsonrpc_stop(&id, &rs.rules[rule].id);
     }

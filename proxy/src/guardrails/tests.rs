@@ -427,4 +427,7 @@ fn agui_stop_closes_open_messages_and_ends_with_run_error() {
     assert_eq!(findings.as_slice()[0].action, super::FindingAction::Stop);
 }
 
+mod evasion;
+mod request_fields;
+mod response_events;
 mod rules_and_bounds;

@@ -6,19 +6,29 @@
 //! original; a delta held back entirely drops its event (AG-UI forbids empty deltas); the held
 //! text is relayed before the message's `*_END` (or, for `*_CHUNK` streams, before the next
 //! other event), and everything is flushed before `RUN_FINISHED` / `RUN_ERROR` and at the end.
-//! `TOOL_CALL_RESULT` contents and `MESSAGES_SNAPSHOT` texts are whole and scanned as such.
+//! `TOOL_CALL_RESULT` contents and `MESSAGES_SNAPSHOT` messages (every role, text or parts, tool
+//! calls) are whole and scanned as such.
+//!
+//! Every other string an event carries is scanned too, whatever the event's type: the fields a
+//! known type's handler does not take (ids, the type and the role aside) and, for a type the
+//! guard does not know (`STATE_SNAPSHOT`, `STATE_DELTA`, `CUSTOM`, `RAW`, `ACTIVITY_*`, or one
+//! newer than this code), the whole event, keys included. A `stop` there ends the run like
+//! anywhere else — an event is never relayed unscanned because its type is unfamiliar.
 
 use bytes::Bytes;
 use regex_automata::hybrid::dfa::Cache;
 use serde_json::{json, Value};
 
 use super::Recorder;
-use crate::guardrails::detect::{RuleSet, Side};
-use crate::guardrails::scan::{scan_text, Scanned, TextStream};
+use crate::guardrails::detect::RuleSet;
+use crate::guardrails::scan::{Scanned, TextStream};
 use crate::guardrails::spec::Location;
 use crate::protocol::agui::run_error_event;
 use crate::protocol::event::{Item, StreamEvent};
 use crate::protocol::relay::{Reading, SseRelay};
+use whole::known_kind;
+
+mod whole;
 
 /// Which streamed text an id belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +37,7 @@ enum Kind {
     TextChunk,
     Reasoning,
     ReasoningChunk,
+    Thinking,
     Args,
     ArgsChunk,
 }
@@ -39,6 +50,7 @@ impl Kind {
             Self::TextChunk => ("TEXT_MESSAGE_CHUNK", "messageId"),
             Self::Reasoning => ("REASONING_MESSAGE_CONTENT", "messageId"),
             Self::ReasoningChunk => ("REASONING_MESSAGE_CHUNK", "messageId"),
+            Self::Thinking => ("THINKING_TEXT_MESSAGE_CONTENT", "messageId"),
             Self::Args => ("TOOL_CALL_ARGS", "toolCallId"),
             Self::ArgsChunk => ("TOOL_CALL_CHUNK", "toolCallId"),
         }
@@ -57,6 +69,7 @@ impl Kind {
             Self::TextChunk => "response.TEXT_MESSAGE_CHUNK",
             Self::Reasoning => "response.REASONING_MESSAGE_CONTENT",
             Self::ReasoningChunk => "response.REASONING_MESSAGE_CHUNK",
+            Self::Thinking => "response.THINKING_TEXT_MESSAGE_CONTENT",
             Self::Args => "response.TOOL_CALL_ARGS",
             Self::ArgsChunk => "response.TOOL_CALL_CHUNK",
         }
@@ -84,6 +97,10 @@ pub struct AguiGuard {
     open_text: Vec<String>,
     open_reasoning: Vec<String>,
     open_tools: Vec<String>,
+    /// Open `THINKING_TEXT_MESSAGE_*` texts (their id, `""` when they have none) and whether a
+    /// `THINKING_START` step is open: closed before the frames of a stop.
+    open_thinking: Vec<String>,
+    thinking: bool,
     cache: Option<Cache>,
     stop_id: String,
     stopped: bool,
@@ -98,6 +115,8 @@ impl AguiGuard {
             open_text: Vec::new(),
             open_reasoning: Vec::new(),
             open_tools: Vec::new(),
+            open_thinking: Vec::new(),
+            thinking: false,
             cache: rs.live_cache(),
             stop_id: format!("guardrail-{request_id}"),
             stopped: false,
@@ -162,14 +181,17 @@ impl AguiGuard {
         &mut self,
         rs: &RuleSet,
         rec: &mut Recorder<'_>,
-        event: StreamEvent,
+        mut event: StreamEvent,
         out: &mut Vec<Item>,
     ) -> Result<(), usize> {
         if event.value().is_none() {
             out.push(Item::Event(event));
             return Ok(());
         }
-        let kind = known_kind(event.kind());
+        let (kind, label) = known_kind(event.kind()).unwrap_or(("", "response.other"));
+        // Everything the handlers below do not take is scanned whole first.
+        let takes = self.takes(kind, &event);
+        self.scan_rest(rs, rec, &mut event, kind, label, takes)?;
         let delta = event.str_field("delta").map(str::to_string);
         let chunk_kind = match kind {
             "TEXT_MESSAGE_CHUNK" => Some(Kind::TextChunk),
@@ -187,10 +209,27 @@ impl AguiGuard {
             "TEXT_MESSAGE_START" => self.open_text.extend(msg_id.clone()),
             "REASONING_MESSAGE_START" => self.open_reasoning.extend(msg_id.clone()),
             "TOOL_CALL_START" => self.open_tools.extend(call_id.clone()),
-            "TEXT_MESSAGE_CONTENT" | "REASONING_MESSAGE_CONTENT" | "TOOL_CALL_ARGS" => {
+            "THINKING_START" => self.thinking = true,
+            "THINKING_END" => self.thinking = false,
+            "THINKING_TEXT_MESSAGE_START" => {
+                self.open_thinking.push(msg_id.clone().unwrap_or_default());
+            }
+            "THINKING_TEXT_MESSAGE_END" => {
+                let id = msg_id.clone().unwrap_or_default();
+                self.open_thinking.retain(|o| *o != id);
+                self.flush(rs, rec, Kind::Thinking, &id, out)?;
+            }
+            "TEXT_MESSAGE_CONTENT"
+            | "REASONING_MESSAGE_CONTENT"
+            | "THINKING_TEXT_MESSAGE_CONTENT"
+            | "TOOL_CALL_ARGS" => {
                 let (k, id) = match kind {
                     "TEXT_MESSAGE_CONTENT" => (Kind::Text, msg_id.clone()),
                     "REASONING_MESSAGE_CONTENT" => (Kind::Reasoning, msg_id.clone()),
+                    // Thinking texts may have no id: one stream per id, `""` included.
+                    "THINKING_TEXT_MESSAGE_CONTENT" => {
+                        (Kind::Thinking, Some(msg_id.clone().unwrap_or_default()))
+                    }
                     _ => (Kind::Args, call_id.clone()),
                 };
                 let (Some(id), Some(delta)) = (id, delta.as_deref()) else {
@@ -347,7 +386,10 @@ impl AguiGuard {
         let rest = scanned.text.unwrap_or_default();
         if !rest.is_empty() {
             let (kind, id_field) = k.event();
-            let frame = json!({"type": kind, id_field: id, "delta": rest});
+            let mut frame = json!({"type": kind, "delta": rest});
+            if !id.is_empty() {
+                frame[id_field] = Value::String(id.to_string());
+            }
             out.push(Item::Event(StreamEvent::json(frame)));
         }
         Ok(())
@@ -392,78 +434,6 @@ impl AguiGuard {
         Ok(())
     }
 
-    fn tool_result(
-        &mut self,
-        rs: &RuleSet,
-        rec: &mut Recorder<'_>,
-        mut event: StreamEvent,
-        out: &mut Vec<Item>,
-    ) -> Result<(), usize> {
-        if let Some(Value::String(content)) = event.value_mut().and_then(|j| j.get_mut("content")) {
-            let scanned = scan_text(rs, content, Side::Output, Location::ToolResult);
-            rec.fired(rs, "response.TOOL_CALL_RESULT", &scanned.fired);
-            if let Some(rule) = scanned.refused {
-                return Err(rule);
-            }
-            if let Some(text) = scanned.text {
-                *content = text;
-            }
-        }
-        out.push(Item::Event(event));
-        Ok(())
-    }
-
-    fn snapshot(
-        &mut self,
-        rs: &RuleSet,
-        rec: &mut Recorder<'_>,
-        mut event: StreamEvent,
-        out: &mut Vec<Item>,
-    ) -> Result<(), usize> {
-        let Some(json) = event.value_mut() else {
-            out.push(Item::Event(event));
-            return Ok(());
-        };
-        let mut refused = None;
-        let mut check = |s: &mut String, location: Location| {
-            let scanned = scan_text(rs, s, Side::Output, location);
-            rec.fired(rs, "response.MESSAGES_SNAPSHOT", &scanned.fired);
-            refused = refused.or(scanned.refused);
-            if let Some(text) = scanned.text {
-                *s = text;
-            }
-        };
-        if let Some(messages) = json.get_mut("messages").and_then(Value::as_array_mut) {
-            for m in messages.iter_mut() {
-                let role = m
-                    .get("role")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let location = match role.as_str() {
-                    "assistant" => Location::AssistantText,
-                    "tool" => Location::ToolResult,
-                    _ => continue,
-                };
-                if let Some(Value::String(s)) = m.get_mut("content") {
-                    check(s, location);
-                }
-                if let Some(calls) = m.get_mut("toolCalls").and_then(Value::as_array_mut) {
-                    for c in calls.iter_mut() {
-                        if let Some(Value::String(s)) = c.pointer_mut("/function/arguments") {
-                            check(s, Location::ToolArguments);
-                        }
-                    }
-                }
-            }
-        }
-        if let Some(rule) = refused {
-            return Err(rule);
-        }
-        out.push(Item::Event(event));
-        Ok(())
-    }
-
     /// The frames that end a stopped run: what was already filtered in this chunk, the open
     /// messages and tool calls closed, `CUSTOM` `GUARDRAIL_VIOLATION`, a short assistant
     /// message, `RUN_ERROR` `GUARDRAIL_VIOLATION`.
@@ -480,6 +450,16 @@ impl AguiGuard {
         for id in self.open_text.drain(..) {
             frame(json!({"type": "TEXT_MESSAGE_END", "messageId": id}));
         }
+        for id in self.open_thinking.drain(..) {
+            let mut end = json!({"type": "THINKING_TEXT_MESSAGE_END"});
+            if !id.is_empty() {
+                end["messageId"] = Value::String(id);
+            }
+            frame(end);
+        }
+        if std::mem::take(&mut self.thinking) {
+            frame(json!({"type": "THINKING_END"}));
+        }
         frame(json!({
             "type": "CUSTOM",
             "name": "GUARDRAIL_VIOLATION",
@@ -495,34 +475,4 @@ impl AguiGuard {
         )));
         out
     }
-}
-
-/// The event types [`AguiGuard::event`] treats specially, as static strings: the event moves
-/// into the output while its type is still matched on, without a copy per event.
-const KNOWN_KINDS: [&str; 16] = [
-    "TEXT_MESSAGE_START",
-    "TEXT_MESSAGE_CONTENT",
-    "TEXT_MESSAGE_END",
-    "TEXT_MESSAGE_CHUNK",
-    "REASONING_MESSAGE_START",
-    "REASONING_MESSAGE_CONTENT",
-    "REASONING_MESSAGE_END",
-    "REASONING_MESSAGE_CHUNK",
-    "TOOL_CALL_START",
-    "TOOL_CALL_ARGS",
-    "TOOL_CALL_END",
-    "TOOL_CALL_CHUNK",
-    "TOOL_CALL_RESULT",
-    "MESSAGES_SNAPSHOT",
-    "RUN_FINISHED",
-    "RUN_ERROR",
-];
-
-/// `kind` as one of [`KNOWN_KINDS`], or `""` for every other type.
-fn known_kind(kind: &str) -> &'static str {
-    KNOWN_KINDS
-        .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("")
 }
