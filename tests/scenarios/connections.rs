@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use palisade_e2e::upstream;
+use palisade_e2e::upstream::{self, Upstream};
 use palisade_e2e::{client, error_code, Proxy, TestProxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -20,6 +20,17 @@ fn cut(proxy: &Proxy, reason: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// An echo upstream behind a proxy with the `server:` settings given.
+async fn echo_behind_proxy(server: &str) -> (Upstream, Proxy) {
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("all", "/", "echo", "")
+        .server_yaml(server)
+        .start();
+    (echo, proxy)
+}
+
 /// Reads until the proxy closes the connection (bounded: `limit`); `None` when it did not.
 async fn read_until_closed(sock: &mut TcpStream, limit: Duration) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
@@ -31,12 +42,7 @@ async fn read_until_closed(sock: &mut TcpStream, limit: Duration) -> Option<Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickled_request_head_is_cut_off_at_the_header_timeout() {
-    let echo = upstream::echo().await;
-    let proxy = TestProxy::new()
-        .upstream("echo", echo.addr)
-        .route("all", "/", "echo", "")
-        .server_yaml("header_timeout: 1s")
-        .start();
+    let (echo, proxy) = echo_behind_proxy("header_timeout: 1s").await;
     let mut slow = TcpStream::connect(proxy.addr()).await.unwrap();
     let started = Instant::now();
     slow.write_all(b"GET / HTTP/1.1\r\nhost: p\r\n")
@@ -82,12 +88,7 @@ async fn a_trickled_request_head_is_cut_off_at_the_header_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_alive_client_may_pause_between_requests() {
-    let echo = upstream::echo().await;
-    let proxy = TestProxy::new()
-        .upstream("echo", echo.addr)
-        .route("all", "/", "echo", "")
-        .server_yaml("header_timeout: 1s")
-        .start();
+    let (_echo, proxy) = echo_behind_proxy("header_timeout: 1s").await;
     let mut sock = TcpStream::connect(proxy.addr()).await.unwrap();
     let mut buf = vec![0u8; 64 * 1024];
     for i in 0..2 {
@@ -110,12 +111,7 @@ async fn a_kept_alive_client_may_pause_between_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_address_holds_at_most_max_connections_per_ip() {
-    let echo = upstream::echo().await;
-    let proxy = TestProxy::new()
-        .upstream("echo", echo.addr)
-        .route("all", "/", "echo", "")
-        .server_yaml("max_connections_per_ip: 3")
-        .start();
+    let (_echo, proxy) = echo_behind_proxy("max_connections_per_ip: 3").await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(TcpStream::connect(proxy.addr()).await.unwrap());
