@@ -284,7 +284,8 @@ impl AsyncWrite for HeadDeadline {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        if matches!(self.phase, Phase::Request) {
+        // A `100 Continue` is not the answer: the body follows, and it is no head.
+        if matches!(self.phase, Phase::Request) && !buf.starts_with(b"HTTP/1.1 1") {
             self.phase = Phase::Idle;
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
@@ -295,7 +296,8 @@ impl AsyncWrite for HeadDeadline {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        if matches!(self.phase, Phase::Request) {
+        let interim = bufs.first().is_some_and(|b| b.starts_with(b"HTTP/1.1 1"));
+        if matches!(self.phase, Phase::Request) && !interim {
             self.phase = Phase::Idle;
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
@@ -455,6 +457,16 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(s.phase, Phase::Idle));
+        // An interim `100 Continue` leaves the request under way (its body is no head).
+        let (mut s2, mut c2, _l2) = pair(Duration::from_secs(2));
+        c2.write_all(b"POST / HTTP/1.1\r\nexpect: 100-continue\r\n\r\n")
+            .await
+            .unwrap();
+        read_some(&mut s2).await.unwrap();
+        s2.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(matches!(s2.phase, Phase::Request));
         // Idle far longer than the deadline, then a quick second head.
         tokio::time::advance(Duration::from_secs(30)).await;
         c.write_all(b"GET /2 HTTP/1.1\r\n\r\n").await.unwrap();
