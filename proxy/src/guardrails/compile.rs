@@ -4,7 +4,11 @@
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::builtin::{Pattern, Verify, BUILTIN};
-use super::detect::{self, NormMatcher, PhraseMatcher, RawMatcher, RequestChecks, Rule, RuleSet};
+use std::sync::Arc;
+
+use super::detect::{
+    self, NormMatcher, NormRegex, PhraseMatcher, RawMatcher, RequestChecks, Rule, RuleSet,
+};
 use super::normalize::Normalized;
 use super::spec::{Action, MatchOn, RuleSetSpec};
 
@@ -255,17 +259,11 @@ impl RuleSet {
                     every,
                     longest: letters().map(str::len).max().unwrap_or(0),
                     rules: phrase_rules,
-                    shapes: phrases.iter().map(|p| p.gaps().into()).collect(),
+                    shapes: phrases.iter().map(|p| p.breaks().into()).collect(),
                 })
             },
-            regex: if norm_patterns.is_empty() {
-                None
-            } else {
-                Some((
-                    detect::norm_regex(&norm_patterns).map_err(|e| fail("regexes", e))?,
-                    norm_rules,
-                ))
-            },
+            regexes: slot_regexes(&rules, &norm_patterns, &norm_rules)
+                .map_err(|e| fail("regexes", e))?,
             applies,
         };
         Ok(RuleSet {
@@ -284,6 +282,39 @@ impl RuleSet {
     }
 }
 
+/// Per side and location, one regex of the normalized patterns whose rules apply there (so a
+/// scan never runs a pattern that cannot count: the destructive-command spellings, with their
+/// short `rm` / `dd` literals, run on tool arguments only). Slots with the same patterns share
+/// one regex.
+fn slot_regexes(
+    rules: &[Rule],
+    patterns: &[String],
+    pattern_rules: &[usize],
+) -> Result<[Option<Arc<NormRegex>>; 10], String> {
+    let mut out: [Option<Arc<NormRegex>>; 10] = Default::default();
+    let mut built: Vec<(Vec<usize>, Arc<NormRegex>)> = Vec::new();
+    for (at, (side, location)) in detect::SLOTS.into_iter().enumerate() {
+        let here: Vec<usize> = (0..patterns.len())
+            .filter(|&i| rules[pattern_rules[i]].action(side, location).is_some())
+            .collect();
+        if here.is_empty() {
+            continue;
+        }
+        if let Some((_, re)) = built.iter().find(|(set, _)| *set == here) {
+            out[at] = Some(re.clone());
+            continue;
+        }
+        let source: Vec<String> = here.iter().map(|&i| patterns[i].clone()).collect();
+        let re = Arc::new(NormRegex {
+            regex: detect::norm_regex(&source)?,
+            rules: here.iter().map(|&i| pattern_rules[i]).collect(),
+        });
+        out[at] = Some(re.clone());
+        built.push((here, re));
+    }
+    Ok(out)
+}
+
 /// The regex over normalized readings that matches every phrase of a grammar (see
 /// [`Pattern::Grammar`]): each slot an alternation of its words — in both readings, so `don't`
 /// is `don t` and `dont` — the slots separated by one space, on ASCII word boundaries (which
@@ -293,7 +324,7 @@ fn grammar_regex(products: &[&[&[&str]]]) -> String {
         let mut alts: Vec<String> = Vec::new();
         for w in slot.iter().filter(|w| !w.is_empty()) {
             let n = Normalized::of(w);
-            for reading in [n.split(), n.joined()] {
+            for reading in [n.split().to_string(), n.joined()] {
                 if !alts.contains(&reading) {
                     alts.push(reading);
                 }

@@ -15,6 +15,8 @@
 //! raw match (an anchored lazy DFA of all raw patterns that has not died by the end), which is
 //! what the stream filter holds back so that no prefix of a secret is ever relayed.
 
+use std::sync::Arc;
+
 use aho_corasick::AhoCorasick;
 use regex_automata::hybrid::dfa::{Cache, DFA};
 use regex_automata::meta::Regex;
@@ -22,7 +24,7 @@ use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind};
 
 use super::builtin::{self, Verify};
-use super::normalize::{Normalized, HARD, NONE, SOFT};
+use super::normalize::{Normalized, HARD, NONE};
 use super::spec::{Action, Location};
 
 /// Which side of the exchange text is on.
@@ -100,23 +102,30 @@ pub(super) struct RawMatcher {
 /// Phrases over normalized letters: the automaton (leftmost-longest, so it searches with a
 /// packed prefilter while the phrases are few), the same phrases with overlapping matches (to
 /// list every phrase starting at one place), the longest phrase's length, and per pattern its
-/// rule and the gap before each of its bytes (`HARD`: a word break is needed there, `SOFT`:
-/// either, `NONE`: no hard break).
+/// rule and its gaps (`HARD`: a word break is needed there, `SOFT`: either, none: no hard
+/// break).
 pub(super) struct PhraseMatcher {
     pub(super) ac: AhoCorasick,
     pub(super) every: AhoCorasick,
     pub(super) longest: usize,
     pub(super) rules: Vec<usize>,
-    pub(super) shapes: Vec<Box<[u8]>>,
+    pub(super) shapes: Vec<Box<[(u32, u8)]>>,
 }
 
 /// Normalized-text matchers.
 pub(super) struct NormMatcher {
     pub(super) phrases: Option<PhraseMatcher>,
-    pub(super) regex: Option<(Regex, Vec<usize>)>,
+    /// The normalized regexes that apply, per side and location ([`slot`]).
+    pub(super) regexes: [Option<Arc<NormRegex>>; 10],
     /// Per side and location ([`slot`]): whether a phrase rule (bit 0) or a regex rule (bit 1)
     /// applies there — asked once per text, so it is computed once per rule set.
     pub(super) applies: [u8; 10],
+}
+
+/// Normalized regexes (one pattern each) and the rule of each pattern.
+pub(super) struct NormRegex {
+    pub(super) regex: Regex,
+    pub(super) rules: Vec<usize>,
 }
 
 /// Index of a side and location in [`NormMatcher::applies`].
@@ -323,16 +332,20 @@ impl RuleSet {
             }
         }
         if applies & REGEXES != 0 {
-            if let Some((re, rules)) = &self.norm.regex {
+            if let Some(NormRegex { regex: re, rules }) =
+                self.norm.regexes[slot(side, location)].as_deref()
+            {
                 // The joined reading only differs from the split one where a gap is soft.
-                let joined = norm.gaps().contains(&SOFT);
+                let joined = norm.has_soft();
                 for way in [1, 2].into_iter().filter(|&w| w == 1 || joined) {
+                    let rendered;
                     let (text, from) = if way == 2 {
-                        norm.render(new_from, |g| g == HARD)
+                        rendered = norm.render(new_from, |g| g == HARD);
+                        (rendered.0.as_str(), rendered.1)
                     } else {
-                        norm.render(new_from, |g| g != NONE)
+                        (norm.split(), norm.split_offset(new_from))
                     };
-                    for m in re.find_iter(&text) {
+                    for m in re.find_iter(text) {
                         if m.end() > from {
                             count(rules[m.pattern().as_usize()], way);
                         }
@@ -429,22 +442,25 @@ fn phrase_hits(p: &PhraseMatcher, norm: &Normalized, new_from: usize, mut hit: i
     }
 }
 
-/// Whether `norm`'s letters `start..end`, matched by a phrase of gaps `shape`, are that phrase:
-/// word breaks at both ends, a break (soft or hard) wherever the phrase breaks, no hard break
-/// where it does not.
-fn fits(norm: &Normalized, start: usize, end: usize, shape: &[u8]) -> bool {
+/// Whether `norm`'s letters `start..end`, matched by a phrase with gaps `shape`, are that
+/// phrase: word breaks at both ends, a break (soft or hard) wherever the phrase breaks, no hard
+/// break where it does not.
+fn fits(norm: &Normalized, start: usize, end: usize, shape: &[(u32, u8)]) -> bool {
     if !norm.starts_word(start) || !norm.ends_word(end) {
         return false;
     }
-    let gaps = &norm.gaps()[start..end];
-    gaps.iter()
-        .zip(shape)
-        .skip(1)
-        .all(|(&text, &phrase)| match phrase {
-            HARD => text != NONE,
-            SOFT => true,
-            _ => text != HARD,
-        })
+    let breaks = norm.breaks();
+    let first = breaks.partition_point(|b| (b.0 as usize) <= start);
+    let phrase_breaks = |at: usize| shape.binary_search_by_key(&(at as u32), |b| b.0).is_ok();
+    let hard_inside_a_word = breaks[first..]
+        .iter()
+        .take_while(|b| (b.0 as usize) < end)
+        .any(|&(at, gap)| gap == HARD && !phrase_breaks(at as usize - start));
+    !hard_inside_a_word
+        && shape
+            .iter()
+            .filter(|b| b.1 == HARD)
+            .all(|&(at, _)| norm.gap(start + at as usize) != NONE)
 }
 
 /// Byte ranges of `bytes[from..]` that hold digits, merged when closer than `GAP` and padded

@@ -43,6 +43,11 @@
 
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 
+pub use fold::is_invisible;
+use fold::{decode_unicode_escapes, homoglyph, tag_ascii};
+
+mod fold;
+
 /// Gap before a letter that continues a word.
 pub const NONE: u8 = 0;
 /// Gap a model may read as a word break or as nothing.
@@ -87,49 +92,77 @@ const fn build_ascii() -> [u8; 128] {
     t
 }
 
-/// What came between the last letter and the next one.
-#[derive(Debug, Default, Clone, Copy)]
-struct Run {
-    spaces: u8,
-    puncts: u8,
-    invisible: bool,
-    newline: bool,
-    /// The first visible separator was a hyphen.
-    hyphen_first: bool,
-}
+/// What came between the last letter and the next one, packed in a byte (the hot loop keeps
+/// it in a register): spaces and punctuation characters counted up to 2, whether an invisible
+/// character, a line break, and a hyphen first of all were among them. `0`: nothing.
+mod run {
+    pub const SPACES: u8 = 0b0000_0011;
+    pub const PUNCTS: u8 = 0b0000_1100;
+    pub const INVISIBLE: u8 = 0b0001_0000;
+    pub const NEWLINE: u8 = 0b0010_0000;
+    pub const HYPHEN_FIRST: u8 = 0b0100_0000;
 
-impl Run {
-    fn is_empty(&self) -> bool {
-        self.spaces == 0 && self.puncts == 0 && !self.invisible
-    }
-
-    fn space(&mut self, newline: bool) {
-        self.spaces = self.spaces.saturating_add(1);
-        self.newline |= newline;
-    }
-
-    fn punct(&mut self, hyphen: bool) {
-        if self.spaces == 0 && self.puncts == 0 {
-            self.hyphen_first = hyphen;
+    /// `run` with one more whitespace character.
+    pub const fn space(run: u8, newline: bool) -> u8 {
+        let spaces = run & SPACES;
+        let run = (run & !SPACES) | (spaces + (spaces < 2) as u8);
+        if newline {
+            run | NEWLINE
+        } else {
+            run
         }
-        self.puncts = self.puncts.saturating_add(1);
     }
+
+    /// `run` with one more punctuation character.
+    pub const fn punct(run: u8, hyphen: bool) -> u8 {
+        let puncts = (run & PUNCTS) >> 2;
+        let first = run & (SPACES | PUNCTS) == 0;
+        let run = (run & !PUNCTS) | ((puncts + (puncts < 2) as u8) << 2);
+        if first && hyphen {
+            run | HYPHEN_FIRST
+        } else {
+            run
+        }
+    }
+
+    /// `STEP[class][run]`: `run` after one separator of an ASCII class (`INVISIBLE` …
+    /// `HYPHEN`) — one load instead of a branch per separator.
+    pub static STEP: [[u8; 128]; 5] = {
+        let mut t = [[0u8; 128]; 5];
+        let mut r = 0;
+        while r < 128 {
+            let run = r as u8;
+            t[super::INVISIBLE as usize][r] = run | INVISIBLE;
+            t[super::SPACE as usize][r] = space(run, false);
+            t[super::NEWLINE as usize][r] = space(run, true);
+            t[super::PUNCT as usize][r] = punct(run, false);
+            t[super::HYPHEN as usize][r] = punct(run, true);
+            r += 1;
+        }
+        t
+    };
 }
 
-/// A normalized text: its letters and the gap before each (see the module docs). Appending
+/// A normalized text: its letters and the gaps between them (see the module docs). Appending
 /// pieces one after another equals normalizing their concatenation (streams are read delta by
 /// delta), except for a JSON `\uXXXX` escape cut in two.
 #[derive(Debug, Default, Clone)]
 pub struct Normalized {
     text: String,
-    /// `gaps[i]`: the gap before byte `i` of `text` (`NONE` inside a character).
-    gaps: Vec<u8>,
+    /// The split reading (every gap one space), written in step with `text`: the regexes read
+    /// it on every scan, so it is not rendered after the fact.
+    spaced: String,
+    /// `(at, gap)`: a soft or hard gap before byte `at` of `text`, ascending; no entry is no
+    /// gap. Sparse (one per word), so the hot path writes little more than the letters.
+    breaks: Vec<(u32, u8)>,
     /// The text was cut in the middle of a word (a stream keeps only a window).
     cut_mid_word: bool,
-    run: Run,
-    /// Characters of the current word since its last gap.
-    word: u32,
-    /// A soft gap between two one-letter words, until the second turns out longer.
+    /// A soft gap was recorded.
+    soft: bool,
+    /// The separators since the last letter ([`run`]).
+    run: u8,
+    /// Index in `breaks` of a soft gap between two one-letter words, until the second turns
+    /// out longer.
     pending: Option<usize>,
 }
 
@@ -138,9 +171,41 @@ impl Normalized {
     pub fn with_capacity(bytes: usize) -> Self {
         Self {
             text: String::with_capacity(bytes),
-            gaps: Vec::with_capacity(bytes),
+            spaced: String::with_capacity(bytes),
+            breaks: Vec::with_capacity(bytes / 5),
             ..Self::default()
         }
+    }
+
+    /// Calls `f` with the normalized form of `text`, read into this thread's reused buffers
+    /// (a request scans many texts; each would otherwise allocate and fault in fresh pages for
+    /// its letters, its split reading and its gaps). Buffers that grew past
+    /// [`SCRATCH_LIMIT`] bytes are freed after use.
+    pub fn with<R>(text: &str, f: impl FnOnce(&Normalized) -> R) -> R {
+        SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut n) => {
+                n.clear();
+                n.push(text);
+                let out = f(&n);
+                if n.text.capacity() > SCRATCH_LIMIT {
+                    *n = Normalized::default();
+                }
+                out
+            }
+            // Re-entered from `f` (not done today): a fresh one.
+            Err(_) => f(&Normalized::of(text)),
+        })
+    }
+
+    /// Empties the text, keeping the buffers.
+    fn clear(&mut self) {
+        self.text.clear();
+        self.spaced.clear();
+        self.breaks.clear();
+        self.cut_mid_word = false;
+        self.soft = false;
+        self.run = 0;
+        self.pending = None;
     }
 
     /// The normalized form of `text`.
@@ -155,9 +220,22 @@ impl Normalized {
         &self.text
     }
 
-    /// The gap before each byte of [`Normalized::letters`].
-    pub fn gaps(&self) -> &[u8] {
-        &self.gaps
+    /// The soft and hard gaps: `(byte of the letters after it, SOFT or HARD)`, ascending.
+    pub fn breaks(&self) -> &[(u32, u8)] {
+        &self.breaks
+    }
+
+    /// The gap before byte `at` of the letters.
+    pub fn gap(&self, at: usize) -> u8 {
+        match self.breaks.binary_search_by_key(&(at as u32), |b| b.0) {
+            Ok(i) => self.breaks[i].1,
+            Err(_) => NONE,
+        }
+    }
+
+    /// Whether some gap is, or was, soft (the joined reading may differ from the split one).
+    pub fn has_soft(&self) -> bool {
+        self.soft
     }
 
     /// Whether a match may start at byte `at` of the letters (a gap, or the start of the text
@@ -166,13 +244,13 @@ impl Normalized {
         if at == 0 {
             !self.cut_mid_word
         } else {
-            self.gaps.get(at).is_some_and(|&g| g != NONE)
+            self.gap(at) != NONE
         }
     }
 
     /// Whether a match may end at byte `at` (a gap, or the end of what was read so far).
     pub fn ends_word(&self, at: usize) -> bool {
-        self.gaps.get(at).is_none_or(|&g| g != NONE)
+        at >= self.text.len() || self.gap(at) != NONE
     }
 
     /// Bytes of letters.
@@ -186,8 +264,14 @@ impl Normalized {
     }
 
     /// Every gap rendered as one space (the reading where anything may split a word).
-    pub fn split(&self) -> String {
-        self.render(0, |g| g != NONE).0
+    pub fn split(&self) -> &str {
+        &self.spaced
+    }
+
+    /// Where byte `at` of the letters sits in [`Normalized::split`] (before the space a gap
+    /// there became).
+    pub fn split_offset(&self, at: usize) -> usize {
+        at + self.breaks.partition_point(|b| (b.0 as usize) < at)
     }
 
     /// Hard gaps rendered as one space, soft ones as nothing (the reading where anything
@@ -197,31 +281,26 @@ impl Normalized {
     }
 
     /// The rendering where `space(gap)` says which gaps become a space, and where byte `from`
-    /// of the letters landed in it.
+    /// of the letters landed in it (before the space a gap there became).
     pub fn render(&self, from: usize, space: impl Fn(u8) -> bool) -> (String, usize) {
-        let mut out = String::with_capacity(self.text.len() + self.text.len() / 4);
-        let mut mapped = None;
+        let mut out = String::with_capacity(self.text.len() + self.breaks.len());
+        let mut mapped = (from == 0).then_some(0);
         let mut start = 0;
-        for (i, &g) in self.gaps.iter().enumerate().skip(1) {
-            let spaced = g != NONE && space(g);
-            if i == from || spaced {
-                out.push_str(&self.text[start..i]);
-                start = i;
-                if i == from {
-                    mapped = Some(out.len());
-                }
-                if spaced {
-                    out.push(' ');
-                }
+        for &(at, gap) in &self.breaks {
+            let at = at as usize;
+            if at == 0 || !space(gap) {
+                continue;
             }
+            if mapped.is_none() && from <= at {
+                mapped = Some(out.len() + (from - start));
+            }
+            out.push_str(&self.text[start..at]);
+            out.push(' ');
+            start = at;
         }
+        let mapped = mapped.unwrap_or_else(|| out.len() + (from.min(self.text.len()) - start));
         out.push_str(&self.text[start..]);
-        let from = if from == 0 {
-            0
-        } else {
-            mapped.unwrap_or(out.len())
-        };
-        (out, from)
+        (out, mapped)
     }
 
     /// Keeps only the last `keep` bytes of letters (at least; the cut moves to a character
@@ -234,10 +313,15 @@ impl Normalized {
         while !self.text.is_char_boundary(cut) {
             cut += 1;
         }
-        self.cut_mid_word = self.gaps.get(cut).is_some_and(|&g| g == NONE);
+        self.cut_mid_word = self.gap(cut) == NONE;
         self.text.drain(..cut);
-        self.gaps.drain(..cut);
-        self.pending = self.pending.and_then(|p| p.checked_sub(cut));
+        let dropped = self.breaks.partition_point(|b| (b.0 as usize) <= cut);
+        self.spaced.drain(..cut + dropped);
+        self.breaks.drain(..dropped);
+        for b in &mut self.breaks {
+            b.0 -= cut as u32;
+        }
+        self.pending = self.pending.and_then(|p| p.checked_sub(dropped));
     }
 
     /// Appends the normalized form of `text`.
@@ -251,38 +335,59 @@ impl Normalized {
         }
         let bytes = text.as_bytes();
         let mut i = 0;
+        // The separators since the last letter live in a local while ASCII lasts.
+        let mut sep = self.run;
         while i < bytes.len() {
             let b = bytes[i];
+            if b >= 0x80 {
+                self.run = sep;
+                let Some(c) = text[i..].chars().next() else {
+                    break;
+                };
+                i += c.len_utf8();
+                self.char(c);
+                sep = self.run;
+                continue;
+            }
             if b.is_ascii_lowercase() {
                 // The common case: a run of lower-case letters is copied as is.
                 let start = i;
                 while i < bytes.len() && bytes[i].is_ascii_lowercase() {
                     i += 1;
                 }
-                self.letters_in(&text[start..i], (i - start) as u32);
+                if sep != 0 {
+                    self.end_run(sep);
+                    sep = 0;
+                }
+                self.text.push_str(&text[start..i]);
+                self.spaced.push_str(&text[start..i]);
                 continue;
             }
-            if b < 0x80 {
-                i += 1;
-                self.ascii(b);
+            i += 1;
+            let class = ASCII[usize::from(b)];
+            if class <= HYPHEN {
+                sep = run::STEP[usize::from(class)][usize::from(sep & 0x7f)];
                 continue;
             }
-            let Some(c) = text[i..].chars().next() else {
-                break;
-            };
-            i += c.len_utf8();
-            self.char(c);
+            if sep != 0 {
+                self.end_run(sep);
+                sep = 0;
+            }
+            self.text.push(char::from(class));
+            self.spaced.push(char::from(class));
         }
+        self.run = sep;
+        self.settle();
     }
 
     /// One ASCII byte (other than a lower-case letter, which [`Normalized::push`] copies).
     fn ascii(&mut self, b: u8) {
         match ASCII[usize::from(b & 0x7f)] {
-            INVISIBLE => self.run.invisible = true,
-            SPACE => self.run.space(false),
-            NEWLINE => self.run.space(true),
-            PUNCT => self.run.punct(false),
-            HYPHEN => self.run.punct(true),
+            INVISIBLE => self.run |= run::INVISIBLE,
+            SPACE => self.run = run::space(self.run, false),
+            NEWLINE => self.run = run::space(self.run, true),
+            PUNCT => self.run = run::punct(self.run, false),
+            HYPHEN => self.run = run::punct(self.run, true),
             letter => self.letter(char::from(letter)),
         }
     }
@@ -293,7 +398,7 @@ impl Normalized {
             return self.ascii(ascii);
         }
         if is_invisible(c) {
-            self.run.invisible = true;
+            self.run |= run::INVISIBLE;
             return;
         }
         decompose_compatible(c, |d| {
@@ -301,7 +406,7 @@ impl Normalized {
                 return;
             }
             if is_invisible(d) {
-                self.run.invisible = true;
+                self.run |= run::INVISIBLE;
                 return;
             }
             for lower in d.to_lowercase() {
@@ -312,12 +417,12 @@ impl Normalized {
                 } else if lower.is_alphanumeric() {
                     self.letter(lower);
                 } else if lower.is_control() {
-                    self.run.invisible = true;
+                    self.run |= run::INVISIBLE;
                 } else if lower.is_whitespace() {
-                    self.run
-                        .space(matches!(lower, '\u{85}' | '\u{2028}' | '\u{2029}'));
+                    let newline = matches!(lower, '\u{85}' | '\u{2028}' | '\u{2029}');
+                    self.run = run::space(self.run, newline);
                 } else {
-                    self.run.punct(matches!(lower, '\u{2010}' | '\u{2011}'));
+                    self.run = run::punct(self.run, matches!(lower, '\u{2010}' | '\u{2011}'));
                 }
             }
         });
@@ -325,149 +430,96 @@ impl Normalized {
 
     fn letter(&mut self, c: char) {
         let mut buf = [0u8; 4];
-        self.letters_in(c.encode_utf8(&mut buf), 1);
+        self.letters_in(c.encode_utf8(&mut buf));
     }
 
-    /// Appends `chars` letters (`s`), deciding the gap before them from the run since the last
+    /// Appends letters (`s`), deciding the gap before them from the run since the last
     /// letter.
-    fn letters_in(&mut self, s: &str, chars: u32) {
-        let gap = self.gap();
-        self.gaps.push(gap);
+    fn letters_in(&mut self, s: &str) {
+        if self.run != 0 {
+            let sep = std::mem::take(&mut self.run);
+            self.end_run(sep);
+        }
         self.text.push_str(s);
-        self.gaps.resize(self.text.len(), NONE);
-        let before = self.word;
-        self.word = self.word.saturating_add(chars);
-        if before < 2 && self.word >= 2 {
-            // The word after a provisional soft gap has two letters: it was a word break.
-            if let Some(p) = self.pending.take() {
-                self.gaps[p] = HARD;
+        self.spaced.push_str(s);
+    }
+
+    /// Whether the letters from byte `start` (a character boundary) to the end are exactly one
+    /// character.
+    fn one_char_from(&self, start: usize) -> bool {
+        let n = self.text.len().saturating_sub(start);
+        match n {
+            1 => true,
+            2..=4 => {
+                let lead = self.text.as_bytes()[start];
+                n == match lead {
+                    0x00..=0x7F => 1,
+                    0xC0..=0xDF => 2,
+                    0xE0..=0xEF => 3,
+                    _ => 4,
+                }
+            }
+            _ => false,
+        }
+    }
+
+    /// Settles a provisional soft gap whose right-hand word already has two letters: it was a
+    /// word break.
+    fn settle(&mut self) {
+        if let Some(p) = self.pending {
+            let start = self.breaks[p].0 as usize;
+            if start < self.text.len() && !self.one_char_from(start) {
+                self.breaks[p].1 = HARD;
+                self.pending = None;
             }
         }
     }
 
-    /// The gap before the next letter; resets the run.
-    fn gap(&mut self) -> u8 {
-        let run = std::mem::take(&mut self.run);
-        if run.is_empty() {
-            return NONE;
-        }
-        let previous_word = std::mem::take(&mut self.word);
-        // A pending soft gap whose right-hand word ended after one letter stays soft.
+    /// Records the gap the separators `sep` (not empty) make before the next letter.
+    fn end_run(&mut self, sep: u8) {
+        // The word since the last gap ends here: a provisional soft gap before it stays soft
+        // when it is one letter, and is a word break otherwise.
+        self.settle();
         self.pending = None;
         if self.text.is_empty() {
-            return HARD;
+            return;
         }
-        if run.spaces == 0 && run.puncts <= 1 {
+        let spaces = sep & run::SPACES;
+        let puncts = (sep & run::PUNCTS) >> 2;
+        let gap = if spaces == 0 && puncts <= 1 {
             // Only invisible characters, or one punctuation character: `ig\u{AD}nore`,
             // `ig-nore`, `i.g.n.o.r.e`.
             SOFT
-        } else if run.puncts == 1 && run.hyphen_first && run.newline {
+        } else if puncts == 1 && sep & run::HYPHEN_FIRST != 0 && sep & run::NEWLINE != 0 {
             // A hyphenated line break.
             SOFT
-        } else if run.spaces == 1 && run.puncts == 0 && previous_word == 1 {
+        } else if spaces == 1
+            && puncts == 0
+            && self.one_char_from(self.breaks.last().map_or(0, |b| b.0 as usize))
+        {
             // `i g n o r e`: soft while the next word is one letter too.
-            self.pending = Some(self.text.len());
+            self.pending = Some(self.breaks.len());
             SOFT
         } else {
             HARD
-        }
+        };
+        self.soft |= gap == SOFT;
+        self.breaks.push((self.text.len() as u32, gap));
+        self.spaced.push(' ');
     }
+}
+
+/// Largest text buffer [`Normalized::with`] keeps for the next scan on its thread, in bytes.
+pub const SCRATCH_LIMIT: usize = 2 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Normalized> = std::cell::RefCell::new(Normalized::default());
 }
 
 /// The split reading of `text` (every gap one space, no leading or trailing space): what phrases
 /// look like once normalized.
 pub fn normalize(text: &str) -> String {
-    Normalized::of(text).split()
-}
-
-/// The ASCII character a Unicode tag character (U+E0020–U+E007E) stands for.
-fn tag_ascii(c: char) -> Option<u8> {
-    let code = u32::from(c);
-    (0xE0020..=0xE007E)
-        .contains(&code)
-        .then(|| (code - 0xE0000) as u8)
-}
-
-/// `text` with JSON `\uXXXX` escapes decoded (lone surrogates dropped).
-fn decode_unicode_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find("\\u") {
-        out.push_str(&rest[..i]);
-        let hex = rest
-            .get(i + 2..i + 6)
-            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
-        match hex.and_then(|h| u32::from_str_radix(h, 16).ok()) {
-            Some(code) => {
-                out.extend(char::from_u32(code));
-                rest = &rest[i + 6..];
-            }
-            None => {
-                out.push_str("\\u");
-                rest = &rest[i + 2..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-/// Zero-width, bidi-control, variation-selector, tag-control and other format characters:
-/// soft gaps. (Tag characters that shadow ASCII are decoded before this is asked.)
-pub fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{034F}'
-            | '\u{061C}'
-            | '\u{115F}'
-            | '\u{1160}'
-            | '\u{17B4}'
-            | '\u{17B5}'
-            | '\u{180B}'..='\u{180F}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
-            | '\u{3164}'
-            | '\u{FE00}'..='\u{FE0F}'
-            | '\u{FEFF}'
-            | '\u{FFA0}'
-            | '\u{1BCA0}'..='\u{1BCA3}'
-            | '\u{E0000}'..='\u{E0FFF}'
-    ) || (c.is_control() && !c.is_whitespace())
-}
-
-/// Lower-case Cyrillic, Greek and other letters that look like a Latin letter.
-fn homoglyph(c: char) -> Option<char> {
-    Some(match c {
-        'а' | 'α' | 'ɑ' => 'a',
-        'в' | 'β' | 'ь' => 'b',
-        'с' | 'ϲ' | 'ⅽ' => 'c',
-        'ԁ' | 'ⅾ' => 'd',
-        'е' | 'ё' | 'ε' | 'є' => 'e',
-        'ғ' => 'f',
-        'ɡ' => 'g',
-        'һ' | 'н' => 'h',
-        'і' | 'ї' | 'ι' | 'ı' | 'ɩ' | 'ⅰ' => 'i',
-        'ј' | 'ϳ' => 'j',
-        'к' | 'κ' => 'k',
-        'ӏ' | 'ⅼ' | 'ℓ' => 'l',
-        'м' | 'ⅿ' => 'm',
-        'п' | 'η' => 'n',
-        'о' | 'ο' | 'σ' | 'օ' => 'o',
-        'р' | 'ρ' => 'p',
-        'ԛ' => 'q',
-        'г' => 'r',
-        'ѕ' => 's',
-        'т' | 'τ' => 't',
-        'υ' | 'ս' => 'u',
-        'ν' | 'ѵ' | 'ⅴ' => 'v',
-        'ѡ' | 'ω' | 'ԝ' => 'w',
-        'х' | 'χ' | 'ⅹ' => 'x',
-        'у' | 'γ' | 'ү' => 'y',
-        'ᴢ' => 'z',
-        _ => return None,
-    })
+    Normalized::of(text).split().to_string()
 }
 
 #[cfg(test)]

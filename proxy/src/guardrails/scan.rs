@@ -38,7 +38,7 @@ pub struct Scanned {
 
 impl Scanned {
     /// Counts one match of `rule` with `action`.
-    pub(super) fn fire(&mut self, rule: usize, action: Action) {
+    fn fire(&mut self, rule: usize, action: Action) {
         if matches!(action, Action::Block | Action::Stop) && self.refused.is_none() {
             self.refused = Some(rule);
         }
@@ -79,9 +79,10 @@ impl Scanned {
 pub fn scan_text(rs: &RuleSet, text: &str, side: Side, location: Location) -> Scanned {
     let mut out = Scanned::default();
     if rs.has_normalized(side, location) {
-        let norm = Normalized::of(text);
         let mut hits = Vec::new();
-        rs.norm_hits(&norm, 0, side, location, &mut hits);
+        Normalized::with(text, |norm| {
+            rs.norm_hits(norm, 0, side, location, &mut hits)
+        });
         for (rule, action) in hits {
             out.fire(rule, action);
         }

@@ -173,6 +173,7 @@ proptest! {
             0..40,
         ),
         cuts in proptest::collection::vec(0usize..400, 0..6),
+        keep in 0usize..40,
     ) {
         let whole: String = atoms.concat();
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (whole.len() + 1)).collect();
@@ -189,6 +190,11 @@ proptest! {
         pieces.push(&whole[at..]);
         let once = Normalized::of(&whole);
         prop_assert_eq!(pieces.letters(), once.letters());
-        prop_assert_eq!(pieces.gaps(), once.gaps());
+        prop_assert_eq!(pieces.breaks(), once.breaks());
+        // The split reading kept in step is the one rendered from letters and gaps, also once
+        // a stream's window dropped its head.
+        prop_assert_eq!(pieces.split(), pieces.render(0, |g| g != NONE).0);
+        pieces.keep_last(keep);
+        prop_assert_eq!(pieces.split(), pieces.render(0, |g| g != NONE).0);
     }
 }
