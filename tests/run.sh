@@ -86,7 +86,7 @@ cargo run -q --locked -p palisade-proxy --bin palisade -- policy test -p policie
 step "doc tests"
 cargo test --workspace --doc --locked
 
-step "fuzz smoke (SSE parser; config, claims, path canonicalization)"
+step "fuzz smoke (SSE parser; config, claims, paths, dialect bodies, SSE relay, event filters)"
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   bash tests/fuzz.sh proxy/wire/fuzz "${PALISADE_FUZZ_SECONDS:-30}"
   bash tests/fuzz.sh proxy/fuzz "${PALISADE_FUZZ_SECONDS:-30}"
