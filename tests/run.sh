@@ -86,10 +86,10 @@ cargo run -q --locked -p palisade-proxy --bin palisade -- policy test -p policie
 step "doc tests"
 cargo test --workspace --doc --locked
 
-step "fuzz smoke (SSE parser; config, claims, path canonicalization)"
+step "fuzz smoke (SSE parser; config, claims, paths, dialect bodies, SSE relay, event filters)"
 if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
-  bash proxy/wire/fuzz/run.sh "${PALISADE_FUZZ_SECONDS:-30}"
-  bash proxy/fuzz/run.sh "${PALISADE_FUZZ_SECONDS:-30}"
+  bash tests/fuzz.sh proxy/wire/fuzz "${PALISADE_FUZZ_SECONDS:-30}"
+  bash tests/fuzz.sh proxy/fuzz "${PALISADE_FUZZ_SECONDS:-30}"
 else
   echo "fuzz smoke: NOT RUN — no nightly toolchain on this machine (cargo-fuzz needs one)."
   echo "The same invariants run as property tests above (palisade-wire sse::tests)."

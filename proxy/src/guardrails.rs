@@ -26,7 +26,7 @@ pub mod stream;
 pub mod walk;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::error::FieldError;
 use crate::error::ProxyError;
@@ -62,7 +62,7 @@ pub fn compile_sets(spec: &GuardrailsSpec, errors: &mut Vec<FieldError>) -> Rule
         }
     }
     if !spec.rule_sets.contains_key("default") {
-        out.insert("default".into(), Arc::new(RuleSet::builtin_default()));
+        out.insert("default".into(), builtin_default());
     }
     if let Some(name) = &spec.default_rule_set {
         if !out.contains_key(name) && !spec.rule_sets.contains_key(name) {
@@ -73,6 +73,17 @@ pub fn compile_sets(spec: &GuardrailsSpec, errors: &mut Vec<FieldError>) -> Rule
         }
     }
     out
+}
+
+/// The built-in `default` rule set, compiled once per process and shared by every configuration:
+/// it depends on nothing but the binary, and every validation (startup, reload, `palisade
+/// validate`) needs it — compiling it was most of the cost of validating a config without
+/// policies.
+fn builtin_default() -> Arc<RuleSet> {
+    static DEFAULT: OnceLock<Arc<RuleSet>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| Arc::new(RuleSet::builtin_default()))
+        .clone()
 }
 
 /// The rule set a route uses (`None`: not inspected). `at` is the route's path (`routes[3]`).
