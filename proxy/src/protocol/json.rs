@@ -201,4 +201,28 @@ mod tests {
         assert!(!same_id(&one, &Value::from("1")));
         assert!(same_id(&Value::from("a"), &Value::from("a")));
     }
+
+    /// What is forwarded is read back as the value decided on: a float re-encoded by the proxy
+    /// parses to the same `f64` (found by the `dialect_request` fuzz target, where `1.5e-47`
+    /// came back as `1.4999999999999996e-47` before `serde_json`'s `float_roundtrip`).
+    #[test]
+    fn floats_survive_re_encoding_exactly() {
+        for text in [
+            "1.5e-47",
+            "1.4999999999999998e-47",
+            "0.1",
+            "2.2250738585072014e-308",
+        ] {
+            let decided = parse(format!("{{\"x\":{text}}}").as_bytes()).unwrap();
+            let forwarded = to_bytes(&decided);
+            let read = parse(&forwarded).unwrap();
+            assert_eq!(
+                read["x"].as_f64().map(f64::to_bits),
+                decided["x"].as_f64().map(f64::to_bits),
+                "{text} forwarded as {}",
+                String::from_utf8_lossy(&forwarded)
+            );
+            assert_eq!(to_bytes(&read), forwarded, "{text}: re-encoding is stable");
+        }
+    }
 }
