@@ -81,6 +81,7 @@ fn facts() -> RequestFacts {
         method: "POST".into(),
         path: "/mcp".into(),
         ip: "10.1.2.3".parse().unwrap(),
+        forwarded: false,
         time: time::OffsetDateTime::now_utc(),
         tls: true,
         request_bytes: 512,

@@ -36,6 +36,9 @@ pub struct Exchange<'a> {
     pub principal: Option<&'a Principal>,
     /// The client's address.
     pub client_ip: Option<IpAddr>,
+    /// Whether a proxy Palisade does not trust relayed the request (`client_ip` is then that
+    /// proxy, not the client): see [`crate::listener::forwarded::Edge::relayed_untrusted`].
+    pub forwarded: bool,
     /// Whether the client connection is TLS.
     pub tls: bool,
     /// The request's method.

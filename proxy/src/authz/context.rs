@@ -15,6 +15,7 @@ pub fn context_json(req: &AuthzRequest<'_>) -> Value {
         "method": req.facts.method,
         "path": req.facts.path,
         "ip": {"__extn": {"fn": "ip", "arg": req.facts.ip.to_string()}},
+        "forwarded": req.facts.forwarded,
         "time": {"__extn": {"fn": "datetime", "arg": cedar_datetime(req.facts.time)}},
         "hour": req.facts.time.to_offset(time::UtcOffset::UTC).hour(),
         "weekday": weekday(req.facts.time),
@@ -35,7 +36,7 @@ pub(super) fn context_pairs(
 ) -> Vec<(String, RestrictedExpression)> {
     let f = req.facts;
     let wanted = |k: &str| keys.is_none_or(|keys| keys.contains(k));
-    let mut pairs = Vec::with_capacity(11);
+    let mut pairs = Vec::with_capacity(12);
     let mut add = |k: &str, v: &dyn Fn() -> RestrictedExpression| {
         if wanted(k) {
             pairs.push((k.to_string(), v()));
@@ -46,6 +47,7 @@ pub(super) fn context_pairs(
     });
     add("path", &|| RestrictedExpression::new_string(f.path.clone()));
     add("ip", &|| RestrictedExpression::new_ip(f.ip.to_string()));
+    add("forwarded", &|| RestrictedExpression::new_bool(f.forwarded));
     add("time", &|| {
         RestrictedExpression::new_datetime(cedar_datetime(f.time))
     });

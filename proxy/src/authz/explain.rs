@@ -85,6 +85,8 @@ pub struct FactsSpec {
     pub path: String,
     /// Default `127.0.0.1`.
     pub ip: IpAddr,
+    /// Default false.
+    pub forwarded: bool,
     /// RFC 3339; default now.
     pub time: Option<String>,
     /// Default false.
@@ -103,6 +105,7 @@ impl Default for FactsSpec {
             method: "POST".into(),
             path: "/".into(),
             ip: IpAddr::from([127, 0, 0, 1]),
+            forwarded: false,
             time: None,
             tls: false,
             request_bytes: 0,
@@ -174,6 +177,7 @@ pub fn explain(set: &PolicySet, request: &ExplainRequest) -> Result<Explanation,
         method: f.method.clone(),
         path: f.path.clone(),
         ip: f.ip,
+        forwarded: f.forwarded,
         time,
         tls: f.tls,
         request_bytes: f.request_bytes,

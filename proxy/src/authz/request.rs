@@ -93,8 +93,10 @@ pub struct RequestFacts {
     pub method: String,
     /// Path without the query.
     pub path: String,
-    /// Client address (TCP peer); `0.0.0.0` when unknown.
+    /// Client address (TCP peer, or the client behind trusted proxies); `0.0.0.0` when unknown.
     pub ip: IpAddr,
+    /// A proxy not in `edge.trusted_proxies` relayed the request: `ip` is that proxy's.
+    pub forwarded: bool,
     /// When the request arrived.
     pub time: time::OffsetDateTime,
     /// TLS on the client connection.

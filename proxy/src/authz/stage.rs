@@ -23,6 +23,7 @@ pub fn facts(x: &Exchange<'_>, declared_bytes: u64) -> RequestFacts {
         method: x.method.as_str().to_string(),
         path: x.path.to_string(),
         ip: x.client_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        forwarded: x.forwarded,
         time: time::OffsetDateTime::now_utc(),
         tls: x.tls,
         request_bytes: declared_bytes,

@@ -32,6 +32,7 @@ pub(crate) fn facts(method: &str) -> RequestFacts {
         method: method.into(),
         path: "/x".into(),
         ip: "127.0.0.1".parse::<IpAddr>().unwrap(),
+        forwarded: false,
         time: time::macros::datetime!(2026-01-06 10:00 UTC),
         tls: false,
         request_bytes: 0,

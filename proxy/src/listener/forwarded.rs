@@ -17,6 +17,9 @@ use crate::error::ProxyError;
 /// Longest forwarding chain read, in entries; a longer one is refused.
 const MAX_CHAIN: usize = 32;
 
+/// Headers a relaying proxy adds (any one of them marks a request as relayed).
+const FORWARDING_HEADERS: [&str; 4] = ["x-forwarded-for", "forwarded", "x-real-ip", "via"];
+
 /// The trusted-proxy settings of the public listeners.
 #[derive(Debug, Clone, Default)]
 pub struct Edge {
@@ -79,6 +82,19 @@ impl Edge {
                 self.header_name()
             ))
         })
+    }
+
+    /// Whether the request shows a hop Palisade does not vouch for: it carries a forwarding
+    /// header (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`, `Via`) and the TCP peer is not a
+    /// trusted proxy — a reverse proxy nobody listed in `edge.trusted_proxies` (the client
+    /// address is then that proxy's), or a client that wrote the header itself. Cedar sees it as
+    /// `context.forwarded`, so an address rule such as the seed `admin-ip-allowlist` does not
+    /// take an unlisted proxy on loopback for a local caller.
+    pub fn relayed_untrusted(&self, peer: Option<&PeerAddr>, req: &RequestHeader) -> bool {
+        !self.peer_is_trusted(peer)
+            && FORWARDING_HEADERS
+                .iter()
+                .any(|h| req.headers.contains_key(*h))
     }
 
     fn header_name(&self) -> &'static str {
@@ -165,7 +181,9 @@ fn warn_once_if_proxied(peer: IpAddr, req: &RequestHeader) {
         IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xfe00) == 0xfc00,
     };
     if local
-        && (req.headers.contains_key("x-forwarded-for") || req.headers.contains_key("forwarded"))
+        && FORWARDING_HEADERS
+            .iter()
+            .any(|h| req.headers.contains_key(*h))
         && !WARNED.swap(true, Ordering::Relaxed)
     {
         tracing::warn!(
@@ -235,6 +253,23 @@ mod tests {
     fn client(e: &Edge, from: &str, headers: &[(&str, &str)]) -> Result<String, ProxyError> {
         e.client_ip(Some(&peer(from)), &req(headers))
             .map(|ip| ip.unwrap().to_string())
+    }
+
+    #[test]
+    fn a_hop_nobody_vouches_for_is_marked_relayed() {
+        let e = edge(&["10.0.0.0/8"], ClientIpHeader::XForwardedFor);
+        let relayed = |from: &str, headers: &[(&str, &str)]| {
+            e.relayed_untrusted(Some(&peer(from)), &req(headers))
+        };
+        // An unlisted proxy on loopback (nginx adds X-Forwarded-For or X-Real-IP, others Via or
+        // Forwarded): relayed, whatever the header.
+        for h in ["x-forwarded-for", "forwarded", "x-real-ip", "via"] {
+            assert!(relayed("127.0.0.1", &[(h, "for=203.0.113.9")]), "{h}");
+        }
+        // A direct caller: not relayed.
+        assert!(!relayed("127.0.0.1", &[("user-agent", "curl")]));
+        // A trusted proxy's header is what it vouches for: the client it names is the caller.
+        assert!(!relayed("10.1.2.3", &[("x-forwarded-for", "203.0.113.9")]));
     }
 
     #[test]

@@ -44,6 +44,7 @@ impl Pipeline {
         // The client behind trusted proxies, before anything keys on it (after the ids, so a
         // refusal carries them).
         ctx.core.client_ip = self.edge.client_ip(session.client_addr(), req)?;
+        ctx.core.forwarded = self.edge.relayed_untrusted(session.client_addr(), req);
         // Under `fail_closed`, nothing is served while the audit trail cannot be written (after
         // the ids, so the refusal's body and record carry them).
         if self.audit.refuses() {

@@ -31,8 +31,10 @@ pub struct Core {
     pub path: String,
     /// Who is calling, once identification ran.
     pub principal: Option<Principal>,
-    /// The client's IP address (the TCP peer).
+    /// The client's IP address (the TCP peer, or the client behind trusted proxies).
     pub client_ip: Option<IpAddr>,
+    /// Whether a proxy not in `edge.trusted_proxies` relayed the request.
+    pub forwarded: bool,
     /// Whether the client connection is TLS.
     pub tls: bool,
 }
@@ -56,6 +58,7 @@ impl Core {
             route: self.route.as_deref()?,
             principal: self.principal.as_ref(),
             client_ip: self.client_ip,
+            forwarded: self.forwarded,
             tls: self.tls,
             method: &self.method,
             path: &self.path,
@@ -145,6 +148,7 @@ impl RequestCtx {
                 path: String::new(),
                 principal: None,
                 client_ip: None,
+                forwarded: false,
                 tls: false,
             },
             span: Default::default(),

@@ -119,6 +119,40 @@ async fn a2a_methods_map_to_actions_in_both_versions() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_admin_rule_does_not_take_an_unlisted_proxy_for_a_local_caller() {
+    // The test client plays a reverse proxy on loopback that nobody listed in
+    // edge.trusted_proxies: its address is every caller's, so it must not satisfy isLoopback().
+    let p = repo_policies();
+    let s = stack_with(&[("main", &p, "enforce")], "").await;
+    for (header, value, want) in [
+        (None, "", 200),
+        (Some("x-forwarded-for"), "203.0.113.9", 403),
+        (Some("x-real-ip"), "203.0.113.9", 403),
+        (Some("via"), "1.1 edge", 403),
+        (Some("forwarded"), "for=127.0.0.1", 403),
+    ] {
+        let mut req = client()
+            .get(s.proxy.url("/ops/admin/x"))
+            .bearer_auth(s.issuer.role("admin"));
+        if let Some(h) = header {
+            req = req.header(h, value);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.unwrap();
+        assert_eq!(
+            status,
+            want,
+            "{header:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if want == 403 {
+            assert_eq!(error_code(&body), "FORBIDDEN");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_admin_rule_sees_the_client_behind_a_trusted_proxy() {
     // The test client plays a reverse proxy on loopback, listed as trusted.
     let p = repo_policies();

@@ -45,6 +45,7 @@ fn each_event_is_parsed_once_through_the_whole_chain() {
         route: &route,
         principal: Some(&principal),
         client_ip: None,
+        forwarded: false,
         tls: false,
         method: &http::Method::POST,
         path: "/agent",
