@@ -9,8 +9,8 @@
 //!   it repeats a key (at any depth), and then reads the same value;
 //! - what a dialect accepts re-encodes (`Message::encode`, what goes upstream) to bytes that
 //!   parse again to the same message — so the upstream reads what the stages decided on — and
-//!   encoding is idempotent (floats: see `support/floats.rs`; `serde_json` without its
-//!   `float_roundtrip` feature may read them back an ULP off, then only that much is allowed);
+//!   encoding is idempotent, floats included (`support/floats.rs`: this target found that
+//!   `serde_json` without `float_roundtrip` reads them back an ULP off);
 //! - every JSON-RPC message classifies (MCP) and maps to an A2A action the same before and after
 //!   re-encoding, `classify` names the tool `params.name` names, and the `Mcp-Method` /
 //!   `Mcp-Name` headers that describe a single-message body are accepted when they are text

@@ -126,6 +126,7 @@ fn exchange<'a>(route: &'a palisade_proxy::route::Route, principal: &'a Principa
         route,
         principal: Some(principal),
         client_ip: None,
+        forwarded: false,
         tls: false,
         method: &http::Method::POST,
         path: "/agent",

@@ -9,7 +9,7 @@
 //!   chunk that failed are not relayed, so a chunked feed yields a prefix of the byte-by-byte
 //!   one);
 //! - framing is canonical: what the relay encodes parses, in a fresh relay, to the same items and
-//!   encodes to the same bytes again (floats: see `support/floats.rs`);
+//!   encodes to the same bytes again, floats included (`support/floats.rs`);
 //! - the counters agree with the items (one event counted per event, one parse per event with
 //!   data on routes that read JSON), and on AG-UI routes the terminal event is noticed exactly
 //!   when a `RUN_FINISHED` / `RUN_ERROR` is among the items encoded.
