@@ -176,18 +176,10 @@ proptest! {
         keep in 0usize..40,
     ) {
         let whole: String = atoms.concat();
-        let mut points: Vec<usize> = cuts.iter().map(|c| c % (whole.len() + 1)).collect();
-        points.sort_unstable();
-        points.dedup();
         let mut pieces = Normalized::default();
-        let mut at = 0;
-        for p in points {
-            if p > at && whole.is_char_boundary(p) {
-                pieces.push(&whole[at..p]);
-                at = p;
-            }
+        for piece in crate::guardrails::tests::cut_at(&whole, &cuts) {
+            pieces.push(piece);
         }
-        pieces.push(&whole[at..]);
         let once = Normalized::of(&whole);
         prop_assert_eq!(pieces.letters(), once.letters());
         prop_assert_eq!(pieces.breaks(), once.breaks());
