@@ -28,7 +28,9 @@ fn seed_files() -> PolicyFiles {
 /// The seed set grown to `total` policies.
 fn policy_set(total: usize) -> PolicySet {
     let mut files = seed_files();
-    let seed: usize = 20;
+    let seed = PolicySet::from_files("seed", &files, Mode::Enforce)
+        .expect("seed set validates")
+        .len();
     let mut text = String::new();
     for i in 0..total.saturating_sub(seed) {
         let team = i % 200;
@@ -120,6 +122,17 @@ fn decisions(c: &mut Criterion) {
             facts: &f,
             arguments: None,
         };
+        let route = Resource::new(ResourceKind::Route, "api");
+        let http = AuthzRequest {
+            principal: Some(&p),
+            action: "http_request",
+            resource: &route,
+            facts: &f,
+            arguments: None,
+        };
+        group.bench_with_input(BenchmarkId::new("http_request", total), &total, |b, _| {
+            b.iter(|| black_box(set.decide(black_box(&http))))
+        });
         group.bench_with_input(BenchmarkId::new("request_level", total), &total, |b, _| {
             b.iter(|| black_box(set.decide(black_box(&run))))
         });
@@ -161,6 +174,16 @@ fn decisions(c: &mut Criterion) {
         }
         let (r50, r99) = percentiles(runs);
         println!("  run_agent on Agent (request level):   p50 {r50:7.2} µs  p99 {r99:7.2} µs");
+        // A plain HTTP route (what every request on a non-agent route pays).
+        assert!(set.decide(&http).allowed);
+        let mut https = Vec::with_capacity(n);
+        for _ in 0..n {
+            let t = Instant::now();
+            black_box(set.decide(black_box(&http)));
+            https.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let (h50, h99) = percentiles(https);
+        println!("  http_request on Route (request level): p50 {h50:7.2} µs  p99 {h99:7.2} µs");
         let d = set.decide(&req);
         assert!(
             d.allowed,

@@ -128,7 +128,7 @@ impl Authenticator {
         client_ip: Option<std::net::IpAddr>,
         client_cert: Option<&str>,
         requirement: AuthRequirement,
-    ) -> Result<Principal, ProxyError> {
+    ) -> Result<Arc<Principal>, ProxyError> {
         let principal = self
             .identify_unchecked(req, client_ip, client_cert, requirement)
             .await?;
@@ -145,10 +145,10 @@ impl Authenticator {
         client_ip: Option<std::net::IpAddr>,
         client_cert: Option<&str>,
         requirement: AuthRequirement,
-    ) -> Result<Principal, ProxyError> {
+    ) -> Result<Arc<Principal>, ProxyError> {
         if let Some(trusted) = &self.trusted {
             if let Some(p) = trusted.identify(req, client_ip) {
-                return Ok(p);
+                return Ok(Arc::new(p));
             }
         }
         match credential(req) {
@@ -158,34 +158,36 @@ impl Authenticator {
             }
             Some(Credential::Unsupported) => Err(ProxyError::Unauthenticated),
             // A workload with a verified client certificate and no other credential.
-            None if client_cert.is_some() => Ok(Principal::new(
+            None if client_cert.is_some() => Ok(Arc::new(Principal::new(
                 PrincipalKind::Service,
                 client_cert.unwrap_or_default(),
                 AuthMethod::Mtls,
-            )),
+            ))),
             None if requirement == AuthRequirement::Optional => {
                 let ip = client_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-                Ok(Principal::new(
+                Ok(Arc::new(Principal::new(
                     PrincipalKind::Anonymous,
                     ip,
                     AuthMethod::Anonymous,
-                ))
+                )))
             }
             None => Err(ProxyError::Unauthenticated),
         }
     }
 
-    async fn verify(&self, token: &str) -> Result<Principal, ProxyError> {
+    /// The principal of a token; a verified JWT's is shared with the token cache (a cache hit
+    /// costs no copy of its claims).
+    async fn verify(&self, token: &str) -> Result<Arc<Principal>, ProxyError> {
         if token.len() > self.max_token_bytes {
             return Err(ProxyError::Unauthenticated);
         }
         if token.starts_with(apikey::PREFIX) {
             let store = self.api_keys.as_ref().ok_or(ProxyError::Unauthenticated)?;
-            return store.index.load().verify(token);
+            return store.index.load().verify(token).map(Arc::new);
         }
         let key = TokenCache::key(token);
         if let Some(hit) = self.cache.get(&key, &self.revocations) {
-            return Ok((*hit).clone());
+            return Ok(hit);
         }
         let principal = jwt::verify(&self.issuers, token, self.max_token_bytes).await?;
         if let Some(jti) = &principal.token_id {
@@ -193,7 +195,8 @@ impl Authenticator {
                 return Err(ProxyError::TokenRevoked);
             }
         }
-        self.cache.insert(key, Arc::new(principal.clone()));
+        let principal = Arc::new(principal);
+        self.cache.insert(key, principal.clone());
         Ok(principal)
     }
 

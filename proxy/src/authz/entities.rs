@@ -17,7 +17,7 @@ use cedar_policy::{
 use serde_json::Value;
 
 use super::catalog::{ToolCatalog, ToolSpec};
-use super::context::{context_keys, context_pairs};
+use super::context::{context_keys, context_pairs, ContextCache};
 use super::request::{AuthzRequest, Resource, ResourceKind};
 use crate::authn::{AuthMethod, Principal, PrincipalKind};
 
@@ -25,21 +25,51 @@ use crate::authn::{AuthMethod, Principal, PrincipalKind};
 pub struct BuiltRequest {
     /// The Cedar request.
     pub request: cedar_policy::Request,
-    /// The entities it needs.
-    pub entities: Entities,
-    /// Principal uid as text.
-    pub principal: String,
+    /// Its entities and the uids it is about (shared with other requests of the same caller,
+    /// resource and route).
+    parts: Arc<EntityParts>,
     /// Action uid as text.
-    pub action: String,
+    action: Arc<str>,
+    /// The action's id (`run_agent`).
+    action_id: Arc<str>,
+}
+
+impl BuiltRequest {
+    /// The entities the request needs.
+    pub fn entities(&self) -> &Entities {
+        &self.parts.entities
+    }
+
+    /// Principal uid as text.
+    pub fn principal(&self) -> &str {
+        &self.parts.principal_text
+    }
+
+    /// Action uid as text.
+    pub fn action(&self) -> &str {
+        &self.action
+    }
+
+    /// The action's id, e.g. `run_agent`.
+    pub fn action_id(&self) -> &str {
+        &self.action_id
+    }
+
     /// Resource uid as text.
-    pub resource: String,
+    pub fn resource(&self) -> &str {
+        &self.parts.resource_text
+    }
+
     /// Uids the principal is `in` (itself and its parents), for slicing.
-    pub principal_side: Vec<String>,
+    pub fn principal_side(&self) -> &[String] {
+        &self.parts.principal_side
+    }
 }
 
 /// Prebuilt parts of requests for one schema and catalog.
 pub struct EntityModel {
-    actions: HashMap<String, (EntityUid, Vec<Entity>)>,
+    /// Action id → its uid, the uid as text, the id shared, and its entities with ancestors.
+    actions: HashMap<String, ActionParts>,
     ancestry: HashMap<String, Vec<String>>,
     resource_types: HashMap<String, Vec<String>>,
     tools: HashMap<String, Entity>,
@@ -57,6 +87,16 @@ pub struct EntityModel {
     /// Context keys some policy reads; `None` when a policy uses `context` as a whole. Keys no
     /// policy reads are left out of the request (they cost parsing, e.g. `datetime`).
     context_keys: Option<HashSet<String>>,
+    /// Contexts of requests, by the values policies read.
+    contexts: ContextCache,
+}
+
+/// An action's prebuilt parts.
+struct ActionParts {
+    uid: EntityUid,
+    text: Arc<str>,
+    id: Arc<str>,
+    entities: Vec<Entity>,
 }
 
 /// What the entity store of a request is built from.
@@ -69,11 +109,13 @@ struct EntitiesKey {
     action: Option<String>,
 }
 
-/// A request's entity store and the uids it is about.
+/// A request's entity store and the uids it is about (with their text, made once).
 struct EntityParts {
     entities: Entities,
     principal: EntityUid,
+    principal_text: String,
     resource: EntityUid,
+    resource_text: String,
     principal_side: Vec<String>,
 }
 
@@ -147,7 +189,15 @@ impl EntityModel {
                 .map(|it| it.map(|t| t.to_string()).collect())
                 .unwrap_or_default();
             resource_types.insert(id.clone(), types);
-            actions.insert(id, (uid.clone(), entities));
+            actions.insert(
+                id.clone(),
+                ActionParts {
+                    uid: uid.clone(),
+                    text: uid.to_string().into(),
+                    id: id.into(),
+                    entities,
+                },
+            );
         }
         let mut tools = HashMap::new();
         let mut path_arguments = HashMap::new();
@@ -165,7 +215,9 @@ impl EntityModel {
             let text = p.to_cedar().unwrap_or_default();
             groups.iter().any(|g| text.contains(g.as_str()))
         });
+        let context_keys = context_keys(policies);
         Ok(Self {
+            contexts: ContextCache::new(context_keys.as_ref()),
             actions,
             ancestry,
             resource_types,
@@ -174,7 +226,7 @@ impl EntityModel {
             action_groups_used,
             principals: dashmap::DashMap::new(),
             entity_sets: dashmap::DashMap::new(),
-            context_keys: context_keys(policies),
+            context_keys,
         })
     }
 
@@ -201,41 +253,49 @@ impl EntityModel {
 
     /// Builds the Cedar request and entities for `req`.
     pub fn build(&self, req: &AuthzRequest<'_>) -> Result<BuiltRequest, String> {
-        self.build_with(req, self.context_keys.as_ref())
+        self.build_with(req, self.context_keys.as_ref(), true)
     }
 
     /// Like [`EntityModel::build`], with every context key of the schema even when no policy
     /// reads it (`policy explain`, and tests that check requests against the schema).
     pub fn build_complete(&self, req: &AuthzRequest<'_>) -> Result<BuiltRequest, String> {
-        self.build_with(req, None)
+        self.build_with(req, None, false)
     }
 
     fn build_with(
         &self,
         req: &AuthzRequest<'_>,
         keys: Option<&HashSet<String>>,
+        cached: bool,
     ) -> Result<BuiltRequest, String> {
-        let (action_uid, _) = self
+        let action = self
             .actions
             .get(req.action)
             .ok_or_else(|| format!("the schema has no action `{}`", req.action))?;
         let tool = req.resource.kind == ResourceKind::Tool;
         let parts = self.entities(req)?;
-        let mut pairs = context_pairs(req, keys);
-        if tool {
-            pairs.push((
-                "arguments".into(),
-                RestrictedExpression::new_entity_uid(arguments_uid()?),
-            ));
-            pairs.push((
-                "route".into(),
-                RestrictedExpression::new_string(req.facts.route.clone()),
-            ));
-        }
-        let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+        let build = || {
+            let mut pairs = context_pairs(req, keys);
+            if tool {
+                pairs.push((
+                    "arguments".into(),
+                    RestrictedExpression::new_entity_uid(arguments_uid()?),
+                ));
+                pairs.push((
+                    "route".into(),
+                    RestrictedExpression::new_string(req.facts.route.clone()),
+                ));
+            }
+            Context::from_pairs(pairs).map_err(|e| e.to_string())
+        };
+        let context = if cached {
+            self.contexts.get_or_build(req, tool, build)?
+        } else {
+            build()?
+        };
         let request = cedar_policy::Request::new(
             parts.principal.clone(),
-            action_uid.clone(),
+            action.uid.clone(),
             parts.resource.clone(),
             context,
             None,
@@ -243,11 +303,9 @@ impl EntityModel {
         .map_err(|e| e.to_string())?;
         Ok(BuiltRequest {
             request,
-            entities: parts.entities.clone(),
-            principal: parts.principal.to_string(),
-            action: action_uid.to_string(),
-            resource: parts.resource.to_string(),
-            principal_side: parts.principal_side.clone(),
+            parts,
+            action: action.text.clone(),
+            action_id: action.id.clone(),
         })
     }
 
@@ -279,8 +337,8 @@ impl EntityModel {
         entities.push(principal);
         entities.push(resource);
         if self.action_groups_used {
-            if let Some((_, action_entities)) = self.actions.get(req.action) {
-                entities.extend(action_entities.iter().cloned());
+            if let Some(action) = self.actions.get(req.action) {
+                entities.extend(action.entities.iter().cloned());
             }
         }
         if req.resource.kind == ResourceKind::Tool {
@@ -289,7 +347,9 @@ impl EntityModel {
         }
         let parts = Arc::new(EntityParts {
             entities: Entities::from_entities(entities, None).map_err(|e| e.to_string())?,
+            principal_text: principal_uid.to_string(),
             principal: principal_uid,
+            resource_text: resource_uid.to_string(),
             resource: resource_uid,
             principal_side,
         });

@@ -193,7 +193,10 @@ pub fn explain(set: &PolicySet, request: &ExplainRequest) -> Result<Explanation,
     };
     let built = set.build_complete(&req)?;
     let decision = set.evaluate(&built);
-    let mut entities = built.entities.to_json_value().map_err(|e| e.to_string())?;
+    let mut entities = built
+        .entities()
+        .to_json_value()
+        .map_err(|e| e.to_string())?;
     if let Value::Array(list) = &mut entities {
         list.sort_by_key(|e| e["uid"].to_string());
         for e in list.iter_mut() {

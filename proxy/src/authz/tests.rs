@@ -344,3 +344,48 @@ fn viewer_http_is_read_only() {
 }
 
 mod loading;
+
+#[test]
+fn cached_contexts_follow_every_value_policies_read() {
+    // Contexts are cached by the values policies read (`ip`, `forwarded`, `hour`, `weekday`,
+    // `mfa`): going back and forth between values must never reuse the other value's context.
+    let set = seed_set();
+    let admin = user(&["admin"]);
+    let route = Resource::new(ResourceKind::Route, "admin-api");
+    let mut f = facts("GET");
+    for _ in 0..2 {
+        f.ip = "127.0.0.1".parse().unwrap();
+        f.forwarded = false;
+        assert!(decide(&set, Some(&admin), "admin", route.clone(), &f).allowed);
+        f.forwarded = true;
+        assert!(!decide(&set, Some(&admin), "admin", route.clone(), &f).allowed);
+        f.forwarded = false;
+        f.ip = "203.0.113.9".parse().unwrap();
+        assert!(!decide(&set, Some(&admin), "admin", route.clone(), &f).allowed);
+    }
+    let mut op = user(&["agent_operator"]);
+    for _ in 0..2 {
+        op.mfa = false;
+        assert!(!decide(&set, Some(&op), "call_tool", tool("write_file"), &f).allowed);
+        op.mfa = true;
+        assert!(decide(&set, Some(&op), "call_tool", tool("write_file"), &f).allowed);
+    }
+    // A policy reading a per-request key (`path`) turns the cache off and still decides right.
+    let mut files = PolicyFiles::read(&policies_dir()).unwrap();
+    files.policies.push((
+        PathBuf::from("path.cedar"),
+        "@id(\"no-secrets\")\nforbid (principal, action == Action::\"http_request\", resource)\nwhen { context.path like \"/secret*\" };\n".into(),
+    ));
+    let set = PolicySet::from_files("main", &files, Mode::Enforce).unwrap();
+    let u = user(&["user"]);
+    let api = Resource::new(ResourceKind::Route, "api");
+    for _ in 0..2 {
+        f.path = "/public".into();
+        assert!(decide(&set, Some(&u), "http_request", api.clone(), &f).allowed);
+        f.path = "/secret/x".into();
+        assert_eq!(
+            decide(&set, Some(&u), "http_request", api.clone(), &f).policies,
+            ["no-secrets"]
+        );
+    }
+}

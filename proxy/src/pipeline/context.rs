@@ -30,7 +30,7 @@ pub struct Core {
     /// The request's path (no query), as routing matched it.
     pub path: String,
     /// Who is calling, once identification ran.
-    pub principal: Option<Principal>,
+    pub principal: Option<std::sync::Arc<Principal>>,
     /// The client's IP address (the TCP peer, or the client behind trusted proxies).
     pub client_ip: Option<IpAddr>,
     /// Whether a proxy not in `edge.trusted_proxies` relayed the request.
@@ -56,7 +56,7 @@ impl Core {
             request_id: &self.request_id,
             trace_id: self.trace.as_ref().map_or("", |t| t.trace_id.as_str()),
             route: self.route.as_deref()?,
-            principal: self.principal.as_ref(),
+            principal: self.principal.as_deref(),
             client_ip: self.client_ip,
             forwarded: self.forwarded,
             tls: self.tls,

@@ -331,7 +331,7 @@ pub fn record(
     AuditRecord::new(RecordFacts {
         request_id: &ctx.core.request_id,
         trace_id: ctx.trace_id(),
-        principal: ctx.core.principal.as_ref(),
+        principal: ctx.core.principal.as_deref(),
         client_ip: ctx.core.client_ip,
         method: session.req_header().method.as_str(),
         path: session.req_header().uri.path(),
