@@ -92,6 +92,17 @@ fn facts() -> RequestFacts {
     }
 }
 
+/// p50 and p99 in µs of `n` individually timed calls of `f`.
+fn timed(n: usize, mut f: impl FnMut()) -> (f64, f64) {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        samples.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    percentiles(samples)
+}
+
 fn percentiles(mut samples: Vec<f64>) -> (f64, f64) {
     samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
@@ -145,44 +156,28 @@ fn decisions(c: &mut Criterion) {
             black_box(set.decide(&req));
         }
         let n = 20_000;
-        let mut sliced = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
+        let (p50, p99) = timed(n, || {
             black_box(set.decide(black_box(&req)));
-            sliced.push(t.elapsed().as_secs_f64() * 1e6);
-        }
+        });
         let whole_n = if total >= 10_000 { 500 } else { 5_000 };
-        let mut whole = Vec::with_capacity(whole_n);
-        for _ in 0..whole_n {
-            let t = Instant::now();
+        let (w50, w99) = timed(whole_n, || {
             let built = set.build(black_box(&req)).unwrap();
             black_box(set.evaluate_unsliced(&built));
-            whole.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        let (p50, p99) = percentiles(sliced);
-        let (w50, w99) = percentiles(whole);
+        });
         println!(
             "authz decision, {total:>6} policies: sliced p50 {p50:7.2} µs  p99 {p99:7.2} µs | whole set p50 {w50:9.2} µs  p99 {w99:9.2} µs"
         );
         // The request-level decision of an AG-UI run (what every POST /agent pays).
         assert!(set.decide(&run).allowed);
-        let mut runs = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
+        let (r50, r99) = timed(n, || {
             black_box(set.decide(black_box(&run)));
-            runs.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        let (r50, r99) = percentiles(runs);
+        });
         println!("  run_agent on Agent (request level):   p50 {r50:7.2} µs  p99 {r99:7.2} µs");
         // A plain HTTP route (what every request on a non-agent route pays).
         assert!(set.decide(&http).allowed);
-        let mut https = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
+        let (h50, h99) = timed(n, || {
             black_box(set.decide(black_box(&http)));
-            https.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        let (h50, h99) = percentiles(https);
+        });
         println!("  http_request on Route (request level): p50 {h50:7.2} µs  p99 {h99:7.2} µs");
         let d = set.decide(&req);
         assert!(
@@ -190,13 +185,9 @@ fn decisions(c: &mut Criterion) {
             "the request is allowed by a generated grant: {d:?}"
         );
         // Where the time goes: building the request and entities alone.
-        let mut build = Vec::with_capacity(5_000);
-        for _ in 0..5_000 {
-            let t = Instant::now();
+        let (b50, b99) = timed(5_000, || {
             black_box(set.build(black_box(&req)).unwrap());
-            build.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        let (b50, b99) = percentiles(build);
+        });
         println!("  of which building request + entities: p50 {b50:7.2} µs  p99 {b99:7.2} µs");
     }
     group.finish();
