@@ -62,6 +62,11 @@ const CONTEXT_CACHE: usize = 4096;
 /// Keys whose values change on nearly every request: a policy reading one turns the cache off.
 const UNCACHED_KEYS: [&str; 3] = ["time", "path", "request_bytes"];
 
+/// Keys [`ContextKey`] holds the values of (a unit test checks these and [`UNCACHED_KEYS`] are
+/// every key [`context_pairs`] builds, so a new key cannot be cached on without its value).
+#[cfg(test)]
+const CACHED_KEYS: [&str; 7] = ["method", "ip", "forwarded", "hour", "weekday", "tls", "mfa"];
+
 impl ContextCache {
     /// A cache for requests whose context holds `keys` (`None`: every key, not cached).
     pub(super) fn new(keys: Option<&HashSet<String>>) -> Self {
@@ -223,6 +228,31 @@ mod tests {
             v.sort();
             v
         })
+    }
+
+    #[test]
+    fn every_context_key_is_either_in_the_cache_key_or_turns_the_cache_off() {
+        let facts = crate::authz::tests::facts("GET");
+        let resource = crate::authz::Resource::new(ResourceKind::Route, "r");
+        let req = AuthzRequest {
+            principal: None,
+            action: "http_request",
+            resource: &resource,
+            facts: &facts,
+            arguments: None,
+        };
+        let mut built: Vec<String> = context_pairs(&req, None)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        built.sort();
+        let mut known: Vec<String> = CACHED_KEYS
+            .iter()
+            .chain(UNCACHED_KEYS.iter())
+            .map(|k| k.to_string())
+            .collect();
+        known.sort();
+        assert_eq!(built, known);
     }
 
     #[test]
