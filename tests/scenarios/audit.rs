@@ -112,7 +112,9 @@ async fn fifty_thousand_mixed_requests_leave_fifty_thousand_verifiable_records()
                 let status = client
                     .send(method, path, &format!("load-{i}"), body)
                     .await
-                    .unwrap_or_else(|| panic!("request load-{i} ({method} {path}) unanswered"));
+                    .unwrap_or_else(|e| {
+                        panic!("request load-{i} ({method} {path}) unanswered: {e}")
+                    });
                 *seen.entry(status).or_default() += 1;
             }
         }));

@@ -60,39 +60,47 @@ impl Client {
         }
     }
 
-    /// Sends one request and returns the response status; `None` if the connection failed.
+    /// Sends one request and returns the response status, or why there was none.
     pub async fn send(
         &mut self,
         method: &str,
         path: &str,
         request_id: &str,
         body: usize,
-    ) -> Option<u16> {
+    ) -> Result<u16, String> {
         if self.conn.is_none() {
-            self.conn = Some(TcpStream::connect(self.addr).await.ok()?);
+            let conn = TcpStream::connect(self.addr)
+                .await
+                .map_err(|e| format!("connect: {e}"))?;
+            self.conn = Some(conn);
             self.buf.clear();
         }
-        let conn = self.conn.as_mut()?;
+        let conn = self.conn.as_mut().ok_or("no connection")?;
         let mut req = format!(
             "{method} {path} HTTP/1.1\r\nhost: proxy\r\nx-request-id: {request_id}\r\ncontent-length: {body}\r\n\r\n"
         )
         .into_bytes();
         req.resize(req.len() + body, b'x');
-        if conn.write_all(&req).await.is_err() {
+        if let Err(e) = conn.write_all(&req).await {
             self.conn = None;
-            return None;
+            return Err(format!("write: {e}"));
         }
         let Some((head_len, body_len, close)) = read_head(conn, &mut self.buf).await else {
             self.conn = None;
-            return None;
+            return Err("no response head (connection closed or failed)".into());
         };
-        let status = std::str::from_utf8(&self.buf[9..12]).ok()?.parse().ok()?;
-        read_exact_buffered(conn, &mut self.buf, head_len + body_len).await?;
+        let status = std::str::from_utf8(&self.buf[9..12])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("no status code")?;
+        read_exact_buffered(conn, &mut self.buf, head_len + body_len)
+            .await
+            .ok_or("response body cut short")?;
         self.buf.drain(..head_len + body_len);
         if close {
             self.conn = None;
         }
-        Some(status)
+        Ok(status)
     }
 }
 
