@@ -289,6 +289,13 @@ fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
 
+    // Transparent huge pages are off for the process (idle streams would otherwise hold memory
+    // 2 MiB at a time; docs/performance.md). Kernels before 6.x don't show the flag.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    if let Some(line) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    }
+
     // SIGTERM: drains (nothing live) and exits 0.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let started = Instant::now();

@@ -28,6 +28,11 @@ SSE_STREAMS="${BENCH_SSE_STREAMS:-50}"
 SSE_EVENTS="${BENCH_SSE_EVENTS:-200}"
 SSE_INTERVAL_MS="${BENCH_SSE_INTERVAL_MS:-10}"
 SSE_THREADS="${BENCH_SSE_THREADS:-1}"
+# Idle streams: this many SSE streams held open at once through each proxy (one event, then
+# quiet for BENCH_IDLE_HOLD_S), the proxy's resident memory read while they idle. 0 skips it.
+# Each stream costs a proxy two file descriptors (client and upstream side).
+IDLE_STREAMS="${BENCH_IDLE_STREAMS:-2000}"
+IDLE_HOLD_S="${BENCH_IDLE_HOLD_S:-10}"
 # Rate limiter on palisade's routes: off, memory (in-process) or redis (a local redis-server).
 # Compare palisade's rates of a `memory` and a `redis` run for the limiter's cost.
 LIMITER="${BENCH_LIMITER:-off}"
@@ -68,9 +73,18 @@ DUR_S="${BASH_REMATCH[1]}"
 [[ "${BASH_REMATCH[2]}" == m ]] && DUR_S=$((DUR_S * 60))
 ((DUR_S >= 1)) || die "BENCH_DURATION must be at least 1s"
 for v in ROUNDS CONNS WRK_THREADS PROXY_THREADS UPSTREAM_THREADS H2_CLIENTS H2_STREAMS SSE_STREAMS \
-    SSE_EVENTS SSE_INTERVAL_MS SSE_THREADS; do
+    SSE_EVENTS SSE_INTERVAL_MS SSE_THREADS IDLE_HOLD_S; do
     [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || die "BENCH_$v must be a positive integer (got '${!v}')"
 done
+[[ "$IDLE_STREAMS" =~ ^[0-9]+$ ]] || die "BENCH_IDLE_STREAMS must be a number, 0 to skip (got '$IDLE_STREAMS')"
+((IDLE_HOLD_S >= 5)) || die "BENCH_IDLE_HOLD_S must be at least 5 (the streams open over 2 s)"
+if ((IDLE_STREAMS > 0)); then
+    # Every process started from here inherits the raised soft limit.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    nofile=$(ulimit -n)
+    [[ "$nofile" == unlimited ]] || ((2 * IDLE_STREAMS + 256 <= nofile)) ||
+        die "BENCH_IDLE_STREAMS=$IDLE_STREAMS needs $((2 * IDLE_STREAMS + 256)) open files per process; the limit here is $nofile (ulimit -Hn)"
+fi
 ((CONNS >= WRK_THREADS)) || die "BENCH_CONNS ($CONNS) must be >= BENCH_WRK_THREADS ($WRK_THREADS)"
 [[ "$LIMITER" =~ ^(off|memory|redis)$ ]] || die "BENCH_LIMITER must be off, memory or redis (got '$LIMITER')"
 [[ "$AUTH" =~ ^(off|jwt)$ ]] || die "BENCH_AUTH must be off or jwt (got '$AUTH')"
@@ -265,7 +279,7 @@ master_process on;
 pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/error.log warn;
 events {
-    worker_connections 4096;
+    worker_connections $((4096 + 2 * IDLE_STREAMS));
 }
 http {
     access_log off;
@@ -505,6 +519,8 @@ server:
   drain_timeout: 1s
   log_format: json
   log_level: warn
+  # Every client here connects from 127.0.0.1; nginx and envoy have no per-address cap either.
+  max_connections_per_ip: 0
 upstreams:
   bench:
     address: 127.0.0.1:$UP_PORT
@@ -600,7 +616,7 @@ SETUPS+=(palisade)
 # Per round, keyed "workload/setup/round": rate (req/s or events/s), latencies in ms, errors,
 # and the proxy's CPU time per request (or per event) in µs. The reported value of a
 # workload/setup is the round with the median rate.
-declare -A RATE P50 P99 MEAN ERRS CPU
+declare -A RATE P50 P99 MEAN ERRS CPU FIRST50 FIRST99
 ROWS=()
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
@@ -718,6 +734,50 @@ bench_sse() {
     P99[$key]=$(awk -v v="$(json_num "$file" p99_us)" 'BEGIN {printf "%.3f", v / 1000}')
     MEAN[$key]=n/a
     ERRS[$key]=$(json_num "$file" failed_streams)
+    FIRST50[$key]=$(awk -v v="$(json_num "$file" first_event_p50_us)" 'BEGIN {printf "%.3f", v / 1000}')
+    FIRST99[$key]=$(awk -v v="$(json_num "$file" first_event_p99_us)" 'BEGIN {printf "%.3f", v / 1000}')
+}
+
+# Resident memory in KiB of process $1 and its children (nginx's workers).
+rss_kib() {
+    local total=0 f s pid fields kib
+    for f in /proc/[0-9]*/stat; do
+        { read -r s <"$f"; } 2>/dev/null || continue
+        pid=${f#/proc/}
+        pid=${pid%/stat}
+        read -r -a fields <<<"${s##*) }"
+        [[ "$pid" == "$1" || "${fields[1]}" == "$1" ]] || continue
+        kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
+        total=$((total + ${kib:-0}))
+    done
+    echo "$total"
+}
+
+# IDLE_STREAMS streams through $1, opened over 2 s; each gets one event at once and its second
+# after IDLE_HOLD_S. The proxy's RSS is read once every stream has its first event (bench-sse
+# writes the ready file then), so all of them are open and idle.
+declare -A IDLE_KIB IDLE_RSS
+bench_idle() {
+    local setup=$1 ready="$TMP/idle-ready-$1" file="$LOGS/idle-$1.json" before after client
+    local url="http://127.0.0.1:${PORT_OF[$setup]}/sse?events=2&interval_ms=$((IDLE_HOLD_S * 1000))"
+    log "idle streams, $setup: $IDLE_STREAMS streams held ${IDLE_HOLD_S} s"
+    rm -f "$ready"
+    before=$(rss_kib "${CPU_PID[$setup]}")
+    bounded $((IDLE_HOLD_S + 60)) "$BIN/bench-sse" --url "$url" --streams "$IDLE_STREAMS" --events 2 \
+        --stagger-ms 2000 --timeout-s $((IDLE_HOLD_S + 50)) --threads 2 --ready-file "$ready" \
+        "${SSE_HEADER[@]}" >"$file" 2>"$LOGS/idle-$setup.err" &
+    client=$!
+    for _ in $(seq $((IDLE_HOLD_S * 10))); do
+        [[ -e "$ready" ]] && break
+        kill -0 "$client" 2>/dev/null || break
+        sleep 0.1
+    done
+    [[ -e "$ready" ]] && after=$(rss_kib "${CPU_PID[$setup]}")
+    wait "$client" || { cat "$file" "$LOGS/idle-$setup.err" >&2; die "bench-sse (idle streams) against $setup failed"; }
+    [[ -n "${after:-}" ]] ||
+        die "idle streams through $setup: not every stream had its first event within ${IDLE_HOLD_S} s (raise BENCH_IDLE_HOLD_S)"
+    IDLE_RSS[$setup]=$after
+    IDLE_KIB[$setup]=$(awk -v a="$after" -v b="$before" -v n="$IDLE_STREAMS" 'BEGIN {printf "%.1f", (a - b) / n}')
 }
 
 # Rounds interleave the setups (direct, nginx, envoy, palisade, direct, …) so slow drifts in
@@ -736,6 +796,7 @@ measure() {
         local key="$workload/$setup"
         RATE[$key]=${RATE[$key/$median]} P50[$key]=${P50[$key/$median]} P99[$key]=${P99[$key/$median]}
         MEAN[$key]=${MEAN[$key/$median]} ERRS[$key]=${ERRS[$key/$median]} CPU[$key]=${CPU[$key/$median]}
+        FIRST50[$key]=${FIRST50[$key/$median]:-} FIRST99[$key]=${FIRST99[$key/$median]:-}
         ROWS+=("$key")
     done
     unset -n BY
@@ -744,6 +805,11 @@ measure() {
 measure small-h1 bench_small_h1 RATE
 [[ "$H2" == 1 ]] && measure small-h2 bench_small_h2 RATE
 measure sse bench_sse P99
+if ((IDLE_STREAMS > 0)); then
+    for setup in "${SETUPS[@]}"; do
+        [[ "$setup" == direct ]] || bench_idle "$setup"
+    done
+fi
 
 declare -A PID_OF=([upstream]=$UP_PID [nginx]=$NGINX_PID [palisade]=$PAL_PID)
 if [[ "$ENVOY" == 1 ]]; then PID_OF[envoy]=$ENVOY_PID; fi
@@ -831,6 +897,18 @@ THREADS_TEXT="proxy threads = nginx workers$([[ "$ENVOY" == 1 ]] && echo " = env
                 "${FIG[cpu_palisade_over_nginx]}"
         fi
     done
+    line=""
+    for setup in "${SETUPS[@]}"; do
+        line+=" $setup ${FIRST50[sse/$setup]:-n/a}/${FIRST99[sse/$setup]:-n/a}"
+    done
+    echo "  sse       first event (request sent -> first event read) p50/p99 ms:$line"
+    if ((IDLE_STREAMS > 0)); then
+        line=""
+        for setup in "${SETUPS[@]}"; do
+            [[ "$setup" == direct ]] || line+=" $setup ${IDLE_KIB[$setup]} ($((IDLE_RSS[$setup] / 1024)) MiB)"
+        done
+        echo "  idle      $IDLE_STREAMS streams open at once, proxy RSS added per stream in KiB (total RSS):$line"
+    fi
     echo "  cpu us/op: on-CPU time of the proxy's processes (all threads; nginx master + workers) per request or per SSE event."
     [[ "$H2" == 1 ]] && echo "  h2 rows: h2load prints no percentiles, so they compare mean latency; nginx 1.22 serves h2c on a second port."
     echo
@@ -847,7 +925,24 @@ THREADS_TEXT="proxy threads = nginx workers$([[ "$ENVOY" == 1 ]] && echo " = env
     echo "    \"duration_s\": $DUR_S, \"rounds\": $ROUNDS, \"conns\": $CONNS, \"wrk_threads\": $WRK_THREADS,"
     echo "    \"proxy_threads\": $PROXY_THREADS, \"upstream_threads\": $UPSTREAM_THREADS,"
     echo "    \"h2_clients\": $H2_CLIENTS, \"h2_streams_per_client\": $H2_STREAMS,"
-    echo "    \"sse_streams\": $SSE_STREAMS, \"sse_events\": $SSE_EVENTS, \"sse_interval_ms\": $SSE_INTERVAL_MS},"
+    echo "    \"sse_streams\": $SSE_STREAMS, \"sse_events\": $SSE_EVENTS, \"sse_interval_ms\": $SSE_INTERVAL_MS,"
+    echo "    \"idle_streams\": $IDLE_STREAMS, \"idle_hold_s\": $IDLE_HOLD_S},"
+    sep=""
+    printf '  "sse_first_event_ms": {'
+    for setup in "${SETUPS[@]}"; do
+        printf '%s"%s": {"p50": %s, "p99": %s}' "$sep" "$setup" "$(json_val "${FIRST50[sse/$setup]:-}")" \
+            "$(json_val "${FIRST99[sse/$setup]:-}")"
+        sep=", "
+    done
+    echo "},"
+    sep=""
+    printf '  "idle_kib_per_stream": {'
+    for setup in "${SETUPS[@]}"; do
+        [[ "$setup" == direct ]] && continue
+        printf '%s"%s": %s' "$sep" "$setup" "$(json_val "${IDLE_KIB[$setup]:-}")"
+        sep=", "
+    done
+    echo "},"
     echo "  \"results\": ["
     n=0
     for key in "${ROWS[@]}"; do
