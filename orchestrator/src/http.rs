@@ -9,8 +9,9 @@
 //! | `GET /metrics` | Prometheus text format |
 //!
 //! Errors use the proxy's body shape `{"error":{"code":…,"message":…}}`: `401 UNAUTHENTICATED`
-//! (missing or invalid assertion), `400 INVALID_REQUEST`, `503 UPSTREAM_UNAVAILABLE` (the
-//! proxy's keys or the idempotency backend cannot be reached).
+//! (missing or invalid assertion), `400 INVALID_REQUEST`, `409 RUN_IN_PROGRESS` and
+//! `422 IDEMPOTENCY_KEY_REUSED` (an `Idempotency-Key` repeat: see `http/runs.rs`),
+//! `503 UPSTREAM_UNAVAILABLE` (the proxy's keys or the idempotency backend cannot be reached).
 
 pub(crate) mod runs;
 
@@ -30,7 +31,7 @@ use futures::StreamExt;
 use palisade_wire::agui::RunAgentInput;
 use serde_json::json;
 
-use crate::idempotency::{scoped_key, Claim, IdempotencyStore};
+use crate::idempotency::{fingerprint, scoped_key, Claim, Holder, IdempotencyStore};
 use crate::identity::{Caller, IdentityError, Verifier};
 use crate::run::{run_events, RunRequest, Runtime};
 use crate::store::SessionStore;
@@ -148,18 +149,19 @@ async fn run_agent(State(state): State<AppState>, headers: HeaderMap, body: Byte
     if let Some(key) = header_str(&headers, "idempotency-key").filter(|k| !k.is_empty()) {
         let principal = (!caller.principal.is_empty()).then_some(caller.principal.as_str());
         let scoped = scoped_key(principal, key);
+        let holder = Holder::new(&input.run_id, &fingerprint(&input));
         match state
             .idempotency
-            .claim(&scoped, &input.run_id, state.idempotency_ttl)
+            .claim(&scoped, &holder.encode(), state.idempotency_ttl)
             .await
         {
             Ok(Claim::New) => {}
-            Ok(Claim::Existing { run_id }) => {
-                tracing::info!(run.id = %run_id, "idempotent repeat");
+            Ok(Claim::Existing { run_id: held }) => {
+                let previous = Holder::decode(&held);
+                tracing::info!(run.id = %previous.run_id, "idempotent repeat");
                 let (store, keys) = (state.store.as_ref(), state.idempotency.as_ref());
                 let ttl = state.idempotency_ttl;
-                if let Some(answer) =
-                    runs::repeat(store, keys, &scoped, &run_id, &input.run_id, ttl).await
+                if let Some(answer) = runs::repeat(store, keys, &scoped, &held, &holder, ttl).await
                 {
                     state.runtime.metrics.refused("idempotent_repeat");
                     return answer;

@@ -12,7 +12,10 @@
 //! `Idempotent-Replayed: true`); while it is still running, or when it is not yet recorded,
 //! `409 RUN_IN_PROGRESS` with its `runId`, so the client polls `GET /runs/{id}` or retries later;
 //! when it was cancelled (its client went away mid-stream — the usual reason to retry), the key
-//! passes to the new request, which runs.
+//! passes to the new request, which runs. A repeat whose request differs from the first one's
+//! (its [`fingerprint`]: everything but `runId`) is refused `422 IDEMPOTENCY_KEY_REUSED`, as the
+//! IETF Idempotency-Key draft asks, instead of silently getting the first run's answer. The value
+//! a key holds is a [`Holder`]: the run id with that fingerprint.
 //!
 //! ```
 //! # async fn example() {
@@ -44,9 +47,10 @@ use serde::{Deserialize, Serialize};
 pub enum Claim {
     /// The key was free: it now belongs to the given run, which should start.
     New,
-    /// The key already belongs to `run_id` (within its TTL): do not start another run.
+    /// The key already belongs to another run (within its TTL): do not start another run.
     Existing {
-        /// The run that claimed the key first.
+        /// The value the first claim stored: a run id, or a [`Holder`] in its stored form
+        /// (decode it with [`Holder::decode`]).
         run_id: String,
     },
 }
@@ -66,15 +70,17 @@ pub enum IdempotencyError {
 #[async_trait::async_trait]
 pub trait IdempotencyStore: Send + Sync + 'static {
     /// Claims `key` for `run_id` for `ttl`, atomically: of concurrent claims exactly one gets
-    /// [`Claim::New`].
+    /// [`Claim::New`]. `run_id` is stored as given; the HTTP layer passes a [`Holder`]'s
+    /// stored form (run id and request fingerprint).
     async fn claim(
         &self,
         key: &str,
         run_id: &str,
         ttl: Duration,
     ) -> Result<Claim, IdempotencyError>;
-    /// Frees `key` if it still belongs to `run_id` (for a run that could not start, so a retry
-    /// may run). Freeing a key held by another run does nothing.
+    /// Frees `key` if it still holds exactly `run_id` (the value its claim stored; for a run
+    /// that could not start, so a retry may run). Freeing a key held by another run does
+    /// nothing.
     async fn release(&self, key: &str, run_id: &str) -> Result<(), IdempotencyError>;
 }
 
@@ -124,6 +130,72 @@ pub fn open(cfg: &IdempotencyConfig) -> Result<Arc<dyn IdempotencyStore>, Idempo
         )?),
         (None, true) => Arc::new(InProcess::default()),
     })
+}
+
+/// What a claimed key holds: the run that claimed it and the fingerprint of that run's request,
+/// stored as `{fingerprint}:{run_id}`. A value written before fingerprints were kept is a bare
+/// run id and decodes with no fingerprint (it matches any request, as it did then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The run that claimed the key.
+    pub run_id: String,
+    /// [`fingerprint`] of that run's request, when it was recorded.
+    pub fingerprint: Option<String>,
+}
+
+impl Holder {
+    /// The holder for run `run_id` of a request with `fingerprint`.
+    pub fn new(run_id: &str, fingerprint: &str) -> Self {
+        Self {
+            run_id: run_id.to_owned(),
+            fingerprint: Some(fingerprint.to_owned()),
+        }
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> String {
+        match &self.fingerprint {
+            Some(fp) => format!("{fp}:{}", self.run_id),
+            None => self.run_id.clone(),
+        }
+    }
+
+    /// A stored value back (see the type's docs for values without a fingerprint).
+    pub fn decode(value: &str) -> Self {
+        match value.split_once(':') {
+            Some((fp, run_id)) if fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                Self {
+                    run_id: run_id.to_owned(),
+                    fingerprint: Some(fp.to_owned()),
+                }
+            }
+            _ => Self {
+                run_id: value.to_owned(),
+                fingerprint: None,
+            },
+        }
+    }
+
+    /// Whether a request with `fingerprint` repeats the holder's request (an unknown
+    /// fingerprint counts as the same).
+    pub fn same_request(&self, fingerprint: &str) -> bool {
+        self.fingerprint
+            .as_deref()
+            .is_none_or(|fp| fp == fingerprint)
+    }
+}
+
+/// A run request's fingerprint: SHA-256 (hex) of the parsed input serialized again without its
+/// `runId` — a retry carries a new run id but the same thread, messages, tools, context, state
+/// and forwarded properties. Serializing the parse makes key order and whitespace irrelevant.
+pub fn fingerprint(input: &palisade_wire::agui::RunAgentInput) -> String {
+    use sha2::{Digest, Sha256};
+    let mut value = serde_json::to_value(input).unwrap_or_default();
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("runId");
+    }
+    let digest = Sha256::digest(serde_json::to_vec(&value).unwrap_or_default());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The key a claim uses: the caller's `Idempotency-Key` within its principal (`-` when

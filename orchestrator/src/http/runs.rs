@@ -24,7 +24,7 @@ use axum::Extension;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::idempotency::{Claim, IdempotencyStore};
+use crate::idempotency::{Claim, Holder, IdempotencyStore};
 use crate::identity::Caller;
 use crate::store::{RunRecord, RunStatus, SessionStore, StoreError};
 
@@ -104,35 +104,47 @@ pub async fn answer_repeat(store: &dyn SessionStore, run_id: &str) -> Response {
     }
 }
 
-/// A repeat of `POST /agent` whose scoped idempotency `key` is held by run `previous`, as the new
-/// request with run id `run_id` should be handled: `Some(answer)` to send (a replay, `409`, or
-/// `500`/`503`), or `None` to go ahead and run — when `previous` was cancelled (its client went
-/// away, which is exactly when a client retries), the key is handed over to `run_id` first.
+/// A repeat of `POST /agent` whose scoped idempotency `key` holds `held` (the stored value), as
+/// the new request `holder` (its run id and request fingerprint) should be handled:
+/// `Some(answer)` to send (`422` when the first request differed, a replay, `409`, or
+/// `500`/`503`), or `None` to go ahead and run — when the previous run was cancelled (its client
+/// went away, which is exactly when a client retries), the key is handed over to `holder` first.
 pub async fn repeat(
     store: &dyn SessionStore,
     keys: &dyn IdempotencyStore,
     key: &str,
-    previous: &str,
-    run_id: &str,
+    held: &str,
+    holder: &Holder,
     ttl: Duration,
 ) -> Option<Response> {
-    match store.run(previous).await {
+    let previous = Holder::decode(held);
+    let fingerprint = holder.fingerprint.as_deref().unwrap_or_default();
+    if !previous.same_request(fingerprint) {
+        return Some(key_reused(&previous.run_id));
+    }
+    match store.run(&previous.run_id).await {
         Ok(Some(run)) if run.status == RunStatus::Cancelled => {}
-        Ok(_) => return Some(answer_repeat(store, previous).await),
+        Ok(_) => return Some(answer_repeat(store, &previous.run_id).await),
         Err(err) => return Some(store_failed(&err)),
     }
-    // Release only frees the key while `previous` holds it, and the claim is atomic: of two
-    // retries racing here, one runs and the other is answered about that one.
-    let taken = match keys.release(key, previous).await {
-        Ok(()) => keys.claim(key, run_id, ttl).await,
+    // Release only frees the key while the previous run holds it, and the claim is atomic: of
+    // two retries racing here, one runs and the other is answered about that one.
+    let taken = match keys.release(key, held).await {
+        Ok(()) => keys.claim(key, &holder.encode(), ttl).await,
         Err(err) => Err(err),
     };
     match taken {
         Ok(Claim::New) => {
-            tracing::info!(run.id = %run_id, run.previous = %previous, "idempotent repeat of a cancelled run: running again");
+            tracing::info!(run.id = %holder.run_id, run.previous = %previous.run_id, "idempotent repeat of a cancelled run: running again");
             None
         }
-        Ok(Claim::Existing { run_id: holder }) => Some(answer_repeat(store, &holder).await),
+        Ok(Claim::Existing { run_id: winner }) => {
+            let winner = Holder::decode(&winner);
+            if !winner.same_request(fingerprint) {
+                return Some(key_reused(&winner.run_id));
+            }
+            Some(answer_repeat(store, &winner.run_id).await)
+        }
         Err(err) => {
             tracing::error!(error = %err, "idempotency backend failed");
             let body = json!({"error": {
@@ -142,6 +154,17 @@ pub async fn repeat(
             Some((StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response())
         }
     }
+}
+
+/// `422 IDEMPOTENCY_KEY_REUSED`: the key belongs to run `run_id`, started by a different request
+/// (the IETF Idempotency-Key draft's answer to a key reused with another payload).
+fn key_reused(run_id: &str) -> Response {
+    let body = json!({"error": {
+        "code": "IDEMPOTENCY_KEY_REUSED",
+        "message": "this Idempotency-Key was used for a different request; use a new key",
+        "runId": run_id,
+    }});
+    (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
 }
 
 fn in_progress(run_id: &str) -> Response {

@@ -1,9 +1,10 @@
-//! In-process idempotency keys: claim, repeat, expiry (injected clock), release, scoping.
+//! In-process idempotency keys: claim, repeat, expiry (injected clock), release, scoping; holders
+//! and request fingerprints.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{scoped_key, Claim, IdempotencyStore, InProcess};
+use super::{fingerprint, scoped_key, Claim, Holder, IdempotencyStore, InProcess};
 
 /// A clock the test moves by hand.
 fn manual_clock() -> (Arc<Mutex<Instant>>, InProcess) {
@@ -119,4 +120,51 @@ fn redis_url_and_cluster_are_exclusive_and_default_is_in_process() {
     assert_eq!(d.ttl(), Duration::from_secs(86_400));
     assert_eq!(d.key_prefix, "palisade:idem:");
     assert!(open(&d).is_ok());
+}
+
+#[test]
+fn holders_round_trip_and_bare_run_ids_decode_without_a_fingerprint() {
+    let fp = "0123456789abcdef".repeat(4);
+    for run_id in ["r-1", "a:b", "", "ünïcode run"] {
+        let holder = Holder::new(run_id, &fp);
+        assert_eq!(Holder::decode(&holder.encode()), holder);
+    }
+    // Values stored before fingerprints were kept: a bare run id, even one with a colon.
+    for value in ["r-1", "abc:def", &format!("{}:r", &fp[..63])] {
+        let holder = Holder::decode(value);
+        assert_eq!(holder.run_id, value);
+        assert_eq!(holder.fingerprint, None);
+        assert!(holder.same_request(&fp), "an unknown fingerprint matches");
+    }
+    assert!(Holder::new("r", &fp).same_request(&fp));
+    assert!(!Holder::new("r", &fp).same_request(&"f".repeat(64)));
+}
+
+#[test]
+fn the_fingerprint_ignores_the_run_id_and_layout_but_nothing_else() {
+    let parse =
+        |body: &str| -> palisade_wire::agui::RunAgentInput { serde_json::from_str(body).unwrap() };
+    let first = parse(
+        r#"{"threadId":"t","runId":"r1","state":{},"tools":[],"context":[],
+            "forwardedProps":{},"messages":[{"id":"m1","role":"user","content":"hi"}]}"#,
+    );
+    let retry = parse(
+        r#"{ "messages": [ {"content": "hi", "role": "user", "id": "m1"} ],
+             "forwardedProps": {}, "context": [], "tools": [], "state": {},
+             "runId": "r2", "threadId": "t" }"#,
+    );
+    assert_eq!(fingerprint(&first), fingerprint(&retry));
+    assert_eq!(fingerprint(&first).len(), 64);
+    let changed = [
+        r#"{"threadId":"t2","runId":"r1","messages":[{"id":"m1","role":"user","content":"hi"}]}"#,
+        r#"{"threadId":"t","runId":"r1","messages":[{"id":"m1","role":"user","content":"hi!"}]}"#,
+        r#"{"threadId":"t","runId":"r1","messages":[{"id":"m2","role":"user","content":"hi"}]}"#,
+        r#"{"threadId":"t","runId":"r1","state":{"a":1},
+            "messages":[{"id":"m1","role":"user","content":"hi"}]}"#,
+        r#"{"threadId":"t","runId":"r1","forwardedProps":{"x":true},
+            "messages":[{"id":"m1","role":"user","content":"hi"}]}"#,
+    ];
+    for body in changed {
+        assert_ne!(fingerprint(&parse(body)), fingerprint(&first), "{body}");
+    }
 }

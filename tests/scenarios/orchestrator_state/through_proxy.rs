@@ -86,11 +86,14 @@ async fn start_long_run(stack: &Stack, key: &str, thread: &str, run: &str) -> re
         .unwrap()
 }
 
+/// A run input. A retry of the same request differs only in `runId` (the message keeps its id),
+/// which is what an idempotent repeat must look like: any other difference is a different
+/// request (`422 IDEMPOTENCY_KEY_REUSED`).
 fn input(thread: &str, run: &str, text: &str) -> Value {
     json!({
         "threadId": thread, "runId": run, "state": {}, "tools": [], "context": [],
         "forwardedProps": {},
-        "messages": [{"id": format!("m-{run}"), "role": "user", "content": text}]
+        "messages": [{"id": format!("m-{thread}"), "role": "user", "content": text}]
     })
 }
 
@@ -217,6 +220,35 @@ async fn an_idempotent_repeat_replays_the_first_run_instead_of_running_again() {
     let (_, thread) = get_json(&stack, "/threads/t-idem").await;
     assert_eq!(thread["runs"].as_array().unwrap().len(), 1);
 
+    // The same key on a different request (another prompt; then the same prompt, other state) is
+    // refused, not answered with the first run's result.
+    for body in [input("t-idem", "r-changed", "please use get_time now"), {
+        let mut body = input("t-idem", "r-changed", "please use get_time");
+        body["state"] = json!({"cart": 1});
+        body
+    }] {
+        let (status, answer, replayed) = post_run(&stack, &body, Some("order-42")).await;
+        assert_eq!(status, 422, "{answer:?}");
+        assert_eq!(answer[0]["error"]["code"], "IDEMPOTENCY_KEY_REUSED");
+        assert_eq!(answer[0]["error"]["runId"], "r-first");
+        assert_eq!(replayed, None);
+    }
+    assert_eq!(get_json(&stack, "/runs/r-changed").await.0, 404);
+    // Key order and whitespace are not a difference: the body is compared as parsed.
+    let reordered = r#"{"runId":"r-reorder","forwardedProps":{},"context":[],"tools":[],
+        "state":{},"threadId":"t-idem","messages":[{"content":"please use get_time",
+        "role":"user","id":"m-t-idem"}]}"#;
+    let resp = client()
+        .post(stack.proxy.url("/agent"))
+        .header("idempotency-key", "order-42")
+        .header("content-type", "application/json")
+        .body(reordered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["idempotent-replayed"], "true");
+
     // Another key runs normally.
     let (status, _, replayed) = post_run(
         &stack,
@@ -311,10 +343,10 @@ async fn a_retry_after_the_client_dropped_the_stream_runs_again() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, "cancelled");
-    // The retry with the same key runs to the end (not a truncated replay).
+    // The retry (same request, new runId) runs to the end (not a truncated replay).
     let (code, events, replayed) = post_run(
         &stack,
-        &input("t-drop", "r-again", "short answer"),
+        &input("t-drop", "r-again", &long_prompt()),
         Some("dropped-1"),
     )
     .await;
@@ -327,7 +359,7 @@ async fn a_retry_after_the_client_dropped_the_stream_runs_again() {
     // And from now on the key answers with the retry's result.
     let (code, again, replayed) = post_run(
         &stack,
-        &input("t-drop", "r-third", "short answer"),
+        &input("t-drop", "r-third", &long_prompt()),
         Some("dropped-1"),
     )
     .await;

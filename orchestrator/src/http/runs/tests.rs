@@ -9,7 +9,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{answer_repeat, repeat, routes, REPLAYED_HEADER};
-use crate::idempotency::{Claim, IdempotencyStore, InProcess};
+use crate::idempotency::{Claim, Holder, IdempotencyStore, InProcess};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{RunRecord, RunStatus, SessionStore, StoreError, ThreadRecord, ToolCallRecord};
 
@@ -216,19 +216,22 @@ async fn a_repeat_of_a_cancelled_run_takes_the_key_over_and_runs() {
     let response = answer_repeat(store.as_ref(), "r-cancelled").await;
     assert_eq!(response.status(), StatusCode::CONFLICT);
 
-    // The retry runs, and now holds the key: a further repeat is about the retry.
+    // The retry runs, and now holds the key: a further repeat is about the retry. (The key
+    // was claimed without a fingerprint, as before fingerprints were kept: any request matches.)
+    let fp = "a".repeat(64);
+    let retry = Holder::new("r-retry", &fp);
     assert!(
-        repeat(store.as_ref(), &keys, "k", "r-cancelled", "r-retry", ttl)
+        repeat(store.as_ref(), &keys, "k", "r-cancelled", &retry, ttl)
             .await
             .is_none()
     );
-    assert_eq!(
-        keys.claim("k", "r-third", ttl).await.unwrap(),
-        Claim::Existing {
-            run_id: "r-retry".into()
-        }
-    );
-    let answer = repeat(store.as_ref(), &keys, "k", "r-retry", "r-third", ttl)
+    let held = match keys.claim("k", "r-third", ttl).await.unwrap() {
+        Claim::Existing { run_id } => run_id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(Holder::decode(&held), retry);
+    let third = Holder::new("r-third", &fp);
+    let answer = repeat(store.as_ref(), &keys, "k", &held, &third, ttl)
         .await
         .unwrap();
     assert_eq!(
@@ -237,16 +240,28 @@ async fn a_repeat_of_a_cancelled_run_takes_the_key_over_and_runs() {
         "r-retry is not recorded yet"
     );
 
+    // The same key with a different request: 422, naming the run that holds the key.
+    let other = Holder::new("r-other", &"b".repeat(64));
+    let answer = repeat(store.as_ref(), &keys, "k", &held, &other, ttl)
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = axum::body::to_bytes(answer.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["error"]["code"], "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(body["error"]["runId"], "r-retry");
+
     // Finished and running runs are answered, never run again.
     store.finish_run(&finished_run()).await.unwrap();
     keys.claim("k2", "r1", ttl).await.unwrap();
-    let answer = repeat(store.as_ref(), &keys, "k2", "r1", "r-new", ttl)
+    let new = Holder::new("r-new", &fp);
+    let answer = repeat(store.as_ref(), &keys, "k2", "r1", &new, ttl)
         .await
         .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
     assert_eq!(answer.headers()[REPLAYED_HEADER], "true");
-    let answer = repeat(&Broken, &keys, "k2", "r1", "r-new", ttl)
-        .await
-        .unwrap();
+    let answer = repeat(&Broken, &keys, "k2", "r1", &new, ttl).await.unwrap();
     assert_eq!(answer.status(), StatusCode::INTERNAL_SERVER_ERROR);
 }
