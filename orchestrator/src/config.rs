@@ -197,13 +197,13 @@ pub enum ConfigError {
     /// The YAML is malformed or does not match [`OrchestratorConfig`] (the message names the
     /// field and position).
     #[error("invalid orchestrator config: {0}")]
-    Parse(#[from] serde_yaml::Error),
+    Parse(#[from] yaml_serde::Error),
 }
 
 impl OrchestratorConfig {
     /// Parses YAML. An empty document (or one holding only comments) is the default.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let parsed: Option<Self> = serde_yaml::from_str(text)?;
+        let parsed: Option<Self> = yaml_serde::from_str(text)?;
         Ok(parsed.unwrap_or_default())
     }
 

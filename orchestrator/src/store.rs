@@ -286,8 +286,8 @@ mod tests {
 
     use super::StoreConfig;
 
-    fn parse(yaml: &str) -> Result<StoreConfig, serde_yaml::Error> {
-        serde_yaml::from_str(yaml)
+    fn parse(yaml: &str) -> Result<StoreConfig, yaml_serde::Error> {
+        yaml_serde::from_str(yaml)
     }
 
     #[test]

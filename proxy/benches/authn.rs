@@ -28,7 +28,7 @@ fn claims() -> serde_json::Value {
 }
 
 fn authenticator(jwks: &std::path::Path, alg: &str) -> Authenticator {
-    let spec: AuthnSpec = serde_yaml::from_str(&format!(
+    let spec: AuthnSpec = yaml_serde::from_str(&format!(
         "issuers:\n  - issuer: https://idp.bench\n    audiences: [palisade]\n    algorithms: [{alg}]\n    \
          keys: {{jwks_file: \"{}\"}}\ntoken_cache: {{max_entries: 100000}}\n",
         jwks.display()
@@ -127,7 +127,7 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     group.bench_function("first verification RS256 (cache off)", |b| {
         let rs_nocache = {
-            let spec: AuthnSpec = serde_yaml::from_str(&format!(
+            let spec: AuthnSpec = yaml_serde::from_str(&format!(
                 "issuers:\n  - issuer: https://idp.bench\n    audiences: [palisade]\n    algorithms: [RS256]\n    \
                  keys: {{jwks_file: \"{}\"}}\ntoken_cache: {{max_entries: 0}}\n",
                 rsa_jwks.display()

@@ -52,7 +52,7 @@ fn scan(c: &mut Criterion) {
     });
     let raw_only = RuleSet::compile(
         "raw",
-        &serde_yaml::from_str(
+        &yaml_serde::from_str(
             "disable: [injection.ignore_instructions, injection.prompt_leak, \
              injection.role_override, tool.destructive_command]",
         )

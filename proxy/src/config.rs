@@ -139,7 +139,7 @@ pub fn parse_spec(
 ) -> Result<ConfigSpec, ConfigError> {
     let invalid =
         |path: String, message: String| ConfigError::Invalid(vec![FieldError { path, message }]);
-    let mut tree: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+    let mut tree: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| {
         let at = e
             .location()
             .map(|l| format!("line {} column {}", l.line(), l.column()))
@@ -147,7 +147,7 @@ pub fn parse_spec(
         invalid(at, format!("not valid YAML: {e}"))
     })?;
     if tree.is_null() {
-        tree = serde_yaml::Value::Mapping(Default::default());
+        tree = yaml_serde::Value::Mapping(Default::default());
     }
     let env_errors = env::apply(&mut tree, env);
     if !env_errors.is_empty() {

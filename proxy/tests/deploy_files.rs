@@ -92,7 +92,7 @@ fn used(text: &str) -> BTreeSet<String> {
 #[test]
 fn alerts_are_valid_yaml_over_registered_metrics() {
     let text = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
-    let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("alerts.yml is YAML");
+    let doc: yaml_serde::Value = yaml_serde::from_str(&text).expect("alerts.yml is YAML");
     let rules = doc["groups"][0]["rules"]
         .as_sequence()
         .expect("groups[0].rules");

@@ -282,7 +282,7 @@ fn tmp_paths_resolve_under_the_os_temp_dir() {
 
 #[test]
 fn validation_reports_every_bad_field() {
-    let spec: AuditSpec = serde_yaml::from_str(
+    let spec: AuditSpec = yaml_serde::from_str(
         "file: {path: '', max_bytes: 0, fsync: sometimes}\nqueue_capacity: 0\nredis: {url: 'nope'}",
     )
     .unwrap();

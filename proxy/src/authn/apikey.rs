@@ -64,7 +64,7 @@ impl KeysFile {
     /// Reads `path`; a missing file is an empty key list.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Ok(serde_yaml::from_str(&text)?),
+            Ok(text) => Ok(yaml_serde::from_str(&text)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(e) => Err(e.into()),
         }
@@ -74,7 +74,7 @@ impl KeysFile {
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_yaml::to_string(self)?)?;
+        std::fs::write(&tmp, yaml_serde::to_string(self)?)?;
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
         std::fs::rename(tmp, path)?;
         Ok(())

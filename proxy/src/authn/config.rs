@@ -67,7 +67,7 @@ pub struct RevocationSpec {
 
 impl Default for RevocationSpec {
     fn default() -> Self {
-        serde_yaml::from_str("{}").expect("an empty revocation section is valid")
+        yaml_serde::from_str("{}").expect("an empty revocation section is valid")
     }
 }
 
@@ -81,7 +81,7 @@ fn default_sync_interval() -> Duration {
 impl Default for AuthnSpec {
     fn default() -> Self {
         // The serde defaults are the one source of truth for every field's default.
-        serde_yaml::from_str("{}").expect("an empty authentication section is valid")
+        yaml_serde::from_str("{}").expect("an empty authentication section is valid")
     }
 }
 

@@ -84,7 +84,7 @@ mod tests {
     use super::*;
 
     fn spec() -> TrustedHeadersSpec {
-        serde_yaml::from_str("from: [10.0.0.0/8, 127.0.0.2]").unwrap()
+        yaml_serde::from_str("from: [10.0.0.0/8, 127.0.0.2]").unwrap()
     }
 
     fn req() -> RequestHeader {

@@ -67,7 +67,7 @@ impl ToolCatalog {
         if text.trim().is_empty() {
             return Ok(Self::default());
         }
-        serde_yaml::from_str(text).map_err(|e| match e.location() {
+        yaml_serde::from_str(text).map_err(|e| match e.location() {
             Some(l) => format!("line {}: {e}", l.line()),
             None => e.to_string(),
         })

@@ -14,7 +14,7 @@
 //! variables whose first segment names a top-level config field are applied; others (such as
 //! `PALISADE_TOKEN`) are left alone.
 
-use serde_yaml::{Mapping, Value};
+use yaml_serde::{Mapping, Value};
 
 use super::FieldError;
 
@@ -56,7 +56,7 @@ pub fn apply(
     vars.sort();
     for (name, path, raw) in vars {
         let segments: Vec<&str> = path.split("__").collect();
-        let value = serde_yaml::from_str::<Value>(&raw).unwrap_or(Value::String(raw));
+        let value = yaml_serde::from_str::<Value>(&raw).unwrap_or(Value::String(raw));
         if let Err(message) = set(root, &segments, value) {
             errors.push(FieldError {
                 path: segments.join("."),
@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn sets_nested_fields_with_typed_values() {
-        let mut root: Value = serde_yaml::from_str("admin: {address: 127.0.0.1:1}").unwrap();
+        let mut root: Value = yaml_serde::from_str("admin: {address: 127.0.0.1:1}").unwrap();
         let errors = apply(
             &mut root,
             vars(&[
@@ -145,7 +145,7 @@ mod tests {
 
     #[test]
     fn reports_overrides_that_cannot_apply() {
-        let mut root: Value = serde_yaml::from_str("routes: []\nadmin: 7").unwrap();
+        let mut root: Value = yaml_serde::from_str("routes: []\nadmin: 7").unwrap();
         let errors = apply(
             &mut root,
             vars(&[

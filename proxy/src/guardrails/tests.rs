@@ -258,7 +258,7 @@ fn phrases_split_across_deltas_are_caught() {
 fn a_secret_split_across_deltas_is_never_relayed_in_part() {
     let rs = RuleSet::compile(
         "t",
-        &serde_yaml::from_str::<RuleSetSpec>(
+        &yaml_serde::from_str::<RuleSetSpec>(
             "overrides: {secret.aws_access_key: {output: redact}}",
         )
         .unwrap(),
@@ -302,7 +302,7 @@ proptest! {
         which in 0..SECRETS.len(),
         cuts in proptest::collection::vec(0usize..200, 0..8),
     ) {
-        let spec: RuleSetSpec = serde_yaml::from_str(
+        let spec: RuleSetSpec = yaml_serde::from_str(
             "overrides: {secret.aws_access_key: {output: redact}, secret.api_token: {output: redact},\
              secret.jwt: {output: redact}, secret.private_key: {output: redact}}",
         ).unwrap();

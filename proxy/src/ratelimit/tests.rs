@@ -423,7 +423,7 @@ role_multipliers: {admin: -1}
 streams: {per_principal: 0}
 redis: {url: "http://x", cluster: ["redis://a:1"]}
 "#;
-    let spec: RateLimitsSpec = serde_yaml::from_str(yaml).unwrap();
+    let spec: RateLimitsSpec = yaml_serde::from_str(yaml).unwrap();
     let mut errors = Vec::new();
     policy::validate(&spec, &mut errors);
     let mut paths: Vec<String> = errors.into_iter().map(|e| e.path).collect();

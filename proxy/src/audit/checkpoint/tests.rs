@@ -318,7 +318,7 @@ fn keys_round_trip_and_validation_names_a_missing_key() {
     assert_eq!(key_id(&parse_public_key(&public).unwrap()), key.key_id());
     assert!(parse_public_key("nope").is_err());
 
-    let spec: crate::audit::AuditSpec = serde_yaml::from_str(&format!(
+    let spec: crate::audit::AuditSpec = yaml_serde::from_str(&format!(
         "checkpoint: {{key_file: '{}', every_records: 0, every: 0s}}",
         dir.path().join("missing.pem").display()
     ))

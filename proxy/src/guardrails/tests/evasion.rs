@@ -202,7 +202,7 @@ fn ordinary_text_near_the_evasions_passes() {
 /// place nor one starting inside it.
 #[test]
 fn a_phrase_that_does_not_fit_hides_nothing() {
-    let spec: RuleSetSpec = serde_yaml::from_str(
+    let spec: RuleSetSpec = yaml_serde::from_str(
         r#"
 builtin: false
 rules:
@@ -277,7 +277,7 @@ proptest! {
         which in 0usize..6,
         cuts in proptest::collection::vec(0usize..120, 0..8),
     ) {
-        let spec: RuleSetSpec = serde_yaml::from_str(
+        let spec: RuleSetSpec = yaml_serde::from_str(
             "overrides: {injection.ignore_instructions: {output: stop}}",
         ).unwrap();
         let rs = RuleSet::compile("t", &spec).unwrap();

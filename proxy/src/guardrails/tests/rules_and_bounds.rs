@@ -6,7 +6,7 @@ use super::*;
 
 #[test]
 fn configuration_errors_name_their_field() {
-    let spec: RuleSetSpec = serde_yaml::from_str(
+    let spec: RuleSetSpec = yaml_serde::from_str(
         r#"
 disable: [pii.nothing]
 overrides: {injection.ignore_instructions: {input: redact}}
@@ -37,7 +37,7 @@ rules:
 
 #[test]
 fn custom_rules_run_beside_the_builtin_ones() {
-    let spec: RuleSetSpec = serde_yaml::from_str(
+    let spec: RuleSetSpec = yaml_serde::from_str(
         r#"
 builtin: false
 rules:
