@@ -635,11 +635,10 @@ json_num() { grep -o "\"$2\":[-0-9.eE+]*" "$1" | head -n1 | cut -d: -f2; }
 
 bounded() { timeout --kill-after=5 "$1" "${@:2}"; }
 
-# CPU time in ns of process $1 and its children (nginx's workers): the sum of every thread's
-# run time from /proc/<pid>/task/<tid>/schedstat (ns resolution), or utime + stime from
-# /proc/<pid>/stat (clock ticks) where schedstat is missing.
-cpu_ns() {
-    local total=0 f s pid fields t run
+# Process $1 and its children (nginx's workers), one "pid utime stime" line each (utime and
+# stime in clock ticks, from /proc/<pid>/stat).
+family() {
+    local f s pid fields
     for f in /proc/[0-9]*/stat; do
         { read -r s <"$f"; } 2>/dev/null || continue
         pid=${f#/proc/}
@@ -647,14 +646,24 @@ cpu_ns() {
         read -r -a fields <<<"${s##*) }"
         # After "pid (comm) ": [0]=state [1]=ppid … [11]=utime [12]=stime.
         [[ "$pid" == "$1" || "${fields[1]}" == "$1" ]] || continue
+        echo "$pid ${fields[11]} ${fields[12]}"
+    done
+}
+
+# CPU time in ns of process $1 and its children: the sum of every thread's run time from
+# /proc/<pid>/task/<tid>/schedstat (ns resolution), or utime + stime from /proc/<pid>/stat
+# (clock ticks) where schedstat is missing.
+cpu_ns() {
+    local total=0 pid utime stime t run
+    while read -r pid utime stime; do
         if [[ -r "/proc/$pid/schedstat" ]]; then
             for t in /proc/"$pid"/task/*/schedstat; do
                 { read -r run _ <"$t"; } 2>/dev/null && total=$((total + run))
             done
         else
-            total=$((total + (fields[11] + fields[12]) * 1000000000 / CLK_TCK))
+            total=$((total + (utime + stime) * 1000000000 / CLK_TCK))
         fi
-    done
+    done < <(family "$1")
     echo "$total"
 }
 declare -A CPU_PID=([nginx]=$NGINX_PID [palisade]=$PAL_PID)
@@ -740,16 +749,11 @@ bench_sse() {
 
 # Resident memory in KiB of process $1 and its children (nginx's workers).
 rss_kib() {
-    local total=0 f s pid fields kib
-    for f in /proc/[0-9]*/stat; do
-        { read -r s <"$f"; } 2>/dev/null || continue
-        pid=${f#/proc/}
-        pid=${pid%/stat}
-        read -r -a fields <<<"${s##*) }"
-        [[ "$pid" == "$1" || "${fields[1]}" == "$1" ]] || continue
+    local total=0 pid kib
+    while read -r pid _; do
         kib=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null)
         total=$((total + ${kib:-0}))
-    done
+    done < <(family "$1")
     echo "$total"
 }
 
