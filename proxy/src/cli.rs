@@ -1,4 +1,4 @@
-//! The `palisade` command line (see `DESIGN.md`'s command table).
+//! The `palisade` command line (the commands are listed in the README's "Commands" section).
 
 mod audit;
 mod keys;

@@ -3,7 +3,7 @@
 //! Every non-2xx response the proxy itself produces comes from a [`ProxyError`]. The mapping to
 //! HTTP status, stable error code, metric reason and audit field lives in one exhaustive `match`
 //! ([`ProxyError::kind`]), so adding a variant without deciding how it looks on the wire does not
-//! compile. The JSON body is the contract from `DESIGN.md`:
+//! compile. The JSON body is the contract documented in `docs/errors.md`:
 //!
 //! ```json
 //! {"error":{"code":"FORBIDDEN","message":"…","request_id":"…","trace_id":"…","timestamp":"RFC3339"}}
@@ -141,7 +141,7 @@ impl ProxyError {
         }
     }
 
-    /// The JSON error body from `DESIGN.md`.
+    /// The JSON error body (`docs/errors.md`).
     pub fn body(&self, request_id: &str, trace_id: &str) -> Bytes {
         #[derive(Serialize)]
         struct Envelope<'a> {

@@ -1,6 +1,6 @@
 //! [`Principal`]: who is calling, as every later stage (authorization, limits, audit) sees it.
 //!
-//! The shape follows the Cedar entity model in `DESIGN.md`: a principal is one of `User`,
+//! The shape follows the Cedar entity model (`docs/policies.md`): a principal is one of `User`,
 //! `ApiKey`, `Service` or `Anonymous`, with attributes (`email`, `tenant`, `roles`, `groups`,
 //! `scopes`, `mfa`, `auth_method`) and parents (`Role::"<role>"` per role, `Tenant::"<id>"`).
 
