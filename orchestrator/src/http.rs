@@ -163,7 +163,12 @@ async fn run_agent(State(state): State<AppState>, headers: HeaderMap, body: Byte
                 let ttl = state.idempotency_ttl;
                 if let Some(answer) = runs::repeat(store, keys, &scoped, &held, &holder, ttl).await
                 {
-                    state.runtime.metrics.refused("idempotent_repeat");
+                    let reason = if answer.status() == StatusCode::UNPROCESSABLE_ENTITY {
+                        "idempotency_key_reused"
+                    } else {
+                        "idempotent_repeat"
+                    };
+                    state.runtime.metrics.refused(reason);
                     return answer;
                 }
             }

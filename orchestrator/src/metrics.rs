@@ -8,7 +8,7 @@
 //! | `palisade_orchestrator_model_turns_total` | counter | `outcome` = ok, error |
 //! | `palisade_orchestrator_tool_calls_total` | counter | `source` = builtin, mcp, a2a, unknown; `outcome` = ok, error |
 //! | `palisade_orchestrator_tool_call_duration_seconds` | histogram | `source` |
-//! | `palisade_orchestrator_requests_refused_total` | counter | `reason` = unauthenticated, identity_unavailable, invalid_request, idempotent_repeat |
+//! | `palisade_orchestrator_requests_refused_total` | counter | `reason` = unauthenticated, identity_unavailable, invalid_request, idempotent_repeat, idempotency_key_reused |
 //!
 //! The registry is passed explicitly, never global.
 
