@@ -18,11 +18,10 @@ fn main() -> std::process::ExitCode {
 /// mapped before `main` keeps its advice but faults in no huge pages from here on.
 #[cfg(target_os = "linux")]
 fn disable_transparent_huge_pages() {
+    // The result is not checked: a kernel without the option leaves the allocator as it was
+    // (more memory, same behaviour), and logging is not set up yet to say so.
     // SAFETY: PR_SET_THP_DISABLE takes integer arguments only and touches no memory.
-    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-    // Failure (a kernel without the option) leaves the allocator as it was: more memory, no
-    // change in behaviour; logging is not set up yet, so nothing is said.
-    let _ = rc;
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
 
 #[cfg(not(target_os = "linux"))]
