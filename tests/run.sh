@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it on a fresh machine: installs what it needs, then runs
-# formatting and lint checks, every unit/property/end-to-end test, doc tests and a fuzz smoke run.
+# formatting and lint checks, every unit/property/end-to-end test, the deployment tests (image,
+# Kubernetes manifests, compose stack, with podman), doc tests and a fuzz smoke run.
 # Usage: bash tests/run.sh            (from anywhere inside the repository)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,14 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing+=(iproute2)
 command -v unshare >/dev/null || missing+=(util-linux)
 [ -x /usr/bin/kill ] || [ -x /bin/kill ] || missing+=(procps)
+# podman (+ runc, the CNI plugins) and debootstrap: the deployment tests build the image from a
+# base made offline and run it, the Kubernetes manifests (`podman kube play`) and the compose
+# stack (tests/deploy). objcopy (binutils) strips the binaries for the image.
+command -v podman >/dev/null || missing+=(podman)
+command -v runc >/dev/null || missing+=(runc)
+[ -d /usr/lib/cni ] || missing+=(containernetworking-plugins)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v objcopy >/dev/null || missing+=(binutils)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -42,6 +51,12 @@ fi
 if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a==20&&b>=18)?0:1)'; then
   echo "Node.js $(node --version) is too old: the OIDC and AG-UI client tests need >= 20.18" >&2
   echo "(install it from https://nodejs.org or NodeSource, then rerun)." >&2
+  exit 1
+fi
+# kubectl (with kustomize v5) renders the Kubernetes manifests; Debian has no package for it.
+if ! command -v kubectl >/dev/null; then
+  echo "kubectl is not installed: the deployment tests render deploy/kubernetes with" >&2
+  echo "\`kubectl kustomize\` (install kubectl >= 1.27 from https://kubernetes.io, then rerun)." >&2
   exit 1
 fi
 # A network namespace (as root, or through an unprivileged user namespace) for the README tests.
@@ -69,7 +84,8 @@ npm ci --prefix tests/peers/agui-client --no-audit --no-fund
 
 step "Python venv with the peer packages (target/peers-venv)"
 [ -x target/peers-venv/bin/python ] || python3 -m venv target/peers-venv
-target/peers-venv/bin/pip install -q --disable-pip-version-check -r tests/peers/requirements.txt
+target/peers-venv/bin/pip install -q --disable-pip-version-check -r tests/peers/requirements.txt \
+  -r tests/deploy/requirements.txt
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -82,6 +98,10 @@ cargo nextest run --workspace --locked --no-fail-fast
 
 step "policy tests (palisade policy test over policies/)"
 cargo run -q --locked -p palisade-proxy --bin palisade -- policy test -p policies
+
+step "deployment: image, Kubernetes sidecar pod, compose stack (tests/deploy)"
+cargo build -q --locked -p palisade-proxy --bin palisade -p palisade-orchestrator --bin palisade-orchestrator
+bash tests/deploy/run.sh
 
 step "doc tests"
 cargo test --workspace --doc --locked

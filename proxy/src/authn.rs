@@ -48,7 +48,7 @@ pub struct Authenticator {
     shared: Option<shared::SharedRevocations>,
     assertions: dashmap::DashMap<String, (u64, String)>,
     max_token_bytes: usize,
-    assertion: Signer,
+    assertion: signer::AssertionKeys,
     assertion_spec: config::AssertionSpec,
     dev: Option<(Signer, config::DevIssuerSpec)>,
 }
@@ -110,7 +110,7 @@ impl Authenticator {
             shared: shared::SharedRevocations::new(&spec.revocation),
             assertions: dashmap::DashMap::new(),
             max_token_bytes: spec.max_token_bytes,
-            assertion: Signer::generate()?,
+            assertion: signer::AssertionKeys::load(&spec.assertion)?,
             assertion_spec: spec.assertion.clone(),
             dev,
         })
@@ -270,7 +270,7 @@ impl Authenticator {
         now: u64,
         ttl: u64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        self.assertion.sign(&serde_json::json!({
+        self.assertion.current.sign(&serde_json::json!({
             "iss": self.assertion_spec.issuer,
             "sub": p.entity_uid(),
             "aud": route,
@@ -289,7 +289,8 @@ impl Authenticator {
         }))
     }
 
-    /// The public key of the assertions, as JWKS JSON (served on the admin listener).
+    /// The public keys of the assertions (the signing one and any rotated out), as JWKS JSON
+    /// (served on the admin listener).
     pub fn assertion_jwks(&self) -> serde_json::Value {
         serde_json::to_value(self.assertion.jwks()).unwrap_or_default()
     }

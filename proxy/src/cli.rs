@@ -1,6 +1,7 @@
 //! The `palisade` command line (the commands are listed in the README's "Commands" section).
 
 mod audit;
+mod deploy;
 mod keys;
 mod policy;
 mod serve;
@@ -50,6 +51,12 @@ enum Command {
     /// The audit trail: verify hash chains, tail decisions.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Probe a running proxy's readiness (exit 0 when ready): for container HEALTHCHECKs and
+    /// Kubernetes exec probes, so the image needs no curl.
+    Healthcheck(deploy::HealthcheckArgs),
+    /// The assertion signing key that replicas share: generate one, print its JWKS.
+    #[command(subcommand)]
+    AssertionKey(deploy::AssertionKeyCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,6 +89,8 @@ fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => keys::keys(cmd),
         Command::Tokens(cmd) => keys::tokens(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Healthcheck(args) => deploy::healthcheck(args),
+        Command::AssertionKey(cmd) => deploy::assertion_key(cmd),
         Command::Config(ConfigCommand::Schema) => {
             print!("{}", crate::config::schema_json());
             ExitCode::SUCCESS

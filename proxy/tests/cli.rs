@@ -1,5 +1,5 @@
-//! The `palisade` binary: `validate` over every shipped config, error reporting, and `dev` end to
-//! end (the README's first command).
+//! The `palisade` binary: `validate` over every shipped config, error reporting, `dev` end to
+//! end (the README's first command), and the container helpers (`healthcheck`, `assertion-key`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -221,6 +221,75 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The image's config (deploy/docker/palisade.yaml) with what a pod mounts: the policies and
+/// the secrets, at paths the test makes (env overrides, as in a pod spec).
+#[test]
+fn the_container_config_validates_with_its_mounts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("assertion-key.pem");
+    let out = palisade()
+        .args(["assertion-key", "generate", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let kid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(kid.len(), 16, "prints the kid: {kid}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the private key is not world-readable");
+    // Never overwrites a key (a rotation keeps the old one as a previous key).
+    let again = palisade()
+        .args(["assertion-key", "generate", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    // The JWKS it prints names the key by the same kid, with no private part.
+    let out = palisade()
+        .args(["assertion-key", "jwks"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    let jwks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jwks["keys"][0]["kid"], kid.as_str());
+    assert!(jwks["keys"][0].get("d").is_none());
+
+    let keys = dir.path().join("keys.yaml");
+    std::fs::write(&keys, "keys: []\n").unwrap();
+    let checkpoint = dir.path().join("audit-checkpoint.key");
+    let out = palisade()
+        .args(["audit", "keygen"])
+        .arg(&checkpoint)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    std::fs::write(dir.path().join("admin-token"), "t".repeat(40)).unwrap();
+    let file = repo_root().join("deploy/docker/palisade.yaml");
+    let out = palisade()
+        .arg("validate")
+        .arg("-c")
+        .arg(&file)
+        .env(
+            "PALISADE_AUTHORIZATION__POLICY_SETS__0__PATH",
+            repo_root().join("policies"),
+        )
+        .env("PALISADE_AUTHENTICATION__API_KEYS__FILE", &keys)
+        .env("PALISADE_AUTHENTICATION__ASSERTION__SIGNING_KEY_FILE", &key)
+        .env(
+            "PALISADE_AUTHENTICATION__REVOCATION__ADMIN_TOKEN_FILE",
+            dir.path().join("admin-token"),
+        )
+        .env("PALISADE_AUDIT__CHECKPOINT__KEY_FILE", &checkpoint)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The README's first command: `palisade dev` starts proxy + orchestrator, prints a curl line
 /// that streams through the proxy, and exits cleanly on SIGTERM.
 #[test]
@@ -296,6 +365,17 @@ fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
         assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
     }
 
+    // The probe the image's HEALTHCHECK and the pod's exec probes run.
+    let readyz = format!("http://127.0.0.1:{admin}/readyz");
+    let probe = |url: &str| {
+        palisade()
+            .args(["healthcheck", "--url", url])
+            .output()
+            .unwrap()
+    };
+    let out = probe(&readyz);
+    assert!(out.status.success(), "{out:?}");
+
     // SIGTERM: drains (nothing live) and exits 0.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let started = Instant::now();
@@ -310,4 +390,11 @@ fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Gone: the probe fails, and says why.
+    let out = probe(&readyz);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&readyz),
+        "{out:?}"
+    );
 }

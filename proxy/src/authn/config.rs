@@ -288,6 +288,19 @@ pub struct AssertionSpec {
     /// `iss` of assertions. Default: `palisade`.
     #[serde(default = "default_assertion_issuer")]
     pub issuer: String,
+    /// The signing key: a P-256 private key, PKCS#8 PEM (`palisade assertion-key generate`). Replicas
+    /// behind one Service must share it, so an upstream verifies what any of them signed.
+    /// Default: a key generated at every start (one replica).
+    #[serde(default)]
+    pub signing_key_file: Option<String>,
+    /// The same as `signing_key_file`, from the named environment variable (the PEM itself).
+    #[serde(default)]
+    pub signing_key_env: Option<String>,
+    /// Keys published in the JWKS next to the signing key, never used to sign: the next key
+    /// before a rotation, the old one after it (docs/deployment.md#one-assertion-key-for-every-replica).
+    /// Default: none.
+    #[serde(default)]
+    pub previous_key_files: Vec<String>,
 }
 
 impl Default for AssertionSpec {
@@ -295,6 +308,9 @@ impl Default for AssertionSpec {
         Self {
             ttl: default_assertion_ttl(),
             issuer: default_assertion_issuer(),
+            signing_key_file: None,
+            signing_key_env: None,
+            previous_key_files: Vec::new(),
         }
     }
 }

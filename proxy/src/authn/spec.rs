@@ -122,6 +122,63 @@ pub fn validate_spec(spec: &AuthnSpec, errors: &mut Vec<FieldError>) {
             "must be between 1s and 60s".into(),
         );
     }
+    if spec.assertion.signing_key_file.is_some() && spec.assertion.signing_key_env.is_some() {
+        push(
+            "authentication.assertion".into(),
+            "set `signing_key_file` or `signing_key_env`, not both".into(),
+        );
+    }
+    // The keys themselves, so `palisade validate` catches a missing or malformed key, not the
+    // start of the proxy.
+    let assertion = &spec.assertion;
+    let keys = assertion
+        .signing_key_file
+        .iter()
+        .map(|f| ("authentication.assertion.signing_key_file".to_string(), f))
+        .chain(
+            assertion
+                .previous_key_files
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    (
+                        format!("authentication.assertion.previous_key_files[{i}]"),
+                        f,
+                    )
+                }),
+        );
+    for (at, file) in keys {
+        match std::fs::read_to_string(file) {
+            Err(e) => push(at, format!("cannot read {file}: {e}")),
+            Ok(pem) => {
+                if let Err(e) = super::signer::Signer::from_pem(&pem) {
+                    push(at, format!("{file}: {e}"));
+                }
+            }
+        }
+    }
+    if let Some(var) = &assertion.signing_key_env {
+        let at = "authentication.assertion.signing_key_env".to_string();
+        match std::env::var(var) {
+            Err(_) => push(at, format!("${var} is not set")),
+            Ok(pem) => {
+                if let Err(e) = super::signer::Signer::from_pem(&pem) {
+                    push(at, format!("${var}: {e}"));
+                }
+            }
+        }
+    }
+    if !spec.assertion.previous_key_files.is_empty()
+        && spec.assertion.signing_key_file.is_none()
+        && spec.assertion.signing_key_env.is_none()
+    {
+        push(
+            "authentication.assertion.previous_key_files".into(),
+            "previous keys are published next to the signing key: set `signing_key_file` or \
+             `signing_key_env`"
+                .into(),
+        );
+    }
     let rev = &spec.revocation;
     if rev.redis_url.is_some() && !rev.redis_cluster.is_empty() {
         push(

@@ -143,3 +143,50 @@ fn committed_schema_matches_the_types() {
          `cargo run -p palisade-proxy --bin palisade -- config schema > config/schema/palisade.schema.json`"
     );
 }
+
+#[test]
+fn assertion_keys_are_checked_by_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.pem");
+    std::fs::write(&good, crate::authn::signer::generate_pem().unwrap()).unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "not a key").unwrap();
+    let config = |body: String| format!("authentication:\n  assertion:\n{body}");
+    load(&config(format!(
+        "    signing_key_file: {}\n",
+        good.display()
+    )))
+    .unwrap();
+    let err = load(&config(format!(
+        "    signing_key_file: {}\n    previous_key_files: [{}, {}]\n",
+        dir.path().join("missing.pem").display(),
+        good.display(),
+        bad.display()
+    )))
+    .unwrap_err();
+    assert_eq!(
+        paths(err),
+        [
+            "authentication.assertion.signing_key_file",
+            "authentication.assertion.previous_key_files[1]"
+        ]
+    );
+    let err = load(&config(format!(
+        "    signing_key_file: {}\n    signing_key_env: PALISADE_TEST_NEVER_SET\n",
+        good.display()
+    )))
+    .unwrap_err();
+    assert_eq!(
+        paths(err),
+        [
+            "authentication.assertion",
+            "authentication.assertion.signing_key_env"
+        ]
+    );
+    let err = load(&config(format!(
+        "    previous_key_files: [{}]\n",
+        good.display()
+    )))
+    .unwrap_err();
+    assert_eq!(paths(err), ["authentication.assertion.previous_key_files"]);
+}
