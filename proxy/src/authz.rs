@@ -43,7 +43,7 @@ use cedar_policy::{PolicyId, Schema};
 pub use decision::{Decision, Mode};
 pub use entities::BuiltRequest;
 pub use live::{Authz, Decisions, ReloadOutcome};
-pub use load::{PolicyError, PolicyFiles, PolicySource};
+pub use load::{builtin_files, PolicyError, PolicyFiles, PolicySource, BUILTIN, BUILTIN_TESTS};
 pub use request::{AuthzRequest, RequestFacts, Resource, ResourceKind};
 pub use route::{RouteAuthz, Target};
 pub use spec::{AuthzSpec, DeniedToolCall, ModeSpec, PolicySetSpec, RouteAuthzSpec};

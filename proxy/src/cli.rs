@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 
 /// Palisade: a policy sidecar proxy for AI agent runtimes.
 #[derive(Debug, Parser)]
-#[command(name = "palisade", version, about)]
+#[command(name = "palisade", version = crate::VERSION, about)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

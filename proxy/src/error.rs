@@ -61,6 +61,10 @@ pub enum ProxyError {
     /// A guardrail blocked the request or the response.
     #[error("blocked by guardrail")]
     GuardrailViolation,
+    /// A CORS preflight the route's `cors` policy does not allow; the message says why (origin,
+    /// method or header).
+    #[error("CORS preflight refused: {0}")]
+    CorsRejected(String),
     /// The upstream refused the connection, reset it, or sent something unusable.
     #[error("upstream unavailable")]
     UpstreamUnavailable,
@@ -107,6 +111,7 @@ impl ProxyError {
             Self::PayloadTooLarge { .. } => (413, "PAYLOAD_TOO_LARGE", "payload_too_large"),
             Self::InvalidRequest(_) => (400, "INVALID_REQUEST", "invalid_request"),
             Self::GuardrailViolation => (400, "GUARDRAIL_VIOLATION", "guardrail"),
+            Self::CorsRejected(_) => (403, "CORS_REJECTED", "cors_rejected"),
             Self::UpstreamUnavailable => (502, "UPSTREAM_UNAVAILABLE", "upstream_unavailable"),
             Self::UpstreamTimeout => (504, "UPSTREAM_TIMEOUT", "upstream_timeout"),
             Self::ShuttingDown => (503, "SHUTTING_DOWN", "shutting_down"),
@@ -249,6 +254,7 @@ mod tests {
             ProxyError::PayloadTooLarge { limit: 10 },
             ProxyError::InvalidRequest("bad".into()),
             ProxyError::GuardrailViolation,
+            ProxyError::CorsRejected("origin".into()),
             ProxyError::UpstreamUnavailable,
             ProxyError::UpstreamTimeout,
             ProxyError::ShuttingDown,

@@ -5,6 +5,17 @@
 //! lives in its own module behind a small interface. Start a proxy with [`server::start`]; the
 //! `palisade` binary is [`cli::main`].
 
+/// The crate version and the git commit it was built from: `0.1.0 (1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PALISADE_GIT_SHA"),
+    ")"
+);
+
+/// The git commit the binary was built from (12 hex digits, or `unknown`).
+pub const GIT_SHA: &str = env!("PALISADE_GIT_SHA");
+
 pub mod admin;
 pub mod audit;
 pub mod authn;

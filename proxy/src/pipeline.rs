@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! accept ─ strip X-Palisade-* ─ request id + traceparent ─ route ─ body limit
+//!        (a CORS preflight on a route with `cors` is answered at `route`, before identity)
 //!        ─ identify ─ authorize ─ rate limit ─ guardrails            (request head)
 //!        ─ body: dialect routes held whole, parsed once ─ guardrails ─ authorize ─ re-encode
 //!        ─ forward (hop-by-hop out, X-Forwarded-* and identity in)
@@ -179,7 +180,11 @@ impl ProxyHttp for Pipeline {
             return Ok(true);
         }
         let outcome = match self.admit(session, ctx) {
-            Ok(()) => self.enforce(session, ctx).await,
+            Ok(admit::Admitted::Proxy) => self.enforce(session, ctx).await,
+            Ok(admit::Admitted::Preflight) => {
+                respond::preflight(session, ctx).await?;
+                return Ok(true);
+            }
             Err(err) => Err(err),
         };
         match outcome {
@@ -306,6 +311,7 @@ impl ProxyHttp for Pipeline {
             is_sse: headers::is_event_stream(resp),
         };
         headers::response(resp, &ctx.core.request_id, head.is_sse)?;
+        headers::cors(resp, ctx)?;
         ctx.span.upstream_answered(head.status, head.is_sse);
         let x = ctx.core.routed()?;
         let stages = self

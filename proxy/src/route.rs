@@ -8,6 +8,7 @@
 //! [`Route::id`], so this module imports no concern.
 
 pub mod canonical;
+pub mod cors;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,6 +110,8 @@ pub struct Route {
     pub auth: AuthRequirement,
     /// Forward the client's credentials upstream.
     pub forward_credentials: bool,
+    /// Cross-origin calls from browsers, when allowed.
+    pub cors: Option<Arc<cors::Cors>>,
 }
 
 impl Route {
@@ -233,6 +236,7 @@ mod tests {
             preserve_host: false,
             auth: Default::default(),
             forward_credentials: false,
+            cors: None,
         }
     }
 

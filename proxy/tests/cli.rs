@@ -290,6 +290,29 @@ fn the_container_config_validates_with_its_mounts() {
     );
 }
 
+/// The commit the binary says it was built from: `git rev-parse` of this checkout, or `unknown`
+/// where there is no git (the build script's own fallback).
+fn commit() -> String {
+    Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(repo_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = palisade().arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        format!("palisade {} ({})", env!("CARGO_PKG_VERSION"), commit())
+    );
+}
+
 /// The README's first command: `palisade dev` starts proxy + orchestrator, prints a curl line
 /// that streams through the proxy, and exits cleanly on SIGTERM.
 #[test]
@@ -376,6 +399,20 @@ fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
     let out = probe(&readyz);
     assert!(out.status.success(), "{out:?}");
 
+    // What is running, on /metrics: the version and the commit `--version` names.
+    let metrics = Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{admin}/metrics"))
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    let info = format!(
+        "palisade_build_info{{git_sha=\"{}\",version=\"{}\"}} 1",
+        commit(),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(metrics.contains(&info), "no `{info}` in /metrics");
+
     // SIGTERM: drains (nothing live) and exits 0.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let started = Instant::now();
@@ -396,5 +433,52 @@ fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
     assert!(
         String::from_utf8_lossy(&out.stderr).contains(&readyz),
         "{out:?}"
+    );
+}
+
+/// `policy export` writes exactly the seed set of `policies/` (so a file added there but not
+/// compiled in is caught), refuses to overwrite, and `policy test -p builtin` runs its tests.
+#[test]
+fn the_builtin_policies_export_and_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = palisade()
+        .args(["policy", "export"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut exported = Vec::new();
+    let mut shipped = Vec::new();
+    for (root, list) in [
+        (dir.path().to_path_buf(), &mut exported),
+        (repo_root().join("policies"), &mut shipped),
+    ] {
+        for sub in ["", "tests"] {
+            for entry in std::fs::read_dir(root.join(sub)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    let name = Path::new(sub).join(path.file_name().unwrap());
+                    list.push((name, std::fs::read_to_string(&path).unwrap()));
+                }
+            }
+        }
+        list.sort();
+    }
+    assert_eq!(exported, shipped, "export = policies/");
+    let again = palisade()
+        .args(["policy", "export"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!again.status.success(), "no overwrite without --force");
+    let out = palisade()
+        .args(["policy", "test", "-p", "builtin"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(" 0 failed") && !stdout.contains(" 0 passed"),
+        "{stdout}"
     );
 }

@@ -6,6 +6,7 @@ mod audit;
 mod authn;
 mod authz;
 mod connections;
+mod cors;
 mod errors;
 mod forwarding;
 mod guardrails;

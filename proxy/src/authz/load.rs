@@ -34,6 +34,29 @@ const BUILTIN_FILES: [(&str, &str); 4] = [
     ("tools.yaml", include_str!("../../../policies/tools.yaml")),
 ];
 
+/// The seed policies' `run-tests` files (`policies/tests/`), for `palisade policy test -p
+/// builtin` and `palisade policy export`.
+pub const BUILTIN_TESTS: [(&str, &str); 2] = [
+    (
+        "abac.json",
+        include_str!("../../../policies/tests/abac.json"),
+    ),
+    (
+        "roles.json",
+        include_str!("../../../policies/tests/roles.json"),
+    ),
+];
+
+/// Every file of the seed policy set as `(path relative to the set, text)`: the schema, the
+/// policies, the catalog and `tests/`.
+pub fn builtin_files() -> impl Iterator<Item = (PathBuf, &'static str)> {
+    let set = BUILTIN_FILES.iter().map(|(n, t)| (PathBuf::from(n), *t));
+    let tests = BUILTIN_TESTS
+        .iter()
+        .map(|(n, t)| (Path::new("tests").join(n), *t));
+    set.chain(tests)
+}
+
 /// One problem in a policy directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {

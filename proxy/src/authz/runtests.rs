@@ -108,7 +108,12 @@ pub fn find_test_files(dir: &Path) -> Vec<PathBuf> {
 /// Runs every case of `file` against `set`. `Err` when the file itself cannot be read.
 pub fn run_file(set: &PolicySet, file: &Path) -> Result<Vec<TestOutcome>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let cases: Vec<TestCase> = serde_json::from_str(&text)
+    run_text(set, file, &text)
+}
+
+/// [`run_file`] on a file's `text` (the seed tests are compiled in).
+pub fn run_text(set: &PolicySet, file: &Path, text: &str) -> Result<Vec<TestOutcome>, String> {
+    let cases: Vec<TestCase> = serde_json::from_str(text)
         .map_err(|e| format!("{}: not a run-tests file: {e}", file.display()))?;
     Ok(cases
         .iter()

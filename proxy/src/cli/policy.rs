@@ -1,4 +1,4 @@
-//! `palisade policy validate | test | explain`: Cedar policies from the command line.
+//! `palisade policy validate | test | explain | export`: Cedar policies from the command line.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,7 +17,8 @@ pub enum PolicyCommand {
         #[arg(short, long, default_value = "policies")]
         policies: PathBuf,
     },
-    /// Run Cedar `run-tests` files (default: every `*.json` under `<policies>/tests`).
+    /// Run Cedar `run-tests` files (default: every `*.json` under `<policies>/tests`; for
+    /// `builtin`, the seed policies' own tests).
     Test {
         /// The policy directory.
         #[arg(short, long, default_value = "policies")]
@@ -37,6 +38,15 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write the seed policies compiled into the binary (`builtin`: schema, policies, tool
+    /// catalog, tests) to a directory, as a starting point for your own.
+    Export {
+        /// The directory (created if missing).
+        dir: PathBuf,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs a policy command.
@@ -49,7 +59,38 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             request,
             json,
         } => run_explain(&policies, &request, json),
+        PolicyCommand::Export { dir, force } => export(&dir, force),
     }
+}
+
+fn export(dir: &Path, force: bool) -> ExitCode {
+    let files: Vec<_> = crate::authz::builtin_files().collect();
+    if !force {
+        let existing: Vec<_> = files
+            .iter()
+            .map(|(rel, _)| dir.join(rel))
+            .filter(|p| p.exists())
+            .collect();
+        if !existing.is_empty() {
+            for p in &existing {
+                eprintln!("{}: exists (use --force to overwrite)", p.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    }
+    for (rel, text) in files {
+        let path = dir.join(&rel);
+        let written = path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::write(&path, text));
+        if let Err(e) = written {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("{}", path.display());
+    }
+    ExitCode::SUCCESS
 }
 
 fn load(dir: &Path) -> Option<PolicySet> {
@@ -83,22 +124,37 @@ fn test(dir: &Path, files: &[PathBuf]) -> ExitCode {
     let Some(set) = load(dir) else {
         return ExitCode::FAILURE;
     };
-    let roots = if files.is_empty() {
-        vec![dir.join("tests")]
+    // The seed set's tests are compiled in with it; a directory's are files under it.
+    let mut runs: Vec<(PathBuf, Option<&'static str>)> = Vec::new();
+    if dir == Path::new(crate::authz::BUILTIN) && files.is_empty() {
+        for (name, text) in crate::authz::BUILTIN_TESTS {
+            runs.push((dir.join("tests").join(name), Some(text)));
+        }
     } else {
-        files.to_vec()
-    };
-    let mut paths = Vec::new();
-    for root in roots {
-        if root.is_dir() {
-            paths.extend(runtests::find_test_files(&root));
+        let roots = if files.is_empty() {
+            vec![dir.join("tests")]
         } else {
-            paths.push(root);
+            files.to_vec()
+        };
+        for root in roots {
+            if root.is_dir() {
+                runs.extend(
+                    runtests::find_test_files(&root)
+                        .into_iter()
+                        .map(|p| (p, None)),
+                );
+            } else {
+                runs.push((root, None));
+            }
         }
     }
     let (mut passed, mut failed) = (0usize, 0usize);
-    for path in &paths {
-        match runtests::run_file(&set, path) {
+    for (path, text) in &runs {
+        let result = match text {
+            Some(text) => runtests::run_text(&set, path, text),
+            None => runtests::run_file(&set, path),
+        };
+        match result {
             Ok(outcomes) => {
                 for o in outcomes {
                     match o.failure {

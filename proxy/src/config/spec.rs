@@ -271,6 +271,11 @@ pub struct RouteSpec {
     /// Default: absent (only the top-level `rate_limits` apply).
     #[serde(default)]
     pub rate_limits: Option<crate::ratelimit::spec::RouteLimitsSpec>,
+    /// Browser calls from other origins (AG-UI web apps): preflights answered before
+    /// authentication, CORS headers on every response of the route (docs/configuration.md#cors).
+    /// Default: absent (no CORS headers; a preflight is an `OPTIONS` like any other).
+    #[serde(default)]
+    pub cors: Option<crate::route::cors::CorsSpec>,
     /// Which guardrail rule set inspects this route (`{rule_set: strict}`), or `{enabled:
     /// false}` to turn guardrails off here. Default: absent (`guardrails.default_rule_set`).
     #[serde(default)]

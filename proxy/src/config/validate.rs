@@ -303,6 +303,18 @@ fn routes(
             &at,
             &mut errors.0,
         );
+        let cors = r
+            .cors
+            .as_ref()
+            .and_then(|c| match crate::route::cors::Cors::new(c) {
+                Ok(cors) => Some(Arc::new(cors)),
+                Err(errs) => {
+                    for (path, message) in errs {
+                        errors.push(format!("{at}.cors.{path}"), message);
+                    }
+                    None
+                }
+            });
         let Some(upstream) = upstreams.get(&r.upstream) else {
             if !spec.upstreams.contains_key(&r.upstream) {
                 errors.push(
@@ -329,6 +341,7 @@ fn routes(
             preserve_host: r.preserve_host,
             auth: r.auth,
             forward_credentials: r.forward_credentials,
+            cors,
         });
     }
     out

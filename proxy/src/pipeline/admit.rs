@@ -6,8 +6,17 @@ use pingora_proxy::Session;
 use super::context::RequestCtx;
 use super::{headers, Pipeline};
 use crate::error::ProxyError;
-use crate::route::{host_without_port, RouteMatch};
+use crate::route::{cors, host_without_port, RouteMatch};
 use crate::telemetry::TraceContext;
+
+/// What admission decided for a request it did not refuse.
+pub(super) enum Admitted {
+    /// Run the policy stages, then forward.
+    Proxy,
+    /// A CORS preflight the route's policy allows: answer `204` with these headers (in
+    /// `ctx.cors`); nothing is forwarded and no credential is asked for.
+    Preflight,
+}
 
 impl Pipeline {
     /// Stages that run before anything is forwarded. `Err` short-circuits to the error mapper.
@@ -15,7 +24,7 @@ impl Pipeline {
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
-    ) -> Result<(), ProxyError> {
+    ) -> Result<Admitted, ProxyError> {
         // Strip first: nothing below may read a client-written identity header.
         headers::strip_palisade_headers(session.req_header_mut());
         ctx.core.tls = self.tls;
@@ -61,8 +70,31 @@ impl Pipeline {
         canonical.map_err(|e| ProxyError::InvalidRequest(format!("path: {e}")))?;
         // Route before the body limit: the limit is per route.
         let host = headers::request_host(req).map(host_without_port);
-        match self.routes.load().find(host, &ctx.core.path, &req.method) {
-            RouteMatch::Found(route) => ctx.core.route = Some(route.clone()),
+        let routes = self.routes.load();
+        // A CORS preflight is routed by the method it asks for; a route with `cors` answers it
+        // here, before any credential (browsers send none on a preflight). On other routes, or
+        // asking for a method no route allows there, it is an `OPTIONS` like any other.
+        if let Some((origin, asked)) = cors::preflight_request(&req.method, &req.headers) {
+            if let RouteMatch::Found(route) = routes.find(host, &ctx.core.path, &asked) {
+                if let Some(policy) = &route.cors {
+                    ctx.core.route = Some(route.clone());
+                    let requested = req
+                        .headers
+                        .get(http::header::ACCESS_CONTROL_REQUEST_HEADERS);
+                    ctx.cors = policy
+                        .preflight(origin, &asked, requested)
+                        .map_err(ProxyError::CorsRejected)?;
+                    return Ok(Admitted::Preflight);
+                }
+            }
+        }
+        match routes.find(host, &ctx.core.path, &req.method) {
+            RouteMatch::Found(route) => {
+                if let Some(policy) = &route.cors {
+                    ctx.cors = policy.response_headers(req.headers.get(http::header::ORIGIN));
+                }
+                ctx.core.route = Some(route.clone());
+            }
             RouteMatch::MethodNotAllowed(allow) => {
                 return Err(ProxyError::MethodNotAllowed { allow })
             }
@@ -78,6 +110,6 @@ impl Pipeline {
         if headers::declared_length(req).is_some_and(|len| len > limit) {
             return Err(ProxyError::PayloadTooLarge { limit });
         }
-        Ok(())
+        Ok(Admitted::Proxy)
     }
 }

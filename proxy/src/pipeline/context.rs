@@ -119,6 +119,8 @@ pub struct RequestCtx {
     pub guard: crate::guardrails::State,
     /// The audit trail's state (tool calls seen in the stream).
     pub audit: crate::protocol::agui::SeenToolCalls,
+    /// The CORS headers of every response to this request (empty unless the route has `cors`).
+    pub cors: Vec<crate::route::cors::CorsHeader>,
     _in_flight: InFlight,
 }
 
@@ -166,6 +168,7 @@ impl RequestCtx {
             limit: Default::default(),
             guard: Default::default(),
             audit: Default::default(),
+            cors: Vec::new(),
             _in_flight: in_flight,
         }
     }

@@ -200,6 +200,30 @@ pub fn response(
     Ok(())
 }
 
+/// On a route with `cors`: the upstream's own `Access-Control-*` headers are dropped (the
+/// config's policy decides, not the runtime's) and the policy's headers for this request added.
+pub fn cors(
+    resp: &mut ResponseHeader,
+    ctx: &super::context::RequestCtx,
+) -> pingora_core::Result<()> {
+    if ctx.core.route.as_ref().is_none_or(|r| r.cors.is_none()) {
+        return Ok(());
+    }
+    let upstream: Vec<http::HeaderName> = resp
+        .headers
+        .keys()
+        .filter(|n| crate::route::cors::is_cors_header(n))
+        .cloned()
+        .collect();
+    for name in upstream {
+        resp.remove_header(&name);
+    }
+    for (name, value) in &ctx.cors {
+        resp.append_header(*name, value.clone())?;
+    }
+    Ok(())
+}
+
 /// The upstream peer of a route, with its timeouts.
 pub fn peer(route: &crate::route::Route) -> pingora_core::upstreams::peer::HttpPeer {
     let up = &route.upstream;

@@ -50,6 +50,10 @@ pub async fn refuse(
     for (name, value) in err.headers() {
         resp.insert_header(name, value)?;
     }
+    // A page reads Palisade's refusals (401, 403, 429 and its Retry-After) like any answer.
+    for (name, value) in &ctx.cors {
+        resp.append_header(*name, value.clone())?;
+    }
     if status == 401 {
         if let Some(route) = ctx
             .core
@@ -76,6 +80,17 @@ pub async fn refuse(
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
+}
+
+/// Answers a CORS preflight the route allows: `204` with the headers admission computed.
+pub async fn preflight(session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+    let mut resp = ResponseHeader::build(204, Some(ctx.cors.len() + 1))?;
+    resp.insert_header("x-request-id", ctx.core.request_id.as_str())?;
+    for (name, value) in &ctx.cors {
+        resp.append_header(*name, value.clone())?;
+    }
+    // A preflight never has a body (nothing is left to read on a keep-alive connection).
+    session.write_response_header(Box::new(resp), true).await
 }
 
 /// Whether a refusal was made on the request body (and so answers in the body's dialect).
@@ -137,6 +152,9 @@ async fn stream_header(session: &mut Session, ctx: &RequestCtx) -> Option<u16> {
     resp.insert_header("cache-control", "no-cache").ok()?;
     resp.insert_header("x-request-id", ctx.core.request_id.as_str())
         .ok()?;
+    for (name, value) in &ctx.cors {
+        resp.append_header(*name, value.clone()).ok()?;
+    }
     if let Err(e) = session.write_response_header(Box::new(resp), false).await {
         tracing::debug!(request_id = %ctx.core.request_id, error = %e, "stop header not written");
         return None;

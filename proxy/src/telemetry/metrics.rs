@@ -159,6 +159,18 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        // Constant 1, labelled with what is running: join it to any series to see the version.
+        let build_info = prometheus::IntGaugeVec::new(
+            Opts::new(
+                "palisade_build_info",
+                "Always 1; the version and git commit of the running binary.",
+            ),
+            &["version", "git_sha"],
+        )?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::GIT_SHA])
+            .set(1);
+        registry.register(Box::new(build_info))?;
         registry.register(Box::new(authz_decisions.clone()))?;
         registry.register(Box::new(authz_duration.clone()))?;
         registry.register(Box::new(policy_reloads.clone()))?;
