@@ -297,18 +297,25 @@ impl Authenticator {
 
     /// A token from the dev issuer, when one is configured.
     pub fn dev_token(&self) -> Option<String> {
+        let (_, spec) = self.dev.as_ref()?;
+        self.dev_token_for("dev-user", &spec.roles)
+    }
+
+    /// A token from the dev issuer for subject `sub` holding `roles` (`palisade dev` prints one
+    /// per seed role, so a denied request is one `export` away).
+    pub fn dev_token_for(&self, sub: &str, roles: &[String]) -> Option<String> {
         let (signer, spec) = self.dev.as_ref()?;
         let now = unix_now();
         signer
             .sign(&serde_json::json!({
                 "iss": spec.issuer,
-                "sub": "dev-user",
+                "sub": sub,
                 "aud": "palisade",
                 "iat": now,
                 "exp": now + spec.token_ttl.as_secs(),
                 "jti": uuid::Uuid::new_v4().to_string(),
-                "email": "dev@palisade.local",
-                "roles": spec.roles,
+                "email": format!("{sub}@palisade.local"),
+                "roles": roles,
                 "tenant": spec.tenant,
             }))
             .ok()

@@ -370,6 +370,25 @@ fn dev_serves_the_stream_it_prints_and_drains_on_sigterm() {
     );
     assert!(body.contains("\"RUN_FINISHED\""), "{body}");
 
+    // The viewer's token, printed beside it, shows a policy deciding: viewers may not run agents.
+    let viewer = banner
+        .lines()
+        .find(|l| l.starts_with("export PALISADE_TOKEN_VIEWER="))
+        .expect("dev prints a token per seed role")
+        .replace("PALISADE_TOKEN_VIEWER=", "PALISADE_TOKEN=");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{viewer}; {curl} --max-time 20 -sS -w ' %{{http_code}}'"
+        ))
+        .output()
+        .unwrap();
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        body.ends_with(" 403") && body.contains("\"FORBIDDEN\""),
+        "{body}"
+    );
+
     // Without the token the same request is refused with the documented body.
     let out = Command::new("sh")
         .arg("-c")

@@ -50,42 +50,54 @@ pub enum KeysCommand {
 
 /// Where the keys live: a YAML file or a Redis hash (what `authentication.api_keys` points at).
 #[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false)]
 pub struct KeyStoreArgs {
-    /// The keys file.
-    #[arg(short, long)]
-    file: Option<PathBuf>,
-    /// A standalone Redis (`redis://host:port`) holding the keys.
-    #[arg(long)]
-    redis: Option<String>,
-    /// The Redis hash (with `--redis`).
+    #[command(flatten)]
+    source: KeySource,
+    /// The Redis hash (with `--redis` or `--redis-cluster`; `api_keys.redis_key`).
     #[arg(long, default_value = "palisade:apikeys")]
     redis_key: String,
 }
 
+/// Exactly one place the keys are kept.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct KeySource {
+    /// The keys file.
+    #[arg(short, long)]
+    file: Option<PathBuf>,
+    /// A standalone Redis (`redis://host:port`) holding the keys (`api_keys.redis_url`).
+    #[arg(long)]
+    redis: Option<String>,
+    /// A Redis Cluster's seed node (`redis://host:port`); repeat for more
+    /// (`api_keys.redis_cluster`).
+    #[arg(long)]
+    redis_cluster: Vec<String>,
+}
+
 impl KeyStoreArgs {
+    /// The Redis store, when the keys are in Redis.
+    fn redis(&self) -> Option<SharedApiKeys> {
+        SharedApiKeys::new(
+            self.source.redis.as_deref(),
+            &self.source.redis_cluster,
+            &self.redis_key,
+        )
+    }
+
     fn load(&self) -> anyhow::Result<Vec<apikey::KeyRecord>> {
-        match (&self.file, &self.redis) {
+        match (&self.source.file, self.redis()) {
             (Some(file), _) => Ok(KeysFile::load(file)?.keys),
-            (None, Some(url)) => block_on(async {
-                let store = SharedApiKeys::new(Some(url), &[], &self.redis_key)
-                    .ok_or_else(|| anyhow::anyhow!("no Redis URL"))?;
-                Ok(store.load().await?)
-            }),
-            (None, None) => anyhow::bail!("give --file or --redis"),
+            (None, Some(store)) => block_on(async { Ok(store.load().await?) }),
+            (None, None) => anyhow::bail!("give --file, --redis or --redis-cluster"),
         }
     }
 
     /// Saves `changed` (the whole list for a file; just that record for Redis).
     fn save(&self, all: Vec<apikey::KeyRecord>, changed: &apikey::KeyRecord) -> anyhow::Result<()> {
-        match (&self.file, &self.redis) {
+        match (&self.source.file, self.redis()) {
             (Some(file), _) => KeysFile { keys: all }.save(file),
-            (None, Some(url)) => block_on(async {
-                let store = SharedApiKeys::new(Some(url), &[], &self.redis_key)
-                    .ok_or_else(|| anyhow::anyhow!("no Redis URL"))?;
-                Ok(store.store(changed).await?)
-            }),
-            (None, None) => anyhow::bail!("give --file or --redis"),
+            (None, Some(store)) => block_on(async { Ok(store.store(changed).await?) }),
+            (None, None) => anyhow::bail!("give --file, --redis or --redis-cluster"),
         }
     }
 }
@@ -174,11 +186,12 @@ fn run_keys(cmd: KeysCommand) -> anyhow::Result<()> {
             println!("{token}");
         }
         KeysCommand::List { store } => {
+            let keys = store.load()?;
             println!(
                 "{:<14} {:<16} {:<24} {:<8} EXPIRES",
                 "ID", "OWNER", "ROLES", "STATE"
             );
-            for k in store.load()? {
+            for k in keys {
                 let state = if k.revoked { "revoked" } else { "active" };
                 println!(
                     "{:<14} {:<16} {:<24} {:<8} {}",

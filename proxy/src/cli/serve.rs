@@ -20,11 +20,18 @@ pub struct DevArgs {
     /// Address of the bundled orchestrator.
     #[arg(long, default_value = "127.0.0.1:8081")]
     orchestrator: SocketAddr,
+    /// Roles of the printed `PALISADE_TOKEN` (repeatable). Default: `admin`, which the seed
+    /// policies permit everything; a token for every other seed role is printed too.
+    #[arg(long = "role", value_name = "ROLE")]
+    roles: Vec<String>,
 }
+
+/// The roles of the seed policies (`policies/roles.cedar`).
+const SEED_ROLES: [&str; 5] = ["admin", "developer", "agent_operator", "user", "viewer"];
 
 /// `palisade dev`: the embedded-default config with the flags' addresses.
 pub fn dev(args: DevArgs) -> ExitCode {
-    let overrides = [
+    let mut overrides = vec![
         ("PALISADE_LISTENERS__0__ADDRESS", args.listen.to_string()),
         ("PALISADE_ADMIN__ADDRESS", args.admin.to_string()),
         (
@@ -36,6 +43,11 @@ pub fn dev(args: DevArgs) -> ExitCode {
             args.orchestrator.to_string(),
         ),
     ];
+    if !args.roles.is_empty() {
+        // A YAML flow list; every role is an identity token (checked when the config loads).
+        let list = serde_json::to_string(&args.roles).unwrap_or_default();
+        overrides.push(("PALISADE_AUTHENTICATION__DEV_ISSUER__ROLES", list));
+    }
     // Flags win over the environment, which wins over the file.
     let env = std::env::vars()
         .chain(overrides.into_iter().map(|(k, v)| (k.to_string(), v)))
@@ -57,7 +69,7 @@ pub fn dev_issuer_warning(config: &Config, source: &str) -> Option<String> {
     let dev = config.authentication.dev_issuer.as_ref()?;
     Some(format!(
         "WARNING: the dev issuer is on (authentication.dev_issuer in {source}): Palisade generated \
-         a signing key at start and prints a bearer token with roles [{}] that every route accepts. This is for local \
+         a signing key at start and prints bearer tokens (roles [{}], and one per seed role) that every route accepts. This is for local \
          development only; never run it in production (use `issuers` or `api_keys`).",
         dev.roles.join(", ")
     ))
@@ -126,6 +138,32 @@ fn print_banner(config: &Config, running: &server::Running) {
             println!();
             println!("A token from the dev issuer{about}:");
             println!("export PALISADE_TOKEN={token}");
+            // Policies permit `admin` everything: the other seed roles show them deciding.
+            let main_roles = config
+                .authentication
+                .dev_issuer
+                .as_ref()
+                .map(|d| d.roles.clone())
+                .unwrap_or_default();
+            let others: Vec<_> = SEED_ROLES
+                .iter()
+                .filter(|r| main_roles.len() != 1 || main_roles[0] != **r)
+                .filter_map(|r| {
+                    let token = running
+                        .authn
+                        .dev_token_for(&format!("dev-{r}"), &[r.to_string()])?;
+                    Some((r, token))
+                })
+                .collect();
+            if !others.is_empty() {
+                println!("Tokens for the other seed roles (try one in place of PALISADE_TOKEN; a viewer may not run agents):");
+                for (role, token) in others {
+                    println!(
+                        "export PALISADE_TOKEN_{}={token}",
+                        role.to_ascii_uppercase()
+                    );
+                }
+            }
             " -H \"authorization: Bearer $PALISADE_TOKEN\""
         }
         None => "",

@@ -178,3 +178,48 @@ async fn the_admin_api_requires_the_admin_token() {
     assert_eq!(resp.status(), 403);
     assert_eq!(error_code(&resp.bytes().await.unwrap()), "FORBIDDEN");
 }
+
+/// `palisade keys` against Redis with a non-default hash (`--redis` with `--redis-key`, which
+/// clap used to refuse together) and against a Cluster (`--redis-cluster`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_cli_with_a_redis_key_and_a_cluster() {
+    let redis = RedisServer::start();
+    let cluster = palisade_e2e::redis::RedisCluster::start();
+    let (url, nodes) = (redis.url(), cluster.urls());
+    for (flag, value) in [
+        ("--redis", url.clone()),
+        ("--redis-cluster", nodes[0].clone()),
+    ] {
+        let args: Vec<String> = [
+            "palisade",
+            "keys",
+            "create",
+            flag,
+            &value,
+            "--redis-key",
+            "team:keys",
+            "--owner",
+            "cli-bot",
+            "--role",
+            "developer",
+        ]
+        .map(String::from)
+        .to_vec();
+        let exit = tokio::task::spawn_blocking(move || palisade_proxy::cli::main_from(args))
+            .await
+            .unwrap();
+        assert_eq!(exit, std::process::ExitCode::SUCCESS, "{flag}");
+    }
+    let standalone = SharedApiKeys::new(Some(&url), &[], "team:keys").unwrap();
+    let in_cluster = SharedApiKeys::new(None, &nodes, "team:keys").unwrap();
+    for store in [standalone, in_cluster] {
+        let keys = store.load().await.unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].owner, "cli-bot");
+    }
+    let default_hash = SharedApiKeys::new(Some(&url), &[], "palisade:apikeys").unwrap();
+    assert!(
+        default_hash.load().await.unwrap().is_empty(),
+        "the hash given"
+    );
+}
