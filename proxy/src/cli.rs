@@ -57,6 +57,17 @@ enum Command {
     /// The assertion signing key that replicas share: generate one, print its JWKS.
     #[command(subcommand)]
     AssertionKey(deploy::AssertionKeyCommand),
+    /// Print a shell completion script, e.g. `palisade completions bash >
+    /// /etc/bash_completion.d/palisade`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (`palisade.1` and one per subcommand) into a directory.
+    Man {
+        /// The directory (created if missing), e.g. `/usr/local/share/man/man1`.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +102,28 @@ fn run(cli: Cli) -> ExitCode {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Healthcheck(args) => deploy::healthcheck(args),
         Command::AssertionKey(cmd) => deploy::assertion_key(cmd),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "palisade",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => {
+            use clap::CommandFactory;
+            let written = std::fs::create_dir_all(&dir)
+                .and_then(|()| clap_mangen::generate_to(Cli::command(), &dir));
+            match written {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("{}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Config(ConfigCommand::Schema) => {
             print!("{}", crate::config::schema_json());
             ExitCode::SUCCESS

@@ -501,3 +501,40 @@ fn the_builtin_policies_export_and_test() {
         "{stdout}"
     );
 }
+
+/// Completions for each shell name every subcommand (and the bash one parses); man pages are
+/// written for the command and each subcommand.
+#[test]
+fn completions_and_man_pages_are_generated_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let out = palisade().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for sub in ["healthcheck", "assertion-key", "policy", "export"] {
+            assert!(script.contains(sub), "{shell} completion lacks {sub}");
+        }
+        if shell == "bash" {
+            let file = dir.path().join("palisade.bash");
+            std::fs::write(&file, script.as_bytes()).unwrap();
+            let syntax = Command::new("bash").arg("-n").arg(&file).output().unwrap();
+            assert!(syntax.status.success(), "{syntax:?}");
+        }
+    }
+    let man = dir.path().join("man1");
+    let out = palisade().arg("man").arg(&man).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let page = std::fs::read_to_string(man.join("palisade.1")).unwrap();
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH palisade 1"),
+        "{page}"
+    );
+    for sub in [
+        "palisade-dev.1",
+        "palisade-policy-export.1",
+        "palisade-healthcheck.1",
+    ] {
+        let text = std::fs::read_to_string(man.join(sub)).unwrap();
+        assert!(text.contains(".SH SYNOPSIS"), "{sub}");
+    }
+}
