@@ -68,6 +68,18 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
         .unwrap();
     assert_eq!(posted.status(), 200);
 
+    // A method outside the standard set: `_OTHER` in the span, never a name a client chose.
+    let brewed = client
+        .request(
+            reqwest::Method::from_bytes(b"BREW").unwrap(),
+            proxy.url("/api/pot"),
+        )
+        .header("traceparent", &traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(brewed.status(), 200);
+
     // Stopping flushes the exporter.
     proxy.stop().await;
     let spans = eventually(Duration::from_secs(10), || {
@@ -81,14 +93,23 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
             .iter()
             .filter(|s| hex(&s.parent_span_id) == CLIENT_SPAN)
             .count()
-            == 3)
+            == 4)
             .then_some(ours)
     })
     .await
-    .expect("three request spans (GET 200, 404, POST) with the client's span as parent");
+    .expect("four request spans (GET 200, 404, POST, BREW) with the client's span as parent");
+    // Span names follow OpenTelemetry's HTTP conventions: `{method} {route template}`, or just
+    // the method when nothing was routed; never the raw path.
+    let mut names: Vec<&str> = spans
+        .iter()
+        .filter(|s| hex(&s.parent_span_id) == CLIENT_SPAN)
+        .map(|s| s.name.as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["GET", "GET /api", "HTTP /api", "POST /api"]);
     let request = spans
         .iter()
-        .find(|s| hex(&s.parent_span_id) == CLIENT_SPAN && s.name.contains("/api/x"))
+        .find(|s| hex(&s.parent_span_id) == CLIENT_SPAN && s.name == "GET /api")
         .expect("the routed request's span");
     let request_id = hex(&request.span_id);
     assert_eq!(parts[2], request_id, "upstream parent = the request span");
@@ -101,7 +122,12 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
             .map(|v| format!("{v:?}"))
     };
     assert!(attr(request, "http.response.status_code").is_some_and(|v| v.contains("200")));
-    assert!(attr(request, "http.route").is_some_and(|v| v.contains("api")));
+    assert!(attr(request, "http.route").is_some_and(|v| v.contains("\"/api\"")));
+    assert!(attr(request, "palisade.route").is_some_and(|v| v.contains("\"api\"")));
+    assert!(attr(request, "url.path").is_some_and(|v| v.contains("/api/x")));
+    let brew = spans.iter().find(|s| s.name == "HTTP /api").unwrap();
+    assert!(attr(brew, "http.request.method").is_some_and(|v| v.contains("_OTHER")));
+    assert!(attr(brew, "http.request.method_original").is_some_and(|v| v.contains("BREW")));
     let children: Vec<&str> = spans
         .iter()
         .filter(|s| hex(&s.parent_span_id) == request_id)
@@ -117,7 +143,7 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
     assert!(attr(limit, "ratelimit.outcome").is_some_and(|v| v.contains("allowed")));
     let post = spans
         .iter()
-        .find(|s| s.name == "POST /api/post")
+        .find(|s| s.name == "POST /api")
         .expect("the POST's span");
     let post_id = hex(&post.span_id);
     assert!(

@@ -427,6 +427,14 @@ pub fn observe(
             .decision
             .as_ref()
             .map(|d| (d.verdict(), d.policies.join(","))),
-        (status, route, reason),
+        (
+            status,
+            ctx.core
+                .route
+                .as_deref()
+                .map(|r| (r.name.as_str(), r.path_prefix.as_str())),
+            reason,
+        ),
+        method,
     );
 }

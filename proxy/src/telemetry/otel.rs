@@ -178,13 +178,24 @@ impl Tracing {
         if let Some(remote) = remote_parent(trace) {
             parent = parent.with_remote_span_context(remote);
         }
+        // OpenTelemetry's HTTP conventions: the name is `{method}` until routing names the
+        // route (`{method} {http.route}`, see [`finish_request`]) — never the raw path, which
+        // clients choose; a method outside the standard set is `_OTHER` (`HTTP` in the name).
+        let known = crate::telemetry::metrics::method_label(method) != "OTHER";
+        let mut attributes = vec![KeyValue::new("url.path", path.to_string())];
+        if known {
+            attributes.push(KeyValue::new("http.request.method", method.to_string()));
+        } else {
+            attributes.push(KeyValue::new("http.request.method", "_OTHER"));
+            attributes.push(KeyValue::new(
+                "http.request.method_original",
+                method.to_string(),
+            ));
+        }
         let span = tracer
-            .span_builder(format!("{method} {path}"))
+            .span_builder(span_method(method))
             .with_kind(SpanKind::Server)
-            .with_attributes([
-                KeyValue::new("http.request.method", method.to_string()),
-                KeyValue::new("url.path", path.to_string()),
-            ])
+            .with_attributes(attributes)
             .start_with_context(tracer, &parent);
         let sc = span.span_context().clone();
         trace.trace_id = sc.trace_id().to_string();
@@ -295,22 +306,42 @@ impl RequestSpan {
     }
 }
 
-/// Ends the request's spans with its outcome: `(status, route, reason)`, the authorization
-/// decision (verdict and determining policies), and the error code as the span status.
+/// The method as a span name: the method, or `HTTP` for one outside the standard set.
+fn span_method(method: &str) -> String {
+    match crate::telemetry::metrics::method_label(method) {
+        "OTHER" => "HTTP".to_string(),
+        known => known.to_string(),
+    }
+}
+
+/// Ends the request's spans with its outcome: `(status, route, reason)` — `route` the matched
+/// route's `(name, path prefix)` — the authorization decision (verdict and determining
+/// policies), and the error code as the span status. A routed request's span is renamed
+/// `{method} {path prefix}` with `http.route` the prefix (the route template) and
+/// `palisade.route` the route's name.
 pub fn finish_request(
     span: &mut RequestSpan,
     request_id: &str,
     error_code: Option<&'static str>,
     decision: Option<(&'static str, String)>,
-    (status, route, reason): (u16, &str, &'static str),
+    (status, route, reason): (u16, Option<(&str, &str)>, &'static str),
+    method: &str,
 ) {
+    if let (Some((_, template)), Some(live)) = (route, span.0.as_ref()) {
+        live.cx
+            .span()
+            .update_name(format!("{} {template}", span_method(method)));
+    }
     span.finish(error_code, || {
         let mut attrs = vec![
             KeyValue::new("http.response.status_code", i64::from(status)),
-            KeyValue::new("http.route", route.to_string()),
             KeyValue::new("palisade.request_id", request_id.to_string()),
             KeyValue::new("palisade.reason", reason),
         ];
+        if let Some((name, template)) = route {
+            attrs.push(KeyValue::new("http.route", template.to_string()));
+            attrs.push(KeyValue::new("palisade.route", name.to_string()));
+        }
         if let Some((verdict, policies)) = decision {
             attrs.push(KeyValue::new("authz.decision", verdict));
             attrs.push(KeyValue::new("authz.policies", policies));
