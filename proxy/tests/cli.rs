@@ -538,3 +538,50 @@ fn completions_and_man_pages_are_generated_from_the_cli() {
         assert!(text.contains(".SH SYNOPSIS"), "{sub}");
     }
 }
+
+/// `palisade run` of a config without any credential source: the printed curl gets 401, and the
+/// banner says so and how to add credentials.
+#[test]
+fn the_banner_says_why_its_curl_needs_credentials() {
+    let (listen, admin) = (free_port(), free_port());
+    let mut child = palisade()
+        .args(["run", "-c"])
+        .arg(repo_root().join("examples/basic/palisade.yaml"))
+        .env(
+            "PALISADE_LISTENERS__0__ADDRESS",
+            format!("127.0.0.1:{listen}"),
+        )
+        .env("PALISADE_ADMIN__ADDRESS", format!("127.0.0.1:{admin}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut banner = String::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(Ok(line)) = lines.next() {
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("Stop with") {
+            break;
+        }
+    }
+    let start = banner.find("curl -N").expect("a curl line");
+    let end = banner[start..]
+        .find("\n  (")
+        .map_or(banner.len(), |i| start + i);
+    let curl = banner[start..end].replace("\\\n", " ");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "{curl} --max-time 10 -s -o /dev/null -w '%{{http_code}}'"
+        ))
+        .output()
+        .unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+    assert!(
+        banner.contains("requires authentication") && banner.contains("palisade keys create"),
+        "{banner}"
+    );
+}

@@ -185,6 +185,13 @@ fn print_banner(config: &Config, running: &server::Running) {
              \"messages\":[{{\"id\":\"m1\",\"role\":\"user\",\"content\":\"hello from behind palisade\"}}],\
              \"tools\":[],\"context\":[],\"state\":{{}},\"forwardedProps\":{{}}}}'"
         );
+        if auth.is_empty() && route.auth == crate::route::AuthRequirement::Required {
+            println!(
+                "  (the route requires authentication, so without credentials this gets 401: add \
+                 -H \"authorization: Bearer <token>\" with a JWT from a configured issuer or an API \
+                 key from `palisade keys create`; docs/authentication.md)"
+            );
+        }
     }
     println!();
     println!("Stop with Ctrl-C (drains live streams first; press again to exit at once).");
