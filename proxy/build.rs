@@ -3,6 +3,7 @@
 //! `PALISADE_GIT_SHA` wins when set (a build without `.git`, e.g. the container builder);
 //! otherwise `git rev-parse`, else `unknown`.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn git(args: &[&str]) -> Option<String> {
@@ -19,19 +20,23 @@ fn main() {
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=PALISADE_GIT_SHA={sha}");
-    // Rebuild when HEAD moves: HEAD itself (a checkout) and the branch it points at (a commit).
-    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
-        let dir = std::path::Path::new(&dir);
-        println!("cargo:rerun-if-changed={}", dir.join("HEAD").display());
-        if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            let file = dir.join(&branch);
-            // A packed ref has no file of its own; `packed-refs` changes instead.
-            let watched = if file.exists() {
-                file
-            } else {
-                dir.join("packed-refs")
-            };
-            println!("cargo:rerun-if-changed={}", watched.display());
-        }
+    // Rebuild when HEAD moves. Watched only where the file exists (cargo reruns a script that
+    // watches a missing file on every build): HEAD itself (a checkout), its reflog (every
+    // commit, checkout and reset writes a line), and the branch ref, loose or packed, in the
+    // common directory (a worktree's own git directory holds only its HEAD).
+    let (Some(dir), Some(common)) = (
+        git(&["rev-parse", "--absolute-git-dir"]),
+        git(&["rev-parse", "--path-format=absolute", "--git-common-dir"]),
+    ) else {
+        return;
+    };
+    let (dir, common) = (PathBuf::from(dir), PathBuf::from(common));
+    let mut watched = vec![dir.join("HEAD"), dir.join("logs/HEAD")];
+    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"]) {
+        watched.push(common.join(&branch));
+        watched.push(common.join("packed-refs"));
+    }
+    for path in watched.iter().filter(|p| Path::exists(p)) {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
 }

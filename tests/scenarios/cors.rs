@@ -244,3 +244,36 @@ async fn any_origin_without_credentials() {
         "the preflight was not forwarded"
     );
 }
+
+/// A preflight declaring a body (browsers never send one) is answered and the connection
+/// closed: nothing unauthenticated is read past the head. (pingora 0.9 also closes rather than
+/// drain here; Palisade asks for the close itself so the property does not rest on that.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_preflight_with_a_body_closes_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = upstream::echo().await;
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("open", "/open", "echo", "cors: {allow_origins: ['*']}")
+        .start();
+    let mut conn = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    conn.write_all(
+        b"OPTIONS /open HTTP/1.1\r\nhost: x\r\norigin: https://a.example\r\n\
+          access-control-request-method: GET\r\ncontent-length: 1000000\r\n\r\npartial",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        conn.read_to_end(&mut answer),
+    )
+    .await;
+    assert!(
+        read.is_ok(),
+        "the connection stayed open, waiting for the body"
+    );
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 204"), "{text}");
+    assert!(echo.requests().is_empty());
+}

@@ -54,7 +54,7 @@ pub struct KeyStoreArgs {
     #[command(flatten)]
     source: KeySource,
     /// The Redis hash (with `--redis` or `--redis-cluster`; `api_keys.redis_key`).
-    #[arg(long, default_value = "palisade:apikeys")]
+    #[arg(long, default_value = "palisade:apikeys", conflicts_with = "file")]
     redis_key: String,
 }
 

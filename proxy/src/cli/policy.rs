@@ -39,11 +39,13 @@ pub enum PolicyCommand {
         json: bool,
     },
     /// Write the seed policies compiled into the binary (`builtin`: schema, policies, tool
-    /// catalog, tests) to a directory, as a starting point for your own.
+    /// catalog, tests) to a new or empty directory, as a starting point for your own.
     Export {
         /// The directory (created if missing).
         dir: PathBuf,
-        /// Overwrite files that exist.
+        /// Write into a directory that is not empty, overwriting files of the same names.
+        /// Careful: the seed policies join whatever policies are there (admins may do
+        /// everything).
         #[arg(long)]
         force: bool,
     },
@@ -65,18 +67,15 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
 
 fn export(dir: &Path, force: bool) -> ExitCode {
     let files: Vec<_> = crate::authz::builtin_files().collect();
-    if !force {
-        let existing: Vec<_> = files
-            .iter()
-            .map(|(rel, _)| dir.join(rel))
-            .filter(|p| p.exists())
-            .collect();
-        if !existing.is_empty() {
-            for p in &existing {
-                eprintln!("{}: exists (use --force to overwrite)", p.display());
-            }
-            return ExitCode::FAILURE;
-        }
+    // Into a policy directory in use, the seed policies would add permissions at its next
+    // reload: only a new or empty directory unless forced.
+    let occupied = std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+    if occupied && !force {
+        eprintln!(
+            "{}: not empty; export into a new directory (or --force to write into this one)",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
     }
     for (rel, text) in files {
         let path = dir.join(&rel);

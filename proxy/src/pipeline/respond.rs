@@ -89,7 +89,15 @@ pub async fn preflight(session: &mut Session, ctx: &mut RequestCtx) -> pingora_c
     for (name, value) in &ctx.cors {
         resp.append_header(*name, value.clone())?;
     }
-    // A preflight never has a body (nothing is left to read on a keep-alive connection).
+    // Browsers never send a body with a preflight. One that declares a body is answered and
+    // the connection closed: nothing unread is drained, whatever its size (no body limit and
+    // no credential apply before this point).
+    let req = session.req_header();
+    if req.headers.contains_key(http::header::TRANSFER_ENCODING)
+        || super::headers::declared_length(req).is_some_and(|len| len > 0)
+    {
+        session.set_keepalive(None);
+    }
     session.write_response_header(Box::new(resp), true).await
 }
 

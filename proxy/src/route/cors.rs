@@ -7,10 +7,10 @@
 //! policy is the one in the config, not whatever the runtime says.
 //!
 //! Origins are compared as exact, case-sensitive ASCII serializations (`scheme://host[:port]`,
-//! as browsers send them); `*` allows any origin and cannot be combined with credentials
-//! (browsers refuse that combination, and echoing any origin with credentials would let every
-//! site act with the user's cookies). `Origin: null` (sandboxed frames, `file:` pages) is never
-//! allowed by `*`; list `null` explicitly to allow it.
+//! as browsers send them); `*` allows any origin — `null` (sandboxed frames, `file:` pages)
+//! included, as browsers read it — and cannot be combined with credentials (browsers refuse that
+//! combination, and echoing any origin with credentials would let every site act with the
+//! user's cookies). With a list, `null` is allowed only when listed.
 
 use std::time::Duration;
 
@@ -136,7 +136,12 @@ impl Cors {
             ("expose_headers", &spec.expose_headers),
         ] {
             for (i, name) in list.iter().enumerate() {
-                if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                if name == "*" {
+                    errors.push((
+                        format!("{field}[{i}]"),
+                        "list the header names (`*` is not supported)".into(),
+                    ));
+                } else if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                     errors.push((
                         format!("{field}[{i}]"),
                         format!("`{name}` is not a header name"),
@@ -166,7 +171,6 @@ impl Cors {
     /// The `Access-Control-Allow-Origin` value for a request from `origin`, if it is allowed.
     fn allow_origin(&self, origin: &HeaderValue) -> Option<HeaderValue> {
         match &self.origins {
-            None if origin.as_bytes() == b"null" => None,
             None => Some(HeaderValue::from_static("*")),
             Some(list) => list
                 .iter()
@@ -215,7 +219,7 @@ impl Cors {
         let Some(allowed) = self.allow_origin(origin) else {
             return Err(format!(
                 "origin {} may not call this route",
-                String::from_utf8_lossy(origin.as_bytes())
+                shown(origin.as_bytes())
             ));
         };
         if let Some(requested) = requested {
@@ -228,7 +232,10 @@ impl Cors {
                     .iter()
                     .any(|h| h.eq_ignore_ascii_case(name))
                 {
-                    return Err(format!("request header {name} is not allowed"));
+                    return Err(format!(
+                        "request header {} is not allowed",
+                        shown(name.as_bytes())
+                    ));
                 }
             }
         }
@@ -268,6 +275,17 @@ pub fn preflight_request<'a>(
     Some((origin, asked))
 }
 
+/// A client-sent value as it appears in a refusal, the log line and the audit record: at most
+/// 100 bytes of it.
+fn shown(value: &[u8]) -> String {
+    let cut = &value[..value.len().min(100)];
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    if value.len() > cut.len() {
+        text.push('…');
+    }
+    text
+}
+
 /// Whether `name` is a CORS response header (dropped from upstream responses on CORS routes).
 pub fn is_cors_header(name: &http::HeaderName) -> bool {
     name.as_str().starts_with("access-control-")
@@ -287,6 +305,20 @@ fn check_origin(origin: &str) -> Result<(), String> {
     }
     if origin.bytes().any(|b| b.is_ascii_uppercase()) {
         return bad("browsers send origins in lower case");
+    }
+    if !origin.is_ascii() {
+        return bad("browsers send an internationalized host in punycode (xn--…)");
+    }
+    // `[::1]:8080`: the port follows the last `:` after any bracketed IPv6 address.
+    let after_host = rest.rsplit_once(']').map_or(rest, |(_, tail)| tail);
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        let default = if scheme == "https" { "443" } else { "80" };
+        if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+            return bad("the port must be digits");
+        }
+        if port == default {
+            return bad("browsers leave out the scheme's default port");
+        }
     }
     Ok(())
 }
@@ -359,14 +391,24 @@ mod tests {
     }
 
     #[test]
-    fn any_origin_means_star_without_credentials_and_never_null() {
+    fn any_origin_means_star_without_credentials() {
         let c = cors("allow_origins: ['*']\nexpose_headers: []\n");
+        for origin in [APP, "null"] {
+            let resp = c.response_headers(Some(&HeaderValue::from_static(origin)));
+            assert_eq!(value(&resp, "access-control-allow-origin"), Some("*"));
+            assert_eq!(
+                value(&resp, "vary"),
+                None,
+                "the same answer for every origin"
+            );
+        }
         let resp = c.response_headers(Some(&HeaderValue::from_static(APP)));
-        assert_eq!(value(&resp, "access-control-allow-origin"), Some("*"));
-        assert_eq!(value(&resp, "vary"), None);
         assert_eq!(value(&resp, "access-control-expose-headers"), None);
-        let null = HeaderValue::from_static("null");
-        assert!(c.preflight(&null, &Method::GET, None).is_err());
+        // A client's value is cut short in the refusal (it is also logged and audited).
+        let long = HeaderValue::from_str(&"x".repeat(5000)).unwrap();
+        let listed = cors("allow_origins: [https://a.example]\n");
+        let err = listed.preflight(&long, &Method::GET, None).unwrap_err();
+        assert!(err.len() < 200, "{}", err.len());
     }
 
     #[test]
@@ -388,8 +430,25 @@ mod tests {
             ["allow_origins[0]", "allow_origins[1]", "allow_origins[2]"]
         );
         assert_eq!(
-            fields("allow_origins: [https://a.example]\nallow_headers: ['bad header']\n"),
-            ["allow_headers[0]"]
+            fields("allow_origins: [https://a.example]\nallow_headers: ['bad header', '*']\n"),
+            ["allow_headers[0]", "allow_headers[1]"]
+        );
+        assert_eq!(
+            fields(
+                "allow_origins: ['https://a.example:443', 'http://b.example:', \
+                 'https://bücher.example', 'http://c.example:80']\n"
+            ),
+            [
+                "allow_origins[0]",
+                "allow_origins[1]",
+                "allow_origins[2]",
+                "allow_origins[3]"
+            ]
+        );
+        // Other ports, IPv6 literals and punycode are origins as browsers send them.
+        cors(
+            "allow_origins: ['http://localhost:5173', 'http://[::1]:8080', \
+             'https://xn--bcher-kva.example']\n",
         );
     }
 
