@@ -43,6 +43,7 @@ fn record() -> AuditRecord {
         bytes_in: 512,
         bytes_out: 20_480,
         client_ip: Some("10.1.2.3".into()),
+        config_hash: "0123456789abcdef".into(),
         decision: None,
         duration_ms: 12.345,
         error_code: None,

@@ -27,6 +27,8 @@ pub struct AdminState {
     pub metrics: Metrics,
     /// Authentication: the assertion JWKS and revocations.
     pub authn: Arc<Authenticator>,
+    /// The running configuration's hash and reloads.
+    pub config: Arc<crate::reload::Reloader>,
 }
 
 /// The admin router.
@@ -40,16 +42,31 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// `ready` (or why not) on the first line, for probes; then the running configuration: its hash,
+/// the reloads applied and refused, and why the last one was refused.
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let config = state.config.status();
+    let mut details = format!(
+        "config_hash: {}\nconfig_reloads: {}\nconfig_reload_failures: {}\n",
+        config.hash, config.reloads, config.failed_reloads
+    );
+    if let Some(error) = &config.last_error {
+        details.push_str(&format!("config_last_reload_error: {error}\n"));
+    }
+    let (status, first) = readiness(&state);
+    (status, format!("{first}\n{details}"))
+}
+
+fn readiness(state: &AdminState) -> (StatusCode, String) {
     if state.lifecycle.is_ready() {
-        (StatusCode::OK, "ready\n".to_string())
+        (StatusCode::OK, "ready".to_string())
     } else if state.lifecycle.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n".to_string())
+        (StatusCode::SERVICE_UNAVAILABLE, "draining".to_string())
     } else {
         let pending = state.lifecycle.pending_checks().join(", ");
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("starting: waiting for {pending}\n"),
+            format!("starting: waiting for {pending}"),
         )
     }
 }

@@ -74,6 +74,8 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Concurrent connections per client address (`0`: no cap).
     pub max_connections_per_ip: usize,
+    /// How often the config and certificate files are checked for changes (`0`: SIGHUP only).
+    pub reload_interval: Duration,
     /// Log format.
     pub log_format: LogFormat,
     /// Log filter (`EnvFilter` syntax).

@@ -44,11 +44,16 @@ use crate::stage::{ResponseHead, Stage};
 use crate::telemetry::Metrics;
 use context::{RequestCtx, ResponseBody};
 
-/// The shared state of every stage, built once at start. A new stage adds its field here and
-/// its hook calls below.
+/// The shared state of every stage, built from one configuration: at start, and again by each
+/// config reload ([`crate::reload`]). A request keeps the `Stages` it started with for its whole
+/// life (`RequestCtx::stages`), so its route and each stage's per-route state always come from
+/// the same configuration, even when a reload swaps in a new one mid-stream. A new stage adds
+/// its field here and its hook calls below.
 pub struct Stages {
     /// The route table.
-    pub routes: arc_swap::ArcSwap<RouteTable>,
+    pub routes: Arc<RouteTable>,
+    /// The hash of the configuration these stages were built from (`/readyz`, audit records).
+    pub config_hash: Arc<str>,
     /// Metrics.
     pub metrics: Metrics,
     /// Readiness, in-flight tracking, drain.
@@ -69,19 +74,14 @@ pub struct Stages {
     pub tracing: Arc<crate::telemetry::otel::Tracing>,
 }
 
+/// The live [`Stages`]: swapped whole by a config reload, loaded once per request.
+pub type LiveStages = Arc<arc_swap::ArcSwap<Stages>>;
+
 /// The data plane's [`ProxyHttp`] implementation (one per listener).
 pub struct Pipeline {
-    stages: Arc<Stages>,
+    stages: LiveStages,
     /// Whether the listener serves TLS (for `X-Forwarded-Proto`).
     tls: bool,
-}
-
-impl std::ops::Deref for Pipeline {
-    type Target = Stages;
-
-    fn deref(&self) -> &Stages {
-        &self.stages
-    }
 }
 
 /// The exchange view of `ctx` (stages only run after routing put a route in it).
@@ -92,11 +92,13 @@ macro_rules! view {
 }
 
 impl Pipeline {
-    /// A pipeline for one listener over the shared `stages`.
-    pub fn new(stages: Arc<Stages>, tls: bool) -> Self {
+    /// A pipeline for one listener over the shared, live `stages`.
+    pub fn new(stages: LiveStages, tls: bool) -> Self {
         Self { stages, tls }
     }
+}
 
+impl Stages {
     /// The policy stages on the request head, in order. Each refuses with a [`ProxyError`].
     async fn enforce(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<(), ProxyError> {
         let route = ctx.core.route.clone().ok_or(ProxyError::Internal)?;
@@ -167,7 +169,9 @@ impl ProxyHttp for Pipeline {
     type CTX = RequestCtx;
 
     fn new_ctx(&self) -> RequestCtx {
-        RequestCtx::new(self.lifecycle.enter())
+        // The request's configuration generation, kept to its end.
+        let stages = self.stages.load_full();
+        RequestCtx::new(stages.lifecycle.enter(), stages)
     }
 
     async fn request_filter(
@@ -175,12 +179,14 @@ impl ProxyHttp for Pipeline {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<bool> {
+        let stages = ctx.stages.clone();
         // RFC 9728 metadata for MCP routes is public: it tells clients where to get a token.
-        if respond::metadata(session, &self.routes.load(), &self.authn).await? {
+        if respond::metadata(session, &stages.routes, &stages.authn).await? {
             return Ok(true);
         }
-        let outcome = match self.admit(session, ctx) {
-            Ok(admit::Admitted::Proxy) => self.enforce(session, ctx).await,
+        ctx.core.tls = self.tls;
+        let outcome = match stages.admit(session, ctx) {
+            Ok(admit::Admitted::Proxy) => stages.enforce(session, ctx).await,
             Ok(admit::Admitted::Preflight) => {
                 respond::preflight(session, ctx).await?;
                 return Ok(true);
@@ -203,6 +209,7 @@ impl ProxyHttp for Pipeline {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
+        let stages = ctx.stages.clone();
         ctx.request_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
         let limit = ctx
             .core
@@ -218,7 +225,7 @@ impl ProxyHttp for Pipeline {
         let Some(held) = ctx.held.as_mut() else {
             // Not a dialect route: chunks stream on; guardrails may depth-check JSON.
             let checked = match (body.as_ref(), ctx.core.view()) {
-                (Some(chunk), Some(x)) => self.guard.on_body_chunk(&x, &mut ctx.guard, chunk),
+                (Some(chunk), Some(x)) => stages.guard.on_body_chunk(&x, &mut ctx.guard, chunk),
                 _ => Ok(()),
             };
             if let Err(err) = checked {
@@ -235,7 +242,7 @@ impl ProxyHttp for Pipeline {
             return Ok(());
         }
         let whole = ctx.held.take().unwrap_or_default();
-        match self.decide_body(ctx, &whole) {
+        match stages.decide_body(ctx, &whole) {
             Ok(out) => {
                 *body = Some(out);
                 Ok(())
@@ -279,6 +286,7 @@ impl ProxyHttp for Pipeline {
         upstream: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
+        let stages = ctx.stages.clone();
         let x = ctx.core.routed()?;
         let original_host = headers::request_host(session.req_header()).map(str::to_string);
         let peer = session
@@ -286,11 +294,13 @@ impl ProxyHttp for Pipeline {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         headers::forward(upstream, &x, peer, original_host.as_deref())?;
-        self.edge
+        stages
+            .edge
             .forward_headers(upstream, session.req_header(), session.client_addr())?;
         // A held body is re-encoded (its length may change): it goes upstream chunked.
         headers::prepare_inspected(upstream, x.route.protocol.is_inspected())?;
-        self.authn
+        stages
+            .authn
             .on_upstream_request(&x, &(), upstream)
             .map_err(|e| Error::because(ErrorType::InternalError, "identity headers", e))?;
         if let Some(trace) = &ctx.core.trace {
@@ -305,6 +315,7 @@ impl ProxyHttp for Pipeline {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<()> {
+        let stages = ctx.stages.clone();
         ctx.upstream_status = Some(resp.status.as_u16());
         let head = ResponseHead {
             status: resp.status.as_u16(),
@@ -314,16 +325,16 @@ impl ProxyHttp for Pipeline {
         headers::cors(resp, ctx)?;
         ctx.span.upstream_answered(head.status, head.is_sse);
         let x = ctx.core.routed()?;
-        let stages = self
+        let answered = stages
             .authz
             .on_response(&x, &mut ctx.authz, &head, resp)
-            .and_then(|()| self.limit.on_response(&x, &mut ctx.limit, &head, resp))
-            .and_then(|()| self.guard.on_response(&x, &mut ctx.guard, &head, resp));
-        if let Err(e) = stages {
+            .and_then(|()| stages.limit.on_response(&x, &mut ctx.limit, &head, resp))
+            .and_then(|()| stages.guard.on_response(&x, &mut ctx.guard, &head, resp));
+        if let Err(e) = answered {
             return Error::e_because(ErrorType::InternalError, "response stages", e);
         }
         // How the body is read follows from the route's protocol and the head just seen.
-        ctx.response = self.response_body(ctx, &head, resp);
+        ctx.response = stages.response_body(ctx, &head, resp);
         Ok(())
     }
 
@@ -334,11 +345,12 @@ impl ProxyHttp for Pipeline {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Option<Duration>> {
+        let stages = ctx.stages.clone();
         let chunk = body.take().unwrap_or_default();
         let out = match &ctx.response {
             ResponseBody::Pass => Ok(chunk),
-            ResponseBody::Stream(_) => self.relay_chunk(ctx, &chunk, end_of_stream),
-            ResponseBody::Answer { .. } => self.answer_chunk(ctx, &chunk, end_of_stream),
+            ResponseBody::Stream(_) => stages.relay_chunk(ctx, &chunk, end_of_stream),
+            ResponseBody::Answer { .. } => stages.answer_chunk(ctx, &chunk, end_of_stream),
         };
         let out = match out {
             Ok(out) => out,
@@ -363,7 +375,8 @@ impl ProxyHttp for Pipeline {
         e: &Error,
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
-        let classified = respond::classify(e, ctx, &self.metrics);
+        let stages = ctx.stages.clone();
+        let classified = respond::classify(e, ctx, &stages.metrics);
         let error_code = match classified {
             None => 0, // the client is gone: nothing to write
             Some(err) => respond::fail(session, ctx, err).await,
@@ -375,6 +388,7 @@ impl ProxyHttp for Pipeline {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let stages = ctx.stages.clone();
         let reason = match (&ctx.error, e) {
             (Some(err), _) => err.kind().reason,
             (None, Some(_)) => "client_closed",
@@ -382,17 +396,17 @@ impl ProxyHttp for Pipeline {
         };
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         // Built before the stream state is released; queued last, after the log line.
-        let record = self.audit.is_enabled().then(|| {
+        let record = stages.audit.is_enabled().then(|| {
             let mut record = respond::record(session, ctx, status, reason);
-            self.authz.audit(&ctx.authz, &mut record);
-            self.guard.audit(&ctx.guard, &mut record);
+            stages.authz.audit(&ctx.authz, &mut record);
+            stages.guard.audit(&ctx.guard, &mut record);
             record.note_tool_calls(&ctx.audit.0);
             record
         });
-        respond::observe(&self.metrics, session, ctx, status, reason);
+        respond::observe(&stages.metrics, session, ctx, status, reason);
         // Audit last, once per request (refusals included): into a bounded queue.
         if let Some(record) = record {
-            self.audit.submit(record).await;
+            stages.audit.submit(record).await;
         }
     }
 

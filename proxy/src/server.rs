@@ -37,14 +37,20 @@ use crate::authn::Authenticator;
 use crate::config::{Config, Listener};
 use crate::lifecycle::Lifecycle;
 use crate::listener::conn::{ConnGuard, ConnLimits};
-use crate::pipeline::{Pipeline, Stages};
+use crate::pipeline::Pipeline;
+use crate::reload::{ConfigSource, Reloader, Shared};
 use crate::telemetry::Metrics;
 
 /// How to start.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
-    /// Listen for SIGTERM/SIGINT (the binary); tests call [`Running::shutdown`] instead.
+    /// Listen for SIGTERM/SIGINT/SIGHUP (the binary); tests call [`Running::shutdown`] and
+    /// [`Reloader::reload`] instead.
     pub handle_signals: bool,
+    /// The file (or text) the configuration was loaded from: its hash is on `/readyz` and in
+    /// every audit record, and a file is watched and reloaded ([`crate::reload`]). `None`: no
+    /// reload, and the hash is that of an empty file.
+    pub source: Option<ConfigSource>,
 }
 
 /// A started Palisade.
@@ -61,6 +67,8 @@ pub struct Running {
     pub metrics: Metrics,
     /// The authentication stage (dev tokens, revocations).
     pub authn: Arc<Authenticator>,
+    /// Config and certificate reloads.
+    pub config: Arc<Reloader>,
     shutdown: watch::Sender<bool>,
     drained: watch::Receiver<bool>,
     aux: Option<tokio::runtime::Runtime>,
@@ -140,10 +148,70 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
     let admin_listener = bind(config.admin_address)
         .with_context(|| format!("binding the admin listener {}", config.admin_address))?;
     let admin = admin_listener.local_addr()?;
+    let mut server_conf = ServerConf {
+        threads: config.threads,
+        // Drain runs in our own watch; pingora's grace period only has to outlast it.
+        grace_period_seconds: Some(config.drain_timeout.as_secs() + 3),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    server_conf.daemon = false;
+    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    // One limiter for every listener: counters and stream slots are per process. Built inside
+    // the aux runtime: the Redis connection's I/O task lives there.
+    let limiter = Arc::new({
+        let _runtime = aux.enter();
+        crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics.clone())
+            .context("rate limits")?
+    });
+    let shared = Shared {
+        metrics: metrics.clone(),
+        lifecycle: lifecycle.clone(),
+        authn: authn.clone(),
+        authz: config.authz.clone(),
+        audit: audit.clone(),
+        tracing: tracing.clone(),
+    };
+    // The TLS material of every listener, reloaded on change with the config file.
+    let mut tls = (Vec::new(), Vec::new());
+    for l in &config.listeners {
+        if let Some(spec) = &l.tls {
+            tls.0.push(Arc::new(
+                crate::listener::tls::ReloadingCert::load(&l.name, &spec.cert, &spec.key)
+                    .with_context(|| format!("TLS certificate of listener {}", l.name))?,
+            ));
+            if let Some(ca) = &spec.client_ca {
+                tls.1.push(Arc::new(
+                    crate::listener::tls::ReloadingClientCa::load(
+                        &l.name,
+                        ca,
+                        spec.require_client_cert,
+                    )
+                    .with_context(|| format!("client CA of listener {}", l.name))?,
+                ));
+            }
+        }
+    }
+    let source = options.source.clone().unwrap_or_else(|| ConfigSource {
+        path: None,
+        text: String::new(),
+        env: Vec::new(),
+    });
+    let reloader = Reloader::start(
+        &config,
+        source,
+        shared,
+        limiter,
+        tls.clone(),
+        aux.handle().clone(),
+    )
+    .context("the configuration")?;
+    reloader.watch(config.reload_interval, options.handle_signals);
     let admin_router = admin::router(AdminState {
         lifecycle: lifecycle.clone(),
         metrics: metrics.clone(),
         authn: authn.clone(),
+        config: reloader.clone(),
     });
     aux.spawn(async move {
         let served = match tokio::net::TcpListener::from_std(admin_listener) {
@@ -155,43 +223,6 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         }
     });
 
-    let mut server_conf = ServerConf {
-        threads: config.threads,
-        // Drain runs in our own watch; pingora's grace period only has to outlast it.
-        grace_period_seconds: Some(config.drain_timeout.as_secs() + 3),
-        graceful_shutdown_timeout_seconds: Some(1),
-        ..ServerConf::default()
-    };
-    server_conf.daemon = false;
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
-    let stages = Arc::new(Stages {
-        routes: arc_swap::ArcSwap::new(config.routes.clone()),
-        metrics: metrics.clone(),
-        lifecycle: lifecycle.clone(),
-        authn: authn.clone(),
-        authz: crate::authz::stage::AuthzStage::new(
-            config.authz.clone(),
-            config.per_route.authz.clone(),
-            metrics.clone(),
-        ),
-        edge: crate::listener::Edge::new(&config.edge),
-        // One limiter for every listener: counters and stream slots are per process. Built
-        // inside the aux runtime: the Redis connection's I/O task lives there.
-        limit: crate::ratelimit::stage::LimitStage::new(
-            Arc::new({
-                let _runtime = aux.enter();
-                crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics.clone())
-                    .context("rate limits")?
-            }),
-            config.per_route.limits.clone(),
-        ),
-        guard: crate::guardrails::GuardrailsStage::new(
-            config.per_route.guardrails.clone(),
-            metrics.clone(),
-        ),
-        audit: audit.clone(),
-        tracing: tracing.clone(),
-    });
     // One set of connection limits for every public listener: the per-address cap counts a
     // client's connections to all of them.
     let conn_limits = Arc::new(crate::listener::conn::ConnLimits::new(
@@ -208,13 +239,16 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
     for l in &config.listeners {
         let address = resolve_port(l.address)
             .with_context(|| format!("listener {} on {}", l.name, l.address))?;
-        let pipeline = Pipeline::new(stages.clone(), l.tls.is_some());
+        let pipeline = Pipeline::new(reloader.live(), l.tls.is_some());
+        let cert = tls.0.iter().find(|c| c.listener() == l.name).cloned();
+        let client_ca = tls.1.iter().find(|c| c.listener() == l.name).cloned();
         let service = proxy_service(
             &server.configuration,
             l,
             address,
             pipeline,
             conn_limits.clone(),
+            (cert, client_ca),
         )?;
         server.add_service(service);
         listeners.push(address);
@@ -253,6 +287,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         lifecycle,
         metrics,
         authn,
+        config: reloader,
         shutdown,
         drained,
         aux: Some(aux),
@@ -385,13 +420,19 @@ impl ShutdownSignalWatch for Signals {
 }
 
 /// Builds the pingora service for `listener`, bound to `address` (the listener's address with a
-/// port-0 request already resolved to a concrete port), its connections under `limits`.
+/// port-0 request already resolved to a concrete port), its connections under `limits`. A TLS
+/// listener serves the certificate in `tls.0` and verifies clients with `tls.1` (mTLS), both
+/// reloading on change.
 pub fn proxy_service(
     server_conf: &Arc<ServerConf>,
     listener: &Listener,
     address: SocketAddr,
     pipeline: Pipeline,
     limits: Arc<ConnLimits>,
+    tls: (
+        Option<Arc<crate::listener::tls::ReloadingCert>>,
+        Option<Arc<crate::listener::tls::ReloadingClientCa>>,
+    ),
 ) -> anyhow::Result<Service<ConnGuard<HttpProxy<Pipeline>>>> {
     let name = format!("palisade listener {}", listener.name);
     let mut proxy = pingora_proxy::http_proxy(server_conf, pipeline);
@@ -403,24 +444,21 @@ pub fn proxy_service(
     proxy.server_options = Some(options);
     let mut service = Service::new(name, ConnGuard::new(proxy, limits));
     let addr = address.to_string();
-    match &listener.tls {
-        Some(tls) => {
-            let mut settings = match &tls.client_ca {
-                Some(ca) => {
+    match (&listener.tls, tls.0) {
+        (Some(spec), Some(cert)) => {
+            let mut settings = match tls.1 {
+                Some(client_ca) => {
                     let mut s = TlsSettings::with_callbacks(Box::new(
                         crate::listener::mtls::ClientIdentity,
                     ))?;
-                    s.set_certificate_chain_file(&tls.cert)?;
-                    s.set_private_key_file(&tls.key)?;
-                    s.set_client_cert_verifier(crate::listener::mtls::client_verifier(
-                        ca,
-                        tls.require_client_cert,
-                    )?);
+                    s.set_client_cert_verifier(client_ca);
                     s
                 }
-                None => TlsSettings::intermediate(&tls.cert, &tls.key)
+                None => TlsSettings::intermediate(&spec.cert, &spec.key)
                     .with_context(|| format!("TLS settings for listener {}", listener.name))?,
             };
+            // The resolver serves the current pair; the paths above are then never read.
+            settings.set_cert_resolver(cert);
             settings.enable_h2();
             service.add_listener(
                 ListenerConfig::tcp(&addr)
@@ -428,7 +466,8 @@ pub fn proxy_service(
                     .l4_buffer(L4BufferSettings::default().read(TLS_READ_BUFFER)),
             );
         }
-        None => service.add_listener(
+        (Some(_), None) => anyhow::bail!("listener {}: TLS without a certificate", listener.name),
+        (None, _) => service.add_listener(
             ListenerConfig::tcp(&addr).l4_buffer(L4BufferSettings::default().read(0)),
         ),
     }

@@ -585,3 +585,56 @@ fn the_banner_says_why_its_curl_needs_credentials() {
         "{banner}"
     );
 }
+
+/// `palisade run` reloads its config file on SIGHUP (the file watch is off here:
+/// `reload_interval: 0s`), and `/readyz` names the configuration now running.
+#[test]
+fn sighup_reloads_the_config_file() {
+    let (listen, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("palisade.yaml");
+    let v1 = format!(
+        "listeners: [{{address: \"127.0.0.1:{listen}\"}}]\nadmin: {{address: \"127.0.0.1:{admin}\"}}\n\
+         server: {{reload_interval: 0s, log_level: warn}}\n\
+         upstreams: {{app: {{address: \"127.0.0.1:9\"}}}}\n\
+         routes:\n  - {{name: api, match: {{path_prefix: /api}}, upstream: app, auth: optional}}\n"
+    );
+    std::fs::write(&file, &v1).unwrap();
+    let mut child = palisade()
+        .args(["run", "-c"])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let readyz = |want: &str| -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let out = Command::new("curl")
+                .args(["-s", "--max-time", "2"])
+                .arg(format!("http://127.0.0.1:{admin}/readyz"))
+                .output()
+                .unwrap();
+            let body = String::from_utf8_lossy(&out.stdout).to_string();
+            if body.lines().any(|l| l == want) {
+                return body;
+            }
+            assert!(std::time::Instant::now() < deadline, "no `{want}`:\n{body}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let before = readyz("config_reloads: 0");
+    let v2 = v1.replace("path_prefix: /api", "path_prefix: /v2");
+    std::fs::write(&file, v2).unwrap();
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let after = readyz("config_reloads: 1");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+    let hash = |b: &str| {
+        b.lines()
+            .find(|l| l.starts_with("config_hash: "))
+            .map(str::to_string)
+    };
+    assert!(hash(&before).is_some());
+    assert_ne!(hash(&before), hash(&after));
+}

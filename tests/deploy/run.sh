@@ -191,7 +191,7 @@ done
 pass "both containers run as uid 65532"
 ip=$(pod_ip "$pod")
 pid=$(pod_pid "$pod")
-[ "$(curl -sS -m 5 "http://$ip:9901/readyz")" = ready ] || fail "/readyz is not 'ready'"
+[ "$(curl -sS -m 5 "http://$ip:9901/readyz" | head -n 1)" = ready ] || fail "/readyz is not 'ready'"
 pass "/readyz: ready"
 out=$(stream_run "$ip:8080" "$USER_TOKEN" image-1 5)
 types=$(event_types <<<"$out")

@@ -17,6 +17,7 @@ mod oidc_harness;
 mod orchestrator;
 mod orchestrator_state;
 mod ratelimit;
+mod reload;
 mod shutdown;
 mod streaming;
 mod tracing;

@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use palisade_proxy::config::Config;
+use palisade_proxy::reload::ConfigSource;
 use palisade_proxy::server::{self, Running, StartOptions};
 
 /// Fluent builder for an in-process proxy.
@@ -150,7 +151,30 @@ impl TestProxy {
         let yaml = self.yaml();
         let config = Config::from_yaml(&yaml, Vec::new())
             .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{yaml}"));
-        let running = server::start(config, StartOptions::default()).expect("proxy starts");
+        let options = StartOptions {
+            handle_signals: false,
+            source: Some(ConfigSource::embedded(&yaml, Vec::new())),
+        };
+        let running = server::start(config, options).expect("proxy starts");
+        Proxy { running }
+    }
+
+    /// Like [`start`](Self::start), from a file at `path` (written here) that the proxy watches
+    /// and reloads every `server.reload_interval` (set it with [`server_yaml`](Self::server_yaml)).
+    pub fn start_from_file(self, path: &std::path::Path) -> Proxy {
+        let yaml = self.yaml();
+        std::fs::write(path, &yaml).expect("writing the test config");
+        let config = Config::from_yaml(&yaml, Vec::new())
+            .unwrap_or_else(|e| panic!("test config invalid:\n{e}\n---\n{yaml}"));
+        let options = StartOptions {
+            handle_signals: false,
+            source: Some(ConfigSource {
+                path: Some(path.to_path_buf()),
+                text: yaml,
+                env: Vec::new(),
+            }),
+        };
+        let running = server::start(config, options).expect("proxy starts");
         Proxy { running }
     }
 }

@@ -26,6 +26,9 @@ pub struct AuditRecord {
     pub bytes_out: u64,
     /// The TCP peer's address.
     pub client_ip: Option<String>,
+    /// The hash of the configuration the request ran under (as on `/readyz`): which version of
+    /// routes, limits and guardrails decided, across config reloads.
+    pub config_hash: String,
     /// The request-level authorization decision; `None` when authorization is off or did not run.
     pub decision: Option<AuditDecision>,
     /// From accept to the end of the response, in milliseconds.
@@ -151,6 +154,8 @@ pub struct RecordFacts<'a> {
     pub principal: Option<&'a Principal>,
     /// The client's address.
     pub client_ip: Option<IpAddr>,
+    /// The hash of the configuration the request ran under.
+    pub config_hash: &'a str,
     /// HTTP method.
     pub method: &'a str,
     /// Path without the query.
@@ -193,6 +198,7 @@ impl AuditRecord {
                 auth_method: p.auth_method.as_str(),
             }),
             client_ip: f.client_ip.map(|ip| ip.to_string()),
+            config_hash: f.config_hash.to_string(),
             method: f.method.to_string(),
             path: f.path.to_string(),
             route: f.route.map(str::to_string),

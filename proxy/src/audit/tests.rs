@@ -175,6 +175,7 @@ pub(super) fn record(i: usize) -> AuditRecord {
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
         principal: None,
         client_ip: Some("127.0.0.1".into()),
+        config_hash: "0123456789abcdef".into(),
         method: "GET".into(),
         path: "/x".into(),
         route: Some("r".into()),

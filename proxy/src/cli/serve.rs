@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{Config, ConfigError, EMBEDDED_DEV_CONFIG};
+use crate::reload::ConfigSource;
 use crate::server::{self, StartOptions};
 use crate::telemetry::logging;
 
@@ -53,14 +54,30 @@ pub fn dev(args: DevArgs) -> ExitCode {
         .chain(overrides.into_iter().map(|(k, v)| (k.to_string(), v)))
         .collect::<Vec<_>>();
     serve(
-        Config::from_yaml(EMBEDDED_DEV_CONFIG, env),
+        Config::from_yaml(EMBEDDED_DEV_CONFIG, env.clone()),
         "embedded defaults",
+        ConfigSource::embedded(EMBEDDED_DEV_CONFIG, env),
     )
 }
 
 /// `palisade run -c FILE`.
 pub fn run(path: &Path) -> ExitCode {
-    serve(Config::load(path), &path.display().to_string())
+    let name = path.display().to_string();
+    // Read once: the text loaded is the text hashed and watched for changes.
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("{name}: cannot read: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let env: Vec<_> = std::env::vars().collect();
+    let source = ConfigSource {
+        path: Some(path.to_path_buf()),
+        text: text.clone(),
+        env: env.clone(),
+    };
+    serve(Config::from_yaml(&text, env), &name, source)
 }
 
 /// The warning `palisade run` and `palisade dev` print on stderr when the config turns the dev
@@ -75,7 +92,7 @@ pub fn dev_issuer_warning(config: &Config, source: &str) -> Option<String> {
     ))
 }
 
-fn serve(config: Result<Config, ConfigError>, source: &str) -> ExitCode {
+fn serve(config: Result<Config, ConfigError>, source: &str, origin: ConfigSource) -> ExitCode {
     let config = match config {
         Ok(config) => config,
         Err(err) => {
@@ -93,6 +110,7 @@ fn serve(config: Result<Config, ConfigError>, source: &str) -> ExitCode {
         config.clone(),
         StartOptions {
             handle_signals: true,
+            source: Some(origin),
         },
     ) {
         Ok(running) => running,

@@ -167,6 +167,12 @@ pub struct ServerSpec {
     /// Default: `512`.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// How often the config file (and the listeners' certificate files) are checked for
+    /// changes; a change is validated and applied live, or refused with the reason logged
+    /// (SIGHUP reloads at once too). `0s`: only on SIGHUP. Default: `2s`.
+    #[serde(default = "default_reload_interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub reload_interval: Duration,
 }
 
 impl Default for ServerSpec {
@@ -178,8 +184,13 @@ impl Default for ServerSpec {
             drain_timeout: default_drain_timeout(),
             log_format: LogFormat::default(),
             log_level: default_log_level(),
+            reload_interval: default_reload_interval(),
         }
     }
+}
+
+fn default_reload_interval() -> Duration {
+    Duration::from_secs(2)
 }
 
 /// Request limits.

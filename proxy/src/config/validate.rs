@@ -160,6 +160,7 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         drain_timeout: spec.server.drain_timeout,
         header_timeout: spec.server.header_timeout,
+        reload_interval: spec.server.reload_interval,
         max_connections_per_ip: spec.server.max_connections_per_ip,
         log_format: spec.server.log_format,
         log_level: spec.server.log_level,

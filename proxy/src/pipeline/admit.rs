@@ -4,7 +4,7 @@
 use pingora_proxy::Session;
 
 use super::context::RequestCtx;
-use super::{headers, Pipeline};
+use super::{headers, Stages};
 use crate::error::ProxyError;
 use crate::route::{cors, host_without_port, RouteMatch};
 use crate::telemetry::TraceContext;
@@ -18,7 +18,7 @@ pub(super) enum Admitted {
     Preflight,
 }
 
-impl Pipeline {
+impl Stages {
     /// Stages that run before anything is forwarded. `Err` short-circuits to the error mapper.
     pub(super) fn admit(
         &self,
@@ -27,7 +27,6 @@ impl Pipeline {
     ) -> Result<Admitted, ProxyError> {
         // Strip first: nothing below may read a client-written identity header.
         headers::strip_palisade_headers(session.req_header_mut());
-        ctx.core.tls = self.tls;
         // What follows a CONNECT head may be tunnel bytes, not a request: the connection
         // closes after the refusal below.
         let connect = session.req_header().method == http::Method::CONNECT;
@@ -70,7 +69,7 @@ impl Pipeline {
         canonical.map_err(|e| ProxyError::InvalidRequest(format!("path: {e}")))?;
         // Route before the body limit: the limit is per route.
         let host = headers::request_host(req).map(host_without_port);
-        let routes = self.routes.load();
+        let routes = &self.routes;
         // A CORS preflight is routed by the method it asks for; a route with `cors` answers it
         // here, before any credential (browsers send none on a preflight). On other routes, or
         // asking for a method no route allows there, it is an `OPTIONS` like any other.

@@ -8,7 +8,7 @@ use pingora_http::ResponseHeader;
 
 use super::context::{RequestCtx, ResponseBody, StreamCtx};
 use super::respond;
-use super::Pipeline;
+use super::Stages;
 use crate::authz::stage::AuthzStage;
 use crate::error::ProxyError;
 use crate::guardrails::GuardrailsStage;
@@ -20,7 +20,7 @@ use crate::stage::{Exchange, Refusal, ResponseHead, Stage};
 /// Largest JSON answer of a dialect route the proxy holds to inspect; a larger one is refused.
 pub const MAX_JSON_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
-impl Pipeline {
+impl Stages {
     /// The whole held body: parsed once, inspected by guardrails then authorization (which
     /// therefore decides on the redacted body), and re-encoded from what they left.
     pub(super) fn decide_body(&self, ctx: &mut RequestCtx, whole: &[u8]) -> Result<Bytes, Refusal> {

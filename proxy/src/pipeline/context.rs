@@ -86,6 +86,9 @@ pub enum ResponseBody {
 
 /// Per-request state carried through every pipeline phase.
 pub struct RequestCtx {
+    /// The configuration generation this request runs under, from its first hook to its last
+    /// (a reload never changes a request's route or its stages' per-route state midway).
+    pub stages: std::sync::Arc<super::Stages>,
     /// The exchange's facts.
     pub core: Core,
     /// This request's OpenTelemetry spans (empty when tracing is off).
@@ -140,8 +143,9 @@ pub struct StreamCtx {
 
 impl RequestCtx {
     /// A fresh context, counted in flight until dropped.
-    pub fn new(in_flight: InFlight) -> Self {
+    pub fn new(in_flight: InFlight, stages: std::sync::Arc<super::Stages>) -> Self {
         Self {
+            stages,
             core: Core {
                 request_id: String::new(),
                 trace: None,

@@ -359,6 +359,7 @@ pub fn record(
         trace_id: ctx.trace_id(),
         principal: ctx.core.principal.as_deref(),
         client_ip: ctx.core.client_ip,
+        config_hash: &ctx.stages.config_hash,
         method: session.req_header().method.as_str(),
         path: session.req_header().uri.path(),
         route: ctx.core.route.as_ref().map(|r| r.name.as_str()),

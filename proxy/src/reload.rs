@@ -1,0 +1,570 @@
+//! Whole-config hot reload: the config file (and the listeners' certificate files) are watched;
+//! a change is validated and applied to new requests without dropping any, or refused with the
+//! reason and the last good configuration kept.
+//!
+//! - **Trigger**: SIGHUP, or the file's bytes changing (checked every `server.reload_interval`).
+//!   The same process-environment overrides (`PALISADE_*`) apply as at start.
+//! - **Validated first**: the new file goes through the whole of [`Config::from_yaml`]; one error
+//!   and nothing changes (`palisade_config_reloads_total{result="failure"}`, the errors logged
+//!   with their paths, the last one on `/readyz`).
+//! - **What reloads live**: `routes`, `upstreams`, `limits`, `edge`, `guardrails` and
+//!   `rate_limits` (the in-process limiter keeps its counters unless `rate_limits` itself changed).
+//!   A reload builds a new [`Stages`] and swaps it in whole: requests already running, streams
+//!   included, finish under the configuration they started with (`RequestCtx::stages`).
+//! - **What needs a restart** ([`RESTART_ONLY`]): a change there refuses the *whole* reload with a
+//!   message naming the section, so the running configuration is always exactly one version of
+//!   the file and its hash (`/readyz`, every audit record's `config_hash`) says which.
+//! - **Certificates**: each TLS listener's certificate/key pair and client CA reload when their
+//!   files change, independently of the config file ([`crate::listener::tls`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus::{IntCounterVec, IntGauge, Opts};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::authn::Authenticator;
+use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+use crate::listener::tls::{ReloadingCert, ReloadingClientCa};
+use crate::pipeline::{LiveStages, Stages};
+use crate::ratelimit::RateLimiter;
+use crate::telemetry::Metrics;
+
+/// Top-level sections read once at start, and why. A reload that changes one is refused.
+pub const RESTART_ONLY: &[(&str, &str)] = &[
+    (
+        "listeners",
+        "listeners are bound at start (their certificate files reload on change)",
+    ),
+    ("admin", "the admin listener is bound at start"),
+    ("server", "threads, timeouts and logging are set at start"),
+    (
+        "authentication",
+        "issuers and credential sources are set up at start (API key files and revocations \
+         reload on their own)",
+    ),
+    (
+        "authorization",
+        "policy directories are opened at start (the policy files reload on change)",
+    ),
+    (
+        "audit",
+        "the audit sinks and the hash chain are opened at start",
+    ),
+    ("tracing", "the span exporter starts with the process"),
+    (
+        "embedded_orchestrator",
+        "the orchestrator starts with the process",
+    ),
+];
+
+/// Where the running configuration came from.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The file reloads read again; `None` for embedded defaults (nothing to reload).
+    pub path: Option<PathBuf>,
+    /// The text the running configuration was loaded from.
+    pub text: String,
+    /// The environment overrides it was loaded with; a reload applies the same.
+    pub env: Vec<(String, String)>,
+}
+
+impl ConfigSource {
+    /// Text without a file (tests, `palisade dev`): hashed, never reloaded.
+    pub fn embedded(text: &str, env: Vec<(String, String)>) -> Self {
+        Self {
+            path: None,
+            text: text.to_string(),
+            env,
+        }
+    }
+}
+
+/// The stage state that outlives a configuration: what a reload hands to the new [`Stages`].
+pub(crate) struct Shared {
+    pub metrics: Metrics,
+    pub lifecycle: Arc<Lifecycle>,
+    pub authn: Arc<Authenticator>,
+    pub authz: Option<Arc<crate::authz::Authz>>,
+    pub audit: Arc<crate::audit::Auditor>,
+    pub tracing: Arc<crate::telemetry::otel::Tracing>,
+}
+
+/// The [`Stages`] of `config`, over the long-lived parts in `shared` and `limiter`.
+pub(crate) fn build_stages(
+    config: &Config,
+    shared: &Shared,
+    limiter: Arc<RateLimiter>,
+    config_hash: &str,
+) -> Stages {
+    Stages {
+        routes: config.routes.clone(),
+        config_hash: config_hash.into(),
+        metrics: shared.metrics.clone(),
+        lifecycle: shared.lifecycle.clone(),
+        authn: shared.authn.clone(),
+        authz: crate::authz::stage::AuthzStage::new(
+            shared.authz.clone(),
+            config.per_route.authz.clone(),
+            shared.metrics.clone(),
+        ),
+        edge: crate::listener::Edge::new(&config.edge),
+        limit: crate::ratelimit::stage::LimitStage::new(limiter, config.per_route.limits.clone()),
+        guard: crate::guardrails::GuardrailsStage::new(
+            config.per_route.guardrails.clone(),
+            shared.metrics.clone(),
+        ),
+        audit: shared.audit.clone(),
+        tracing: shared.tracing.clone(),
+    }
+}
+
+/// The effective configuration's identity: a hash of the whole tree (after overrides) and a
+/// canonical form of each top-level section, to tell which sections a new file changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    /// 16 hex digits of SHA-256 over the canonical JSON of the effective tree.
+    pub hash: String,
+    sections: BTreeMap<String, String>,
+}
+
+impl Fingerprint {
+    /// Fingerprints `text` with the overrides in `env` applied. Comments, key order and
+    /// formatting do not change it; any value does.
+    pub fn of(text: &str, env: &[(String, String)]) -> Result<Self, String> {
+        let mut tree: yaml_serde::Value =
+            yaml_serde::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
+        if tree.is_null() {
+            tree = yaml_serde::Value::Mapping(Default::default());
+        }
+        let errors = crate::config::env::apply(&mut tree, env.iter().cloned());
+        if let Some(e) = errors.first() {
+            return Err(e.to_string());
+        }
+        let tree = serde_json::to_value(&tree).map_err(|e| e.to_string())?;
+        let sections = match &tree {
+            Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), canonical(v))).collect(),
+            _ => BTreeMap::new(),
+        };
+        let digest = Sha256::digest(canonical(&tree).as_bytes());
+        Ok(Self {
+            hash: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
+            sections,
+        })
+    }
+
+    /// The sections whose value differs between `self` and `other` (absent counts as a value).
+    pub fn changed(&self, other: &Fingerprint) -> Vec<String> {
+        let mut names: Vec<&String> = self.sections.keys().chain(other.sections.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|n| self.sections.get(*n) != other.sections.get(*n))
+            .cloned()
+            .collect()
+    }
+}
+
+/// JSON with every object's keys sorted (the tree keeps file order).
+fn canonical(v: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(map) => {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(b.0));
+                Value::Object(
+                    entries
+                        .into_iter()
+                        .map(|(k, v)| (k.clone(), sorted(v)))
+                        .collect(),
+                )
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(v).to_string()
+}
+
+/// What one reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// No config file (embedded defaults): nothing to reload.
+    NoFile,
+    /// The effective configuration is the running one (only comments or layout changed, or
+    /// nothing).
+    Unchanged,
+    /// The new configuration is live for new requests.
+    Applied {
+        /// The hash before.
+        from: String,
+        /// The hash now.
+        to: String,
+        /// The top-level sections that changed.
+        sections: Vec<String>,
+    },
+    /// Refused; the last good configuration stays. One message per problem, each with its path.
+    Refused(Vec<String>),
+}
+
+/// The config reload state, as `/readyz` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// The running configuration's hash.
+    pub hash: String,
+    /// Reloads applied since start.
+    pub reloads: u64,
+    /// Reloads refused since start.
+    pub failed_reloads: u64,
+    /// Why the last reload was refused, when the last one was.
+    pub last_error: Option<String>,
+}
+
+struct State {
+    running: Fingerprint,
+    /// The file's bytes last looked at: a refused file is not retried until it changes again.
+    file_seen: [u8; 32],
+    limiter: Arc<RateLimiter>,
+    status: Status,
+}
+
+struct ReloadMetrics {
+    reloads: IntCounterVec,
+    last_ok: IntGauge,
+    certificates: IntCounterVec,
+}
+
+impl ReloadMetrics {
+    fn register(registry: &prometheus::Registry) -> prometheus::Result<Self> {
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "palisade_config_reloads_total",
+                "Config file reloads, by result (success or failure).",
+            ),
+            &["result"],
+        )?;
+        let last_ok = IntGauge::new(
+            "palisade_config_last_reload_successful",
+            "1 when the last config reload was applied (or none was tried), 0 when it was refused.",
+        )?;
+        let certificates = IntCounterVec::new(
+            Opts::new(
+                "palisade_certificate_reloads_total",
+                "TLS certificate and client CA reloads, by listener and result.",
+            ),
+            &["listener", "result"],
+        )?;
+        last_ok.set(1);
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(last_ok.clone()))?;
+        registry.register(Box::new(certificates.clone()))?;
+        Ok(Self {
+            reloads,
+            last_ok,
+            certificates,
+        })
+    }
+}
+
+/// Watches the config and certificate files and swaps in new [`Stages`].
+pub struct Reloader {
+    path: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    live: LiveStages,
+    shared: Shared,
+    aux: tokio::runtime::Handle,
+    certs: Vec<Arc<ReloadingCert>>,
+    client_cas: Vec<Arc<ReloadingClientCa>>,
+    metrics: ReloadMetrics,
+    state: Mutex<State>,
+}
+
+impl Reloader {
+    /// Builds the first [`Stages`] from `config` and the reloader that will replace them.
+    pub(crate) fn start(
+        config: &Config,
+        source: ConfigSource,
+        shared: Shared,
+        limiter: Arc<RateLimiter>,
+        tls: (Vec<Arc<ReloadingCert>>, Vec<Arc<ReloadingClientCa>>),
+        aux: tokio::runtime::Handle,
+    ) -> anyhow::Result<Arc<Self>> {
+        let running = Fingerprint::of(&source.text, &source.env)
+            .map_err(|e| anyhow::anyhow!("fingerprinting the configuration: {e}"))?;
+        let stages = build_stages(config, &shared, limiter.clone(), &running.hash);
+        let metrics = ReloadMetrics::register(&shared.metrics.registry)?;
+        let status = Status {
+            hash: running.hash.clone(),
+            reloads: 0,
+            failed_reloads: 0,
+            last_error: None,
+        };
+        Ok(Arc::new(Self {
+            path: source.path,
+            env: source.env,
+            live: Arc::new(arc_swap::ArcSwap::from_pointee(stages)),
+            shared,
+            aux,
+            certs: tls.0,
+            client_cas: tls.1,
+            metrics,
+            state: Mutex::new(State {
+                file_seen: Sha256::digest(source.text.as_bytes()).into(),
+                running,
+                limiter,
+                status,
+            }),
+        }))
+    }
+
+    /// The live stages every listener's pipeline loads per request.
+    pub fn live(&self) -> LiveStages {
+        self.live.clone()
+    }
+
+    /// The running configuration's hash and the reload counts.
+    pub fn status(&self) -> Status {
+        self.state
+            .lock()
+            .map(|s| s.status.clone())
+            .unwrap_or_else(|p| p.into_inner().status.clone())
+    }
+
+    /// Reads the config file again and applies it, or refuses it (blocking: validation loads
+    /// policies and compiles rule sets). Logs and counts the outcome.
+    pub fn reload(&self, trigger: &str) -> Outcome {
+        let outcome = self.try_reload();
+        match &outcome {
+            Outcome::NoFile | Outcome::Unchanged => {
+                tracing::debug!(trigger, ?outcome, "config reload: nothing to do")
+            }
+            Outcome::Applied { from, to, sections } => {
+                self.metrics.reloads.with_label_values(&["success"]).inc();
+                self.metrics.last_ok.set(1);
+                tracing::info!(trigger, from = %from, to = %to, sections = %sections.join(","), "config reloaded");
+            }
+            Outcome::Refused(errors) => {
+                self.metrics.reloads.with_label_values(&["failure"]).inc();
+                self.metrics.last_ok.set(0);
+                for e in errors {
+                    tracing::error!(trigger, error = %e, "config reload refused; keeping the running configuration");
+                }
+            }
+        }
+        outcome
+    }
+
+    fn try_reload(&self) -> Outcome {
+        let Some(path) = &self.path else {
+            return Outcome::NoFile;
+        };
+        let mut state = match self.state.lock() {
+            Ok(s) => s,
+            Err(p) => p.into_inner(),
+        };
+        let refuse = |state: &mut State, errors: Vec<String>| {
+            state.status.failed_reloads += 1;
+            state.status.last_error = Some(errors.join("; "));
+            Outcome::Refused(errors)
+        };
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                return refuse(
+                    &mut state,
+                    vec![format!("cannot read {}: {e}", path.display())],
+                )
+            }
+        };
+        state.file_seen = Sha256::digest(text.as_bytes()).into();
+        let next = match Fingerprint::of(&text, &self.env) {
+            Ok(f) => f,
+            Err(e) => return refuse(&mut state, vec![e]),
+        };
+        if next.hash == state.running.hash {
+            return Outcome::Unchanged;
+        }
+        let changed = state.running.changed(&next);
+        let needs_restart: Vec<String> = RESTART_ONLY
+            .iter()
+            .filter(|(name, _)| changed.iter().any(|c| c == name))
+            .map(|(name, why)| format!("{name}: changed, but {why}; restart to apply it"))
+            .collect();
+        if !needs_restart.is_empty() {
+            return refuse(&mut state, needs_restart);
+        }
+        let config = match Config::from_yaml(&text, self.env.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                let errors = e.field_errors().iter().map(ToString::to_string).collect();
+                return refuse(&mut state, errors);
+            }
+        };
+        let limiter = if changed.iter().any(|c| c == "rate_limits") {
+            // The Redis connection's I/O task lives on the aux runtime, like the first one's.
+            let _runtime = self.aux.enter();
+            match RateLimiter::new(config.rate_limits.clone(), self.shared.metrics.clone()) {
+                Ok(l) => Arc::new(l),
+                Err(e) => return refuse(&mut state, vec![format!("rate_limits: {e}")]),
+            }
+        } else {
+            state.limiter.clone()
+        };
+        let stages = build_stages(&config, &self.shared, limiter.clone(), &next.hash);
+        self.live.store(Arc::new(stages));
+        let from = std::mem::replace(&mut state.running, next);
+        state.limiter = limiter;
+        state.status.hash = state.running.hash.clone();
+        state.status.reloads += 1;
+        state.status.last_error = None;
+        Outcome::Applied {
+            from: from.hash,
+            to: state.running.hash.clone(),
+            sections: changed,
+        }
+    }
+
+    /// Whether the config file's bytes differ from those last looked at.
+    fn file_changed(&self) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let Ok(bytes) = std::fs::read(path) else {
+            // Missing mid-update (an editor's rename, a ConfigMap's symlink swap): look again.
+            return false;
+        };
+        let now: [u8; 32] = Sha256::digest(&bytes).into();
+        self.state
+            .lock()
+            .map(|s| s.file_seen != now)
+            .unwrap_or(false)
+    }
+
+    /// Reloads every TLS listener's certificate pair and client CA whose files changed.
+    pub fn refresh_certificates(&self) {
+        let results = self
+            .certs
+            .iter()
+            .map(|c| (c.listener(), "certificate", c.refresh()))
+            .chain(
+                self.client_cas
+                    .iter()
+                    .map(|c| (c.listener(), "client CA", c.refresh())),
+            );
+        for (listener, what, refresh) in results {
+            match refresh {
+                crate::listener::tls::Refresh::Unchanged => {}
+                crate::listener::tls::Refresh::Reloaded => {
+                    self.metrics
+                        .certificates
+                        .with_label_values(&[listener, "success"])
+                        .inc();
+                    tracing::info!(listener, what, "TLS material reloaded");
+                }
+                crate::listener::tls::Refresh::Refused(e) => {
+                    self.metrics
+                        .certificates
+                        .with_label_values(&[listener, "failure"])
+                        .inc();
+                    tracing::error!(listener, what, error = %e, "TLS reload refused; keeping the last good one");
+                }
+            }
+        }
+    }
+
+    /// One watch step: certificates, then the config file (at once when `forced`, by SIGHUP).
+    pub fn check(&self, forced: bool) {
+        self.refresh_certificates();
+        if forced {
+            self.reload("SIGHUP");
+        } else if self.file_changed() {
+            self.reload("file change");
+        }
+    }
+
+    /// Watches on the aux runtime: every `interval` (unless zero) and on SIGHUP (when
+    /// `signals`).
+    pub fn watch(self: &Arc<Self>, interval: Duration, signals: bool) {
+        // Register for SIGHUP before returning, so a signal sent right after start is seen.
+        let mut hangup = if signals {
+            let _runtime = self.aux.enter();
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot watch SIGHUP; the config reloads on file change only");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        if hangup.is_none() && interval.is_zero() {
+            return;
+        }
+        let me = self.clone();
+        self.aux.spawn(async move {
+            loop {
+                let by_signal = async {
+                    match hangup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                let tick = async {
+                    if interval.is_zero() {
+                        std::future::pending::<()>().await
+                    } else {
+                        tokio::time::sleep(interval).await
+                    }
+                };
+                let forced = tokio::select! {
+                    _ = by_signal => true,
+                    _ = tick => false,
+                };
+                let step = me.clone();
+                let _ = tokio::task::spawn_blocking(move || step.check(forced)).await;
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_ignores_layout_and_names_changed_sections() {
+        let a = Fingerprint::of("routes: []\nserver: {threads: 2}\n", &[]).unwrap();
+        let same =
+            Fingerprint::of("# a comment\nserver:\n  threads: 2\nroutes: []\n", &[]).unwrap();
+        assert_eq!(a, same);
+        assert_eq!(a.hash.len(), 16);
+        let b = Fingerprint::of("routes: [{name: x}]\nserver: {threads: 2}\n", &[]).unwrap();
+        assert_ne!(a.hash, b.hash);
+        assert_eq!(a.changed(&b), vec!["routes".to_string()]);
+        let c = Fingerprint::of("routes: []\n", &[]).unwrap();
+        assert_eq!(a.changed(&c), vec!["server".to_string()]);
+    }
+
+    #[test]
+    fn overrides_count_in_the_fingerprint() {
+        let env = vec![("PALISADE_SERVER__THREADS".to_string(), "4".to_string())];
+        let plain = Fingerprint::of("server: {threads: 2}\n", &[]).unwrap();
+        let over = Fingerprint::of("server: {threads: 2}\n", &env).unwrap();
+        assert_ne!(plain.hash, over.hash);
+        assert_eq!(plain.changed(&over), vec!["server".to_string()]);
+    }
+
+    #[test]
+    fn broken_yaml_is_an_error_not_a_panic() {
+        assert!(Fingerprint::of("routes: [", &[]).is_err());
+        assert!(Fingerprint::of("", &[]).is_ok());
+    }
+}
