@@ -29,6 +29,8 @@ impl RuleSet {
 
     /// Compiles a rule set; errors carry paths relative to the rule set.
     pub fn compile(name: &str, spec: &RuleSetSpec) -> Result<RuleSet, Vec<SpecError>> {
+        // The homoglyph table is built here, at config load, rather than by the first request.
+        super::normalize::warm();
         let mut errors: Vec<SpecError> = Vec::new();
         let mut rules: Vec<Rule> = Vec::new();
         // What each rule matches, by rule index (a built-in rule may have several patterns).

@@ -19,7 +19,8 @@
 //! 2. compatibility folding (NFKC's mapping, applied as NFKD with combining marks dropped, so
 //!    full-width `ｉ` becomes `i` and `ï` becomes `i` too);
 //! 3. case folding (lower case);
-//! 4. common homoglyphs (Cyrillic and Greek look-alikes) fold to their Latin letter, and
+//! 4. homoglyphs fold to the Latin letter they look like (Unicode's confusables, UTS #39: Cyrillic,
+//!    Greek, Armenian, Cherokee, Lisu… look-alikes; see [`fold`]), and
 //!    leetspeak digits and symbols to the letter they imitate (`0`→`o`, `1`→`i`, `3`→`e`,
 //!    `4`→`a`, `5`→`s`, `7`→`t`, `@`→`a`, `$`→`s`).
 //!
@@ -43,8 +44,8 @@
 
 use unicode_normalization::char::{decompose_compatible, is_combining_mark};
 
-pub use fold::is_invisible;
 use fold::{decode_unicode_escapes, homoglyph, tag_ascii};
+pub use fold::{is_invisible, warm};
 
 mod fold;
 
