@@ -1,8 +1,8 @@
 //! OpenTelemetry spans over OTLP/HTTP (protobuf), joined to the proxy's trace.
 //!
 //! Off unless `tracing.otlp_endpoint` is set. Each run is a server span `agent.run` whose parent is
-//! the proxy's span named in the incoming `traceparent`; model turns (`model.turn`) and tool calls
-//! (`tool.call`) are its children, and a tool call's span is the parent named in the
+//! the proxy's span named in the incoming `traceparent`; model calls (GenAI client spans
+//! `chat {model}`, see `run/genai.rs`) and tool calls (`tool.call`) are its children, and a tool call's span is the parent named in the
 //! `traceparent` sent to MCP servers and A2A agents. The provider is built per orchestrator and
 //! passed explicitly, never installed globally.
 
@@ -106,7 +106,12 @@ impl Telemetry {
     /// Starts a span named `name` under `parent` (the proxy's span or a run's), and points
     /// `parent` at the new span so its `traceparent` names it. Without export, only a new span
     /// id is drawn.
-    pub fn span(&self, name: &'static str, kind: SpanKind, parent: &mut TraceContext) -> RunSpan {
+    pub fn span(
+        &self,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        kind: SpanKind,
+        parent: &mut TraceContext,
+    ) -> RunSpan {
         let Some((_, tracer)) = &self.live else {
             parent.span_id = TraceContext::new_span_id();
             return RunSpan(None);
@@ -145,6 +150,20 @@ impl RunSpan {
                 span.set_attribute(KeyValue::new(k, v));
             }
         }
+    }
+
+    /// Adds typed attributes (integers, arrays).
+    pub fn set(&mut self, attrs: impl IntoIterator<Item = KeyValue>) {
+        if let Some(span) = &mut self.0 {
+            for kv in attrs {
+                span.set_attribute(kv);
+            }
+        }
+    }
+
+    /// Whether the span is exported (so building attributes is worth it).
+    pub fn is_live(&self) -> bool {
+        self.0.is_some()
     }
 
     /// Marks the span failed.

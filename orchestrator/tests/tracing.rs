@@ -1,54 +1,16 @@
 //! OpenTelemetry: a run's spans reach an OTLP/HTTP receiver under the caller's trace (the
-//! proxy's span is the parent of `agent.run`), with model turns and tool calls as children.
+//! proxy's span is the parent of `agent.run`), with model calls (`chat offline`) and tool calls as children.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod support;
 
-use axum::body::Bytes;
-use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use palisade_orchestrator::otel::TracingConfig;
 use palisade_orchestrator::{IdentityConfig, Orchestrator, OrchestratorConfig};
-use prost::Message;
 use serde_json::json;
+use support::{attr_str, hex, otlp_receiver, spans_at_least};
 
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PROXY_SPAN: &str = "00f067aa0ba902b7";
-
-type Spans = Arc<Mutex<Vec<Span>>>;
-
-async fn otlp_receiver() -> (String, Spans) {
-    let spans: Spans = Arc::default();
-    let sink = spans.clone();
-    let router = axum::Router::new().route(
-        "/v1/traces",
-        post(move |body: Bytes| {
-            let sink = sink.clone();
-            async move {
-                let request = ExportTraceServiceRequest::decode(body).expect("OTLP protobuf");
-                let mut sink = sink.lock().unwrap();
-                for resource in request.resource_spans {
-                    for scope in resource.scope_spans {
-                        sink.extend(scope.spans);
-                    }
-                }
-                (
-                    [("content-type", "application/x-protobuf")],
-                    Vec::<u8>::new(),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, router).await.ok() });
-    (format!("http://{addr}"), spans)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_spans_continue_the_callers_trace() {
@@ -87,14 +49,7 @@ async fn run_spans_continue_the_callers_trace() {
     assert!(body.contains("RUN_FINISHED"), "{body}");
 
     // Two model turns and one tool call under the run span.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let got = loop {
-        let got: Vec<Span> = spans.lock().unwrap().clone();
-        if got.len() >= 4 || Instant::now() > deadline {
-            break got;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let got = spans_at_least(&spans, 4).await;
     let named = |name: &str| -> Vec<&Span> { got.iter().filter(|s| s.name == name).collect() };
     let run = named("agent.run");
     assert_eq!(
@@ -110,10 +65,17 @@ async fn run_spans_continue_the_callers_trace() {
         PROXY_SPAN,
         "the proxy's span is the parent"
     );
-    let turns = named("model.turn");
+    let turns = named("chat offline");
     let tools = named("tool.call");
     assert_eq!(turns.len(), 2);
     assert_eq!(tools.len(), 1);
+    for turn in &turns {
+        assert_eq!(turn.kind, 3, "SPAN_KIND_CLIENT");
+        assert_eq!(
+            attr_str(turn, "gen_ai.provider.name").as_deref(),
+            Some("palisade.offline")
+        );
+    }
     for child in turns.iter().chain(&tools) {
         assert_eq!(hex(&child.trace_id), TRACE);
         assert_eq!(child.parent_span_id, run.span_id);
