@@ -245,10 +245,14 @@ pub trait Model: Send + Sync + 'static {
 }
 
 /// The configured model.
-pub fn build(cfg: &ModelConfig, word_delay: std::time::Duration) -> Arc<dyn Model> {
+pub fn build(
+    cfg: &ModelConfig,
+    word_delay: std::time::Duration,
+    trust: &crate::tls::Trust,
+) -> Arc<dyn Model> {
     match cfg.provider {
         ModelProvider::Offline => Arc::new(OfflineModel::new(word_delay)),
-        ModelProvider::Openai => Arc::new(OpenAiModel::from_config(cfg)),
+        ModelProvider::Openai => Arc::new(OpenAiModel::from_config(cfg, trust)),
     }
 }
 

@@ -108,7 +108,7 @@ async fn a_tool_run_with_an_openai_compatible_model() {
             base_url,
             model: "fake-1".into(),
             api_key_env: "PALISADE_TEST_FAKE_OPENAI_KEY".into(),
-            timeout_ms: 10_000,
+            timeout: std::time::Duration::from_millis(10_000),
         },
         identity: IdentityConfig {
             require_assertion: false,
@@ -208,7 +208,7 @@ async fn model_calls_are_genai_spans_with_usage_metrics_and_traceparent() {
         },
         tracing: palisade_orchestrator::otel::TracingConfig {
             otlp_endpoint: Some(collector),
-            export_interval_ms: 50,
+            export_interval: std::time::Duration::from_millis(50),
             ..Default::default()
         },
         ..OrchestratorConfig::default()

@@ -16,7 +16,7 @@ const PROXY_SPAN: &str = "00f067aa0ba902b7";
 async fn run_spans_continue_the_callers_trace() {
     let (collector, spans) = otlp_receiver().await;
     let cfg = OrchestratorConfig {
-        word_delay_ms: 0,
+        word_delay: std::time::Duration::from_millis(0),
         identity: IdentityConfig {
             require_assertion: false,
             ..IdentityConfig::default()
@@ -26,7 +26,7 @@ async fn run_spans_continue_the_callers_trace() {
         },
         tracing: TracingConfig {
             otlp_endpoint: Some(collector),
-            export_interval_ms: 50,
+            export_interval: std::time::Duration::from_millis(50),
             ..TracingConfig::default()
         },
         ..OrchestratorConfig::default()

@@ -38,9 +38,11 @@ pub struct OpenAiModel {
 
 impl OpenAiModel {
     /// From config; `OPENAI_BASE_URL` and `OPENAI_MODEL` override the file's values.
-    pub fn from_config(cfg: &ModelConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms))
+    /// Servers are verified against the web roots plus `trust`'s extra CAs.
+    pub fn from_config(cfg: &ModelConfig, trust: &crate::tls::Trust) -> Self {
+        let http = trust
+            .client_builder()
+            .timeout(cfg.timeout)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();

@@ -9,8 +9,8 @@ use super::peers::{flaky_gateway, Agent};
 
 fn fast(cfg: A2aConfig) -> A2aConfig {
     A2aConfig {
-        initial_backoff_ms: 50,
-        attempt_timeout_ms: 10_000,
+        initial_backoff: std::time::Duration::from_millis(50),
+        attempt_timeout: std::time::Duration::from_millis(10_000),
         ..cfg
     }
 }

@@ -80,13 +80,16 @@ async fn endpoint(status: u16, pieces: Vec<String>) -> (String, Seen) {
 }
 
 fn model(base_url: &str, key_env: &str) -> OpenAiModel {
-    OpenAiModel::from_config(&ModelConfig {
-        provider: ModelProvider::Openai,
-        base_url: base_url.into(),
-        model: "gpt-x".into(),
-        api_key_env: key_env.into(),
-        timeout_ms: 10_000,
-    })
+    OpenAiModel::from_config(
+        &ModelConfig {
+            provider: ModelProvider::Openai,
+            base_url: base_url.into(),
+            model: "gpt-x".into(),
+            api_key_env: key_env.into(),
+            timeout: std::time::Duration::from_millis(10_000),
+        },
+        &crate::tls::Trust::default(),
+    )
 }
 
 #[tokio::test]
