@@ -109,7 +109,7 @@ impl Model for OpenAiModel {
         let resp = req
             .send()
             .await
-            .map_err(|e| ModelError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| ModelError::Transport(chain(e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
@@ -124,6 +124,22 @@ impl Model for OpenAiModel {
             .boxed();
         Ok(chunks(bytes))
     }
+}
+
+/// `e` and its causes (`error sending request: … : invalid peer certificate: UnknownIssuer`),
+/// so a TLS or DNS failure says what went wrong.
+fn chain(e: reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// A tool call being assembled from deltas.
