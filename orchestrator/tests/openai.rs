@@ -365,3 +365,81 @@ async fn model_calls_are_genai_spans_with_usage_metrics_and_traceparent() {
     );
     assert!(!metrics.contains("alice"), "the principal is never a label");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_model_call_records_its_error_type() {
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(|| async {
+            (
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                r#"{"error":{"message":"slow down"}}"#,
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let (collector, spans) = support::otlp_receiver().await;
+    let cfg = OrchestratorConfig {
+        model: ModelConfig {
+            provider: ModelProvider::Openai,
+            base_url: format!("http://{upstream}/v1"),
+            model: "fake-1".into(),
+            api_key_env: "PALISADE_TEST_FAKE_OPENAI_KEY_UNSET".into(),
+            ..ModelConfig::default()
+        },
+        identity: IdentityConfig {
+            require_assertion: false,
+            ..IdentityConfig::default()
+        },
+        store: palisade_orchestrator::store::StoreConfig::Sqlite {
+            path: ":memory:".into(),
+        },
+        tracing: palisade_orchestrator::otel::TracingConfig {
+            otlp_endpoint: Some(collector),
+            export_interval: std::time::Duration::from_millis(50),
+            ..Default::default()
+        },
+        ..OrchestratorConfig::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
+
+    let body = client_run(addr, "hi").await;
+    assert!(
+        body.contains("RUN_ERROR") && body.contains("MODEL_ERROR"),
+        "{body}"
+    );
+    let got = support::spans_at_least(&spans, 2).await;
+    let chat = got
+        .iter()
+        .find(|s| s.name == "chat fake-1")
+        .expect("chat span");
+    assert_eq!(
+        support::attr_str(chat, "error.type").as_deref(),
+        Some("429")
+    );
+    assert_eq!(chat.status.as_ref().unwrap().code, 2, "STATUS_CODE_ERROR");
+    assert_eq!(support::attr_int(chat, "gen_ai.usage.input_tokens"), None);
+
+    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "gen_ai_client_operation_duration_seconds_count{error_type=\"429\",\
+             gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"openai\",\
+             gen_ai_request_model=\"fake-1\",palisade_tenant=\"\"} 1\n"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("gen_ai_client_token_usage_count{"),
+        "no usage reported, no tokens recorded: {metrics}"
+    );
+}
