@@ -6,9 +6,9 @@
 //! not supported", remembering the answer per agent URL.
 //!
 //! Connect errors, per-attempt timeouts and `502`/`503`/`504` are retried with exponential
-//! backoff (`initial_backoff_ms`, doubling, capped at `max_backoff_ms`, jittered between half and
+//! backoff (`initial_backoff`, doubling, capped at `max_backoff`, jittered between half and
 //! all of that; a `Retry-After` in seconds stretches the wait up to the cap), at most `max_retries` times and never past
-//! `total_timeout_ms`. Every attempt carries the same `messageId`. The
+//! `total_timeout`. Every attempt carries the same `messageId`. The
 //! outcome is always an [`A2aOutcome`], never a panic or an error type: `Completed` with the
 //! agent's text, or `Failed` with a status the model and the run record can show —
 //! `ERROR_TIMEOUT` (the last attempt or the overall deadline timed out), `ERROR_MAX_RETRIES`
@@ -19,7 +19,7 @@
 //! # async fn example() {
 //! use palisade_orchestrator::a2a::{A2aClient, A2aConfig, A2aOutcome};
 //!
-//! let client = A2aClient::new(&A2aConfig::default()).unwrap();
+//! let client = A2aClient::new(&A2aConfig::default(), &palisade_orchestrator::tls::Trust::default()).unwrap();
 //! let url = "http://127.0.0.1:9999/".parse().unwrap();
 //! match client.send(&url, "summarise the incident").await {
 //!     A2aOutcome::Completed { text, .. } => println!("{text}"),
@@ -74,18 +74,25 @@ pub struct A2aConfig {
     pub protocol: A2aProtocol,
     /// Retries after the first attempt (on connect errors, timeouts, 502/503/504). Default `3`.
     pub max_retries: u32,
-    /// Wait before the first retry, in milliseconds; doubles each retry. Default `200`.
-    pub initial_backoff_ms: u64,
-    /// Longest wait between retries, in milliseconds. Default `5000`.
-    pub max_backoff_ms: u64,
+    /// Wait before the first retry; doubles each retry. Default `200ms`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub initial_backoff: Duration,
+    /// Longest wait between retries. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub max_backoff: Duration,
     /// Randomise each wait between half and all of it ("equal jitter"), so callers that failed
     /// together spread their retries. Default `true`.
     pub jitter: bool,
-    /// Time limit of one attempt (connect to last byte), in milliseconds. Default `30000`.
-    pub attempt_timeout_ms: u64,
-    /// Time limit of the whole delegation including retries and backoff, in milliseconds.
-    /// Default `120000`.
-    pub total_timeout_ms: u64,
+    /// Time limit of one attempt (connect to last byte). Default `30s`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub attempt_timeout: Duration,
+    /// Time limit of the whole delegation including retries and backoff. Default `2m`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub total_timeout: Duration,
     /// Name of an environment variable holding a bearer token sent as `Authorization` (for
     /// example the orchestrator's own API key at the proxy). Default none.
     pub bearer_token_env: Option<String>,
@@ -97,11 +104,11 @@ impl Default for A2aConfig {
             agents: BTreeMap::new(),
             protocol: A2aProtocol::Auto,
             max_retries: 3,
-            initial_backoff_ms: 200,
-            max_backoff_ms: 5_000,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
             jitter: true,
-            attempt_timeout_ms: 30_000,
-            total_timeout_ms: 120_000,
+            attempt_timeout: Duration::from_secs(30),
+            total_timeout: Duration::from_secs(120),
             bearer_token_env: None,
         }
     }
@@ -201,7 +208,7 @@ enum AttemptError {
 
 impl A2aClient {
     /// A client for `cfg` (validates the agent URLs).
-    pub fn new(cfg: &A2aConfig) -> Result<Self, A2aConfigError> {
+    pub fn new(cfg: &A2aConfig, trust: &crate::tls::Trust) -> Result<Self, A2aConfigError> {
         let mut agents = BTreeMap::new();
         for (name, url) in &cfg.agents {
             let parsed = Url::parse(url)
@@ -224,9 +231,10 @@ impl A2aClient {
                 tracing::warn!(env = %var, "a2a.bearer_token_env is set but the variable is empty");
             }
         }
-        let http = reqwest::Client::builder()
+        let http = trust
+            .client_builder()
             .default_headers(headers)
-            .connect_timeout(Duration::from_millis(cfg.attempt_timeout_ms.min(10_000)))
+            .connect_timeout(cfg.attempt_timeout.min(Duration::from_secs(10)))
             .build()?;
         Ok(Self {
             http,
@@ -262,14 +270,14 @@ impl A2aClient {
         headers: &HeaderMap,
     ) -> A2aOutcome {
         let message_id = uuid::Uuid::new_v4().to_string();
-        let deadline = Instant::now() + Duration::from_millis(self.cfg.total_timeout_ms);
+        let deadline = Instant::now() + self.cfg.total_timeout;
         let mut version = self.version_for(agent_url);
         let mut attempts = 0;
         let mut retries = 0;
         loop {
             attempts += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let timeout = remaining.min(Duration::from_millis(self.cfg.attempt_timeout_ms));
+            let timeout = remaining.min(self.cfg.attempt_timeout);
             let failure = match self
                 .attempt(agent_url, version, &message_id, text, headers, timeout)
                 .await
@@ -335,12 +343,9 @@ impl A2aClient {
                     attempts,
                 );
             }
-            // A server's Retry-After stretches the wait, within max_backoff_ms.
+            // A server's Retry-After stretches the wait, within max_backoff.
             let backoff = retry_after
-                .map(|ra| {
-                    ra.min(Duration::from_millis(self.cfg.max_backoff_ms))
-                        .max(self.backoff(retries))
-                })
+                .map(|ra| ra.min(self.cfg.max_backoff).max(self.backoff(retries)))
                 .unwrap_or_else(|| self.backoff(retries));
             if Instant::now() + backoff >= deadline {
                 return fail(
@@ -366,9 +371,11 @@ impl A2aClient {
         let factor = 1u64.checked_shl(retry.min(32)).unwrap_or(u64::MAX);
         let full = self
             .cfg
-            .initial_backoff_ms
-            .saturating_mul(factor)
-            .min(self.cfg.max_backoff_ms);
+            .initial_backoff
+            .as_millis()
+            .saturating_mul(u128::from(factor))
+            .min(self.cfg.max_backoff.as_millis());
+        let full = u64::try_from(full).unwrap_or(u64::MAX);
         if !self.cfg.jitter {
             return Duration::from_millis(full);
         }

@@ -1,7 +1,15 @@
 //! The orchestrator's configuration, read from YAML (`palisade-orchestrator -c FILE`).
 //!
 //! Every field is optional; an empty file is the default configuration. Unknown fields are
-//! errors, so a typo never silently falls back to a default.
+//! errors, so a typo never silently falls back to a default. Durations are humantime strings
+//! (`40ms`, `30s`, `2m`, `24h`), as in the proxy's config. Loading parses the file into these
+//! types (the first mismatch is reported with its field path), then [`validate`] checks the
+//! values and reports every error with its path. The JSON Schema is committed at
+//! `config/schema/orchestrator.schema.json` (`palisade-orchestrator config schema`).
+
+mod validate;
+
+pub use validate::FieldError;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -16,8 +24,10 @@ use serde::{Deserialize, Serialize};
 pub struct OrchestratorConfig {
     /// Address the HTTP server listens on. Default `127.0.0.1:8081`.
     pub listen: SocketAddr,
-    /// Delay before each word the built-in offline model streams, in milliseconds. Default `40`.
-    pub word_delay_ms: u64,
+    /// Delay before each word the built-in offline model streams. Default `40ms`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub word_delay: Duration,
     /// Most model turns one run may take (tool loops included); the run then ends with
     /// `RUN_ERROR` code `MAX_ITERATIONS`. Default `8`.
     pub max_iterations: u32,
@@ -36,15 +46,28 @@ pub struct OrchestratorConfig {
     pub idempotency: crate::idempotency::IdempotencyConfig,
     /// A2A delegation (`delegate_to_agent`). Default: no agents (the tool is not offered).
     pub a2a: crate::a2a::A2aConfig,
-    /// OpenTelemetry span export. Default: off.
+    /// OpenTelemetry span export. Default: off, unless the standard `OTEL_EXPORTER_OTLP_*`
+    /// environment variables name an endpoint.
     pub tracing: crate::otel::TracingConfig,
+    /// Trust for outbound HTTPS (model, MCP, A2A, JWKS, OTLP). Default: the built-in web roots
+    /// plus `SSL_CERT_FILE` when set.
+    pub tls: TlsConfig,
+}
+
+/// Outbound TLS trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// A PEM file of extra CA certificates trusted in addition to the built-in web roots, e.g.
+    /// the private CA of an IdP or a model gateway. Default: none.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for OrchestratorConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8081)),
-            word_delay_ms: 40,
+            word_delay: Duration::from_millis(40),
             max_iterations: 8,
             model: ModelConfig::default(),
             identity: IdentityConfig::default(),
@@ -54,6 +77,7 @@ impl Default for OrchestratorConfig {
             idempotency: crate::idempotency::IdempotencyConfig::default(),
             a2a: crate::a2a::A2aConfig::default(),
             tracing: crate::otel::TracingConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -73,9 +97,10 @@ pub struct ModelConfig {
     /// Environment variable holding the API key (never put the key in the file). Default
     /// `OPENAI_API_KEY`.
     pub api_key_env: String,
-    /// Timeout of one model request, in milliseconds (the whole streamed answer). Default
-    /// `120000`.
-    pub timeout_ms: u64,
+    /// Timeout of one model request (the whole streamed answer). Default `2m`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
 }
 
 impl Default for ModelConfig {
@@ -85,7 +110,7 @@ impl Default for ModelConfig {
             base_url: "https://api.openai.com/v1".into(),
             model: "gpt-4o-mini".into(),
             api_key_env: "OPENAI_API_KEY".into(),
-            timeout_ms: 120_000,
+            timeout: Duration::from_secs(120),
         }
     }
 }
@@ -114,11 +139,15 @@ pub struct IdentityConfig {
     /// Expected `iss` of assertions (the proxy's `authentication.assertion.issuer`). Default
     /// `palisade`.
     pub issuer: String,
-    /// How long fetched keys are used before they are fetched again, in seconds; an unknown
-    /// `kid` refetches at most once per `refetch_min_interval_s`. Default `300`.
-    pub jwks_ttl_s: u64,
-    /// Minimum seconds between fetches caused by unknown key ids. Default `10`.
-    pub refetch_min_interval_s: u64,
+    /// How long fetched keys are used before they are fetched again; an unknown `kid`
+    /// refetches at most once per `refetch_min_interval`. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub jwks_ttl: Duration,
+    /// Minimum time between fetches caused by unknown key ids. Default `10s`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub refetch_min_interval: Duration,
     /// Accepted `aud` values: the proxy sets an assertion's audience to the route's name, so
     /// listing the agent route (e.g. `[agent]`) refuses assertions minted for other upstreams.
     /// Default: empty (any route of the proxy).
@@ -131,8 +160,8 @@ impl Default for IdentityConfig {
             require_assertion: true,
             jwks_url: "http://127.0.0.1:9901/.well-known/jwks.json".into(),
             issuer: "palisade".into(),
-            jwks_ttl_s: 300,
-            refetch_min_interval_s: 10,
+            jwks_ttl: Duration::from_secs(300),
+            refetch_min_interval: Duration::from_secs(10),
             audiences: Vec::new(),
         }
     }
@@ -142,9 +171,11 @@ impl Default for IdentityConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ToolsConfig {
-    /// Timeout of one tool call, in milliseconds; a timed-out call is a tool error the model
-    /// sees. Default `30000`.
-    pub timeout_ms: u64,
+    /// Timeout of one tool call; a timed-out call is a tool error the model sees. Default
+    /// `30s`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
     /// Environment variable holding the credential `mock_weather` needs (injected into the
     /// tool, never shown to the model). Default `PALISADE_WEATHER_API_KEY`.
     pub weather_api_key_env: String,
@@ -157,7 +188,7 @@ pub struct ToolsConfig {
 impl Default for ToolsConfig {
     fn default() -> Self {
         Self {
-            timeout_ms: 30_000,
+            timeout: Duration::from_secs(30),
             weather_api_key_env: "PALISADE_WEATHER_API_KEY".into(),
             roles: Default::default(),
         }
@@ -172,15 +203,16 @@ pub struct McpServerConfig {
     pub name: String,
     /// The MCP endpoint, e.g. `http://127.0.0.1:8080/mcp` (a proxy route). Required.
     pub url: String,
-    /// How long a caller's tool list is reused by later runs, in milliseconds (`0`: list on
-    /// every run). A policy change reaches the list within this time; calls are always decided
-    /// live by the proxy. Default `30000`.
-    #[serde(default = "default_tools_cache_ms")]
-    pub tools_cache_ms: u64,
+    /// How long a caller's tool list is reused by later runs (`0s`: list on every run). A
+    /// policy change reaches the list within this time; calls are always decided live by the
+    /// proxy. Default `30s`.
+    #[serde(default = "default_tools_cache", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub tools_cache: Duration,
 }
 
-fn default_tools_cache_ms() -> u64 {
-    30_000
+fn default_tools_cache() -> Duration {
+    Duration::from_secs(30)
 }
 
 /// A configuration file that could not be used.
@@ -194,17 +226,44 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
-    /// The YAML is malformed or does not match [`OrchestratorConfig`] (the message names the
-    /// field and position).
-    #[error("invalid orchestrator config: {0}")]
-    Parse(#[from] yaml_serde::Error),
+    /// The YAML is malformed, does not match [`OrchestratorConfig`], or holds invalid values:
+    /// every error found, each with its field path.
+    #[error("invalid orchestrator config: {}", list(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ConfigError {
+    /// Every error with its field path (a read error is reported at `(file)`).
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Read { path, source } => vec![FieldError {
+                path: "(file)".into(),
+                message: format!("cannot read {}: {source}", path.display()),
+            }],
+            Self::Invalid(errors) => errors.clone(),
+        }
+    }
 }
 
 impl OrchestratorConfig {
-    /// Parses YAML. An empty document (or one holding only comments) is the default.
+    /// Parses and validates YAML. An empty document (or one holding only comments) is the
+    /// default.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
-        let parsed: Option<Self> = yaml_serde::from_str(text)?;
-        Ok(parsed.unwrap_or_default())
+        let cfg = validate::parse(text).map_err(|e| ConfigError::Invalid(vec![e]))?;
+        let errors = validate::validate(&cfg);
+        if errors.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(ConfigError::Invalid(errors))
+        }
     }
 
     /// Reads and parses a YAML file.
@@ -216,14 +275,14 @@ impl OrchestratorConfig {
         Self::from_yaml(&text)
     }
 
-    /// [`word_delay_ms`](Self::word_delay_ms) as a [`Duration`].
-    pub fn word_delay(&self) -> Duration {
-        Duration::from_millis(self.word_delay_ms)
-    }
-
     /// The JSON Schema of the file.
     pub fn schema() -> schemars::schema::RootSchema {
         schemars::schema_for!(OrchestratorConfig)
+    }
+
+    /// The JSON Schema, pretty-printed (committed as `config/schema/orchestrator.schema.json`).
+    pub fn schema_json() -> String {
+        serde_json::to_string_pretty(&Self::schema()).unwrap_or_default() + "\n"
     }
 }
 
@@ -242,7 +301,7 @@ mod tests {
         }
         let d = OrchestratorConfig::default();
         assert_eq!(d.listen.to_string(), "127.0.0.1:8081");
-        assert_eq!(d.word_delay().as_millis(), 40);
+        assert_eq!(d.word_delay.as_millis(), 40);
         assert_eq!(d.max_iterations, 8);
         assert!(d.identity.require_assertion);
         assert_eq!(d.model.provider, super::ModelProvider::Offline);
@@ -267,17 +326,18 @@ mod tests {
 
     #[test]
     fn fields_are_read() {
-        let cfg =
-            OrchestratorConfig::from_yaml("listen: 0.0.0.0:9000\nword_delay_ms: 5\n").unwrap();
+        let cfg = OrchestratorConfig::from_yaml("listen: 0.0.0.0:9000\nword_delay: 5ms\n").unwrap();
         assert_eq!(cfg.listen.to_string(), "0.0.0.0:9000");
-        assert_eq!(cfg.word_delay_ms, 5);
+        assert_eq!(cfg.word_delay, std::time::Duration::from_millis(5));
     }
 
     #[test]
     fn unknown_and_invalid_fields_are_errors() {
         let err = OrchestratorConfig::from_yaml("word_delay: 5\n").unwrap_err();
-        assert!(matches!(err, ConfigError::Parse(_)));
+        assert!(matches!(err, ConfigError::Invalid(_)));
         assert!(err.to_string().contains("word_delay"), "{err}");
+        let err = OrchestratorConfig::from_yaml("wordy_delay: 5ms\n").unwrap_err();
+        assert!(err.to_string().contains("wordy_delay"), "{err}");
         let err = OrchestratorConfig::from_yaml("listen: nowhere\n").unwrap_err();
         assert!(err.to_string().contains("listen"), "{err}");
     }
@@ -292,6 +352,32 @@ mod tests {
             ..OrchestratorConfig::default()
         };
         assert_eq!(cfg, defaults, "the file lists the defaults");
+    }
+
+    #[test]
+    fn the_deployment_files_load() {
+        for file in [
+            "/../deploy/docker/orchestrator.yaml",
+            "/../deploy/kubernetes/overlays/redis/orchestrator.yaml",
+        ] {
+            let path = format!("{}{file}", env!("CARGO_MANIFEST_DIR"));
+            if let Err(e) = OrchestratorConfig::load(path.as_ref()) {
+                panic!("{file}: {e}");
+            }
+        }
+    }
+
+    /// The committed JSON Schema must match the config types; regenerate with
+    /// `cargo run -p palisade-orchestrator -- config schema > config/schema/orchestrator.schema.json`.
+    #[test]
+    fn committed_schema_matches_the_types() {
+        let committed = include_str!("../../config/schema/orchestrator.schema.json");
+        assert_eq!(
+            committed.trim_end(),
+            OrchestratorConfig::schema_json().trim_end(),
+            "config/schema/orchestrator.schema.json is stale: run `cargo run -p \
+             palisade-orchestrator -- config schema > config/schema/orchestrator.schema.json`"
+        );
     }
 
     #[test]

@@ -88,8 +88,10 @@ pub trait IdempotencyStore: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IdempotencyConfig {
-    /// How long a key stays claimed, in seconds. Default `86400` (24 hours).
-    pub ttl_seconds: u64,
+    /// How long a key stays claimed. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub ttl: Duration,
     /// A standalone Redis (`redis://host:port[/db]`) shared by all replicas. Default none: keys
     /// are kept in this process (unless `redis_cluster` is set).
     pub redis_url: Option<String>,
@@ -103,18 +105,11 @@ pub struct IdempotencyConfig {
 impl Default for IdempotencyConfig {
     fn default() -> Self {
         Self {
-            ttl_seconds: 86_400,
+            ttl: Duration::from_secs(86_400),
             redis_url: None,
             redis_cluster: Vec::new(),
             key_prefix: "palisade:idem:".to_owned(),
         }
-    }
-}
-
-impl IdempotencyConfig {
-    /// [`ttl_seconds`](Self::ttl_seconds) as a [`Duration`].
-    pub fn ttl(&self) -> Duration {
-        Duration::from_secs(self.ttl_seconds)
     }
 }
 

@@ -135,18 +135,20 @@ impl std::fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// A verifier fetching keys from `cfg.jwks_url`, or using `keys` when given.
-    pub fn new(cfg: &IdentityConfig, keys: Option<JwkSet>) -> Self {
+    /// A verifier fetching keys from `cfg.jwks_url` (over a client trusting `trust`), or using
+    /// `keys` when given.
+    pub fn new(cfg: &IdentityConfig, keys: Option<JwkSet>, trust: &crate::tls::Trust) -> Self {
         let source = match keys {
             Some(keys) => KeySource::Static(Arc::new(Keys::new(&keys))),
             None => KeySource::Url {
                 url: cfg.jwks_url.clone(),
-                http: reqwest::Client::builder()
+                http: trust
+                    .client_builder()
                     .timeout(Duration::from_secs(5))
                     .build()
                     .unwrap_or_default(),
-                ttl: Duration::from_secs(cfg.jwks_ttl_s),
-                refetch_min: Duration::from_secs(cfg.refetch_min_interval_s),
+                ttl: cfg.jwks_ttl,
+                refetch_min: cfg.refetch_min_interval,
                 cache: ArcSwapOption::empty(),
                 refresh: Mutex::new(()),
             },

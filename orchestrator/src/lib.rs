@@ -35,6 +35,7 @@ pub mod model;
 pub mod otel;
 mod run;
 pub mod store;
+pub mod tls;
 
 pub use http::runs::{answer_repeat, repeat, routes as session_routes, REPLAYED_HEADER};
 pub mod tools;
@@ -43,14 +44,13 @@ pub mod trace;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use jsonwebtoken::jwk::JwkSet;
 
 pub use config::{
-    ConfigError, IdentityConfig, McpServerConfig, ModelConfig, ModelProvider, OrchestratorConfig,
-    ToolsConfig,
+    ConfigError, FieldError, IdentityConfig, McpServerConfig, ModelConfig, ModelProvider,
+    OrchestratorConfig, TlsConfig, ToolsConfig,
 };
 pub use http::ASSERTION_HEADER;
 pub use model::{OfflineModel, GREETING};
@@ -98,16 +98,18 @@ impl Orchestrator {
     /// The routes and the span exporter (to flush at shutdown).
     async fn build(&self) -> anyhow::Result<(axum::Router, otel::Telemetry)> {
         let cfg = &self.cfg;
-        let telemetry = otel::Telemetry::start(&cfg.tracing).context("tracing")?;
+        let trust = tls::Trust::from_config(&cfg.tls, |k| std::env::var(k).ok())
+            .map_err(|e| anyhow::anyhow!("outbound TLS trust: {e}"))?;
+        let telemetry = otel::Telemetry::start(&cfg.tracing, &trust).context("tracing")?;
         let store = store::open(&cfg.store)
             .await
             .context("opening the session store")?;
         let idempotency =
             idempotency::open(&cfg.idempotency).context("opening the idempotency store")?;
-        let tool_timeout = Duration::from_millis(cfg.tools.timeout_ms);
+        let tool_timeout = cfg.tools.timeout;
         let mut builtins = tools::builtin::all(&cfg.tools);
         if !cfg.a2a.agents.is_empty() {
-            let client = a2a::A2aClient::new(&cfg.a2a).context("a2a")?;
+            let client = a2a::A2aClient::new(&cfg.a2a, &trust).context("a2a")?;
             builtins.push(Arc::new(tools::delegate::DelegateToAgent::new(Arc::new(
                 client,
             ))));
@@ -115,10 +117,10 @@ impl Orchestrator {
         let mcp = cfg
             .mcp_servers
             .iter()
-            .map(|s| Arc::new(tools::mcp::McpServer::new(s, tool_timeout)))
+            .map(|s| Arc::new(tools::mcp::McpServer::new(s, tool_timeout, &trust)))
             .collect();
         let runtime = Arc::new(Runtime {
-            model: model::build(&cfg.model, cfg.word_delay()),
+            model: model::build(&cfg.model, cfg.word_delay, &trust),
             catalog: Arc::new(
                 tools::ToolCatalog::new(builtins, mcp, tool_timeout)
                     .with_roles(cfg.tools.roles.clone()),
@@ -131,10 +133,10 @@ impl Orchestrator {
         });
         let routes = http::routes(http::AppState {
             runtime,
-            verifier: identity::Verifier::new(&cfg.identity, self.jwks.clone()),
+            verifier: identity::Verifier::new(&cfg.identity, self.jwks.clone(), &trust),
             store,
             idempotency,
-            idempotency_ttl: cfg.idempotency.ttl(),
+            idempotency_ttl: cfg.idempotency.ttl,
             draining: self.draining.clone(),
         });
         Ok((routes, telemetry))

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! palisade-orchestrator [-c FILE] [--listen ADDR]
+//! palisade-orchestrator validate FILE      # every error with its field path; exit 1 if any
+//! palisade-orchestrator config schema      # the JSON Schema of the config file
 //! ```
 //!
 //! `config/orchestrator.yaml` lists every setting with its default; `docs/orchestrator.md`
@@ -9,7 +11,8 @@
 //! SIGINT turns `/readyz` to 503, stops accepting connections and lets in-flight runs finish.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
@@ -26,11 +29,71 @@ struct Cli {
     /// Listen address, overriding the file's `listen` (e.g. 127.0.0.1:8081).
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    #[command(subcommand)]
+    command: Option<Command>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Subcommands; without one the orchestrator serves.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Checks a config file: prints every error as `FILE: field.path: message`, exits 1 if any.
+    Validate {
+        /// The YAML file.
+        file: PathBuf,
+    },
+    /// Config file tooling.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// `config` subcommands.
+#[derive(Debug, clap::Subcommand)]
+enum ConfigAction {
+    /// Prints the JSON Schema of the config file (committed as
+    /// config/schema/orchestrator.schema.json).
+    Schema,
+}
+
+/// `validate FILE`.
+fn validate(path: &Path) -> ExitCode {
+    match OrchestratorConfig::load(path) {
+        Ok(_) => {
+            println!("{}: valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            let errors = err.field_errors();
+            for e in &errors {
+                eprintln!("{}: {}: {}", path.display(), e.path, e.message);
+            }
+            eprintln!("{}: {} error(s)", path.display(), errors.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::Validate { file }) => return Ok(validate(file)),
+        Some(Command::Config {
+            action: ConfigAction::Schema,
+        }) => {
+            print!("{}", OrchestratorConfig::schema_json());
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {}
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))

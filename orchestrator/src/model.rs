@@ -153,6 +153,32 @@ pub enum ModelChunk {
     Text(String),
     /// A complete tool call.
     ToolCall(ToolCallRequest),
+    /// What the endpoint said about the answer as a whole (token usage, response id, finish
+    /// reasons); last in the stream, when the backend reports it.
+    Report(TurnReport),
+}
+
+/// What a backend reports about one answer, for GenAI telemetry (OpenTelemetry
+/// `gen_ai.response.*` and `gen_ai.usage.*`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TurnReport {
+    /// `gen_ai.response.id` (the chat-completions `id`).
+    pub response_id: Option<String>,
+    /// `gen_ai.response.model`: the model that answered.
+    pub response_model: Option<String>,
+    /// `gen_ai.response.finish_reasons`, one per choice.
+    pub finish_reasons: Vec<String>,
+    /// `gen_ai.usage.input_tokens` (`usage.prompt_tokens`).
+    pub input_tokens: Option<u64>,
+    /// `gen_ai.usage.output_tokens` (`usage.completion_tokens`).
+    pub output_tokens: Option<u64>,
+}
+
+/// Per-turn context the runtime hands a backend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TurnContext {
+    /// W3C `traceparent` naming the turn's span, sent on the outgoing model request.
+    pub traceparent: Option<String>,
 }
 
 /// A model's streamed answer.
@@ -180,25 +206,53 @@ pub enum ModelError {
     Scripted(String),
 }
 
+impl ModelError {
+    /// The low-cardinality `error.type` of OpenTelemetry: the HTTP status for an error status,
+    /// else the kind of failure.
+    pub fn error_type(&self) -> String {
+        match self {
+            Self::Transport(_) => "transport".into(),
+            Self::Status { status, .. } => status.to_string(),
+            Self::Protocol(_) => "protocol".into(),
+            Self::Scripted(_) => "scripted".into(),
+        }
+    }
+}
+
 /// A model backend.
 #[async_trait]
 pub trait Model: Send + Sync + 'static {
-    /// A short name for logs and metrics (`offline`, the OpenAI model name).
+    /// A short name for logs and metrics (`offline`, the OpenAI model name); the requested
+    /// model (`gen_ai.request.model`).
     fn name(&self) -> &str;
+
+    /// `gen_ai.provider.name`: `openai` for the OpenAI-compatible client, `palisade.offline`
+    /// for the built-in model.
+    fn provider(&self) -> &'static str;
+
+    /// The endpoint's host and port (`server.address`, `server.port`), for networked backends.
+    fn server(&self) -> Option<(String, u16)> {
+        None
+    }
 
     /// Starts one turn: `messages` so far and `tools` on offer; the answer streams back.
     async fn turn(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],
+        cx: &TurnContext,
     ) -> Result<ChunkStream, ModelError>;
 }
 
 /// The configured model.
-pub fn build(cfg: &ModelConfig, word_delay: std::time::Duration) -> Arc<dyn Model> {
+pub fn build(
+    cfg: &ModelConfig,
+    word_delay: std::time::Duration,
+    trust: &crate::tls::Trust,
+) -> Arc<dyn Model> {
     match cfg.provider {
         ModelProvider::Offline => Arc::new(OfflineModel::new(word_delay)),
-        ModelProvider::Openai => Arc::new(OpenAiModel::from_config(cfg)),
+        ModelProvider::Openai => Arc::new(OpenAiModel::from_config(cfg, trust)),
     }
 }
 

@@ -1,8 +1,9 @@
 //! OpenTelemetry spans over OTLP/HTTP (protobuf), joined to the proxy's trace.
 //!
-//! Off unless `tracing.otlp_endpoint` is set. Each run is a server span `agent.run` whose parent is
-//! the proxy's span named in the incoming `traceparent`; model turns (`model.turn`) and tool calls
-//! (`tool.call`) are its children, and a tool call's span is the parent named in the
+//! Off unless `tracing.otlp_endpoint` (or the standard `OTEL_EXPORTER_OTLP_*` variables, see
+//! [`Export`]) names an endpoint. Each run is a server span `agent.run` whose parent is
+//! the proxy's span named in the incoming `traceparent`; model calls (GenAI client spans
+//! `chat {model}`, see `run/genai.rs`) and tool calls (`tool.call`) are its children, and a tool call's span is the parent named in the
 //! `traceparent` sent to MCP servers and A2A agents. The provider is built per orchestrator and
 //! passed explicitly, never installed globally.
 
@@ -20,25 +21,34 @@ use serde::{Deserialize, Serialize};
 
 use crate::trace::TraceContext;
 
+mod export;
+
+pub use export::Export;
+
 /// Span export.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TracingConfig {
     /// OTLP/HTTP (protobuf) endpoint, e.g. `http://127.0.0.1:4318` (`/v1/traces` is appended
-    /// unless present). Default: absent (no spans exported; `traceparent` still propagates).
+    /// unless present). Default: absent — then `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` if set, else no spans are exported (`traceparent` still
+    /// propagates).
     pub otlp_endpoint: Option<String>,
-    /// `service.name` of the spans. Default `palisade-orchestrator`.
-    pub service_name: String,
-    /// How often batched spans are sent, in milliseconds. Default `1000`.
-    pub export_interval_ms: u64,
+    /// `service.name` of the spans. Default: `OTEL_SERVICE_NAME`, else the `service.name` of
+    /// `OTEL_RESOURCE_ATTRIBUTES`, else `palisade-orchestrator`.
+    pub service_name: Option<String>,
+    /// How often batched spans are sent. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub export_interval: Duration,
 }
 
 impl Default for TracingConfig {
     fn default() -> Self {
         Self {
             otlp_endpoint: None,
-            service_name: "palisade-orchestrator".into(),
-            export_interval_ms: 1000,
+            service_name: None,
+            export_interval: Duration::from_secs(1),
         }
     }
 }
@@ -50,25 +60,33 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
-    /// Starts the exporter (inside a Tokio runtime).
-    pub fn start(cfg: &TracingConfig) -> anyhow::Result<Self> {
-        let Some(endpoint) = &cfg.otlp_endpoint else {
+    /// Starts the exporter (inside a Tokio runtime) for `cfg` and the process environment's
+    /// `OTEL_*` variables.
+    pub fn start(cfg: &TracingConfig, trust: &crate::tls::Trust) -> anyhow::Result<Self> {
+        Self::start_with_env(cfg, trust, |k| std::env::var(k).ok())
+    }
+
+    /// [`Telemetry::start`] with the environment read through `env`.
+    pub fn start_with_env(
+        cfg: &TracingConfig,
+        trust: &crate::tls::Trust,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Self> {
+        let Some(export) = Export::resolve(cfg, env) else {
             return Ok(Self::default());
         };
-        let endpoint = if endpoint.trim_end_matches('/').ends_with("/v1/traces") {
-            endpoint.clone()
-        } else {
-            format!("{}/v1/traces", endpoint.trim_end_matches('/'))
-        };
+        let endpoint = export.endpoint.clone();
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_http_client(palisade_wire::otlp::OtlpHttpClient(
-                reqwest::Client::builder()
+                trust
+                    .client_builder()
                     .timeout(Duration::from_secs(10))
                     .build()?,
             ))
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(endpoint.clone())
+            .with_headers(export.headers.clone().into_iter().collect())
             .build()?;
         let processor =
             opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
@@ -77,20 +95,30 @@ impl Telemetry {
             )
             .with_batch_config(
                 BatchConfigBuilder::default()
-                    .with_scheduled_delay(Duration::from_millis(cfg.export_interval_ms))
+                    .with_scheduled_delay(export.interval)
                     .build(),
             )
             .build();
         let provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
             .with_resource(
-                opentelemetry_sdk::Resource::builder()
-                    .with_service_name(cfg.service_name.clone())
+                opentelemetry_sdk::Resource::builder_empty()
+                    .with_service_name(export.service_name.clone())
+                    .with_attributes(
+                        export
+                            .resource
+                            .iter()
+                            .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
+                    )
                     .build(),
             )
             .build();
         let tracer = provider.tracer("palisade-orchestrator");
-        tracing::info!(endpoint = %endpoint, "tracing: exporting spans over OTLP/HTTP");
+        tracing::info!(
+            endpoint = %endpoint,
+            service.name = %export.service_name,
+            "tracing: exporting spans over OTLP/HTTP"
+        );
         Ok(Self {
             live: Some((provider, tracer)),
         })
@@ -106,7 +134,12 @@ impl Telemetry {
     /// Starts a span named `name` under `parent` (the proxy's span or a run's), and points
     /// `parent` at the new span so its `traceparent` names it. Without export, only a new span
     /// id is drawn.
-    pub fn span(&self, name: &'static str, kind: SpanKind, parent: &mut TraceContext) -> RunSpan {
+    pub fn span(
+        &self,
+        name: impl Into<std::borrow::Cow<'static, str>>,
+        kind: SpanKind,
+        parent: &mut TraceContext,
+    ) -> RunSpan {
         let Some((_, tracer)) = &self.live else {
             parent.span_id = TraceContext::new_span_id();
             return RunSpan(None);
@@ -145,6 +178,20 @@ impl RunSpan {
                 span.set_attribute(KeyValue::new(k, v));
             }
         }
+    }
+
+    /// Adds typed attributes (integers, arrays).
+    pub fn set(&mut self, attrs: impl IntoIterator<Item = KeyValue>) {
+        if let Some(span) = &mut self.0 {
+            for kv in attrs {
+                span.set_attribute(kv);
+            }
+        }
+    }
+
+    /// Whether the span is exported (so building attributes is worth it).
+    pub fn is_live(&self) -> bool {
+        self.0.is_some()
     }
 
     /// Marks the span failed.

@@ -12,6 +12,7 @@
 //! `STEP_FINISHED` around each step; last `RUN_FINISHED`, or `RUN_ERROR` (codes `MODEL_ERROR`,
 //! `MAX_ITERATIONS`). Tool errors are results the model sees, never run errors.
 
+mod genai;
 mod plan;
 
 use std::collections::BTreeSet;
@@ -353,20 +354,16 @@ impl Agent<'_> {
         }
     }
 
-    /// One model turn: streams its text as a text message, collects its tool calls.
+    /// One model turn: streams its text as a text message, collects its tool calls. The turn is
+    /// a GenAI client span (`chat {model}`) whose `traceparent` the model request carries.
     async fn turn(&self, conv: &[ChatMessage], st: &mut RunState) -> Result<Turn, Failure> {
         let metrics = &self.rt.metrics;
-        let mut span_trace = self.trace.clone();
-        let mut span = self
-            .rt
-            .telemetry
-            .span("model.turn", SpanKind::Client, &mut span_trace);
-        span.attrs([("gen_ai.request.model", self.rt.model.name().to_owned())]);
-        let mut chunks = match self.rt.model.turn(conv, &self.specs).await {
+        let (mut call, cx) = genai::ModelCall::start(self.rt, &self.trace, &self.ctx.caller);
+        let mut chunks = match self.rt.model.turn(conv, &self.specs, &cx).await {
             Ok(chunks) => chunks,
             Err(e) => {
                 metrics.model_turn(false);
-                span.error(&e.to_string());
+                call.end(Some(&e));
                 return Err(Failure::model(&e));
             }
         };
@@ -395,13 +392,14 @@ impl Agent<'_> {
                     })
                     .await;
                 }
-                Ok(ModelChunk::ToolCall(call)) => turn.calls.push(call),
+                Ok(ModelChunk::ToolCall(tool_call)) => turn.calls.push(tool_call),
+                Ok(ModelChunk::Report(report)) => call.report(report),
                 Err(e) => {
                     if open {
                         st.emit(Event::TextMessageEnd { message_id }).await;
                     }
                     metrics.model_turn(false);
-                    span.error(&e.to_string());
+                    call.end(Some(&e));
                     return Err(Failure::model(&e));
                 }
             }
@@ -410,6 +408,7 @@ impl Agent<'_> {
             st.emit(Event::TextMessageEnd { message_id }).await;
         }
         metrics.model_turn(true);
+        call.end(None);
         Ok(turn)
     }
 

@@ -26,7 +26,7 @@ impl Server {
         let addr = listener.local_addr().unwrap();
         let (shutdown, signal) = oneshot::channel::<()>();
         let cfg = OrchestratorConfig {
-            word_delay_ms,
+            word_delay: std::time::Duration::from_millis(word_delay_ms),
             ..unasserted()
         };
         let task = tokio::spawn(serve(listener, cfg, async {
@@ -241,7 +241,7 @@ async fn client_disconnect_cancels_the_run() {
     const DELAY_MS: u64 = 200;
     let runs = ActiveRuns::default();
     let cfg = OrchestratorConfig {
-        word_delay_ms: DELAY_MS,
+        word_delay: std::time::Duration::from_millis(DELAY_MS),
         ..unasserted()
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -18,7 +18,7 @@ async fn serves_from_a_config_file_and_stops_on_sigterm() {
     // no assertion is required; sessions stay in memory.
     std::fs::write(
         &config,
-        "listen: 127.0.0.1:1\nword_delay_ms: 1\nidentity: {require_assertion: false}\n\
+        "listen: 127.0.0.1:1\nword_delay: 1ms\nidentity: {require_assertion: false}\n\
          store: {backend: sqlite, path: \":memory:\"}\n",
     )
     .unwrap();
@@ -91,4 +91,48 @@ async fn rejects_a_config_with_unknown_fields() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("word_delay"), "{stderr}");
+}
+
+#[test]
+fn validate_reports_every_error_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "max_iterations: 0\nmodel: {base_url: 'ftp://x'}\ntls: {ca_file: /nonexistent/ca.pem}\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["validate", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let file = bad.display().to_string();
+    for path in ["max_iterations", "model.base_url", "tls.ca_file"] {
+        assert!(
+            stderr.contains(&format!("{file}: {path}: ")),
+            "{path}:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("3 error(s)"), "{stderr}");
+
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/orchestrator.yaml");
+    let out = std::process::Command::new(BIN)
+        .args(["validate", shipped])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn config_schema_prints_the_committed_schema() {
+    let out = std::process::Command::new(BIN)
+        .args(["config", "schema"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let committed = include_str!("../../config/schema/orchestrator.schema.json");
+    assert_eq!(printed, committed);
 }

@@ -320,7 +320,7 @@ fn start_orchestrator(
         },
     };
     config.listen = address;
-    config.word_delay_ms = spec.word_delay_ms;
+    config.word_delay = std::time::Duration::from_millis(spec.word_delay_ms);
     let jwks = serde_json::from_value(assertion_jwks).context("the assertion JWKS")?;
     let orchestrator = palisade_orchestrator::Orchestrator::new(config).with_jwks(jwks);
     aux.spawn(async move {

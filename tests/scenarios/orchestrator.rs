@@ -115,13 +115,13 @@ async fn stack_traced(with_mcp: bool, collector: Option<&str>) -> Stack {
     cfg.tools.weather_api_key_env = WEATHER_KEY_ENV.into();
     if let Some(collector) = collector {
         cfg.tracing.otlp_endpoint = Some(collector.to_owned());
-        cfg.tracing.export_interval_ms = 50;
+        cfg.tracing.export_interval = std::time::Duration::from_millis(50);
     }
     if mcp.is_some() {
         cfg.mcp_servers = vec![McpServerConfig {
             name: "docs".into(),
             url: proxy.url("/mcp"),
-            tools_cache_ms: 30_000,
+            tools_cache: std::time::Duration::from_millis(30_000),
         }];
     }
     listener.serve(cfg);

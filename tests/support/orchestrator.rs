@@ -28,7 +28,7 @@ impl Listener {
     pub fn config(&self, word_delay_ms: u64, proxy: &Proxy) -> OrchestratorConfig {
         let mut cfg = OrchestratorConfig {
             listen: self.addr,
-            word_delay_ms,
+            word_delay: std::time::Duration::from_millis(word_delay_ms),
             ..OrchestratorConfig::default()
         };
         cfg.identity.jwks_url = proxy.admin_url("/.well-known/jwks.json");

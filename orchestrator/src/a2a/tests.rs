@@ -104,9 +104,9 @@ fn completed_v1(text: &str) -> Value {
 fn config(max_retries: u32) -> A2aConfig {
     A2aConfig {
         max_retries,
-        initial_backoff_ms: 20,
-        max_backoff_ms: 1_000,
-        attempt_timeout_ms: 300,
+        initial_backoff: std::time::Duration::from_millis(20),
+        max_backoff: std::time::Duration::from_millis(1_000),
+        attempt_timeout: std::time::Duration::from_millis(300),
         ..A2aConfig::default()
     }
 }
@@ -114,7 +114,10 @@ fn config(max_retries: u32) -> A2aConfig {
 #[tokio::test]
 async fn a_completed_task_returns_its_artifact_text() {
     let (url, seen) = fake(vec![Step::Json(completed_v1("done"))]).await;
-    let outcome = A2aClient::new(&config(3)).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&config(3), &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     assert_eq!(
         outcome,
         A2aOutcome::Completed {
@@ -139,7 +142,10 @@ async fn gateway_errors_are_retried_with_doubling_backoff_and_the_same_message_i
         Step::Json(completed_v1("ok")),
     ])
     .await;
-    let outcome = A2aClient::new(&config(3)).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&config(3), &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     assert!(
         matches!(&outcome, A2aOutcome::Completed { attempts: 4, text, .. } if text == "ok"),
         "{outcome:?}"
@@ -172,7 +178,10 @@ fn failure(outcome: A2aOutcome) -> (&'static str, u32, String) {
 #[tokio::test]
 async fn exhausted_retries_on_503_end_in_error_max_retries() {
     let (url, seen) = fake(vec![Step::Status(503)]).await;
-    let outcome = A2aClient::new(&config(2)).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&config(2), &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     let (status, attempts, detail) = failure(outcome);
     assert_eq!((status, attempts), (ERROR_MAX_RETRIES, 3));
     assert!(detail.contains("503"), "{detail}");
@@ -187,7 +196,10 @@ async fn connect_errors_are_retried_then_error_max_retries() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}/").parse().unwrap();
-    let outcome = A2aClient::new(&config(2)).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&config(2), &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     let (status, attempts, detail) = failure(outcome);
     assert_eq!((status, attempts), (ERROR_MAX_RETRIES, 3));
     assert!(detail.contains("connect"), "{detail}");
@@ -197,7 +209,10 @@ async fn connect_errors_are_retried_then_error_max_retries() {
 async fn attempts_that_time_out_end_in_error_timeout() {
     let (url, seen) = fake(vec![Step::Hang]).await;
     let started = Instant::now();
-    let outcome = A2aClient::new(&config(1)).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&config(1), &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     assert!(
         matches!(
             outcome,
@@ -217,11 +232,14 @@ async fn attempts_that_time_out_end_in_error_timeout() {
 async fn the_overall_deadline_ends_retries_with_error_timeout() {
     let (url, _) = fake(vec![Step::Status(503)]).await;
     let cfg = A2aConfig {
-        total_timeout_ms: 300,
-        initial_backoff_ms: 100,
+        total_timeout: std::time::Duration::from_millis(300),
+        initial_backoff: std::time::Duration::from_millis(100),
         ..config(10)
     };
-    let outcome = A2aClient::new(&cfg).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&cfg, &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     // 10 retries allowed, but the backoff (100, 200, …) crosses the 300 ms deadline first.
     assert!(
         matches!(
@@ -241,7 +259,10 @@ async fn a_failed_task_or_a_500_is_not_retried() {
     let failed = json!({"task": {"id": "t", "status": {"state": "TASK_STATE_FAILED",
         "message": {"role": "ROLE_AGENT", "parts": [{"text": "boom"}]}}}});
     let (url, seen) = fake(vec![Step::Json(failed)]).await;
-    let outcome = A2aClient::new(&config(3)).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&config(3), &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     assert!(
         matches!(&outcome, A2aOutcome::Failed { status: ERROR_REMOTE, attempts: 1, detail } if detail.contains("boom")),
         "{outcome:?}"
@@ -249,7 +270,10 @@ async fn a_failed_task_or_a_500_is_not_retried() {
     assert_eq!(seen.lock().unwrap().len(), 1);
 
     let (url, seen) = fake(vec![Step::Status(500)]).await;
-    let outcome = A2aClient::new(&config(3)).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&config(3), &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     assert!(
         matches!(
             outcome,
@@ -267,7 +291,7 @@ async fn a_failed_task_or_a_500_is_not_retried() {
 #[tokio::test]
 async fn auto_falls_back_to_0_3_and_remembers_it() {
     let (url, seen) = fake(vec![Step::Only03]).await;
-    let client = A2aClient::new(&config(0)).unwrap();
+    let client = A2aClient::new(&config(0), &crate::tls::Trust::default()).unwrap();
     for _ in 0..2 {
         let outcome = client.send(&url, "hi").await;
         assert!(
@@ -286,7 +310,10 @@ async fn pinned_v1_does_not_fall_back() {
         protocol: A2aProtocol::V1,
         ..config(0)
     };
-    let outcome = A2aClient::new(&cfg).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&cfg, &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     assert!(
         matches!(&outcome, A2aOutcome::Failed { status: ERROR_REMOTE, detail, .. } if detail.contains("-32601")),
         "{outcome:?}"
@@ -298,9 +325,14 @@ fn agent_urls_are_validated() {
     let mut cfg = A2aConfig::default();
     cfg.agents
         .insert("good".into(), "http://127.0.0.1:1/a2a".into());
-    assert!(A2aClient::new(&cfg).unwrap().agent("good").is_some());
+    assert!(A2aClient::new(&cfg, &crate::tls::Trust::default())
+        .unwrap()
+        .agent("good")
+        .is_some());
     cfg.agents.insert("bad".into(), "ftp://x/".into());
-    let err = A2aClient::new(&cfg).unwrap_err().to_string();
+    let err = A2aClient::new(&cfg, &crate::tls::Trust::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("a2a.agents.bad"), "{err}");
 }
 
@@ -339,7 +371,10 @@ fn answers_of_both_versions_are_read() {
 #[tokio::test]
 async fn retry_after_stretches_the_wait_within_the_cap() {
     let (url, seen) = fake(vec![Step::RetryAfter(1), Step::Json(completed_v1("ok"))]).await;
-    let outcome = A2aClient::new(&config(1)).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&config(1), &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     assert!(
         matches!(outcome, A2aOutcome::Completed { attempts: 2, .. }),
         "{outcome:?}"
@@ -356,10 +391,13 @@ async fn retry_after_stretches_the_wait_within_the_cap() {
     // Capped by max_backoff_ms: 300 ms instead of the asked 30 s.
     let (url, seen) = fake(vec![Step::RetryAfter(30), Step::Json(completed_v1("ok"))]).await;
     let cfg = A2aConfig {
-        max_backoff_ms: 300,
+        max_backoff: std::time::Duration::from_millis(300),
         ..config(1)
     };
-    let outcome = A2aClient::new(&cfg).unwrap().send(&url, "hi").await;
+    let outcome = A2aClient::new(&cfg, &crate::tls::Trust::default())
+        .unwrap()
+        .send(&url, "hi")
+        .await;
     assert!(
         matches!(outcome, A2aOutcome::Completed { attempts: 2, .. }),
         "{outcome:?}"
@@ -374,14 +412,17 @@ async fn retry_after_stretches_the_wait_within_the_cap() {
 
 #[test]
 fn backoff_doubles_up_to_the_cap_and_jitters_within_its_upper_half() {
-    let exact = A2aClient::new(&A2aConfig {
-        jitter: false,
-        ..config(3)
-    })
+    let exact = A2aClient::new(
+        &A2aConfig {
+            jitter: false,
+            ..config(3)
+        },
+        &crate::tls::Trust::default(),
+    )
     .unwrap();
     let waits: Vec<u128> = (0..8).map(|r| exact.backoff(r).as_millis()).collect();
     assert_eq!(waits, [20, 40, 80, 160, 320, 640, 1000, 1000]);
-    let jittered = A2aClient::new(&config(3)).unwrap();
+    let jittered = A2aClient::new(&config(3), &crate::tls::Trust::default()).unwrap();
     let samples: Vec<u128> = (0..200).map(|_| jittered.backoff(4).as_millis()).collect();
     assert!(
         samples.iter().all(|&w| (160..=320).contains(&w)),

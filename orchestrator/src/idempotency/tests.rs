@@ -117,7 +117,7 @@ fn redis_url_and_cluster_are_exclusive_and_default_is_in_process() {
     };
     assert!(matches!(open(&both), Err(IdempotencyError::Config)));
     let d = IdempotencyConfig::default();
-    assert_eq!(d.ttl(), Duration::from_secs(86_400));
+    assert_eq!(d.ttl, Duration::from_secs(86_400));
     assert_eq!(d.key_prefix, "palisade:idem:");
     assert!(open(&d).is_ok());
 }

@@ -51,7 +51,11 @@ impl TestSigner {
 #[tokio::test]
 async fn accepts_the_proxys_assertion_and_reads_roles() {
     let signer = TestSigner::new("k1");
-    let v = Verifier::new(&IdentityConfig::default(), Some(signer.jwks.clone()));
+    let v = Verifier::new(
+        &IdentityConfig::default(),
+        Some(signer.jwks.clone()),
+        &crate::tls::Trust::default(),
+    );
     let token = signer.assertion("User::\"iss|alice\"", &["user", "developer"], 60);
     let caller = v.verify(Some(&token), Some("Bearer abc")).await.unwrap();
     assert_eq!(caller.principal, "User::\"iss|alice\"");
@@ -64,7 +68,11 @@ async fn accepts_the_proxys_assertion_and_reads_roles() {
 #[tokio::test]
 async fn refuses_missing_expired_foreign_and_tampered_assertions() {
     let signer = TestSigner::new("k1");
-    let v = Verifier::new(&IdentityConfig::default(), Some(signer.jwks.clone()));
+    let v = Verifier::new(
+        &IdentityConfig::default(),
+        Some(signer.jwks.clone()),
+        &crate::tls::Trust::default(),
+    );
     assert!(matches!(
         v.verify(None, None).await,
         Err(IdentityError::Missing)
@@ -97,7 +105,11 @@ async fn listed_audiences_refuse_assertions_for_other_routes() {
         audiences: vec!["agent".into()],
         ..IdentityConfig::default()
     };
-    let v = Verifier::new(&cfg, Some(signer.jwks.clone()));
+    let v = Verifier::new(
+        &cfg,
+        Some(signer.jwks.clone()),
+        &crate::tls::Trust::default(),
+    );
     let for_agent = signer.assertion("u", &["user"], 60);
     assert!(v.verify(Some(&for_agent), None).await.is_ok());
     let for_other = signer.sign(json!({"iss": "palisade", "sub": "u", "aud": "files",
@@ -114,7 +126,11 @@ async fn optional_mode_lets_unasserted_callers_in_anonymously() {
         require_assertion: false,
         ..IdentityConfig::default()
     };
-    let v = Verifier::new(&cfg, Some(TestSigner::new("k").jwks));
+    let v = Verifier::new(
+        &cfg,
+        Some(TestSigner::new("k").jwks),
+        &crate::tls::Trust::default(),
+    );
     let caller = v.verify(None, None).await.unwrap();
     assert!(caller.principal.is_empty() && caller.roles.is_empty());
     assert!(v.ready().await);
@@ -142,10 +158,10 @@ async fn fetches_keys_once_and_refetches_for_a_new_kid() {
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     let cfg = IdentityConfig {
         jwks_url: format!("http://{addr}/.well-known/jwks.json"),
-        refetch_min_interval_s: 0,
+        refetch_min_interval: std::time::Duration::from_secs(0),
         ..IdentityConfig::default()
     };
-    let v = Verifier::new(&cfg, None);
+    let v = Verifier::new(&cfg, None, &crate::tls::Trust::default());
     assert!(v.ready().await);
     for _ in 0..3 {
         let t = first.assertion("a", &[], 60);
@@ -170,7 +186,7 @@ async fn unreachable_jwks_is_not_ready_and_refuses() {
         jwks_url: format!("http://127.0.0.1:{port}/.well-known/jwks.json"),
         ..IdentityConfig::default()
     };
-    let v = Verifier::new(&cfg, None);
+    let v = Verifier::new(&cfg, None, &crate::tls::Trust::default());
     assert!(!v.ready().await);
     let t = TestSigner::new("k").assertion("a", &[], 60);
     assert!(matches!(

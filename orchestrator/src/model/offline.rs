@@ -26,7 +26,7 @@ use serde_json::{json, Map, Value};
 
 use super::{
     ChatMessage, ChatRole, ChunkStream, Model, ModelChunk, ModelError, ToolCallRequest, ToolSpec,
-    PLAN_TOOL,
+    TurnContext, PLAN_TOOL,
 };
 
 /// The answer when the conversation holds no user text.
@@ -200,10 +200,15 @@ impl Model for OfflineModel {
         "offline"
     }
 
+    fn provider(&self) -> &'static str {
+        "palisade.offline"
+    }
+
     async fn turn(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],
+        _cx: &TurnContext,
     ) -> Result<ChunkStream, ModelError> {
         match Self::decide(messages, tools) {
             Scripted::Fail(why) => Err(ModelError::Scripted(why)),

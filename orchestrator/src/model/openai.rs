@@ -6,6 +6,10 @@
 //! calls when the choice finishes (`finish_reason`) or the stream ends (`data: [DONE]`).
 //! The key is read from the configured environment variable at each request and sent as
 //! `Authorization: Bearer`; it never appears in logs.
+//!
+//! Each request carries the turn span's `traceparent` and asks for usage in the stream
+//! (`stream_options.include_usage`); the final usage chunk, the response `id` and `model` and the
+//! finish reasons come back as a last [`ModelChunk::Report`] for the GenAI span and metrics.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -16,7 +20,10 @@ use futures::StreamExt;
 use palisade_wire::sse::{SseItem, SseParser};
 use serde_json::{json, Value};
 
-use super::{ChatMessage, ChunkStream, Model, ModelChunk, ModelError, ToolCallRequest, ToolSpec};
+use super::{
+    ChatMessage, ChunkStream, Model, ModelChunk, ModelError, ToolCallRequest, ToolSpec,
+    TurnContext, TurnReport,
+};
 use crate::config::ModelConfig;
 
 /// A chat-completions endpoint.
@@ -26,21 +33,29 @@ pub struct OpenAiModel {
     base_url: String,
     model: String,
     api_key_env: String,
+    server: Option<(String, u16)>,
 }
 
 impl OpenAiModel {
     /// From config; `OPENAI_BASE_URL` and `OPENAI_MODEL` override the file's values.
-    pub fn from_config(cfg: &ModelConfig) -> Self {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(cfg.timeout_ms))
+    /// Servers are verified against the web roots plus `trust`'s extra CAs.
+    pub fn from_config(cfg: &ModelConfig, trust: &crate::tls::Trust) -> Self {
+        let http = trust
+            .client_builder()
+            .timeout(cfg.timeout)
             .connect_timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
+        let base_url = std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| cfg.base_url.clone());
+        let server = reqwest::Url::parse(&base_url)
+            .ok()
+            .and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?)));
         Self {
             http,
-            base_url: std::env::var("OPENAI_BASE_URL").unwrap_or_else(|_| cfg.base_url.clone()),
+            base_url,
             model: std::env::var("OPENAI_MODEL").unwrap_or_else(|_| cfg.model.clone()),
             api_key_env: cfg.api_key_env.clone(),
+            server,
         }
     }
 
@@ -49,6 +64,7 @@ impl OpenAiModel {
         let mut body = json!({
             "model": self.model,
             "stream": true,
+            "stream_options": {"include_usage": true},
             "messages": messages.iter().map(ChatMessage::to_openai).collect::<Vec<_>>(),
         });
         if !tools.is_empty() {
@@ -64,10 +80,19 @@ impl Model for OpenAiModel {
         &self.model
     }
 
+    fn provider(&self) -> &'static str {
+        "openai"
+    }
+
+    fn server(&self) -> Option<(String, u16)> {
+        self.server.clone()
+    }
+
     async fn turn(
         &self,
         messages: &[ChatMessage],
         tools: &[ToolSpec],
+        cx: &TurnContext,
     ) -> Result<ChunkStream, ModelError> {
         let url = format!("{}/chat/completions", self.base_url.trim_end_matches('/'));
         let mut req = self
@@ -78,10 +103,13 @@ impl Model for OpenAiModel {
         if let Ok(key) = std::env::var(&self.api_key_env) {
             req = req.bearer_auth(key);
         }
+        if let Some(traceparent) = &cx.traceparent {
+            req = req.header("traceparent", traceparent);
+        }
         let resp = req
             .send()
             .await
-            .map_err(|e| ModelError::Transport(e.without_url().to_string()))?;
+            .map_err(|e| ModelError::Transport(chain(e.without_url())))?;
         let status = resp.status();
         if !status.is_success() {
             let body = resp.text().await.unwrap_or_default();
@@ -98,6 +126,22 @@ impl Model for OpenAiModel {
     }
 }
 
+/// `e` and its causes (`error sending request: … : invalid peer certificate: UnknownIssuer`),
+/// so a TLS or DNS failure says what went wrong.
+fn chain(e: reqwest::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 /// A tool call being assembled from deltas.
 #[derive(Debug, Default)]
 struct PartialCall {
@@ -112,6 +156,9 @@ struct Decoder {
     parser: SseParser,
     ready: VecDeque<Result<ModelChunk, ModelError>>,
     calls: BTreeMap<u64, PartialCall>,
+    /// Usage, ids and finish reasons (by choice index) seen so far.
+    report: TurnReport,
+    finish: BTreeMap<u64, String>,
     done: bool,
 }
 
@@ -138,11 +185,36 @@ impl Decoder {
         }
     }
 
+    /// The answer ended normally: hands on the remaining calls, then the report.
+    fn finish(&mut self) {
+        self.flush_calls();
+        let mut report = std::mem::take(&mut self.report);
+        report.finish_reasons = std::mem::take(&mut self.finish).into_values().collect();
+        self.ready.push_back(Ok(ModelChunk::Report(report)));
+        self.done = true;
+    }
+
+    /// Notes the response id, model and usage a chunk carries.
+    fn note(&mut self, chunk: &Value) {
+        if let Some(id) = chunk["id"].as_str().filter(|s| !s.is_empty()) {
+            self.report.response_id = Some(id.to_owned());
+        }
+        if let Some(model) = chunk["model"].as_str().filter(|s| !s.is_empty()) {
+            self.report.response_model = Some(model.to_owned());
+        }
+        let usage = &chunk["usage"];
+        if let Some(n) = usage["prompt_tokens"].as_u64() {
+            self.report.input_tokens = Some(n);
+        }
+        if let Some(n) = usage["completion_tokens"].as_u64() {
+            self.report.output_tokens = Some(n);
+        }
+    }
+
     /// Reads one `data:` payload.
     fn on_data(&mut self, data: &str) {
         if data.trim() == "[DONE]" {
-            self.flush_calls();
-            self.done = true;
+            self.finish();
             return;
         }
         let chunk: Value = match serde_json::from_str(data) {
@@ -156,6 +228,7 @@ impl Decoder {
             self.fail(ModelError::Protocol(format!("endpoint error: {err}")));
             return;
         }
+        self.note(&chunk);
         let Some(choice) = chunk["choices"].get(0) else {
             return; // usage-only chunks
         };
@@ -176,7 +249,9 @@ impl Decoder {
                 partial.arguments.push_str(args);
             }
         }
-        if choice["finish_reason"].is_string() {
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            let index = choice["index"].as_u64().unwrap_or(0);
+            self.finish.insert(index, reason.to_owned());
             self.flush_calls();
         }
     }
@@ -194,6 +269,8 @@ fn chunks(bytes: BoxStream<'static, Result<bytes::Bytes, ModelError>>) -> ChunkS
         parser: SseParser::new(),
         ready: VecDeque::new(),
         calls: BTreeMap::new(),
+        report: TurnReport::default(),
+        finish: BTreeMap::new(),
         done: false,
     };
     futures::stream::unfold(decoder, |mut d| async move {
@@ -222,8 +299,7 @@ fn chunks(bytes: BoxStream<'static, Result<bytes::Bytes, ModelError>>) -> ChunkS
                 Some(Err(e)) => d.fail(e),
                 None => {
                     // Some servers end without `[DONE]`; what was assembled still counts.
-                    d.flush_calls();
-                    d.done = true;
+                    d.finish();
                 }
             }
         }

@@ -288,10 +288,15 @@ impl crate::model::Model for Scripted {
         "scripted"
     }
 
+    fn provider(&self) -> &'static str {
+        "palisade.scripted"
+    }
+
     async fn turn(
         &self,
         messages: &[crate::model::ChatMessage],
         _tools: &[crate::model::ToolSpec],
+        _cx: &crate::model::TurnContext,
     ) -> Result<crate::model::ChunkStream, crate::model::ModelError> {
         self.seen.lock().unwrap().push(messages.to_vec());
         let turn = self.turns.lock().unwrap().remove(0);

@@ -3,7 +3,7 @@
 //! Each run has its own session per server (the session belongs to the caller): `initialize`
 //! (keeping the `Mcp-Session-Id` the server hands out, if any), `notifications/initialized`,
 //! then `tools/list`; the run's calls reuse that session, and it is closed with `DELETE` when the
-//! run ends. A caller's tool list is cached for `tools_cache_ms` (keyed by a hash of the
+//! run ends. A caller's tool list is cached for `tools_cache` (keyed by a hash of the
 //! credential, since the proxy filters the list per principal); on a cache hit the session is
 //! only opened if the run calls a tool. Answers may be JSON or an SSE stream (progress
 //! notifications are skipped until the response with the request's id arrives).
@@ -127,16 +127,17 @@ pub struct McpTool {
 
 impl McpServer {
     /// A server from config.
-    pub fn new(cfg: &McpServerConfig, timeout: Duration) -> Self {
+    pub fn new(cfg: &McpServerConfig, timeout: Duration, trust: &crate::tls::Trust) -> Self {
         Self {
             name: cfg.name.clone(),
             url: cfg.url.clone(),
-            http: reqwest::Client::builder()
+            http: trust
+                .client_builder()
                 .timeout(timeout)
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .unwrap_or_default(),
-            cache_ttl: Duration::from_millis(cfg.tools_cache_ms),
+            cache_ttl: cfg.tools_cache,
             cache: dashmap::DashMap::new(),
         }
     }

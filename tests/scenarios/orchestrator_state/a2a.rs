@@ -9,8 +9,8 @@ use super::peers::{flaky_gateway, Agent};
 
 fn fast(cfg: A2aConfig) -> A2aConfig {
     A2aConfig {
-        initial_backoff_ms: 50,
-        attempt_timeout_ms: 10_000,
+        initial_backoff: std::time::Duration::from_millis(50),
+        attempt_timeout: std::time::Duration::from_millis(10_000),
         ..cfg
     }
 }
@@ -22,10 +22,13 @@ async fn send_message_1_0_and_message_send_0_3_against_a_real_agent() {
         .unwrap();
     let url = agent.url.parse().unwrap();
     for protocol in [A2aProtocol::V1, A2aProtocol::V0_3, A2aProtocol::Auto] {
-        let client = A2aClient::new(&fast(A2aConfig {
-            protocol,
-            ..A2aConfig::default()
-        }))
+        let client = A2aClient::new(
+            &fast(A2aConfig {
+                protocol,
+                ..A2aConfig::default()
+            }),
+            &palisade_orchestrator::tls::Trust::default(),
+        )
         .unwrap();
         match client.send(&url, "find the runbook").await {
             A2aOutcome::Completed {
@@ -52,7 +55,11 @@ async fn a_503_is_retried_and_the_task_runs_once() {
         .await
         .unwrap();
     let gateway = flaky_gateway(&agent, 1).await;
-    let client = A2aClient::new(&fast(A2aConfig::default())).unwrap();
+    let client = A2aClient::new(
+        &fast(A2aConfig::default()),
+        &palisade_orchestrator::tls::Trust::default(),
+    )
+    .unwrap();
     let outcome = client
         .send(
             &format!("http://{}/a2a", gateway.addr).parse().unwrap(),
@@ -73,10 +80,13 @@ async fn a_gateway_that_stays_down_ends_in_error_max_retries() {
         .await
         .unwrap();
     let gateway = flaky_gateway(&agent, usize::MAX).await;
-    let client = A2aClient::new(&fast(A2aConfig {
-        max_retries: 2,
-        ..A2aConfig::default()
-    }))
+    let client = A2aClient::new(
+        &fast(A2aConfig {
+            max_retries: 2,
+            ..A2aConfig::default()
+        }),
+        &palisade_orchestrator::tls::Trust::default(),
+    )
     .unwrap();
     let outcome = client
         .send(

@@ -45,9 +45,9 @@ async fn stack(word_delay_ms: u64) -> Stack {
     cfg.a2a
         .agents
         .insert("stuck".into(), proxy.url("/stuck/a2a"));
-    cfg.a2a.initial_backoff_ms = 50;
+    cfg.a2a.initial_backoff = std::time::Duration::from_millis(50);
     cfg.a2a.max_retries = 1;
-    cfg.a2a.attempt_timeout_ms = 1_500;
+    cfg.a2a.attempt_timeout = std::time::Duration::from_millis(1_500);
     listener.serve(cfg);
     Stack {
         proxy,

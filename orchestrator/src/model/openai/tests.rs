@@ -12,7 +12,15 @@ use serde_json::{json, Value};
 
 use super::OpenAiModel;
 use crate::config::{ModelConfig, ModelProvider};
-use crate::model::{ChatMessage, ChatRole, Model, ModelChunk, ModelError, ToolSpec};
+use crate::model::{
+    ChatMessage, ChatRole, Model, ModelChunk, ModelError, ToolSpec, TurnContext, TurnReport,
+};
+
+const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+fn cx() -> TurnContext {
+    TurnContext::default()
+}
 
 /// Chunks as api.openai.com streams them (trimmed ids), split mid-JSON to exercise framing.
 fn tool_call_stream() -> Vec<String> {
@@ -29,6 +37,10 @@ fn tool_call_stream() -> Vec<String> {
     for c in chunks {
         body.push_str(&format!("data: {{{head},\"choices\":[{c}]}}\n\n"));
     }
+    // The usage chunk `stream_options.include_usage` asks for: no choices.
+    body.push_str(&format!(
+        "data: {{{head},\"choices\":[],\"usage\":{{\"prompt_tokens\":57,\"completion_tokens\":21,\"total_tokens\":78}}}}\n\n"
+    ));
     body.push_str("data: [DONE]\n\n");
     // Split into uneven pieces, as TCP might.
     body.as_bytes()
@@ -68,13 +80,16 @@ async fn endpoint(status: u16, pieces: Vec<String>) -> (String, Seen) {
 }
 
 fn model(base_url: &str, key_env: &str) -> OpenAiModel {
-    OpenAiModel::from_config(&ModelConfig {
-        provider: ModelProvider::Openai,
-        base_url: base_url.into(),
-        model: "gpt-x".into(),
-        api_key_env: key_env.into(),
-        timeout_ms: 10_000,
-    })
+    OpenAiModel::from_config(
+        &ModelConfig {
+            provider: ModelProvider::Openai,
+            base_url: base_url.into(),
+            model: "gpt-x".into(),
+            api_key_env: key_env.into(),
+            timeout: std::time::Duration::from_millis(10_000),
+        },
+        &crate::tls::Trust::default(),
+    )
 }
 
 #[tokio::test]
@@ -91,9 +106,25 @@ async fn streams_text_and_assembles_tool_call_deltas() {
         ChatMessage::text(ChatRole::System, "sys"),
         ChatMessage::text(ChatRole::User, "what time is it"),
     ];
-    let chunks: Vec<_> = m.turn(&conv, &tools).await.unwrap().collect().await;
+    let chunks: Vec<_> = m
+        .turn(&conv, &tools, &TurnContext::default())
+        .await
+        .unwrap()
+        .collect()
+        .await;
     let chunks: Vec<ModelChunk> = chunks.into_iter().map(Result::unwrap).collect();
-    assert_eq!(chunks.len(), 3, "{chunks:?}");
+    assert_eq!(chunks.len(), 4, "{chunks:?}");
+    assert_eq!(
+        chunks[3],
+        ModelChunk::Report(TurnReport {
+            response_id: Some("chatcmpl-1".into()),
+            response_model: Some("gpt-x".into()),
+            finish_reasons: vec!["tool_calls".into()],
+            input_tokens: Some(57),
+            output_tokens: Some(21),
+        }),
+        "the last chunk reports usage"
+    );
     assert_eq!(chunks[0], ModelChunk::Text("Let me check.".into()));
     let ModelChunk::ToolCall(a) = &chunks[1] else {
         panic!("{chunks:?}")
@@ -110,6 +141,11 @@ async fn streams_text_and_assembles_tool_call_deltas() {
     assert_eq!(headers["authorization"], "Bearer sk-test-123");
     assert_eq!(body["model"], "gpt-x");
     assert_eq!(body["stream"], true);
+    assert_eq!(body["stream_options"], json!({"include_usage": true}));
+    assert!(
+        headers.get("traceparent").is_none(),
+        "no trace context, no header"
+    );
     assert_eq!(
         body["messages"][1],
         json!({"role": "user", "content": "what time is it"})
@@ -138,11 +174,28 @@ async fn tool_results_go_back_in_chat_completions_shape() {
         },
         ChatMessage::tool_result("c1", "12:00"),
     ];
-    let chunks: Vec<_> = m.turn(&conv, &[]).await.unwrap().collect().await;
-    assert_eq!(chunks.len(), 1);
+    let chunks: Vec<_> = m
+        .turn(
+            &conv,
+            &[],
+            &TurnContext {
+                traceparent: Some(PARENT.into()),
+            },
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    assert_eq!(chunks.len(), 2, "{chunks:?}");
     assert_eq!(*chunks[0].as_ref().unwrap(), ModelChunk::Text("ok".into()));
+    let Ok(ModelChunk::Report(report)) = &chunks[1] else {
+        panic!("{chunks:?}")
+    };
+    assert_eq!(report.finish_reasons, ["stop"]);
+    assert_eq!((report.input_tokens, report.output_tokens), (None, None));
     let (headers, body) = seen.lock().unwrap()[0].clone();
     assert!(headers.get("authorization").is_none(), "no key, no header");
+    assert_eq!(headers["traceparent"], PARENT);
     assert!(body.get("tools").is_none());
     assert_eq!(
         body["messages"][1]["tool_calls"][0]["function"]["name"],
@@ -158,7 +211,7 @@ async fn tool_results_go_back_in_chat_completions_shape() {
 async fn error_status_and_garbage_are_model_errors() {
     let (url, _) = endpoint(429, vec!["{\"error\":{\"message\":\"slow down\"}}".into()]).await;
     let err = model(&url, "X")
-        .turn(&[ChatMessage::text(ChatRole::User, "hi")], &[])
+        .turn(&[ChatMessage::text(ChatRole::User, "hi")], &[], &cx())
         .await
         .err()
         .unwrap();
@@ -168,7 +221,7 @@ async fn error_status_and_garbage_are_model_errors() {
     );
     let (url, _) = endpoint(200, vec!["data: {not json\n\n".into()]).await;
     let chunks: Vec<_> = model(&url, "X")
-        .turn(&[ChatMessage::text(ChatRole::User, "hi")], &[])
+        .turn(&[ChatMessage::text(ChatRole::User, "hi")], &[], &cx())
         .await
         .unwrap()
         .collect()
@@ -182,7 +235,7 @@ async fn error_status_and_garbage_are_model_errors() {
         .local_addr()
         .unwrap();
     let err = model(&format!("http://{closed}/v1"), "X")
-        .turn(&[ChatMessage::text(ChatRole::User, "hi")], &[])
+        .turn(&[ChatMessage::text(ChatRole::User, "hi")], &[], &cx())
         .await
         .err()
         .unwrap();

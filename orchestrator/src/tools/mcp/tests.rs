@@ -119,9 +119,13 @@ async fn lists_and_calls_tools_with_the_callers_credential_in_one_session() {
     let cfg = McpServerConfig {
         name: "fake".into(),
         url,
-        tools_cache_ms: 0,
+        tools_cache: std::time::Duration::from_millis(0),
     };
-    let server = Arc::new(McpServer::new(&cfg, Duration::from_secs(5)));
+    let server = Arc::new(McpServer::new(
+        &cfg,
+        Duration::from_secs(5),
+        &crate::tls::Trust::default(),
+    ));
     let ctx = ctx();
     let tools = server.list(&ctx).await.unwrap();
     let names: Vec<String> = tools.iter().map(|t| t.spec().name).collect();
@@ -181,9 +185,13 @@ async fn an_unreachable_server_is_an_error_not_a_panic() {
     let cfg = McpServerConfig {
         name: "gone".into(),
         url: format!("http://127.0.0.1:{port}/mcp"),
-        tools_cache_ms: 0,
+        tools_cache: std::time::Duration::from_millis(0),
     };
-    let server = Arc::new(McpServer::new(&cfg, Duration::from_secs(2)));
+    let server = Arc::new(McpServer::new(
+        &cfg,
+        Duration::from_secs(2),
+        &crate::tls::Trust::default(),
+    ));
     let err = server.list(&ctx()).await.err().unwrap();
     assert!(err.to_string().contains("`gone` unreachable"), "{err}");
 }
@@ -194,9 +202,13 @@ async fn a_callers_tool_list_is_cached_and_the_session_opened_only_to_call() {
     let cfg = McpServerConfig {
         name: "fake".into(),
         url,
-        tools_cache_ms: 60_000,
+        tools_cache: std::time::Duration::from_millis(60_000),
     };
-    let server = Arc::new(McpServer::new(&cfg, Duration::from_secs(5)));
+    let server = Arc::new(McpServer::new(
+        &cfg,
+        Duration::from_secs(5),
+        &crate::tls::Trust::default(),
+    ));
     let methods = |script: &Script| -> Vec<String> {
         script
             .seen

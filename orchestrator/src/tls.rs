@@ -1,0 +1,121 @@
+//! Outbound TLS trust: one place that builds every HTTP client the orchestrator uses (model,
+//! MCP, A2A, JWKS, OTLP).
+//!
+//! Servers are verified against the compiled-in web roots (webpki-roots) plus extra CA
+//! certificates: `tls.ca_file` from the config and the file named by `SSL_CERT_FILE` (the
+//! OpenSSL convention, so an image's `SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt` or a
+//! private CA bundle works without a config change). [`Trust::from_config`] reads them once at
+//! start; a missing or empty file is a start-up error naming it, never a silent fallback.
+
+use std::path::Path;
+
+use crate::config::TlsConfig;
+
+/// The environment variable naming an extra PEM bundle of trusted CAs.
+pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
+
+/// Extra trusted CA certificates. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Trust {
+    extra: Vec<reqwest::Certificate>,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust")
+            .field("extra_roots", &self.extra.len())
+            .finish()
+    }
+}
+
+impl Trust {
+    /// `cfg.ca_file` and `SSL_CERT_FILE` (as read by `env`), on top of the web roots.
+    pub fn from_config(
+        cfg: &TlsConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, String> {
+        let mut extra = Vec::new();
+        if let Some(path) = &cfg.ca_file {
+            extra.extend(read_ca_file(path).map_err(|e| format!("tls.ca_file: {e}"))?);
+        }
+        if let Some(path) = env(SSL_CERT_FILE).filter(|p| !p.is_empty()) {
+            extra.extend(
+                read_ca_file(Path::new(&path)).map_err(|e| format!("{SSL_CERT_FILE}: {e}"))?,
+            );
+        }
+        Ok(Self { extra })
+    }
+
+    /// How many extra roots are trusted.
+    pub fn extra_roots(&self) -> usize {
+        self.extra.len()
+    }
+
+    /// A client builder trusting the web roots and the extra roots; every outbound client
+    /// starts here.
+    pub fn client_builder(&self) -> reqwest::ClientBuilder {
+        self.extra
+            .iter()
+            .cloned()
+            .fold(reqwest::Client::builder(), |b, cert| {
+                b.add_root_certificate(cert)
+            })
+    }
+}
+
+/// The certificates of the PEM file at `path` (at least one).
+pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{read_ca_file, Trust};
+    use crate::config::TlsConfig;
+
+    #[test]
+    fn reads_ca_bundles_and_names_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+        let two = format!("{}{}", ca.cert.pem(), ca.cert.pem());
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, two).unwrap();
+        assert_eq!(read_ca_file(&good).unwrap().len(), 2);
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no certificates here\n").unwrap();
+        let err = read_ca_file(&empty).unwrap_err();
+        assert!(err.contains("holds no PEM certificate"), "{err}");
+        let err = read_ca_file(&dir.path().join("missing.pem")).unwrap_err();
+        assert!(err.contains("missing.pem"), "{err}");
+
+        let cfg = TlsConfig {
+            ca_file: Some(good.clone()),
+        };
+        let good_env = good.display().to_string();
+        let trust =
+            Trust::from_config(&cfg, |k| (k == "SSL_CERT_FILE").then(|| good_env.clone())).unwrap();
+        assert_eq!(
+            trust.extra_roots(),
+            4,
+            "ca_file and SSL_CERT_FILE both count"
+        );
+        let bad_env = empty.display().to_string();
+        let err = Trust::from_config(&TlsConfig::default(), |_| Some(bad_env.clone())).unwrap_err();
+        assert!(err.starts_with("SSL_CERT_FILE: "), "{err}");
+        assert_eq!(
+            Trust::from_config(&TlsConfig::default(), |_| None)
+                .unwrap()
+                .extra_roots(),
+            0
+        );
+    }
+}
