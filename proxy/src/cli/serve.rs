@@ -60,7 +60,18 @@ pub fn dev(args: DevArgs) -> ExitCode {
 
 /// `palisade run -c FILE`.
 pub fn run(path: &Path) -> ExitCode {
-    serve(Config::load(path), &path.display().to_string())
+    let source = path.display().to_string();
+    let config = Config::load(path);
+    if let Err(ConfigError::Invalid(errors)) = &config {
+        // Each error with its line and column, as `palisade validate` prints them.
+        if let Ok(text) = std::fs::read_to_string(path) {
+            for d in crate::config::locate_all(&text, errors.clone()) {
+                eprintln!("{}", d.render(&source));
+            }
+            return ExitCode::FAILURE;
+        }
+    }
+    serve(config, &source)
 }
 
 /// The warning `palisade run` and `palisade dev` print on stderr when the config turns the dev
