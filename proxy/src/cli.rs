@@ -94,6 +94,8 @@ enum Command {
 enum ConfigCommand {
     /// Print the JSON Schema of the config file.
     Schema,
+    /// Print the field reference of the config file as Markdown (docs/config-reference.md).
+    Reference,
 }
 
 /// Parses the command line and runs the command.
@@ -153,6 +155,10 @@ fn run(cli: Cli) -> ExitCode {
         }
         Command::Config(ConfigCommand::Schema) => {
             print!("{}", crate::config::schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCommand::Reference) => {
+            print!("{}", crate::config::reference::markdown());
             ExitCode::SUCCESS
         }
     }

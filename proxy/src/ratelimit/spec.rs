@@ -127,7 +127,7 @@ pub struct MemorySpec {
 #[serde(deny_unknown_fields)]
 pub struct RedisSpec {
     /// `redis://[user:password@]host:port[/db]` of a standalone server. Exactly one of `url` and
-    /// `cluster` is required.
+    /// `cluster` is required. Default: absent.
     #[serde(default)]
     pub url: Option<String>,
     /// Seed nodes of a Redis Cluster (`redis://host:port` each). Default: absent.
