@@ -106,6 +106,14 @@ impl<'s> Generator<'s> {
         Some(o)
     }
 
+    /// Whether `schema` is a mapping with named fields (not a map of named entries).
+    fn is_section(&self, schema: &'s Schema) -> bool {
+        matches!(
+            self.resolve(schema),
+            Some(o) if o.object.as_ref().is_some_and(|obj| !obj.properties.is_empty())
+        )
+    }
+
     /// The first description on the way from `schema` to what it resolves to.
     fn description(&self, schema: &'s Schema) -> String {
         let mut at = schema;
@@ -148,17 +156,14 @@ impl<'s> Generator<'s> {
         let default_value = own.or(inherited);
         let description = self.description(schema);
         let default = match default_value {
-            Some(serde_json::Value::Object(_)) => "see fields".into(),
+            Some(serde_json::Value::Object(o)) if o.is_empty() => "none".into(),
+            Some(serde_json::Value::Object(_)) if self.is_section(schema) => "see fields".into(),
             Some(serde_json::Value::Null) | None if required => "required".into(),
             // The doc comments state each default (`Default: `30s`.`), also where serde's
             // `default` attribute leaves no trace in the schema.
             Some(serde_json::Value::Null) | None => {
                 let stated = stated_default(&description);
-                let section = matches!(
-                    self.resolve(schema),
-                    Some(o) if o.object.as_ref().is_some_and(|obj| !obj.properties.is_empty())
-                );
-                if stated == "—" && section {
+                if stated == "—" && self.is_section(schema) {
                     "see fields".into()
                 } else {
                     stated
@@ -303,7 +308,7 @@ fn stated_default(description: &str) -> String {
     let quoted = after
         .strip_prefix('`')
         .and_then(|rest| rest.split_once('`'))
-        .filter(|(_, tail)| tail.is_empty() || tail.starts_with(['.', ' ', ',', ';']));
+        .filter(|(_, tail)| tail.is_empty() || tail.starts_with(['.', ',', ';']) || tail.starts_with(" ("));
     match quoted {
         Some((value, _)) => format!("`{value}`"),
         None => "see description".into(),

@@ -22,8 +22,9 @@ pub struct RateLimitsSpec {
     /// a principal with several roles gets the largest. Example: `{admin: 10}`. Default: none.
     #[serde(default)]
     pub role_multipliers: BTreeMap<String, f64>,
-    /// Multiplier by API-key tier (the key's `limit_tier`), combined with the role multiplier by
-    /// taking the larger. Example: `{gold: 5}`. Default: none.
+    /// Multiplier by API-key tier (`tier` in the keys file, set with `palisade keys create
+    /// --tier`), combined with the role multiplier by taking the larger. Example: `{gold: 5}`.
+    /// Default: none.
     #[serde(default)]
     pub tier_multipliers: BTreeMap<String, f64>,
     /// Caps on concurrently open streams across all routes. Default: none.
