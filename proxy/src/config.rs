@@ -200,9 +200,11 @@ pub fn check<I>(text: &str, env: Option<I>, mut secrets: Secrets) -> Report
 where
     I: IntoIterator<Item = (String, String)>,
 {
+    let env: Option<Vec<(String, String)>> = env.map(|vars| vars.into_iter().collect());
+    let overridden = env.as_deref().map(env::overridden).unwrap_or_default();
     let failed = |errors: Vec<FieldError>, notes: Vec<FieldError>| Report {
         config: None,
-        errors: locate_all(text, errors),
+        errors: attribute(locate_all(text, errors), &overridden),
         notes: locate_all(text, notes),
     };
     let tree = match tree(text, env) {
@@ -242,6 +244,18 @@ where
         ),
     }
     failed(errors, secrets.notes().to_vec())
+}
+
+/// Errors about a field an environment override set point at the variable, not at the file.
+fn attribute(mut errors: Vec<Diagnostic>, overridden: &[(String, String)]) -> Vec<Diagnostic> {
+    for d in &mut errors {
+        if let Some((_, var)) = overridden.iter().find(|(p, _)| within(&d.error.path, p)) {
+            d.position = None;
+            d.error.message.push_str(&format!(" (set by {var})"));
+        }
+    }
+    errors.sort_by_key(|d| (d.position.is_none(), d.position));
+    errors
 }
 
 /// Whether field path `path` is `prefix` or inside it.

@@ -192,8 +192,9 @@ fn no_env_ignores_overrides_and_notes_missing_key_files() {
         "listeners[0].tls.cert: file `/nonexistent/cert.pem` does not exist: not checked (note)"
     ));
 
-    // Without --no-env the override applies (and is wrong).
-    std::fs::write(&file, "listeners:\n  - address: 127.0.0.1:8443\n").unwrap();
+    // Without --no-env the override applies (and is wrong): the error names the variable, not
+    // the line of the value it replaced.
+    std::fs::write(&file, "admin:\n  address: 127.0.0.1:9901\n").unwrap();
     let out = palisade()
         .args(["validate"])
         .arg(&file)
@@ -201,5 +202,12 @@ fn no_env_ignores_overrides_and_notes_missing_key_files() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("admin.address: `not an address` is not an IP address"));
+    assert_eq!(
+        text(&out.stderr).lines().next().unwrap(),
+        format!(
+            "{}: admin.address: `not an address` is not an IP address with a port (set by \
+             PALISADE_ADMIN__ADDRESS)",
+            file.display()
+        )
+    );
 }

@@ -308,7 +308,9 @@ fn stated_default(description: &str) -> String {
     let quoted = after
         .strip_prefix('`')
         .and_then(|rest| rest.split_once('`'))
-        .filter(|(_, tail)| tail.is_empty() || tail.starts_with(['.', ',', ';']) || tail.starts_with(" ("));
+        .filter(|(_, tail)| {
+            tail.is_empty() || tail.starts_with(['.', ',', ';']) || tail.starts_with(" (")
+        });
     match quoted {
         Some((value, _)) => format!("`{value}`"),
         None => "see description".into(),
