@@ -207,6 +207,23 @@ where
         errors: attribute(locate_all(text, errors), &overridden),
         notes: locate_all(text, notes),
     };
+    // Not YAML at all: the parser's own position.
+    if let Err(e) = yaml_serde::from_str::<yaml_serde::Value>(text) {
+        return Report {
+            config: None,
+            errors: vec![Diagnostic {
+                position: e.location().map(|l| Position {
+                    line: l.line(),
+                    column: l.column(),
+                }),
+                error: FieldError {
+                    path: "(document)".into(),
+                    message: format!("not valid YAML: {e}"),
+                },
+            }],
+            notes: Vec::new(),
+        };
+    }
     let tree = match tree(text, env) {
         Ok(tree) => tree,
         Err(ConfigError::Invalid(errors)) => return failed(errors, Vec::new()),

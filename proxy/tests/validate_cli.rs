@@ -109,6 +109,21 @@ fn structural_errors_that_cannot_be_set_aside_skip_the_semantic_checks_and_say_s
     );
 }
 
+#[test]
+fn a_file_that_is_not_yaml_gets_the_parser_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broken.yaml");
+    std::fs::write(&file, "routes:\n  - name: a\n   bad: [\n").unwrap();
+    let out = validate(&[], &file);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    let first = stderr.lines().next().unwrap();
+    let prefix = format!("{}:3:", file.display());
+    assert!(first.starts_with(&prefix), "{stderr}");
+    assert!(first.contains(": (document): not valid YAML: "), "{stderr}");
+    assert!(stderr.ends_with(": 1 error(s)\n"), "{stderr}");
+}
+
 const UNSET_SECRET: &str = "\
 upstreams:
   agent: {address: \"127.0.0.1:8000\"}
