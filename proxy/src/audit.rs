@@ -111,7 +111,13 @@ pub fn resolve_path(path: &str) -> PathBuf {
 }
 
 /// Validates the `audit` section, pushing every problem with its field path.
-pub fn validate(spec: &AuditSpec, errors: &mut Vec<FieldError>) -> Settings {
+///
+/// A missing checkpoint key file is only a note when `secrets` are optional (`--no-env`).
+pub fn validate(
+    spec: &AuditSpec,
+    secrets: &mut crate::config::Secrets,
+    errors: &mut Vec<FieldError>,
+) -> Settings {
     let mut push = |path: &str, message: &str| {
         errors.push(FieldError {
             path: format!("audit.{path}"),
@@ -177,6 +183,9 @@ pub fn validate(spec: &AuditSpec, errors: &mut Vec<FieldError>) -> Settings {
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && c.generate => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::NotFound
+                        && secrets.tolerate_missing("audit.checkpoint.key_file", &c.key_file) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => push(
                     "checkpoint.key_file",
                     "no such file: create one with `palisade audit keygen FILE` (or set \

@@ -30,11 +30,31 @@ enum Command {
         #[arg(short, long, env = "PALISADE_CONFIG")]
         config: PathBuf,
     },
-    /// Check a config file; prints every error with its field path, exits 0 only when valid.
+    /// Check a config file; prints every error as `FILE:LINE:COLUMN: field.path: message`, exits 0
+    /// only when valid.
+    ///
+    /// Structural errors (unknown fields, wrong types, missing fields) are all reported at once,
+    /// then the semantic ones (unknown upstream, bad address, policies that do not load, …).
     Validate {
         /// The config file (YAML).
-        #[arg(short, long)]
-        config: PathBuf,
+        #[arg(
+            short,
+            long,
+            value_name = "FILE",
+            required_unless_present = "file",
+            conflicts_with = "file"
+        )]
+        config: Option<PathBuf>,
+        /// The config file (YAML), as an alternative to `-c`.
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Validate the file as written, without the environment: `PALISADE_*` overrides and
+        /// `OTEL_EXPORTER_OTLP_*` variables are ignored, and secrets that are absent (an unset
+        /// `secret_env` / `*_env` variable, a key or certificate file that does not exist) are
+        /// reported as notes instead of errors. For CI on config pull requests, which has no
+        /// secrets.
+        #[arg(long)]
+        no_env: bool,
     },
     /// Config tooling.
     #[command(subcommand)]
@@ -74,6 +94,8 @@ enum Command {
 enum ConfigCommand {
     /// Print the JSON Schema of the config file.
     Schema,
+    /// Print the field reference of the config file as Markdown (docs/config-reference.md).
+    Reference,
 }
 
 /// Parses the command line and runs the command.
@@ -95,7 +117,14 @@ fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Dev(args) => serve::dev(args),
         Command::Run { config } => serve::run(&config),
-        Command::Validate { config } => validate::run(&config),
+        Command::Validate {
+            config,
+            file,
+            no_env,
+        } => match config.or(file) {
+            Some(path) => validate::run(&path, no_env),
+            None => ExitCode::FAILURE,
+        },
         Command::Policy(cmd) => policy::run(cmd),
         Command::Keys(cmd) => keys::keys(cmd),
         Command::Tokens(cmd) => keys::tokens(cmd),
@@ -126,6 +155,10 @@ fn run(cli: Cli) -> ExitCode {
         }
         Command::Config(ConfigCommand::Schema) => {
             print!("{}", crate::config::schema_json());
+            ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCommand::Reference) => {
+            print!("{}", crate::config::reference::markdown());
             ExitCode::SUCCESS
         }
     }

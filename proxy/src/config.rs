@@ -1,10 +1,15 @@
-//! Configuration: one YAML file, `PALISADE_*` overrides, strict typing, every error with its path.
+//! Configuration: one YAML file, `PALISADE_*` overrides, strict typing, every error with its path
+//! and its line and column in the file.
 //!
-//! Loading runs in three steps, each reporting errors with the field path they concern:
+//! Loading runs in three steps, each reporting *every* error with the field path it concerns:
 //! 1. parse YAML into a tree and apply environment overrides ([`env`]);
-//! 2. type the tree into [`spec::ConfigSpec`] (`deny_unknown_fields`; the path of the first type
-//!    error is reported by `serde_path_to_error`);
-//! 3. validate it into the runtime [`Config`] (`TryFrom`), collecting *every* semantic error.
+//! 2. type the tree into [`spec::ConfigSpec`] (`deny_unknown_fields`); when serde refuses it, the
+//!    tree is walked against the JSON Schema for all structural errors at once, and the fields at
+//!    fault are set aside so that step 3 can still run;
+//! 3. validate it into the runtime [`Config`] (`TryFrom`), collecting every semantic error.
+//!
+//! [`check`] runs all three and places each error in the file ([`locate`]); `palisade validate`
+//! prints its [`Report`]. Full field list: docs/config-reference.md ([`reference`]).
 //!
 //! ```no_run
 //! let config = palisade_proxy::config::Config::load("config/palisade.yaml")?;
@@ -12,9 +17,15 @@
 //! ```
 
 pub mod env;
+pub mod locate;
+pub mod reference;
+mod secrets;
 pub mod spec;
+mod structure;
 mod validate;
 
+pub use locate::Position;
+pub use secrets::Secrets;
 pub use validate::PerRoute;
 
 use std::net::SocketAddr;
@@ -129,48 +140,241 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let spec = parse_spec(text, env)?;
-        Self::try_from(spec).map_err(ConfigError::Invalid)
+        let report = check(text, Some(env), Secrets::required());
+        match report.config {
+            Some(config) => Ok(config),
+            None => Err(ConfigError::Invalid(
+                report.errors.into_iter().map(|d| d.error).collect(),
+            )),
+        }
     }
 }
 
-/// Steps 1 and 2: YAML tree, overrides, typed spec.
-pub fn parse_spec(
-    text: &str,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<ConfigSpec, ConfigError> {
-    let invalid =
-        |path: String, message: String| ConfigError::Invalid(vec![FieldError { path, message }]);
+/// One problem (or note) with where it is written in the file, when it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// Line and column of the field (its key, or the list entry), when the field is in the file.
+    pub position: Option<Position>,
+    /// The field path and message.
+    pub error: FieldError,
+}
+
+impl Diagnostic {
+    /// `FILE:LINE:COLUMN: path: message`, or `FILE: path: message` when not in the file.
+    pub fn render(&self, file: &str) -> String {
+        match self.position {
+            Some(p) => format!("{file}:{}:{}: {}", p.line, p.column, self.error),
+            None => format!("{file}: {}", self.error),
+        }
+    }
+}
+
+/// The outcome of [`check`].
+#[derive(Debug)]
+pub struct Report {
+    /// The configuration, when there are no errors.
+    pub config: Option<Config>,
+    /// Every error, in file order (errors not tied to a place in the file last).
+    pub errors: Vec<Diagnostic>,
+    /// What was not checked, and why (absent secrets under `--no-env`; semantic checks skipped).
+    pub notes: Vec<Diagnostic>,
+}
+
+/// Places each error of `errors` in `text` (see [`locate::locate`]).
+pub fn locate_all(text: &str, errors: Vec<FieldError>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = errors
+        .into_iter()
+        .map(|error| Diagnostic {
+            position: locate::locate(text, &error.path),
+            error,
+        })
+        .collect();
+    // File order; errors outside the file keep their order, after the rest.
+    out.sort_by_key(|d| (d.position.is_none(), d.position));
+    out
+}
+
+/// All three loading steps on `text`, collecting every error with its position.
+///
+/// `env`: the `PALISADE_*` overrides to apply (`None`: the file as written, as `--no-env` does).
+/// `secrets`: whether absent secrets are errors ([`Secrets::required`]) or notes.
+pub fn check<I>(text: &str, env: Option<I>, mut secrets: Secrets) -> Report
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let env: Option<Vec<(String, String)>> = env.map(|vars| vars.into_iter().collect());
+    let overridden = env.as_deref().map(env::overridden).unwrap_or_default();
+    let failed = |errors: Vec<FieldError>, notes: Vec<FieldError>| Report {
+        config: None,
+        errors: attribute(locate_all(text, errors), &overridden),
+        notes: locate_all(text, notes),
+    };
+    // Not YAML at all: the parser's own position.
+    if let Err(e) = yaml_serde::from_str::<yaml_serde::Value>(text) {
+        return Report {
+            config: None,
+            errors: vec![Diagnostic {
+                position: e.location().map(|l| Position {
+                    line: l.line(),
+                    column: l.column(),
+                }),
+                error: FieldError {
+                    path: "(document)".into(),
+                    message: format!("not valid YAML: {e}"),
+                },
+            }],
+            notes: Vec::new(),
+        };
+    }
+    let tree = match tree(text, env) {
+        Ok(tree) => tree,
+        Err(ConfigError::Invalid(errors)) => return failed(errors, Vec::new()),
+        Err(e) => return failed(e.field_errors(), Vec::new()),
+    };
+    let (spec, mut errors, set_aside) = match typed(tree) {
+        Typed::Spec(spec) => (spec, Vec::new(), Vec::new()),
+        Typed::Repaired {
+            spec,
+            errors,
+            set_aside,
+        } => (spec, errors, set_aside),
+        Typed::Failed(errors) => {
+            let note = FieldError {
+                path: "(root)".into(),
+                message: "the semantic checks did not run: fix the errors above first".into(),
+            };
+            return failed(errors, vec![note]);
+        }
+    };
+    match validate::validate(spec, &mut secrets) {
+        Ok(config) if errors.is_empty() => {
+            return Report {
+                config: Some(config),
+                errors: Vec::new(),
+                notes: locate_all(text, secrets.notes().to_vec()),
+            }
+        }
+        Ok(_) => {}
+        // A field set aside fell back to its default: what the checks say about it is moot.
+        Err(semantic) => errors.extend(
+            semantic
+                .into_iter()
+                .filter(|e| !set_aside.iter().any(|p| within(&e.path, p))),
+        ),
+    }
+    failed(errors, secrets.notes().to_vec())
+}
+
+/// Errors about a field an environment override set point at the variable, not at the file.
+fn attribute(mut errors: Vec<Diagnostic>, overridden: &[(String, String)]) -> Vec<Diagnostic> {
+    for d in &mut errors {
+        if let Some((_, var)) = overridden.iter().find(|(p, _)| within(&d.error.path, p)) {
+            d.position = None;
+            d.error.message.push_str(&format!(" (set by {var})"));
+        }
+    }
+    errors.sort_by_key(|d| (d.position.is_none(), d.position));
+    errors
+}
+
+/// Whether field path `path` is `prefix` or inside it.
+fn within(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+/// Step 1: the YAML tree with the overrides in `env` applied.
+fn tree<I>(text: &str, env: Option<I>) -> Result<yaml_serde::Value, ConfigError>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
     let mut tree: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| {
         let at = e
             .location()
             .map(|l| format!("line {} column {}", l.line(), l.column()))
             .unwrap_or_else(|| "document".into());
-        invalid(at, format!("not valid YAML: {e}"))
+        ConfigError::Invalid(vec![FieldError {
+            path: at,
+            message: format!("not valid YAML: {e}"),
+        }])
     })?;
     if tree.is_null() {
         tree = yaml_serde::Value::Mapping(Default::default());
     }
-    let env_errors = env::apply(&mut tree, env);
-    if !env_errors.is_empty() {
-        return Err(ConfigError::Invalid(env_errors));
+    if let Some(env) = env {
+        let env_errors = env::apply(&mut tree, env);
+        if !env_errors.is_empty() {
+            return Err(ConfigError::Invalid(env_errors));
+        }
     }
-    serde_path_to_error::deserialize(tree).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." {
-            "(root)".to_string()
-        } else {
-            path
-        };
-        invalid(path, e.into_inner().to_string())
-    })
+    Ok(tree)
+}
+
+/// The outcome of step 2.
+enum Typed {
+    /// The tree is well-typed.
+    Spec(ConfigSpec),
+    /// It is not, but with the fields in `set_aside` removed it is.
+    Repaired {
+        spec: ConfigSpec,
+        errors: Vec<FieldError>,
+        set_aside: Vec<String>,
+    },
+    /// It is not, and no removal helps.
+    Failed(Vec<FieldError>),
+}
+
+/// Step 2: serde decides; when it refuses, the schema walk lists every structural error.
+fn typed(tree: yaml_serde::Value) -> Typed {
+    let first = match serde_path_to_error::deserialize::<_, ConfigSpec>(tree.clone()) {
+        Ok(spec) => return Typed::Spec(spec),
+        Err(e) => {
+            let path = e.path().to_string();
+            FieldError {
+                path: if path == "." { "(root)".into() } else { path },
+                message: e.into_inner().to_string(),
+            }
+        }
+    };
+    let schema = schemars::schema_for!(ConfigSpec);
+    let problems = structure::check(&schema, &tree);
+    let mut errors: Vec<FieldError> = problems.iter().map(FieldError::from).collect();
+    // serde saw something the schema walk did not: report it too.
+    if !errors.iter().any(|e| e.path == first.path) {
+        errors.push(first);
+    }
+    let removals: Option<Vec<_>> = problems.iter().map(|p| p.remove.clone()).collect();
+    let Some(removals) = removals.filter(|_| errors.len() == problems.len()) else {
+        return Typed::Failed(errors);
+    };
+    let mut repaired = tree;
+    structure::remove_all(&mut repaired, &removals);
+    match serde_path_to_error::deserialize::<_, ConfigSpec>(repaired) {
+        Ok(spec) => Typed::Repaired {
+            spec,
+            errors,
+            set_aside: removals.iter().map(|p| structure::render(p)).collect(),
+        },
+        Err(_) => Typed::Failed(errors),
+    }
+}
+
+/// Steps 1 and 2: YAML tree, overrides, typed spec (every structural error when it fails).
+pub fn parse_spec(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<ConfigSpec, ConfigError> {
+    match typed(tree(text, Some(env))?) {
+        Typed::Spec(spec) => Ok(spec),
+        Typed::Repaired { errors, .. } | Typed::Failed(errors) => Err(ConfigError::Invalid(errors)),
+    }
 }
 
 impl TryFrom<ConfigSpec> for Config {
     type Error = Vec<FieldError>;
 
     fn try_from(spec: ConfigSpec) -> Result<Self, Self::Error> {
-        validate::validate(spec)
+        validate::validate(spec, &mut Secrets::required())
     }
 }
 

@@ -401,7 +401,12 @@ impl Reloader {
         let config = match Config::from_yaml(&text, self.env.clone()) {
             Ok(c) => c,
             Err(e) => {
-                let errors = e.field_errors().iter().map(ToString::to_string).collect();
+                // `file:line:column: path: message`, as `palisade validate` prints them.
+                let file = path.display().to_string();
+                let errors = crate::config::locate_all(&text, e.field_errors())
+                    .iter()
+                    .map(|d| d.render(&file))
+                    .collect();
                 return refuse(&mut state, errors);
             }
         };

@@ -288,7 +288,7 @@ fn validation_reports_every_bad_field() {
     )
     .unwrap();
     let mut errors = Vec::new();
-    validate(&spec, &mut errors);
+    validate(&spec, &mut crate::config::Secrets::required(), &mut errors);
     let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,

@@ -130,17 +130,19 @@ pub struct IssuerSpec {
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeySourceSpec {
-    /// OIDC discovery: `<issuer>/.well-known/openid-configuration` → `jwks_uri`.
+    /// OIDC discovery: `<issuer>/.well-known/openid-configuration` → `jwks_uri`. Default: `false`.
     #[serde(default)]
     pub discovery: bool,
-    /// A JWKS URL.
+    /// A JWKS URL (`https://…/.well-known/jwks.json`), fetched at start and on the refresh
+    /// interval. Default: absent.
     #[serde(default)]
     pub jwks_url: Option<String>,
-    /// A local JWKS file (re-read on the refresh interval).
+    /// A local JWKS file (re-read on the refresh interval). Default: absent.
     #[serde(default)]
     pub jwks_file: Option<String>,
     /// Name of an environment variable holding the HMAC secret (e.g. Supabase's legacy JWT
-    /// secret). The secret itself never goes in the file.
+    /// secret), at least 32 bytes. The secret itself never goes in the file. `palisade validate
+    /// --no-env` notes an unset variable instead of failing. Default: absent.
     #[serde(default)]
     pub secret_env: Option<String>,
 }
@@ -294,6 +296,7 @@ pub struct AssertionSpec {
     #[serde(default)]
     pub signing_key_file: Option<String>,
     /// The same as `signing_key_file`, from the named environment variable (the PEM itself).
+    /// Default: absent.
     #[serde(default)]
     pub signing_key_env: Option<String>,
     /// Keys published in the JWKS next to the signing key, never used to sign: the next key

@@ -30,8 +30,13 @@ fn algorithms(spec: &IssuerSpec) -> Result<Vec<Algorithm>, String> {
         .collect()
 }
 
-/// Checks the spec; pushes one error per problem with its field path.
-pub fn validate_spec(spec: &AuthnSpec, errors: &mut Vec<FieldError>) {
+/// Checks the spec; pushes one error per problem with its field path. Secrets (`secret_env`,
+/// assertion keys) are read through `secrets`, which may excuse absent ones (`--no-env`).
+pub fn validate_spec(
+    spec: &AuthnSpec,
+    secrets: &mut crate::config::Secrets,
+    errors: &mut Vec<FieldError>,
+) {
     let mut push = |path: String, message: String| errors.push(FieldError { path, message });
     for (i, issuer) in spec.issuers.iter().enumerate() {
         let at = format!("authentication.issuers[{i}]");
@@ -64,16 +69,12 @@ pub fn validate_spec(spec: &AuthnSpec, errors: &mut Vec<FieldError>) {
             );
         }
         if let Some(var) = &keys.secret_env {
-            match std::env::var(var) {
-                Ok(secret) if secret.len() >= 32 => {}
-                Ok(_) => push(
-                    format!("{at}.keys.secret_env"),
-                    format!("${var} is shorter than 32 bytes"),
-                ),
-                Err(_) => push(
-                    format!("{at}.keys.secret_env"),
-                    format!("environment variable {var} is not set"),
-                ),
+            let field = format!("{at}.keys.secret_env");
+            match secrets.var(&field, var) {
+                Ok(Some(secret)) if secret.len() >= 32 => {}
+                Ok(None) => {}
+                Ok(Some(_)) => push(field, format!("${var} is shorter than 32 bytes")),
+                Err(message) => push(field, message),
             }
         }
         if let Some(url) = &keys.jwks_url {
@@ -148,9 +149,10 @@ pub fn validate_spec(spec: &AuthnSpec, errors: &mut Vec<FieldError>) {
                 }),
         );
     for (at, file) in keys {
-        match std::fs::read_to_string(file) {
+        match secrets.read(&at, file) {
             Err(e) => push(at, format!("cannot read {file}: {e}")),
-            Ok(pem) => {
+            Ok(None) => {}
+            Ok(Some(pem)) => {
                 if let Err(e) = super::signer::Signer::from_pem(&pem) {
                     push(at, format!("{file}: {e}"));
                 }
@@ -159,9 +161,10 @@ pub fn validate_spec(spec: &AuthnSpec, errors: &mut Vec<FieldError>) {
     }
     if let Some(var) = &assertion.signing_key_env {
         let at = "authentication.assertion.signing_key_env".to_string();
-        match std::env::var(var) {
-            Err(_) => push(at, format!("${var} is not set")),
-            Ok(pem) => {
+        match secrets.var(&at, var) {
+            Err(message) => push(at, message),
+            Ok(None) => {}
+            Ok(Some(pem)) => {
                 if let Err(e) = super::signer::Signer::from_pem(&pem) {
                     push(at, format!("${var}: {e}"));
                 }

@@ -72,12 +72,20 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     let env: Vec<_> = std::env::vars().collect();
+    let config = Config::from_yaml(&text, env.clone());
+    if let Err(ConfigError::Invalid(errors)) = &config {
+        // Each error with its line and column, as `palisade validate` prints them.
+        for d in crate::config::locate_all(&text, errors.clone()) {
+            eprintln!("{}", d.render(&name));
+        }
+        return ExitCode::FAILURE;
+    }
     let source = ConfigSource {
         path: Some(path.to_path_buf()),
-        text: text.clone(),
-        env: env.clone(),
+        text,
+        env,
     };
-    serve(Config::from_yaml(&text, env), &name, source)
+    serve(config, &name, source)
 }
 
 /// The warning `palisade run` and `palisade dev` print on stderr when the config turns the dev

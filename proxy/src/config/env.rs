@@ -38,6 +38,32 @@ pub(crate) fn tests_support_roots() -> &'static [String] {
     roots()
 }
 
+/// The field path each applicable override in `vars` sets (`listeners[0].address`), with the
+/// variable's name: errors about those fields come from the environment, not the file.
+pub fn overridden(vars: &[(String, String)]) -> Vec<(String, String)> {
+    vars.iter()
+        .filter_map(|(name, _)| {
+            let path = name.strip_prefix("PALISADE_")?.to_ascii_lowercase();
+            let first = path.split("__").next()?.to_string();
+            if !roots().contains(&first) {
+                return None;
+            }
+            let mut field = String::new();
+            for segment in path.split("__") {
+                if segment.parse::<usize>().is_ok() {
+                    field.push_str(&format!("[{segment}]"));
+                } else {
+                    if !field.is_empty() {
+                        field.push('.');
+                    }
+                    field.push_str(segment);
+                }
+            }
+            Some((field, name.clone()))
+        })
+        .collect()
+}
+
 /// Applies every override in `vars` to `root`; returns one error per variable it could not apply.
 pub fn apply(
     root: &mut Value,
@@ -141,6 +167,31 @@ mod tests {
         assert_eq!(root["listeners"][0]["address"], Value::from("127.0.0.1:3"));
         assert_eq!(root["listeners"][0]["h2c"], Value::from(false));
         assert!(root.get("token").is_none());
+    }
+
+    #[test]
+    fn names_the_fields_overrides_set() {
+        let set = overridden(&vars(&[
+            ("PALISADE_LISTENERS__0__ADDRESS", "127.0.0.1:3"),
+            (
+                "PALISADE_AUTHENTICATION__API_KEYS__REDIS_URL",
+                "redis://x:1",
+            ),
+            ("PALISADE_TOKEN", "not a config field"),
+        ]));
+        assert_eq!(
+            set,
+            [
+                (
+                    "listeners[0].address".to_string(),
+                    "PALISADE_LISTENERS__0__ADDRESS".to_string()
+                ),
+                (
+                    "authentication.api_keys.redis_url".to_string(),
+                    "PALISADE_AUTHENTICATION__API_KEYS__REDIS_URL".to_string()
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -4,11 +4,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
 use std::sync::Arc;
 
 use http::Method;
 
+use super::secrets::Secrets;
 use super::spec::{ConfigSpec, UpstreamSpec};
 use super::{Config, FieldError, Listener};
 use crate::route::{HostMatch, Route, RouteTable, Upstream};
@@ -34,8 +34,8 @@ impl Errors {
         }
     }
 
-    fn readable_file(&mut self, path: String, file: &str) {
-        if !Path::new(file).is_file() {
+    fn readable_file(&mut self, secrets: &mut Secrets, path: String, file: &str) {
+        if !secrets.is_file(&path, file) {
             self.push(
                 path,
                 format!("file `{file}` does not exist or is not a file"),
@@ -44,7 +44,8 @@ impl Errors {
     }
 }
 
-pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
+/// Validates `spec`; secrets (key files, `*_env` variables) come from `secrets`.
+pub(super) fn validate(spec: ConfigSpec, secrets: &mut Secrets) -> Result<Config, Vec<FieldError>> {
     let mut errors = Errors::default();
 
     if spec.listeners.is_empty() {
@@ -55,10 +56,10 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
     for (i, l) in spec.listeners.iter().enumerate() {
         let at = format!("listeners[{i}]");
         if let Some(tls) = &l.tls {
-            errors.readable_file(format!("{at}.tls.cert"), &tls.cert);
-            errors.readable_file(format!("{at}.tls.key"), &tls.key);
+            errors.readable_file(secrets, format!("{at}.tls.cert"), &tls.cert);
+            errors.readable_file(secrets, format!("{at}.tls.key"), &tls.key);
             if let Some(ca) = &tls.client_ca {
-                errors.readable_file(format!("{at}.tls.client_ca"), ca);
+                errors.readable_file(secrets, format!("{at}.tls.client_ca"), ca);
             } else if tls.require_client_cert {
                 errors.push(format!("{at}.tls.require_client_cert"), "needs `client_ca`");
             }
@@ -120,12 +121,13 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         &mut errors,
     );
 
-    crate::authn::validate_spec(&spec.authentication, &mut errors.0);
+    crate::authn::validate_spec(&spec.authentication, secrets, &mut errors.0);
     crate::listener::spec::validate(&spec.edge, &mut errors.0);
-    let audit = crate::audit::validate(&spec.audit, &mut errors.0);
+    let audit = crate::audit::validate(&spec.audit, secrets, &mut errors.0);
+    let process_env = secrets.use_process_env();
     let tracing = crate::telemetry::otel::validate(
         &spec.tracing,
-        |name| std::env::var(name).ok(),
+        |name| process_env.then(|| std::env::var(name).ok()).flatten(),
         &mut errors.0,
     );
 

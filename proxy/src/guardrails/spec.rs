@@ -88,7 +88,7 @@ pub struct RuleSpec {
     #[serde(default)]
     pub phrases: Vec<String>,
     /// A regular expression (Rust `regex` syntax, no look-around). Exactly one of `phrases`
-    /// and `regex` is required.
+    /// and `regex` is required. Default: absent.
     #[serde(default)]
     pub regex: Option<String>,
     /// What `regex` runs on: `normalized` text (like phrases) or the `raw` text (needed for

@@ -22,8 +22,9 @@ pub struct RateLimitsSpec {
     /// a principal with several roles gets the largest. Example: `{admin: 10}`. Default: none.
     #[serde(default)]
     pub role_multipliers: BTreeMap<String, f64>,
-    /// Multiplier by API-key tier (the key's `limit_tier`), combined with the role multiplier by
-    /// taking the larger. Example: `{gold: 5}`. Default: none.
+    /// Multiplier by API-key tier (`tier` in the keys file, set with `palisade keys create
+    /// --tier`), combined with the role multiplier by taking the larger. Example: `{gold: 5}`.
+    /// Default: none.
     #[serde(default)]
     pub tier_multipliers: BTreeMap<String, f64>,
     /// Caps on concurrently open streams across all routes. Default: none.
@@ -127,7 +128,7 @@ pub struct MemorySpec {
 #[serde(deny_unknown_fields)]
 pub struct RedisSpec {
     /// `redis://[user:password@]host:port[/db]` of a standalone server. Exactly one of `url` and
-    /// `cluster` is required.
+    /// `cluster` is required. Default: absent.
     #[serde(default)]
     pub url: Option<String>,
     /// Seed nodes of a Redis Cluster (`redis://host:port` each). Default: absent.

@@ -324,7 +324,7 @@ fn keys_round_trip_and_validation_names_a_missing_key() {
     ))
     .unwrap();
     let mut errors = Vec::new();
-    crate::audit::validate(&spec, &mut errors);
+    crate::audit::validate(&spec, &mut crate::config::Secrets::required(), &mut errors);
     let paths: Vec<_> = errors.iter().map(|e| e.path.as_str()).collect();
     assert_eq!(
         paths,
