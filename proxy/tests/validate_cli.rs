@@ -56,7 +56,7 @@ fn validate_reports_every_error_with_line_and_column() {
         format!("{f}:2:3: server.threads: invalid type: string \"many\", expected an integer"),
         format!(
             "{f}:3:3: server.colour: unknown field `colour`, expected one of `drain_timeout`, \
-             `header_timeout`, `log_format`, `log_level`, `max_connections_per_ip`, `threads`"
+             `header_timeout`, `log_format`, `log_level`, `max_connections_per_ip`, `reload_interval`, `threads`"
         ),
         format!(
             "{f}:8:29: routes[0].match.methodz: unknown field `methodz`, expected one of \
