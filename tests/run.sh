@@ -93,6 +93,15 @@ cargo fmt --all -- --check
 step "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "dependencies: cargo deny (bans, licenses, sources) and no unused declarations"
+# deny.toml: permissive licenses only, no OpenSSL, no new duplicate versions, crates.io only.
+# (Advisories need the RustSec database from GitHub, which CI cannot reach; see deny.toml.)
+if ! cargo deny --version 2>/dev/null | grep -q '^cargo-deny 0.20'; then
+  cargo install cargo-deny --locked --version 0.20.2
+fi
+cargo deny --log-level error check bans licenses sources
+python3 tests/tools/unused_deps.py
+
 step "tests (unit, property, end-to-end)"
 cargo nextest run --workspace --locked --no-fail-fast
 
