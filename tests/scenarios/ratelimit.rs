@@ -355,6 +355,57 @@ async fn redis_cluster_shares_limits_and_refunds_across_slots() {
     }
 }
 
+/// The cluster client connects lazily and reconnects by itself: a proxy started while the whole
+/// cluster is down refuses (fail_closed) and then serves once the nodes are back, and a cluster
+/// killed and restarted under it is picked up again, with no proxy restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_down_at_start_or_restarted_recovers_by_itself() {
+    let mut cluster = RedisCluster::start();
+    let echo = upstream::echo().await;
+    cluster.kill();
+    let yaml = format!(
+        "rate_limits:\n  redis: {{cluster: {}, timeout: 300ms, on_failure: fail_closed}}\n  limits:\n    - {{name: all, scope: global, requests: 100000, per: 1d}}\n",
+        cluster.yaml_nodes()
+    );
+    let proxy = proxy_with(echo.addr, &yaml);
+    let c = client();
+    let resp = c.get(proxy.url("/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 503, "no cluster: fail_closed refuses");
+    assert_eq!(
+        error_code(&resp.bytes().await.unwrap()),
+        "RATE_LIMIT_BACKEND_DOWN"
+    );
+
+    // Both outages end the same way: the nodes come back and, within a few seconds, so do 200s.
+    let recovers = |what: &'static str| {
+        let (c, url) = (c.clone(), proxy.url("/x"));
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                let status = c.get(&url).send().await.unwrap().status();
+                if status == 200 {
+                    break;
+                }
+                assert_eq!(status, 503, "{what}: only 503 while reconnecting");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: never served again"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    tokio::task::block_in_place(|| cluster.restart());
+    recovers("down at start").await;
+
+    tokio::task::block_in_place(|| cluster.kill());
+    let resp = c.get(proxy.url("/x")).send().await.unwrap();
+    assert_eq!(resp.status(), 503, "cluster gone: fail_closed refuses");
+    tokio::task::block_in_place(|| cluster.restart());
+    recovers("killed and restarted").await;
+    assert_eq!(proxy.running.metrics.ratelimit_fallbacks.get(), 0);
+}
+
 // ---- stream caps -----------------------------------------------------------------------------
 
 async fn open_stream(proxy: &Proxy, path: &str) -> reqwest::Response {

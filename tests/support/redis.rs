@@ -169,8 +169,15 @@ impl RedisCluster {
             "cluster create failed: {}",
             String::from_utf8_lossy(&out.stdout)
         );
+        let cluster = Self { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every node reports `cluster_state:ok`.
+    pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        for n in &nodes {
+        for n in &self.nodes {
             loop {
                 let info = redis_cli(n.port, &["CLUSTER", "INFO"]).unwrap_or_default();
                 if info.contains("cluster_state:ok") {
@@ -180,7 +187,17 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
-        Self { nodes }
+    }
+
+    /// Stops every node (their cluster configuration stays on disk).
+    pub fn kill(&mut self) {
+        self.nodes.iter_mut().for_each(RedisServer::kill);
+    }
+
+    /// Starts every node again from its saved cluster configuration and waits for the cluster.
+    pub fn restart(&mut self) {
+        self.nodes.iter_mut().for_each(RedisServer::restart);
+        self.wait_ok();
     }
 
     /// The `redis://` URL of every node.

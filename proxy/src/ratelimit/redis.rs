@@ -15,11 +15,8 @@
 //! to handle per `on_failure`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::Script;
@@ -81,21 +78,17 @@ pub enum RedisDown {
     Reply,
 }
 
+/// Both clients connect lazily and reconnect on their own (redis-rs's connection manager, and
+/// its cluster client's slot refresh and per-node reconnection), so the proxy starts while Redis
+/// is down and recovers when it returns without a state machine of its own.
 enum Conn {
     Standalone(ConnectionManager),
-    Cluster(Box<ClusterSlot>),
-}
-
-struct ClusterSlot {
-    client: redis::cluster::ClusterClient,
-    conn: ArcSwapOption<ClusterConnection>,
-    connecting: Arc<AtomicBool>,
-    connected: tokio::sync::Notify,
+    Cluster(ClusterConnection),
 }
 
 /// A shared Redis store.
 pub struct RedisStore {
-    conn: Arc<Conn>,
+    conn: Conn,
     script: Script,
     prefix: String,
     timeout: Duration,
@@ -119,20 +112,16 @@ impl RedisStore {
             }
             RedisTarget::Cluster(nodes) => {
                 let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
-                    .connection_timeout(connect_timeout)
-                    .response_timeout(settings.timeout)
                     .retries(1)
                     .build()?;
-                Conn::Cluster(Box::new(ClusterSlot {
-                    client,
-                    conn: ArcSwapOption::empty(),
-                    connecting: Arc::new(AtomicBool::new(false)),
-                    connected: tokio::sync::Notify::new(),
-                }))
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(connect_timeout)
+                    .set_response_timeout(settings.timeout);
+                Conn::Cluster(client.get_pending_async_connection_with_config(config))
             }
         };
         Ok(Self {
-            conn: Arc::new(conn),
+            conn,
             script: Script::new(SCRIPT),
             prefix: settings.key_prefix.clone(),
             timeout: settings.timeout,
@@ -146,24 +135,12 @@ impl RedisStore {
 
     /// Checks and (if all pass) consumes every counter in `checks`.
     pub async fn check(&self, checks: &[RedisCheck]) -> Result<RedisOutcome, RedisDown> {
-        match &*self.conn {
+        match &self.conn {
             Conn::Standalone(manager) => {
                 let mut conn = manager.clone();
                 self.run(&mut conn, "take", checks).await
             }
-            Conn::Cluster(slot) => {
-                let conn = match slot.conn.load_full() {
-                    Some(conn) => conn,
-                    None => self.wait_for_cluster(slot).await?,
-                };
-                let result = self.check_cluster(&conn, checks).await;
-                if let Err(RedisDown::Redis(e)) = &result {
-                    if e.is_io_error() || e.is_connection_dropped() {
-                        slot.conn.store(None);
-                    }
-                }
-                result
-            }
+            Conn::Cluster(conn) => self.check_cluster(conn, checks).await,
         }
     }
 
@@ -242,46 +219,6 @@ impl RedisStore {
             Some(e) => Err(e),
             None => Ok(outcome),
         }
-    }
-
-    /// Starts a connection attempt and waits for it, within the request's deadline.
-    async fn wait_for_cluster(
-        &self,
-        slot: &ClusterSlot,
-    ) -> Result<Arc<ClusterConnection>, RedisDown> {
-        let connected = slot.connected.notified();
-        tokio::pin!(connected);
-        connected.as_mut().enable();
-        self.connect_cluster(slot);
-        if let Some(conn) = slot.conn.load_full() {
-            return Ok(conn);
-        }
-        let _ = tokio::time::timeout(self.timeout, connected).await;
-        slot.conn.load_full().ok_or(RedisDown::NotConnected)
-    }
-
-    fn connect_cluster(&self, slot: &ClusterSlot) {
-        if slot.connecting.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let conn = self.conn.clone();
-        let connecting = slot.connecting.clone();
-        tokio::spawn(async move {
-            if let Conn::Cluster(slot) = &*conn {
-                match slot.client.get_async_connection().await {
-                    Ok(c) => {
-                        slot.conn.store(Some(Arc::new(c)));
-                        slot.connected.notify_waiters();
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rate limit: Redis Cluster unreachable");
-                        // Do not hammer a dead cluster: the next attempt waits a little.
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
-            connecting.store(false, Ordering::Release);
-        });
     }
 
     async fn run<C: redis::aio::ConnectionLike + Send>(
