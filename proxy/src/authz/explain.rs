@@ -405,5 +405,31 @@ mod tests {
         assert_eq!(e.decision.policies, ["high-risk-needs-mfa"]);
         let text = e.text.replace(set.hash(), "<hash>");
         insta::assert_snapshot!("explain_run_shell_without_mfa", text);
+        assert_eq!(e.policies[0].id, "high-risk-needs-mfa");
+        assert_eq!(e.policies[0].file.as_deref(), Some("abac.cedar"));
+    }
+
+    #[test]
+    fn an_action_on_a_resource_type_the_schema_does_not_allow_is_an_error() {
+        let set = super::super::tests::seed_set();
+        let request: ExplainRequest = serde_json::from_value(serde_json::json!({
+            "principal": {"type": "User", "id": "https://idp.test|vic", "roles": ["viewer"]},
+            "action": "run_agent",
+            "resource": "Route::\"agent\""
+        }))
+        .unwrap();
+        let err = explain(&set, &request).err().unwrap();
+        assert_eq!(
+            err,
+            "action `run_agent` does not apply to `Route` resources (it takes: Agent)"
+        );
+        let unknown: ExplainRequest = serde_json::from_value(serde_json::json!({
+            "action": "fly", "resource": "Route::\"agent\""
+        }))
+        .unwrap();
+        assert_eq!(
+            explain(&set, &unknown).err().unwrap(),
+            "the schema has no action `fly`"
+        );
     }
 }

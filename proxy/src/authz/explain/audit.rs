@@ -230,3 +230,139 @@ impl AuditSource {
         t
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::{AuditDecision, ToolCall};
+    use crate::audit::{AuditRecord, RecordFacts};
+    use crate::authz::explain::explain;
+    use crate::authz::tests::seed_set;
+    use crate::authz::{AuthzRequest, RequestFacts, Resource};
+    use crate::principal::{AuthMethod, Principal, PrincipalKind};
+
+    /// A record as the proxy writes it for a viewer denied `run_agent`, with a denied tool
+    /// call: built by the audit module from the decision the seed set makes.
+    fn record_line() -> String {
+        let set = seed_set();
+        let mut p = Principal::new(PrincipalKind::User, "https://idp.test|vic", AuthMethod::Jwt);
+        p.roles = vec!["viewer".into()];
+        p.tenant = Some("acme".into());
+        let resource = Resource::parse("Agent::\"assistant\"").unwrap();
+        let facts = RequestFacts {
+            method: "POST".into(),
+            path: "/agent".into(),
+            ip: "10.0.0.7".parse().unwrap(),
+            forwarded: false,
+            time: time::OffsetDateTime::now_utc(),
+            tls: false,
+            request_bytes: 120,
+            route: "agent".into(),
+            protocol: "agui",
+        };
+        let d = set.decide(&AuthzRequest {
+            principal: Some(&p),
+            action: "run_agent",
+            resource: &resource,
+            facts: &facts,
+            arguments: None,
+        });
+        assert!(!d.allowed);
+        let mut record = AuditRecord::new(RecordFacts {
+            request_id: "req-1",
+            trace_id: "0af7651916cd43dd8448eb211c80319c",
+            principal: Some(&p),
+            client_ip: Some(facts.ip),
+            config_hash: "cfg",
+            method: "POST",
+            path: "/agent",
+            route: Some("agent"),
+            status: 403,
+            upstream_status: None,
+            bytes_in: 120,
+            bytes_out: 0,
+            started: std::time::Instant::now(),
+            stream: None,
+            error: None,
+            reason: "forbidden",
+        });
+        record.set_decision(
+            &d.action,
+            &d.resource,
+            AuditDecision {
+                allowed: d.allowed,
+                mode: d.mode.as_str(),
+                policies: d.policies.clone(),
+                policy_set: d.policy_set.to_string(),
+                policy_set_hash: d.policy_set_hash.to_string(),
+            },
+        );
+        record.add_tool_decision(ToolCall {
+            action: "Action::\"use_tool\"".into(),
+            allowed: false,
+            id: None,
+            tool: "Tool::\"run_shell\"".into(),
+        });
+        serde_json::to_string(&record).unwrap()
+    }
+
+    #[test]
+    fn a_recorded_request_is_explained_again_with_the_same_decision() {
+        let set = seed_set();
+        let (request, source) = from_audit(&record_line(), None).unwrap();
+        assert_eq!(request.action, "run_agent");
+        assert_eq!(request.resource, "Agent::\"assistant\"");
+        let p = request.principal.as_ref().unwrap();
+        assert_eq!((p.kind.as_str(), p.id.as_str()), ("User", "https://idp.test|vic"));
+        assert_eq!(p.roles, ["viewer"]);
+        assert_eq!(p.auth_method.as_deref(), Some("jwt"));
+        assert_eq!(request.request.ip.to_string(), "10.0.0.7");
+        assert_eq!(request.request.protocol, "agui");
+        let mut e = explain(&set, &request).unwrap();
+        assert!(!e.decision.allowed);
+        e.set_audit(Some(source));
+        assert!(e.text.contains("recorded decision: DENY (same as now)"), "{}", e.text);
+        assert!(e.text.contains("(the same set)"), "{}", e.text);
+        assert!(e.text.contains("principal.mfa (assumed false)"), "{}", e.text);
+        let json = e.json();
+        assert_eq!(json["audit"]["request_id"], "req-1");
+        assert_eq!(json["decision"]["allowed"], false);
+        assert!(json["context"]["ip"].is_object() || json["context"]["ip"].is_string());
+        assert!(json["entities"].as_array().is_some_and(|a| !a.is_empty()));
+    }
+
+    #[test]
+    fn a_recorded_tool_call_is_explained_with_its_deciding_forbid() {
+        let set = seed_set();
+        let (request, source) = from_audit(&record_line(), Some(0)).unwrap();
+        assert_eq!(request.action, "use_tool");
+        assert_eq!(request.resource, "Tool::\"run_shell\"");
+        assert_eq!(source.allowed, Some(false));
+        let e = explain(&set, &request).unwrap();
+        assert!(!e.decision.allowed);
+        assert!(
+            e.decision.policies.contains(&"high-risk-needs-mfa".to_string()),
+            "{:?}",
+            e.decision.policies
+        );
+        assert!(from_audit(&record_line(), Some(1))
+            .unwrap_err()
+            .contains("1 tool call"));
+    }
+
+    #[test]
+    fn lines_that_are_not_decided_records_are_errors() {
+        for (line, expect) in [
+            ("not json", "not an audit record"),
+            ("{\"seq\": 1}", "no request_id"),
+            ("{\"request_id\": \"r\", \"action\": null}", "no authorization decision"),
+            (
+                "{\"request_id\": \"r\", \"action\": \"nope\", \"resource\": \"Agent::\\\"a\\\"\"}",
+                "is not an entity",
+            ),
+        ] {
+            let err = from_audit(line, None).unwrap_err();
+            assert!(err.contains(expect), "{line}: {err}");
+        }
+    }
+}
