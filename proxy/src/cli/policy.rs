@@ -34,7 +34,12 @@ pub enum PolicyCommand {
         #[arg(short, long, default_value = "policies")]
         policies: PathBuf,
         /// The request (JSON; see `docs/policies.md`).
-        #[arg(short, long, required_unless_present = "from_audit", conflicts_with = "from_audit")]
+        #[arg(
+            short,
+            long,
+            required_unless_present = "from_audit",
+            conflicts_with = "from_audit"
+        )]
         request: Option<PathBuf>,
         /// Take the request from an audit record: `FILE:LINE` (line from 1) of an audit JSONL
         /// file. Fields the record does not carry (MFA, scopes, groups, arguments…) are listed.
@@ -103,7 +108,13 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
             from_audit,
             tool_call,
             json,
-        } => run_explain(&policies, request.as_deref(), from_audit.as_deref(), tool_call, json),
+        } => run_explain(
+            &policies,
+            request.as_deref(),
+            from_audit.as_deref(),
+            tool_call,
+            json,
+        ),
         PolicyCommand::WhoCan {
             policies,
             action,
@@ -264,7 +275,10 @@ fn run_explain(
     });
     match outcome {
         Ok(e) if json => {
-            println!("{}", serde_json::to_string_pretty(&e.json()).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&e.json()).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Ok(e) => {
@@ -310,7 +324,10 @@ fn who_can(dir: &Path, action: &str, resource: &str, json: bool) -> ExitCode {
     let started = Instant::now();
     match analysis::who_can(&set, action, &resource) {
         Ok(answer) if json => {
-            println!("{}", serde_json::to_string_pretty(&answer).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
             ExitCode::SUCCESS
         }
         Ok(answer) => {

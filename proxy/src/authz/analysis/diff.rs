@@ -159,16 +159,18 @@ impl PolicyDiff {
     /// The difference as a report.
     pub fn text(&self) -> String {
         let mut t = String::new();
-        let mut dims: Vec<usize> = self
-            .domains
-            .values()
-            .flat_map(shown_dimensions)
-            .collect();
+        let mut dims: Vec<usize> = self.domains.values().flat_map(shown_dimensions).collect();
         dims.sort_unstable();
         dims.dedup();
         for (title, changes) in [
-            ("MORE PERMISSIVE (denied before, allowed now)", &self.more_permissive),
-            ("LESS PERMISSIVE (allowed before, denied now)", &self.less_permissive),
+            (
+                "MORE PERMISSIVE (denied before, allowed now)",
+                &self.more_permissive,
+            ),
+            (
+                "LESS PERMISSIVE (allowed before, denied now)",
+                &self.less_permissive,
+            ),
         ] {
             let _ = writeln!(t, "{title}: {}", changes.len());
             if changes.is_empty() {
@@ -182,8 +184,14 @@ impl PolicyDiff {
                 .map(|c| {
                     let mut cells = vec![c.action.clone(), c.resource.clone()];
                     cells.extend(dims.iter().map(|d| c.shape[DIMENSIONS[*d]].clone()));
-                    cells.push(side(c.direction == Direction::LessPermissive, &c.old_policies));
-                    cells.push(side(c.direction == Direction::MorePermissive, &c.new_policies));
+                    cells.push(side(
+                        c.direction == Direction::LessPermissive,
+                        &c.old_policies,
+                    ));
+                    cells.push(side(
+                        c.direction == Direction::MorePermissive,
+                        &c.new_policies,
+                    ));
                     cells
                 })
                 .collect();

@@ -289,7 +289,11 @@ impl Domain {
                 "spiffe://studio/service",
                 AuthMethod::Mtls,
             ),
-            _ => (PrincipalKind::User, "https://idp.studio|user", AuthMethod::Jwt),
+            _ => (
+                PrincipalKind::User,
+                "https://idp.studio|user",
+                AuthMethod::Jwt,
+            ),
         };
         let mut p = Principal::new(kind, id, method);
         p.roles = self.roles[s[1]].iter().cloned().collect();
@@ -398,13 +402,25 @@ fn representative(addr: IpAddr, len: u8) -> IpAddr {
             let len = u32::from(len.min(32));
             let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
             let net = u32::from(a) & mask;
-            IpAddr::from(std::net::Ipv4Addr::from(if len <= 30 { net | 1 } else { net }))
+            IpAddr::from(std::net::Ipv4Addr::from(if len <= 30 {
+                net | 1
+            } else {
+                net
+            }))
         }
         IpAddr::V6(a) => {
             let len = u32::from(len.min(128));
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             let net = u128::from(a) & mask;
-            IpAddr::from(std::net::Ipv6Addr::from(if len <= 126 { net | 1 } else { net }))
+            IpAddr::from(std::net::Ipv6Addr::from(if len <= 126 {
+                net | 1
+            } else {
+                net
+            }))
         }
     }
 }
@@ -418,7 +434,11 @@ fn in_range(ip: IpAddr, addr: IpAddr, len: u8) -> bool {
         }
         (IpAddr::V6(i), IpAddr::V6(a)) => {
             let len = u32::from(len.min(128));
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(i) & mask == u128::from(a) & mask
         }
         _ => false,

@@ -51,8 +51,8 @@ impl PolicyFacts {
                 self.walk(&json);
                 let reads = std::mem::replace(&mut self.reads, before);
                 self.reads.extend(reads.iter().cloned());
-                let actions = scope_actions(&json)
-                    .filter(|ids| !ids.iter().any(|id| groups.contains(id)));
+                let actions =
+                    scope_actions(&json).filter(|ids| !ids.iter().any(|id| groups.contains(id)));
                 self.scoped.push((actions, reads));
             }
         }
@@ -205,9 +205,7 @@ fn scope_actions(policy: &Value) -> Option<BTreeSet<String>> {
         "==" => vec![id(scope.get("entity")?)?],
         "in" => match (scope.get("entity"), scope.get("entities")) {
             (Some(e), _) => vec![id(e)?],
-            (None, Some(Value::Array(list))) => {
-                list.iter().map(id).collect::<Option<Vec<_>>>()?
-            }
+            (None, Some(Value::Array(list))) => list.iter().map(id).collect::<Option<Vec<_>>>()?,
             _ => return None,
         },
         _ => return None,

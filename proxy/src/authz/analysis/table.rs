@@ -16,10 +16,7 @@ pub type Row = [Cell; 8];
 /// Exact: a `*` row stands for shapes that all have that outcome.
 pub fn compact<K: Ord + Clone>(domain: &Domain, rows: Vec<(ShapeValues, K)>) -> Vec<(Row, K)> {
     let sizes = domain.sizes();
-    let mut rows: Vec<(Row, K)> = rows
-        .into_iter()
-        .map(|(s, k)| (s.map(Some), k))
-        .collect();
+    let mut rows: Vec<(Row, K)> = rows.into_iter().map(|(s, k)| (s.map(Some), k)).collect();
     for dim in (0..DIMENSIONS.len()).rev() {
         let mut groups: BTreeMap<(Row, K), Vec<Cell>> = BTreeMap::new();
         for (row, k) in rows {
@@ -35,9 +32,7 @@ pub fn compact<K: Ord + Clone>(domain: &Domain, rows: Vec<(ShapeValues, K)>) -> 
                 Some(kind) => domain.varies(kind, dim),
                 None => dim == 0 || (5..8).contains(&dim),
             };
-            let full = varies
-                && values.len() == sizes[dim]
-                && values.iter().all(Option::is_some);
+            let full = varies && values.len() == sizes[dim] && values.iter().all(Option::is_some);
             if full || values.contains(&None) {
                 rows.push((key, k));
             } else {

@@ -18,9 +18,18 @@ fn shape(pairs: &[(&'static str, &str)]) -> BTreeMap<&'static str, String> {
 /// The seed policies copied to a temporary directory, with `edit` applied to `file`.
 fn edited_copy(file: &str, edit: impl Fn(String) -> String) -> (tempfile::TempDir, PolicySet) {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["palisade.cedarschema", "roles.cedar", "abac.cedar", "tools.yaml"] {
+    for name in [
+        "palisade.cedarschema",
+        "roles.cedar",
+        "abac.cedar",
+        "tools.yaml",
+    ] {
         let text = std::fs::read_to_string(policies_dir().join(name)).unwrap();
-        let text = if name == file { edit(text.clone()) } else { text };
+        let text = if name == file {
+            edit(text.clone())
+        } else {
+            text
+        };
         std::fs::write(dir.path().join(name), text).unwrap();
     }
     let set = PolicySet::load("new", dir.path(), Mode::Enforce)
@@ -221,7 +230,10 @@ fn domain_draws_values_from_the_policies() {
     );
     let tenants: Vec<_> = d.tenants.iter().map(|t| t.as_deref()).collect();
     assert_eq!(tenants, [None, Some("acme"), Some("other")]);
-    assert_eq!(d.scopes, [Vec::<String>::new(), vec!["tools:exec".to_string()]]);
+    assert_eq!(
+        d.scopes,
+        [Vec::<String>::new(), vec!["tools:exec".to_string()]]
+    );
     // No policy on call_tool reads the address or the method.
     assert_eq!(d.networks.len(), 1);
     assert_eq!(d.methods, ["POST"]);

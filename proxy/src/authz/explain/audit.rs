@@ -42,8 +42,7 @@ pub fn from_audit(
     line: &str,
     tool_call: Option<usize>,
 ) -> Result<(ExplainRequest, AuditSource), String> {
-    let rec: Value =
-        serde_json::from_str(line).map_err(|e| format!("not an audit record: {e}"))?;
+    let rec: Value = serde_json::from_str(line).map_err(|e| format!("not an audit record: {e}"))?;
     if !rec.is_object() || rec.get("request_id").is_none() {
         return Err("not an audit record (no request_id)".into());
     }
@@ -51,9 +50,11 @@ pub fn from_audit(
     let (action, resource, allowed, policies, hash) = match tool_call {
         None => {
             let (Some(action), Some(resource)) = (text("action"), text("resource")) else {
-                return Err("the record has no authorization decision (authorization off, or \
+                return Err(
+                    "the record has no authorization decision (authorization off, or \
                             the request was refused before it)"
-                    .into());
+                        .into(),
+                );
             };
             let decision = rec.get("decision");
             let policies = decision
@@ -68,7 +69,9 @@ pub fn from_audit(
             (
                 action,
                 resource,
-                decision.and_then(|d| d.get("allowed")).and_then(Value::as_bool),
+                decision
+                    .and_then(|d| d.get("allowed"))
+                    .and_then(Value::as_bool),
                 policies,
                 decision
                     .and_then(|d| d.get("policy_set_hash"))
@@ -132,7 +135,10 @@ pub fn from_audit(
     if let Some(end) = text("timestamp") {
         let end = time::OffsetDateTime::parse(&end, &time::format_description::well_known::Rfc3339)
             .map_err(|e| format!("timestamp `{end}`: {e}"))?;
-        let took = rec.get("duration_ms").and_then(Value::as_f64).unwrap_or(0.0);
+        let took = rec
+            .get("duration_ms")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
         let start = end - time::Duration::seconds_f64((took / 1000.0).clamp(0.0, 86_400.0));
         facts.time = start
             .format(&time::format_description::well_known::Rfc3339)
@@ -171,7 +177,10 @@ pub fn from_audit(
                     groups: Vec::new(),
                     scopes: Vec::new(),
                     mfa: false,
-                    auth_method: p.get("auth_method").and_then(Value::as_str).map(String::from),
+                    auth_method: p
+                        .get("auth_method")
+                        .and_then(Value::as_str)
+                        .map(String::from),
                 })
             }
         }
@@ -200,7 +209,11 @@ impl AuditSource {
     /// the record does not carry.
     pub fn text(&self, now: &Decision) -> String {
         let mut t = String::new();
-        let _ = writeln!(t, "audit record: seq {}, request {}", self.seq, self.request_id);
+        let _ = writeln!(
+            t,
+            "audit record: seq {}, request {}",
+            self.seq, self.request_id
+        );
         if let Some(allowed) = self.allowed {
             let verdict = if allowed { "ALLOW" } else { "DENY" };
             let by = if self.policies.is_empty() {
@@ -313,7 +326,10 @@ mod tests {
         assert_eq!(request.action, "run_agent");
         assert_eq!(request.resource, "Agent::\"assistant\"");
         let p = request.principal.as_ref().unwrap();
-        assert_eq!((p.kind.as_str(), p.id.as_str()), ("User", "https://idp.test|vic"));
+        assert_eq!(
+            (p.kind.as_str(), p.id.as_str()),
+            ("User", "https://idp.test|vic")
+        );
         assert_eq!(p.roles, ["viewer"]);
         assert_eq!(p.auth_method.as_deref(), Some("jwt"));
         assert_eq!(request.request.ip.to_string(), "10.0.0.7");
@@ -321,9 +337,17 @@ mod tests {
         let mut e = explain(&set, &request).unwrap();
         assert!(!e.decision.allowed);
         e.set_audit(Some(source));
-        assert!(e.text.contains("recorded decision: DENY (same as now)"), "{}", e.text);
+        assert!(
+            e.text.contains("recorded decision: DENY (same as now)"),
+            "{}",
+            e.text
+        );
         assert!(e.text.contains("(the same set)"), "{}", e.text);
-        assert!(e.text.contains("principal.mfa (assumed false)"), "{}", e.text);
+        assert!(
+            e.text.contains("principal.mfa (assumed false)"),
+            "{}",
+            e.text
+        );
         let json = e.json();
         assert_eq!(json["audit"]["request_id"], "req-1");
         assert_eq!(json["decision"]["allowed"], false);
@@ -341,7 +365,9 @@ mod tests {
         let e = explain(&set, &request).unwrap();
         assert!(!e.decision.allowed);
         assert!(
-            e.decision.policies.contains(&"high-risk-needs-mfa".to_string()),
+            e.decision
+                .policies
+                .contains(&"high-risk-needs-mfa".to_string()),
             "{:?}",
             e.decision.policies
         );
@@ -355,7 +381,10 @@ mod tests {
         for (line, expect) in [
             ("not json", "not an audit record"),
             ("{\"seq\": 1}", "no request_id"),
-            ("{\"request_id\": \"r\", \"action\": null}", "no authorization decision"),
+            (
+                "{\"request_id\": \"r\", \"action\": null}",
+                "no authorization decision",
+            ),
             (
                 "{\"request_id\": \"r\", \"action\": \"nope\", \"resource\": \"Agent::\\\"a\\\"\"}",
                 "is not an entity",
