@@ -44,7 +44,7 @@ pub fn compact<K: Ord + Clone>(domain: &Domain, rows: Vec<(ShapeValues, K)>) -> 
             }
         }
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_by_key(|a| a.0);
     rows
 }
 
