@@ -96,7 +96,7 @@ pub fn diff(old: &PolicySet, new: &PolicySet) -> PolicyDiff {
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect()
     });
     let mut more = Vec::new();
