@@ -334,14 +334,19 @@ fn explain_from_audit_rebuilds_the_request_of_a_record() {
         "2026-11-25T21:02:11.998Z"
     );
     assert_eq!(json["audit"]["seq"], 18);
-    let roles: Vec<&str> = json["entities"]
+    let user = json["entities"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["uid"]["type"] == "Role")
-        .map(|e| e["uid"]["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(roles, ["viewer"]);
+        .find(|e| e["uid"]["type"] == "User")
+        .unwrap();
+    assert_eq!(user["attrs"]["roles"], serde_json::json!(["viewer"]));
+    assert_eq!(user["attrs"]["tenant"], "acme");
+    assert_eq!(user["attrs"]["mfa"], false);
+    assert_eq!(
+        user["parents"],
+        serde_json::json!([{"type": "Role", "id": "viewer"}, {"type": "Tenant", "id": "acme"}])
+    );
 
     // Line 1 (anonymous) and lines that are not there.
     let out = run(&[
