@@ -17,6 +17,7 @@
 //! println!("{} policies, hash {}", set.len(), set.hash());
 //! ```
 
+pub mod analysis;
 pub mod arguments;
 pub mod body;
 pub mod catalog;

@@ -16,13 +16,19 @@
 //! }
 //! ```
 //!
-//! `principal` may be omitted (anonymous); every `request` field has a default.
+//! `principal` may be omitted (anonymous); every `request` field has a default. The action
+//! must apply to the resource's type in the schema (an error names the types it takes).
+//! [`from_audit`] makes a request from an audit record instead.
+
+mod audit;
 
 use std::fmt::Write;
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use audit::{from_audit, AuditSource};
 
 use super::{AuthzRequest, Decision, PolicySet, RequestFacts, Resource};
 use crate::authn::{AuthMethod, Principal, PrincipalKind};
@@ -73,6 +79,10 @@ pub struct PrincipalSpec {
     /// MFA used.
     #[serde(default)]
     pub mfa: bool,
+    /// `jwt`, `api_key`, `mtls`, `trusted_header` or `anonymous`; default from the type
+    /// (`User`: jwt, `ApiKey`: api_key, `Service`: mtls).
+    #[serde(default)]
+    pub auth_method: Option<String>,
 }
 
 /// Request facts with defaults.
@@ -129,6 +139,19 @@ impl PrincipalSpec {
                 ))
             }
         };
+        let method = match self.auth_method.as_deref() {
+            None => method,
+            Some("jwt") => AuthMethod::Jwt,
+            Some("api_key") => AuthMethod::ApiKey,
+            Some("mtls") => AuthMethod::Mtls,
+            Some("trusted_header") => AuthMethod::TrustedHeader,
+            Some("anonymous") => AuthMethod::Anonymous,
+            Some(other) => {
+                return Err(format!(
+                    "principal.auth_method `{other}`: expected jwt, api_key, mtls, trusted_header or anonymous"
+                ))
+            }
+        };
         let mut p = Principal::new(kind, self.id.clone(), method);
         p.email = self.email.clone();
         p.tenant = self.tenant.clone();
@@ -144,8 +167,51 @@ impl PrincipalSpec {
 pub struct Explanation {
     /// The decision.
     pub decision: Decision,
+    /// The deciding policies, where they are written and their annotations.
+    pub policies: Vec<DecidingPolicy>,
+    /// The context record, every key of the schema.
+    pub context: Value,
+    /// The entities, sorted by uid.
+    pub entities: Value,
+    /// The audit record the request came from, when it did.
+    pub audit: Option<AuditSource>,
     /// Human-readable report.
     pub text: String,
+}
+
+/// A policy that decided.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecidingPolicy {
+    /// Its id.
+    pub id: String,
+    /// File it is written in.
+    pub file: Option<String>,
+    /// Line of the file.
+    pub line: Option<usize>,
+    /// Annotations other than `@id`.
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+impl Explanation {
+    /// Attaches the audit record the request was made from, and adds what it says (its
+    /// decision, what it does not carry) to the report.
+    pub fn set_audit(&mut self, audit: Option<AuditSource>) {
+        if let Some(a) = &audit {
+            self.text.push_str(&a.text(&self.decision));
+        }
+        self.audit = audit;
+    }
+
+    /// The explanation as JSON: `decision`, `policies`, `context`, `entities`, `audit`.
+    pub fn json(&self) -> Value {
+        serde_json::json!({
+            "decision": self.decision,
+            "policies": self.policies,
+            "context": self.context,
+            "entities": self.entities,
+            "audit": self.audit,
+        })
+    }
 }
 
 /// Decides `request` with `set` and explains it.
@@ -156,6 +222,9 @@ pub fn explain(set: &PolicySet, request: &ExplainRequest) -> Result<Explanation,
         .map(PrincipalSpec::to_principal)
         .transpose()?;
     let resource = Resource::parse(&request.resource)?;
+    // An action on a resource type the schema does not allow would only ever be denied by
+    // default: say so instead (the proxy's own routes are checked the same way at load).
+    set.check_target(&request.action, &resource)?;
     let f = &request.request;
     let time = match &f.time {
         Some(t) => time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
@@ -206,6 +275,32 @@ pub fn explain(set: &PolicySet, request: &ExplainRequest) -> Result<Explanation,
         }
     }
     let context = super::context::context_json(&req);
+    let policies: Vec<DecidingPolicy> = decision
+        .policies
+        .iter()
+        .map(|id| {
+            let source = set.source(id);
+            DecidingPolicy {
+                id: id.clone(),
+                file: source.map(|s| {
+                    std::path::Path::new(&s.file)
+                        .file_name()
+                        .map_or_else(|| s.file.clone(), |n| n.to_string_lossy().into_owned())
+                }),
+                line: source.map(|s| s.line),
+                annotations: set
+                    .policies()
+                    .policy(&cedar_policy::PolicyId::new(id))
+                    .map(|p| {
+                        p.annotations()
+                            .filter(|(k, _)| *k != "id")
+                            .map(|(k, v)| (k.to_string(), v.to_string()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect();
 
     let mut t = String::new();
     let verdict = if decision.allowed { "ALLOW" } else { "DENY" };
@@ -240,24 +335,14 @@ pub fn explain(set: &PolicySet, request: &ExplainRequest) -> Result<Explanation,
                 "forbids"
             }
         );
-        for id in &decision.policies {
-            let at = set
-                .source(id)
-                .map(|s| {
-                    let file = std::path::Path::new(&s.file)
-                        .file_name()
-                        .map_or_else(|| s.file.clone(), |n| n.to_string_lossy().into_owned());
-                    format!("{file}:{}", s.line)
-                })
-                .unwrap_or_default();
-            let _ = writeln!(t, "  - {id}  ({at})");
-            if let Some(policy) = set.policies().policy(&cedar_policy::PolicyId::new(id)) {
-                let mut annotations: Vec<(&str, &str)> =
-                    policy.annotations().filter(|(k, _)| *k != "id").collect();
-                annotations.sort();
-                for (k, v) in annotations {
-                    let _ = writeln!(t, "      @{k}: {v}");
-                }
+        for p in &policies {
+            let at = match (&p.file, p.line) {
+                (Some(file), Some(line)) => format!("{file}:{line}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(t, "  - {}  ({at})", p.id);
+            for (k, v) in &p.annotations {
+                let _ = writeln!(t, "      @{k}: {v}");
             }
         }
     }
@@ -281,7 +366,14 @@ pub fn explain(set: &PolicySet, request: &ExplainRequest) -> Result<Explanation,
         "{}",
         indent(&serde_json::to_string_pretty(&entities).unwrap_or_default())
     );
-    Ok(Explanation { decision, text: t })
+    Ok(Explanation {
+        decision,
+        policies,
+        context,
+        entities,
+        audit: None,
+        text: t,
+    })
 }
 
 fn indent(text: &str) -> String {
@@ -313,5 +405,31 @@ mod tests {
         assert_eq!(e.decision.policies, ["high-risk-needs-mfa"]);
         let text = e.text.replace(set.hash(), "<hash>");
         insta::assert_snapshot!("explain_run_shell_without_mfa", text);
+        assert_eq!(e.policies[0].id, "high-risk-needs-mfa");
+        assert_eq!(e.policies[0].file.as_deref(), Some("abac.cedar"));
+    }
+
+    #[test]
+    fn an_action_on_a_resource_type_the_schema_does_not_allow_is_an_error() {
+        let set = super::super::tests::seed_set();
+        let request: ExplainRequest = serde_json::from_value(serde_json::json!({
+            "principal": {"type": "User", "id": "https://idp.test|vic", "roles": ["viewer"]},
+            "action": "run_agent",
+            "resource": "Route::\"agent\""
+        }))
+        .unwrap();
+        let err = explain(&set, &request).err().unwrap();
+        assert_eq!(
+            err,
+            "action `run_agent` does not apply to `Route` resources (it takes: Agent)"
+        );
+        let unknown: ExplainRequest = serde_json::from_value(serde_json::json!({
+            "action": "fly", "resource": "Route::\"agent\""
+        }))
+        .unwrap();
+        assert_eq!(
+            explain(&set, &unknown).err().unwrap(),
+            "the schema has no action `fly`"
+        );
     }
 }

@@ -1,12 +1,14 @@
-//! `palisade policy validate | test | explain | export`: Cedar policies from the command line.
+//! `palisade policy validate | test | explain | who-can | diff | export`: Cedar policies from the
+//! command line.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::Subcommand;
 
-use crate::authz::explain::{explain, ExplainRequest};
-use crate::authz::{runtests, Mode, PolicySet};
+use crate::authz::explain::{explain, from_audit, AuditSource, ExplainRequest};
+use crate::authz::{analysis, runtests, Mode, PolicySet, Resource, ResourceKind};
 
 /// Policy tooling.
 #[derive(Debug, Subcommand)]
@@ -32,9 +34,53 @@ pub enum PolicyCommand {
         #[arg(short, long, default_value = "policies")]
         policies: PathBuf,
         /// The request (JSON; see `docs/policies.md`).
+        #[arg(
+            short,
+            long,
+            required_unless_present = "from_audit",
+            conflicts_with = "from_audit"
+        )]
+        request: Option<PathBuf>,
+        /// Take the request from an audit record: `FILE:LINE` (line from 1) of an audit JSONL
+        /// file. Fields the record does not carry (MFA, scopes, groups, arguments…) are listed.
+        #[arg(long, value_name = "FILE:LINE")]
+        from_audit: Option<String>,
+        /// With `--from-audit`: explain the record's tool call number N (from 0) instead of
+        /// its request-level decision.
+        #[arg(long, value_name = "N", requires = "from_audit")]
+        tool_call: Option<usize>,
+        /// Print the explanation as JSON (decision, policies, context, entities) instead of the
+        /// report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Which principal shapes (type × role × tenant × MFA × scopes × network × method × time)
+    /// may do ACTION on RESOURCE, with the deciding permits; exhaustive over the policies'
+    /// finite model (docs/policy-studio.md).
+    WhoCan {
+        /// The policy directory.
+        #[arg(short, long, default_value = "policies")]
+        policies: PathBuf,
+        /// Action id, e.g. `call_tool`.
         #[arg(short, long)]
-        request: PathBuf,
-        /// Print the decision as JSON instead of the report.
+        action: String,
+        /// Resource as Cedar text (`Tool::"run_shell"`), or a bare id when the action applies
+        /// to one resource type.
+        #[arg(short, long)]
+        resource: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every request (principal shape × action × resource) whose decision differs between
+    /// two policy directories, grouped more / less permissive. Exit 0 when nothing became
+    /// more permissive, 1 when something did, 2 when a directory does not load.
+    Diff {
+        /// The policy directory before the change (or `builtin`).
+        old: PathBuf,
+        /// The policy directory after the change.
+        new: PathBuf,
+        /// Print the difference as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -59,8 +105,23 @@ pub fn run(cmd: PolicyCommand) -> ExitCode {
         PolicyCommand::Explain {
             policies,
             request,
+            from_audit,
+            tool_call,
             json,
-        } => run_explain(&policies, &request, json),
+        } => run_explain(
+            &policies,
+            request.as_deref(),
+            from_audit.as_deref(),
+            tool_call,
+            json,
+        ),
+        PolicyCommand::WhoCan {
+            policies,
+            action,
+            resource,
+            json,
+        } => who_can(&policies, &action, &resource, json),
+        PolicyCommand::Diff { old, new, json } => diff(&old, &new, json),
         PolicyCommand::Export { dir, force } => export(&dir, force),
     }
 }
@@ -185,19 +246,38 @@ fn test(dir: &Path, files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn run_explain(dir: &Path, request: &Path, json: bool) -> ExitCode {
+fn run_explain(
+    dir: &Path,
+    request: Option<&Path>,
+    from_audit: Option<&str>,
+    tool_call: Option<usize>,
+    json: bool,
+) -> ExitCode {
     let Some(set) = load(dir) else {
         return ExitCode::FAILURE;
     };
-    let parsed: Result<ExplainRequest, String> = std::fs::read_to_string(request)
-        .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()));
-    let outcome = parsed.and_then(|r| explain(&set, &r));
+    let (what, parsed) = match (request, from_audit) {
+        (_, Some(at)) => (at.to_string(), from_audit_record(at, tool_call)),
+        (Some(file), None) => (
+            file.display().to_string(),
+            std::fs::read_to_string(file)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                .map(|r| (r, None)),
+        ),
+        (None, None) => ("explain".into(), Err("--request or --from-audit".into())),
+    };
+    let outcome = parsed.and_then(|(r, audit)| {
+        explain(&set, &r).map(|mut e| {
+            e.set_audit(audit);
+            e
+        })
+    });
     match outcome {
         Ok(e) if json => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&e.decision).unwrap_or_default()
+                serde_json::to_string_pretty(&e.json()).unwrap_or_default()
             );
             ExitCode::SUCCESS
         }
@@ -206,8 +286,109 @@ fn run_explain(dir: &Path, request: &Path, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{}: {e}", request.display());
+            eprintln!("{what}: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Reads line `LINE` of `FILE` (`FILE:LINE`) and makes it an explain request.
+fn from_audit_record(
+    at: &str,
+    tool_call: Option<usize>,
+) -> Result<(ExplainRequest, Option<AuditSource>), String> {
+    let (file, line) = at
+        .rsplit_once(':')
+        .and_then(|(f, l)| Some((f, l.parse::<usize>().ok().filter(|l| *l > 0)?)))
+        .ok_or("expected FILE:LINE (line numbers from 1)")?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{file}: {e}"))?;
+    let record = text
+        .lines()
+        .nth(line - 1)
+        .ok_or_else(|| format!("{file} has fewer than {line} lines"))?;
+    let (request, audit) = from_audit(record, tool_call)?;
+    Ok((request, Some(audit)))
+}
+
+fn who_can(dir: &Path, action: &str, resource: &str, json: bool) -> ExitCode {
+    let Some(set) = load(dir) else {
+        return ExitCode::FAILURE;
+    };
+    let resource = match parse_resource(&set, action, resource) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started = Instant::now();
+    match analysis::who_can(&set, action, &resource) {
+        Ok(answer) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            print!("{}", answer.text());
+            println!(
+                "({} decisions in {} ms)",
+                answer.evaluated,
+                started.elapsed().as_millis()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `Tool::"x"`, or a bare `x` when `action` applies to exactly one resource type.
+fn parse_resource(set: &PolicySet, action: &str, text: &str) -> Result<Resource, String> {
+    if text.contains("::") {
+        return Resource::parse(text);
+    }
+    let kinds = [
+        ResourceKind::Route,
+        ResourceKind::Agent,
+        ResourceKind::Tool,
+        ResourceKind::Thread,
+    ];
+    let fitting: Vec<Resource> = kinds
+        .iter()
+        .map(|k| Resource::new(*k, text))
+        .filter(|r| set.check_target(action, r).is_ok())
+        .collect();
+    match fitting.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => set
+            .check_target(action, &Resource::new(ResourceKind::Route, text))
+            .map(|()| Resource::new(ResourceKind::Route, text)),
+        _ => Err(format!(
+            "`{text}`: action `{action}` applies to several resource types; write it as Cedar, e.g. {}",
+            fitting[0].uid_text()
+        )),
+    }
+}
+
+fn diff(old: &Path, new: &Path, json: bool) -> ExitCode {
+    let (Some(old_set), Some(new_set)) = (load(old), load(new)) else {
+        return ExitCode::from(2);
+    };
+    let started = Instant::now();
+    let d = analysis::diff(&old_set, &new_set);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
+    } else {
+        print!("{}", d.text());
+        println!("({} ms)", started.elapsed().as_millis());
+    }
+    if d.more_permissive() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
