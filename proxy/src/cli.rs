@@ -59,7 +59,8 @@ enum Command {
     /// Config tooling.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Cedar policies: validate strictly, run `run-tests` files, explain one decision.
+    /// Cedar policies: validate strictly, run `run-tests` files, explain one decision, who-can,
+    /// diff two sets, export the seed set.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
     /// API keys: create, list, revoke.
