@@ -30,6 +30,7 @@ pub mod pipeline;
 pub mod principal;
 pub mod protocol;
 pub mod ratelimit;
+pub mod redact;
 pub mod route;
 pub mod server;
 pub mod stage;

@@ -144,6 +144,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         lifecycle: lifecycle.clone(),
         metrics: metrics.clone(),
         authn: authn.clone(),
+        config: config.spec.clone(),
     });
     aux.spawn(async move {
         let served = match tokio::net::TcpListener::from_std(admin_listener) {

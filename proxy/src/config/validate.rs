@@ -45,6 +45,7 @@ impl Errors {
 }
 
 pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
+    let effective = Arc::new(spec.clone());
     let mut errors = Errors::default();
 
     if spec.listeners.is_empty() {
@@ -172,6 +173,7 @@ pub(super) fn validate(spec: ConfigSpec) -> Result<Config, Vec<FieldError>> {
         rate_limits: rate_limits.settings,
         audit,
         tracing,
+        spec: effective,
     })
 }
 
