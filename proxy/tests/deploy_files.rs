@@ -104,6 +104,9 @@ fn alerts_are_valid_yaml_over_registered_metrics() {
         "PalisadePolicyReloadFailed",
         "PalisadeRateLimiterRedisFallback",
         "PalisadeAuditDrops",
+        "PalisadeDown",
+        "PalisadeJwksRefreshFailing",
+        "PalisadeAuditRefusing",
     ] {
         assert!(names.contains(&required), "no {required} in {names:?}");
     }
@@ -120,6 +123,75 @@ fn alerts_are_valid_yaml_over_registered_metrics() {
         assert!(
             registered.contains(name),
             "alerts.yml uses unknown metric {name}"
+        );
+    }
+}
+
+/// The GitHub-style anchors of the headings of `markdown` (`### PalisadeDown` → `palisadedown`).
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    markdown
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_has_a_runbook_section_in_operations_md() {
+    let text = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let doc: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+    let docs = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    let anchors = anchors(&docs);
+    assert!(anchors.contains("runbooks"), "{anchors:?}");
+    let rules = doc["groups"][0]["rules"].as_sequence().unwrap();
+    assert!(rules.len() >= 9);
+    for rule in rules {
+        let alert = rule["alert"].as_str().expect("an alerting rule");
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+        let anchor = url
+            .strip_prefix("docs/operations.md#")
+            .unwrap_or_else(|| panic!("{alert}: {url} is not a section of docs/operations.md"));
+        assert_eq!(anchor, alert.to_lowercase(), "{alert}: one section per alert");
+        assert!(
+            anchors.contains(anchor),
+            "{alert}: docs/operations.md has no section #{anchor}"
+        );
+    }
+}
+
+/// `promtool` (Debian/Ubuntu package `prometheus`; tests/run.sh installs it) checks the rules
+/// and runs their unit tests, `deploy/prometheus/alerts.test.yml`.
+#[test]
+fn alert_rules_pass_promtool_unit_tests() {
+    let dir = root().join("deploy/prometheus");
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts.test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool runs (apt-get install prometheus; tests/run.sh installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

@@ -185,7 +185,7 @@ mod tests {
         assert!(line.contains("INFO"), "{line}");
         assert!(line.contains("request admitted"), "{line}");
         assert!(line.contains("route=\"agent\""), "{line}");
-        assert!(!line.contains("palisade_proxy"), "no target: {line}");
+        assert!(!line.contains(module_path!()), "no target: {line}");
         assert!(!line.contains(".rs"), "no source file: {line}");
         assert!(
             !line.contains('\u{1b}'),
