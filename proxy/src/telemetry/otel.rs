@@ -98,6 +98,18 @@ pub fn validate(
     })
 }
 
+/// `server.address` and `server.port` of an upstream: the configured host name (no reverse
+/// lookup), else the resolved IP; the resolved port.
+fn server_address(upstream: &crate::route::Upstream) -> (String, u16) {
+    let port = upstream.address.port();
+    let host = upstream
+        .authority
+        .parse::<http::uri::Authority>()
+        .map(|a| a.host().trim_matches(['[', ']']).to_string())
+        .unwrap_or_else(|_| upstream.address.ip().to_string());
+    (host, port)
+}
+
 /// `base` with `/v1/traces` appended when it has no path of its own.
 fn with_traces_path(base: &str) -> String {
     let trimmed = base.trim_end_matches('/');
@@ -261,13 +273,25 @@ impl RequestSpan {
         )
     }
 
-    /// Starts the `upstream` span (the peer was chosen).
-    pub fn start_upstream(&mut self) {
+    /// Starts the `upstream` span (the peer was chosen) with the OpenTelemetry HTTP client
+    /// attributes `server.address`, `server.port` and `url.full`. `path_and_query` is what goes
+    /// upstream (after the route's rewrite); `url.full` keeps only its path, since a query
+    /// string may carry secrets (tokens, signatures) that must not reach the trace backend.
+    pub fn start_upstream(&mut self, upstream: &crate::route::Upstream, path_and_query: &str) {
         if let Some(l) = self.0.as_mut() {
+            let (host, port) = server_address(upstream);
+            let path = path_and_query.split(['?', '#']).next().unwrap_or("/");
+            let scheme = if upstream.tls { "https" } else { "http" };
+            let url = format!("{scheme}://{}{path}", upstream.authority);
             let span = l
                 .tracer
                 .span_builder("upstream")
                 .with_kind(SpanKind::Client)
+                .with_attributes([
+                    KeyValue::new("server.address", host),
+                    KeyValue::new("server.port", i64::from(port)),
+                    KeyValue::new("url.full", url),
+                ])
                 .start_with_context(&l.tracer, &l.cx);
             l.upstream = Some(span);
         }
