@@ -388,6 +388,7 @@ impl ProxyHttp for Pipeline {
         let reason = match (&ctx.error, e) {
             (Some(err), _) => err.kind().reason,
             (None, Some(_)) => "client_closed",
+            (None, None) if ctx.preflight => "cors_preflight",
             (None, None) => "ok",
         };
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
