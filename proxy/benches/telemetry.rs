@@ -101,6 +101,7 @@ fn bench(c: &mut Criterion) {
             sampling_ratio: ratio,
             service_name: "bench".into(),
             timeout: Duration::from_millis(100),
+            ca_file: None,
         };
         let on = Tracing::start(Some(&settings), runtime.handle()).unwrap();
         let mut parent = parent.clone();

@@ -26,6 +26,7 @@ pub mod error;
 pub mod guardrails;
 pub mod lifecycle;
 pub mod listener;
+pub mod outbound;
 pub mod pipeline;
 pub mod principal;
 pub mod protocol;

@@ -37,6 +37,10 @@ pub struct AuthnSpec {
     /// Where revoked token ids are shared between replicas. Default: in-process only.
     #[serde(default)]
     pub revocation: RevocationSpec,
+    /// PEM bundle of CAs trusted for JWKS and OIDC discovery fetches (an IdP behind a private
+    /// CA), besides the built-in web roots and `SSL_CERT_FILE`. Default: absent.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// Shared revocation list.

@@ -43,6 +43,8 @@ pub struct OtelSettings {
     pub service_name: String,
     /// Export deadline.
     pub timeout: Duration,
+    /// Extra CAs trusted for the collector (`http_protobuf`).
+    pub ca_file: Option<String>,
 }
 
 /// Validates the `tracing` section against `env` (the `OTEL_EXPORTER_OTLP_*` variables).
@@ -85,6 +87,17 @@ pub fn validate(
             .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
             .unwrap_or_else(|| "http://localhost:4317".into()),
     };
+    if spec.ca_file.is_some() && protocol == OtlpProtocol::Grpc {
+        push("ca_file", "applies to http_protobuf only".into());
+    }
+    if let Some(ca) = &spec.ca_file {
+        if !std::path::Path::new(ca).is_file() {
+            push(
+                "ca_file",
+                format!("file `{ca}` does not exist or is not a file"),
+            );
+        }
+    }
     if !matches!(endpoint.parse::<http::Uri>(), Ok(u) if u.scheme().is_some() && u.host().is_some())
     {
         push("endpoint", format!("`{endpoint}` is not an http(s) URL"));
@@ -95,6 +108,7 @@ pub fn validate(
         sampling_ratio: spec.sampling_ratio,
         service_name: spec.service_name.clone(),
         timeout: spec.timeout,
+        ca_file: spec.ca_file.clone(),
     })
 }
 
@@ -144,7 +158,7 @@ impl Tracing {
             OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_http_client(palisade_wire::otlp::OtlpHttpClient(
-                    reqwest::Client::builder().timeout(s.timeout).build()?,
+                    crate::outbound::http_client(s.timeout, s.ca_file.as_deref())?,
                 ))
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(s.endpoint.clone())

@@ -35,6 +35,10 @@ pub struct TracingSpec {
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
+    /// PEM bundle of CAs trusted for an `https` collector (`http_protobuf`), besides the
+    /// built-in web roots and `SSL_CERT_FILE`. Default: absent.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 impl Default for TracingSpec {
@@ -46,6 +50,7 @@ impl Default for TracingSpec {
             sampling_ratio: default_ratio(),
             service_name: default_service_name(),
             timeout: default_timeout(),
+            ca_file: None,
         }
     }
 }
