@@ -39,6 +39,8 @@ command -v runc >/dev/null || missing+=(runc)
 [ -d /usr/lib/cni ] || missing+=(containernetworking-plugins)
 command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v objcopy >/dev/null || missing+=(binutils)
+# promtool (package prometheus): the alert rules' unit tests (proxy/tests/deploy_files.rs).
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -15,9 +15,21 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_proxy::audit::chain::ChainHead;
 use palisade_proxy::audit::{AuditRecord, Auditor, FileSettings, FsyncPolicy, Settings};
+use palisade_proxy::route::Upstream;
 use palisade_proxy::telemetry::otel::{OtelSettings, Tracing};
 use palisade_proxy::telemetry::spec::OtlpProtocol;
 use palisade_proxy::telemetry::TraceContext;
+
+/// The upstream the benchmark's requests go to.
+static UPSTREAM: std::sync::LazyLock<Upstream> = std::sync::LazyLock::new(|| Upstream {
+    name: "orchestrator".into(),
+    address: "127.0.0.1:8081".parse().unwrap(),
+    authority: "127.0.0.1:8081".into(),
+    tls: false,
+    sni: String::new(),
+    connect_timeout: Duration::from_secs(2),
+    pool_idle_timeout: Duration::from_secs(60),
+});
 
 fn one_request(tracing: &Tracing, parent: &TraceContext) {
     let mut trace = parent.clone();
@@ -26,7 +38,7 @@ fn one_request(tracing: &Tracing, parent: &TraceContext) {
         let mut s = span.stage(stage);
         s.attr("outcome", "allowed");
     }
-    span.start_upstream();
+    span.start_upstream(&UPSTREAM, "/agent");
     span.upstream_answered(200, true);
     span.finish(None, || {
         vec![opentelemetry::KeyValue::new(
@@ -90,6 +102,7 @@ fn bench(c: &mut Criterion) {
             sampling_ratio: ratio,
             service_name: "bench".into(),
             timeout: Duration::from_millis(100),
+            ca_file: None,
         };
         let on = Tracing::start(Some(&settings), runtime.handle()).unwrap();
         let mut parent = parent.clone();

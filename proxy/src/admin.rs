@@ -3,7 +3,8 @@
 //!
 //! `/revocations` changes what the data plane accepts, so reaching the listener is not enough:
 //! it requires `Authorization: Bearer <admin token>` (`authentication.revocation.admin_token_file`,
-//! see `docs/authentication.md`) and is off (403) without one configured.
+//! see `docs/authentication.md`) and is off (403) without one configured. So are
+//! `/admin/logging` and `/admin/config` ([`runtime`]): the log filter and the effective config.
 
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+
+mod runtime;
 
 use crate::authn::Authenticator;
 use crate::error::ProxyError;
@@ -39,6 +42,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/revocations", get(list_revocations).post(revoke))
+        .route(
+            "/admin/logging",
+            get(runtime::get_logging).put(runtime::put_logging),
+        )
+        .route("/admin/config", get(runtime::get_config))
         .with_state(state)
 }
 

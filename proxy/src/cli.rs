@@ -1,5 +1,6 @@
 //! The `palisade` command line (the commands are listed in the README's "Commands" section).
 
+mod admin;
 mod audit;
 mod deploy;
 mod keys;
@@ -69,6 +70,9 @@ enum Command {
     /// JWT revocation on a running proxy.
     #[command(subcommand)]
     Tokens(keys::TokensCommand),
+    /// A running proxy's log filter and effective config (admin API).
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// The audit trail: verify hash chains, tail decisions.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -130,6 +134,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Keys(cmd) => keys::keys(cmd),
         Command::Tokens(cmd) => keys::tokens(cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Admin(cmd) => admin::run(cmd),
         Command::Healthcheck(args) => deploy::healthcheck(args),
         Command::AssertionKey(cmd) => deploy::assertion_key(cmd),
         Command::Completions { shell } => {

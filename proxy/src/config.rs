@@ -109,6 +109,9 @@ pub struct Config {
     pub audit: crate::audit::Settings,
     /// OpenTelemetry export; `None` when tracing is off.
     pub tracing: Option<crate::telemetry::otel::OtelSettings>,
+    /// The spec this was validated from, environment overrides applied (`GET /admin/config`
+    /// serializes it with secrets redacted).
+    pub spec: Arc<ConfigSpec>,
 }
 
 /// A validated public listener.

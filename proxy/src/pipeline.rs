@@ -257,11 +257,21 @@ impl ProxyHttp for Pipeline {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora_core::Result<Box<HttpPeer>> {
         let route = ctx.core.routed()?.route;
-        ctx.span.start_upstream();
+        if ctx.span.is_live() {
+            // The span names the URL as sent upstream (after the route's rewrite).
+            let path = session
+                .req_header()
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str());
+            let sent = route.upstream_path(path);
+            ctx.span
+                .start_upstream(&route.upstream, sent.as_deref().unwrap_or(path));
+        }
         Ok(Box::new(headers::peer(route)))
     }
 
@@ -392,6 +402,7 @@ impl ProxyHttp for Pipeline {
         let reason = match (&ctx.error, e) {
             (Some(err), _) => err.kind().reason,
             (None, Some(_)) => "client_closed",
+            (None, None) if ctx.preflight => "cors_preflight",
             (None, None) => "ok",
         };
         let status = session.response_written().map_or(0, |r| r.status.as_u16());

@@ -227,6 +227,8 @@ pub struct Status {
 
 struct State {
     running: Fingerprint,
+    /// The running configuration as typed (after overrides), for `GET /admin/config`.
+    spec: Arc<crate::config::spec::ConfigSpec>,
     /// The file's bytes last looked at: a refused file is not retried until it changes again.
     file_seen: [u8; 32],
     limiter: Arc<RateLimiter>,
@@ -315,6 +317,7 @@ impl Reloader {
             metrics,
             state: Mutex::new(State {
                 file_seen: Sha256::digest(source.text.as_bytes()).into(),
+                spec: config.spec.clone(),
                 running,
                 limiter,
                 status,
@@ -325,6 +328,14 @@ impl Reloader {
     /// The live stages every listener's pipeline loads per request.
     pub fn live(&self) -> LiveStages {
         self.live.clone()
+    }
+
+    /// The running configuration as typed, after overrides (`GET /admin/config` redacts it).
+    pub fn spec(&self) -> Arc<crate::config::spec::ConfigSpec> {
+        self.state
+            .lock()
+            .map(|s| s.spec.clone())
+            .unwrap_or_else(|p| p.into_inner().spec.clone())
     }
 
     /// The running configuration's hash and the reload counts.
@@ -424,6 +435,7 @@ impl Reloader {
         self.live.store(Arc::new(stages));
         let from = std::mem::replace(&mut state.running, next);
         state.limiter = limiter;
+        state.spec = config.spec.clone();
         state.status.hash = state.running.hash.clone();
         state.status.reloads += 1;
         state.status.last_error = None;

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use crate::protocol::RouteProtocol;
 
 /// Whether a route needs a principal.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthRequirement {
     /// Credentials are required (401 without).

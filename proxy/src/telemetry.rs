@@ -7,6 +7,7 @@ pub mod audit;
 pub mod logging;
 pub mod metrics;
 pub mod otel;
+pub mod process;
 pub mod spec;
 pub mod trace;
 

@@ -51,20 +51,36 @@ fn registered() -> BTreeSet<String> {
         .collect();
     assert!(gathered.len() >= 5, "{gathered:?}");
     for name in &gathered {
+        // The standard `process_*` families come from the process collector
+        // (`telemetry/process.rs`), which names them like every Prometheus client library.
+        if name.starts_with("process_") {
+            names.insert(name.clone());
+            continue;
+        }
         assert!(
             names.contains(name),
             "{name} registered but not found in the sources"
         );
     }
+    if cfg!(target_os = "linux") {
+        assert!(names.contains("process_resident_memory_bytes"), "{names:?}");
+    }
     names
 }
 
-/// `palisade_*` names used in `text`, with histogram suffixes folded to the family name.
+/// `palisade_*` and `process_*` names used in `text`, with histogram suffixes folded to the
+/// family name.
 fn used(text: &str) -> BTreeSet<String> {
+    let mut out = used_with(text, "palisade_");
+    out.extend(used_with(text, "process_"));
+    out
+}
+
+fn used_with(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let bytes = text.as_bytes();
     let mut i = 0;
-    while let Some(at) = text[i..].find("palisade_") {
+    while let Some(at) = text[i..].find(prefix) {
         let start = i + at;
         let boundary =
             start == 0 || !(bytes[start - 1].is_ascii_alphanumeric() || bytes[start - 1] == b'_');
@@ -77,7 +93,7 @@ fn used(text: &str) -> BTreeSet<String> {
             end += 1;
         }
         let name = &text[start..end];
-        if boundary && name.len() > "palisade_".len() {
+        if boundary && name.len() > prefix.len() {
             let family = ["_bucket", "_sum", "_count"]
                 .iter()
                 .find_map(|s| name.strip_suffix(s))
@@ -104,6 +120,9 @@ fn alerts_are_valid_yaml_over_registered_metrics() {
         "PalisadePolicyReloadFailed",
         "PalisadeRateLimiterRedisFallback",
         "PalisadeAuditDrops",
+        "PalisadeDown",
+        "PalisadeJwksRefreshFailing",
+        "PalisadeAuditRefusing",
     ] {
         assert!(names.contains(&required), "no {required} in {names:?}");
     }
@@ -120,6 +139,79 @@ fn alerts_are_valid_yaml_over_registered_metrics() {
         assert!(
             registered.contains(name),
             "alerts.yml uses unknown metric {name}"
+        );
+    }
+}
+
+/// The GitHub-style anchors of the headings of `markdown` (`### PalisadeDown` → `palisadedown`).
+fn anchors(markdown: &str) -> BTreeSet<String> {
+    markdown
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(|l| {
+            l.trim_start_matches('#')
+                .trim()
+                .to_lowercase()
+                .chars()
+                .filter_map(|c| match c {
+                    ' ' => Some('-'),
+                    c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                    _ => None,
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn every_alert_has_a_runbook_section_in_operations_md() {
+    let text = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yml")).unwrap();
+    let doc: yaml_serde::Value = yaml_serde::from_str(&text).unwrap();
+    let docs = std::fs::read_to_string(root().join("docs/operations.md")).unwrap();
+    let anchors = anchors(&docs);
+    assert!(anchors.contains("runbooks"), "{anchors:?}");
+    let rules = doc["groups"][0]["rules"].as_sequence().unwrap();
+    assert!(rules.len() >= 9);
+    for rule in rules {
+        let alert = rule["alert"].as_str().expect("an alerting rule");
+        let url = rule["annotations"]["runbook_url"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{alert} has no runbook_url"));
+        let anchor = url
+            .strip_prefix("docs/operations.md#")
+            .unwrap_or_else(|| panic!("{alert}: {url} is not a section of docs/operations.md"));
+        assert_eq!(
+            anchor,
+            alert.to_lowercase(),
+            "{alert}: one section per alert"
+        );
+        assert!(
+            anchors.contains(anchor),
+            "{alert}: docs/operations.md has no section #{anchor}"
+        );
+    }
+}
+
+/// `promtool` (Debian/Ubuntu package `prometheus`; tests/run.sh installs it) checks the rules
+/// and runs their unit tests, `deploy/prometheus/alerts.test.yml`.
+#[test]
+fn alert_rules_pass_promtool_unit_tests() {
+    let dir = root().join("deploy/prometheus");
+    for args in [
+        vec!["check", "rules", "alerts.yml"],
+        vec!["test", "rules", "alerts.test.yml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("promtool runs (apt-get install prometheus; tests/run.sh installs it)");
+        assert!(
+            out.status.success(),
+            "promtool {}:\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

@@ -8,6 +8,7 @@
 mod credentials;
 mod jwt;
 mod revocation;
+mod trust;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -277,3 +277,85 @@ async fn a_preflight_with_a_body_closes_the_connection() {
     assert!(text.starts_with("HTTP/1.1 204"), "{text}");
     assert!(echo.requests().is_empty());
 }
+
+/// A preflight the proxy answers is told apart from proxied requests: reason `cors_preflight` in
+/// the request metrics and the audit record (docs/operations.md), `ok` for the request it
+/// prepared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answered_preflights_have_their_own_reason_in_metrics_and_audit() {
+    let echo = upstream::echo().await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let proxy = TestProxy::new()
+        .upstream("echo", echo.addr)
+        .route("open", "/open", "echo", "cors: {allow_origins: ['*']}")
+        .top_yaml(&format!(
+            "audit:\n  file: {{path: \"{}\"}}",
+            audit.display()
+        ))
+        .start();
+    let c = client();
+    let resp = c
+        .request(reqwest::Method::OPTIONS, proxy.url("/open/x"))
+        .headers(browser_headers(APP))
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 204);
+    let resp = c
+        .get(proxy.url("/open/x"))
+        .headers(browser_headers(APP))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let expected = [
+        r#"palisade_requests_total{method="OPTIONS",reason="cors_preflight",route="open",status="204"} 1"#,
+        r#"palisade_requests_total{method="GET",reason="ok",route="open",status="200"} 1"#,
+    ];
+    // Counted in the `logging` phase, just after the client has the response: poll.
+    let mut text = String::new();
+    for _ in 0..250 {
+        text = c
+            .get(proxy.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if expected.iter().all(|e| text.contains(e)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for e in expected {
+        assert!(text.contains(e), "no {e} in\n{text}");
+    }
+
+    let records = palisade_e2e::eventually(std::time::Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&audit).ok()?;
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .filter(|r: &serde_json::Value| r.get("request_id").is_some())
+            .collect();
+        (records.len() >= 2).then_some(records)
+    })
+    .await
+    .expect("two audit records");
+    let reason_of = |method: &str| {
+        records
+            .iter()
+            .find(|r| r["method"] == method)
+            .map(|r| r["reason"].clone())
+    };
+    assert_eq!(reason_of("OPTIONS"), Some("cors_preflight".into()));
+    assert_eq!(reason_of("GET"), Some("ok".into()));
+    assert!(
+        echo.requests().len() == 1,
+        "the preflight was not forwarded"
+    );
+}

@@ -60,7 +60,7 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
 
     // A request with a body gets the body stages' `guard` span.
     let posted = client
-        .post(proxy.url("/api/post"))
+        .post(proxy.url("/api/post?sig=S3cret-signature"))
         .header("traceparent", &traceparent)
         .body("hello")
         .send()
@@ -152,6 +152,48 @@ async fn request_and_stage_spans_reach_the_collector_under_the_clients_trace() {
             .any(|s| s.name == "guard" && hex(&s.parent_span_id) == post_id),
         "no guard span under the POST"
     );
+
+    // The client span to the upstream: OpenTelemetry HTTP client attributes, and a URL without
+    // the query string (it may carry secrets).
+    let upstream_of = |parent: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == "upstream" && hex(&s.parent_span_id) == parent)
+            .expect("an upstream span")
+    };
+    let up = upstream_of(&request_id);
+    assert_eq!(
+        up.kind,
+        opentelemetry_proto::tonic::trace::v1::span::SpanKind::Client as i32
+    );
+    assert_eq!(
+        attr(up, "server.address").as_deref(),
+        Some("StringValue(\"127.0.0.1\")")
+    );
+    assert_eq!(
+        attr(up, "server.port"),
+        Some(format!("IntValue({})", echo.addr.port()))
+    );
+    assert_eq!(
+        attr(up, "url.full"),
+        Some(format!("StringValue(\"http://{}/api/x\")", echo.addr))
+    );
+    let up = upstream_of(&post_id);
+    assert_eq!(
+        attr(up, "url.full"),
+        Some(format!("StringValue(\"http://{}/api/post\")", echo.addr))
+    );
+    for span in spans.iter() {
+        for kv in &span.attributes {
+            let value = format!("{:?}", kv.value);
+            assert!(
+                !value.contains("S3cret"),
+                "{} {}: {value}",
+                span.name,
+                kv.key
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,7 +52,8 @@ pub struct AuditRecord {
     /// The rate-limit stage's outcome: `passed`, `limited`, `backend_unavailable` or
     /// `not_reached` (refused earlier).
     pub rate_limit: &'static str,
-    /// Low-cardinality outcome: `ok`, `client_closed`, or the error's reason.
+    /// Low-cardinality outcome: `ok`, `cors_preflight` (a CORS preflight the proxy answered),
+    /// `client_closed`, or the error's reason.
     pub reason: &'static str,
     /// `X-Request-Id` of the request.
     pub request_id: String,

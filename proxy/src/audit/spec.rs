@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Top-level `audit`: where every request's [`super::AuditRecord`] goes and how it gets there.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSpec {
     /// The hash-chained JSONL file (the embedded default writes one under the OS temp dir).
@@ -65,7 +65,7 @@ impl Default for AuditSpec {
 }
 
 /// The JSONL file sink.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkSpec {
     /// The active file. A leading `{tmp}` is the OS temp dir (e.g.
@@ -87,7 +87,7 @@ pub struct FileSinkSpec {
 }
 
 /// Signed checkpoints: an Ed25519 signature over the chain head, written into the chain.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSpec {
     /// The signing key: an Ed25519 private key, PKCS#8 PEM (`palisade audit keygen FILE` or
@@ -111,10 +111,11 @@ pub struct CheckpointSpec {
 }
 
 /// The Redis Stream sink.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSinkSpec {
     /// `redis://host:port[/db]` (or `rediss://`). Required.
+    #[serde(serialize_with = "crate::redact::url")]
     pub url: String,
     /// The stream key. Default: `palisade:audit`.
     #[serde(default = "default_stream")]
@@ -129,7 +130,7 @@ pub struct RedisSinkSpec {
 }
 
 /// What a request does when the audit queue is full.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFull {
     /// Wait for room (asynchronously); nothing is lost.
@@ -140,7 +141,7 @@ pub enum OnFull {
 }
 
 /// What the proxy does while a sink fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnSinkFailure {
     /// Refuse new requests with 503 `AUDIT_UNAVAILABLE` until a write succeeds.

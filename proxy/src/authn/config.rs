@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 /// How requests prove who they are. With no issuer, no API keys and no trusted gateway
 /// configured, every route that requires authentication answers 401.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthnSpec {
     /// JWT issuers (OIDC providers or shared-secret issuers). Default: none.
@@ -37,18 +37,24 @@ pub struct AuthnSpec {
     /// Where revoked token ids are shared between replicas. Default: in-process only.
     #[serde(default)]
     pub revocation: RevocationSpec,
+    /// PEM bundle of CAs trusted for JWKS and OIDC discovery fetches (an IdP behind a private
+    /// CA), besides the built-in web roots and `SSL_CERT_FILE`. Default: absent.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 /// Shared revocation list.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationSpec {
     /// `redis://host:port` of a standalone Redis holding the shared list. Default: absent
     /// (revocations stay in this process).
     #[serde(default)]
+    #[serde(serialize_with = "crate::redact::opt_url")]
     pub redis_url: Option<String>,
     /// Seed nodes of a Redis Cluster instead of `redis_url`. Default: none.
     #[serde(default)]
+    #[serde(serialize_with = "crate::redact::urls")]
     pub redis_cluster: Vec<String>,
     /// The Redis sorted set (jti → expiry). Default: `palisade:revoked`.
     #[serde(default = "default_revocation_key")]
@@ -86,7 +92,7 @@ impl Default for AuthnSpec {
 }
 
 /// One JWT issuer.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerSpec {
     /// The exact `iss` claim value. Required.
@@ -127,7 +133,7 @@ pub struct IssuerSpec {
 }
 
 /// Where an issuer's keys come from: set exactly one field.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeySourceSpec {
     /// OIDC discovery: `<issuer>/.well-known/openid-configuration` → `jwks_uri`. Default: `false`.
@@ -136,6 +142,7 @@ pub struct KeySourceSpec {
     /// A JWKS URL (`https://…/.well-known/jwks.json`), fetched at start and on the refresh
     /// interval. Default: absent.
     #[serde(default)]
+    #[serde(serialize_with = "crate::redact::opt_url")]
     pub jwks_url: Option<String>,
     /// A local JWKS file (re-read on the refresh interval). Default: absent.
     #[serde(default)]
@@ -160,7 +167,7 @@ impl KeySourceSpec {
 /// Claim paths for principal attributes. A path is a top-level claim name (which may contain
 /// dots, like Auth0's `https://example.com/roles`) or a dotted path into nested objects
 /// (`realm_access.roles`). Each attribute takes the first path that is present.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimMappingSpec {
     /// Role claims; values from every listed path are merged. Default: `[roles, role]`.
@@ -197,7 +204,7 @@ impl Default for ClaimMappingSpec {
 }
 
 /// The development issuer.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevIssuerSpec {
     /// The `iss` of dev tokens. Default: `palisade-dev`.
@@ -216,7 +223,7 @@ pub struct DevIssuerSpec {
 }
 
 /// API keys.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeysSpec {
     /// YAML file of hashed keys, managed with `palisade keys create|list|revoke -f FILE` and
@@ -226,9 +233,11 @@ pub struct ApiKeysSpec {
     /// `redis://host:port` of a standalone Redis holding hashed keys shared by all replicas
     /// (`palisade keys … --redis URL`). Default: absent.
     #[serde(default)]
+    #[serde(serialize_with = "crate::redact::opt_url")]
     pub redis_url: Option<String>,
     /// Seed nodes of a Redis Cluster instead of `redis_url`. Default: none.
     #[serde(default)]
+    #[serde(serialize_with = "crate::redact::urls")]
     pub redis_cluster: Vec<String>,
     /// The Redis hash holding the keys. Default: `palisade:apikeys`.
     #[serde(default = "default_apikeys_key")]
@@ -240,7 +249,7 @@ fn default_apikeys_key() -> String {
 }
 
 /// Trusted edge-gateway identity headers (the Supabase edge-function pattern).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrustedHeadersSpec {
     /// Networks (CIDR) whose requests may carry identity headers. Required.
@@ -263,7 +272,7 @@ pub struct TrustedHeadersSpec {
 }
 
 /// Verified-token cache.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenCacheSpec {
     /// Most tokens kept; `0` turns the cache off. Default: `10000`.
@@ -280,7 +289,7 @@ impl Default for TokenCacheSpec {
 }
 
 /// The signed identity assertion forwarded upstream.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssertionSpec {
     /// Lifetime of an assertion (at most 60 s). Default: `60s`.

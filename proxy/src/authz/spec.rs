@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Top-level `authorization:`: which Cedar policy sets decide, and how.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthzSpec {
     /// Policy sets, each a directory with `*.cedarschema`, `*.cedar` and an optional
@@ -24,7 +24,7 @@ pub struct AuthzSpec {
 }
 
 /// One policy set.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySetSpec {
     /// Name used in metrics (`policy_set` label), logs and audit. Default: `main`.
@@ -41,7 +41,7 @@ pub struct PolicySetSpec {
 }
 
 /// Enforcement mode of a policy set.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModeSpec {
     /// Deny refuses the request.
@@ -52,7 +52,7 @@ pub enum ModeSpec {
 }
 
 /// A route's `authorization:`: how its requests map to Cedar actions and resources.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteAuthzSpec {
     /// Rules tried in order; the first whose methods and path match gives the request's action
@@ -72,7 +72,7 @@ pub struct RouteAuthzSpec {
 }
 
 /// One request-mapping rule.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthzRuleSpec {
     /// Methods the rule applies to, upper case. Default: any method.
@@ -89,7 +89,7 @@ pub struct AuthzRuleSpec {
 }
 
 /// Stream behaviour for denied AG-UI tool calls.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeniedToolCall {
     /// Remove the call's events from the stream.

@@ -14,7 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Root of `palisade.yaml`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigSpec {
     /// Public listeners that accept client traffic. Default: one plain HTTP listener on
@@ -74,7 +74,7 @@ pub struct ConfigSpec {
 }
 
 /// One public listener.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSpec {
     /// Name used in logs and metrics. Default: `public`.
@@ -95,7 +95,7 @@ pub struct ListenerSpec {
 }
 
 /// A certificate and key for a TLS listener.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
     /// PEM file with the certificate chain, leaf first. Required.
@@ -114,7 +114,7 @@ pub struct TlsSpec {
 }
 
 /// The admin listener.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSpec {
     /// `host:port` of the admin listener. Default: `127.0.0.1:9901` (loopback only).
@@ -135,7 +135,7 @@ impl Default for AdminSpec {
 }
 
 /// Process-wide settings.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSpec {
     /// Worker threads of the data plane. Default: the number of CPU cores.
@@ -146,7 +146,8 @@ pub struct ServerSpec {
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub drain_timeout: Duration,
-    /// Log line format: `json` (one object per line) or `pretty`. Default: `json`.
+    /// Log line format: `auto` (pretty on a terminal, JSON otherwise), `json` or `pretty`.
+    /// Default: `auto`.
     #[serde(default)]
     pub log_format: LogFormat,
     /// Log filter in `tracing` `EnvFilter` syntax, e.g. `info,palisade_proxy=debug`. Default:
@@ -194,7 +195,7 @@ fn default_reload_interval() -> Duration {
 }
 
 /// Request limits.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     /// Largest request body accepted, in bytes; larger bodies get 413 `PAYLOAD_TOO_LARGE`.
@@ -212,7 +213,7 @@ impl Default for LimitsSpec {
 }
 
 /// A named upstream.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
     /// `host:port` of the upstream; a host name is resolved at start-up. Required.
@@ -236,7 +237,7 @@ pub struct UpstreamSpec {
 }
 
 /// One route: which requests it matches and where they go.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     /// Unique route name, used in metrics, logs, audit and as Cedar `Route::"<name>"`. Required.
@@ -294,7 +295,7 @@ pub struct RouteSpec {
 }
 
 /// Request matching of a route.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatchSpec {
     /// Exact host (without port), or `*.example.com` for any subdomain. Default: any host.
@@ -311,7 +312,7 @@ pub struct MatchSpec {
 }
 
 /// The bundled orchestrator started in-process.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmbeddedOrchestratorSpec {
     /// `host:port` the orchestrator binds. Default: `127.0.0.1:8081`.

@@ -46,6 +46,7 @@ impl Errors {
 
 /// Validates `spec`; secrets (key files, `*_env` variables) come from `secrets`.
 pub(super) fn validate(spec: ConfigSpec, secrets: &mut Secrets) -> Result<Config, Vec<FieldError>> {
+    let effective = Arc::new(spec.clone());
     let mut errors = Errors::default();
 
     if spec.listeners.is_empty() {
@@ -175,6 +176,7 @@ pub(super) fn validate(spec: ConfigSpec, secrets: &mut Secrets) -> Result<Config
         rate_limits: rate_limits.settings,
         audit,
         tracing,
+        spec: effective,
     })
 }
 

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Top-level `guardrails:`: named rule sets and the one routes use unless they choose.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GuardrailsSpec {
     /// Rule set applied to every route that does not name one in its own `guardrails`. The
@@ -24,7 +24,7 @@ pub struct GuardrailsSpec {
 }
 
 /// A route's `guardrails:`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteGuardrailsSpec {
     /// Inspect this route's requests and responses. Default: `true`.
@@ -37,7 +37,7 @@ pub struct RouteGuardrailsSpec {
 }
 
 /// One named rule set.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSetSpec {
     /// Start from the built-in rules (prompt injection, PII, secrets, destructive tool
@@ -76,7 +76,7 @@ impl Default for RuleSetSpec {
 }
 
 /// A rule: what it matches, where, and what happens on each side.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     /// Rule id, reported in findings, metrics and the audit record, e.g. `custom.wire_transfer`.
@@ -112,7 +112,7 @@ pub struct RuleSpec {
 }
 
 /// Changes to a built-in rule; absent fields keep the built-in value.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleOverrideSpec {
     /// Action on request text. Default: the built-in action.
@@ -130,7 +130,7 @@ pub struct RuleOverrideSpec {
 }
 
 /// What regex rules run on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MatchOn {
     /// The normalized text (evasion-resistant; no `redact`).
@@ -141,7 +141,7 @@ pub enum MatchOn {
 }
 
 /// What a rule does when it matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     /// Requests only: refuse with 400 `GUARDRAIL_VIOLATION`.
@@ -156,7 +156,7 @@ pub enum Action {
 }
 
 /// An action, or `off` to not check a side at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionOrOff {
     /// See [`Action::Block`].
@@ -185,7 +185,7 @@ impl ActionOrOff {
 }
 
 /// Where text is found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Location {
     /// Request: AG-UI `user` (and `developer`/`system`) messages, A2A message parts.
@@ -201,7 +201,7 @@ pub enum Location {
 }
 
 /// Request body checks.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RequestChecksSpec {
     /// Deepest nesting of arrays and objects accepted in any JSON request body; deeper bodies

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::error::FieldError;
 
 /// The client edge of every public listener.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EdgeSpec {
     /// Networks (CIDRs or bare addresses) of reverse proxies / load balancers in front of
@@ -27,7 +27,7 @@ pub struct EdgeSpec {
 }
 
 /// Which forwarding header names the client.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClientIpHeader {
     /// `X-Forwarded-For: client, proxy1, proxy2`.

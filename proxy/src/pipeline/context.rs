@@ -124,6 +124,8 @@ pub struct RequestCtx {
     pub audit: crate::protocol::agui::SeenToolCalls,
     /// The CORS headers of every response to this request (empty unless the route has `cors`).
     pub cors: Vec<crate::route::cors::CorsHeader>,
+    /// The proxy answered this request as a CORS preflight (reason `cors_preflight`).
+    pub preflight: bool,
     _in_flight: InFlight,
 }
 
@@ -173,6 +175,7 @@ impl RequestCtx {
             guard: Default::default(),
             audit: Default::default(),
             cors: Vec::new(),
+            preflight: false,
             _in_flight: in_flight,
         }
     }

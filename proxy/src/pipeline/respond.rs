@@ -84,6 +84,8 @@ pub async fn refuse(
 
 /// Answers a CORS preflight the route allows: `204` with the headers admission computed.
 pub async fn preflight(session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
+    // Counted and audited with reason `cors_preflight`, apart from requests that were proxied.
+    ctx.preflight = true;
     let mut resp = ResponseHeader::build(204, Some(ctx.cors.len() + 1))?;
     resp.insert_header("x-request-id", ctx.core.request_id.as_str())?;
     for (name, value) in &ctx.cors {

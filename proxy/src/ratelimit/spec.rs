@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Top-level `rate_limits`: limits every route inherits, tiers, stream caps and the backend.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitsSpec {
     /// Limits applied to every route (unless the route sets `rate_limits.inherit: false`).
@@ -45,7 +45,7 @@ pub struct RateLimitsSpec {
 }
 
 /// One limit: `requests` per `per` for each distinct value of `scope`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     /// Name, unique among the limits that can apply to one route; reported in the
@@ -71,7 +71,7 @@ pub struct LimitSpec {
 }
 
 /// What one counter of a limit is shared by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitScope {
     /// The authenticated principal (`User::"…"`, `ApiKey::"…"`, …); anonymous callers are
@@ -90,7 +90,7 @@ pub enum LimitScope {
 }
 
 /// Algorithm of a limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     /// GCRA: a smooth rate with a burst allowance.
@@ -102,7 +102,7 @@ pub enum LimitKind {
 
 /// Caps on concurrently open streams (requests that ask for `text/event-stream`, and every
 /// request on an `agui` route, hold a slot from admission until the stream ends).
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StreamCapsSpec {
     /// Open streams per principal. Default: absent (no cap).
@@ -114,7 +114,7 @@ pub struct StreamCapsSpec {
 }
 
 /// Tuning of the in-process store.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MemorySpec {
     /// Most counters kept; when full, idle counters are dropped first, then the ones closest
@@ -124,15 +124,17 @@ pub struct MemorySpec {
 }
 
 /// A Redis backend.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSpec {
     /// `redis://[user:password@]host:port[/db]` of a standalone server. Exactly one of `url` and
     /// `cluster` is required. Default: absent.
     #[serde(default)]
+    #[serde(serialize_with = "crate::redact::opt_url")]
     pub url: Option<String>,
     /// Seed nodes of a Redis Cluster (`redis://host:port` each). Default: absent.
     #[serde(default)]
+    #[serde(serialize_with = "crate::redact::urls")]
     pub cluster: Vec<String>,
     /// Prefix of every key. Default: `palisade:rl`.
     #[serde(default = "default_key_prefix")]
@@ -149,7 +151,7 @@ pub struct RedisSpec {
 }
 
 /// Behaviour while the shared backend is unreachable.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FailureMode {
     /// Fall back to the in-process limiter (limits then hold per replica).
@@ -160,7 +162,7 @@ pub enum FailureMode {
 }
 
 /// A route's own `rate_limits`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RouteLimitsSpec {
     /// Limits of this route, checked together with the inherited top-level ones (their

@@ -171,6 +171,8 @@ impl Metrics {
             .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::GIT_SHA])
             .set(1);
         registry.register(Box::new(build_info))?;
+        // `process_*`: CPU, memory, descriptors, threads, read from /proc at each scrape.
+        registry.register(Box::new(super::process::ProcessCollector::new()?))?;
         registry.register(Box::new(authz_decisions.clone()))?;
         registry.register(Box::new(authz_duration.clone()))?;
         registry.register(Box::new(policy_reloads.clone()))?;

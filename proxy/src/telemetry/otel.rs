@@ -43,6 +43,8 @@ pub struct OtelSettings {
     pub service_name: String,
     /// Export deadline.
     pub timeout: Duration,
+    /// Extra CAs trusted for the collector (`http_protobuf`).
+    pub ca_file: Option<String>,
 }
 
 /// Validates the `tracing` section against `env` (the `OTEL_EXPORTER_OTLP_*` variables).
@@ -85,6 +87,17 @@ pub fn validate(
             .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
             .unwrap_or_else(|| "http://localhost:4317".into()),
     };
+    if spec.ca_file.is_some() && protocol == OtlpProtocol::Grpc {
+        push("ca_file", "applies to http_protobuf only".into());
+    }
+    if let Some(ca) = &spec.ca_file {
+        if !std::path::Path::new(ca).is_file() {
+            push(
+                "ca_file",
+                format!("file `{ca}` does not exist or is not a file"),
+            );
+        }
+    }
     if !matches!(endpoint.parse::<http::Uri>(), Ok(u) if u.scheme().is_some() && u.host().is_some())
     {
         push("endpoint", format!("`{endpoint}` is not an http(s) URL"));
@@ -95,7 +108,20 @@ pub fn validate(
         sampling_ratio: spec.sampling_ratio,
         service_name: spec.service_name.clone(),
         timeout: spec.timeout,
+        ca_file: spec.ca_file.clone(),
     })
+}
+
+/// `server.address` and `server.port` of an upstream: the configured host name (no reverse
+/// lookup), else the resolved IP; the resolved port.
+fn server_address(upstream: &crate::route::Upstream) -> (String, u16) {
+    let port = upstream.address.port();
+    let host = upstream
+        .authority
+        .parse::<http::uri::Authority>()
+        .map(|a| a.host().trim_matches(['[', ']']).to_string())
+        .unwrap_or_else(|_| upstream.address.ip().to_string());
+    (host, port)
 }
 
 /// `base` with `/v1/traces` appended when it has no path of its own.
@@ -132,7 +158,7 @@ impl Tracing {
             OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_http_client(palisade_wire::otlp::OtlpHttpClient(
-                    reqwest::Client::builder().timeout(s.timeout).build()?,
+                    crate::outbound::http_client(s.timeout, s.ca_file.as_deref())?,
                 ))
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(s.endpoint.clone())
@@ -261,13 +287,25 @@ impl RequestSpan {
         )
     }
 
-    /// Starts the `upstream` span (the peer was chosen).
-    pub fn start_upstream(&mut self) {
+    /// Starts the `upstream` span (the peer was chosen) with the OpenTelemetry HTTP client
+    /// attributes `server.address`, `server.port` and `url.full`. `path_and_query` is what goes
+    /// upstream (after the route's rewrite); `url.full` keeps only its path, since a query
+    /// string may carry secrets (tokens, signatures) that must not reach the trace backend.
+    pub fn start_upstream(&mut self, upstream: &crate::route::Upstream, path_and_query: &str) {
         if let Some(l) = self.0.as_mut() {
+            let (host, port) = server_address(upstream);
+            let path = path_and_query.split(['?', '#']).next().unwrap_or("/");
+            let scheme = if upstream.tls { "https" } else { "http" };
+            let url = format!("{scheme}://{}{path}", upstream.authority);
             let span = l
                 .tracer
                 .span_builder("upstream")
                 .with_kind(SpanKind::Client)
+                .with_attributes([
+                    KeyValue::new("server.address", host),
+                    KeyValue::new("server.port", i64::from(port)),
+                    KeyValue::new("url.full", url),
+                ])
                 .start_with_context(&l.tracer, &l.cx);
             l.upstream = Some(span);
         }

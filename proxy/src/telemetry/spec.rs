@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// Top-level `tracing`: OpenTelemetry spans for every request, exported over OTLP.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TracingSpec {
     /// Export spans. Off by default: the embedded default opens no network connection.
@@ -18,6 +18,7 @@ pub struct TracingSpec {
     /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) or `OTEL_EXPORTER_OTLP_ENDPOINT`
     /// environment variable, else `http://localhost:4318` (`http://localhost:4317` for grpc).
     #[serde(default)]
+    #[serde(serialize_with = "crate::redact::opt_url")]
     pub endpoint: Option<String>,
     /// OTLP transport: `http_protobuf` or `grpc`. Default: `OTEL_EXPORTER_OTLP_PROTOCOL`
     /// (`http/protobuf` or `grpc`) when set, else `http_protobuf`.
@@ -34,6 +35,10 @@ pub struct TracingSpec {
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
+    /// PEM bundle of CAs trusted for an `https` collector (`http_protobuf`), besides the
+    /// built-in web roots and `SSL_CERT_FILE`. Default: absent.
+    #[serde(default)]
+    pub ca_file: Option<String>,
 }
 
 impl Default for TracingSpec {
@@ -45,12 +50,13 @@ impl Default for TracingSpec {
             sampling_ratio: default_ratio(),
             service_name: default_service_name(),
             timeout: default_timeout(),
+            ca_file: None,
         }
     }
 }
 
 /// OTLP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OtlpProtocol {
     /// OTLP/HTTP with protobuf bodies (`POST /v1/traces`).
@@ -70,12 +76,14 @@ fn default_timeout() -> Duration {
 }
 
 /// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
-    /// One JSON object per line.
+    /// Pretty lines when stderr is a terminal, JSON lines otherwise.
     #[default]
+    Auto,
+    /// One JSON object per line.
     Json,
-    /// Human-readable lines.
+    /// Human-readable, coloured on a terminal; no event target or source file.
     Pretty,
 }
