@@ -16,6 +16,7 @@
 //! # Ok::<(), palisade_proxy::config::ConfigError>(())
 //! ```
 
+mod budget;
 pub mod env;
 pub mod locate;
 pub mod reference;
@@ -185,16 +186,27 @@ pub struct Report {
 
 /// Places each error of `errors` in `text` (see [`locate::locate`]).
 pub fn locate_all(text: &str, errors: Vec<FieldError>) -> Vec<Diagnostic> {
+    // Locating re-reads the file once per error: past the first few hundred, the rest are
+    // reported without a position rather than making a huge broken file take minutes.
+    const LOCATED: usize = 200;
     let mut out: Vec<Diagnostic> = errors
         .into_iter()
-        .map(|error| Diagnostic {
-            position: locate::locate(text, &error.path),
+        .enumerate()
+        .map(|(i, error)| Diagnostic {
+            position: (i < LOCATED)
+                .then(|| locate::locate(text, &error.path))
+                .flatten(),
             error,
         })
         .collect();
     // File order; errors outside the file keep their order, after the rest.
     out.sort_by_key(|d| (d.position.is_none(), d.position));
     out
+}
+
+/// Refuses a file too large to build a tree from (see [`budget`]): the message says why.
+pub fn check_budget(text: &str) -> Result<(), String> {
+    budget::check(text)
 }
 
 /// All three loading steps on `text`, collecting every error with its position.
@@ -212,6 +224,20 @@ where
         errors: attribute(locate_all(text, errors), &overridden),
         notes: locate_all(text, notes),
     };
+    // Too big to build (an alias bomb): refused before any tree exists.
+    if let Err(message) = budget::check(text) {
+        return Report {
+            config: None,
+            errors: vec![Diagnostic {
+                position: None,
+                error: FieldError {
+                    path: "(document)".into(),
+                    message,
+                },
+            }],
+            notes: Vec::new(),
+        };
+    }
     // Not YAML at all: the parser's own position.
     if let Err(e) = yaml_serde::from_str::<yaml_serde::Value>(text) {
         return Report {
@@ -291,6 +317,12 @@ fn tree<I>(text: &str, env: Option<I>) -> Result<yaml_serde::Value, ConfigError>
 where
     I: IntoIterator<Item = (String, String)>,
 {
+    budget::check(text).map_err(|message| {
+        ConfigError::Invalid(vec![FieldError {
+            path: "(document)".into(),
+            message,
+        }])
+    })?;
     let mut tree: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| {
         let at = e
             .location()

@@ -136,6 +136,7 @@ impl Fingerprint {
     /// Fingerprints `text` with the overrides in `env` applied. Comments, key order and
     /// formatting do not change it; any value does.
     pub fn of(text: &str, env: &[(String, String)]) -> Result<Self, String> {
+        crate::config::check_budget(text)?;
         let mut tree: yaml_serde::Value =
             yaml_serde::from_str(text).map_err(|e| format!("not valid YAML: {e}"))?;
         if tree.is_null() {
@@ -221,7 +222,9 @@ pub struct Status {
     pub reloads: u64,
     /// Reloads refused since start.
     pub failed_reloads: u64,
-    /// Why the last reload was refused, when the last one was.
+    /// Where the last reload was refused (positions and field paths, or the restart-only
+    /// sections changed; never a value, since `/readyz` needs no credentials), when the last one
+    /// was. The full messages are in the log.
     pub last_error: Option<String>,
 }
 
@@ -283,6 +286,8 @@ pub struct Reloader {
     certs: Vec<Arc<ReloadingCert>>,
     client_cas: Vec<Arc<ReloadingClientCa>>,
     metrics: ReloadMetrics,
+    /// Held for a whole reload: one at a time.
+    reloading: Mutex<()>,
     state: Mutex<State>,
 }
 
@@ -315,6 +320,7 @@ impl Reloader {
             certs: tls.0,
             client_cas: tls.1,
             metrics,
+            reloading: Mutex::new(()),
             state: Mutex::new(State {
                 file_seen: Sha256::digest(source.text.as_bytes()).into(),
                 spec: config.spec.clone(),
@@ -332,18 +338,12 @@ impl Reloader {
 
     /// The running configuration as typed, after overrides (`GET /admin/config` redacts it).
     pub fn spec(&self) -> Arc<crate::config::spec::ConfigSpec> {
-        self.state
-            .lock()
-            .map(|s| s.spec.clone())
-            .unwrap_or_else(|p| p.into_inner().spec.clone())
+        self.state().spec.clone()
     }
 
     /// The running configuration's hash and the reload counts.
     pub fn status(&self) -> Status {
-        self.state
-            .lock()
-            .map(|s| s.status.clone())
-            .unwrap_or_else(|p| p.into_inner().status.clone())
+        self.state().status.clone()
     }
 
     /// Reads the config file again and applies it, or refuses it (blocking: validation loads
@@ -351,8 +351,13 @@ impl Reloader {
     pub fn reload(&self, trigger: &str) -> Outcome {
         let outcome = self.try_reload();
         match &outcome {
-            Outcome::NoFile | Outcome::Unchanged => {
-                tracing::debug!(trigger, ?outcome, "config reload: nothing to do")
+            Outcome::NoFile => {}
+            Outcome::Unchanged => {
+                self.metrics.last_ok.set(1);
+                tracing::debug!(
+                    trigger,
+                    "config reload: the file is the running configuration"
+                );
             }
             Outcome::Applied { from, to, sections } => {
                 self.metrics.reloads.with_label_values(&["success"]).inc();
@@ -370,55 +375,92 @@ impl Reloader {
         outcome
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while the lock was held leaves nothing half-written (the swap is one store):
+        // keep going rather than stop reloading for good.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records a refusal. `errors` (with values) go to the log; `summary` (positions and field
+    /// paths only: a value may be a credential) goes to the unauthenticated `/readyz`.
+    fn refuse(&self, errors: Vec<String>, summary: String) -> Outcome {
+        let mut state = self.state();
+        state.status.failed_reloads += 1;
+        state.status.last_error = Some(summary);
+        Outcome::Refused(errors)
+    }
+
     fn try_reload(&self) -> Outcome {
         let Some(path) = &self.path else {
             return Outcome::NoFile;
         };
-        let mut state = match self.state.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
-        let refuse = |state: &mut State, errors: Vec<String>| {
-            state.status.failed_reloads += 1;
-            state.status.last_error = Some(errors.join("; "));
-            Outcome::Refused(errors)
-        };
+        // One reload at a time. `state` itself is only held for short reads and the final swap:
+        // `/readyz` and `/admin/config` read it on the aux runtime and must never wait for a
+        // reload's validation (policies, rule sets, upstream DNS).
+        let _one = self
+            .reloading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let file = path.display().to_string();
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
-                return refuse(
-                    &mut state,
-                    vec![format!("cannot read {}: {e}", path.display())],
-                )
+                let message = format!("cannot read {file}: {e}");
+                return self.refuse(vec![message.clone()], message);
             }
         };
-        state.file_seen = Sha256::digest(text.as_bytes()).into();
+        let (running, limiter) = {
+            let mut state = self.state();
+            state.file_seen = Sha256::digest(text.as_bytes()).into();
+            (state.running.clone(), state.limiter.clone())
+        };
         let next = match Fingerprint::of(&text, &self.env) {
             Ok(f) => f,
-            Err(e) => return refuse(&mut state, vec![e]),
+            Err(e) => {
+                let summary = format!("{file}: not a usable YAML document (details in the log)");
+                return self.refuse(vec![e], summary);
+            }
         };
-        if next.hash == state.running.hash {
+        if next.hash == running.hash {
+            // Back to the running version (a reverted edit): nothing is pending any more.
+            self.state().status.last_error = None;
             return Outcome::Unchanged;
         }
-        let changed = state.running.changed(&next);
+        let changed = running.changed(&next);
         let needs_restart: Vec<String> = RESTART_ONLY
             .iter()
             .filter(|(name, _)| changed.iter().any(|c| c == name))
             .map(|(name, why)| format!("{name}: changed, but {why}; restart to apply it"))
             .collect();
         if !needs_restart.is_empty() {
-            return refuse(&mut state, needs_restart);
+            let summary = needs_restart.join("; ");
+            return self.refuse(needs_restart, summary);
         }
-        let config = match Config::from_yaml(&text, self.env.clone()) {
-            Ok(c) => c,
-            Err(e) => {
+        // Validation runs code that must never take the watcher down with it.
+        let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Config::from_yaml(&text, self.env.clone())
+        }));
+        let config = match loaded {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 // `file:line:column: path: message`, as `palisade validate` prints them.
-                let file = path.display().to_string();
-                let errors = crate::config::locate_all(&text, e.field_errors())
+                let located = crate::config::locate_all(&text, e.field_errors());
+                let errors = located.iter().map(|d| d.render(&file)).collect();
+                let summary = located
                     .iter()
-                    .map(|d| d.render(&file))
-                    .collect();
-                return refuse(&mut state, errors);
+                    .map(|d| match d.position {
+                        Some(p) => format!("{file}:{}:{}: {}", p.line, p.column, d.error.path),
+                        None => format!("{file}: {}", d.error.path),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return self.refuse(errors, format!("{summary} (details in the log)"));
+            }
+            Err(_) => {
+                let message = "validating the new file panicked (a bug: please report it)";
+                return self.refuse(vec![message.into()], message.into());
             }
         };
         let limiter = if changed.iter().any(|c| c == "rate_limits") {
@@ -426,13 +468,17 @@ impl Reloader {
             let _runtime = self.aux.enter();
             match RateLimiter::new(config.rate_limits.clone(), self.shared.metrics.clone()) {
                 Ok(l) => Arc::new(l),
-                Err(e) => return refuse(&mut state, vec![format!("rate_limits: {e}")]),
+                Err(e) => {
+                    let summary = "rate_limits: the Redis client could not be set up".to_string();
+                    return self.refuse(vec![format!("rate_limits: {e}")], summary);
+                }
             }
         } else {
-            state.limiter.clone()
+            limiter
         };
         let stages = build_stages(&config, &self.shared, limiter.clone(), &next.hash);
         self.live.store(Arc::new(stages));
+        let mut state = self.state();
         let from = std::mem::replace(&mut state.running, next);
         state.limiter = limiter;
         state.spec = config.spec.clone();

@@ -144,8 +144,8 @@ pub struct ReloadingClientCa {
 struct Verifier {
     inner: Arc<dyn ClientCertVerifier>,
     /// The CA subjects sent as hints. `root_hint_subjects` returns a borrow of `self`, which an
-    /// `ArcSwap` guard cannot give out; each CA version's hints are therefore leaked once
-    /// (a few hundred bytes per CA file change, bounded by how often an operator rotates CAs).
+    /// `ArcSwap` guard cannot give out: each distinct hint list is leaked once ([`intern_hints`],
+    /// bounded).
     hints: &'static [DistinguishedName],
 }
 
@@ -194,8 +194,32 @@ impl ReloadingClientCa {
 
 fn load_verifier(ca: &Path, require: bool) -> anyhow::Result<Verifier> {
     let inner = super::mtls::client_verifier(&ca.display().to_string(), require)?;
-    let hints: &'static [DistinguishedName] = Box::leak(inner.root_hint_subjects().into());
+    let hints = intern_hints(inner.root_hint_subjects());
     Ok(Verifier { inner, hints })
+}
+
+/// The `'static` copy of a hint list: each distinct list is leaked once and reused (a bundle
+/// rewritten with the same CAs costs nothing). Past [`MAX_HINT_SETS`] distinct lists (a bundle
+/// that changes on every poll) new ones get no hints — clients then offer any certificate they
+/// have — rather than memory growing for as long as the process runs.
+fn intern_hints(hints: &[DistinguishedName]) -> &'static [DistinguishedName] {
+    const MAX_HINT_SETS: usize = 16;
+    static SETS: Mutex<Vec<&'static [DistinguishedName]>> = Mutex::new(Vec::new());
+    let mut sets = SETS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let same = |set: &&&'static [DistinguishedName]| {
+        set.len() == hints.len() && set.iter().zip(hints).all(|(a, b)| a.as_ref() == b.as_ref())
+    };
+    if let Some(set) = sets.iter().find(same) {
+        return set;
+    }
+    if sets.len() >= MAX_HINT_SETS {
+        return &[];
+    }
+    let set: &'static [DistinguishedName] = Box::leak(hints.to_vec().into_boxed_slice());
+    sets.push(set);
+    set
 }
 
 impl ClientCertVerifier for ReloadingClientCa {

@@ -76,6 +76,9 @@ pub(super) fn homoglyph(c: char) -> Option<char> {
 /// replaced so no evasion it caught gets through.
 const BEYOND_UTS39: &[(char, char)] = &[
     ('ε', 'e'),
+    // UTS #39 says an `r` with a stroke; it is also read as an `f` (`ғorget`): the supplement
+    // wins, as the old table had it.
+    ('ғ', 'f'),
     ('є', 'e'),
     ('н', 'h'),
     ('к', 'k'),
@@ -105,14 +108,14 @@ const BEYOND_UTS39: &[(char, char)] = &[
 fn confusables() -> &'static [(char, char)] {
     static TABLE: std::sync::OnceLock<Vec<(char, char)>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        // (character, precedence, letter): a character's own confusable wins over the
-        // supplement, which wins over what its upper-case form looks like (`η` is an `n`, though
+        // (character, precedence, letter): the supplement wins over a character's own
+        // confusable, which wins over what its upper-case form looks like (`η` is an `n`, though
         // `Η` is an `H`).
         let mut table: Vec<(char, u8, char)> = Vec::with_capacity(2600);
         // Up to the end of the Supplementary Multilingual Plane: every confusable letter is there.
         for c in ('\u{80}'..='\u{1FFFF}').filter(|c| !is_invisible(*c)) {
             if let Some(latin) = uts39_latin(c) {
-                table.push((c, 0, latin));
+                table.push((c, 1, latin));
                 // The scanner lower-cases first: an upper-case look-alike (Cherokee `Ꭺ`) arrives
                 // as its lower-case form, which the confusables data may not list.
                 let mut lower = c.to_lowercase();
@@ -123,7 +126,7 @@ fn confusables() -> &'static [(char, char)] {
                 }
             }
         }
-        table.extend(BEYOND_UTS39.iter().map(|&(c, latin)| (c, 1, latin)));
+        table.extend(BEYOND_UTS39.iter().map(|&(c, latin)| (c, 0, latin)));
         table.sort_unstable();
         table.dedup_by_key(|e| e.0);
         table.into_iter().map(|(c, _, latin)| (c, latin)).collect()

@@ -201,8 +201,7 @@ fn homoglyphs_fold_from_unicode_confusables() {
         ('c', "сϲⅽ"),
         ('d', "ԁⅾ"),
         ('e', "еεє"),
-        // `ғ` was an `f` in the old table; Unicode's data says an `r` with a stroke, and wins.
-        ('r', "ғ"),
+        ('f', "ғ"),
         ('g', "ɡ"),
         ('h', "һн"),
         ('i', "іιıɩⅰ"),
