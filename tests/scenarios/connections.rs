@@ -113,11 +113,20 @@ async fn a_kept_alive_client_may_pause_between_requests() {
 async fn one_address_holds_at_most_max_connections_per_ip() {
     let (_echo, proxy) = echo_behind_proxy("max_connections_per_ip: 3").await;
     let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(TcpStream::connect(proxy.addr()).await.unwrap());
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..3 {
+        let mut sock = TcpStream::connect(proxy.addr()).await.unwrap();
+        // One answered request each: the proxy has accepted (and counts) the connection, however
+        // loaded the machine is; it stays open (kept alive) afterwards.
+        let req = format!("GET /held/{i} HTTP/1.1\r\nhost: p\r\n\r\n");
+        sock.write_all(req.as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), sock.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        held.push(sock);
     }
-    // Let the proxy accept them (the cap counts accepted connections).
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let mut fourth = TcpStream::connect(proxy.addr()).await.unwrap();
     let answer = read_until_closed(&mut fourth, Duration::from_secs(5))
         .await
