@@ -9,6 +9,7 @@
 
 mod validate;
 
+pub use crate::tls::TlsConfig;
 pub use validate::FieldError;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -52,15 +53,6 @@ pub struct OrchestratorConfig {
     /// Trust for outbound HTTPS (model, MCP, A2A, JWKS, OTLP). Default: the built-in web roots
     /// plus `SSL_CERT_FILE` when set.
     pub tls: TlsConfig,
-}
-
-/// Outbound TLS trust.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct TlsConfig {
-    /// A PEM file of extra CA certificates trusted in addition to the built-in web roots, e.g.
-    /// the private CA of an IdP or a model gateway. Default: none.
-    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for OrchestratorConfig {

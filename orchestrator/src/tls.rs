@@ -7,9 +7,19 @@
 //! private CA bundle works without a config change). [`Trust::from_config`] reads them once at
 //! start; a missing or empty file is a start-up error naming it, never a silent fallback.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::config::TlsConfig;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Outbound TLS trust.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// A PEM file of extra CA certificates trusted in addition to the built-in web roots, e.g.
+    /// the private CA of an IdP or a model gateway. Default: none.
+    pub ca_file: Option<PathBuf>,
+}
 
 /// The environment variable naming an extra PEM bundle of trusted CAs.
 pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
@@ -79,8 +89,8 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::TlsConfig;
     use super::{read_ca_file, Trust};
-    use crate::config::TlsConfig;
 
     #[test]
     fn reads_ca_bundles_and_names_bad_files() {

@@ -115,7 +115,7 @@ pub fn resolve_path(path: &str) -> PathBuf {
 /// A missing checkpoint key file is only a note when `secrets` are optional (`--no-env`).
 pub fn validate(
     spec: &AuditSpec,
-    secrets: &mut crate::config::Secrets,
+    secrets: &mut crate::secrets::Secrets,
     errors: &mut Vec<FieldError>,
 ) -> Settings {
     let mut push = |path: &str, message: &str| {

@@ -20,13 +20,12 @@ mod budget;
 pub mod env;
 pub mod locate;
 pub mod reference;
-mod secrets;
 pub mod spec;
 mod structure;
 mod validate;
 
+pub use crate::secrets::Secrets;
 pub use locate::Position;
-pub use secrets::Secrets;
 pub use validate::PerRoute;
 
 use std::net::SocketAddr;

@@ -34,6 +34,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod reload;
 pub mod route;
+pub mod secrets;
 pub mod server;
 pub mod stage;
 pub mod telemetry;

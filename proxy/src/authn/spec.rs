@@ -34,7 +34,7 @@ fn algorithms(spec: &IssuerSpec) -> Result<Vec<Algorithm>, String> {
 /// assertion keys) are read through `secrets`, which may excuse absent ones (`--no-env`).
 pub fn validate_spec(
     spec: &AuthnSpec,
-    secrets: &mut crate::config::Secrets,
+    secrets: &mut crate::secrets::Secrets,
     errors: &mut Vec<FieldError>,
 ) {
     let mut push = |path: String, message: String| errors.push(FieldError { path, message });

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use http::Method;
 
-use super::secrets::Secrets;
 use super::spec::{ConfigSpec, UpstreamSpec};
 use super::{Config, FieldError, Listener};
 use crate::route::{HostMatch, Route, RouteTable, Upstream};
+use crate::secrets::Secrets;
 
 #[derive(Default)]
 struct Errors(Vec<FieldError>);

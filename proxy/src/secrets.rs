@@ -8,7 +8,7 @@
 
 use std::io::ErrorKind;
 
-use super::FieldError;
+use crate::error::FieldError;
 
 /// The source of secrets for one validation run.
 #[derive(Debug)]
