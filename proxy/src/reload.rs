@@ -435,10 +435,7 @@ impl Reloader {
             return false;
         };
         let now: [u8; 32] = Sha256::digest(&bytes).into();
-        self.state
-            .lock()
-            .map(|s| s.file_seen != now)
-            .unwrap_or(false)
+        self.state().file_seen != now
     }
 
     /// Reloads every TLS listener's certificate pair and client CA whose files changed.
