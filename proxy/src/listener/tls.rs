@@ -35,7 +35,7 @@ pub enum Refresh {
 }
 
 /// The fingerprint of a set of files (their bytes), to notice a change without parsing.
-fn fingerprint(paths: &[&Path]) -> std::io::Result<[u8; 32]> {
+fn fingerprint(paths: &[PathBuf]) -> std::io::Result<[u8; 32]> {
     let mut hash = Sha256::new();
     for path in paths {
         let bytes = std::fs::read(path)?;
@@ -43,6 +43,56 @@ fn fingerprint(paths: &[&Path]) -> std::io::Result<[u8; 32]> {
         hash.update(&bytes);
     }
     Ok(hash.finalize().into())
+}
+
+/// Material loaded from a set of files, reloaded when their bytes change. The fingerprint of
+/// the files last looked at is kept whether they loaded or were refused: a bad version is not
+/// retried until the files change again.
+#[derive(Debug)]
+struct Watched<T> {
+    paths: Vec<PathBuf>,
+    current: ArcSwap<T>,
+    seen: Mutex<[u8; 32]>,
+}
+
+impl<T> Watched<T> {
+    /// Loads the files now; an unusable set fails the start.
+    fn load(
+        paths: Vec<PathBuf>,
+        load: impl Fn(&[PathBuf]) -> anyhow::Result<T>,
+    ) -> anyhow::Result<Self> {
+        let seen = fingerprint(&paths)?;
+        let current = load(&paths)?;
+        Ok(Self {
+            paths,
+            current: ArcSwap::from_pointee(current),
+            seen: Mutex::new(seen),
+        })
+    }
+
+    /// Reloads with `load` if the files changed since last looked at.
+    fn refresh(&self, load: impl Fn(&[PathBuf]) -> anyhow::Result<T>) -> Refresh {
+        let now = match fingerprint(&self.paths) {
+            Ok(f) => f,
+            // Mid-rotation a file may be briefly missing: keep serving, look again next time.
+            Err(e) => return Refresh::Refused(format!("reading the files: {e}")),
+        };
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *seen == now {
+            return Refresh::Unchanged;
+        }
+        *seen = now;
+        match load(&self.paths) {
+            Ok(v) => {
+                self.current.store(Arc::new(v));
+                Refresh::Reloaded
+            }
+            Err(e) => Refresh::Refused(format!("{e:#}")),
+        }
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -56,26 +106,20 @@ fn provider() -> Arc<CryptoProvider> {
 #[derive(Debug)]
 pub struct ReloadingCert {
     listener: String,
-    cert: PathBuf,
-    key: PathBuf,
-    current: ArcSwap<CertifiedKey>,
-    /// The fingerprint of the files last looked at (loaded or refused: a bad pair is not
-    /// retried until it changes again).
-    seen: Mutex<[u8; 32]>,
+    pair: Watched<CertifiedKey>,
+}
+
+fn load_pair_at(paths: &[PathBuf]) -> anyhow::Result<CertifiedKey> {
+    load_pair(&paths[0], &paths[1])
 }
 
 impl ReloadingCert {
     /// Loads the pair now; an unusable pair fails the start.
     pub fn load(listener: &str, cert: &str, key: &str) -> anyhow::Result<Self> {
-        let (cert, key) = (PathBuf::from(cert), PathBuf::from(key));
-        let seen = fingerprint(&[&cert, &key])?;
-        let current = load_pair(&cert, &key)?;
+        let paths = vec![PathBuf::from(cert), PathBuf::from(key)];
         Ok(Self {
             listener: listener.to_string(),
-            cert,
-            key,
-            current: ArcSwap::from_pointee(current),
-            seen: Mutex::new(seen),
+            pair: Watched::load(paths, load_pair_at)?,
         })
     }
 
@@ -86,31 +130,13 @@ impl ReloadingCert {
 
     /// Reloads the pair if its files changed since last looked at.
     pub fn refresh(&self) -> Refresh {
-        let now = match fingerprint(&[&self.cert, &self.key]) {
-            Ok(f) => f,
-            // Mid-rotation a file may be briefly missing: keep serving, look again next time.
-            Err(e) => return Refresh::Refused(format!("reading the certificate files: {e}")),
-        };
-        let Ok(mut seen) = self.seen.lock() else {
-            return Refresh::Unchanged;
-        };
-        if *seen == now {
-            return Refresh::Unchanged;
-        }
-        *seen = now;
-        match load_pair(&self.cert, &self.key) {
-            Ok(pair) => {
-                self.current.store(Arc::new(pair));
-                Refresh::Reloaded
-            }
-            Err(e) => Refresh::Refused(format!("{e:#}")),
-        }
+        self.pair.refresh(load_pair_at)
     }
 }
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+        Some(self.pair.current.load_full())
     }
 }
 
@@ -133,10 +159,8 @@ fn load_pair(cert: &Path, key: &Path) -> anyhow::Result<CertifiedKey> {
 #[derive(Debug)]
 pub struct ReloadingClientCa {
     listener: String,
-    ca: PathBuf,
     require: bool,
-    current: ArcSwap<Verifier>,
-    seen: Mutex<[u8; 32]>,
+    ca: Watched<Verifier>,
 }
 
 /// One loaded verifier with its hint list.
@@ -152,15 +176,11 @@ struct Verifier {
 impl ReloadingClientCa {
     /// Loads the CA file now; an unusable file fails the start.
     pub fn load(listener: &str, ca: &str, require: bool) -> anyhow::Result<Self> {
-        let ca = PathBuf::from(ca);
-        let seen = fingerprint(&[&ca])?;
-        let current = load_verifier(&ca, require)?;
+        let ca = Watched::load(vec![PathBuf::from(ca)], |p| load_verifier(&p[0], require))?;
         Ok(Self {
             listener: listener.to_string(),
-            ca,
             require,
-            current: ArcSwap::from_pointee(current),
-            seen: Mutex::new(seen),
+            ca,
         })
     }
 
@@ -171,24 +191,7 @@ impl ReloadingClientCa {
 
     /// Reloads the CA if its file changed since last looked at.
     pub fn refresh(&self) -> Refresh {
-        let now = match fingerprint(&[&self.ca]) {
-            Ok(f) => f,
-            Err(e) => return Refresh::Refused(format!("reading the client CA file: {e}")),
-        };
-        let Ok(mut seen) = self.seen.lock() else {
-            return Refresh::Unchanged;
-        };
-        if *seen == now {
-            return Refresh::Unchanged;
-        }
-        *seen = now;
-        match load_verifier(&self.ca, self.require) {
-            Ok(v) => {
-                self.current.store(Arc::new(v));
-                Refresh::Reloaded
-            }
-            Err(e) => Refresh::Refused(format!("{e:#}")),
-        }
+        self.ca.refresh(|p| load_verifier(&p[0], self.require))
     }
 }
 
@@ -224,15 +227,15 @@ fn intern_hints(hints: &[DistinguishedName]) -> &'static [DistinguishedName] {
 
 impl ClientCertVerifier for ReloadingClientCa {
     fn offer_client_auth(&self) -> bool {
-        self.current.load().inner.offer_client_auth()
+        self.ca.current.load().inner.offer_client_auth()
     }
 
     fn client_auth_mandatory(&self) -> bool {
-        self.current.load().inner.client_auth_mandatory()
+        self.ca.current.load().inner.client_auth_mandatory()
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.current.load().hints
+        self.ca.current.load().hints
     }
 
     fn verify_client_cert(
@@ -241,7 +244,8 @@ impl ClientCertVerifier for ReloadingClientCa {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, RusTlsError> {
-        self.current
+        self.ca
+            .current
             .load()
             .inner
             .verify_client_cert(end_entity, intermediates, now)
@@ -253,7 +257,8 @@ impl ClientCertVerifier for ReloadingClientCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, RusTlsError> {
-        self.current
+        self.ca
+            .current
             .load()
             .inner
             .verify_tls12_signature(message, cert, dss)
@@ -265,14 +270,15 @@ impl ClientCertVerifier for ReloadingClientCa {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, RusTlsError> {
-        self.current
+        self.ca
+            .current
             .load()
             .inner
             .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.current.load().inner.supported_verify_schemes()
+        self.ca.current.load().inner.supported_verify_schemes()
     }
 }
 
@@ -289,7 +295,7 @@ mod tests {
     }
 
     fn end_entity(r: &ReloadingCert) -> Vec<u8> {
-        r.current.load().cert[0].to_vec()
+        r.pair.current.load().cert[0].to_vec()
     }
 
     #[test]
