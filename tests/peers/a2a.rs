@@ -3,7 +3,7 @@
 //! `SendMessage`, `SendStreamingMessage` and `CancelTask` — allowed or refused per role by the
 //! seed policies — with the stream's updates arriving one by one.
 
-use palisade_e2e::{closed_port, TestProxy};
+use palisade_e2e::{free_port, TestProxy};
 use serde_json::Value;
 
 use crate::peer::{python_client, Issuer, Peer};
@@ -12,7 +12,7 @@ use crate::peer::{python_client, Issuer, Peer};
 async fn a2a_card_send_and_stream_through_the_proxy() {
     // The card must name the proxy's URL, so the proxy's port is known before the agent starts:
     // the agent gets a free port picked here.
-    let port = closed_port();
+    let port: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let issuer = Issuer::new();
     let proxy = TestProxy::new()
         .upstream("agent", port)

@@ -85,7 +85,7 @@ impl Nginx {
 
     fn try_start(conf: &str, palisade: SocketAddr, listen_extra: &str) -> Result<Nginx, String> {
         let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", palisade_e2e::closed_port().port())
+        let addr: SocketAddr = format!("127.0.0.1:{}", palisade_e2e::free_port())
             .parse()
             .unwrap();
         let conf = conf

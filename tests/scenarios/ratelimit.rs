@@ -7,7 +7,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use palisade_e2e::redis::{free_port, redis_cli, RedisCluster, RedisServer};
+use palisade_e2e::redis::{redis_cli, RedisCluster, RedisServer};
 use palisade_e2e::sse_client;
 use palisade_e2e::upstream::{self, SseScript};
 use palisade_e2e::{client, error_code, Proxy, TestProxy};
@@ -299,7 +299,7 @@ async fn redis_outage_fails_open_or_closed_and_recovers_by_itself() {
 fn a_proxy_with_redis_starts_outside_a_runtime_even_with_redis_down() {
     let config = format!(
         "rate_limits:\n  redis: {{url: \"redis://127.0.0.1:{}\", on_failure: fail_closed}}\n  limits:\n    - {{name: ip, scope: client_ip, requests: 10, per: 1s}}\n",
-        free_port()
+        palisade_e2e::closed_port().port()
     );
     let proxy = TestProxy::new()
         .upstream("echo", palisade_e2e::closed_port())

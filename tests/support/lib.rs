@@ -258,8 +258,25 @@ pub fn error_code(body: &[u8]) -> String {
     error["code"].as_str().unwrap().to_string()
 }
 
-/// A port on loopback that nothing listens on.
+/// A port on loopback that nothing listens on, for as long as this test process runs.
+///
+/// The port stays bound (never listening) by a socket kept open until the process exits, and
+/// without `SO_REUSEADDR`, so no other test process can be handed it: a connection to it is
+/// refused every time, rather than reaching whatever another test started on a port just freed.
 pub fn closed_port() -> SocketAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(false).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    std::mem::forget(socket); // held for the process's lifetime: see above
+    addr
+}
+
+/// A free loopback port for a server the test starts itself (nginx, Redis, a Python peer).
+///
+/// Free when this returns; another process could take it before the server binds it, which the
+/// callers' start-up retries or readiness checks notice.
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+    l.local_addr().unwrap().port()
 }

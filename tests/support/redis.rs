@@ -20,10 +20,7 @@ pub fn redis_binary(name: &str) -> PathBuf {
     })
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    crate::closed_port().port()
-}
+pub use crate::free_port;
 
 /// A free loopback port whose cluster-bus port (port + 10000) is free and in range too.
 pub fn free_cluster_port() -> u16 {

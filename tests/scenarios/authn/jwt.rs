@@ -226,7 +226,8 @@ async fn unknown_kid_flood_refetches_the_jwks_at_most_once_per_interval() {
     .expect("ready once the JWKS loaded");
     let loaded = idp.requests().len();
     assert!(loaded >= 1);
-    assert!(idp.requests().iter().all(|r| r.path == "/jwks"));
+    let paths: Vec<String> = idp.requests().iter().map(|r| r.path.clone()).collect();
+    assert!(paths.iter().all(|p| p == "/jwks"), "{paths:?}");
 
     let attacker = Signer::generate().unwrap();
     for _ in 0..50 {

@@ -147,7 +147,7 @@ async fn mcp_tools_list_and_call_are_filtered_against_a_real_mcp_server() {
         ("developer", "write_file /tmp/x", refused),
     ];
     for flavour in ["json", "sse"] {
-        let port = palisade_e2e::closed_port().port();
+        let port = palisade_e2e::free_port();
         let _server = Child(
             std::process::Command::new(&python)
                 .arg(scripts.path().join("server.py"))
