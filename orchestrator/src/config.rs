@@ -51,7 +51,7 @@ pub struct OrchestratorConfig {
     /// environment variables name an endpoint.
     pub tracing: crate::otel::TracingConfig,
     /// Trust for outbound HTTPS (model, MCP, A2A, JWKS, OTLP). Default: the built-in web roots
-    /// plus `SSL_CERT_FILE` when set.
+    /// and the system store (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set).
     pub tls: TlsConfig,
 }
 

@@ -98,7 +98,7 @@ impl Orchestrator {
     /// The routes and the span exporter (to flush at shutdown).
     async fn build(&self) -> anyhow::Result<(axum::Router, otel::Telemetry)> {
         let cfg = &self.cfg;
-        let trust = tls::Trust::from_config(&cfg.tls, |k| std::env::var(k).ok())
+        let trust = tls::trust(&cfg.tls, |k| std::env::var(k).ok())
             .map_err(|e| anyhow::anyhow!("outbound TLS trust: {e}"))?;
         let telemetry = otel::Telemetry::start(&cfg.tracing, &trust).context("tracing")?;
         let store = store::open(&cfg.store)

@@ -75,6 +75,9 @@ fn validate(path: &Path) -> ExitCode {
 }
 
 fn main() -> anyhow::Result<ExitCode> {
+    // Every client the orchestrator builds brings its own rustls configuration (`tls::Trust`);
+    // ring as the process default covers one a dependency might build without it.
+    palisade_wire::outbound::install_default_provider();
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::Validate { file }) => return Ok(validate(file)),

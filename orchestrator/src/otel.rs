@@ -78,12 +78,12 @@ impl Telemetry {
         let endpoint = export.endpoint.clone();
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_http_client(palisade_wire::otlp::OtlpHttpClient(
+            .with_http_client(
                 trust
                     .client_builder()
                     .timeout(Duration::from_secs(10))
                     .build()?,
-            ))
+            )
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(endpoint.clone())
             .with_headers(export.headers.clone().into_iter().collect())

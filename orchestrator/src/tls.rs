@@ -1,131 +1,72 @@
-//! Outbound TLS trust: one place that builds every HTTP client the orchestrator uses (model,
-//! MCP, A2A, JWKS, OTLP).
+//! Outbound TLS trust: one place that builds the roots every HTTP client the orchestrator uses
+//! (model, MCP, A2A, JWKS, OTLP) verifies servers against.
 //!
-//! Servers are verified against the compiled-in web roots (webpki-roots) plus extra CA
-//! certificates: `tls.ca_file` from the config and the file named by `SSL_CERT_FILE` (the
-//! OpenSSL convention, so an image's `SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt` or a
-//! private CA bundle works without a config change). [`Trust::from_config`] reads them once at
-//! start; a missing or empty file is a start-up error naming it, never a silent fallback.
+//! The roots are [`palisade_wire::outbound::Trust`], shared with the proxy: the compiled-in web
+//! roots, the system store (the files named by `SSL_CERT_FILE` / `SSL_CERT_DIR` when set — the
+//! OpenSSL convention — else the distribution's bundle), and `tls.ca_file`. [`trust`] reads
+//! them once at start; a file the operator named that is missing or holds no certificate is a
+//! start-up error naming it, never a silent fallback.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use palisade_wire::outbound::{pem_file, Trust, SSL_CERT_DIR, SSL_CERT_FILE};
 
 /// Outbound TLS trust.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
-    /// A PEM file of extra CA certificates trusted in addition to the built-in web roots, e.g.
-    /// the private CA of an IdP or a model gateway. Default: none.
+    /// A PEM file of extra CA certificates trusted in addition to the built-in web roots and
+    /// the system store, e.g. the private CA of an IdP or a model gateway. Default: none.
     pub ca_file: Option<PathBuf>,
 }
 
-/// The environment variable naming an extra PEM bundle of trusted CAs.
-pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
-
-/// Extra trusted CA certificates. Cheap to clone.
-#[derive(Clone, Default)]
-pub struct Trust {
-    extra: Vec<reqwest::Certificate>,
-}
-
-impl std::fmt::Debug for Trust {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Trust")
-            .field("extra_roots", &self.extra.len())
-            .finish()
-    }
-}
-
-impl Trust {
-    /// `cfg.ca_file` and `SSL_CERT_FILE` (as read by `env`), on top of the web roots.
-    pub fn from_config(
-        cfg: &TlsConfig,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, String> {
-        let mut extra = Vec::new();
-        if let Some(path) = &cfg.ca_file {
-            extra.extend(read_ca_file(path).map_err(|e| format!("tls.ca_file: {e}"))?);
-        }
-        if let Some(path) = env(SSL_CERT_FILE).filter(|p| !p.is_empty()) {
-            extra.extend(
-                read_ca_file(Path::new(&path)).map_err(|e| format!("{SSL_CERT_FILE}: {e}"))?,
-            );
-        }
-        Ok(Self { extra })
-    }
-
-    /// How many extra roots are trusted.
-    pub fn extra_roots(&self) -> usize {
-        self.extra.len()
-    }
-
-    /// A client builder trusting the web roots and the extra roots; every outbound client
-    /// starts here.
-    pub fn client_builder(&self) -> reqwest::ClientBuilder {
-        self.extra
-            .iter()
-            .cloned()
-            .fold(reqwest::Client::builder(), |b, cert| {
-                b.add_root_certificate(cert)
-            })
-    }
-}
-
-/// The certificates of the PEM file at `path` (at least one).
-pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
-            path.display()
-        ));
-    }
-    Ok(certs)
+/// The roots for `cfg`, with `SSL_CERT_FILE` / `SSL_CERT_DIR` as read by `env`.
+pub fn trust(cfg: &TlsConfig, env: impl Fn(&str) -> Option<String>) -> Result<Trust, String> {
+    Trust::load(cfg.ca_file.as_deref().map(|p| ("tls.ca_file", p)), env)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::TlsConfig;
-    use super::{read_ca_file, Trust};
+    use super::{trust, TlsConfig};
 
     #[test]
-    fn reads_ca_bundles_and_names_bad_files() {
+    fn ca_file_and_ssl_cert_file_are_trusted_and_bad_files_named() {
         let dir = tempfile::tempdir().unwrap();
         let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
-        let two = format!("{}{}", ca.cert.pem(), ca.cert.pem());
         let good = dir.path().join("ca.pem");
-        std::fs::write(&good, two).unwrap();
-        assert_eq!(read_ca_file(&good).unwrap().len(), 2);
+        std::fs::write(&good, format!("{}{}", ca.cert.pem(), ca.cert.pem())).unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "no certificates here\n").unwrap();
-        let err = read_ca_file(&empty).unwrap_err();
-        assert!(err.contains("holds no PEM certificate"), "{err}");
-        let err = read_ca_file(&dir.path().join("missing.pem")).unwrap_err();
-        assert!(err.contains("missing.pem"), "{err}");
 
         let cfg = TlsConfig {
             ca_file: Some(good.clone()),
         };
         let good_env = good.display().to_string();
-        let trust =
-            Trust::from_config(&cfg, |k| (k == "SSL_CERT_FILE").then(|| good_env.clone())).unwrap();
+        let t = trust(&cfg, |k| (k == "SSL_CERT_FILE").then(|| good_env.clone())).unwrap();
         assert_eq!(
-            trust.extra_roots(),
-            4,
-            "ca_file and SSL_CERT_FILE both count"
+            (t.counts().system, t.counts().ca_file),
+            (2, 2),
+            "SSL_CERT_FILE replaces the system bundle; ca_file adds to it"
+        );
+        let err = trust(
+            &TlsConfig {
+                ca_file: Some(dir.path().join("missing.pem")),
+            },
+            |_| None,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("tls.ca_file: ") && err.contains("missing.pem"),
+            "{err}"
         );
         let bad_env = empty.display().to_string();
-        let err = Trust::from_config(&TlsConfig::default(), |_| Some(bad_env.clone())).unwrap_err();
+        let err = trust(&TlsConfig::default(), |k| {
+            (k == "SSL_CERT_FILE").then(|| bad_env.clone())
+        })
+        .unwrap_err();
         assert!(err.starts_with("SSL_CERT_FILE: "), "{err}");
-        assert_eq!(
-            Trust::from_config(&TlsConfig::default(), |_| None)
-                .unwrap()
-                .extra_roots(),
-            0
-        );
     }
 }

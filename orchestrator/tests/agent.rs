@@ -108,7 +108,7 @@ async fn streams_the_run_in_order_as_it_is_produced() {
         {"id": "s1", "role": "system", "content": "be brief"},
         {"id": "u1", "role": "user", "content": text}
     ]));
-    let response = reqwest::Client::new()
+    let response = http()
         .post(server.url("/agent"))
         .json(&input)
         .send()
@@ -179,7 +179,7 @@ async fn streams_the_run_in_order_as_it_is_produced() {
 #[tokio::test]
 async fn answers_a_greeting_without_a_user_message() {
     let server = Server::start(0).await;
-    let response = reqwest::Client::new()
+    let response = http()
         .post(server.url("/agent"))
         .json(&run_input(json!([])))
         .send()
@@ -201,7 +201,7 @@ async fn answers_a_greeting_without_a_user_message() {
 #[tokio::test]
 async fn rejects_invalid_bodies_with_a_json_error() {
     let server = Server::start(0).await;
-    let client = reqwest::Client::new();
+    let client = http();
     for body in [
         "{not json",
         "",
@@ -230,7 +230,7 @@ async fn rejects_invalid_bodies_with_a_json_error() {
 #[tokio::test]
 async fn healthz_is_ok() {
     let server = Server::start(0).await;
-    let response = reqwest::get(server.url("/healthz")).await.unwrap();
+    let response = http().get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap(), "ok");
     server.stop().await;
@@ -257,7 +257,7 @@ async fn client_disconnect_cancels_the_run() {
     });
     // Fifty words: the whole run would take ten seconds.
     let words = vec!["word"; 50].join(" ");
-    let mut response = reqwest::Client::new()
+    let mut response = http()
         .post(format!("http://{addr}/agent"))
         .json(&run_input(
             json!([{"id": "u", "role": "user", "content": words}]),
@@ -290,10 +290,10 @@ async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) {
 #[tokio::test]
 async fn shutdown_lets_a_streaming_run_finish() {
     let server = Server::start(50).await;
-    let ready = reqwest::get(server.url("/readyz")).await.unwrap();
+    let ready = http().get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let words = ["w"; 10].join(" ");
-    let mut response = reqwest::Client::new()
+    let mut response = http()
         .post(server.url("/agent"))
         .json(&run_input(
             json!([{"id": "u", "role": "user", "content": words}]),
@@ -318,4 +318,12 @@ async fn shutdown_lets_a_streaming_run_finish() {
         .expect("serve returns once the run is done")
         .unwrap()
         .unwrap();
+}
+
+/// A client for the orchestrator under test (plain HTTP; rustls configured as the binaries do).
+fn http() -> reqwest::Client {
+    palisade_orchestrator::tls::Trust::default()
+        .client_builder()
+        .build()
+        .unwrap()
 }

@@ -47,11 +47,13 @@ async fn serves_from_a_config_file_and_stops_on_sigterm() {
         "{addr}"
     );
 
-    let health = reqwest::get(format!("http://{addr}/healthz"))
+    let health = http()
+        .get(format!("http://{addr}/healthz"))
+        .send()
         .await
         .unwrap();
     assert_eq!(health.text().await.unwrap(), "ok");
-    let run = reqwest::Client::new()
+    let run = http()
         .post(format!("http://{addr}/agent"))
         .body(
             r#"{"threadId":"t","runId":"r","messages":[{"id":"u","role":"user","content":"hi"}]}"#,
@@ -135,4 +137,12 @@ fn config_schema_prints_the_committed_schema() {
     let printed = String::from_utf8(out.stdout).unwrap();
     let committed = include_str!("../../config/schema/orchestrator.schema.json");
     assert_eq!(printed, committed);
+}
+
+/// A client for the orchestrator under test (plain HTTP; rustls configured as the binaries do).
+fn http() -> reqwest::Client {
+    palisade_orchestrator::tls::Trust::default()
+        .client_builder()
+        .build()
+        .unwrap()
 }

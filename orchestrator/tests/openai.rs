@@ -179,7 +179,7 @@ async fn a_tool_run_with_an_openai_compatible_model() {
 async fn client_run(addr: std::net::SocketAddr, text: &str) -> String {
     let input = json!({"threadId": "t", "runId": "r-openai",
         "messages": [{"id": "u1", "role": "user", "content": text}]});
-    let resp = reqwest::Client::new()
+    let resp = http()
         .post(format!("http://{addr}/agent"))
         .json(&input)
         .send()
@@ -220,7 +220,7 @@ async fn model_calls_are_genai_spans_with_usage_metrics_and_traceparent() {
 
     let input = json!({"threadId": "t", "runId": "r-genai",
         "messages": [{"id": "u1", "role": "user", "content": "what is 2+3*4?"}]});
-    let http = reqwest::Client::new();
+    let http = http();
     let body = http
         .post(format!("http://{addr}/agent"))
         .header("traceparent", format!("00-{TRACE}-b7ad6b7169203331-01"))
@@ -424,7 +424,9 @@ async fn a_failed_model_call_records_its_error_type() {
     assert_eq!(chat.status.as_ref().unwrap().code, 2, "STATUS_CODE_ERROR");
     assert_eq!(support::attr_int(chat, "gen_ai.usage.input_tokens"), None);
 
-    let metrics = reqwest::get(format!("http://{addr}/metrics"))
+    let metrics = http()
+        .get(format!("http://{addr}/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -442,4 +444,12 @@ async fn a_failed_model_call_records_its_error_type() {
         !metrics.contains("gen_ai_client_token_usage_count{"),
         "no usage reported, no tokens recorded: {metrics}"
     );
+}
+
+/// A client for the orchestrator under test (plain HTTP; rustls configured as the binaries do).
+fn http() -> reqwest::Client {
+    palisade_orchestrator::tls::Trust::default()
+        .client_builder()
+        .build()
+        .unwrap()
 }

@@ -91,7 +91,7 @@ async fn run(base_url: &str, tls: TlsConfig) -> Vec<Value> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
-    let body = reqwest::Client::new()
+    let body = http()
         .post(format!("http://{addr}/agent"))
         .json(&json!({"threadId": "t", "runId": "r-tls",
             "messages": [{"id": "u", "role": "user", "content": "hi"}]}))
@@ -139,4 +139,12 @@ async fn a_model_behind_a_private_ca_needs_its_ca_file() {
         message.contains("certificate") && message.contains("UnknownIssuer"),
         "{message}"
     );
+}
+
+/// A client for the orchestrator under test (plain HTTP; rustls configured as the binaries do).
+fn http() -> reqwest::Client {
+    palisade_orchestrator::tls::Trust::default()
+        .client_builder()
+        .build()
+        .unwrap()
 }

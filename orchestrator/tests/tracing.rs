@@ -35,7 +35,7 @@ async fn run_spans_continue_the_callers_trace() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(Orchestrator::new(cfg).serve(listener, std::future::pending()));
 
-    let body = reqwest::Client::new()
+    let body = http()
         .post(format!("http://{addr}/agent"))
         .header("traceparent", format!("00-{TRACE}-{PROXY_SPAN}-01"))
         .json(&json!({"threadId": "t", "runId": "r-traced",
@@ -161,4 +161,12 @@ async fn the_standard_otel_variables_configure_export() {
     assert_eq!(span.name, "probe");
     assert_eq!(hex(&span.trace_id), TRACE);
     telemetry.shutdown();
+}
+
+/// A client for the orchestrator under test (plain HTTP; rustls configured as the binaries do).
+fn http() -> reqwest::Client {
+    palisade_orchestrator::tls::Trust::default()
+        .client_builder()
+        .build()
+        .unwrap()
 }

@@ -57,8 +57,12 @@ impl Authenticator {
     /// Builds the stage from a validated spec: generates the assertion (and dev issuer) keys and
     /// reads HMAC secrets from the environment.
     pub fn new(spec: &AuthnSpec) -> anyhow::Result<Self> {
-        // JWKS and discovery: web roots + SSL_CERT_FILE + `authentication.ca_file`.
-        let http = crate::outbound::http_client(Duration::from_secs(10), spec.ca_file.as_deref())?;
+        // JWKS and discovery: web roots + system store + `authentication.ca_file`.
+        let http = crate::outbound::http_client(
+            Duration::from_secs(10),
+            "authentication.ca_file",
+            spec.ca_file.as_deref(),
+        )?;
         let mut issuers = spec::build_issuers(spec, &http)?;
         let dev = match &spec.dev_issuer {
             Some(dev_spec) => {

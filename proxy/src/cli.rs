@@ -105,6 +105,9 @@ enum ConfigCommand {
 
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
+    // Every client Palisade builds brings its own rustls configuration (`outbound::Trust`);
+    // ring as the process default covers one a dependency might build without it.
+    palisade_wire::outbound::install_default_provider();
     run(Cli::parse())
 }
 

@@ -132,7 +132,7 @@ fn parse_args() -> Result<Options, String> {
 }
 
 async fn run(o: &Options) -> bool {
-    let client = reqwest::Client::builder()
+    let client = palisade_e2e::client_builder()
         .tcp_nodelay(true)
         .pool_max_idle_per_host(o.streams)
         .default_headers(o.headers.clone())

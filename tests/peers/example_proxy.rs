@@ -52,7 +52,7 @@ pub async fn wait_ready(proxy: &Running) {
     let url = format!("http://{}/readyz", proxy.admin);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let status = match reqwest::get(&url).await {
+        let status = match palisade_e2e::client().get(&url).send().await {
             Ok(r) => Ok((r.status().as_u16(), r.text().await.unwrap_or_default())),
             Err(e) => Err(e.to_string()),
         };

@@ -443,7 +443,7 @@ async fn events_arrive_one_by_one_over_tls_and_http2_at_nginx() {
     );
     let nginx = Nginx::start_listening(&example_conf(), proxy.listeners[0], &tls);
 
-    let h2 = reqwest::Client::builder()
+    let h2 = palisade_e2e::client_builder()
         .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
         .resolve("localhost", nginx.addr)
         .build()

@@ -21,7 +21,7 @@ async fn h2c_prior_knowledge_serves_requests_and_streams() {
         .route("sse", "/events", "sse", "")
         .route("echo", "/", "echo", "")
         .start();
-    let c = reqwest::Client::builder()
+    let c = palisade_e2e::client_builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
@@ -62,7 +62,7 @@ async fn tls_listener_negotiates_h2_and_http1() {
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
     let url = format!("https://localhost:{}/secure", proxy.addr().port());
 
-    let h2 = reqwest::Client::builder()
+    let h2 = palisade_e2e::client_builder()
         .add_root_certificate(root.clone())
         .resolve("localhost", proxy.addr())
         .build()
@@ -72,7 +72,7 @@ async fn tls_listener_negotiates_h2_and_http1() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["headers"]["x-forwarded-proto"], "https");
 
-    let h1 = reqwest::Client::builder()
+    let h1 = palisade_e2e::client_builder()
         .add_root_certificate(root)
         .resolve("localhost", proxy.addr())
         .http1_only()

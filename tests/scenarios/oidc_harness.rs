@@ -26,7 +26,11 @@ const ROLE_CLIENTS: [(&str, &str, &str, bool); 6] = [
 ];
 
 async fn get_json(url: &str) -> Value {
-    let resp = reqwest::get(url).await.expect("IdP reachable");
+    let resp = palisade_e2e::client()
+        .get(url)
+        .send()
+        .await
+        .expect("IdP reachable");
     assert!(resp.status().is_success(), "{url}: {}", resp.status());
     resp.json().await.expect("JSON")
 }
@@ -131,7 +135,9 @@ async fn discovery_jwks_and_tokens_per_client() {
     assert_eq!(lifetime, 2, "{short}");
 
     // The secret matters.
-    let denied = reqwest::Client::new()
+    let denied = palisade_e2e::client_builder()
+        .build()
+        .unwrap()
         .post(idp.token_endpoint())
         .basic_auth("admin", Some("not-the-secret"))
         .form(&[
@@ -234,7 +240,11 @@ async fn key_rotation_and_jwks_hits() {
 
     // An outage: the JWKS answers 503 (still counted) until restored.
     idp.set_jwks_status(503).await;
-    let down = reqwest::get(idp.jwks_uri()).await.unwrap();
+    let down = palisade_e2e::client()
+        .get(idp.jwks_uri())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(down.status(), 503);
     idp.set_jwks_status(200).await;
     get_json(&idp.jwks_uri()).await;

@@ -27,7 +27,7 @@ fn proxy_with(echo: SocketAddr, rate_limits: &str) -> Proxy {
 /// Sends `n` GETs from `from`, `concurrency` at a time, spread over `proxies`; returns the
 /// status codes.
 async fn hammer(proxies: &[&Proxy], n: usize, concurrency: usize, from: IpAddr) -> Vec<u16> {
-    let c = reqwest::Client::builder()
+    let c = palisade_e2e::client_builder()
         .local_address(from)
         .timeout(Duration::from_secs(10))
         .build()

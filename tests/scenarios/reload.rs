@@ -24,7 +24,9 @@ fn version(app: std::net::SocketAddr, events: std::net::SocketAddr, audit: &str)
 }
 
 async fn readyz(proxy: &palisade_e2e::Proxy) -> String {
-    reqwest::get(proxy.admin_url("/readyz"))
+    palisade_e2e::client()
+        .get(proxy.admin_url("/readyz"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -213,7 +215,9 @@ async fn a_reload_under_load_moves_traffic_and_fails_no_request() {
         "the stream across the reload"
     );
 
-    let metrics = reqwest::get(proxy.admin_url("/metrics"))
+    let metrics = palisade_e2e::client()
+        .get(proxy.admin_url("/metrics"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -279,9 +283,8 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     // A fresh client per call: each handshake sees the certificate served now.
     let trusting = |pem: String| {
         let root = reqwest::Certificate::from_pem(pem.as_bytes()).unwrap();
-        reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(root)
+        palisade_e2e::client_builder()
+            .tls_certs_only([root])
             .resolve("localhost", proxy.addr())
             .pool_max_idle_per_host(0)
             .build()

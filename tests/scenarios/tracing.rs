@@ -256,3 +256,55 @@ async fn spans_are_exported_over_otlp_grpc_too() {
         .count();
     assert!(children >= 4, "{spans:?}");
 }
+
+/// An `https` gRPC collector behind a private CA: spans arrive when `tracing.ca_file` names the
+/// CA, and none when it doesn't (the handshake fails; nothing is sent in the clear instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_grpc_with_tls_to_a_private_ca() {
+    let (ca_pem, leaf_pem, leaf_key) = upstream::private_ca("127.0.0.1");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("collector-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let echo = upstream::echo().await;
+    let export = |collector: std::net::SocketAddr, ca: &str| {
+        TestProxy::new()
+            .upstream("echo", echo.addr)
+            .route("api", "/api", "echo", "")
+            .top_yaml(&format!(
+                "tracing:\n  enabled: true\n  endpoint: https://{collector}\n  protocol: grpc\n{ca}"
+            ))
+            .start()
+    };
+    let send = |proxy: &palisade_e2e::Proxy| {
+        palisade_e2e::client()
+            .get(proxy.url("/api/grpc-tls"))
+            .header("traceparent", format!("00-{TRACE}-{CLIENT_SPAN}-01"))
+            .send()
+    };
+
+    let (untrusted_at, untrusted_spans) = otlp::grpc_receiver().await;
+    let untrusted_front = upstream::tls_front_h2(untrusted_at, &leaf_pem, &leaf_key).await;
+    let untrusting = export(untrusted_front, "");
+    assert_eq!(send(&untrusting).await.unwrap().status(), 200);
+    untrusting.stop().await; // flushes: the export is attempted, and fails the handshake
+
+    let (collector, spans) = otlp::grpc_receiver().await;
+    let front = upstream::tls_front_h2(collector, &leaf_pem, &leaf_key).await;
+    let trusting = export(front, &format!("  ca_file: \"{}\"\n", ca_file.display()));
+    assert_eq!(send(&trusting).await.unwrap().status(), 200);
+    trusting.stop().await;
+    let spans = eventually(Duration::from_secs(10), || {
+        let spans = spans.lock().unwrap();
+        spans
+            .iter()
+            .any(|s| hex(&s.parent_span_id) == CLIENT_SPAN)
+            .then(|| spans.clone())
+    })
+    .await
+    .expect("the request span arrived over gRPC with TLS");
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == TRACE), "{spans:?}");
+    assert!(
+        untrusted_spans.lock().unwrap().is_empty(),
+        "no span reached a collector whose CA is not trusted"
+    );
+}

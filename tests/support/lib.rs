@@ -9,7 +9,7 @@
 //!     .upstream("echo", echo.addr)
 //!     .route("api", "/api", "echo", "")
 //!     .start();
-//! let resp = reqwest::get(proxy.url("/api/x")).await.unwrap();
+//! let resp = client().get(proxy.url("/api/x")).send().await.unwrap();
 //! # }
 //! ```
 
@@ -228,7 +228,7 @@ pub async fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<
 
 /// A client that never pools connections (each test request sees a fresh connection).
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
+    client_builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(30))
         .build()
@@ -270,6 +270,13 @@ pub fn closed_port() -> SocketAddr {
     let addr = socket.local_addr().unwrap();
     std::mem::forget(socket); // held for the process's lifetime: see above
     addr
+}
+
+/// `reqwest::Client::builder()` with ring installed as rustls's provider: reqwest is built
+/// without one of its own (the proxy hands it a preconfigured rustls configuration instead).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    palisade_wire::outbound::install_default_provider();
+    reqwest::Client::builder()
 }
 
 /// A free loopback port for a server the test starts itself (nginx, Redis, a Python peer).

@@ -208,7 +208,7 @@ impl Idp {
         let (issuer, child, stderr) = tokio::task::spawn_blocking(spawn_ready)
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let http = reqwest::Client::builder()
+        let http = crate::client_builder()
             .timeout(Duration::from_secs(10))
             .build()
             .expect("reqwest client");

@@ -283,7 +283,7 @@ pub async fn echo_tls(cert_pem: &str, key_pem: &str) -> Upstream {
                     let body = axum::body::to_bytes(body, usize::MAX)
                         .await
                         .unwrap_or_default();
-                    let mut forwarded = reqwest::Client::new().request(
+                    let mut forwarded = crate::client_builder().build().unwrap().request(
                         parts.method.clone(),
                         format!("http://{target}{}", parts.uri.path()),
                     );
@@ -314,9 +314,40 @@ pub async fn echo_tls(cert_pem: &str, key_pem: &str) -> Upstream {
     }
 }
 
+/// A private CA and a leaf for `name` (a host name or an IP address) signed by it:
+/// (CA PEM, leaf PEM, leaf key PEM).
+pub fn private_ca(name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    (ca.pem(), leaf.pem(), leaf_key.serialize_pem())
+}
+
 /// A TLS terminator on a free loopback port in front of `target` (plain TCP), serving
 /// `cert_pem` (chain, leaf first) and `key_pem`: bytes are piped both ways as they come.
+/// No ALPN: clients speak HTTP/1.1.
 pub async fn tls_front(target: SocketAddr, cert_pem: &str, key_pem: &str) -> SocketAddr {
+    tls_front_alpn(target, cert_pem, key_pem, Vec::new()).await
+}
+
+/// [`tls_front`] selecting HTTP/2 through ALPN, for an h2c (e.g. gRPC) server behind it.
+pub async fn tls_front_h2(target: SocketAddr, cert_pem: &str, key_pem: &str) -> SocketAddr {
+    tls_front_alpn(target, cert_pem, key_pem, vec![b"h2".to_vec()]).await
+}
+
+async fn tls_front_alpn(
+    target: SocketAddr,
+    cert_pem: &str,
+    key_pem: &str,
+    alpn: Vec<Vec<u8>>,
+) -> SocketAddr {
     let certs = rustls_pemfile::certs(&mut cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
@@ -331,6 +362,8 @@ pub async fn tls_front(target: SocketAddr, cert_pem: &str, key_pem: &str) -> Soc
     .with_no_client_auth()
     .with_single_cert(certs, key)
     .unwrap();
+    let mut config = config;
+    config.alpn_protocols = alpn;
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

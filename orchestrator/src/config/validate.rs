@@ -142,7 +142,7 @@ pub fn validate(cfg: &OrchestratorConfig) -> Vec<FieldError> {
         );
     }
     if let Some(path) = &cfg.tls.ca_file {
-        if let Err(m) = crate::tls::read_ca_file(path) {
+        if let Err(m) = crate::tls::pem_file(path) {
             err("tls.ca_file".into(), m);
         }
     }

@@ -38,7 +38,8 @@ pub struct AuthnSpec {
     #[serde(default)]
     pub revocation: RevocationSpec,
     /// PEM bundle of CAs trusted for JWKS and OIDC discovery fetches (an IdP behind a private
-    /// CA), besides the built-in web roots and `SSL_CERT_FILE`. Default: absent.
+    /// CA), besides the built-in web roots and the system store (`SSL_CERT_FILE` /
+    /// `SSL_CERT_DIR` when set). Default: absent.
     #[serde(default)]
     pub ca_file: Option<String>,
 }

@@ -329,7 +329,10 @@ mod tests {
         let store = KeyStore::new(
             KeySource::File(path.to_string_lossy().into_owned()),
             Duration::ZERO,
-            reqwest::Client::new(),
+            crate::outbound::Trust::default()
+                .client_builder()
+                .build()
+                .unwrap(),
         );
         let (ok, failed) = (
             prometheus::IntCounter::new("ok", "ok").unwrap(),

@@ -57,7 +57,10 @@ pub fn run(cmd: AdminCommand) -> ExitCode {
     };
     let url = format!("http://{}{path}", args.admin);
     let answer = super::keys::block_on(async {
-        let client = reqwest::Client::builder().no_proxy().build()?;
+        let client = crate::outbound::Trust::default()
+            .client_builder()
+            .no_proxy()
+            .build()?;
         let request = match filter {
             Some(filter) => client.put(&url).body(filter),
             None => client.get(&url),

@@ -29,7 +29,9 @@ pub fn healthcheck(args: HealthcheckArgs) -> ExitCode {
     let outcome = super::keys::block_on(async {
         // Straight to the address given: a cluster's HTTP_PROXY must not catch a loopback probe,
         // and a redirect is an answer, not readiness.
-        let client = reqwest::Client::builder()
+        // An `https` URL is verified like every outbound call (web roots + system store).
+        let client = crate::outbound::trust("SSL_CERT_FILE", None)?
+            .client_builder()
             .timeout(args.timeout)
             .no_proxy()
             .redirect(reqwest::redirect::Policy::none())

@@ -244,7 +244,9 @@ pub fn tokens(cmd: TokensCommand) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        reqwest::Client::new()
+        crate::outbound::Trust::default()
+            .client_builder()
+            .build()?
             .post(format!("http://{admin}/revocations"))
             .bearer_auth(token)
             .json(&serde_json::json!({ "jti": jti }))

@@ -23,7 +23,7 @@ use opentelemetry::trace::{
     TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 
 use super::spec::{OtlpProtocol, TracingSpec};
@@ -43,7 +43,7 @@ pub struct OtelSettings {
     pub service_name: String,
     /// Export deadline.
     pub timeout: Duration,
-    /// Extra CAs trusted for the collector (`http_protobuf`).
+    /// Extra CAs trusted for an `https` collector.
     pub ca_file: Option<String>,
 }
 
@@ -87,9 +87,6 @@ pub fn validate(
             .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
             .unwrap_or_else(|| "http://localhost:4317".into()),
     };
-    if spec.ca_file.is_some() && protocol == OtlpProtocol::Grpc {
-        push("ca_file", "applies to http_protobuf only".into());
-    }
     if let Some(ca) = &spec.ca_file {
         if !std::path::Path::new(ca).is_file() {
             push(
@@ -110,6 +107,14 @@ pub fn validate(
         timeout: spec.timeout,
         ca_file: spec.ca_file.clone(),
     })
+}
+
+/// TLS for an `https` gRPC collector: the same roots as every other outbound client.
+pub fn grpc_tls(
+    trust: &crate::outbound::Trust,
+) -> opentelemetry_otlp::tonic_types::transport::ClientTlsConfig {
+    opentelemetry_otlp::tonic_types::transport::ClientTlsConfig::new()
+        .trust_anchors(trust.roots().roots.iter().cloned())
 }
 
 /// `server.address` and `server.port` of an upstream: the configured host name (no reverse
@@ -154,21 +159,29 @@ impl Tracing {
             return Ok(Self::off());
         };
         let _entered = runtime.enter();
+        // An `https` collector is verified against web roots + system store + `tracing.ca_file`,
+        // over either transport.
+        let trust = crate::outbound::trust("tracing.ca_file", s.ca_file.as_deref())?;
         let exporter = match s.protocol {
             OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
-                .with_http_client(palisade_wire::otlp::OtlpHttpClient(
-                    crate::outbound::http_client(s.timeout, s.ca_file.as_deref())?,
-                ))
+                .with_http_client(trust.client_builder().timeout(s.timeout).build()?)
                 .with_protocol(Protocol::HttpBinary)
                 .with_endpoint(s.endpoint.clone())
                 .with_timeout(s.timeout)
                 .build()?,
-            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(s.endpoint.clone())
-                .with_timeout(s.timeout)
-                .build()?,
+            OtlpProtocol::Grpc => {
+                let builder = opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .with_endpoint(s.endpoint.clone())
+                    .with_timeout(s.timeout);
+                let builder = if s.endpoint.starts_with("https://") {
+                    builder.with_tls_config(grpc_tls(&trust))
+                } else {
+                    builder
+                };
+                builder.build()?
+            }
         };
         let processor =
             opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(

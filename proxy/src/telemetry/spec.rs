@@ -35,8 +35,9 @@ pub struct TracingSpec {
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub timeout: Duration,
-    /// PEM bundle of CAs trusted for an `https` collector (`http_protobuf`), besides the
-    /// built-in web roots and `SSL_CERT_FILE`. Default: absent.
+    /// PEM bundle of CAs trusted for an `https` collector (`http_protobuf` or `grpc`), besides
+    /// the built-in web roots and the system store (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set).
+    /// Default: absent.
     #[serde(default)]
     pub ca_file: Option<String>,
 }

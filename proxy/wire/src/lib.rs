@@ -10,7 +10,8 @@
 //!   the event stream ([`agui::Event`]), plus [`agui::run_error_frame`], the frame the proxy sends
 //!   to end a stream it has to cut short.
 //! - [`trace`]: the W3C `traceparent` header ([`trace::TraceParent`]).
-//! - `otlp` (feature `otlp`): the OTLP/HTTP client both binaries export spans with.
+//! - `outbound` (feature `outbound`): the certificate authorities both binaries' outbound clients
+//!   trust.
 //!
 //! ```
 //! use palisade_wire::agui::Event;
@@ -25,7 +26,7 @@
 //! ```
 
 pub mod agui;
-#[cfg(feature = "otlp")]
-pub mod otlp;
+#[cfg(feature = "outbound")]
+pub mod outbound;
 pub mod sse;
 pub mod trace;

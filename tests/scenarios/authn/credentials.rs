@@ -142,7 +142,7 @@ async fn mtls_client_certificates_identify_services() {
     .unwrap();
     // GET / over TLS, presenting the client certificate or not.
     let get = |proxy: &Proxy, with_cert: bool| {
-        let mut builder = reqwest::Client::builder()
+        let mut builder = palisade_e2e::client_builder()
             .add_root_certificate(root.clone())
             .resolve("localhost", proxy.addr());
         if with_cert {

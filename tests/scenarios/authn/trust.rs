@@ -1,31 +1,16 @@
 //! Outbound TLS trust: an IdP whose JWKS is served over TLS by a private CA (generated here) is
-//! trusted through `authentication.ca_file` (and `SSL_CERT_FILE`), and not without it.
+//! trusted through `authentication.ca_file` (or `SSL_CERT_FILE`), and not without it.
 
 use palisade_e2e::upstream::{self, ScriptedUpstream};
 use palisade_e2e::TestProxy;
 use palisade_proxy::authn::signer::Signer;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use serde_json::json;
 
 use super::{call, claims, ISS};
 
-/// A private CA and a leaf for 127.0.0.1 signed by it: (CA PEM, leaf PEM, leaf key PEM).
-fn private_ca() -> (String, String, String) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    (ca.pem(), leaf.pem(), leaf_key.serialize_pem())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jwks_behind_a_private_ca_is_trusted_through_ca_file_only() {
-    let (ca_pem, leaf_pem, leaf_key) = private_ca();
+    let (ca_pem, leaf_pem, leaf_key) = upstream::private_ca("127.0.0.1");
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca_pem).unwrap();
@@ -73,18 +58,32 @@ async fn a_jwks_behind_a_private_ca_is_trusted_through_ca_file_only() {
         "nothing got past the TLS handshake"
     );
 
-    // `SSL_CERT_FILE` adds the same trust (set for OpenSSL tools, honoured here too); a file that
-    // is not PEM is an error naming it, not silently ignored.
+    // `SSL_CERT_FILE` replaces the system bundle (the OpenSSL convention), on top of the web
+    // roots; a file that is not PEM is an error naming it, not silently ignored.
+    use palisade_proxy::outbound::Trust;
     let url = format!("https://{idp_tls}/jwks");
-    let timeout = std::time::Duration::from_secs(5);
-    let env_ca = ca_file.to_str().unwrap();
-    let client = palisade_proxy::outbound::http_client_with(timeout, None, Some(env_ca)).unwrap();
+    let env_ca = ca_file.to_str().unwrap().to_string();
+    let from_env = Trust::load(None, |k| (k == "SSL_CERT_FILE").then(|| env_ca.clone())).unwrap();
+    assert_eq!(from_env.counts().system, 1);
+    let client = from_env.client_builder().build().unwrap();
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
-    let plain = palisade_proxy::outbound::http_client_with(timeout, None, None).unwrap();
-    assert!(plain.get(&url).send().await.is_err());
+    let plain = Trust::default().client_builder().build().unwrap();
+    let err = plain.get(&url).send().await.unwrap_err();
+    assert!(
+        format!("{err:?}").contains("UnknownIssuer"),
+        "the web roots alone don't trust the private CA: {err:?}"
+    );
     let not_pem = dir.path().join("not.pem");
     std::fs::write(&not_pem, "hello").unwrap();
-    let err =
-        palisade_proxy::outbound::http_client_with(timeout, not_pem.to_str(), None).unwrap_err();
-    assert!(format!("{err:#}").contains("not.pem"), "{err:#}");
+    let err = palisade_proxy::outbound::http_client(
+        std::time::Duration::from_secs(5),
+        "authentication.ca_file",
+        not_pem.to_str(),
+    )
+    .unwrap_err();
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("authentication.ca_file") && err.contains("not.pem"),
+        "{err}"
+    );
 }

@@ -51,7 +51,9 @@ impl Agent {
 
     /// JSON-RPC calls the agent executed (its `/count`).
     pub async fn served(&self) -> usize {
-        reqwest::get(format!("http://{}/count", self.addr))
+        palisade_e2e::client()
+            .get(format!("http://{}/count", self.addr))
+            .send()
             .await
             .unwrap()
             .text()

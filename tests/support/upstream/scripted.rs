@@ -345,7 +345,9 @@ async fn write_fixed(
 
 async fn forward(sock: &mut TcpStream, base: &str, request: &Received) -> bool {
     let method = http::Method::from_bytes(request.method.as_bytes()).unwrap();
-    let mut out = reqwest::Client::new()
+    let mut out = crate::client_builder()
+        .build()
+        .unwrap()
         .request(method, format!("{base}{}", request.path))
         .timeout(Duration::from_secs(20))
         .body(request.body.clone());

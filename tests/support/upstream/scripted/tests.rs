@@ -14,7 +14,7 @@ async fn routes_times_forward_and_the_record() {
         .forward("/a2a", &format!("http://{}", backend.addr))
         .start()
         .await;
-    let http = reqwest::Client::new();
+    let http = crate::client_builder().build().unwrap();
     let post = |path: &str| {
         http.post(format!("http://{}{path}", gateway.addr))
             .header("x-probe", "1")
@@ -55,7 +55,11 @@ async fn streams_are_split_paced_and_end_as_told() {
         .then_die()
         .start()
         .await;
-    let get = |path: &str| reqwest::get(format!("http://{}{path}", up.addr));
+    let get = |path: &str| {
+        crate::client()
+            .get(format!("http://{}{path}", up.addr))
+            .send()
+    };
     let cut = get("/split").await.unwrap();
     assert_eq!(cut.headers()["transfer-encoding"], "chunked");
     assert_eq!(cut.text().await.unwrap(), "data: {\"a\":\"é\"}\n\n");
