@@ -262,8 +262,11 @@ function showDecision(target, answer) {
   state.highlights = ed.valid
     ? ed.policies.map((p) => ({ file: p.file, line: p.line, end_line: p.end_line, kind: ed.allowed ? "allow" : "deny" }))
     : [];
+  const banner = answer.changed
+    ? [el("div", { class: "changed", id: target.id + "-changed" }, "The edits change this decision.")]
+    : [];
   target.replaceChildren(
-    answer.changed ? el("div", { class: "changed", id: target.id + "-changed" }, "The edits change this decision.") : null,
+    ...banner,
     el("div", { class: "cols" }, decisionCard("Edited set", ed, "edited"), decisionCard("Live set", answer.live, "live")),
   );
   if (state.highlights.length) openFileByName(state.highlights[0].file, state.highlights[0].line);
@@ -314,7 +317,7 @@ async function loadAudit() {
     list.replaceChildren(el("table", {},
       el("tr", {}, ["time", "principal", "action", "resource", "decision", "policies", ""].map((h) => el("th", {}, h))),
       r.records.map((rec) => el("tr", { class: "audit-row", dataset: { line: rec.line, requestId: rec.request_id } },
-        el("td", {}, (rec.timestamp || "").replace("T", " ").slice(0, 19)),
+        el("td", { title: rec.timestamp || "" }, (rec.timestamp || "").slice(11, 19)),
         el("td", {}, rec.principal || "(anonymous)"),
         el("td", {}, rec.action || ""),
         el("td", {}, rec.resource || ""),
