@@ -41,6 +41,10 @@ command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(d
 command -v objcopy >/dev/null || missing+=(binutils)
 # promtool (package prometheus): the alert rules' unit tests (proxy/tests/deploy_files.rs).
 command -v promtool >/dev/null || missing+=(prometheus)
+# chromium + chromium-driver: the policy studio's browser test (tests/browser) drives the page in
+# headless Chromium over WebDriver; it fails (never skips) without them.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   step "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

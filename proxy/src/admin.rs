@@ -4,7 +4,8 @@
 //! `/revocations` changes what the data plane accepts, so reaching the listener is not enough:
 //! it requires `Authorization: Bearer <admin token>` (`authentication.revocation.admin_token_file`,
 //! see `docs/authentication.md`) and is off (403) without one configured. So are
-//! `/admin/logging` and `/admin/config` ([`runtime`]): the log filter and the effective config.
+//! `/admin/logging` and `/admin/config` ([`runtime`]): the log filter and the effective config,
+//! and the policy studio's JSON API under `/admin/studio/api/` ([`studio`]).
 
 use std::sync::Arc;
 
@@ -15,6 +16,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 mod runtime;
+pub mod studio;
 
 use crate::authn::Authenticator;
 use crate::error::ProxyError;
@@ -36,6 +38,18 @@ pub struct AdminState {
 
 /// The admin router.
 pub fn router(state: AdminState) -> Router {
+    // The policy studio reads the live policy sets and the audit file of the running config.
+    let studio = studio::router(studio::StudioState::new(
+        state.authn.clone(),
+        state.config.authz(),
+        state
+            .config
+            .spec()
+            .audit
+            .file
+            .as_ref()
+            .map(|f| crate::audit::resolve_path(&f.path)),
+    ));
     Router::new()
         .route("/healthz", get(|| async { (StatusCode::OK, "ok\n") }))
         .route("/readyz", get(readyz))
@@ -48,6 +62,7 @@ pub fn router(state: AdminState) -> Router {
         )
         .route("/admin/config", get(runtime::get_config))
         .with_state(state)
+        .merge(studio)
 }
 
 /// `ready` (or why not) on the first line, for probes; then the running configuration: its hash,
@@ -97,6 +112,15 @@ struct Revoke {
 /// configured (the API is off).
 #[allow(clippy::result_large_err)]
 fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), axum::response::Response> {
+    authorize_with(&state.authn, headers)
+}
+
+/// [`authorize`] for handlers that hold the [`Authenticator`] rather than the whole state.
+#[allow(clippy::result_large_err)]
+fn authorize_with(
+    authn: &Authenticator,
+    headers: &HeaderMap,
+) -> Result<(), axum::response::Response> {
     let refuse = |err: ProxyError, message: &str| {
         let request_id = uuid::Uuid::new_v4().to_string();
         let mut body: serde_json::Value =
@@ -115,7 +139,7 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), axum::respon
         }
         resp
     };
-    let Some(token) = &state.authn.admin_token else {
+    let Some(token) = &authn.admin_token else {
         return Err(refuse(
             ProxyError::Forbidden,
             "the admin API is off: set authentication.revocation.admin_token_file",

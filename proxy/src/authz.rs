@@ -64,6 +64,7 @@ pub struct PolicySet {
     catalog: ToolCatalog,
     model: EntityModel,
     slices: Slices,
+    files: PolicyFiles,
 }
 
 impl PolicySet {
@@ -100,6 +101,11 @@ impl PolicySet {
     /// The Cedar policies.
     pub fn policies(&self) -> &cedar_policy::PolicySet {
         &self.policies
+    }
+
+    /// The files the set was built from (schema, policies, catalog), as read.
+    pub fn files(&self) -> &PolicyFiles {
+        &self.files
     }
 
     /// The tool catalog.

@@ -274,6 +274,11 @@ impl Reloader {
         self.state().spec.clone()
     }
 
+    /// The live policy sets (they reload themselves; a config reload keeps them).
+    pub fn authz(&self) -> Option<Arc<crate::authz::Authz>> {
+        self.shared.authz.clone()
+    }
+
     /// The running configuration's hash and the reload counts.
     pub fn status(&self) -> Status {
         self.state().status.clone()

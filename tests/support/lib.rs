@@ -23,6 +23,7 @@ pub mod postgres;
 pub mod redis;
 pub mod sse_client;
 pub mod upstream;
+pub mod webdriver;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

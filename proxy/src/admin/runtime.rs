@@ -12,7 +12,7 @@ use crate::error::ProxyError;
 use crate::telemetry::logging::{self, FilterError};
 
 /// The documented error body (`docs/errors.md`) with `err`'s status and code.
-fn refusal(err: ProxyError) -> Response {
+pub(super) fn refusal(err: ProxyError) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let body: serde_json::Value =
         serde_json::from_slice(&err.body(&request_id, "")).unwrap_or_default();

@@ -34,7 +34,7 @@ use super::{AuthzRequest, Decision, PolicySet, RequestFacts, Resource};
 use crate::authn::{AuthMethod, Principal, PrincipalKind};
 
 /// An explain request file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
     /// The principal; absent for anonymous.
@@ -53,7 +53,7 @@ pub struct ExplainRequest {
 }
 
 /// A principal as authentication would produce it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrincipalSpec {
     /// `User`, `ApiKey`, `Service` or `Anonymous`.
@@ -86,7 +86,7 @@ pub struct PrincipalSpec {
 }
 
 /// Request facts with defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FactsSpec {
     /// Default `POST`.

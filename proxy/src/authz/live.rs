@@ -158,6 +158,14 @@ impl Authz {
             .map(|s| s.current.load_full())
     }
 
+    /// The directory set `name` is loaded from (`builtin` for the compiled-in seed set).
+    pub fn dir(&self, name: &str) -> Option<&std::path::Path> {
+        self.sets
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.dir.as_path())
+    }
+
     /// Whether every set has a good policy set live (always, once constructed: loading fails
     /// rather than start without one, and reloads never swap in a broken set).
     pub fn has_good_set(&self) -> bool {
@@ -299,6 +307,7 @@ fn check_targets(set: PolicySet, targets: &[Target]) -> Result<PolicySet, Vec<Po
         .map(|message| PolicyError {
             file: "(schema)".into(),
             line: None,
+            column: None,
             message: format!("{message} (a route needs it)"),
         })
         .collect();

@@ -64,6 +64,8 @@ pub struct PolicyError {
     pub file: String,
     /// 1-based line, when known.
     pub line: Option<usize>,
+    /// 1-based column (in characters) of that line, when known.
+    pub column: Option<usize>,
     /// What is wrong.
     pub message: String,
 }
@@ -84,6 +86,8 @@ pub struct PolicySource {
     pub file: String,
     /// 1-based line of the policy's first line.
     pub line: usize,
+    /// 1-based line of the policy's last line.
+    pub end_line: usize,
 }
 
 /// The files of a policy directory, read but not parsed.
@@ -124,6 +128,7 @@ impl PolicyFiles {
             vec![PolicyError {
                 file: file.display().to_string(),
                 line: None,
+                column: None,
                 message,
             }]
         };
@@ -194,6 +199,7 @@ impl PolicySet {
                 errors.push(PolicyError {
                     file: display(path),
                     line: None,
+                    column: None,
                     message,
                 });
                 ToolCatalog::default()
@@ -211,10 +217,12 @@ impl PolicySet {
                 .and_then(|s| files.policies.iter().find(|(p, _)| display(p) == s.file))
                 .map(|(p, t)| (display(p), t.as_str()))
                 .unwrap_or_default();
-            let line = first_label_line(e, text).or(source.map(|s| s.line));
+            let at = first_label_at(e, text);
+            let line = at.map(|(l, _)| l).or(source.map(|s| s.line));
             errors.push(PolicyError {
                 file,
                 line,
+                column: at.map(|(_, c)| c),
                 message: format!("policy `{}`: {e}{}", e.policy_id(), help(e)),
             });
         }
@@ -225,6 +233,7 @@ impl PolicySet {
             vec![PolicyError {
                 file: "(schema)".into(),
                 line: None,
+                column: None,
                 message,
             }]
         })?;
@@ -239,6 +248,7 @@ impl PolicySet {
             catalog,
             model,
             slices,
+            files: files.clone(),
         })
     }
 }
@@ -259,9 +269,23 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
-fn first_label_line(e: &impl Diagnostic, text: &str) -> Option<usize> {
+/// Line and column (1-based, the column in characters) of byte `offset` in `text`.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    (
+        line_of(text, offset),
+        text[line_start..offset].chars().count() + 1,
+    )
+}
+
+/// Where the first label of `e` points in `text`: (line, column).
+fn first_label_at(e: &impl Diagnostic, text: &str) -> Option<(usize, usize)> {
     let label = e.labels()?.next()?;
-    (!text.is_empty()).then(|| line_of(text, label.offset()))
+    (!text.is_empty()).then(|| line_col(text, label.offset()))
 }
 
 fn parse_schema(files: &[(PathBuf, String)], errors: &mut Vec<PolicyError>) -> Option<Schema> {
@@ -271,7 +295,8 @@ fn parse_schema(files: &[(PathBuf, String)], errors: &mut Vec<PolicyError>) -> O
             Ok((fragment, _warnings)) => fragments.push(fragment),
             Err(e) => errors.push(PolicyError {
                 file: display(path),
-                line: first_label_line(&e, text),
+                line: first_label_at(&e, text).map(|(l, _)| l),
+                column: first_label_at(&e, text).map(|(_, c)| c),
                 message: format!("{e}{}", help(&e)),
             }),
         }
@@ -289,6 +314,7 @@ fn parse_schema(files: &[(PathBuf, String)], errors: &mut Vec<PolicyError>) -> O
                     .collect::<Vec<_>>()
                     .join(", "),
                 line: None,
+                column: None,
                 message: format!("{e}{}", help(&e)),
             });
             None
@@ -312,7 +338,8 @@ fn parse_policies(
             Err(e) => {
                 errors.push(PolicyError {
                     file: file.clone(),
-                    line: first_label_line(&e, text),
+                    line: first_label_at(&e, text).map(|(l, _)| l),
+                    column: first_label_at(&e, text).map(|(_, c)| c),
                     message: format!("{e}{}", help(&e)),
                 });
                 continue;
@@ -322,21 +349,25 @@ fn parse_policies(
             errors.push(PolicyError {
                 file: file.clone(),
                 line: None,
+                column: None,
                 message: "policy templates (?principal / ?resource) are not supported".into(),
             });
         }
         // `policies()` keeps the order of the source; find each one's text to get its line.
         let mut cursor = 0;
         for policy in parsed.policies() {
-            let line = policy
+            let (line, end_line) = policy
                 .to_cedar()
                 .and_then(|src| text[cursor..].find(&src).map(|at| (at, src.len())))
                 .map(|(at, len)| {
                     let start = cursor + at;
                     cursor = start + len;
-                    line_of(text, start)
+                    (
+                        line_of(text, start),
+                        line_of(text, (start + len).saturating_sub(1)),
+                    )
                 })
-                .unwrap_or(1);
+                .unwrap_or((1, 1));
             let short = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -349,6 +380,7 @@ fn parse_policies(
                 errors.push(PolicyError {
                     file: file.clone(),
                     line: Some(line),
+                    column: None,
                     message: format!("policy id `{id}` is used twice"),
                 });
                 continue;
@@ -358,6 +390,7 @@ fn parse_policies(
                 errors.push(PolicyError {
                     file: file.clone(),
                     line: Some(line),
+                    column: None,
                     message: e.to_string(),
                 });
                 continue;
@@ -367,6 +400,7 @@ fn parse_policies(
                 PolicySource {
                     file: file.clone(),
                     line,
+                    end_line,
                 },
             );
         }
