@@ -224,6 +224,19 @@ pub enum ConfigError {
     Invalid(Vec<FieldError>),
 }
 
+/// Descriptions with each doc-comment paragraph on one line (the proxy's schema does the same):
+/// the doc comments wrap at 100 columns, which says nothing about the text.
+fn one_line_paragraphs(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::String(d)) = schema.get_mut("description") {
+        let paragraphs: Vec<String> = d
+            .split("\n\n")
+            .map(|p| p.lines().map(str::trim).collect::<Vec<_>>().join(" "))
+            .filter(|p| !p.trim().is_empty())
+            .collect();
+        *d = paragraphs.join("\n\n");
+    }
+}
+
 fn list(errors: &[FieldError]) -> String {
     errors
         .iter()
@@ -268,8 +281,11 @@ impl OrchestratorConfig {
     }
 
     /// The JSON Schema of the file.
-    pub fn schema() -> schemars::schema::RootSchema {
-        schemars::schema_for!(OrchestratorConfig)
+    pub fn schema() -> schemars::Schema {
+        schemars::generate::SchemaSettings::default()
+            .with_transform(schemars::transform::RecursiveTransform(one_line_paragraphs))
+            .into_generator()
+            .into_root_schema_for::<OrchestratorConfig>()
     }
 
     /// The JSON Schema, pretty-printed (committed as `config/schema/orchestrator.schema.json`).

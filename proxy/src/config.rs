@@ -370,8 +370,7 @@ fn typed(tree: yaml_serde::Value) -> Typed {
             }
         }
     };
-    let schema = schemars::schema_for!(ConfigSpec);
-    let problems = structure::check(&schema, &tree);
+    let problems = structure::check(&schema(), &tree);
     let mut errors: Vec<FieldError> = problems.iter().map(FieldError::from).collect();
     // serde saw something the schema walk did not: report it too.
     if !errors.iter().any(|e| e.path == first.path) {
@@ -415,9 +414,30 @@ impl TryFrom<ConfigSpec> for Config {
 #[cfg(test)]
 mod tests;
 
+/// The JSON Schema of `palisade.yaml` (draft 2020-12), the one source of the committed schema,
+/// the field reference, the structural walk and the override roots.
+pub fn schema() -> schemars::Schema {
+    schemars::generate::SchemaSettings::default()
+        .with_transform(schemars::transform::RecursiveTransform(one_line_paragraphs))
+        .into_generator()
+        .into_root_schema_for::<ConfigSpec>()
+}
+
+/// Descriptions with each doc-comment paragraph on one line: the doc comments wrap at 100
+/// columns, which says nothing about the text (editors show descriptions as they are).
+fn one_line_paragraphs(schema: &mut schemars::Schema) {
+    if let Some(serde_json::Value::String(d)) = schema.get_mut("description") {
+        let paragraphs: Vec<String> = d
+            .split("\n\n")
+            .map(|p| p.lines().map(str::trim).collect::<Vec<_>>().join(" "))
+            .filter(|p| !p.trim().is_empty())
+            .collect();
+        *d = paragraphs.join("\n\n");
+    }
+}
+
 /// The JSON Schema of `palisade.yaml`, pretty-printed (committed as
 /// `config/schema/palisade.schema.json`).
 pub fn schema_json() -> String {
-    let schema = schemars::schema_for!(ConfigSpec);
-    serde_json::to_string_pretty(&schema).unwrap_or_default() + "\n"
+    serde_json::to_string_pretty(&schema()).unwrap_or_default() + "\n"
 }

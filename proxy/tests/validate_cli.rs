@@ -54,13 +54,15 @@ fn validate_reports_every_error_with_line_and_column() {
     let stderr = text(&out.stderr);
     let expected = [
         format!("{f}:2:3: server.threads: invalid type: string \"many\", expected an integer"),
+        // The fields in the order the config types declare them, as serde itself lists them.
         format!(
-            "{f}:3:3: server.colour: unknown field `colour`, expected one of `drain_timeout`, \
-             `header_timeout`, `log_format`, `log_level`, `max_connections_per_ip`, `reload_interval`, `threads`"
+            "{f}:3:3: server.colour: unknown field `colour`, expected one of `threads`, \
+             `drain_timeout`, `log_format`, `log_level`, `header_timeout`, `max_connections_per_ip`, \
+             `reload_interval`"
         ),
         format!(
             "{f}:8:29: routes[0].match.methodz: unknown field `methodz`, expected one of \
-             `host`, `methods`, `path_prefix`"
+             `host`, `path_prefix`, `methods`"
         ),
         format!("{f}:12:5: routes[1].upstream: no upstream named `nowhere` in `upstreams`"),
         format!("{f}: 4 error(s)"),

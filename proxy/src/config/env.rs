@@ -23,11 +23,11 @@ use super::FieldError;
 fn roots() -> &'static [String] {
     static ROOTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     ROOTS.get_or_init(|| {
-        let schema = schemars::schema_for!(super::spec::ConfigSpec);
+        let schema = super::schema();
         schema
-            .schema
-            .object
-            .map(|o| o.properties.keys().cloned().collect())
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .map(|o| o.keys().cloned().collect())
             .unwrap_or_default()
     })
 }

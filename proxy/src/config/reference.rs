@@ -5,18 +5,19 @@
 //! `upstreams.<name>.address`), type, default and description. A test fails when the committed
 //! file differs from what this module generates.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use schemars::schema::{InstanceType, Schema, SchemaObject, SingleOrVec};
-
-use super::spec::ConfigSpec;
+use serde_json::{Map, Value as Json};
 
 /// The whole reference, as Markdown.
 pub fn markdown() -> String {
-    let root = schemars::schema_for!(ConfigSpec);
+    let root = super::schema();
+    let empty = Map::new();
     let gen = Generator {
-        definitions: &root.definitions,
+        definitions: root
+            .get("$defs")
+            .and_then(Json::as_object)
+            .unwrap_or(&empty),
     };
     let mut out = String::from(
         "# Configuration reference\n\n\
@@ -31,21 +32,22 @@ pub fn markdown() -> String {
          section is present with its fields' defaults; `see description`: the description says \
          what happens when the field is left out.\n\n",
     );
-    let Some(object) = &root.schema.object else {
+    let Some(properties) = root.get("properties").and_then(Json::as_object) else {
         return out;
     };
+    let required = required_of(root.as_object().unwrap_or(&empty));
     out.push_str("Sections:");
-    for (i, name) in object.properties.keys().enumerate() {
+    for (i, name) in properties.keys().enumerate() {
         let sep = if i == 0 { " " } else { ", " };
         let _ = write!(out, "{sep}[`{name}`](#{name})");
     }
     out.push_str(".\n");
-    for (name, schema) in &object.properties {
+    for (name, schema) in properties {
         let mut rows = Vec::new();
         gen.field(
             name,
             schema,
-            object.required.contains(name),
+            required.contains(&name.as_str()),
             None,
             &mut rows,
             0,
@@ -77,60 +79,55 @@ struct Row {
 }
 
 struct Generator<'s> {
-    definitions: &'s BTreeMap<String, Schema>,
+    /// The schema's `$defs`.
+    definitions: &'s Map<String, Json>,
 }
 
+/// A schema object: its keywords.
+type Object = Map<String, Json>;
+
 impl<'s> Generator<'s> {
+    /// The definition a `$ref` names.
+    fn target(&self, o: &'s Object) -> Option<&'s Json> {
+        let r = o.get("$ref")?.as_str()?;
+        self.definitions.get(r.rsplit('/').next().unwrap_or(r))
+    }
+
     /// The object `schema` stands for: `$ref`s followed, `allOf: [$ref]` wrappers and the `null`
     /// arm of an optional field's `anyOf` looked through.
-    fn resolve(&self, schema: &'s Schema) -> Option<&'s SchemaObject> {
-        let Schema::Object(o) = schema else {
-            return None;
-        };
-        if let Some(r) = &o.reference {
-            let name = r.rsplit('/').next().unwrap_or(r);
-            return self.resolve(self.definitions.get(name)?);
+    fn resolve(&self, schema: &'s Json) -> Option<&'s Object> {
+        let o = schema.as_object()?;
+        if o.contains_key("$ref") {
+            return self.resolve(self.target(o)?);
         }
-        if let Some(sub) = &o.subschemas {
-            let single = sub.all_of.as_deref().filter(|a| a.len() == 1).or_else(|| {
-                sub.any_of
-                    .as_deref()
-                    .filter(|a| a.len() == 2 && a.iter().any(is_null))
-            });
-            if let Some(arms) = single {
-                if let Some(arm) = arms.iter().find(|a| !is_null(a)) {
-                    return self.resolve(arm);
-                }
+        let single = arms(o, "allOf")
+            .filter(|a| a.len() == 1)
+            .or_else(|| arms(o, "anyOf").filter(|a| a.len() == 2 && a.iter().any(is_null)));
+        if let Some(arms) = single {
+            if let Some(arm) = arms.iter().find(|a| !is_null(a)) {
+                return self.resolve(arm);
             }
         }
         Some(o)
     }
 
     /// Whether `schema` is a mapping with named fields (not a map of named entries).
-    fn is_section(&self, schema: &'s Schema) -> bool {
-        matches!(
-            self.resolve(schema),
-            Some(o) if o.object.as_ref().is_some_and(|obj| !obj.properties.is_empty())
-        )
+    fn is_section(&self, schema: &'s Json) -> bool {
+        matches!(self.resolve(schema), Some(o) if !properties(o).is_empty())
     }
 
     /// The first description on the way from `schema` to what it resolves to.
-    fn description(&self, schema: &'s Schema) -> String {
+    fn description(&self, schema: &'s Json) -> String {
         let mut at = schema;
         for _ in 0..8 {
-            let Schema::Object(o) = at else { break };
-            if let Some(d) = o.metadata.as_ref().and_then(|m| m.description.as_ref()) {
-                return d.clone();
+            let Some(o) = at.as_object() else { break };
+            if let Some(d) = o.get("description").and_then(Json::as_str) {
+                return d.to_owned();
             }
-            let next = o
-                .reference
-                .as_ref()
-                .and_then(|r| self.definitions.get(r.rsplit('/').next().unwrap_or(r)))
-                .or_else(|| {
-                    let sub = o.subschemas.as_ref()?;
-                    let arms = sub.all_of.as_ref().or(sub.any_of.as_ref())?;
-                    arms.iter().find(|a| !is_null(a))
-                });
+            let next = self.target(o).or_else(|| {
+                let arms = arms(o, "allOf").or_else(|| arms(o, "anyOf"))?;
+                arms.iter().find(|a| !is_null(a))
+            });
             match next {
                 Some(n) => at = n,
                 None => break,
@@ -142,26 +139,23 @@ impl<'s> Generator<'s> {
     fn field(
         &self,
         path: &str,
-        schema: &'s Schema,
+        schema: &'s Json,
         required: bool,
-        inherited: Option<&serde_json::Value>,
+        inherited: Option<&Json>,
         rows: &mut Vec<Row>,
         depth: usize,
     ) {
         // A field's own default, else its part of the enclosing section's default.
-        let own = match schema {
-            Schema::Object(o) => o.metadata.as_ref().and_then(|m| m.default.as_ref()),
-            Schema::Bool(_) => None,
-        };
+        let own = schema.get("default");
         let default_value = own.or(inherited);
         let description = self.description(schema);
         let default = match default_value {
-            Some(serde_json::Value::Object(o)) if o.is_empty() => "none".into(),
-            Some(serde_json::Value::Object(_)) if self.is_section(schema) => "see fields".into(),
-            Some(serde_json::Value::Null) | None if required => "required".into(),
+            Some(Json::Object(o)) if o.is_empty() => "none".into(),
+            Some(Json::Object(_)) if self.is_section(schema) => "see fields".into(),
+            Some(Json::Null) | None if required => "required".into(),
             // The doc comments state each default (`Default: `30s`.`), also where serde's
             // `default` attribute leaves no trace in the schema.
-            Some(serde_json::Value::Null) | None => {
+            Some(Json::Null) | None => {
                 let stated = stated_default(&description);
                 if stated == "—" && self.is_section(schema) {
                     "see fields".into()
@@ -192,32 +186,26 @@ impl<'s> Generator<'s> {
         // Below a list of mappings: `list[].field`; below a map of mappings: `map.<name>.field`.
         // Entries of lists and maps have no default of their own beyond their fields'.
         let mut section_default = default_value.filter(|v| v.is_object());
-        let (prefix, inner) = match (&o.array, &o.object) {
-            (Some(a), _) => match &a.items {
-                Some(SingleOrVec::Single(item)) => {
-                    section_default = None;
-                    (format!("{path}[]"), self.resolve(item))
-                }
+        let (prefix, inner) = if let Some(item) = o.get("items") {
+            section_default = None;
+            (format!("{path}[]"), self.resolve(item))
+        } else if is_mapping(o) && properties(o).is_empty() {
+            section_default = None;
+            match o.get("additionalProperties") {
+                Some(s @ Json::Object(_)) => (format!("{path}.<name>"), self.resolve(s)),
                 _ => return,
-            },
-            (None, Some(obj)) if obj.properties.is_empty() => {
-                section_default = None;
-                match obj.additional_properties.as_deref() {
-                    Some(s @ Schema::Object(_)) => (format!("{path}.<name>"), self.resolve(s)),
-                    _ => return,
-                }
             }
-            _ => (path.to_string(), Some(o)),
+        } else {
+            (path.to_string(), Some(o))
         };
         let Some(inner) = inner else { return };
-        let Some(obj) = &inner.object else { return };
-        for (name, child) in &obj.properties {
-            let required = obj.required.contains(name);
+        let required_fields = required_of(inner);
+        for (name, child) in properties(inner) {
             let inherited = section_default.and_then(|d| d.get(name));
             self.field(
                 &format!("{prefix}.{name}"),
                 child,
-                required,
+                required_fields.contains(&name.as_str()),
                 inherited,
                 rows,
                 depth + 1,
@@ -225,23 +213,20 @@ impl<'s> Generator<'s> {
         }
     }
 
-    fn kind(&self, o: &SchemaObject) -> String {
+    fn kind(&self, o: &'s Object) -> String {
         if let Some(values) = enum_values(self, o) {
             return values.join(" \\| ");
         }
-        let types: Vec<InstanceType> = match &o.instance_type {
-            Some(SingleOrVec::Single(t)) => vec![**t],
-            Some(SingleOrVec::Vec(v)) => v.clone(),
-            None => Vec::new(),
+        let types: Vec<&str> = match o.get("type") {
+            Some(Json::String(t)) => vec![t.as_str()],
+            Some(Json::Array(ts)) => ts.iter().filter_map(Json::as_str).collect(),
+            _ => Vec::new(),
         };
-        let types: Vec<InstanceType> = match types.len() {
+        let types: Vec<&str> = match types.len() {
             1 => types,
-            _ => types
-                .into_iter()
-                .filter(|t| *t != InstanceType::Null)
-                .collect(),
+            _ => types.into_iter().filter(|t| *t != "null").collect(),
         };
-        let names: Vec<String> = types.iter().map(|t| self.type_name(*t, o)).collect();
+        let names: Vec<String> = types.iter().map(|t| self.type_name(t, o)).collect();
         if names.is_empty() {
             "any".into()
         } else {
@@ -249,54 +234,85 @@ impl<'s> Generator<'s> {
         }
     }
 
-    fn type_name(&self, t: InstanceType, o: &SchemaObject) -> String {
+    fn type_name(&self, t: &str, o: &'s Object) -> String {
         match t {
-            InstanceType::Null => "null".into(),
-            InstanceType::Boolean => "boolean".into(),
-            InstanceType::String => "string".into(),
-            InstanceType::Number => "number".into(),
-            InstanceType::Integer => {
-                let unsigned = o.format.as_deref().is_some_and(|f| f.starts_with("uint"));
+            "integer" => {
+                let unsigned = o
+                    .get("format")
+                    .and_then(Json::as_str)
+                    .is_some_and(|f| f.starts_with("uint"));
                 if unsigned { "integer ≥ 0" } else { "integer" }.into()
             }
-            InstanceType::Array => {
-                let item = o.array.as_ref().and_then(|a| match &a.items {
-                    Some(SingleOrVec::Single(item)) => self.resolve(item),
-                    _ => None,
-                });
-                match item {
-                    Some(item) => format!("list of {}", self.kind(item)),
-                    None => "list".into(),
-                }
-            }
-            InstanceType::Object => {
-                let obj = o.object.as_ref();
-                let map_of = obj
-                    .filter(|obj| obj.properties.is_empty())
-                    .and_then(|obj| obj.additional_properties.as_deref())
+            "array" => match o.get("items").and_then(|item| self.resolve(item)) {
+                Some(item) => format!("list of {}", self.kind(item)),
+                None => "list".into(),
+            },
+            "object" => {
+                let map_of = Some(o)
+                    .filter(|o| properties(o).is_empty())
+                    .and_then(|o| o.get("additionalProperties"))
                     .and_then(|s| self.resolve(s));
                 match map_of {
                     Some(value) => format!("map of name → {}", self.kind(value)),
                     None => "mapping".into(),
                 }
             }
+            other => other.into(),
         }
     }
 }
 
-/// The allowed values of a string enum (`oneOf` of single-value enums, or one `enum`).
-fn enum_values(gen: &Generator<'_>, o: &SchemaObject) -> Option<Vec<String>> {
-    let show = |v: &serde_json::Value| format!("`{}`", compact(v));
-    if let Some(values) = &o.enum_values {
-        return Some(values.iter().map(show).collect());
+/// The allowed values of a string enum (`oneOf` of single-value enums or `const`s, or one
+/// `enum`).
+fn enum_values<'s>(gen: &Generator<'s>, o: &'s Object) -> Option<Vec<String>> {
+    let show = |v: &Json| format!("`{}`", compact(v));
+    if let Some(values) = values(o) {
+        return Some(values.into_iter().map(show).collect());
     }
-    let arms = o.subschemas.as_ref()?.one_of.as_ref()?;
     let mut out = Vec::new();
-    for arm in arms {
-        let values = gen.resolve(arm)?.enum_values.as_ref()?;
-        out.extend(values.iter().map(show));
+    for arm in arms(o, "oneOf")? {
+        out.extend(values(gen.resolve(arm)?)?.into_iter().map(show));
     }
     Some(out)
+}
+
+/// The values an `enum` or a `const` allows.
+fn values(o: &Object) -> Option<Vec<&Json>> {
+    if let Some(values) = o.get("enum").and_then(Json::as_array) {
+        return Some(values.iter().collect());
+    }
+    o.get("const").map(|c| vec![c])
+}
+
+/// The subschemas under `key` (`allOf`, `anyOf`, `oneOf`).
+fn arms<'s>(o: &'s Object, key: &str) -> Option<&'s Vec<Json>> {
+    o.get(key).and_then(Json::as_array)
+}
+
+/// A schema object's named fields (none when it has no `properties`).
+fn properties(o: &Object) -> &Object {
+    static EMPTY: std::sync::OnceLock<Object> = std::sync::OnceLock::new();
+    o.get("properties")
+        .and_then(Json::as_object)
+        .unwrap_or_else(|| EMPTY.get_or_init(Object::new))
+}
+
+/// The names of a schema object's required fields.
+fn required_of(o: &Object) -> Vec<&str> {
+    o.get("required")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .collect()
+}
+
+/// Whether a schema object describes a mapping (by its type or its object keywords).
+fn is_mapping(o: &Object) -> bool {
+    o.get("type").and_then(Json::as_str) == Some("object")
+        || ["properties", "additionalProperties", "required"]
+            .iter()
+            .any(|k| o.contains_key(*k))
 }
 
 /// The default a description states: `` `x` `` from "Default: `x`.", "see description" for a
@@ -317,17 +333,14 @@ fn stated_default(description: &str) -> String {
     }
 }
 
-fn is_null(schema: &Schema) -> bool {
-    matches!(schema, Schema::Object(o) if matches!(
-        &o.instance_type,
-        Some(SingleOrVec::Single(t)) if **t == InstanceType::Null
-    ))
+fn is_null(schema: &Json) -> bool {
+    schema.get("type").and_then(Json::as_str) == Some("null")
 }
 
 /// A JSON value as YAML users write it: strings bare, the rest as JSON.
-fn compact(v: &serde_json::Value) -> String {
+fn compact(v: &Json) -> String {
     match v {
-        serde_json::Value::String(s) => s.clone(),
+        Json::String(s) => s.clone(),
         other => other.to_string(),
     }
 }

@@ -11,13 +11,11 @@
 //! accept (an unknown field; an optional field of the wrong type, whose default then applies), so
 //! that the semantic checks can still run and report their own errors in the same round.
 
-use std::collections::BTreeMap;
-
-use schemars::schema::{InstanceType, RootSchema, Schema, SchemaObject, SingleOrVec};
+use schemars::Schema;
+use serde_json::{Map, Value as Json};
 use yaml_serde::Value;
 
 use super::FieldError;
-
 /// One structural problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Problem {
@@ -71,13 +69,16 @@ pub(crate) fn render(path: &[Segment]) -> String {
 }
 
 /// Every structural problem of `tree` against `schema`, in document order of the walk.
-pub(crate) fn check(schema: &RootSchema, tree: &Value) -> Vec<Problem> {
+pub(crate) fn check(schema: &Schema, tree: &Value) -> Vec<Problem> {
+    let empty = Map::new();
     let walker = Walker {
-        definitions: &schema.definitions,
+        definitions: schema
+            .get("$defs")
+            .and_then(Json::as_object)
+            .unwrap_or(&empty),
     };
     let mut out = Vec::new();
-    let root = Schema::Object(schema.schema.clone());
-    walker.check(&root, tree, &mut Vec::new(), None, &mut out);
+    walker.check(schema.as_value(), tree, &mut Vec::new(), None, &mut out);
     out
 }
 
@@ -106,26 +107,25 @@ fn node_mut<'v>(node: &'v mut Value, path: &[Segment]) -> Option<&'v mut Value> 
 }
 
 struct Walker<'s> {
-    definitions: &'s BTreeMap<String, Schema>,
+    /// The schema's `$defs`.
+    definitions: &'s Map<String, Json>,
 }
 
 impl<'s> Walker<'s> {
-    /// Follows `$ref`s to the schema object they name.
-    fn resolve<'a>(&'a self, schema: &'a Schema) -> Option<&'a SchemaObject>
+    /// Follows `$ref`s to the schema object they name (`None` for the `true`/`false` schemas).
+    fn resolve<'a>(&'a self, schema: &'a Json) -> Option<&'a Map<String, Json>>
     where
         's: 'a,
     {
         let mut schema = schema;
         for _ in 0..32 {
-            match schema {
-                Schema::Bool(_) => return None,
-                Schema::Object(o) => match &o.reference {
-                    Some(r) => {
-                        let name = r.rsplit('/').next().unwrap_or(r);
-                        schema = self.definitions.get(name)?;
-                    }
-                    None => return Some(o),
-                },
+            let o = schema.as_object()?;
+            match o.get("$ref").and_then(Json::as_str) {
+                Some(r) => {
+                    let name = r.rsplit('/').next().unwrap_or(r);
+                    schema = self.definitions.get(name)?;
+                }
+                None => return Some(o),
             }
         }
         None
@@ -133,14 +133,14 @@ impl<'s> Walker<'s> {
 
     fn check(
         &self,
-        schema: &Schema,
+        schema: &Json,
         value: &Value,
         path: &mut Vec<Segment>,
         removable: Option<&[Segment]>,
         out: &mut Vec<Problem>,
     ) {
         let Some(o) = self.resolve(schema) else {
-            if matches!(schema, Schema::Bool(false)) {
+            if *schema == Json::Bool(false) {
                 out.push(self.problem(path, removable, "no value is allowed here".into(), None));
             }
             return;
@@ -150,42 +150,33 @@ impl<'s> Walker<'s> {
             Value::Tagged(_) => return,
             v => v,
         };
-        if let Some(sub) = &o.subschemas {
-            for s in sub.all_of.iter().flatten() {
-                self.check(s, value, path, removable, out);
-            }
-            for alternatives in [&sub.any_of, &sub.one_of].into_iter().flatten() {
+        for s in subschemas(o, "allOf") {
+            self.check(s, value, path, removable, out);
+        }
+        for key in ["anyOf", "oneOf"] {
+            if let Some(alternatives) = o.get(key).and_then(Json::as_array) {
                 self.alternatives(alternatives, value, path, removable, out);
             }
         }
-        if let Some(types) = &o.instance_type {
-            let types: Vec<InstanceType> = match types {
-                SingleOrVec::Single(t) => vec![**t],
-                SingleOrVec::Vec(v) => v.clone(),
+        let types = types(o);
+        if !types.is_empty() && !types.iter().any(|t| is_type(value, t)) {
+            // `null` is how an optional field is left out; naming it helps nobody.
+            let shown: Vec<&str> = match types.len() {
+                1 => types.clone(),
+                _ => types.iter().copied().filter(|t| *t != "null").collect(),
             };
-            if !types.iter().any(|t| is_type(value, *t)) {
-                // `null` is how an optional field is left out; naming it helps nobody.
-                let shown: Vec<InstanceType> = match types.len() {
-                    1 => types.clone(),
-                    _ => types
-                        .iter()
-                        .copied()
-                        .filter(|t| *t != InstanceType::Null)
-                        .collect(),
-                };
-                let expected: Vec<String> = shown.iter().map(|t| type_name(*t).into()).collect();
-                let message = format!(
-                    "invalid type: {}, expected {}",
-                    describe(value),
-                    expected.join(" or ")
-                );
-                out.push(self.problem(path, removable, message, Some(expected)));
-                return;
-            }
+            let expected: Vec<String> = shown.iter().map(|t| type_name(t).into()).collect();
+            let message = format!(
+                "invalid type: {}, expected {}",
+                describe(value),
+                expected.join(" or ")
+            );
+            out.push(self.problem(path, removable, message, Some(expected)));
+            return;
         }
-        if let Some(allowed) = &o.enum_values {
+        if let Some(allowed) = allowed_values(o) {
             let json = serde_json::to_value(value).unwrap_or_default();
-            if !allowed.contains(&json) {
+            if !allowed.contains(&&json) {
                 let expected: Vec<String> =
                     allowed.iter().map(|a| format!("`{}`", plain(a))).collect();
                 let message = format!(
@@ -201,12 +192,12 @@ impl<'s> Walker<'s> {
         match value {
             Value::Mapping(map) => self.object(o, map, path, removable, out),
             Value::Sequence(items) => {
-                let Some(array) = &o.array else { return };
+                // `items` covers every entry; `prefixItems` (tuples) the first ones.
+                let prefix = o.get("prefixItems").and_then(Json::as_array);
                 for (i, item) in items.iter().enumerate() {
-                    let item_schema = match &array.items {
-                        Some(SingleOrVec::Single(s)) => Some(&**s),
-                        Some(SingleOrVec::Vec(v)) => v.get(i),
-                        None => None,
+                    let item_schema = match prefix.and_then(|p| p.get(i)) {
+                        Some(s) => Some(s),
+                        None => o.get("items"),
                     };
                     if let Some(s) = item_schema {
                         path.push(Segment::Index(i));
@@ -222,13 +213,24 @@ impl<'s> Walker<'s> {
 
     fn object(
         &self,
-        o: &SchemaObject,
+        o: &Map<String, Json>,
         map: &yaml_serde::Mapping,
         path: &mut Vec<Segment>,
         removable: Option<&[Segment]>,
         out: &mut Vec<Problem>,
     ) {
-        let Some(object) = &o.object else { return };
+        let empty = Map::new();
+        let properties = o
+            .get("properties")
+            .and_then(Json::as_object)
+            .unwrap_or(&empty);
+        let required: Vec<&str> = o
+            .get("required")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_str)
+            .collect();
         for (key, value) in map {
             let Some(key) = key.as_str() else {
                 out.push(self.problem(
@@ -240,19 +242,19 @@ impl<'s> Walker<'s> {
                 continue;
             };
             path.push(Segment::Key(key.to_string()));
-            if let Some(s) = object.properties.get(key) {
+            if let Some(s) = properties.get(key) {
                 let own = path.clone();
-                let removable = if object.required.contains(key) {
+                let removable = if required.contains(&key) {
                     removable.map(<[Segment]>::to_vec)
                 } else {
                     Some(own)
                 };
                 self.check(s, value, path, removable.as_deref(), out);
             } else {
-                match object.additional_properties.as_deref() {
-                    Some(Schema::Bool(false)) => {
+                match o.get("additionalProperties") {
+                    Some(Json::Bool(false)) => {
                         let known: Vec<String> =
-                            object.properties.keys().map(|k| format!("`{k}`")).collect();
+                            properties.keys().map(|k| format!("`{k}`")).collect();
                         let message = if known.is_empty() {
                             format!("unknown field `{key}`, there are no fields")
                         } else {
@@ -272,9 +274,9 @@ impl<'s> Walker<'s> {
             }
             path.pop();
         }
-        for field in &object.required {
-            if !map.contains_key(field.as_str()) {
-                path.push(Segment::Key(field.clone()));
+        for field in required {
+            if !map.contains_key(field) {
+                path.push(Segment::Key(field.to_string()));
                 out.push(Problem {
                     path: render(path),
                     message: format!("missing field `{field}`"),
@@ -288,7 +290,7 @@ impl<'s> Walker<'s> {
 
     fn number(
         &self,
-        o: &SchemaObject,
+        o: &Map<String, Json>,
         value: &Value,
         path: &[Segment],
         removable: Option<&[Segment]>,
@@ -296,14 +298,14 @@ impl<'s> Walker<'s> {
     ) {
         let Value::Number(n) = value else { return };
         let Some(x) = n.as_f64() else { return };
-        let max = match o.format.as_deref() {
+        let max = match o.get("format").and_then(Json::as_str) {
             Some("uint8") => Some(f64::from(u8::MAX)),
             Some("uint16") => Some(f64::from(u16::MAX)),
             Some("uint32") => Some(f64::from(u32::MAX)),
             _ => None,
         };
-        let min = o.number.as_ref().and_then(|n| n.minimum);
-        let max = o.number.as_ref().and_then(|n| n.maximum).or(max);
+        let min = o.get("minimum").and_then(Json::as_f64);
+        let max = o.get("maximum").and_then(Json::as_f64).or(max);
         let message = match (min, max) {
             (Some(min), _) if x < min => format!("invalid value: {n}, expected at least {min}"),
             (_, Some(max)) if x > max => format!("invalid value: {n}, expected at most {max}"),
@@ -316,7 +318,7 @@ impl<'s> Walker<'s> {
     /// alternative, or one message listing what would have fit.
     fn alternatives(
         &self,
-        alternatives: &[Schema],
+        alternatives: &[Json],
         value: &Value,
         path: &mut Vec<Segment>,
         removable: Option<&[Segment]>,
@@ -385,35 +387,58 @@ fn one_of(items: &[String]) -> String {
     }
 }
 
-fn plain(v: &serde_json::Value) -> String {
+fn plain(v: &Json) -> String {
     match v {
-        serde_json::Value::String(s) => s.clone(),
+        Json::String(s) => s.clone(),
         other => other.to_string(),
     }
 }
 
-fn is_type(value: &Value, t: InstanceType) -> bool {
+/// The schemas under `key` (`allOf`, …) of a schema object.
+fn subschemas<'a>(o: &'a Map<String, Json>, key: &str) -> impl Iterator<Item = &'a Json> {
+    o.get(key).and_then(Json::as_array).into_iter().flatten()
+}
+
+/// The JSON types a schema object allows (`type: x` or `type: [x, y]`); empty when it names none.
+fn types(o: &Map<String, Json>) -> Vec<&str> {
+    match o.get("type") {
+        Some(Json::String(t)) => vec![t.as_str()],
+        Some(Json::Array(ts)) => ts.iter().filter_map(Json::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The values an `enum` or a `const` allows.
+fn allowed_values(o: &Map<String, Json>) -> Option<Vec<&Json>> {
+    if let Some(values) = o.get("enum").and_then(Json::as_array) {
+        return Some(values.iter().collect());
+    }
+    o.get("const").map(|c| vec![c])
+}
+
+fn is_type(value: &Value, t: &str) -> bool {
     match (t, value) {
-        (InstanceType::Null, Value::Null) => true,
-        (InstanceType::Boolean, Value::Bool(_)) => true,
-        (InstanceType::String, Value::String(_)) => true,
-        (InstanceType::Array, Value::Sequence(_)) => true,
-        (InstanceType::Object, Value::Mapping(_)) => true,
-        (InstanceType::Number, Value::Number(_)) => true,
-        (InstanceType::Integer, Value::Number(n)) => n.is_i64() || n.is_u64(),
+        ("null", Value::Null) => true,
+        ("boolean", Value::Bool(_)) => true,
+        ("string", Value::String(_)) => true,
+        ("array", Value::Sequence(_)) => true,
+        ("object", Value::Mapping(_)) => true,
+        ("number", Value::Number(_)) => true,
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
         _ => false,
     }
 }
 
-fn type_name(t: InstanceType) -> &'static str {
+fn type_name(t: &str) -> &str {
     match t {
-        InstanceType::Null => "nothing (null)",
-        InstanceType::Boolean => "a boolean",
-        InstanceType::Object => "a mapping",
-        InstanceType::Array => "a list",
-        InstanceType::Number => "a number",
-        InstanceType::String => "a string",
-        InstanceType::Integer => "an integer",
+        "null" => "nothing (null)",
+        "boolean" => "a boolean",
+        "object" => "a mapping",
+        "array" => "a list",
+        "number" => "a number",
+        "string" => "a string",
+        "integer" => "an integer",
+        other => other,
     }
 }
 
@@ -438,7 +463,7 @@ mod tests {
     use super::*;
 
     fn problems(yaml: &str) -> Vec<(String, String)> {
-        let schema = schemars::schema_for!(crate::config::spec::ConfigSpec);
+        let schema = crate::config::schema();
         let tree: Value = yaml_serde::from_str(yaml).unwrap();
         check(&schema, &tree)
             .into_iter()
@@ -449,7 +474,7 @@ mod tests {
     #[test]
     fn valid_config_has_no_problems() {
         let tree: Value = yaml_serde::from_str(crate::config::EMBEDDED_DEV_CONFIG).unwrap();
-        let schema = schemars::schema_for!(crate::config::spec::ConfigSpec);
+        let schema = crate::config::schema();
         assert_eq!(check(&schema, &tree), []);
     }
 
@@ -486,7 +511,7 @@ mod tests {
 
     #[test]
     fn removal_targets_only_optional_fields() {
-        let schema = schemars::schema_for!(crate::config::spec::ConfigSpec);
+        let schema = crate::config::schema();
         let yaml = "server: {threads: many, colour: red}\nroutes:\n  - {match: {path_prefix: 7}}\n";
         let mut tree: Value = yaml_serde::from_str(yaml).unwrap();
         let found = check(&schema, &tree);
