@@ -1,5 +1,5 @@
 //! Outbound TLS trust: one place that builds every HTTP client the orchestrator uses (model,
-//! MCP, A2A, JWKS, OTLP).
+//! MCP, A2A, JWKS, OTLP) and the roots the PostgreSQL session store verifies its server against.
 //!
 //! Servers are verified against the compiled-in web roots (webpki-roots) plus extra CA
 //! certificates: `tls.ca_file` from the config and the file named by `SSL_CERT_FILE` (the
@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -28,6 +30,8 @@ pub const SSL_CERT_FILE: &str = "SSL_CERT_FILE";
 #[derive(Clone, Default)]
 pub struct Trust {
     extra: Vec<reqwest::Certificate>,
+    /// The same certificates as DER, for the rustls clients that are not reqwest's (PostgreSQL).
+    extra_der: Vec<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for Trust {
@@ -44,16 +48,37 @@ impl Trust {
         cfg: &TlsConfig,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, String> {
-        let mut extra = Vec::new();
+        let mut extra_der = Vec::new();
         if let Some(path) = &cfg.ca_file {
-            extra.extend(read_ca_file(path).map_err(|e| format!("tls.ca_file: {e}"))?);
+            extra_der.extend(read_ca_der(path).map_err(|e| format!("tls.ca_file: {e}"))?);
         }
         if let Some(path) = env(SSL_CERT_FILE).filter(|p| !p.is_empty()) {
-            extra.extend(
-                read_ca_file(Path::new(&path)).map_err(|e| format!("{SSL_CERT_FILE}: {e}"))?,
+            extra_der.extend(
+                read_ca_der(Path::new(&path)).map_err(|e| format!("{SSL_CERT_FILE}: {e}"))?,
             );
         }
-        Ok(Self { extra })
+        let extra = extra_der
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("extra CA certificate: {e}"))?;
+        Ok(Self { extra, extra_der })
+    }
+
+    /// The web roots plus the extra roots, for a rustls client (the PostgreSQL session store).
+    /// An extra certificate rustls cannot use as a trust anchor is skipped with a warning.
+    pub fn root_store(&self) -> rustls::RootCertStore {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let (_, ignored) = roots.add_parsable_certificates(self.extra_der.iter().cloned());
+        if ignored > 0 {
+            tracing::warn!(
+                ignored,
+                "extra CA certificates rustls cannot use as trust anchors"
+            );
+        }
+        roots
     }
 
     /// How many extra roots are trusted.
@@ -75,8 +100,18 @@ impl Trust {
 
 /// The certificates of the PEM file at `path` (at least one).
 pub fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    read_ca_der(path)?
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The certificates of the PEM file at `path` as DER (at least one).
+fn read_ca_der(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!(

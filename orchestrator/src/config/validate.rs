@@ -119,6 +119,17 @@ pub fn validate(cfg: &OrchestratorConfig) -> Vec<FieldError> {
     if cfg.a2a.total_timeout.is_zero() {
         err("a2a.total_timeout".into(), "must be more than 0s".into());
     }
+    for (field, message) in cfg.store.retention().errors() {
+        err(format!("store.retention.{field}"), message.into());
+    }
+    if let crate::store::StoreConfig::Postgres { url, pool_size, .. } = &cfg.store {
+        if *pool_size == 0 {
+            err("store.pool_size".into(), "must be at least 1".into());
+        }
+        if let Err(e) = crate::store::postgres::tls::parse_url(url) {
+            err("store.url".into(), e.to_string());
+        }
+    }
     if cfg.idempotency.ttl.is_zero() {
         err("idempotency.ttl".into(), "must be more than 0s".into());
     }
