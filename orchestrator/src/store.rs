@@ -232,7 +232,7 @@ pub enum StoreError {
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL refused, failed or is unreachable.
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_text(.0))]
     Postgres(#[from] tokio_postgres::Error),
     /// A stored row could not be read back (bad JSON, unknown status, bad timestamp).
     #[error("corrupt record: {0}")]
@@ -393,6 +393,15 @@ pub async fn open(
                 .await?,
         ),
     })
+}
+
+/// A PostgreSQL error with the server's own message (`db error: ERROR: …`), which
+/// `tokio-postgres` keeps out of its `Display`.
+fn postgres_text(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{err}: {db}"),
+        None => err.to_string(),
+    }
 }
 
 /// The current time, truncated to microseconds (what both databases keep, so a record read back
