@@ -184,6 +184,33 @@ mod tests {
     }
 
     #[test]
+    fn store_settings_are_checked() {
+        let e = errors(
+            "store: {backend: postgres, url: \"host=db sslmode=sometimes\", pool_size: 0, \
+             retention: {max_age: 0s, max_runs: 0, max_events_per_run: 0, sweep_interval: 10ms}}\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "store.retention.max_age: must be more than 0s",
+                "store.retention.max_runs: must be at least 1",
+                "store.retention.max_events_per_run: must be at least 1",
+                "store.retention.sweep_interval: must be at least 1s",
+                "store.pool_size: must be at least 1",
+                "store.url: postgres url: sslmode \"sometimes\": use disable, prefer, require, \
+                 verify-ca or verify-full",
+            ]
+        );
+        let cfg = OrchestratorConfig::from_yaml(
+            "store: {backend: postgres, url: \"postgres://db/app?sslmode=verify-full\", \
+             pool_size: 4, retention: {max_age: 7d}}\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.store.retention().max_age.as_secs(), 7 * 86_400);
+        assert_eq!(cfg.store.retention().max_runs, 100_000);
+    }
+
+    #[test]
     fn durations_are_humantime_strings() {
         let cfg = OrchestratorConfig::from_yaml(
             "word_delay: 5ms\nmodel: {timeout: 2m}\nidentity: {jwks_ttl: 1h}\n\

@@ -345,3 +345,6 @@ impl SessionStore for SqliteStore {
         self.max_events
     }
 }
+
+#[cfg(test)]
+mod tests;
