@@ -118,7 +118,7 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, SslMode), StoreEr
         Ok(None)
     };
     let rewritten = match url.split_once("://") {
-        Some((scheme, _)) if matches!(scheme, "postgres" | "postgresql") => {
+        Some(("postgres" | "postgresql", _)) => {
             let (base, query) = url.split_once('?').unwrap_or((url, ""));
             let mut params = Vec::new();
             for param in query.split('&').filter(|p| !p.is_empty()) {
