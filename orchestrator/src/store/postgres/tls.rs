@@ -13,7 +13,7 @@
 //! [`parse_url`] reads `sslmode` out of the URL and hands it `require` for the verifying modes.
 //! The stream offers `tls-server-end-point` channel binding (SCRAM-SHA-256-PLUS).
 //!
-//! This connector is ours (~250 lines) rather than `tokio-postgres-rustls`, whose current
+//! This connector is ours rather than `tokio-postgres-rustls`, whose current
 //! version brings `x509-cert` and a second `sha2`; what it does here is the same.
 
 use std::future::Future;
