@@ -101,9 +101,11 @@ impl Orchestrator {
         let trust = tls::trust(&cfg.tls, |k| std::env::var(k).ok())
             .map_err(|e| anyhow::anyhow!("outbound TLS trust: {e}"))?;
         let telemetry = otel::Telemetry::start(&cfg.tracing, &trust).context("tracing")?;
-        let store = store::open(&cfg.store)
+        let store = store::open(&cfg.store, &trust)
             .await
             .context("opening the session store")?;
+        // Sweeps at start and every `sweep_interval`; ends when the store is dropped.
+        store::spawn_sweeper(&store, cfg.store.retention().clone());
         let idempotency =
             idempotency::open(&cfg.idempotency).context("opening the idempotency store")?;
         let tool_timeout = cfg.tools.timeout;

@@ -146,7 +146,11 @@ struct RunState {
 impl RunState {
     /// Records and sends one event (a gone client is noticed by the drop, not here).
     async fn emit(&mut self, event: Event) {
-        self.record.events.push(event.to_json());
+        let cap = self
+            .store
+            .as_ref()
+            .map_or(usize::MAX, |s| s.max_events_per_run());
+        self.record.push_event(event.to_json(), cap);
         let _ = self.tx.send(event).await;
     }
 

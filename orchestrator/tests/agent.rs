@@ -61,9 +61,7 @@ fn unasserted() -> OrchestratorConfig {
             require_assertion: false,
             ..IdentityConfig::default()
         },
-        store: palisade_orchestrator::store::StoreConfig::Sqlite {
-            path: ":memory:".into(),
-        },
+        store: palisade_orchestrator::store::StoreConfig::sqlite(":memory:"),
         ..OrchestratorConfig::default()
     }
 }

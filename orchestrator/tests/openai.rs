@@ -114,9 +114,7 @@ async fn a_tool_run_with_an_openai_compatible_model() {
             require_assertion: false,
             ..IdentityConfig::default()
         },
-        store: palisade_orchestrator::store::StoreConfig::Sqlite {
-            path: ":memory:".into(),
-        },
+        store: palisade_orchestrator::store::StoreConfig::sqlite(":memory:"),
         ..OrchestratorConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -203,9 +201,7 @@ async fn model_calls_are_genai_spans_with_usage_metrics_and_traceparent() {
             api_key_env: "PALISADE_TEST_FAKE_OPENAI_KEY_UNSET".into(),
             ..ModelConfig::default()
         },
-        store: palisade_orchestrator::store::StoreConfig::Sqlite {
-            path: ":memory:".into(),
-        },
+        store: palisade_orchestrator::store::StoreConfig::sqlite(":memory:"),
         tracing: palisade_orchestrator::otel::TracingConfig {
             otlp_endpoint: Some(collector),
             export_interval: std::time::Duration::from_millis(50),
@@ -393,9 +389,7 @@ async fn a_failed_model_call_records_its_error_type() {
             require_assertion: false,
             ..IdentityConfig::default()
         },
-        store: palisade_orchestrator::store::StoreConfig::Sqlite {
-            path: ":memory:".into(),
-        },
+        store: palisade_orchestrator::store::StoreConfig::sqlite(":memory:"),
         tracing: palisade_orchestrator::otel::TracingConfig {
             otlp_endpoint: Some(collector),
             export_interval: std::time::Duration::from_millis(50),

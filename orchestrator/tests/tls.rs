@@ -82,9 +82,7 @@ async fn run(base_url: &str, tls: TlsConfig) -> Vec<Value> {
             require_assertion: false,
             ..IdentityConfig::default()
         },
-        store: palisade_orchestrator::store::StoreConfig::Sqlite {
-            path: ":memory:".into(),
-        },
+        store: palisade_orchestrator::store::StoreConfig::sqlite(":memory:"),
         tls,
         ..OrchestratorConfig::default()
     };

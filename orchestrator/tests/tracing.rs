@@ -21,9 +21,7 @@ async fn run_spans_continue_the_callers_trace() {
             require_assertion: false,
             ..IdentityConfig::default()
         },
-        store: palisade_orchestrator::store::StoreConfig::Sqlite {
-            path: ":memory:".into(),
-        },
+        store: palisade_orchestrator::store::StoreConfig::sqlite(":memory:"),
         tracing: TracingConfig {
             otlp_endpoint: Some(collector),
             export_interval: std::time::Duration::from_millis(50),

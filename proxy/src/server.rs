@@ -313,9 +313,7 @@ fn start_orchestrator(
             .with_context(|| format!("embedded orchestrator config {path}"))?,
         // Without a file: sessions in memory, so `palisade dev` leaves no database behind.
         None => palisade_orchestrator::OrchestratorConfig {
-            store: palisade_orchestrator::store::StoreConfig::Sqlite {
-                path: ":memory:".into(),
-            },
+            store: palisade_orchestrator::store::StoreConfig::sqlite(":memory:"),
             ..Default::default()
         },
     };

@@ -29,9 +29,7 @@ async fn the_orchestrator_streams_text_tools_and_plans_to_the_official_client() 
         .top_yaml(&issuer.yaml())
         .start();
     let mut cfg = listener.config(0, &proxy);
-    cfg.store = StoreConfig::Sqlite {
-        path: ":memory:".into(),
-    };
+    cfg.store = StoreConfig::sqlite(":memory:");
     listener.serve(cfg);
     let url = proxy.url("/agent");
     let user = issuer.role("user");

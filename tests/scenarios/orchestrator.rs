@@ -109,9 +109,7 @@ async fn stack_traced(with_mcp: bool, collector: Option<&str>) -> Stack {
     let mut cfg = listener.config(0, &proxy);
     // Only assertions the proxy minted for its `agent` route.
     cfg.identity.audiences = vec!["agent".into()];
-    cfg.store = palisade_orchestrator::store::StoreConfig::Sqlite {
-        path: ":memory:".into(),
-    };
+    cfg.store = palisade_orchestrator::store::StoreConfig::sqlite(":memory:");
     cfg.tools.weather_api_key_env = WEATHER_KEY_ENV.into();
     if let Some(collector) = collector {
         cfg.tracing.otlp_endpoint = Some(collector.to_owned());

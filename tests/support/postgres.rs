@@ -5,6 +5,9 @@
 //!
 //! PostgreSQL refuses to run as root, so when the tests run as root the server runs as the
 //! `postgres` (else `nobody`) user via `runuser`, with the temp dir handed to that user.
+//!
+//! [`PostgresServer::start_tls`] turns `ssl` on with a certificate the test made and accepts
+//! TCP connections over TLS only (`hostnossl … reject`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -50,12 +53,33 @@ pub struct PostgresServer {
     log: PathBuf,
     run_as: Option<&'static str>,
     running: bool,
+    extra_options: String,
     dir: tempfile::TempDir,
+}
+
+/// The server certificate of a TLS server.
+pub struct ServerTls {
+    /// The certificate chain, PEM.
+    pub cert_pem: String,
+    /// Its private key, PEM.
+    pub key_pem: String,
+    /// `pg_hba.conf` lines placed before the TLS-only defaults (e.g. a password-only role).
+    pub hba_first: Vec<String>,
 }
 
 impl PostgresServer {
     /// Creates a cluster and starts it on a free port; waits until it accepts connections.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`start`](Self::start), with `ssl = on` using `tls`'s certificate, and TCP
+    /// connections accepted over TLS only.
+    pub fn start_tls(tls: &ServerTls) -> Self {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&ServerTls>) -> Self {
         let bin = postgres_bin_dir();
         let dir = tempfile::tempdir().expect("temp dir");
         let run_as = if is_root() {
@@ -80,6 +104,7 @@ impl PostgresServer {
             log,
             run_as,
             running: false,
+            extra_options: String::new(),
             dir,
         };
         let out = server.run(
@@ -96,8 +121,37 @@ impl PostgresServer {
             ],
         );
         assert!(out.status.success(), "initdb failed: {}", text(&out));
+        if let Some(tls) = tls {
+            server.install_tls(tls);
+        }
         server.resume();
         server
+    }
+
+    /// Writes the certificate and key into the data dir (key mode 0600, owned by the server's
+    /// user) and a `pg_hba.conf` that refuses TCP without TLS.
+    fn install_tls(&mut self, tls: &ServerTls) {
+        use std::os::unix::fs::PermissionsExt;
+        let cert = self.data.join("server.crt");
+        let key = self.data.join("server.key");
+        std::fs::write(&cert, &tls.cert_pem).expect("write server.crt");
+        std::fs::write(&key, &tls.key_pem).expect("write server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod key");
+        let mut hba = vec!["local all all trust".to_owned()];
+        hba.extend(tls.hba_first.iter().cloned());
+        hba.push("hostssl all all 127.0.0.1/32 trust".into());
+        hba.push("hostnossl all all 127.0.0.1/32 reject".into());
+        std::fs::write(self.data.join("pg_hba.conf"), hba.join("\n") + "\n").expect("pg_hba");
+        if let Some(user) = self.run_as {
+            let out = Command::new("chown")
+                .args(["-R", user])
+                .arg(&self.data)
+                .output()
+                .expect("chown runs");
+            assert!(out.status.success(), "chown {user}: {}", text(&out));
+        }
+        self.extra_options =
+            " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key".into();
     }
 
     /// A `tokio-postgres` connection string for the `postgres` database.
@@ -121,9 +175,10 @@ impl PostgresServer {
     /// Starts the stopped server again on the same port and data.
     pub fn resume(&mut self) {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off",
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off{}",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.extra_options
         );
         let out = self.run(
             "pg_ctl",

@@ -94,7 +94,7 @@ impl Browser {
     /// Opens a headless Chromium window of 1440 × 1800 pixels (tall enough for element
     /// screenshots of whole panels: Chromium clips them to the viewport).
     pub async fn open(driver: &ChromeDriver) -> Self {
-        let http = reqwest::Client::builder()
+        let http = crate::client_builder()
             .timeout(Duration::from_secs(60))
             .build()
             .expect("client");

@@ -119,6 +119,17 @@ pub fn validate(cfg: &OrchestratorConfig) -> Vec<FieldError> {
     if cfg.a2a.total_timeout.is_zero() {
         err("a2a.total_timeout".into(), "must be more than 0s".into());
     }
+    for (field, message) in cfg.store.retention().errors() {
+        err(format!("store.retention.{field}"), message.into());
+    }
+    if let crate::store::StoreConfig::Postgres { url, pool_size, .. } = &cfg.store {
+        if *pool_size == 0 {
+            err("store.pool_size".into(), "must be at least 1".into());
+        }
+        if let Err(e) = crate::store::postgres::tls::parse_url(url) {
+            err("store.url".into(), e.to_string());
+        }
+    }
     if cfg.idempotency.ttl.is_zero() {
         err("idempotency.ttl".into(), "must be more than 0s".into());
     }
@@ -170,6 +181,33 @@ mod tests {
             Ok(_) => Vec::new(),
             Err(e) => e.field_errors().iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn store_settings_are_checked() {
+        let e = errors(
+            "store: {backend: postgres, url: \"host=db sslmode=sometimes\", pool_size: 0, \
+             retention: {max_age: 0s, max_runs: 0, max_events_per_run: 0, sweep_interval: 10ms}}\n",
+        );
+        assert_eq!(
+            e,
+            [
+                "store.retention.max_age: must be more than 0s",
+                "store.retention.max_runs: must be at least 1",
+                "store.retention.max_events_per_run: must be at least 1",
+                "store.retention.sweep_interval: must be at least 1s",
+                "store.pool_size: must be at least 1",
+                "store.url: postgres url: sslmode \"sometimes\": use disable, prefer, require, \
+                 verify-ca or verify-full",
+            ]
+        );
+        let cfg = OrchestratorConfig::from_yaml(
+            "store: {backend: postgres, url: \"postgres://db/app?sslmode=verify-full\", \
+             pool_size: 4, retention: {max_age: 7d}}\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.store.retention().max_age.as_secs(), 7 * 86_400);
+        assert_eq!(cfg.store.retention().max_runs, 100_000);
     }
 
     #[test]

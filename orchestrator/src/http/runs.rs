@@ -180,13 +180,30 @@ fn in_progress(run_id: &str) -> Response {
     response
 }
 
-/// The stored events as one SSE body, framed like a live run (`data: {json}\n\n`).
+/// Ends the replay of a run whose events were not all stored (`store.retention.max_events_per_run`).
+pub const EVENTS_TRUNCATED: &str = "EVENTS_TRUNCATED";
+
+/// The stored events as one SSE body, framed like a live run (`data: {json}\n\n`). A run
+/// whose events were cut at the storage cap ends with `RUN_ERROR` code `EVENTS_TRUNCATED`
+/// after the stored ones, so the repeat is never mistaken for the whole run.
 fn replay(run: &RunRecord) -> Response {
     let mut body = String::with_capacity(run.events.iter().map(|e| e.len() + 8).sum());
     for event in &run.events {
         body.push_str("data: ");
         body.push_str(event);
         body.push_str("\n\n");
+    }
+    if run.events_truncated {
+        let message = format!(
+            "only the first {} events of run {} were stored (store.retention.max_events_per_run); \
+             the replay ends here — GET /runs/{} has the run's outcome",
+            run.events.len(),
+            run.run_id,
+            run.run_id
+        );
+        body.push_str(&String::from_utf8_lossy(
+            &palisade_wire::agui::run_error_frame(EVENTS_TRUNCATED, &message),
+        ));
     }
     let mut response = Body::from(body).into_response();
     let headers = response.headers_mut();

@@ -229,9 +229,10 @@ async fn front_end_tools_are_announced_for_the_client_to_run() {
 
 #[tokio::test]
 async fn runs_are_recorded_finished_or_cancelled() {
-    let store = store::open(&StoreConfig::Sqlite {
-        path: ":memory:".into(),
-    })
+    let store = store::open(
+        &StoreConfig::sqlite(":memory:"),
+        &crate::tls::Trust::default(),
+    )
     .await
     .unwrap();
     let rt = runtime(8, Some(store.clone()));

@@ -1,50 +1,34 @@
 //! The embedded session store: one SQLite file (WAL mode), opened by the orchestrator itself.
 //!
 //! SQLite calls block, so each one runs on tokio's blocking pool while holding the one
-//! connection; runs are written twice (start and end), so contention stays low.
+//! connection; runs are written twice (start and end), so contention stays low. The schema is
+//! migrated at open ([`super::migrate`], files in `orchestrator/migrations/sqlite/`).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use time::OffsetDateTime;
 
+use super::migrate::{self, sqlite::MIGRATIONS};
+use super::retention::BATCH;
 use super::{
-    from_json, from_micros, to_json, to_micros, RunRecord, RunStatus, RunSummary, SessionStore,
-    StoreError, ThreadRecord,
+    from_json, from_micros, to_json, to_micros, RetentionConfig, RunRecord, RunStatus, RunSummary,
+    SessionStore, StoreError, Swept, ThreadRecord,
 };
-
-/// Tables and indexes, created when missing.
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS threads (
-    thread_id   TEXT PRIMARY KEY,
-    created_at  INTEGER NOT NULL,
-    updated_at  INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id        TEXT PRIMARY KEY,
-    thread_id     TEXT NOT NULL REFERENCES threads(thread_id),
-    principal     TEXT,
-    status        TEXT NOT NULL,
-    started_at    INTEGER NOT NULL,
-    finished_at   INTEGER,
-    tool_calls    TEXT NOT NULL,
-    final_message TEXT,
-    error         TEXT,
-    events        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_by_thread ON runs(thread_id, started_at);
-";
 
 /// Sessions in a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    max_events: usize,
 }
 
 impl SqliteStore {
-    /// Opens (creating if missing) the database at `path` and its tables. `":memory:"` is an
-    /// in-memory database private to this store.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+    /// Opens (creating if missing) the database at `path` and migrates it to this binary's
+    /// schema; a run keeps at most `max_events` events. `":memory:"` is an in-memory database
+    /// private to this store.
+    pub async fn open(path: &Path, max_events: usize) -> Result<Self, StoreError> {
         let path = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
             let conn = Connection::open(&path)?;
@@ -53,13 +37,15 @@ impl SqliteStore {
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "foreign_keys", "ON")?;
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
-            conn.execute_batch(SCHEMA)?;
+            let mut conn = conn;
+            migrate_schema(&mut conn)?;
             Ok(conn)
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))??;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
+            max_events,
         })
     }
 
@@ -81,7 +67,7 @@ impl SqliteStore {
 
     /// Writes the whole run and creates or touches its thread, in one transaction.
     async fn upsert(&self, run: &RunRecord) -> Result<(), StoreError> {
-        let run = run.clone();
+        let run = run.capped(self.max_events).into_owned();
         self.with_conn(move |conn| {
             let touched = to_micros(run.finished_at.unwrap_or(run.started_at));
             let tx = conn.transaction()?;
@@ -94,14 +80,14 @@ impl SqliteStore {
             )?;
             tx.execute(
                 "INSERT INTO runs (run_id, thread_id, principal, status, started_at, finished_at,
-                                   tool_calls, final_message, error, events)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                                   tool_calls, final_message, error, events, events_truncated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT(run_id) DO UPDATE SET
                    thread_id = excluded.thread_id, principal = excluded.principal,
                    status = excluded.status, started_at = excluded.started_at,
                    finished_at = excluded.finished_at, tool_calls = excluded.tool_calls,
                    final_message = excluded.final_message, error = excluded.error,
-                   events = excluded.events",
+                   events = excluded.events, events_truncated = excluded.events_truncated",
                 params![
                     run.run_id,
                     run.thread_id,
@@ -113,6 +99,7 @@ impl SqliteStore {
                     run.final_message,
                     run.error,
                     to_json(&run.events),
+                    run.events_truncated,
                 ],
             )?;
             tx.commit()?;
@@ -134,11 +121,23 @@ type RunRow = (
     Option<String>,
     Option<String>,
     String,
+    bool,
 );
 
 fn decode_run(row: RunRow) -> Result<RunRecord, StoreError> {
-    let (run_id, thread_id, principal, status, started, finished, tools, message, error, events) =
-        row;
+    let (
+        run_id,
+        thread_id,
+        principal,
+        status,
+        started,
+        finished,
+        tools,
+        message,
+        error,
+        events,
+        events_truncated,
+    ) = row;
     Ok(RunRecord {
         run_id,
         thread_id,
@@ -150,7 +149,68 @@ fn decode_run(row: RunRow) -> Result<RunRecord, StoreError> {
         final_message: message,
         error,
         events: from_json(&events)?,
+        events_truncated,
     })
+}
+
+/// Brings the schema to [`MIGRATIONS`]' latest version in one immediate transaction (another
+/// process opening the same file waits for it).
+fn migrate_schema(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_version (
+             version    INTEGER PRIMARY KEY,
+             name       TEXT NOT NULL,
+             applied_at INTEGER NOT NULL
+         )",
+    )?;
+    let current: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
+    for m in migrate::pending(current, MIGRATIONS)? {
+        tx.execute_batch(m.sql)?;
+        tx.execute(
+            "INSERT INTO schema_version (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![m.version, m.name, to_micros(super::now())],
+        )?;
+        if current == 0 {
+            tracing::debug!(
+                version = m.version,
+                name = m.name,
+                "session store: sqlite schema created"
+            );
+        } else {
+            tracing::info!(
+                from = current,
+                version = m.version,
+                name = m.name,
+                "session store: sqlite schema migrated"
+            );
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Deletes runs matching `filter` (parameter `?1`) `BATCH` at a time; the count deleted.
+fn delete_runs(
+    conn: &Connection,
+    filter: &str,
+    bound: impl rusqlite::Params + Copy,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "DELETE FROM runs WHERE run_id IN (SELECT run_id FROM runs WHERE {filter} LIMIT {BATCH})"
+    );
+    let mut total = 0;
+    loop {
+        let n = conn.execute(&sql, bound)?;
+        total += n as u64;
+        if (n as i64) < BATCH {
+            return Ok(total);
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -170,7 +230,8 @@ impl SessionStore for SqliteStore {
                 Ok(conn
                     .query_row(
                         "SELECT run_id, thread_id, principal, status, started_at, finished_at,
-                                tool_calls, final_message, error, events
+                                tool_calls, final_message, error, events,
+                                events_truncated
                          FROM runs WHERE run_id = ?1",
                         params![run_id],
                         |r| {
@@ -185,6 +246,7 @@ impl SessionStore for SqliteStore {
                                 r.get(7)?,
                                 r.get(8)?,
                                 r.get(9)?,
+                                r.get(10)?,
                             ))
                         },
                     )
@@ -244,4 +306,45 @@ impl SessionStore for SqliteStore {
         })
         .await
     }
+
+    async fn sweep(
+        &self,
+        retention: &RetentionConfig,
+        now: OffsetDateTime,
+    ) -> Result<Swept, StoreError> {
+        let cutoff = retention.age_cutoff(now);
+        let keep = retention.keep();
+        self.with_conn(move |conn| {
+            let mut runs = delete_runs(conn, "started_at < ?1", [cutoff])?;
+            // The newest run beyond `max_runs`: it and every older run go.
+            let boundary: Option<(i64, String)> = conn
+                .query_row(
+                    "SELECT started_at, run_id FROM runs
+                     ORDER BY started_at DESC, run_id DESC LIMIT 1 OFFSET ?1",
+                    params![keep],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((started, run_id)) = &boundary {
+                runs += delete_runs(conn, "(started_at, run_id) <= (?1, ?2)", (started, run_id))?;
+            }
+            let threads = conn.execute(
+                "DELETE FROM threads WHERE NOT EXISTS
+                   (SELECT 1 FROM runs WHERE runs.thread_id = threads.thread_id)",
+                [],
+            )?;
+            Ok(Swept {
+                runs,
+                threads: threads as u64,
+            })
+        })
+        .await
+    }
+
+    fn max_events_per_run(&self) -> usize {
+        self.max_events
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -103,12 +103,17 @@ async fn conformance(store: Arc<dyn SessionStore>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_file_store_conforms_and_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig::Sqlite {
-        path: dir.path().join("sessions.db"),
-    };
-    conformance(store::open(&cfg).await.unwrap()).await;
+    let cfg = StoreConfig::sqlite(dir.path().join("sessions.db"));
+    conformance(
+        store::open(&cfg, &palisade_orchestrator::tls::Trust::default())
+            .await
+            .unwrap(),
+    )
+    .await;
     // A new process (a restart) reads what the last one wrote.
-    let reopened = store::open(&cfg).await.unwrap();
+    let reopened = store::open(&cfg, &palisade_orchestrator::tls::Trust::default())
+        .await
+        .unwrap();
     assert_eq!(
         reopened
             .run("run-a")
@@ -136,12 +141,16 @@ async fn postgres_store_conforms_and_reconnects_after_a_restart() {
     let mut pg = tokio::task::spawn_blocking(PostgresServer::start)
         .await
         .unwrap();
-    let cfg = StoreConfig::Postgres { url: pg.url() };
-    let sessions = store::open(&cfg).await.unwrap();
+    let cfg = StoreConfig::postgres(pg.url());
+    let sessions = store::open(&cfg, &palisade_orchestrator::tls::Trust::default())
+        .await
+        .unwrap();
     conformance(Arc::clone(&sessions)).await;
 
     // A second replica opening the same database (tables exist) sees the same sessions.
-    let replica = store::open(&cfg).await.unwrap();
+    let replica = store::open(&cfg, &palisade_orchestrator::tls::Trust::default())
+        .await
+        .unwrap();
     assert!(replica.run("run-a").await.unwrap().is_some());
 
     // Database down: an error (the HTTP layer's 500), never "not found".
@@ -172,7 +181,7 @@ async fn postgres_store_conforms_and_reconnects_after_a_restart() {
     })
     .await
     .unwrap();
-    let late = store::open(&cfg)
+    let late = store::open(&cfg, &palisade_orchestrator::tls::Trust::default())
         .await
         .expect("opens while the database is down");
     assert!(late.run("run-a").await.is_err());
@@ -185,10 +194,12 @@ async fn postgres_store_conforms_and_reconnects_after_a_restart() {
     assert!(late.run("run-a").await.unwrap().is_some());
 
     // A malformed URL is refused at once.
-    let bad = StoreConfig::Postgres {
-        url: "postgres://x:notaport/db".into(),
-    };
-    assert!(store::open(&bad).await.is_err());
+    let bad = StoreConfig::postgres("postgres://x:notaport/db");
+    assert!(
+        store::open(&bad, &palisade_orchestrator::tls::Trust::default())
+            .await
+            .is_err()
+    );
     drop(pg);
 }
 

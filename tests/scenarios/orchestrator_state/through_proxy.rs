@@ -38,9 +38,7 @@ async fn stack(word_delay_ms: u64) -> Stack {
         .start();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = listener.config(word_delay_ms, &proxy);
-    cfg.store = palisade_orchestrator::store::StoreConfig::Sqlite {
-        path: dir.path().join("sessions.db"),
-    };
+    cfg.store = palisade_orchestrator::store::StoreConfig::sqlite(dir.path().join("sessions.db"));
     cfg.a2a.agents.insert("helper".into(), proxy.url("/a2a"));
     cfg.a2a
         .agents
@@ -385,7 +383,7 @@ async fn replicas_sharing_postgres_and_redis_answer_a_repeat_from_either() {
         .await
         .unwrap();
     let redis = palisade_e2e::redis::RedisServer::start();
-    let store = palisade_orchestrator::store::StoreConfig::Postgres { url: pg.url() };
+    let store = palisade_orchestrator::store::StoreConfig::postgres(pg.url());
     let a = replica(&store, &redis.url()).await;
     let b = replica(&store, &redis.url()).await;
 

@@ -30,10 +30,24 @@ impl SessionStore for Broken {
     async fn thread(&self, _: &str) -> Result<Option<ThreadRecord>, StoreError> {
         Err(StoreError::Corrupt("down".into()))
     }
+    async fn sweep(
+        &self,
+        _: &crate::store::RetentionConfig,
+        _: time::OffsetDateTime,
+    ) -> Result<crate::store::Swept, StoreError> {
+        Err(StoreError::Corrupt("down".into()))
+    }
+    fn max_events_per_run(&self) -> usize {
+        usize::MAX
+    }
 }
 
 async fn memory() -> Arc<dyn SessionStore> {
-    Arc::new(SqliteStore::open(":memory:".as_ref()).await.unwrap())
+    Arc::new(
+        SqliteStore::open(":memory:".as_ref(), 10_000)
+            .await
+            .unwrap(),
+    )
 }
 
 async fn get(store: Arc<dyn SessionStore>, path: &str) -> (StatusCode, Value) {
@@ -120,6 +134,40 @@ async fn a_repeat_of_a_finished_run_replays_its_events() {
         std::str::from_utf8(&bytes).unwrap(),
         "data: {\"type\":\"RUN_STARTED\",\"threadId\":\"t1\",\"runId\":\"r1\"}\n\n\
          data: {\"type\":\"RUN_FINISHED\",\"threadId\":\"t1\",\"runId\":\"r1\"}\n\n"
+    );
+}
+
+#[tokio::test]
+async fn a_repeat_of_a_truncated_run_replays_what_was_stored_then_says_so() {
+    // The store keeps one event per run: the second is dropped and the run flagged.
+    let store: Arc<dyn SessionStore> =
+        Arc::new(SqliteStore::open(":memory:".as_ref(), 1).await.unwrap());
+    store.finish_run(&finished_run()).await.unwrap();
+    let (status, run) = get(store.clone(), "/runs/r1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(run["events_truncated"], true);
+    let response = answer_repeat(store.as_ref(), "r1").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[REPLAYED_HEADER], "true");
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = std::str::from_utf8(&bytes).unwrap();
+    let frames: Vec<&str> = text.split_terminator("\n\n").collect();
+    assert_eq!(frames.len(), 2, "{text}");
+    assert_eq!(
+        frames[0],
+        "data: {\"type\":\"RUN_STARTED\",\"threadId\":\"t1\",\"runId\":\"r1\"}"
+    );
+    let last: Value = serde_json::from_str(frames[1].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(last["type"], "RUN_ERROR");
+    assert_eq!(last["code"], "EVENTS_TRUNCATED");
+    assert!(
+        last["message"]
+            .as_str()
+            .unwrap()
+            .contains("only the first 1 events"),
+        "{last}"
     );
 }
 
