@@ -275,6 +275,7 @@ pub fn closed_port() -> SocketAddr {
 
 /// `reqwest::Client::builder()` with ring installed as rustls's provider: reqwest is built
 /// without one of its own (the proxy hands it a preconfigured rustls configuration instead).
+#[allow(clippy::disallowed_methods)] // installs the provider first (clippy.toml)
 pub fn client_builder() -> reqwest::ClientBuilder {
     palisade_wire::outbound::install_default_provider();
     reqwest::Client::builder()

@@ -124,6 +124,7 @@ impl Trust {
 
     /// A client builder verifying servers against these roots; every outbound HTTP client
     /// starts here.
+    #[allow(clippy::disallowed_methods)] // the one place clients start (clippy.toml)
     pub fn client_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder().tls_backend_preconfigured((*self.tls).clone())
     }

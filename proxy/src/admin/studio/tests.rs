@@ -59,7 +59,10 @@ async fn call(
     token: Option<&str>,
     body: Option<Vec<u8>>,
 ) -> (u16, Value) {
-    let client = reqwest::Client::new();
+    let client = crate::outbound::Trust::default()
+        .client_builder()
+        .build()
+        .unwrap();
     let mut req = client.request(method.parse().unwrap(), format!("{}{path}", s.base));
     if let Some(t) = token {
         req = req.bearer_auth(t);
@@ -127,7 +130,12 @@ async fn every_api_route_needs_the_admin_token() {
     let (status, body) = call(&off, "GET", "/admin/studio", None, None).await;
     assert_eq!((status, code(&body)), (403, "FORBIDDEN"));
     // With one, the page (no data in it) loads, with its CSP.
-    let resp = reqwest::get(format!("{}/admin/studio", s.base))
+    let resp = crate::outbound::Trust::default()
+        .client_builder()
+        .build()
+        .unwrap()
+        .get(format!("{}/admin/studio", s.base))
+        .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
