@@ -228,3 +228,38 @@ fn no_env_ignores_overrides_and_notes_missing_key_files() {
         )
     );
 }
+
+#[test]
+fn ca_files_that_do_not_hold_certificates_are_reported_by_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not-a-ca.pem");
+    std::fs::write(&not_pem, "hello\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let file = dir.path().join("palisade.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "authentication:\n  ca_file: \"{}\"\n  issuers:\n    - issuer: https://idp.test\n      \
+             keys: {{jwks_url: \"https://idp.test/jwks\"}}\n\
+             tracing:\n  enabled: true\n  protocol: grpc\n  endpoint: https://collector.test:4317\n  \
+             ca_file: \"{}\"\n\
+             upstreams:\n  app: {{address: \"127.0.0.1:1\"}}\n\
+             routes:\n  - {{name: a, match: {{path_prefix: /}}, upstream: app}}\n",
+            not_pem.display(),
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let out = validate(&[], &file);
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("authentication.ca_file: ") && stderr.contains("holds no PEM certificate"),
+        "{stderr}"
+    );
+    // A gRPC collector takes a CA file as well as an HTTP one: only the missing file is refused.
+    assert!(
+        stderr.contains("tracing.ca_file: cannot read ") && stderr.contains("missing.pem"),
+        "{stderr}"
+    );
+}

@@ -38,6 +38,12 @@ pub fn validate_spec(
     errors: &mut Vec<FieldError>,
 ) {
     let mut push = |path: String, message: String| errors.push(FieldError { path, message });
+    if let Some(ca) = &spec.ca_file {
+        // What the JWKS client will trust: a file that doesn't load is refused here, not at start.
+        if let Err(e) = palisade_wire::outbound::pem_file(std::path::Path::new(ca)) {
+            push("authentication.ca_file".into(), e);
+        }
+    }
     for (i, issuer) in spec.issuers.iter().enumerate() {
         let at = format!("authentication.issuers[{i}]");
         if issuer.issuer.is_empty() {

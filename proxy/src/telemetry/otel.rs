@@ -88,11 +88,8 @@ pub fn validate(
             .unwrap_or_else(|| "http://localhost:4317".into()),
     };
     if let Some(ca) = &spec.ca_file {
-        if !std::path::Path::new(ca).is_file() {
-            push(
-                "ca_file",
-                format!("file `{ca}` does not exist or is not a file"),
-            );
+        if let Err(e) = palisade_wire::outbound::pem_file(std::path::Path::new(ca)) {
+            push("ca_file", e);
         }
     }
     if !matches!(endpoint.parse::<http::Uri>(), Ok(u) if u.scheme().is_some() && u.host().is_some())
