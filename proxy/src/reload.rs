@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGauge, Opts};
+use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use sha2::{Digest, Sha256};
 
 use crate::authn::Authenticator;
@@ -171,10 +171,17 @@ struct State {
     status: Status,
 }
 
+/// `material` label values of the certificate metrics.
+const CERTIFICATE: &str = "certificate";
+const CLIENT_CA: &str = "client_ca";
+
 struct ReloadMetrics {
     reloads: IntCounterVec,
     last_ok: IntGauge,
     certificates: IntCounterVec,
+    /// `{listener, material}`: 1 while the files on disk are what is served, 0 from a refused
+    /// reload until one is applied.
+    certificates_ok: IntGaugeVec,
 }
 
 impl ReloadMetrics {
@@ -197,14 +204,24 @@ impl ReloadMetrics {
             ),
             &["listener", "result"],
         )?;
+        let certificates_ok = IntGaugeVec::new(
+            Opts::new(
+                "palisade_certificate_last_reload_successful",
+                "1 when a listener's TLS material (certificate or client_ca) on disk is the one \
+                 served, 0 when its last reload was refused.",
+            ),
+            &["listener", "material"],
+        )?;
         last_ok.set(1);
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(last_ok.clone()))?;
         registry.register(Box::new(certificates.clone()))?;
+        registry.register(Box::new(certificates_ok.clone()))?;
         Ok(Self {
             reloads,
             last_ok,
             certificates,
+            certificates_ok,
         })
     }
 }
@@ -238,6 +255,18 @@ impl Reloader {
             .map_err(|e| anyhow::anyhow!("fingerprinting the configuration: {e}"))?;
         let stages = build_stages(config, &shared, limiter.clone(), &running.hash);
         let metrics = ReloadMetrics::register(&shared.metrics.registry)?;
+        for listener in tls.0.iter().map(|c| c.listener()) {
+            metrics
+                .certificates_ok
+                .with_label_values(&[listener, CERTIFICATE])
+                .set(1);
+        }
+        for listener in tls.1.iter().map(|c| c.listener()) {
+            metrics
+                .certificates_ok
+                .with_label_values(&[listener, CLIENT_CA])
+                .set(1);
+        }
         let status = Status {
             hash: running.hash.clone(),
             reloads: 0,
@@ -448,16 +477,21 @@ impl Reloader {
         let results = self
             .certs
             .iter()
-            .map(|c| (c.listener(), "certificate", c.refresh()))
+            .map(|c| (c.listener(), CERTIFICATE, c.refresh()))
             .chain(
                 self.client_cas
                     .iter()
-                    .map(|c| (c.listener(), "client CA", c.refresh())),
+                    .map(|c| (c.listener(), CLIENT_CA, c.refresh())),
             );
         for (listener, what, refresh) in results {
+            let ok = self
+                .metrics
+                .certificates_ok
+                .with_label_values(&[listener, what]);
             match refresh {
                 crate::listener::tls::Refresh::Unchanged => {}
                 crate::listener::tls::Refresh::Reloaded => {
+                    ok.set(1);
                     self.metrics
                         .certificates
                         .with_label_values(&[listener, "success"])
@@ -465,6 +499,7 @@ impl Reloader {
                     tracing::info!(listener, what, "TLS material reloaded");
                 }
                 crate::listener::tls::Refresh::Refused(e) => {
+                    ok.set(0);
                     self.metrics
                         .certificates
                         .with_label_values(&[listener, "failure"])

@@ -325,5 +325,42 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     })
     .await;
     assert!(reloaded.is_some_and(|n| n >= 1));
+
+    // A key that doesn't match the certificate is refused: the renewed pair keeps serving and
+    // the alerting gauge says the files on disk are not what is served, until they are again.
+    let certificate_ok = || {
+        proxy
+            .running
+            .metrics
+            .registry
+            .gather()
+            .iter()
+            .find(|f| f.name() == "palisade_certificate_last_reload_successful")
+            .and_then(|f| {
+                f.get_metric()
+                    .iter()
+                    .find(|m| {
+                        m.get_label()
+                            .iter()
+                            .any(|l| l.name() == "material" && l.value() == "certificate")
+                    })
+                    .map(|m| m.get_gauge().get_value())
+            })
+    };
+    assert_eq!(certificate_ok(), Some(1.0));
+    let stranger = issue();
+    std::fs::write(&key_path, stranger.key_pair.serialize_pem()).unwrap();
+    eventually(Duration::from_secs(5), || {
+        (certificate_ok() == Some(0.0)).then_some(())
+    })
+    .await
+    .expect("the mismatched pair is refused");
+    assert!(trusting(second.cert.pem()).get(&url).send().await.is_ok());
+    std::fs::write(&key_path, second.key_pair.serialize_pem()).unwrap();
+    eventually(Duration::from_secs(5), || {
+        (certificate_ok() == Some(1.0)).then_some(())
+    })
+    .await
+    .expect("the matching pair is applied again");
     proxy.stop().await;
 }
