@@ -235,15 +235,9 @@ async fn spans_are_exported_over_otlp_grpc_too() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     proxy.stop().await;
-    let spans = eventually(Duration::from_secs(10), || {
-        let spans = spans.lock().unwrap();
-        spans
-            .iter()
-            .any(|s| hex(&s.parent_span_id) == CLIENT_SPAN)
-            .then(|| spans.clone())
-    })
-    .await
-    .expect("the request span arrived over gRPC");
+    let spans = once_the_request_span_arrives(&spans)
+        .await
+        .expect("the request span arrived over gRPC");
     let request = spans
         .iter()
         .find(|s| hex(&s.parent_span_id) == CLIENT_SPAN)
@@ -293,7 +287,19 @@ async fn spans_are_exported_over_otlp_grpc_with_tls_to_a_private_ca() {
     let trusting = export(front, &format!("  ca_file: \"{}\"\n", ca_file.display()));
     assert_eq!(send(&trusting).await.unwrap().status(), 200);
     trusting.stop().await;
-    let spans = eventually(Duration::from_secs(10), || {
+    let spans = once_the_request_span_arrives(&spans)
+        .await
+        .expect("the request span arrived over gRPC with TLS");
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == TRACE), "{spans:?}");
+    assert!(
+        untrusted_spans.lock().unwrap().is_empty(),
+        "no span reached a collector whose CA is not trusted"
+    );
+}
+
+/// Every span received, once the one whose parent is the client's span is among them (10 s).
+async fn once_the_request_span_arrives(spans: &otlp::Spans) -> Option<Vec<Span>> {
+    eventually(Duration::from_secs(10), || {
         let spans = spans.lock().unwrap();
         spans
             .iter()
@@ -301,10 +307,4 @@ async fn spans_are_exported_over_otlp_grpc_with_tls_to_a_private_ca() {
             .then(|| spans.clone())
     })
     .await
-    .expect("the request span arrived over gRPC with TLS");
-    assert!(spans.iter().all(|s| hex(&s.trace_id) == TRACE), "{spans:?}");
-    assert!(
-        untrusted_spans.lock().unwrap().is_empty(),
-        "no span reached a collector whose CA is not trusted"
-    );
 }

@@ -12,6 +12,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use percent_encoding::percent_decode_str;
+
 use super::TracingConfig;
 
 /// The default `service.name`.
@@ -83,34 +85,12 @@ fn pairs(list: &str) -> BTreeMap<String, String> {
     list.split(',')
         .filter_map(|item| {
             let (k, v) = item.split_once('=')?;
+            // `%XX` decoded; a `%` without two hex digits is kept as written.
+            let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
             let (k, v) = (decode(k.trim()), decode(v.trim()));
             (!k.is_empty()).then_some((k, v))
         })
         .collect()
-}
-
-/// Percent-decodes `s` (a `%` not followed by two hex digits is kept).
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use percent_encoding::percent_decode_str;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -123,7 +124,8 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, SslMode), StoreEr
             let mut params = Vec::new();
             for param in query.split('&').filter(|p| !p.is_empty()) {
                 let (key, value) = param.split_once('=').unwrap_or((param, ""));
-                match check(&percent_decode(key), &percent_decode(value))? {
+                let decode = |s: &str| percent_decode_str(s).decode_utf8_lossy().into_owned();
+                match check(&decode(key), &decode(value))? {
                     Some(mode) => params.push(format!("sslmode={mode}")),
                     None => params.push(param.to_owned()),
                 }
@@ -150,30 +152,6 @@ pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, SslMode), StoreEr
         .parse::<tokio_postgres::Config>()
         .map_err(|e| StoreError::Url(e.to_string()))?;
     Ok((config, mode))
-}
-
-/// `%XX` escapes decoded (invalid ones kept as written).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The pairs of a libpq key=value string (`host=db port=5432 password='a b\'c'`).
