@@ -3,18 +3,18 @@
 //! The orchestrator trusts no identity header on its own: the proxy removes client-supplied
 //! `X-Palisade-*` headers and signs an ES256 assertion (≤ 60 s) naming the principal, its roles
 //! and tenant. [`Verifier::verify`] checks signature, issuer and expiry and yields a [`Caller`].
-//! Keys come either from the proxy's admin listener (`/.well-known/jwks.json`, fetched and
-//! cached, refetched on an unknown `kid` at most once per interval) or are handed over directly
-//! (the proxy's embedded orchestrator).
+//! Keys live in a shared [`KeyStore`] (the proxy's own): fetched from the proxy's admin listener
+//! (`/.well-known/jwks.json`) on first use, refreshed when older than `jwks_ttl`, refetched on an
+//! unknown `kid` at most once per `refetch_min_interval`, the last keys kept when a refresh
+//! fails; or handed over directly (the proxy's embedded orchestrator).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, Validation};
+use palisade_wire::jwks::{KeySet, KeySource, KeyStore, VerifyKey};
 use serde::Deserialize;
-use tokio::sync::Mutex;
 
 use crate::config::IdentityConfig;
 
@@ -64,54 +64,6 @@ struct AssertionClaims {
     tenant: Option<String>,
 }
 
-/// Where verification keys come from.
-enum KeySource {
-    /// Keys handed over at start (the embedded orchestrator).
-    Static(Arc<Keys>),
-    /// Keys fetched from the proxy's admin listener. Requests read the cache lock-free; only a
-    /// refresh takes the mutex (so concurrent unknown `kid`s cost one fetch).
-    Url {
-        url: String,
-        http: reqwest::Client,
-        ttl: Duration,
-        refetch_min: Duration,
-        cache: ArcSwapOption<Keys>,
-        refresh: Mutex<()>,
-    },
-}
-
-/// Decoding keys by `kid`, built once per key set.
-struct Keys {
-    keys: Vec<(Option<String>, DecodingKey)>,
-    at: Instant,
-}
-
-impl Keys {
-    fn new(set: &JwkSet) -> Self {
-        let keys = set
-            .keys
-            .iter()
-            .filter_map(|jwk| Some((jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk).ok()?)))
-            .collect();
-        Self {
-            keys,
-            at: Instant::now(),
-        }
-    }
-
-    /// The key named `kid` (the first key when the token names none).
-    fn find(&self, kid: Option<&str>) -> Option<&DecodingKey> {
-        match kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .find(|(k, _)| k.as_deref() == Some(kid))
-                .map(|(_, key)| key),
-            None => self.keys.first().map(|(_, key)| key),
-        }
-    }
-}
-
 /// Verifies assertions. Cheap to clone.
 #[derive(Clone)]
 pub struct Verifier {
@@ -119,7 +71,9 @@ pub struct Verifier {
 }
 
 struct Inner {
-    source: KeySource,
+    keys: KeyStore,
+    /// Keys older than this are refetched before use.
+    ttl: Duration,
     issuer: String,
     audiences: Vec<String>,
     require: bool,
@@ -138,24 +92,27 @@ impl Verifier {
     /// A verifier fetching keys from `cfg.jwks_url` (over a client trusting `trust`), or using
     /// `keys` when given.
     pub fn new(cfg: &IdentityConfig, keys: Option<JwkSet>, trust: &crate::tls::Trust) -> Self {
-        let source = match keys {
-            Some(keys) => KeySource::Static(Arc::new(Keys::new(&keys))),
-            None => KeySource::Url {
-                url: cfg.jwks_url.clone(),
-                http: trust
+        let keys = match keys {
+            Some(set) => KeyStore::fixed(
+                serde_json::to_vec(&set)
+                    .ok()
+                    .and_then(|json| KeySet::from_jwks(&json).ok())
+                    .unwrap_or_default(),
+            ),
+            None => KeyStore::new(
+                KeySource::Url(cfg.jwks_url.clone()),
+                cfg.refetch_min_interval,
+                trust
                     .client_builder()
                     .timeout(Duration::from_secs(5))
                     .build()
                     .unwrap_or_default(),
-                ttl: cfg.jwks_ttl,
-                refetch_min: cfg.refetch_min_interval,
-                cache: ArcSwapOption::empty(),
-                refresh: Mutex::new(()),
-            },
+            ),
         };
         Self {
             inner: Arc::new(Inner {
-                source,
+                keys,
+                ttl: cfg.jwks_ttl,
                 issuer: cfg.issuer.clone(),
                 audiences: cfg.audiences.clone(),
                 require: cfg.require_assertion,
@@ -173,10 +130,7 @@ impl Verifier {
         if !self.inner.require {
             return true;
         }
-        match &self.inner.source {
-            KeySource::Static(_) => true,
-            KeySource::Url { .. } => self.keys(None).await.is_ok(),
-        }
+        self.inner.keys.ensure_fresh(self.inner.ttl).await.is_ok()
     }
 
     /// The caller named by `assertion`; `credential` is the forwarded `Authorization` header.
@@ -203,10 +157,12 @@ impl Verifier {
                 header.alg
             )));
         }
-        let keys = self.keys(header.kid.as_deref()).await?;
-        let key = keys
-            .find(header.kid.as_deref())
-            .ok_or_else(|| IdentityError::Invalid("unknown key id".into()))?;
+        let key = self.key(header.kid.as_deref()).await?;
+        if key.alg.is_some_and(|pinned| pinned != Algorithm::ES256) {
+            return Err(IdentityError::Invalid(
+                "the key is pinned to another algorithm".into(),
+            ));
+        }
         let mut validation = Validation::new(Algorithm::ES256);
         validation.set_issuer(&[&self.inner.issuer]);
         // The audience is the proxy route's name: checked when routes are listed.
@@ -217,7 +173,7 @@ impl Verifier {
         }
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        let data = jsonwebtoken::decode::<AssertionClaims>(token, key, &validation)
+        let data = jsonwebtoken::decode::<AssertionClaims>(token, &key.key, &validation)
             .map_err(|e| IdentityError::Invalid(e.to_string()))?;
         Ok(Caller {
             principal: data.claims.sub,
@@ -227,65 +183,25 @@ impl Verifier {
         })
     }
 
-    /// The key set, fetched when stale or when `kid` is unknown (rate-limited).
-    async fn keys(&self, kid: Option<&str>) -> Result<Arc<Keys>, IdentityError> {
-        let (url, http, ttl, refetch_min, cache, refresh) = match &self.inner.source {
-            KeySource::Static(keys) => return Ok(keys.clone()),
-            KeySource::Url {
-                url,
-                http,
-                ttl,
-                refetch_min,
-                cache,
-                refresh,
-            } => (url, http, *ttl, *refetch_min, cache, refresh),
-        };
-        let usable = |keys: &Keys| {
-            let fresh = keys.at.elapsed() < ttl;
-            let known = kid.is_none() || keys.find(kid).is_some();
-            fresh && (known || keys.at.elapsed() < refetch_min)
-        };
-        if let Some(keys) = cache.load_full().filter(|k| usable(k)) {
-            return Ok(keys);
+    /// The key named `kid` (a token without `kid` matches a single-key set only): keys are
+    /// fetched when missing or older than the TTL, and refetched once for an unknown `kid`
+    /// (rate-limited by `refetch_min_interval`).
+    async fn key(&self, kid: Option<&str>) -> Result<VerifyKey, IdentityError> {
+        let store = &self.inner.keys;
+        store
+            .ensure_fresh(self.inner.ttl)
+            .await
+            .map_err(IdentityError::Keys)?;
+        if let Some(key) = store.current().get(kid) {
+            return Ok(key.clone());
         }
-        let _refreshing = refresh.lock().await;
-        // Another request may have refreshed while this one waited.
-        if let Some(keys) = cache.load_full().filter(|k| usable(k)) {
-            return Ok(keys);
-        }
-        match fetch(http, url).await {
-            Ok(set) => {
-                let keys = Arc::new(Keys::new(&set));
-                cache.store(Some(keys.clone()));
-                Ok(keys)
+        if store.refresh_for_unknown_kid().await {
+            if let Some(key) = store.current().get(kid) {
+                return Ok(key.clone());
             }
-            // Keep serving the last keys when a refresh fails.
-            Err(e) => match cache.load_full() {
-                Some(old) => {
-                    tracing::warn!(error = %e, "JWKS refresh failed; keeping the last keys");
-                    Ok(old)
-                }
-                None => Err(e),
-            },
         }
+        Err(IdentityError::Invalid("unknown key id".into()))
     }
-}
-
-async fn fetch(http: &reqwest::Client, url: &str) -> Result<JwkSet, IdentityError> {
-    let resp = http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| IdentityError::Keys(e.to_string()))?;
-    if !resp.status().is_success() {
-        return Err(IdentityError::Keys(format!(
-            "{url} answered {}",
-            resp.status()
-        )));
-    }
-    resp.json::<JwkSet>()
-        .await
-        .map_err(|e| IdentityError::Keys(e.to_string()))
 }
 
 #[cfg(test)]

@@ -67,7 +67,7 @@ impl Authenticator {
         let dev = match &spec.dev_issuer {
             Some(dev_spec) => {
                 let signer = Signer::generate()?;
-                issuers.push(Arc::new(spec::dev_issuer(dev_spec, &signer, &http)));
+                issuers.push(Arc::new(spec::dev_issuer(dev_spec, &signer)));
                 Some((signer, dev_spec.clone()))
             }
             None => None,
@@ -359,7 +359,8 @@ impl Authenticator {
         )?;
         registry.register(Box::new(refreshes.clone()))?;
         for issuer in &self.issuers {
-            issuer.keys.count_refreshes(
+            keys::count_refreshes(
+                &issuer.keys,
                 refreshes.with_label_values(&[issuer.issuer.as_str(), "success"]),
                 refreshes.with_label_values(&[issuer.issuer.as_str(), "failure"]),
             );

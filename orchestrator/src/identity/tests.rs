@@ -194,3 +194,108 @@ async fn unreachable_jwks_is_not_ready_and_refuses() {
         Err(IdentityError::Keys(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_requests_share_one_fetch_and_keep_keys_when_it_fails_later() {
+    let signer = TestSigner::new("k1");
+    let jwks = signer.jwks.clone();
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (f, u) = (fetches.clone(), up.clone());
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let (f, u, jwks) = (f.clone(), u.clone(), jwks.clone());
+            async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+                if u.load(Ordering::SeqCst) {
+                    Ok(axum::Json(jwks))
+                } else {
+                    Err(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    let cfg = IdentityConfig {
+        jwks_url: format!("http://{addr}/.well-known/jwks.json"),
+        jwks_ttl: std::time::Duration::from_secs(3600),
+        refetch_min_interval: std::time::Duration::from_secs(0),
+        ..IdentityConfig::default()
+    };
+    let v = Verifier::new(&cfg, None, &crate::tls::Trust::default());
+    let requests: Vec<_> = (0..6)
+        .map(|i| {
+            let (v, t) = (v.clone(), signer.assertion(&format!("u{i}"), &[], 60));
+            tokio::spawn(async move { v.verify(Some(&t), None).await.map(|c| c.principal) })
+        })
+        .collect();
+    for (i, request) in requests.into_iter().enumerate() {
+        assert_eq!(request.await.unwrap().unwrap(), format!("u{i}"));
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "one fetch for all first requests"
+    );
+
+    // The proxy's JWKS goes away and the keys go stale: the last keys keep serving.
+    up.store(false, Ordering::SeqCst);
+    let cfg = IdentityConfig {
+        jwks_ttl: std::time::Duration::ZERO,
+        ..cfg
+    };
+    let v = Verifier::new(
+        &cfg,
+        Some(signer.jwks.clone()),
+        &crate::tls::Trust::default(),
+    );
+    assert!(v.ready().await);
+    let stale = Verifier::new(&cfg, None, &crate::tls::Trust::default());
+    assert!(
+        !stale.ready().await,
+        "nothing loaded yet and the JWKS is down"
+    );
+    up.store(true, Ordering::SeqCst);
+    assert!(stale.ready().await);
+    up.store(false, Ordering::SeqCst);
+    let t = signer.assertion("late", &[], 60);
+    assert_eq!(
+        stale.verify(Some(&t), None).await.unwrap().principal,
+        "late"
+    );
+    assert!(stale.ready().await);
+}
+
+#[tokio::test]
+async fn an_assertion_without_kid_matches_only_a_single_key_set() {
+    let signer = TestSigner::new("k1");
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = None;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = json!({"iss": "palisade", "sub": "u", "exp": now + 60});
+    let token = jsonwebtoken::encode(&header, &claims, &signer.key).unwrap();
+    let one = Verifier::new(
+        &IdentityConfig::default(),
+        Some(signer.jwks.clone()),
+        &crate::tls::Trust::default(),
+    );
+    assert_eq!(one.verify(Some(&token), None).await.unwrap().principal, "u");
+    let mut both = signer.jwks.clone();
+    both.keys.extend(TestSigner::new("k2").jwks.keys);
+    let two = Verifier::new(
+        &IdentityConfig::default(),
+        Some(both),
+        &crate::tls::Trust::default(),
+    );
+    assert!(matches!(
+        two.verify(Some(&token), None).await,
+        Err(IdentityError::Invalid(_))
+    ));
+}

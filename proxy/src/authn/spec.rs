@@ -6,7 +6,7 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily};
 
 use super::config::{AuthnSpec, DevIssuerSpec, IssuerSpec};
 use super::jwt::Issuer;
-use super::keys::{KeySet, KeySource, KeyStore};
+use super::keys::{key_source, KeySet, KeyStore};
 use super::signer::Signer;
 use crate::error::FieldError;
 
@@ -228,10 +228,10 @@ pub fn build_issuers(spec: &AuthnSpec, http: &reqwest::Client) -> anyhow::Result
                 Some(var) => {
                     let secret = std::env::var(var)
                         .map_err(|_| anyhow::anyhow!("environment variable {var} is not set"))?;
-                    KeyStore::fixed(KeySet::hmac(secret.as_bytes()), http.clone())
+                    KeyStore::fixed(KeySet::hmac(secret.as_bytes()))
                 }
                 None => KeyStore::new(
-                    KeySource::from_spec(&s.keys, &s.issuer),
+                    key_source(&s.keys, &s.issuer),
                     s.refetch_min_interval,
                     http.clone(),
                 ),
@@ -252,12 +252,12 @@ pub fn build_issuers(spec: &AuthnSpec, http: &reqwest::Client) -> anyhow::Result
 }
 
 /// The dev issuer: fixed ES256 key, audience `palisade`.
-pub fn dev_issuer(spec: &DevIssuerSpec, signer: &Signer, http: &reqwest::Client) -> Issuer {
+pub fn dev_issuer(spec: &DevIssuerSpec, signer: &Signer) -> Issuer {
     Issuer {
         issuer: spec.issuer.clone(),
         audiences: vec!["palisade".into()],
         algorithms: vec![Algorithm::ES256],
-        keys: Arc::new(KeyStore::fixed(signer.key_set(), http.clone())),
+        keys: Arc::new(KeyStore::fixed(signer.key_set())),
         leeway: std::time::Duration::from_secs(30),
         required_claims: vec!["sub".into()],
         claims: Default::default(),

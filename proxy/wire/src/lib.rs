@@ -12,6 +12,8 @@
 //! - [`trace`]: the W3C `traceparent` header ([`trace::TraceParent`]).
 //! - `outbound` (feature `outbound`): the certificate authorities both binaries' outbound clients
 //!   trust.
+//! - `jwks` (feature `jwks`): an issuer's key set and the fetched, cached, refreshed key store
+//!   the proxy verifies tokens with and the orchestrator verifies the proxy's assertions with.
 //!
 //! ```
 //! use palisade_wire::agui::Event;
@@ -26,6 +28,8 @@
 //! ```
 
 pub mod agui;
+#[cfg(feature = "jwks")]
+pub mod jwks;
 #[cfg(feature = "outbound")]
 pub mod outbound;
 pub mod sse;
