@@ -19,16 +19,11 @@
 //! 2025-06-18; there is no HTTP+SSE-era transport here to keep), and rmcp's streamable HTTP
 //! client covers that and more (2024-11-05 to 2026-07-28, session re-initialisation on 404,
 //! `auth_header` and `custom_headers` per transport). What stops it today:
-//! - rmcp's HTTP client is reqwest `^0.13.2`; the workspace is on 0.12 until its move to 0.13
-//!   lands. Before that it puts reqwest 0.13.5 beside 0.12.28 (`cargo deny` refuses duplicates),
-//!   and the client it is handed would not carry [`crate::tls::Trust`] (the private CAs of MCP
-//!   servers), whose builder is a 0.12 one.
-//! - Its `reqwest` feature brings aws-lc-rs (rustls' default provider in reqwest 0.13);
-//!   `reqwest-tls-no-provider` avoids it but then needs a client or process-wide ring provider.
-//!   Measured with `client`, `transport-streamable-http-client-reqwest`,
-//!   `reqwest-tls-no-provider`: new crates rmcp, reqwest 0.13, rustls-platform-verifier 0.7,
-//!   rustls-native-certs, openssl-probe (cert paths only, no OpenSSL), sse-stream,
-//!   unicode-general-category, and a second sha2 (0.11).
+//! - Dependencies: the workspace is on reqwest 0.13 now, so rmcp's `reqwest-tls-no-provider`
+//!   client would share it and could be handed a client from [`crate::tls::Trust`] (ring, the
+//!   private CAs of MCP servers); its default `reqwest` feature would bring aws-lc-rs, which the
+//!   project avoids. Still new: rmcp, sse-stream, unicode-general-category and a second sha2
+//!   (0.11).
 //! - Its reqwest client hands refusals back without the proxy's error body: a 401 or 403 with
 //!   `WWW-Authenticate` (the proxy's 401s carry one) becomes an auth error holding only that
 //!   header, a 429 keeps only its status and `Retry-After`, other non-JSON-RPC bodies become
@@ -36,7 +31,8 @@
 //!   `UNAUTHENTICATED`, `RATE_LIMITED`). Keeping it means implementing rmcp's
 //!   `StreamableHttpClient` over our own client: about the HTTP code this file already has.
 //!
-//! Worth redoing once the workspace is on reqwest 0.13, with a custom client for error bodies.
+//! So the remaining obstacle is the last one: adopting rmcp means a custom
+//! `StreamableHttpClient` so that refusal bodies survive.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
