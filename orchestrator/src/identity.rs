@@ -92,22 +92,31 @@ impl Verifier {
     /// A verifier fetching keys from `cfg.jwks_url` (over a client trusting `trust`), or using
     /// `keys` when given.
     pub fn new(cfg: &IdentityConfig, keys: Option<JwkSet>, trust: &crate::tls::Trust) -> Self {
+        // Either failure below leaves no key: every assertion is refused (fail closed), said once.
+        let no_keys = |why: String| {
+            tracing::error!(error = %why, "identity: no verification keys; assertions are refused");
+            KeyStore::fixed(KeySet::default())
+        };
         let keys = match keys {
-            Some(set) => KeyStore::fixed(
-                serde_json::to_vec(&set)
-                    .ok()
-                    .and_then(|json| KeySet::from_jwks(&json).ok())
-                    .unwrap_or_default(),
-            ),
-            None => KeyStore::new(
-                KeySource::Url(cfg.jwks_url.clone()),
-                cfg.refetch_min_interval,
-                trust
-                    .client_builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .unwrap_or_default(),
-            ),
+            Some(set) => match serde_json::to_vec(&set)
+                .map_err(|e| e.to_string())
+                .and_then(|json| KeySet::from_jwks(&json))
+            {
+                Ok(parsed) => KeyStore::fixed(parsed),
+                Err(e) => no_keys(format!("the key set handed over: {e}")),
+            },
+            None => match trust
+                .client_builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+            {
+                Ok(http) => KeyStore::new(
+                    KeySource::Url(cfg.jwks_url.clone()),
+                    cfg.refetch_min_interval,
+                    http,
+                ),
+                Err(e) => no_keys(format!("the JWKS client: {e}")),
+            },
         };
         Self {
             inner: Arc::new(Inner {

@@ -262,4 +262,26 @@ fn ca_files_that_do_not_hold_certificates_are_reported_by_validate() {
         stderr.contains("tracing.ca_file: cannot read ") && stderr.contains("missing.pem"),
         "{stderr}"
     );
+
+    // A CA file for a collector reached over plain http would never be used: said, not ignored.
+    let ca = dir.path().join("ca.pem");
+    let cert = rcgen::generate_simple_self_signed(vec!["collector.test".into()]).unwrap();
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "tracing:\n  enabled: true\n  endpoint: http://collector.test:4318\n  ca_file: \"{}\"\n\
+             upstreams:\n  app: {{address: \"127.0.0.1:1\"}}\n\
+             routes:\n  - {{name: a, match: {{path_prefix: /}}, upstream: app}}\n",
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let stderr = text(&validate(&[], &file).stderr);
+    assert!(
+        stderr.contains(
+            "tracing.ca_file: the collector `http://collector.test:4318/v1/traces` is not https"
+        ),
+        "{stderr}"
+    );
 }

@@ -270,22 +270,29 @@ async fn spans_are_exported_over_otlp_grpc_with_tls_to_a_private_ca() {
             .start()
     };
     let send = |proxy: &palisade_e2e::Proxy| {
-        palisade_e2e::client()
+        let request = palisade_e2e::client()
             .get(proxy.url("/api/grpc-tls"))
-            .header("traceparent", format!("00-{TRACE}-{CLIENT_SPAN}-01"))
-            .send()
+            .header("traceparent", format!("00-{TRACE}-{CLIENT_SPAN}-01"));
+        async move {
+            let resp = request.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let headers = format!("{:?}", resp.headers());
+            (status, format!("{headers} {}", resp.text().await.unwrap()))
+        }
     };
 
     let (untrusted_at, untrusted_spans) = otlp::grpc_receiver().await;
     let untrusted_front = upstream::tls_front_h2(untrusted_at, &leaf_pem, &leaf_key).await;
     let untrusting = export(untrusted_front, "");
-    assert_eq!(send(&untrusting).await.unwrap().status(), 200);
+    let (status, answer) = send(&untrusting).await;
+    assert_eq!(status, 200, "{answer}");
     untrusting.stop().await; // flushes: the export is attempted, and fails the handshake
 
     let (collector, spans) = otlp::grpc_receiver().await;
     let front = upstream::tls_front_h2(collector, &leaf_pem, &leaf_key).await;
     let trusting = export(front, &format!("  ca_file: \"{}\"\n", ca_file.display()));
-    assert_eq!(send(&trusting).await.unwrap().status(), 200);
+    let (status, answer) = send(&trusting).await;
+    assert_eq!(status, 200, "{answer}");
     trusting.stop().await;
     let spans = once_the_request_span_arrives(&spans)
         .await

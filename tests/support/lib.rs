@@ -9,7 +9,7 @@
 //!     .upstream("echo", echo.addr)
 //!     .route("api", "/api", "echo", "")
 //!     .start();
-//! let resp = client().get(proxy.url("/api/x")).send().await.unwrap();
+//! let resp = palisade_e2e::client().get(proxy.url("/api/x")).send().await.unwrap();
 //! # }
 //! ```
 

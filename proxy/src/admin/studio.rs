@@ -127,6 +127,15 @@ async fn blocking<F>(work: F) -> Response
 where
     F: FnOnce() -> Result<serde_json::Value, String> + Send + 'static,
 {
+    // Studio work (parsing, validating, deciding models) runs one request at a time per core
+    // at most: the admin listener shares the machine with the data plane, and a burst of
+    // analyses must queue rather than take every core (each one is bounded by `MAX_SHAPES`).
+    static WORKERS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    });
+    let Ok(_permit) = WORKERS.acquire().await else {
+        return refusal(ProxyError::Internal);
+    };
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(value)) => ok(value),
         Ok(Err(message)) => refusal(ProxyError::InvalidRequest(message)),

@@ -322,6 +322,51 @@ fn parse_schema(files: &[(PathBuf, String)], errors: &mut Vec<PolicyError>) -> O
     }
 }
 
+/// How deep brackets may nest in a policy file. Cedar's parser recurses once per level with no
+/// limit of its own, so a file of a few hundred thousand `(` would overflow the stack and abort
+/// the process; real policies stay in single digits.
+const MAX_NESTING: usize = 128;
+
+/// `Ok` when `(`, `[` and `{` outside string literals and comments nest at most `max` deep,
+/// else the 1-based line and column of the first one too deep.
+fn nesting_within(text: &str, max: usize) -> Result<(), (usize, usize)> {
+    let (mut depth, mut line, mut column) = (0usize, 1usize, 0usize);
+    let (mut in_string, mut escaped, mut in_comment) = (false, false, false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        column += 1;
+        if c == '\n' {
+            (line, column, in_comment) = (line + 1, 0, false);
+            continue;
+        }
+        if in_comment {
+            continue;
+        }
+        if in_string {
+            match (escaped, c) {
+                (true, _) => escaped = false,
+                (false, '\\') => escaped = true,
+                (false, '"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            '"' => in_string = true,
+            '/' if chars.peek() == Some(&'/') => in_comment = true,
+            '(' | '[' | '{' => {
+                depth += 1;
+                if depth > max {
+                    return Err((line, column));
+                }
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Parses every `.cedar` file; a policy's id is its `@id("…")` annotation, else
 /// `<file name>:<line>`. Ids must be unique across the set.
 fn parse_policies(
@@ -333,6 +378,18 @@ fn parse_policies(
     let mut seen = HashSet::new();
     for (path, text) in files {
         let file = display(path);
+        if let Err((line, column)) = nesting_within(text, MAX_NESTING) {
+            errors.push(PolicyError {
+                file: file.clone(),
+                line: Some(line),
+                column: Some(column),
+                message: format!(
+                    "expressions nested more than {MAX_NESTING} deep are not accepted (the \
+                     parser recurses once per level)"
+                ),
+            });
+            continue;
+        }
         let parsed = match cedar_policy::PolicySet::from_str(text) {
             Ok(parsed) => parsed,
             Err(e) => {

@@ -379,7 +379,13 @@ fn diff(old: &Path, new: &Path, json: bool) -> ExitCode {
         return ExitCode::from(2);
     };
     let started = Instant::now();
-    let d = analysis::diff(&old_set, &new_set);
+    let d = match analysis::diff(&old_set, &new_set) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&d).unwrap_or_default());
     } else {

@@ -90,6 +90,11 @@ pub fn validate(
     if let Some(ca) = &spec.ca_file {
         if let Err(e) = palisade_wire::outbound::pem_file(std::path::Path::new(ca)) {
             push("ca_file", e);
+        } else if !is_https(&endpoint) {
+            push(
+                "ca_file",
+                format!("the collector `{endpoint}` is not https: a CA file would not be used"),
+            );
         }
     }
     if !matches!(endpoint.parse::<http::Uri>(), Ok(u) if u.scheme().is_some() && u.host().is_some())
@@ -104,6 +109,12 @@ pub fn validate(
         timeout: spec.timeout,
         ca_file: spec.ca_file.clone(),
     })
+}
+
+/// Whether `url`'s scheme is `https` (in any case, as URL schemes are).
+fn is_https(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .is_ok_and(|u| u.scheme() == Some(&http::uri::Scheme::HTTPS))
 }
 
 /// TLS for an `https` gRPC collector: the same roots as every other outbound client.
@@ -172,7 +183,7 @@ impl Tracing {
                     .with_tonic()
                     .with_endpoint(s.endpoint.clone())
                     .with_timeout(s.timeout);
-                let builder = if s.endpoint.starts_with("https://") {
+                let builder = if is_https(&s.endpoint) {
                     builder.with_tls_config(grpc_tls(&trust))
                 } else {
                     builder

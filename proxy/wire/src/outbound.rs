@@ -36,6 +36,9 @@ pub const SSL_CERT_DIR: &str = "SSL_CERT_DIR";
 #[derive(Clone)]
 pub struct Trust {
     roots: Arc<RootCertStore>,
+    /// What the operator named: `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, and `ca_file` —
+    /// neither the web roots nor the distribution's bundle.
+    named: Arc<RootCertStore>,
     tls: Arc<rustls::ClientConfig>,
     counts: Counts,
 }
@@ -68,7 +71,7 @@ impl Default for Trust {
             web: roots.len(),
             ..Counts::default()
         };
-        Self::build(roots, counts)
+        Self::build(roots, RootCertStore::empty(), counts)
     }
 }
 
@@ -81,14 +84,19 @@ impl Trust {
     ) -> Result<Self, String> {
         let mut roots = web_roots();
         let web = roots.len();
-        let system = system_roots(&env)?;
+        let mut named = RootCertStore::empty();
+        let (system, system_named) = system_roots(&env)?;
+        if system_named {
+            named.add_parsable_certificates(system.iter().cloned());
+        }
         let (system_added, _) = roots.add_parsable_certificates(system);
         let mut ca = 0;
         if let Some((setting, path)) = ca_file {
             for cert in pem_file(path).map_err(|e| format!("{setting}: {e}"))? {
-                roots
-                    .add(cert)
+                named
+                    .add(cert.clone())
                     .map_err(|e| format!("{setting}: {}: {e}", path.display()))?;
+                roots.add(cert).expect("added to `named` above");
                 ca += 1;
             }
         }
@@ -97,7 +105,7 @@ impl Trust {
             system: system_added,
             ca_file: ca,
         };
-        Ok(Self::build(roots, counts))
+        Ok(Self::build(roots, named, counts))
     }
 
     /// [`Trust::load`] with the process environment.
@@ -105,7 +113,7 @@ impl Trust {
         Self::load(ca_file, |k| std::env::var(k).ok())
     }
 
-    fn build(roots: RootCertStore, counts: Counts) -> Self {
+    fn build(roots: RootCertStore, named: RootCertStore, counts: Counts) -> Self {
         let roots = Arc::new(roots);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -117,6 +125,7 @@ impl Trust {
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Self {
             roots,
+            named: Arc::new(named),
             tls: Arc::new(tls),
             counts,
         }
@@ -132,6 +141,13 @@ impl Trust {
     /// The roots, for clients reqwest doesn't build (the OTLP gRPC exporter).
     pub fn roots(&self) -> &RootCertStore {
         &self.roots
+    }
+
+    /// Only the roots the operator named (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set, and
+    /// `ca_file`): for a check that trusts a CA *instead of* a host name (PostgreSQL's
+    /// `sslmode=verify-ca`), where any public CA would vouch for any server.
+    pub fn named_roots(&self) -> &RootCertStore {
+        &self.named
     }
 
     /// How many roots came from each source.
@@ -169,16 +185,17 @@ fn web_roots() -> RootCertStore {
 }
 
 /// `SSL_CERT_FILE` and `SSL_CERT_DIR` when either is set (strictly: each named must load),
-/// otherwise the distribution's bundle (leniently: a minimal image may have none).
+/// otherwise the distribution's bundle (leniently: a minimal image may have none); and whether
+/// the operator named them.
 fn system_roots(
     env: &impl Fn(&str) -> Option<String>,
-) -> Result<Vec<CertificateDer<'static>>, String> {
+) -> Result<(Vec<CertificateDer<'static>>, bool), String> {
     let file = env(SSL_CERT_FILE).filter(|v| !v.is_empty());
     let dir = env(SSL_CERT_DIR).filter(|v| !v.is_empty());
     if file.is_none() && dir.is_none() {
         // Reads the process environment itself; it has neither variable here in production
         // (`env` is the process environment), so this is the platform's bundle.
-        return Ok(rustls_native_certs::load_native_certs().certs);
+        return Ok((rustls_native_certs::load_native_certs().certs, false));
     }
     let mut certs = Vec::new();
     if let Some(file) = file {
@@ -187,7 +204,7 @@ fn system_roots(
     if let Some(dir) = dir {
         certs.extend(pem_dir(Path::new(&dir)).map_err(|e| format!("{SSL_CERT_DIR}: {e}"))?);
     }
-    Ok(certs)
+    Ok((certs, true))
 }
 
 /// The certificates of the PEM file at `path`: at least one.

@@ -369,6 +369,19 @@ async fn postgres_tls_modes_verify_the_server_against_the_orchestrator_trust() {
     )
     .await;
 
+    // verify-ca skips the name check, so it trusts only CAs the operator named: with the web
+    // roots and the system bundle alone (any public CA would vouch for any server) it is refused.
+    let err = open_err(
+        &StoreConfig::postgres(url("localhost", "verify-ca")),
+        &no_trust(),
+    )
+    .await;
+    assert!(
+        err.to_string()
+            .contains("sslmode=verify-ca trusts only the CA"),
+        "{err}"
+    );
+
     // require and prefer encrypt without checking the certificate (libpq's meaning).
     for mode in ["require", "prefer"] {
         works(

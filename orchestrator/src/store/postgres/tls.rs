@@ -5,11 +5,11 @@
 //! | `disable` | never | — |
 //! | `prefer` (default) | when the server offers it | not checked |
 //! | `require` | always | not checked (as libpq without a root certificate) |
-//! | `verify-ca` | always | issued by a trusted CA |
+//! | `verify-ca` | always | issued by a CA you named (`tls.ca_file`, `SSL_CERT_FILE`/`SSL_CERT_DIR`): without a name check, a public CA would vouch for any server, so the web roots and the system bundle don't count; refused at start when none is named |
 //! | `verify-full` | always | issued by a trusted CA and naming the URL's host |
 //!
-//! Trusted CAs are the orchestrator's [`Trust`]: the web roots, `tls.ca_file` and
-//! `SSL_CERT_FILE`. `tokio-postgres` itself knows only `disable`/`prefer`/`require`, so
+//! Trusted CAs for `verify-full` are the orchestrator's [`Trust`]: the web roots, the system
+//! store and `tls.ca_file`; for `verify-ca`, only the ones named ([`Trust::named_roots`]). `tokio-postgres` itself knows only `disable`/`prefer`/`require`, so
 //! [`parse_url`] reads `sslmode` out of the URL and hands it `require` for the verifying modes.
 //! The stream offers `tls-server-end-point` channel binding (SCRAM-SHA-256-PLUS).
 //!
@@ -90,8 +90,9 @@ impl SslMode {
     pub fn hint(self) -> &'static str {
         match self {
             Self::VerifyCa | Self::VerifyFull => {
-                " (the server's certificate must be issued by a CA in the web roots, tls.ca_file \
-                 or SSL_CERT_FILE; verify-full also needs it to name the URL's host)"
+                " (verify-full: the server's certificate must be issued by a CA in the web roots, \
+                 the system store or tls.ca_file, and name the URL's host; verify-ca: by the CA \
+                 in tls.ca_file or SSL_CERT_FILE)"
             }
             _ => "",
         }
@@ -206,17 +207,26 @@ impl MakeRustls {
     pub fn new(mode: SslMode, trust: &Trust) -> Result<Self, StoreError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let failed = |e: &dyn std::fmt::Display| StoreError::Tls(format!("client setup: {e}"));
-        let webpki = || {
+        let webpki = |roots: &rustls::RootCertStore| {
             WebPkiServerVerifier::builder_with_provider(
-                Arc::new(trust.roots().clone()),
+                Arc::new(roots.clone()),
                 Arc::clone(&provider),
             )
             .build()
             .map_err(|e| failed(&e))
         };
         let verifier: Arc<dyn ServerCertVerifier> = match mode {
-            SslMode::VerifyFull => webpki()?,
-            SslMode::VerifyCa => Arc::new(IgnoreName(webpki()?)),
+            SslMode::VerifyFull => webpki(trust.roots())?,
+            // No name check: only the CAs the operator named, never the public ones (any of
+            // which would vouch for any server, e.g. a certificate for an attacker's domain).
+            SslMode::VerifyCa if trust.named_roots().is_empty() => {
+                return Err(StoreError::Tls(
+                    "sslmode=verify-ca trusts only the CA that issued the server's certificate: \
+                     name it in tls.ca_file (or SSL_CERT_FILE)"
+                        .into(),
+                ))
+            }
+            SslMode::VerifyCa => Arc::new(IgnoreName(webpki(trust.named_roots())?)),
             SslMode::Disable | SslMode::Prefer | SslMode::Require => {
                 Arc::new(AnyCertificate(Arc::clone(&provider)))
             }

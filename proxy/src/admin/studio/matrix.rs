@@ -27,6 +27,9 @@ pub fn roles(set: &PolicySet) -> Vec<String> {
     roles.into_iter().collect()
 }
 
+/// The most Cedar decisions one matrix takes (~10 µs each).
+const MAX_DECISIONS: usize = 1_000_000;
+
 /// The matrix for `action` (it must take `Tool` resources).
 ///
 /// A cell is `allow` when some shape holding the role is permitted without MFA, `mfa` when
@@ -41,7 +44,7 @@ pub fn matrix(set: &PolicySet, action: &str) -> Result<Value, String> {
         ));
     }
     let domain = domain_of(&[set], action);
-    let shapes = domain.shapes();
+    let shapes = domain.shapes()?;
     let role_names = roles(set);
     // The domain's index of each row's role; a role the domain does not enumerate (no policy
     // for this action reads roles) decides like any other: the single value, index 0.
@@ -59,6 +62,16 @@ pub fn matrix(set: &PolicySet, action: &str) -> Result<Value, String> {
     rows.push(("(no role)".into(), index_of(None)));
 
     let tools: Vec<String> = set.catalog().tools.keys().cloned().collect();
+    // One decision per shape and tool: bounded like one analysis (see `MAX_SHAPES`).
+    let decisions = shapes.len().saturating_mul(tools.len().max(1));
+    if decisions > MAX_DECISIONS {
+        return Err(format!(
+            "the matrix needs {decisions} decisions ({} principal shapes × {} tools): more than \
+             the {MAX_DECISIONS} one request may take",
+            shapes.len(),
+            tools.len()
+        ));
+    }
     let mut cells = Vec::new();
     for (_, role) in &rows {
         let mut line = Vec::new();

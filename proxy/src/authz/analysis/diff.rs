@@ -55,8 +55,8 @@ pub struct PolicyDiff {
 type Key = (Direction, Vec<String>, Vec<String>);
 
 /// Decides every request of the domain of `old` and `new` with both and returns those whose
-/// decision changed.
-pub fn diff(old: &PolicySet, new: &PolicySet) -> PolicyDiff {
+/// decision changed; an error when a model is too large to decide (see [`Domain::shapes`]).
+pub fn diff(old: &PolicySet, new: &PolicySet) -> Result<PolicyDiff, String> {
     let facts = facts_of(&[old, new]);
     let all = Domain::from_facts(&facts);
     // Each action over the dimensions the policies that can apply to it read.
@@ -65,10 +65,12 @@ pub fn diff(old: &PolicySet, new: &PolicySet) -> PolicyDiff {
         .iter()
         .map(|(action, _)| {
             let domain = Domain::from_facts(&facts.for_action(action));
-            let shapes = domain.shapes();
-            (action.clone(), (domain, shapes))
+            let shapes = domain
+                .shapes()
+                .map_err(|e| format!("action `{action}`: {e}"))?;
+            Ok((action.clone(), (domain, shapes)))
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     let targets: Vec<(&str, &Resource, &Domain, &[ShapeValues])> = all
         .targets
         .iter()
@@ -117,12 +119,12 @@ pub fn diff(old: &PolicySet, new: &PolicySet) -> PolicyDiff {
             }
         }
     }
-    PolicyDiff {
+    Ok(PolicyDiff {
         evaluated: targets.iter().map(|t| t.3.len()).sum(),
         more_permissive: more,
         less_permissive: less,
         domains: domains.into_iter().map(|(a, (d, _))| (a, d)).collect(),
-    }
+    })
 }
 
 fn changes(

@@ -35,6 +35,11 @@ pub struct TimeSample {
     pub at: &'static str,
 }
 
+/// The most principal shapes one analysis decides per action (each is one Cedar decision per
+/// resource, ~10 µs): far above any real policy set's model (the seed policies' is in the
+/// hundreds), low enough that a policy text sent to the studio cannot tie up a core for long.
+pub const MAX_SHAPES: u128 = 50_000;
+
 /// The values of each dimension.
 #[derive(Debug, Clone, Serialize)]
 pub struct Domain {
@@ -193,8 +198,36 @@ impl Domain {
         ]
     }
 
-    /// Every principal shape; an anonymous caller has no role, tenant, MFA or scopes.
-    pub fn shapes(&self) -> Vec<ShapeValues> {
+    /// How many principal shapes [`Domain::shapes`] would list (saturating).
+    pub fn shape_count(&self) -> u128 {
+        let s = self.sizes().map(|n| n as u128);
+        let common = s[5].saturating_mul(s[6]).saturating_mul(s[7]);
+        let named = s[1]
+            .saturating_mul(s[2])
+            .saturating_mul(s[3])
+            .saturating_mul(s[4]);
+        self.kinds
+            .iter()
+            .map(|k| match *k {
+                "Anonymous" => common,
+                _ => common.saturating_mul(named),
+            })
+            .fold(0u128, u128::saturating_add)
+    }
+
+    /// Every principal shape; an anonymous caller has no role, tenant, MFA or scopes. A model
+    /// of more than [`MAX_SHAPES`] (policies naming thousands of roles, tenants or methods — a
+    /// policy text sent to the studio can) is refused before anything is allocated.
+    pub fn shapes(&self) -> Result<Vec<ShapeValues>, String> {
+        let count = self.shape_count();
+        if count > MAX_SHAPES {
+            let s = self.sizes();
+            return Err(format!(
+                "the model has {count} principal shapes (roles {}, tenants {}, scopes {}, \
+                 networks {}, methods {}): more than the {MAX_SHAPES} analysed at once",
+                s[1], s[2], s[4], s[5], s[6]
+            ));
+        }
         let s = self.sizes();
         let mut out = Vec::new();
         for k in 0..s[0] {
@@ -216,7 +249,7 @@ impl Domain {
                 }
             }
         }
-        out
+        Ok(out)
     }
 
     /// Whether dimension `dim` can vary for shapes of this principal type.

@@ -138,7 +138,7 @@ fn who_can_refuses_an_action_on_the_wrong_resource_type() {
 #[test]
 fn diff_of_a_set_with_itself_is_empty() {
     let set = seed_set();
-    let d = diff(&set, &set);
+    let d = diff(&set, &set).unwrap();
     assert!(d.more_permissive.is_empty() && d.less_permissive.is_empty());
     assert!(d.evaluated > 1000, "{}", d.evaluated);
 }
@@ -153,7 +153,7 @@ fn diff_names_a_widened_permit_as_more_permissive() {
             "when { resource.risk == \"low\" || resource.risk == \"medium\" };\n\n@id(\"user-http\")",
         )
     });
-    let d = diff(&old, &new);
+    let d = diff(&old, &new).unwrap();
     assert!(d.more_permissive());
     assert!(d.less_permissive.is_empty(), "{}", d.text());
     // Users may now use and list every medium-risk tool: delegate_to_agent, read_file,
@@ -192,7 +192,7 @@ fn diff_lists_a_narrowed_permit_as_less_permissive_only() {
             "when { context.method == \"GET\" };",
         )
     });
-    let d = diff(&old, &new);
+    let d = diff(&old, &new).unwrap();
     assert!(!d.more_permissive(), "{}", d.text());
     let rows: Vec<(&str, &str, &str, &str)> = d
         .less_permissive

@@ -42,7 +42,7 @@ pub struct WhoCanRow {
 pub fn who_can(set: &PolicySet, action: &str, resource: &Resource) -> Result<WhoCan, String> {
     set.check_target(action, resource)?;
     let domain = domain_of(&[set], action);
-    let shapes = domain.shapes();
+    let shapes = domain.shapes()?;
     let allowed: BTreeMap<_, _> = shapes
         .iter()
         .map(|s| (*s, domain.decide(set, action, resource, s)))

@@ -33,6 +33,29 @@ fn validation_errors_carry_file_line_and_message() {
 }
 
 #[test]
+fn deeply_nested_policies_are_refused_before_the_parser_recurses() {
+    // 200,000 levels would overflow the parser's stack (and abort the process) if parsed.
+    let deep = format!(
+        "// ((( in a comment don't count\n@id(\"deep\")\npermit (principal, action, resource)\nwhen {{ {}true{} }};\n",
+        "(".repeat(200_000),
+        ")".repeat(200_000)
+    );
+    let dir = write_dir(&[("s.cedarschema", &seed_schema()), ("deep.cedar", &deep)]);
+    let errors = PolicySet::load("t", dir.path(), Mode::Enforce)
+        .err()
+        .expect("refused");
+    let e = &errors[0];
+    assert!(e.file.ends_with("deep.cedar"), "{e}");
+    // The `{` of `when` (column 6) is level 1, so the 128th `(` is the first too deep.
+    assert_eq!((e.line, e.column), (Some(4), Some(8 + 127)), "{e}");
+    assert!(e.message.contains("nested more than 128 deep"), "{e}");
+    // Brackets in strings and comments, and ordinary nesting, are fine.
+    let fine = "// (((((\n@id(\"ok\")\npermit (principal, action, resource)\nwhen { ((((true)))) && \"((((\" == \"(((\\\"((\" };\n";
+    let dir = write_dir(&[("s.cedarschema", &seed_schema()), ("ok.cedar", fine)]);
+    assert!(PolicySet::load("t", dir.path(), Mode::Enforce).is_ok());
+}
+
+#[test]
 fn parse_errors_and_duplicate_ids_are_reported() {
     let dir = write_dir(&[
         ("s.cedarschema", &seed_schema()),

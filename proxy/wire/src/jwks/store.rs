@@ -139,8 +139,15 @@ impl KeyStore {
         if self.is_fresh(max_age) {
             return Ok(());
         }
-        if self.is_loaded() && !self.may_refetch(self.last_fetch_ms.load(Ordering::SeqCst)) {
-            return Ok(());
+        // A failed fetch is retried at most once per interval, before the first load too: while
+        // the IdP is down, callers get the last keys (or an error) at once instead of each
+        // waiting for a fetch of its own.
+        if !self.may_refetch(self.last_fetch_ms.load(Ordering::SeqCst)) {
+            return if self.is_loaded() {
+                Ok(())
+            } else {
+                Err("no keys yet: the last fetch failed, retried after refetch_min_interval".into())
+            };
         }
         match self.fetch_counted().await {
             Ok(_) => Ok(()),
@@ -166,6 +173,10 @@ impl KeyStore {
         // Only one caller fetches; the others use the keys it got.
         if self.fetches.load(Ordering::SeqCst) != seen {
             return true;
+        }
+        // A fetch may have finished between the check above and the lock.
+        if !self.may_refetch(self.last_fetch_ms.load(Ordering::SeqCst)) {
+            return false;
         }
         if let Err(e) = self.fetch_counted().await {
             tracing::warn!(error = %e, "key refetch for unknown kid failed");
@@ -208,9 +219,9 @@ impl KeyStore {
                 let bytes = tokio::fs::read(path)
                     .await
                     .map_err(|e| format!("reading {path}: {e}"))?;
-                KeySet::from_jwks(&bytes)?
+                key_set(&bytes)?
             }
-            KeySource::Url(url) => KeySet::from_jwks(&self.get(url).await?)?,
+            KeySource::Url(url) => key_set(&self.get(url).await?)?,
             KeySource::Discovery(issuer) => {
                 let url = format!(
                     "{}/.well-known/openid-configuration",
@@ -221,12 +232,9 @@ impl KeyStore {
                 let jwks_uri = doc["jwks_uri"]
                     .as_str()
                     .ok_or("discovery document has no jwks_uri")?;
-                KeySet::from_jwks(&self.get(jwks_uri).await?)?
+                key_set(&self.get(jwks_uri).await?)?
             }
         };
-        if set.is_empty() {
-            return Err("the key set has no usable signing key".into());
-        }
         let n = set.len();
         self.keys.store(Arc::new(set));
         self.loaded_ms.store(self.now_ms(), Ordering::SeqCst);
@@ -243,10 +251,47 @@ impl KeyStore {
         if !resp.status().is_success() {
             return Err(format!("fetching {url}: HTTP {}", resp.status()));
         }
-        let bytes = resp
-            .bytes()
+        // A key set or discovery document is a few KiB: a larger answer is refused, not buffered.
+        let too_large = || format!("reading {url}: more than {MAX_DOCUMENT_BYTES} bytes");
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut resp = resp;
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
             .await
-            .map_err(|e| format!("reading {url}: {e}"))?;
-        Ok(bytes.to_vec())
+            .map_err(|e| format!("reading {url}: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
+}
+
+/// The most bytes read of a JWKS or discovery document.
+const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+
+/// The usable keys of a JWKS document. A document that lists no key at all is the IdP's word
+/// (e.g. every key revoked at once) and replaces the keys; one whose keys are all unusable here
+/// (unsupported types) is an error, and the last keys keep serving.
+fn key_set(json: &[u8]) -> Result<KeySet, String> {
+    let set = KeySet::from_jwks(json)?;
+    if set.is_empty() {
+        let listed: serde_json::Value =
+            serde_json::from_slice(json).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        if listed["keys"]
+            .as_array()
+            .is_some_and(|keys| !keys.is_empty())
+        {
+            return Err("the key set has no usable signing key".into());
+        }
+    }
+    Ok(set)
 }

@@ -195,3 +195,48 @@ async fn concurrent_first_callers_share_one_fetch() {
     assert_eq!(hits.load(Ordering::SeqCst), 1);
     assert!(store.current().get(Some("k1")).is_some());
 }
+
+#[tokio::test]
+async fn an_empty_key_set_replaces_the_keys_and_an_unusable_one_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, jwks("k1")).unwrap();
+    let (store, _) = file_store(&path, Duration::ZERO);
+    store.refresh().await.unwrap();
+    // Only keys this store cannot use (an encryption key): an error, the last keys serve.
+    std::fs::write(
+        &path,
+        r#"{"keys":[{"kty":"oct","use":"enc","k":"c2VjcmV0"}]}"#,
+    )
+    .unwrap();
+    assert!(store.refresh().await.is_err());
+    assert!(store.current().get(Some("k1")).is_some());
+    // The IdP lists no key at all (every key revoked at once): nothing verifies any more.
+    std::fs::write(&path, r#"{"keys":[]}"#).unwrap();
+    assert_eq!(store.refresh().await, Ok(0));
+    assert!(store.current().get(Some("k1")).is_none());
+}
+
+#[tokio::test]
+async fn a_failed_first_fetch_is_retried_once_per_interval_not_per_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing.json");
+    let (store, fetches) = file_store(&path, Duration::from_secs(3600));
+    assert!(store.ensure_fresh(Duration::from_secs(60)).await.is_err());
+    std::fs::write(&path, jwks("k1")).unwrap();
+    let err = store
+        .ensure_fresh(Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(err.contains("refetch_min_interval"), "{err}");
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_oversized_document_is_refused_not_buffered() {
+    let huge = vec![b' '; 2 * 1024 * 1024];
+    let (url, _) = slow_jwks_server(huge, Duration::ZERO).await;
+    let store = KeyStore::new(KeySource::Url(url), Duration::ZERO, http());
+    let err = store.refresh().await.unwrap_err();
+    assert!(err.contains("more than 1048576 bytes"), "{err}");
+}

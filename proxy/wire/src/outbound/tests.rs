@@ -34,6 +34,16 @@ fn ca_file_and_ssl_cert_file_add_to_the_web_roots() {
     assert_eq!(trust.roots().len(), c.web + 3);
     assert_eq!(trust.extra_roots(), 3);
     assert!(trust.summary().contains("ca_file 2"), "{}", trust.summary());
+    assert_eq!(
+        trust.named_roots().len(),
+        3,
+        "what the operator named, no web roots"
+    );
+    let bundled = Trust::load(None, |_| None).unwrap();
+    assert!(
+        bundled.named_roots().is_empty(),
+        "neither the web roots nor the distribution's bundle count as named"
+    );
 }
 
 #[test]
