@@ -34,6 +34,7 @@ pub mod runtests;
 mod slice;
 pub mod spec;
 pub mod stage;
+pub mod stepup;
 pub mod stream;
 
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ pub use live::{Authz, Decisions, ReloadOutcome};
 pub use load::{builtin_files, PolicyError, PolicyFiles, PolicySource, BUILTIN, BUILTIN_TESTS};
 pub use request::{AuthzRequest, RequestFacts, Resource, ResourceKind};
 pub use route::{RouteAuthz, Target};
-pub use spec::{AuthzSpec, DeniedToolCall, ModeSpec, PolicySetSpec, RouteAuthzSpec};
+pub use spec::{AuthzSpec, DeniedToolCall, ModeSpec, PolicySetSpec, RouteAuthzSpec, StepUpSpec};
 
 use catalog::ToolCatalog;
 use entities::EntityModel;
@@ -65,6 +66,8 @@ pub struct PolicySet {
     model: EntityModel,
     slices: Slices,
     files: PolicyFiles,
+    /// The scopes the policies compare `scopes` with (step-up candidates, [`stepup`]).
+    scope_names: Vec<String>,
 }
 
 impl PolicySet {
@@ -111,6 +114,12 @@ impl PolicySet {
     /// The tool catalog.
     pub fn catalog(&self) -> &ToolCatalog {
         &self.catalog
+    }
+
+    /// The scope names the policies test (`principal.scopes.contains("…")` and the like),
+    /// from the policy analysis' facts: the candidates of a step-up challenge.
+    pub fn scope_names(&self) -> &[String] {
+        &self.scope_names
     }
 
     /// Where policy `id` was written.

@@ -29,6 +29,24 @@ pub enum ProxyError {
     /// No policy permits the request.
     #[error("access denied")]
     Forbidden,
+    /// Denied, but some policy would permit the same request with more OAuth scopes: a
+    /// `403` with an RFC 6750 `insufficient_scope` challenge naming them.
+    #[error("insufficient scope: the request needs {}", .scopes.join(" "))]
+    InsufficientScope {
+        /// A minimal set of missing scopes.
+        scopes: Vec<String>,
+    },
+    /// Denied, but permitted after multi-factor authentication: a `401` with an RFC 9470
+    /// `insufficient_user_authentication` challenge.
+    #[error("multi-factor authentication required")]
+    StepUpRequired {
+        /// The configured `acr_values` that mean MFA (none: the attribute is left out).
+        acr_values: Vec<String>,
+        /// The configured `max_age`, in seconds.
+        max_age: Option<u64>,
+        /// Scopes missing as well (also named in the challenge).
+        scopes: Vec<String>,
+    },
     /// No route matches the request's host and path.
     #[error("no route for this path")]
     NotFound,
@@ -102,6 +120,8 @@ impl ProxyError {
             Self::TokenExpired => (401, "TOKEN_EXPIRED", "token_expired"),
             Self::TokenRevoked => (401, "TOKEN_REVOKED", "token_revoked"),
             Self::Forbidden => (403, "FORBIDDEN", "forbidden"),
+            Self::InsufficientScope { .. } => (403, "INSUFFICIENT_SCOPE", "insufficient_scope"),
+            Self::StepUpRequired { .. } => (401, "STEP_UP_REQUIRED", "step_up_required"),
             Self::NotFound => (404, "NOT_FOUND", "no_route"),
             Self::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED", "method_not_allowed"),
             Self::RateLimited { .. } => (429, "RATE_LIMITED", "rate_limited"),
@@ -125,6 +145,57 @@ impl ProxyError {
         }
     }
 
+    /// The `WWW-Authenticate` challenge of this error, if it has one; `resource_metadata` is
+    /// the route's RFC 9728 metadata URL on MCP routes (the MCP authorization spec points
+    /// clients at it).
+    pub fn challenge(&self, resource_metadata: Option<&str>) -> Option<String> {
+        let mut params: Vec<(&str, String)> = Vec::new();
+        match self {
+            Self::Unauthenticated | Self::TokenExpired | Self::TokenRevoked => {}
+            Self::InsufficientScope { scopes } => {
+                params.push(("error", "insufficient_scope".into()));
+                params.push(("scope", scopes.join(" ")));
+            }
+            Self::StepUpRequired {
+                acr_values,
+                max_age,
+                scopes,
+            } => {
+                params.push(("error", "insufficient_user_authentication".into()));
+                params.push((
+                    "error_description",
+                    "A different authentication level is required".into(),
+                ));
+                if !acr_values.is_empty() {
+                    params.push(("acr_values", acr_values.join(" ")));
+                }
+                if !scopes.is_empty() {
+                    params.push(("scope", scopes.join(" ")));
+                }
+                if let Some(age) = max_age {
+                    params.push(("max_age", age.to_string()));
+                }
+            }
+            _ => return None,
+        }
+        if let Some(url) = resource_metadata {
+            params.push(("resource_metadata", url.to_string()));
+        }
+        let mut out = String::from("Bearer");
+        for (i, (name, value)) in params.iter().enumerate() {
+            out.push_str(if i == 0 { " " } else { ", " });
+            out.push_str(name);
+            out.push('=');
+            // RFC 9470 writes `max_age` as a bare number; everything else is a quoted-string.
+            if *name == "max_age" {
+                out.push_str(value);
+            } else {
+                out.push_str(&quoted(value));
+            }
+        }
+        Some(out)
+    }
+
     /// Extra response headers this error carries (`Allow`, `Retry-After`).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
@@ -139,10 +210,10 @@ impl ProxyError {
                 out.extend(headers.pairs());
                 out
             }
-            Self::Unauthenticated | Self::TokenExpired | Self::TokenRevoked => {
-                vec![("www-authenticate", "Bearer".to_string())]
-            }
-            _ => Vec::new(),
+            _ => self
+                .challenge(None)
+                .map(|c| vec![("www-authenticate", c)])
+                .unwrap_or_default(),
         }
     }
 
@@ -172,6 +243,21 @@ impl ProxyError {
         // Serializing plain strings into a Vec cannot fail.
         Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
     }
+}
+
+/// `value` as an RFC 9110 quoted-string: `"` and `\` escaped, control characters (which no
+/// header may carry) dropped.
+pub fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars().filter(|c| !c.is_control()) {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
 }
 
 /// The current UTC time as RFC 3339 with millisecond precision.
@@ -242,6 +328,14 @@ mod tests {
             ProxyError::TokenExpired,
             ProxyError::TokenRevoked,
             ProxyError::Forbidden,
+            ProxyError::InsufficientScope {
+                scopes: vec!["tools:write".into()],
+            },
+            ProxyError::StepUpRequired {
+                acr_values: Vec::new(),
+                max_age: None,
+                scopes: Vec::new(),
+            },
             ProxyError::NotFound,
             ProxyError::MethodNotAllowed {
                 allow: "GET".into(),
@@ -289,6 +383,57 @@ mod tests {
         );
         assert_eq!(json.as_object().unwrap().len(), 1);
         assert_eq!(error.as_object().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn step_up_challenges_are_rfc_6750_and_9470_headers() {
+        let scope = ProxyError::InsufficientScope {
+            scopes: vec!["tools:write".into(), "files:read".into()],
+        };
+        assert_eq!(
+            scope.challenge(Some("https://h/.well-known/oauth-protected-resource/mcp")),
+            Some(
+                "Bearer error=\"insufficient_scope\", scope=\"tools:write files:read\", \
+                 resource_metadata=\"https://h/.well-known/oauth-protected-resource/mcp\""
+                    .into()
+            )
+        );
+        assert_eq!(scope.kind().status, 403);
+        let mfa = ProxyError::StepUpRequired {
+            acr_values: vec!["urn:mfa".into(), "say \"hi\"\\".into()],
+            max_age: Some(300),
+            scopes: Vec::new(),
+        };
+        assert_eq!(
+            mfa.challenge(None),
+            Some(
+                "Bearer error=\"insufficient_user_authentication\", \
+                 error_description=\"A different authentication level is required\", \
+                 acr_values=\"urn:mfa say \\\"hi\\\"\\\\\", max_age=300"
+                    .into()
+            )
+        );
+        assert_eq!(mfa.kind().status, 401);
+        let bare = ProxyError::StepUpRequired {
+            acr_values: Vec::new(),
+            max_age: None,
+            scopes: vec!["x".into()],
+        };
+        assert_eq!(
+            bare.headers(),
+            vec![(
+                "www-authenticate",
+                "Bearer error=\"insufficient_user_authentication\", \
+                 error_description=\"A different authentication level is required\", scope=\"x\""
+                    .to_string()
+            )]
+        );
+        assert_eq!(
+            ProxyError::Unauthenticated.challenge(Some("u")),
+            Some("Bearer resource_metadata=\"u\"".into())
+        );
+        assert_eq!(ProxyError::Forbidden.challenge(Some("u")), None);
+        assert_eq!(quoted("a\"b\\c\r\n"), "\"a\\\"b\\\\c\"");
     }
 
     #[test]

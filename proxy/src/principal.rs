@@ -86,6 +86,9 @@ pub struct Principal {
     pub expires_at: Option<SystemTime>,
     /// Rate-limit tier (API keys), when set.
     pub limit_tier: Option<String>,
+    /// The delegation chain of an RFC 8693 token (`act` claim), immediate actor first: the
+    /// `sub` of `act`, then of `act.act`, and so on. Empty when the caller acts for itself.
+    pub actors: Vec<String>,
 }
 
 impl Principal {
@@ -104,7 +107,13 @@ impl Principal {
             token_id: None,
             expires_at: None,
             limit_tier: None,
+            actors: Vec::new(),
         }
+    }
+
+    /// The immediate actor (RFC 8693 `act.sub`) when the caller acts for someone else.
+    pub fn actor(&self) -> Option<&str> {
+        self.actors.first().map(String::as_str)
     }
 
     /// The Cedar entity uid as text: `User::"https://issuer|alice"`.
@@ -146,7 +155,8 @@ impl Principal {
         let free_text = std::iter::once(("id", self.id.as_str()))
             .chain(self.email.as_deref().map(|e| ("email", e)))
             .chain(self.groups.iter().map(|g| ("groups", g.as_str())))
-            .chain(self.scopes.iter().map(|s| ("scopes", s.as_str())));
+            .chain(self.scopes.iter().map(|s| ("scopes", s.as_str())))
+            .chain(self.actors.iter().map(|a| ("act", a.as_str())));
         for (attribute, value) in free_text {
             if value.chars().any(char::is_control) {
                 return Err(AttributeError { attribute });
@@ -195,7 +205,7 @@ pub fn is_identity_token(value: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the credential's `{attribute}` holds a value Palisade cannot forward unambiguously")]
 pub struct AttributeError {
-    /// The offending attribute: `id`, `email`, `groups`, `scopes`, `roles` or `tenant`.
+    /// The offending attribute: `id`, `email`, `groups`, `scopes`, `act`, `roles` or `tenant`.
     pub attribute: &'static str,
 }
 

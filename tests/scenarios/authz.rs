@@ -11,6 +11,7 @@ mod agui;
 mod mcp;
 mod policy_sets;
 mod roles;
+mod stepup;
 
 use std::path::{Path, PathBuf};
 
@@ -109,6 +110,11 @@ async fn stack(sets: &[(&str, &Path, &str)]) -> Stack {
 
 /// [`stack`] with more top-level YAML.
 async fn stack_with(sets: &[(&str, &Path, &str)], extra: &str) -> Stack {
+    stack_settings(sets, "  reload_interval: 100ms\n", extra).await
+}
+
+/// [`stack_with`] with `settings` (pre-indented lines) in `authorization:`.
+async fn stack_settings(sets: &[(&str, &Path, &str)], settings: &str, extra: &str) -> Stack {
     let issuer = Issuer::new();
     let agent = agui_agent().await;
     let echo = upstream::echo().await;
@@ -141,7 +147,7 @@ async fn stack_with(sets: &[(&str, &Path, &str)], extra: &str) -> Stack {
             "echo",
             "authorization: {rules: [{path_prefix: /ops/admin, action: admin, resource: 'Route::\"ops\"'}]}",
         )
-        .top_yaml(&issuer.yaml_with_sets("  reload_interval: 100ms\n", sets))
+        .top_yaml(&issuer.yaml_with_sets(settings, sets))
         .top_yaml(extra)
         .start();
     Stack {

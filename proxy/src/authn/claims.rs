@@ -42,6 +42,25 @@ fn merged(claims: &Value, paths: &[String], split_spaces: bool) -> Vec<String> {
         .collect()
 }
 
+/// Most actors read from nested `act` claims; deeper ones are ignored (only the immediate
+/// actor reaches policies, the chain is for audit and logs).
+const MAX_ACTORS: usize = 8;
+
+/// The RFC 8693 delegation chain of an `act` claim, immediate actor first: `act.sub`, then
+/// `act.act.sub`… An `act` without a string `sub` ends the chain.
+fn actors(act: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = act;
+    while let Some(sub) = cur.get("sub").and_then(Value::as_str) {
+        if out.len() == MAX_ACTORS {
+            break;
+        }
+        out.push(sub.to_string());
+        cur = &cur["act"];
+    }
+    out
+}
+
 /// Builds the `User::"<iss>|<sub>"` principal from verified claims.
 pub fn principal_from_claims(issuer: &str, claims: &Value, map: &ClaimMappingSpec) -> Principal {
     let sub = claims["sub"].as_str().unwrap_or("");
@@ -62,6 +81,7 @@ pub fn principal_from_claims(issuer: &str, claims: &Value, map: &ClaimMappingSpe
             .filter_map(|m| m.as_str().or_else(|| m["method"].as_str()))
             .any(|m| map.mfa_amr.iter().any(|x| x == m))
     }) || claims["aal"].as_str() == Some("aal2");
+    p.actors = actors(&claims["act"]);
     p.token_id = claims["jti"].as_str().map(str::to_string);
     p.expires_at = claims["exp"]
         .as_u64()
@@ -79,6 +99,29 @@ mod tests {
             roles: roles.iter().map(|s| s.to_string()).collect(),
             ..ClaimMappingSpec::default()
         }
+    }
+
+    #[test]
+    fn the_act_claim_becomes_the_delegation_chain() {
+        let claims =
+            json!({"sub": "alice", "act": {"sub": "agent-y", "act": {"sub": "orchestrator"}}});
+        let p = principal_from_claims("iss", &claims, &map(&[]));
+        assert_eq!(p.actors, ["agent-y", "orchestrator"]);
+        assert_eq!(p.actor(), Some("agent-y"));
+        let plain = principal_from_claims("iss", &json!({"sub": "alice"}), &map(&[]));
+        assert_eq!(plain.actor(), None);
+        let odd =
+            principal_from_claims("iss", &json!({"sub": "a", "act": {"iss": "x"}}), &map(&[]));
+        assert!(
+            odd.actors.is_empty(),
+            "an `act` without `sub` names no actor"
+        );
+        let mut deep = json!({"sub": "last"});
+        for i in 0..20 {
+            deep = json!({"sub": format!("a{i}"), "act": deep});
+        }
+        let p = principal_from_claims("iss", &json!({"sub": "u", "act": deep}), &map(&[]));
+        assert_eq!(p.actors.len(), MAX_ACTORS);
     }
 
     #[test]

@@ -56,13 +56,19 @@ pub(super) fn decide_message(
                     culprits.push(jsonrpc::id(m));
                 }
             }
-            if culprits.is_empty() {
-                Ok(())
-            } else {
-                Err(Refusal {
+            // A step-up challenge answers for one refused call; a batch refusing several
+            // gets the plain denial (each might need something else).
+            let challenge = state.challenge.take();
+            match culprits.len() {
+                0 => Ok(()),
+                1 => Err(Refusal {
+                    error: challenge.unwrap_or(ProxyError::Forbidden),
+                    culprits,
+                }),
+                _ => Err(Refusal {
                     error: ProxyError::Forbidden,
                     culprits,
-                })
+                }),
             }
         }
     }
@@ -99,7 +105,7 @@ fn mcp_message(
     Ok(match call {
         mcp::Call::Tool { name, arguments } => {
             let resource = Resource::new(ResourceKind::Tool, name);
-            stage.decide(x, state, "call_tool", &resource, arguments)
+            stage.decide_refusing(x, state, "call_tool", &resource, arguments)
         }
         mcp::Call::ListTools => {
             state.mcp_list_ids.push(jsonrpc::id(m));
@@ -115,7 +121,7 @@ fn a2a_message(stage: &AuthzStage, x: &Exchange<'_>, state: &mut State, m: &Valu
     let agent = stage.route(x).map(|r| r.agent.clone()).unwrap_or_default();
     let resource = Resource::new(ResourceKind::Agent, agent);
     match a2a::action(method) {
-        Some(action) => stage.decide(x, state, action, &resource, None),
+        Some(action) => stage.decide_refusing(x, state, action, &resource, None),
         None => {
             tracing::debug!(request_id = %x.request_id, method, "unknown A2A method refused");
             true

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::request::{Resource, ResourceKind};
+use super::stepup::Challenge;
 use super::{Authz, AuthzRequest, Decision, Decisions, RequestFacts, RouteAuthz};
+use crate::error::ProxyError;
 use crate::stage::Exchange;
 use crate::telemetry::Metrics;
 
@@ -39,6 +41,8 @@ pub struct State {
     pub(super) dropped_calls: std::collections::HashSet<String>,
     /// Tool verdicts already made for this response.
     pub(super) verdicts: std::collections::HashMap<String, bool>,
+    /// The step-up challenge of the first refused body-level decision, when it has one.
+    pub(super) challenge: Option<ProxyError>,
 }
 
 impl AuthzStage {
@@ -83,6 +87,60 @@ impl AuthzStage {
         state.body_decisions.extend(decisions.primary);
         state.shadow.extend(decisions.shadow);
         blocks
+    }
+
+    /// [`Self::decide`] for a decision whose deny refuses the request (MCP `tools/call`, A2A
+    /// methods): the first such deny also looks for a step-up challenge ([`Self::refusal`]),
+    /// kept in `state` for the refusal.
+    pub(super) fn decide_refusing(
+        &self,
+        x: &Exchange<'_>,
+        state: &mut State,
+        action: &str,
+        resource: &Resource,
+        arguments: Option<&Value>,
+    ) -> bool {
+        let blocks = self.decide(x, state, action, resource, arguments);
+        if blocks && state.challenge.is_none() {
+            if let Some(facts) = state.facts.as_ref() {
+                let err = self.refusal(
+                    x,
+                    &AuthzRequest {
+                        principal: x.principal,
+                        action,
+                        resource,
+                        facts,
+                        arguments,
+                    },
+                );
+                state.challenge = Some(err);
+            }
+        }
+        blocks
+    }
+
+    /// The error refusing `req`, which the enforcing set denied: a step-up challenge when the
+    /// set would permit it with more scopes or MFA ([`super::stepup`]), else `Forbidden`.
+    /// Runs only on the deny path, at most `3 + stepup::MAX_CANDIDATES` extra evaluations.
+    pub(super) fn refusal(&self, x: &Exchange<'_>, req: &AuthzRequest<'_>) -> ProxyError {
+        let Some(authz) = self.authz.as_deref() else {
+            return ProxyError::Forbidden;
+        };
+        let set = authz.primary();
+        let found = super::stepup::challenge(&set, req);
+        tracing::debug!(request_id = %x.request_id, authz.challenge = ?found, "step-up challenge");
+        match found {
+            None => ProxyError::Forbidden,
+            Some(Challenge::Scope(scopes)) => ProxyError::InsufficientScope { scopes },
+            Some(Challenge::Mfa(scopes)) => {
+                let step_up = authz.step_up();
+                ProxyError::StepUpRequired {
+                    acr_values: step_up.acr_values.clone(),
+                    max_age: step_up.max_age.map(crate::error::ceil_secs),
+                    scopes,
+                }
+            }
+        }
     }
 
     /// Whether the principal may `action` the tool `name` (decided once per response).

@@ -134,6 +134,7 @@ struct PrincipalKey {
     scopes: Vec<String>,
     mfa: bool,
     auth_method: &'static str,
+    actor: Option<String>,
 }
 
 impl PrincipalKey {
@@ -148,6 +149,7 @@ impl PrincipalKey {
             scopes: p.scopes.clone(),
             mfa: p.mfa,
             auth_method: p.auth_method.as_str(),
+            actor: p.actor().map(str::to_string),
         }
     }
 }
@@ -462,6 +464,12 @@ fn principal_entity(
     attrs.insert("groups".into(), string_set(&p.groups));
     attrs.insert("scopes".into(), string_set(&p.scopes));
     attrs.insert("mfa".into(), RestrictedExpression::new_bool(p.mfa));
+    if let Some(actor) = p.actor() {
+        attrs.insert(
+            "actor".into(),
+            RestrictedExpression::new_string(actor.to_string()),
+        );
+    }
     attrs.insert(
         "auth_method".into(),
         RestrictedExpression::new_string(p.auth_method.as_str().into()),

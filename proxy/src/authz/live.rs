@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 
 use super::load::{PolicyError, PolicyFiles};
 use super::route::Target;
-use super::spec::{AuthzSpec, ModeSpec};
+use super::spec::{AuthzSpec, ModeSpec, StepUpSpec};
 use super::{AuthzRequest, Decision, Mode, PolicySet};
 use crate::telemetry::Metrics;
 
@@ -61,6 +61,7 @@ pub struct Authz {
     sets: Vec<LiveSet>,
     reload_interval: Duration,
     targets: Vec<Target>,
+    step_up: StepUpSpec,
 }
 
 impl Authz {
@@ -119,6 +120,7 @@ impl Authz {
             sets,
             reload_interval: spec.reload_interval,
             targets,
+            step_up: spec.step_up.clone(),
         }))
     }
 
@@ -133,6 +135,7 @@ impl Authz {
             }],
             reload_interval: Duration::ZERO,
             targets: Vec::new(),
+            step_up: StepUpSpec::default(),
         }
     }
 
@@ -170,6 +173,11 @@ impl Authz {
     /// rather than start without one, and reloads never swap in a broken set).
     pub fn has_good_set(&self) -> bool {
         !self.sets.is_empty()
+    }
+
+    /// What RFC 9470 step-up challenges ask for (`authorization.step_up`).
+    pub fn step_up(&self) -> &StepUpSpec {
+        &self.step_up
     }
 
     /// The deciding (first) set.

@@ -238,7 +238,7 @@ impl PolicySet {
             }]
         })?;
         let slices = Slices::build(&policies, model.action_ancestry());
-        Ok(Self {
+        let mut set = Self {
             name: name.into(),
             mode,
             hash: Arc::from(files.hash()),
@@ -249,7 +249,13 @@ impl PolicySet {
             model,
             slices,
             files: files.clone(),
-        })
+            scope_names: Vec::new(),
+        };
+        set.scope_names = super::analysis::facts_of(&[&set])
+            .literals("scopes")
+            .map(str::to_string)
+            .collect();
+        Ok(set)
     }
 }
 

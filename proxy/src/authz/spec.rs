@@ -21,6 +21,27 @@ pub struct AuthzSpec {
     #[serde(default = "default_reload_interval", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub reload_interval: Duration,
+    /// What a step-up challenge asks for when a denied request would be permitted after
+    /// multi-factor authentication (RFC 9470; `docs/policies.md`, "Step-up challenges").
+    /// Default: no `acr_values`, no `max_age`.
+    #[serde(default)]
+    pub step_up: StepUpSpec,
+}
+
+/// `authorization.step_up`: the RFC 9470 `insufficient_user_authentication` challenge.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepUpSpec {
+    /// Authentication context class references that mean MFA at your issuer (e.g.
+    /// `[urn:okta:loa:2fa:any]`, Keycloak's `[gold]`), sent as `acr_values="…"`. Default: none
+    /// (the challenge is still sent, without `acr_values`).
+    #[serde(default)]
+    pub acr_values: Vec<String>,
+    /// Longest time since the user authenticated that still counts, sent as `max_age=<seconds>`.
+    /// Default: absent (not sent).
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Duration>,
 }
 
 /// One policy set.

@@ -56,22 +56,25 @@ impl Stage for AuthzStage {
             .unwrap_or(0);
         let facts = facts(x, declared);
         let target = route.target(x.method, x.path);
-        let decisions = authz.decide(&AuthzRequest {
+        let request = AuthzRequest {
             principal: x.principal,
             action: &target.action,
             resource: &target.resource,
             facts: &facts,
             arguments: None,
-        });
+        };
+        let decisions = authz.decide(&request);
         self.metrics
             .authz_duration
             .observe(started.elapsed().as_secs_f64());
         let blocks = record(&self.metrics, &decisions, x.request_id);
+        // Only a refused request looks for a step-up challenge (bounded: `super::stepup`).
+        let refusal = blocks.then(|| self.refusal(x, &request));
         state.facts = Some(facts);
         state.decision = decisions.primary;
         state.shadow.extend(decisions.shadow);
-        if blocks {
-            return Err(ProxyError::Forbidden);
+        if let Some(err) = refusal {
+            return Err(err);
         }
         match x.route.protocol {
             RouteProtocol::Mcp => state.mcp_headers = Some(super::body::mcp_headers(&req.headers)),
@@ -79,8 +82,8 @@ impl Stage for AuthzStage {
             RouteProtocol::A2a => {
                 if let Some(action) = a2a::rest_action(x.method, x.path) {
                     let agent = Resource::new(ResourceKind::Agent, route.agent.clone());
-                    if self.decide(x, state, action, &agent, None) {
-                        return Err(ProxyError::Forbidden);
+                    if self.decide_refusing(x, state, action, &agent, None) {
+                        return Err(state.challenge.take().unwrap_or(ProxyError::Forbidden));
                     }
                 }
             }

@@ -54,18 +54,16 @@ pub async fn refuse(
     for (name, value) in &ctx.cors {
         resp.append_header(*name, value.clone())?;
     }
-    if status == 401 {
-        if let Some(route) = ctx
-            .core
-            .route
-            .as_ref()
-            .filter(|r| r.protocol == RouteProtocol::Mcp)
-        {
-            let url = super::metadata::metadata_url(&origin(session), route);
-            resp.insert_header(
-                "www-authenticate",
-                format!("Bearer resource_metadata=\"{url}\""),
-            )?;
+    // On MCP routes every challenge (401s, step-up 403s) points at the route's RFC 9728 metadata.
+    if let Some(route) = ctx
+        .core
+        .route
+        .as_ref()
+        .filter(|r| r.protocol == RouteProtocol::Mcp)
+    {
+        let url = super::metadata::metadata_url(&origin(session), route);
+        if let Some(challenge) = err.challenge(Some(&url)) {
+            resp.insert_header("www-authenticate", challenge)?;
         }
     }
     ctx.error = Some(err);
@@ -107,7 +105,11 @@ pub async fn preflight(session: &mut Session, ctx: &mut RequestCtx) -> pingora_c
 fn body_level(err: &ProxyError) -> bool {
     matches!(
         err,
-        ProxyError::Forbidden | ProxyError::GuardrailViolation | ProxyError::InvalidRequest(_)
+        ProxyError::Forbidden
+            | ProxyError::InsufficientScope { .. }
+            | ProxyError::StepUpRequired { .. }
+            | ProxyError::GuardrailViolation
+            | ProxyError::InvalidRequest(_)
     )
 }
 

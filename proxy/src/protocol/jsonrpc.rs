@@ -82,6 +82,11 @@ pub fn id(m: &Value) -> Value {
 fn shape(err: &ProxyError) -> (i64, String, u16) {
     match err {
         ProxyError::Forbidden => (FORBIDDEN, "access denied".into(), 200),
+        // A step-up challenge is an HTTP-level answer (403 / 401 with `WWW-Authenticate`, as the
+        // MCP authorization spec asks), its body still the JSON-RPC error of a denial.
+        ProxyError::InsufficientScope { .. } | ProxyError::StepUpRequired { .. } => {
+            (FORBIDDEN, err.to_string(), err.kind().status)
+        }
         ProxyError::GuardrailViolation => (GUARDRAIL, "blocked by guardrail".into(), 400),
         ProxyError::InvalidRequest(why) => (INVALID_REQUEST, why.clone(), 400),
         other => (SERVER_ERROR, other.to_string(), other.kind().status),

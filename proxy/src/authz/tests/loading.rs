@@ -151,6 +151,7 @@ fn reload_keeps_the_last_good_set() {
             mode: ModeSpec::Enforce,
         }],
         reload_interval: std::time::Duration::ZERO,
+        step_up: Default::default(),
     };
     let authz = Authz::from_spec(&spec, Vec::new()).unwrap().unwrap();
     let first = authz.primary().hash().to_string();
@@ -195,6 +196,7 @@ fn a_schema_without_a_route_action_is_refused() {
             mode: ModeSpec::Enforce,
         }],
         reload_interval: std::time::Duration::ZERO,
+        step_up: Default::default(),
     };
     let target = Target {
         action: "run_agent".into(),
@@ -327,6 +329,7 @@ fn sighup_reloads_the_policies() {
             mode: ModeSpec::Enforce,
         }],
         reload_interval: std::time::Duration::ZERO, // no polling: only the signal reloads
+        step_up: Default::default(),
     };
     let authz = std::sync::Arc::new(Authz::from_spec(&spec, Vec::new()).unwrap().unwrap());
     let runtime = tokio::runtime::Builder::new_current_thread()
