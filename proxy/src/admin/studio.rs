@@ -105,6 +105,16 @@ pub fn router(state: StudioState) -> Router {
 /// Checks the admin token, then reads and parses the body as `T` (bounded; the documented
 /// error body on any problem).
 #[allow(clippy::result_large_err)]
+/// [`admitted`], then the live set the request works against.
+async fn admitted_with_live<T: DeserializeOwned>(
+    state: &StudioState,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<(T, Arc<PolicySet>), Response> {
+    let body = admitted(state, headers, body).await?;
+    Ok((body, state.live()?))
+}
+
 async fn admitted<T: DeserializeOwned>(
     state: &StudioState,
     headers: &HeaderMap,

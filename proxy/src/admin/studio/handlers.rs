@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::edited::{self, EditedFile};
-use super::{admitted, audit_list, blocking, matrix, ok, refusal, StudioState};
+use super::{admitted_with_live, audit_list, blocking, matrix, ok, refusal, StudioState};
 use crate::authz::explain::{explain, from_audit, ExplainRequest};
 use crate::authz::{runtests, PolicySet, BUILTIN, BUILTIN_TESTS};
 use crate::error::ProxyError;
@@ -97,12 +97,8 @@ pub(super) async fn validate(
     struct Validate {
         policies: Vec<EditedFile>,
     }
-    let body: Validate = match admitted(&state, &headers, body).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    let live = match state.live() {
-        Ok(set) => set,
+    let (body, live): (Validate, _) = match admitted_with_live(&state, &headers, body).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     blocking(move || {
@@ -132,12 +128,8 @@ pub(super) async fn evaluate(
         policies: Option<Vec<EditedFile>>,
         request: ExplainRequest,
     }
-    let body: Evaluate = match admitted(&state, &headers, body).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    let live = match state.live() {
-        Ok(set) => set,
+    let (body, live): (Evaluate, _) = match admitted_with_live(&state, &headers, body).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     blocking(move || both(&live, body.policies.as_deref(), &body.request, json!({}))).await
@@ -175,12 +167,8 @@ pub(super) async fn test(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body: Edited = match admitted(&state, &headers, body).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    let live = match state.live() {
-        Ok(set) => set,
+    let (body, live): (Edited, _) = match admitted_with_live(&state, &headers, body).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     let dir = state
@@ -296,12 +284,8 @@ pub(super) async fn explain_audit(
         #[serde(default)]
         policies: Option<Vec<EditedFile>>,
     }
-    let body: ExplainAudit = match admitted(&state, &headers, body).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    let live = match state.live() {
-        Ok(set) => set,
+    let (body, live): (ExplainAudit, _) = match admitted_with_live(&state, &headers, body).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     let Some(file) = state.audit_file.clone() else {
@@ -334,12 +318,8 @@ pub(super) async fn who_can(
         #[serde(default)]
         policies: Option<Vec<EditedFile>>,
     }
-    let body: WhoCan = match admitted(&state, &headers, body).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
-    let live = match state.live() {
-        Ok(set) => set,
+    let (body, live): (WhoCan, _) = match admitted_with_live(&state, &headers, body).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     blocking(move || {
