@@ -171,11 +171,11 @@ impl PolicySet {
         let mut permits = Vec::new();
         let mut forbids = Vec::new();
         let mut errors = Vec::new();
-        for slice in
+        if let Some(slice) =
             self.slices
                 .candidates(built.action_id(), built.resource(), built.principal_side())
         {
-            let response = authorizer.is_authorized(&built.request, slice, built.entities());
+            let response = authorizer.is_authorized(&built.request, &slice, built.entities());
             let reasons = response.diagnostics().reason().map(|id| id.to_string());
             match response.decision() {
                 cedar_policy::Decision::Allow => permits.extend(reasons),
