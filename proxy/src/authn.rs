@@ -483,6 +483,9 @@ impl ApiKeyStore {
 /// Most assertions kept for reuse.
 const ASSERTION_CACHE_MAX: usize = 10_000;
 
+/// `X-API-Key` (a typed name: looked up on every request without a bearer token).
+const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+
 /// Cache key of an assertion: the route and every principal attribute it carries, serialized
 /// unambiguously (a hash collision here would hand one caller another's identity).
 fn assertion_key(p: &Principal, route: &str) -> String {
@@ -526,7 +529,7 @@ fn credential(req: &RequestHeader) -> Option<Credential<'_>> {
             _ => Some(Credential::Unsupported),
         };
     }
-    let key = req.headers.get("x-api-key")?;
+    let key = req.headers.get(X_API_KEY)?;
     Some(
         key.to_str()
             .map_or(Credential::Unsupported, |k| Credential::ApiKey(k.trim())),

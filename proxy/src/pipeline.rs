@@ -299,11 +299,7 @@ impl ProxyHttp for Pipeline {
         let stages = ctx.stages.clone();
         let x = ctx.core.routed()?;
         let original_host = headers::request_host(session.req_header()).map(str::to_string);
-        let peer = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        headers::forward(upstream, &x, peer, original_host.as_deref())?;
+        headers::forward(upstream, &x, original_host.as_deref())?;
         stages
             .edge
             .forward_headers(upstream, session.req_header(), session.client_addr())?;

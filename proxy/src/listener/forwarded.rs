@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use http::header::{HeaderName, FORWARDED, VIA};
 use ipnet::IpNet;
 use pingora_core::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora_http::RequestHeader;
@@ -17,8 +18,14 @@ use crate::error::ProxyError;
 /// Longest forwarding chain read, in entries; a longer one is refused.
 const MAX_CHAIN: usize = 32;
 
-/// Headers a relaying proxy adds (any one of them marks a request as relayed).
-const FORWARDING_HEADERS: [&str; 4] = ["x-forwarded-for", "forwarded", "x-real-ip", "via"];
+/// `X-Forwarded-For`.
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Real-IP`.
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
+/// Headers a relaying proxy adds (any one of them marks a request as relayed). Typed names: a
+/// lookup by `&str` parses the name on every call, and these are looked up on every request.
+const FORWARDING_HEADERS: [HeaderName; 4] = [X_FORWARDED_FOR, FORWARDED, X_REAL_IP, VIA];
 
 /// The trusted-proxy settings of the public listeners.
 #[derive(Debug, Clone, Default)]
@@ -94,7 +101,7 @@ impl Edge {
         !self.peer_is_trusted(peer)
             && FORWARDING_HEADERS
                 .iter()
-                .any(|h| req.headers.contains_key(*h))
+                .any(|h| req.headers.contains_key(h))
     }
 
     fn header_name(&self) -> &'static str {
@@ -152,12 +159,23 @@ impl Edge {
                 upstream.insert_header("x-forwarded-proto", proto)?;
             }
         }
-        if !(trusted && self.header == ClientIpHeader::XForwardedFor) {
-            match peer_ip(peer) {
-                Some(ip) => upstream.insert_header("x-forwarded-for", ip.to_string())?,
-                None => {
-                    upstream.remove_header("x-forwarded-for");
-                }
+        // The TCP peer is this hop's entry: appended to the chain a trusted proxy wrote, else the
+        // whole chain (a client's own `X-Forwarded-For` is not passed on).
+        match peer_ip(peer) {
+            Some(ip) => {
+                let prior = original
+                    .headers
+                    .get(X_FORWARDED_FOR)
+                    .and_then(|v| v.to_str().ok())
+                    .filter(|_| trusted && self.header == ClientIpHeader::XForwardedFor);
+                let chain = match prior {
+                    Some(prior) => format!("{prior}, {ip}"),
+                    None => ip.to_string(),
+                };
+                upstream.insert_header("x-forwarded-for", chain)?;
+            }
+            None => {
+                upstream.remove_header(&X_FORWARDED_FOR);
             }
         }
         if !(trusted && self.header == ClientIpHeader::Forwarded) {
@@ -183,7 +201,7 @@ fn warn_once_if_proxied(peer: IpAddr, req: &RequestHeader) {
     if local
         && FORWARDING_HEADERS
             .iter()
-            .any(|h| req.headers.contains_key(*h))
+            .any(|h| req.headers.contains_key(h))
         && !WARNED.swap(true, Ordering::Relaxed)
     {
         tracing::warn!(
@@ -351,10 +369,8 @@ mod tests {
             ("x-real-ip", "1.1.1.1"),
         ]);
         let built = || {
-            // What the pipeline's `forward` made of it: peer appended, proto from the listener.
+            // What the pipeline's `forward` made of it: proto from the listener.
             let mut up = original.clone();
-            up.insert_header("x-forwarded-for", "198.51.100.9, 127.0.0.1")
-                .unwrap();
             up.insert_header("x-forwarded-proto", "http").unwrap();
             up
         };

@@ -1,21 +1,27 @@
 //! Header hygiene: request ids, trace context, forwarding headers, hop-by-hop removal.
 
-use http::header::{HeaderName, CONNECTION};
+use http::header::{
+    HeaderName, CONNECTION, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE, TRAILER, UPGRADE,
+};
 use pingora_http::{RequestHeader, ResponseHeader};
 
 use crate::stage::Exchange;
 
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1). Typed names, not
+/// text: a lookup by `&str` parses and lower-cases the name on every call.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION,
+    TE,
+    TRAILER,
+    UPGRADE,
 ];
+
+/// `X-Request-Id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Prefix of the identity headers only the proxy may set.
 pub const PALISADE_PREFIX: &str = "x-palisade-";
@@ -37,20 +43,26 @@ pub fn strip_palisade_headers(req: &mut RequestHeader) {
 /// Removes the fixed hop-by-hop set plus every header named in `Connection` (allocating only
 /// when `Connection` lists extra names).
 fn strip_hop_by_hop(headers: &http::HeaderMap, mut remove: impl FnMut(&HeaderName)) {
+    // One pass over the few headers present instead of a hashed lookup per hop-by-hop name:
+    // most requests and responses carry none of them (and `Connection` is one, so a header it
+    // lists is only looked for when it is there).
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .filter(|name| !HOP_BY_HOP.contains(&name.as_str()))
+        .filter(|name| !HOP_BY_HOP.contains(name))
         .collect();
     for name in &listed {
         remove(name);
     }
-    for name in HOP_BY_HOP {
-        if headers.contains_key(*name) {
-            remove(&HeaderName::from_static(name));
+    for name in &HOP_BY_HOP {
+        if headers.contains_key(name) {
+            remove(name);
         }
     }
 }
@@ -78,7 +90,7 @@ pub fn strip_hop_by_hop_response(resp: &mut ResponseHeader) {
 /// otherwise a fresh UUID.
 pub fn request_id(req: &RequestHeader) -> String {
     req.headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_well_formed_id(v))
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_string)
@@ -91,30 +103,17 @@ fn is_well_formed_id(v: &str) -> bool {
 }
 
 /// The forwarding headers of an upstream request: hop-by-hop headers removed,
-/// `X-Forwarded-For` (the TCP peer appended), `-Proto` and `-Host`, `Host` set to the upstream's unless
-/// the route preserves it, the route's path-prefix rewrite, and `X-Request-Id`.
+/// `X-Forwarded-Proto` and `-Host`, `Host` set to the upstream's unless the route preserves it,
+/// the route's path-prefix rewrite, and `X-Request-Id`. (`X-Forwarded-For` and what a trusted
+/// proxy wrote are [`crate::listener::Edge::forward_headers`]'s.)
 pub fn forward(
     upstream: &mut RequestHeader,
     x: &Exchange<'_>,
-    peer: Option<std::net::IpAddr>,
     original_host: Option<&str>,
 ) -> pingora_core::Result<()> {
     use pingora_core::{Error, ErrorType};
     let route = x.route;
     strip_hop_by_hop_request(upstream);
-    // The TCP peer is this hop's entry (behind trusted proxies `Edge::forward_headers` then
-    // keeps or replaces the chain).
-    if let Some(ip) = peer {
-        let forwarded_for = match upstream
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prior) => format!("{prior}, {ip}"),
-            None => ip.to_string(),
-        };
-        upstream.insert_header("x-forwarded-for", forwarded_for)?;
-    }
     upstream.insert_header("x-forwarded-proto", if x.tls { "https" } else { "http" })?;
     if let Some(host) = original_host {
         upstream.insert_header("x-forwarded-host", host)?;

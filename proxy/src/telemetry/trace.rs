@@ -3,6 +3,11 @@
 
 use pingora_http::RequestHeader;
 
+/// `traceparent` (a typed name: looked up on every request, and a `&str` is parsed per lookup).
+const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+/// `tracestate`.
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+
 /// W3C trace context for one hop: the trace id to keep, and the `traceparent` to send upstream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
@@ -28,7 +33,7 @@ impl TraceContext {
             flags,
         }) = req
             .headers
-            .get("traceparent")
+            .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(palisade_wire::trace::TraceParent::parse)
         {
@@ -36,7 +41,7 @@ impl TraceContext {
             // lines are one comma-joined list.
             let states: Vec<&str> = req
                 .headers
-                .get_all("tracestate")
+                .get_all(TRACESTATE)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
                 .map(str::trim)
