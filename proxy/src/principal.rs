@@ -118,11 +118,14 @@ impl Principal {
 
     /// The Cedar entity uid as text: `User::"https://issuer|alice"`.
     pub fn entity_uid(&self) -> String {
-        format!(
-            "{}::{}",
-            self.kind.entity_type(),
-            serde_json::Value::String(self.id.clone())
-        )
+        // Written straight into one buffer (no copy of the id into a JSON value, no formatting
+        // machinery): it is built several times per request (identity header, limit key).
+        let ty = self.kind.entity_type();
+        let mut out = Vec::with_capacity(ty.len() + self.id.len() + 4);
+        out.extend_from_slice(ty.as_bytes());
+        out.extend_from_slice(b"::");
+        serde_json::to_writer(&mut out, self.id.as_str()).expect("a string always serializes");
+        String::from_utf8(out).expect("JSON text is UTF-8")
     }
 
     /// The entity uid as an HTTP header value: [`Self::entity_uid`] with every non-ASCII
