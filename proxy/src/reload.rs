@@ -120,6 +120,10 @@ pub(crate) fn build_stages(
             config.per_route.guardrails.clone(),
             shared.metrics.clone(),
         ),
+        integrity: crate::integrity::IntegrityStage::new(
+            config.per_route.integrity.clone(),
+            shared.metrics.clone(),
+        ),
         audit: shared.audit.clone(),
         tracing: shared.tracing.clone(),
     }
