@@ -358,6 +358,10 @@ mod tests {
             ProxyError::PayloadTooLarge { limit: 10 },
             ProxyError::InvalidRequest("bad".into()),
             ProxyError::GuardrailViolation,
+            ProxyError::ToolNotApproved {
+                tool: "t".into(),
+                reason: "it is not pinned in the route's tool lock".into(),
+            },
             ProxyError::CorsRejected("origin".into()),
             ProxyError::UpstreamUnavailable,
             ProxyError::UpstreamTimeout,

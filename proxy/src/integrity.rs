@@ -58,7 +58,13 @@ pub struct RouteIntegrity {
     at: String,
     /// Pinned tools last listed with another definition: name → what that definition was.
     observed: dashmap::DashMap<String, Kind>,
+    /// Tools not pinned whose listed definition was poisoned (so a call says why); bounded by
+    /// [`MAX_POISONED_SEEN`], cleared when full (their calls are refused as new under `block`).
+    poisoned_seen: dashmap::DashMap<String, Kind>,
 }
+
+/// Most unpinned poisoned tools remembered per route.
+pub const MAX_POISONED_SEEN: usize = 4096;
 
 impl RouteIntegrity {
     /// The pinned annotations of each tool (Cedar `Tool` attributes on this route).
@@ -123,6 +129,7 @@ pub fn route_integrity(
         own,
         foreign: HashMap::new(),
         observed: dashmap::DashMap::new(),
+        poisoned_seen: dashmap::DashMap::new(),
     }))
 }
 

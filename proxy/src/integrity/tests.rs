@@ -32,6 +32,7 @@ fn route(mode: IntegrityMode, lock: Lock) -> RouteIntegrity {
         own,
         foreign: HashMap::new(),
         observed: Default::default(),
+        poisoned_seen: Default::default(),
     }
 }
 
@@ -143,6 +144,9 @@ fn poisoned_text_is_found_in_descriptions_and_schemas() {
     let kind = verdicts[0].1.clone().unwrap();
     assert_eq!(kind.as_str(), "poisoned");
     assert!(kind.blocks(IntegrityMode::Flag));
+    // Its calls say why (and are refused under `flag` too).
+    assert_eq!(r.check_call("t"), Some(kind));
+    assert_eq!(r.check_call("never_listed"), Some(Kind::New));
 }
 
 #[test]
@@ -184,6 +188,15 @@ fn names_that_look_alike_collide() {
     let verdicts = other.check_list(&[json!({"name": "read_file"}), json!({"name": "READ_FILE"})]);
     assert!(matches!(verdicts[0].1, Some(Kind::Collision { .. })));
     assert!(matches!(verdicts[1].1, Some(Kind::Collision { .. })));
+    // The same name twice, one of them as pinned: both refused (a client may keep either).
+    let verdicts = other.check_list(&[
+        json!({"name": "read_file"}),
+        json!({"name": "read_file", "description": "x"}),
+    ]);
+    assert!(verdicts
+        .iter()
+        .all(|(_, k)| matches!(k, Some(Kind::Collision { .. }))));
+    assert_eq!(super::verdict::bounded("a\nb\u{7}c"), "abc");
 
     // Two routes pinning look-alike names: the config is refused.
     let mut clash = vec![

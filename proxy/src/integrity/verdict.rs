@@ -88,9 +88,10 @@ pub fn finding(tool: &str, kind: &Kind, mode: IntegrityMode) -> Finding {
     }
 }
 
-/// A tool name as logged and audited: at most 128 characters.
+/// A tool name as logged, audited and named in refusals: control characters left out, at most
+/// 128 characters.
 pub fn bounded(name: &str) -> String {
-    name.chars().take(128).collect()
+    name.chars().filter(|c| !c.is_control()).take(128).collect()
 }
 
 /// Rule id of a definition that hides characters.
@@ -147,19 +148,25 @@ impl RouteIntegrity {
         let sk = skeleton(name);
         if let Some(other) = self.own.get(&sk).filter(|o| *o != name) {
             return Some(Kind::Collision {
-                with: other.clone(),
+                with: bounded(other),
                 route: None,
             });
         }
         if let Some((route, other)) = self.foreign.get(&sk) {
             return Some(Kind::Collision {
-                with: other.clone(),
+                with: bounded(other),
                 route: Some(route.clone()),
             });
         }
-        let twin = listed?.get(&sk)?.iter().find(|n| **n != name)?;
+        // Two entries of one list that look alike — or are the same name twice: a client may
+        // keep either definition.
+        let group = listed?.get(&sk)?;
+        if group.len() < 2 {
+            return None;
+        }
+        let twin = group.iter().find(|n| **n != name).unwrap_or(&name);
         Some(Kind::Collision {
-            with: twin.to_string(),
+            with: bounded(twin),
             route: None,
         })
     }
@@ -170,10 +177,7 @@ impl RouteIntegrity {
         let mut listed: HashMap<String, Vec<&str>> = HashMap::new();
         for t in tools {
             if let Some(name) = t.get("name").and_then(Value::as_str) {
-                let names = listed.entry(skeleton(name)).or_default();
-                if !names.contains(&name) {
-                    names.push(name);
-                }
+                listed.entry(skeleton(name)).or_default().push(name);
             }
         }
         tools
@@ -190,6 +194,11 @@ impl RouteIntegrity {
                             self.observed.insert(name.to_string(), k.clone());
                         }
                     }
+                } else if let Some(k @ Kind::Poisoned(_)) = &kind {
+                    if self.poisoned_seen.len() >= super::MAX_POISONED_SEEN {
+                        self.poisoned_seen.clear();
+                    }
+                    self.poisoned_seen.insert(name.to_string(), k.clone());
                 }
                 (name.to_string(), kind)
             })
@@ -233,7 +242,8 @@ impl RouteIntegrity {
             return Some(collision);
         }
         if !self.lock.tools.contains_key(name) {
-            return Some(Kind::New);
+            let poisoned = self.poisoned_seen.get(name).map(|k| k.value().clone());
+            return Some(poisoned.unwrap_or(Kind::New));
         }
         self.observed.get(name).map(|k| k.value().clone())
     }
