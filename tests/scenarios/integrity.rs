@@ -2,7 +2,8 @@
 //! behind a route with a tool lock written by `palisade tools pin` — a tool whose description
 //! changes between two `tools/list` answers is removed and its calls refused (`block`) or let
 //! through audited (`flag`); new tools, poisoned descriptions and look-alike names; pinned
-//! annotations as Cedar attributes with the seed policies.
+//! annotations as Cedar attributes with the seed policies; an approved change applied by a
+//! config reload (the lock is part of the configuration).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -430,4 +431,59 @@ async fn pinned_annotations_are_cedar_attributes_and_live_claims_are_not() {
     )
     .await;
     assert_eq!(answer(&text)["error"]["code"], -32030, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_change_applies_with_the_next_config_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let lock = pin(dir.path(), "mcp", &reviewed());
+    let mut changed = reviewed();
+    changed[1]["description"] = json!("Write a file (now with backups).");
+    let server = ScriptedUpstream::new()
+        .json("/mcp", list_answer(&changed))
+        .start()
+        .await;
+    let file = dir.path().join("palisade.yaml");
+    let proxy = TestProxy::new()
+        .server_yaml("reload_interval: 0s")
+        .upstream("mcp", server.addr)
+        .route(
+            "mcp",
+            "/mcp",
+            "mcp",
+            &format!(
+                "protocol: mcp\nauth: optional\ntool_integrity: {{lock: \"{}\"}}",
+                lock.display()
+            ),
+        )
+        .start_from_file(&file);
+    let (_, listed) = post(&proxy, &list()).await;
+    assert_eq!(names(&listed), ["search_docs"]);
+
+    // The operator reviews the change and approves it: the config file is untouched, but the
+    // lock is part of the configuration, so a reload (SIGHUP) applies it.
+    let saved = dir.path().join("changed.json");
+    std::fs::write(&saved, list_answer(&changed).to_string()).unwrap();
+    let code = palisade_proxy::cli::main_from([
+        "palisade",
+        "tools",
+        "approve",
+        "write_file",
+        "--from",
+        saved.to_str().unwrap(),
+        "--lock",
+        lock.to_str().unwrap(),
+    ]);
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let outcome = tokio::task::block_in_place(|| proxy.running.config.reload("test"));
+    assert!(
+        matches!(outcome, palisade_proxy::reload::Outcome::Applied { ref sections, .. }
+            if sections == &["routes".to_string()]),
+        "{outcome:?}"
+    );
+    let (_, listed) = post(&proxy, &list()).await;
+    assert_eq!(names(&listed), ["search_docs", "write_file"]);
+    let (_, answer) = post(&proxy, &call(2, "write_file")).await;
+    assert!(answer.get("error").is_none(), "{answer}");
+    proxy.stop().await;
 }
