@@ -1,7 +1,8 @@
 //! The `mcp` Python SDK on both sides: examples/mcp-server/server.py (Streamable HTTP, in the 2025
 //! session mode and in the stateless mode) behind Palisade with the seed policies, and the SDK's
 //! client listing tools (filtered per role), calling an allowed and a denied tool, and receiving
-//! progress notifications on an SSE response one by one (not buffered until the result).
+//! progress notifications on an SSE response one by one (not buffered until the result); and
+//! tool-definition integrity against a real SDK server that pulls the rug (`mcp_rug_server.py`).
 
 use palisade_e2e::TestProxy;
 use serde_json::{json, Value};
