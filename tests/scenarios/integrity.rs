@@ -175,12 +175,26 @@ async fn a_description_changed_between_two_lists_is_blocked_and_new_tools_too() 
         let message = refused["error"]["message"].as_str().unwrap();
         assert!(message.contains(name) && message.contains(why), "{message}");
     }
-    // Neither refused call reached the server.
+    // In a batch, the refused call names its id; the others are refused as bystanders.
+    let (status, batch) = post(
+        &proxy,
+        &json!([call(20, "backdoor"), call(21, "search_docs")]),
+    )
+    .await;
+    assert_eq!(status, 200, "{batch}");
+    assert_eq!(batch[0]["id"], 20);
+    assert_eq!(batch[0]["error"]["data"]["code"], "TOOL_NOT_APPROVED");
+    assert_eq!(batch[1]["id"], 21);
+    assert!(batch[1]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("batch refused"));
+    // No refused call reached the server.
     assert_eq!(server.requests().len(), 2);
     assert_eq!(findings_metric(&proxy, "changed", "blocked"), 2.0);
-    assert_eq!(findings_metric(&proxy, "new", "blocked"), 2.0);
+    assert_eq!(findings_metric(&proxy, "new", "blocked"), 3.0);
 
-    let records = integrity_records(dir.path(), 3).await;
+    let records = integrity_records(dir.path(), 4).await;
     assert_eq!(
         records[0]["tool_integrity"],
         json!([{"action": "blocked", "kind": "changed", "tool": "write_file"},
