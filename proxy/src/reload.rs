@@ -448,6 +448,7 @@ impl Reloader {
             limiter
         };
         let stages = build_stages(&config, &self.shared, limiter.clone(), &next.hash);
+        stages.integrity.carry_over(&self.live.load().integrity);
         self.live.store(Arc::new(stages));
         let mut state = self.state();
         let from = std::mem::replace(&mut state.running, next);

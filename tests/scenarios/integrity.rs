@@ -458,7 +458,7 @@ async fn an_approved_change_applies_with_the_next_config_reload() {
         .start()
         .await;
     let file = dir.path().join("palisade.yaml");
-    let proxy = TestProxy::new()
+    let builder = TestProxy::new()
         .server_yaml("reload_interval: 0s")
         .upstream("mcp", server.addr)
         .route(
@@ -466,13 +466,24 @@ async fn an_approved_change_applies_with_the_next_config_reload() {
             "/mcp",
             "mcp",
             &format!(
-                "protocol: mcp\nauth: optional\ntool_integrity: {{lock: \"{}\"}}",
+                "protocol: mcp\nauth: optional\nidle_timeout: 5m\ntool_integrity: {{lock: \"{}\"}}",
                 lock.display()
             ),
-        )
-        .start_from_file(&file);
+        );
+    let yaml = builder.yaml();
+    let proxy = builder.start_from_file(&file);
     let (_, listed) = post(&proxy, &list()).await;
     assert_eq!(names(&listed), ["search_docs"]);
+    let reload = || tokio::task::block_in_place(|| proxy.running.config.reload("test"));
+
+    // An unrelated change is reloaded: the changed tool stays refused without a new list.
+    std::fs::write(&file, yaml.replace("idle_timeout: 5m", "idle_timeout: 6m")).unwrap();
+    assert!(matches!(
+        reload(),
+        palisade_proxy::reload::Outcome::Applied { .. }
+    ));
+    let (_, refused) = post(&proxy, &call(1, "write_file")).await;
+    assert_eq!(refused["error"]["code"], -32032, "{refused}");
 
     // The operator reviews the change and approves it: the config file is untouched, but the
     // lock is part of the configuration, so a reload (SIGHUP) applies it.
@@ -489,7 +500,7 @@ async fn an_approved_change_applies_with_the_next_config_reload() {
         lock.to_str().unwrap(),
     ]);
     assert_eq!(code, std::process::ExitCode::SUCCESS);
-    let outcome = tokio::task::block_in_place(|| proxy.running.config.reload("test"));
+    let outcome = reload();
     assert!(
         matches!(outcome, palisade_proxy::reload::Outcome::Applied { ref sections, .. }
             if sections == &["routes".to_string()]),

@@ -41,6 +41,18 @@ impl IntegrityStage {
         Self { routes, metrics }
     }
 
+    /// Takes over what `before` (the previous configuration's stage) saw of tools that are
+    /// pinned alike in both: a config reload does not make a changed tool callable again until
+    /// the next list. A tool re-pinned since starts afresh.
+    pub fn carry_over(&self, before: &IntegrityStage) {
+        for r in self.routes.iter().flatten() {
+            let old = before.routes.iter().flatten().find(|o| o.route == r.route);
+            if let Some(old) = old {
+                r.carry_over(old);
+            }
+        }
+    }
+
     fn route(&self, x: &Exchange<'_>) -> Option<&RouteIntegrity> {
         self.routes.get(x.route.id)?.as_deref()
     }

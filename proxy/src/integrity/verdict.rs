@@ -236,6 +236,29 @@ impl RouteIntegrity {
         })
     }
 
+    /// Takes over `old`'s observations of tools pinned alike in both locks (and of poisoned
+    /// tools still not pinned).
+    pub(super) fn carry_over(&self, old: &RouteIntegrity) {
+        for entry in old.observed.iter() {
+            let (name, kind) = (entry.key(), entry.value());
+            let same = match (self.lock.tools.get(name), old.lock.tools.get(name)) {
+                (Some(new), Some(was)) => new.sha256 == was.sha256,
+                _ => false,
+            };
+            if same {
+                self.observed.insert(name.clone(), kind.clone());
+            }
+        }
+        for entry in old.poisoned_seen.iter() {
+            if !self.lock.tools.contains_key(entry.key())
+                && self.poisoned_seen.len() < super::MAX_POISONED_SEEN
+            {
+                self.poisoned_seen
+                    .insert(entry.key().clone(), entry.value().clone());
+            }
+        }
+    }
+
     /// What a `tools/call` of `name` is (`None`: pinned, and not listed otherwise since).
     pub fn check_call(&self, name: &str) -> Option<Kind> {
         if let Some(collision) = self.collision(name, None) {
