@@ -75,6 +75,7 @@ fn record() -> AuditRecord {
         stream: None,
         timestamp: "2026-11-25T21:00:00.000Z".into(),
         tool_calls: Vec::new(),
+        tool_integrity: Vec::new(),
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
         upstream_status: Some(200),
     }

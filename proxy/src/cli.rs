@@ -6,6 +6,7 @@ mod deploy;
 mod keys;
 mod policy;
 mod serve;
+mod tools;
 mod validate;
 
 use std::path::PathBuf;
@@ -64,6 +65,10 @@ enum Command {
     /// diff two sets, export the seed set.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// MCP tool locks: pin what a server's tools are now, diff, approve changes
+    /// (docs/tool-integrity.md).
+    #[command(subcommand)]
+    Tools(tools::ToolsCommand),
     /// API keys: create, list, revoke.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
@@ -134,6 +139,7 @@ fn run(cli: Cli) -> ExitCode {
             None => ExitCode::FAILURE,
         },
         Command::Policy(cmd) => policy::run(cmd),
+        Command::Tools(cmd) => tools::run(cmd),
         Command::Keys(cmd) => keys::keys(cmd),
         Command::Tokens(cmd) => keys::tokens(cmd),
         Command::Audit(cmd) => audit::run(cmd),

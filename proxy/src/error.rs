@@ -76,6 +76,15 @@ pub enum ProxyError {
     /// The request is malformed; the message names what is wrong.
     #[error("{0}")]
     InvalidRequest(String),
+    /// An MCP `tools/call` of a tool that is not as reviewed: not pinned in the route's tool
+    /// lock, changed since, poisoned, or named like another tool (`docs/tool-integrity.md`).
+    #[error("tool `{tool}` is not approved: {reason}")]
+    ToolNotApproved {
+        /// The tool's name (at most 128 characters).
+        tool: String,
+        /// Why.
+        reason: String,
+    },
     /// A guardrail blocked the request or the response.
     #[error("blocked by guardrail")]
     GuardrailViolation,
@@ -131,6 +140,7 @@ impl ProxyError {
             Self::PayloadTooLarge { .. } => (413, "PAYLOAD_TOO_LARGE", "payload_too_large"),
             Self::InvalidRequest(_) => (400, "INVALID_REQUEST", "invalid_request"),
             Self::GuardrailViolation => (400, "GUARDRAIL_VIOLATION", "guardrail"),
+            Self::ToolNotApproved { .. } => (403, "TOOL_NOT_APPROVED", "tool_not_approved"),
             Self::CorsRejected(_) => (403, "CORS_REJECTED", "cors_rejected"),
             Self::UpstreamUnavailable => (502, "UPSTREAM_UNAVAILABLE", "upstream_unavailable"),
             Self::UpstreamTimeout => (504, "UPSTREAM_TIMEOUT", "upstream_timeout"),
@@ -348,6 +358,10 @@ mod tests {
             ProxyError::PayloadTooLarge { limit: 10 },
             ProxyError::InvalidRequest("bad".into()),
             ProxyError::GuardrailViolation,
+            ProxyError::ToolNotApproved {
+                tool: "t".into(),
+                reason: "it is not pinned in the route's tool lock".into(),
+            },
             ProxyError::CorsRejected("origin".into()),
             ProxyError::UpstreamUnavailable,
             ProxyError::UpstreamTimeout,

@@ -24,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod guardrails;
+pub mod integrity;
 pub mod lifecycle;
 pub mod listener;
 pub mod outbound;

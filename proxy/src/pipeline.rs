@@ -66,6 +66,8 @@ pub struct Stages {
     pub limit: crate::ratelimit::stage::LimitStage,
     /// Guardrails.
     pub guard: crate::guardrails::GuardrailsStage,
+    /// MCP tool-definition integrity (no-op hooks on routes without `tool_integrity`).
+    pub integrity: crate::integrity::IntegrityStage,
     /// Trusted reverse proxies: who the client is.
     pub edge: crate::listener::Edge,
     /// The audit trail (a no-op when no sink is configured).
@@ -407,6 +409,7 @@ impl ProxyHttp for Pipeline {
             let mut record = respond::record(session, ctx, status, reason);
             stages.authz.audit(&ctx.authz, &mut record);
             stages.guard.audit(&ctx.guard, &mut record);
+            stages.integrity.audit(&ctx.integrity, &mut record);
             record.note_tool_calls(&ctx.audit.0);
             record
         });

@@ -120,6 +120,10 @@ pub(crate) fn build_stages(
             config.per_route.guardrails.clone(),
             shared.metrics.clone(),
         ),
+        integrity: crate::integrity::IntegrityStage::new(
+            config.per_route.integrity.clone(),
+            shared.metrics.clone(),
+        ),
         audit: shared.audit.clone(),
         tracing: shared.tracing.clone(),
     }
@@ -444,6 +448,7 @@ impl Reloader {
             limiter
         };
         let stages = build_stages(&config, &self.shared, limiter.clone(), &next.hash);
+        stages.integrity.carry_over(&self.live.load().integrity);
         self.live.store(Arc::new(stages));
         let mut state = self.state();
         let from = std::mem::replace(&mut state.running, next);

@@ -1,7 +1,8 @@
 //! The `mcp` Python SDK on both sides: examples/mcp-server/server.py (Streamable HTTP, in the 2025
 //! session mode and in the stateless mode) behind Palisade with the seed policies, and the SDK's
 //! client listing tools (filtered per role), calling an allowed and a denied tool, and receiving
-//! progress notifications on an SSE response one by one (not buffered until the result).
+//! progress notifications on an SSE response one by one (not buffered until the result); and
+//! tool-definition integrity against a real SDK server that pulls the rug (`mcp_rug_server.py`).
 
 use palisade_e2e::TestProxy;
 use serde_json::{json, Value};
@@ -80,4 +81,140 @@ async fn mcp_stateless_mode_with_sse_responses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_stateless_mode_with_json_responses() {
     check(&["--stateless", "--json"], false).await;
+}
+
+// ---- Tool-definition integrity (docs/tool-integrity.md) ------------------------------------
+
+/// `palisade tools <args>` as the binary would run it (off the test's runtime: it runs its own).
+async fn tools_cli(args: &[&str]) -> std::process::ExitCode {
+    let mut argv: Vec<String> = vec!["palisade".into(), "tools".into()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    tokio::task::spawn_blocking(move || palisade_proxy::cli::main_from(argv))
+        .await
+        .unwrap()
+}
+
+/// A real SDK server pulls the rug between two `tools/list` calls of the SDK client: the tool
+/// whose description changed disappears from the list and its call is refused with
+/// `TOOL_NOT_APPROVED`; the tool added with a prompt injection in its description is caught.
+/// The lock is pinned from the live server by `palisade tools pin --url`.
+async fn rug_pull(flags: &[&str]) {
+    let mut args = vec!["--port", "0"];
+    args.extend_from_slice(flags);
+    let server = Peer::test_server("mcp_rug_server.py", &args);
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("mcp.lock.json");
+    let lock_arg = lock.to_str().unwrap();
+    let pinned = tools_cli(&["pin", "--url", &server.url, "--lock", lock_arg]).await;
+    assert_eq!(
+        pinned,
+        std::process::ExitCode::SUCCESS,
+        "{}",
+        server.stderr_text()
+    );
+    let text = std::fs::read_to_string(&lock).unwrap();
+    assert!(text.contains("\"readOnlyHint\": true"), "{text}");
+    assert_eq!(
+        tools_cli(&["diff", "--url", &server.url, "--lock", lock_arg]).await,
+        std::process::ExitCode::SUCCESS,
+        "as pinned"
+    );
+
+    let proxy = TestProxy::new()
+        .upstream("mcp", server.addr)
+        .route(
+            "mcp",
+            "/mcp",
+            "mcp",
+            &format!("protocol: mcp\nauth: optional\ntool_integrity: {{lock: \"{lock_arg}\"}}"),
+        )
+        .start();
+    let url = proxy.url("/mcp");
+    let what = format!("{flags:?}");
+    let before = python_client(
+        "mcp_integrity_client.py",
+        &[&url, "auto", "read_file", "helper"],
+    )
+    .await;
+    assert_eq!(
+        before["tools"],
+        json!(["read_file", "search_docs"]),
+        "{what}: {before}"
+    );
+    assert_eq!(
+        before["calls"]["read_file"], "contents of /srv/a.txt",
+        "{what}"
+    );
+    // Not yet listed, and not pinned: refused all the same.
+    assert_eq!(
+        before["calls"]["helper"], "refused -32032",
+        "{what}: {before}"
+    );
+
+    let pulled = palisade_e2e::client()
+        .post(server.url.replace("/mcp", "/rug-pull"))
+        .send()
+        .await
+        .unwrap();
+    assert!(pulled.status().is_success());
+
+    for mode in ["legacy", "auto"] {
+        let after = python_client(
+            "mcp_integrity_client.py",
+            &[&url, mode, "read_file", "helper", "search_docs"],
+        )
+        .await;
+        let what = format!("{what} {mode}");
+        assert_eq!(after["tools"], json!(["search_docs"]), "{what}: {after}");
+        assert_eq!(
+            after["calls"]["read_file"], "refused -32032",
+            "{what}: {after}"
+        );
+        let message = after["messages"]["read_file"].as_str().unwrap();
+        assert!(
+            message.contains("changed since it was pinned"),
+            "{what}: {message}"
+        );
+        assert_eq!(after["calls"]["helper"], "refused -32032", "{what}");
+        let message = after["messages"]["helper"].as_str().unwrap();
+        assert!(
+            message.contains("flagged by `injection."),
+            "{what}: {message}"
+        );
+        assert_eq!(after["calls"]["search_docs"], "results for cedar", "{what}");
+    }
+    let metrics = proxy.running.metrics.render();
+    for kind in ["changed", "poisoned"] {
+        assert!(
+            metrics.contains(&format!(
+                "palisade_tool_integrity_findings_total{{action=\"blocked\",kind=\"{kind}\",route=\"mcp\"}}"
+            )),
+            "{kind}"
+        );
+    }
+
+    // The CLI sees the same: a diff, and a pin that refuses the poisoned tool.
+    assert_eq!(
+        tools_cli(&["diff", "--url", &server.url, "--lock", lock_arg]).await,
+        std::process::ExitCode::from(1)
+    );
+    assert_eq!(
+        tools_cli(&["pin", "--url", &server.url, "--lock", lock_arg]).await,
+        std::process::ExitCode::FAILURE
+    );
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap(),
+        text,
+        "the lock is unchanged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_rug_pull_is_blocked_in_session_mode_with_sse_responses() {
+    rug_pull(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_rug_pull_is_blocked_in_stateless_mode_with_json_responses() {
+    rug_pull(&["--stateless", "--json"]).await;
 }

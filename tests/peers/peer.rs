@@ -31,10 +31,18 @@ impl Peer {
     /// Runs `examples/<script>` with `args` under the peers' Python and waits (up to 30 s) for
     /// its `ready http://host:port/...` line.
     pub fn example(script: &str, args: &[&str]) -> Peer {
-        let path = workspace().join("examples").join(script);
+        Self::start(&workspace().join("examples").join(script), script, args)
+    }
+
+    /// Runs `tests/peers/<script>` (a test-only server) like [`Peer::example`].
+    pub fn test_server(script: &str, args: &[&str]) -> Peer {
+        Self::start(&workspace().join("tests/peers").join(script), script, args)
+    }
+
+    fn start(path: &std::path::Path, script: &str, args: &[&str]) -> Peer {
         let stderr = tempfile::NamedTempFile::new().unwrap();
         let mut child = Command::new(python())
-            .arg(&path)
+            .arg(path)
             .args(args)
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::null())

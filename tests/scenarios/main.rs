@@ -12,6 +12,7 @@ mod forwarding;
 mod guardrails;
 mod h2;
 mod hostile;
+mod integrity;
 mod oidc;
 mod oidc_harness;
 mod orchestrator;

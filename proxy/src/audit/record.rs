@@ -72,6 +72,11 @@ pub struct AuditRecord {
     /// Tool calls decided for this request (AG-UI tools, MCP `tools/call`, stream tool calls):
     /// name, action and whether they were allowed.
     pub tool_calls: Vec<ToolCall>,
+    /// MCP tools that were not as pinned in the route's tool lock (`docs/tool-integrity.md`):
+    /// tool, kind (`changed`, `new`, `poisoned`, `collision`), action (`blocked`, `flagged`)
+    /// and the rule that found poisoning. Left out when empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_integrity: Vec<IntegrityFinding>,
     /// W3C trace id (32 hex digits); empty when the request was never read.
     pub trace_id: String,
     /// Status the upstream answered with, when it answered.
@@ -145,6 +150,20 @@ pub struct ToolCall {
     pub tool: String,
 }
 
+/// An MCP tool that was not as pinned (tool-definition integrity), as audited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IntegrityFinding {
+    /// `blocked` or `flagged`.
+    pub action: &'static str,
+    /// `changed`, `new`, `poisoned` or `collision`.
+    pub kind: &'static str,
+    /// The rule that found poisoning (`injection.*`, `integrity.hidden_characters`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The tool's name (at most 128 characters).
+    pub tool: String,
+}
+
 /// What the pipeline knows of a finished request, for its record.
 pub struct RecordFacts<'a> {
     /// `X-Request-Id`.
@@ -215,6 +234,7 @@ impl AuditRecord {
             duration_ms: (f.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
             stream: f.stream,
             tool_calls: Vec::new(),
+            tool_integrity: Vec::new(),
             error_code: f.error.map(|e| e.kind().code),
             reason: f.reason,
         }

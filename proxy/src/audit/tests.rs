@@ -191,6 +191,7 @@ pub(super) fn record(i: usize) -> AuditRecord {
         duration_ms: 0.5,
         stream: None,
         tool_calls: Vec::new(),
+        tool_integrity: Vec::new(),
         error_code: None,
         reason: "ok",
     }

@@ -76,6 +76,8 @@ impl AuthzStage {
         let (Some(authz), Some(facts)) = (self.authz.as_deref(), state.facts.as_ref()) else {
             return true;
         };
+        let hinted = self.hinted(x, resource);
+        let resource = hinted.as_ref().unwrap_or(resource);
         let decisions = authz.decide(&AuthzRequest {
             principal: x.principal,
             action,
@@ -102,6 +104,8 @@ impl AuthzStage {
     ) -> bool {
         let blocks = self.decide(x, state, action, resource, arguments);
         if blocks && state.challenge.is_none() {
+            let hinted = self.hinted(x, resource);
+            let resource = hinted.as_ref().unwrap_or(resource);
             if let Some(facts) = state.facts.as_ref() {
                 let err = self.refusal(
                     x,
@@ -141,6 +145,19 @@ impl AuthzStage {
                 }
             }
         }
+    }
+
+    /// `resource` with its pinned MCP annotations, when it is a tool the route's lock pinned
+    /// with some (`None`: use `resource` as it is).
+    fn hinted(&self, x: &Exchange<'_>, resource: &Resource) -> Option<Resource> {
+        if resource.kind != ResourceKind::Tool || resource.hints.is_some() {
+            return None;
+        }
+        let hints = *self.route(x)?.tool_hints.get(&resource.id)?;
+        Some(Resource {
+            hints: Some(hints),
+            ..resource.clone()
+        })
     }
 
     /// Whether the principal may `action` the tool `name` (decided once per response).

@@ -73,6 +73,8 @@ pub struct EntityModel {
     ancestry: HashMap<String, Vec<String>>,
     resource_types: HashMap<String, Vec<String>>,
     tools: HashMap<String, Entity>,
+    /// The catalog's tools (for a tool entity with pinned MCP annotations on top).
+    catalog: HashMap<String, ToolSpec>,
     /// Catalogued tools' `path_arguments` (normalized before they reach Cedar).
     path_arguments: HashMap<String, std::collections::BTreeSet<String>>,
     /// Whether some policy names an action group, so requests need the action entities (their
@@ -204,7 +206,7 @@ impl EntityModel {
         let mut tools = HashMap::new();
         let mut path_arguments = HashMap::new();
         for (name, spec) in &catalog.tools {
-            tools.insert(name.clone(), tool_entity(name, Some(spec))?);
+            tools.insert(name.clone(), tool_entity(name, Some(spec), None)?);
             if !spec.path_arguments.is_empty() {
                 path_arguments.insert(name.clone(), spec.path_arguments.clone());
             }
@@ -224,6 +226,7 @@ impl EntityModel {
             ancestry,
             resource_types,
             tools,
+            catalog: catalog.tools.clone().into_iter().collect(),
             path_arguments,
             action_groups_used,
             principals: dashmap::DashMap::new(),
@@ -390,9 +393,9 @@ impl EntityModel {
         let uid = uid(r.kind.entity_type(), &r.id)?;
         let attrs = match r.kind {
             ResourceKind::Tool => {
-                return match self.tools.get(&r.id) {
-                    Some(tool) => Ok(tool.clone()),
-                    None => tool_entity(&r.id, None),
+                return match (self.tools.get(&r.id), &r.hints) {
+                    (Some(tool), None) => Ok(tool.clone()),
+                    (_, hints) => tool_entity(&r.id, self.catalog.get(&r.id), hints.as_ref()),
                 }
             }
             ResourceKind::Route => HashMap::from([(
@@ -478,7 +481,13 @@ fn principal_entity(
     Ok((entity, side))
 }
 
-fn tool_entity(name: &str, spec: Option<&ToolSpec>) -> Result<Entity, String> {
+/// `Tool::"<name>"`: the catalog's attributes (or an uncatalogued tool's), and the tool's pinned
+/// MCP annotations when its route has a tool lock.
+fn tool_entity(
+    name: &str,
+    spec: Option<&ToolSpec>,
+    hints: Option<&crate::protocol::mcp::ToolAnnotations>,
+) -> Result<Entity, String> {
     let set = |values: Option<&std::collections::BTreeSet<String>>| {
         RestrictedExpression::new_set(
             values
@@ -505,6 +514,9 @@ fn tool_entity(name: &str, spec: Option<&ToolSpec>) -> Result<Entity, String> {
     ]);
     if let Some(tenant) = spec.and_then(|s| s.tenant.clone()) {
         attrs.insert("tenant".into(), RestrictedExpression::new_string(tenant));
+    }
+    for (attr, value) in hints.into_iter().flat_map(|h| h.attributes()) {
+        attrs.insert(attr.into(), RestrictedExpression::new_bool(value));
     }
     Entity::new(uid("Tool", name)?, attrs, HashSet::new()).map_err(|e| e.to_string())
 }

@@ -9,6 +9,7 @@ use cedar_policy::EntityUid;
 use serde_json::Value;
 
 use crate::authn::Principal;
+use crate::protocol::mcp::ToolAnnotations;
 
 /// Kinds of resource the proxy names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -52,6 +53,9 @@ pub struct Resource {
     pub kind: ResourceKind,
     /// Entity id.
     pub id: String,
+    /// A tool's pinned MCP annotations (its route's tool lock): `read_only`, `destructive`,
+    /// `idempotent` and `open_world` attributes on top of the catalog's. `None` otherwise.
+    pub hints: Option<ToolAnnotations>,
 }
 
 impl Resource {
@@ -60,6 +64,7 @@ impl Resource {
         Self {
             kind,
             id: id.into(),
+            hints: None,
         }
     }
 

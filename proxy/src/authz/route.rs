@@ -4,6 +4,7 @@ use http::Method;
 
 use super::request::{Resource, ResourceKind};
 use super::spec::{DeniedToolCall, RouteAuthzSpec};
+use crate::protocol::mcp::ToolAnnotations;
 use crate::protocol::RouteProtocol;
 
 /// An action on a resource.
@@ -33,6 +34,9 @@ pub struct RouteAuthz {
     pub denied_tool_call: DeniedToolCall,
     /// The route's protocol.
     pub protocol: RouteProtocol,
+    /// The pinned annotations of the route's MCP tools (from its tool lock): Cedar attributes
+    /// of `Tool::"<name>"` on this route. Empty without `tool_integrity`.
+    pub tool_hints: std::sync::Arc<std::collections::HashMap<String, ToolAnnotations>>,
 }
 
 impl Default for RouteAuthz {
@@ -47,6 +51,7 @@ impl Default for RouteAuthz {
             agent: String::new(),
             denied_tool_call: DeniedToolCall::Drop,
             protocol: RouteProtocol::Http,
+            tool_hints: Default::default(),
         }
     }
 }
@@ -116,6 +121,7 @@ impl RouteAuthz {
             agent,
             denied_tool_call: spec.denied_tool_call,
             protocol,
+            tool_hints: Default::default(),
         })
     }
 

@@ -292,6 +292,11 @@ pub struct RouteSpec {
     /// false}` to turn guardrails off here. Default: absent (`guardrails.default_rule_set`).
     #[serde(default)]
     pub guardrails: Option<crate::guardrails::spec::RouteGuardrailsSpec>,
+    /// MCP routes: pin what was reviewed of the upstream's tools (a lock file from `palisade
+    /// tools pin`) and block or flag tools that are new, changed, poisoned or named like
+    /// another's (`docs/tool-integrity.md`). Default: absent (tool definitions not checked).
+    #[serde(default)]
+    pub tool_integrity: Option<crate::integrity::ToolIntegritySpec>,
 }
 
 /// Request matching of a route.

@@ -122,6 +122,8 @@ pub(super) fn validate(spec: ConfigSpec, secrets: &mut Secrets) -> Result<Config
         &mut errors,
     );
 
+    // Pinned tool names must not collide across routes; each route learns the others'.
+    crate::integrity::link(&mut per_route.integrity, &mut errors.0);
     crate::authn::validate_spec(&spec.authentication, secrets, &mut errors.0);
     crate::listener::spec::validate(&spec.edge, &mut errors.0);
     let audit = crate::audit::validate(&spec.audit, secrets, &mut errors.0);
@@ -189,6 +191,8 @@ pub struct PerRoute {
     pub limits: Vec<Arc<crate::ratelimit::RouteLimits>>,
     /// Each route's guardrail rule set; `None` when off.
     pub guardrails: Vec<Option<Arc<crate::guardrails::RuleSet>>>,
+    /// Each route's tool-definition integrity; `None` when off.
+    pub integrity: Vec<Option<Arc<crate::integrity::RouteIntegrity>>>,
 }
 
 fn upstreams(
@@ -293,7 +297,14 @@ fn routes(
             &at,
             &mut errors.0,
         );
-        let route_authz =
+        let integrity = crate::integrity::route_integrity(
+            &r.name,
+            r.protocol,
+            r.tool_integrity.as_ref(),
+            &at,
+            &mut errors.0,
+        );
+        let mut route_authz =
             crate::authz::RouteAuthz::from_spec(&r.name, r.protocol, &r.authorization)
                 .unwrap_or_else(|errs| {
                     for (path, message) in errs {
@@ -329,9 +340,14 @@ fn routes(
             }
             continue;
         };
+        if let Some(integrity) = &integrity {
+            // Cedar sees the pinned annotations only: a server may claim any hint it likes.
+            route_authz.tool_hints = Arc::new(integrity.hints());
+        }
         per_route.authz.push(Arc::new(route_authz));
         per_route.limits.push(Arc::new(route_limits));
         per_route.guardrails.push(route_guardrails);
+        per_route.integrity.push(integrity);
         out.push(Route {
             id: out.len(),
             name: r.name.clone(),

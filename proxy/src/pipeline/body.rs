@@ -12,6 +12,7 @@ use super::Stages;
 use crate::authz::stage::AuthzStage;
 use crate::error::ProxyError;
 use crate::guardrails::GuardrailsStage;
+use crate::integrity::IntegrityStage;
 use crate::protocol::agui::SeenToolCalls;
 use crate::protocol::relay::SseRelay;
 use crate::protocol::{event::Item, json, message::Message, RouteProtocol};
@@ -35,6 +36,9 @@ impl Stages {
         ctx.jsonrpc = message.jsonrpc().map(|b| (b.ids(), b.batch));
         let x = ctx.core.view().ok_or(ProxyError::Internal)?;
         self.guard.on_message(&x, &mut ctx.guard, &mut message)?;
+        // Integrity before authorization: a tool nobody reviewed is refused whoever calls it.
+        self.integrity
+            .on_message(&x, &mut ctx.integrity, &mut message)?;
         self.authz.on_message(&x, &mut ctx.authz, &mut message)?;
         Ok(message.encode())
     }
@@ -55,8 +59,9 @@ impl Stages {
         })?;
         let x = ctx.core.view().ok_or(ProxyError::Internal)?;
         let audit = self.audit.is_enabled().then_some(&mut ctx.audit);
-        let states = (audit, &mut ctx.authz, &mut ctx.guard);
-        let chain = event_chain(&self.authz, &self.guard, &x, states, &mut items, end);
+        let states = (audit, &mut ctx.integrity, &mut ctx.authz, &mut ctx.guard);
+        let inspectors = (&self.integrity, &self.authz, &self.guard);
+        let chain = event_chain(inspectors, &x, states, &mut items, end);
         let out = stream.relay.encode(&items);
         stream
             .metrics
@@ -109,6 +114,8 @@ impl Stages {
             }
         };
         let x = ctx.core.view().ok_or(ProxyError::Internal)?;
+        self.integrity
+            .on_answer(&x, &mut ctx.integrity, &mut answer);
         self.authz.on_answer(&x, &mut ctx.authz, &mut answer);
         self.guard.on_answer(&x, &mut ctx.guard, &mut answer);
         Ok(json::to_bytes(&answer))
@@ -151,28 +158,30 @@ impl Stages {
     }
 }
 
-/// The per-request states the event chain edits: the audit facts (when auditing), authorization's
-/// and guardrails'.
+/// The per-request states the event chain edits: the audit facts (when auditing), integrity's,
+/// authorization's and guardrails'.
 type ChainStates<'a> = (
     Option<&'a mut SeenToolCalls>,
+    &'a mut crate::integrity::State,
     &'a mut crate::authz::stage::State,
     &'a mut crate::guardrails::State,
 );
 
 /// The event chain over the parsed items of one chunk, in order: audit facts first (the record
-/// lists the calls authorization drops), then authorization (what may exist), then guardrails
-/// (scan only what the client may see). `Err` ends the stream after the items left.
+/// lists the calls authorization drops), then tool integrity (the whole upstream `tools/list`,
+/// before any principal's filter), then authorization (what may exist), then guardrails (scan
+/// only what the client may see). `Err` ends the stream after the items left.
 pub(super) fn event_chain(
-    authz: &AuthzStage,
-    guard: &GuardrailsStage,
+    (integrity, authz, guard): (&IntegrityStage, &AuthzStage, &GuardrailsStage),
     x: &Exchange<'_>,
-    (audit, authz_state, guard_state): ChainStates<'_>,
+    (audit, integrity_state, authz_state, guard_state): ChainStates<'_>,
     items: &mut Vec<Item>,
     end: bool,
 ) -> Result<(), ProxyError> {
     if let Some(seen) = audit {
         seen.note(items);
     }
+    integrity.on_events(x, integrity_state, items, end)?;
     // Authorization may end the stream (a denied call under `run_error`); what it kept before
     // its RUN_ERROR still goes through guardrails, as the stream's last items — a secret in the
     // same chunk as a denied call is not relayed because the run ended for another reason.

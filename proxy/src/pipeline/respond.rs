@@ -109,6 +109,7 @@ fn body_level(err: &ProxyError) -> bool {
             | ProxyError::InsufficientScope { .. }
             | ProxyError::StepUpRequired { .. }
             | ProxyError::GuardrailViolation
+            | ProxyError::ToolNotApproved { .. }
             | ProxyError::InvalidRequest(_)
     )
 }

@@ -11,6 +11,8 @@ use crate::error::ProxyError;
 pub const FORBIDDEN: i64 = -32030;
 /// Error code of a guardrail refusal.
 pub const GUARDRAIL: i64 = -32031;
+/// Error code of a `tools/call` refused by tool-definition integrity (`TOOL_NOT_APPROVED`).
+pub const TOOL_NOT_APPROVED: i64 = -32032;
 /// Error code of a malformed or inconsistent request.
 pub const INVALID_REQUEST: i64 = -32600;
 /// Error code of any other refusal the proxy makes (limits, upstream failures).
@@ -88,6 +90,8 @@ fn shape(err: &ProxyError) -> (i64, String, u16) {
             (FORBIDDEN, err.to_string(), err.kind().status)
         }
         ProxyError::GuardrailViolation => (GUARDRAIL, "blocked by guardrail".into(), 400),
+        // Like a denial: an answer in-protocol, the HTTP exchange itself went fine.
+        ProxyError::ToolNotApproved { .. } => (TOOL_NOT_APPROVED, err.to_string(), 200),
         ProxyError::InvalidRequest(why) => (INVALID_REQUEST, why.clone(), 400),
         other => (SERVER_ERROR, other.to_string(), other.kind().status),
     }

@@ -83,6 +83,51 @@ pub fn listed_tools<'a>(answer: &'a mut Value, list_ids: &[Value]) -> Option<&'a
     answer.pointer_mut("/result/tools")?.as_array_mut()
 }
 
+/// The behaviour hints of an MCP tool (`annotations` of a `tools/list` entry). A server can
+/// claim anything here: policy reads only the hints of a reviewed, pinned definition
+/// (`docs/tool-integrity.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ToolAnnotations {
+    /// `readOnlyHint`: the tool does not modify its environment.
+    pub read_only: Option<bool>,
+    /// `destructiveHint`: the tool may perform destructive updates.
+    pub destructive: Option<bool>,
+    /// `idempotentHint`: calling it again with the same arguments has no further effect.
+    pub idempotent: Option<bool>,
+    /// `openWorldHint`: the tool reaches an open world of external entities.
+    pub open_world: Option<bool>,
+}
+
+impl ToolAnnotations {
+    /// The hints of a tool definition (a `tools/list` entry); a hint that is not a boolean is
+    /// left out.
+    pub fn of(tool: &Value) -> Self {
+        let hint = |key: &str| {
+            tool.get("annotations")
+                .and_then(|a| a.get(key))
+                .and_then(Value::as_bool)
+        };
+        Self {
+            read_only: hint("readOnlyHint"),
+            destructive: hint("destructiveHint"),
+            idempotent: hint("idempotentHint"),
+            open_world: hint("openWorldHint"),
+        }
+    }
+
+    /// The hints as (Cedar attribute name, value), only those present.
+    pub fn attributes(&self) -> impl Iterator<Item = (&'static str, bool)> {
+        [
+            ("read_only", self.read_only),
+            ("destructive", self.destructive),
+            ("idempotent", self.idempotent),
+            ("open_world", self.open_world),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k, v)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,11 +30,17 @@ impl Fingerprint {
             return Err(e.to_string());
         }
         let tree = serde_json::to_value(&tree).map_err(|e| e.to_string())?;
-        let sections = match &tree {
+        let mut sections: BTreeMap<String, String> = match &tree {
             Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), canonical(v))).collect(),
             _ => BTreeMap::new(),
         };
-        let digest = Sha256::digest(canonical(&tree).as_bytes());
+        // The routes' tool lock files are part of the configuration: a re-pinned lock is a new
+        // version (reloaded on SIGHUP, named by the audit records' `config_hash`).
+        let locks = lock_digests(&tree);
+        if let Some(routes) = sections.get_mut("routes") {
+            routes.push_str(&locks);
+        }
+        let digest = Sha256::digest((canonical(&tree) + &locks).as_bytes());
         Ok(Self {
             hash: digest[..8].iter().map(|b| format!("{b:02x}")).collect(),
             sections,
@@ -52,6 +58,29 @@ impl Fingerprint {
             .cloned()
             .collect()
     }
+}
+
+/// The SHA-256 of each route's `tool_integrity.lock` file (`""` when no route has one; a file
+/// that cannot be read counts as its error, which validation reports).
+fn lock_digests(tree: &Value) -> String {
+    let mut out = String::new();
+    let routes = tree.get("routes").and_then(Value::as_array);
+    for path in routes
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.pointer("/tool_integrity/lock").and_then(Value::as_str))
+    {
+        let content = std::fs::read(path).unwrap_or_else(|e| e.to_string().into_bytes());
+        let digest = Sha256::digest(&content);
+        out.push_str(&format!(
+            "\nlock {path}: {}",
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
+    }
+    out
 }
 
 /// JSON with every object's keys sorted (the tree keeps file order).

@@ -50,7 +50,11 @@ fn each_event_is_parsed_once_through_the_whole_chain() {
         method: &http::Method::POST,
         path: "/agent",
     };
-    let (mut seen, mut authz_state, mut guard_state) = Default::default();
+    let (mut seen, mut integrity_state, mut authz_state, mut guard_state) = Default::default();
+    let integrity = IntegrityStage::new(
+        vec![None],
+        Metrics::new(prometheus::Registry::new()).unwrap(),
+    );
     let req = pingora_http::RequestHeader::build("POST", b"/agent", None).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -88,8 +92,13 @@ fn each_event_is_parsed_once_through_the_whole_chain() {
     let mut relay = SseRelay::new(Reading::Json, true);
     PARSES.with(|n| n.set(0));
     let mut items = relay.parse(stream.as_bytes()).unwrap();
-    let states = (Some(&mut seen), &mut authz_state, &mut guard_state);
-    event_chain(&authz, &guard, &x, states, &mut items, true).unwrap();
+    let states = (
+        Some(&mut seen),
+        &mut integrity_state,
+        &mut authz_state,
+        &mut guard_state,
+    );
+    event_chain((&integrity, &authz, &guard), &x, states, &mut items, true).unwrap();
     let out = relay.encode(&items);
     assert_eq!(relay.events(), 7);
     assert_eq!(
