@@ -66,6 +66,8 @@ pub struct Stages {
     pub limit: crate::ratelimit::stage::LimitStage,
     /// Guardrails.
     pub guard: crate::guardrails::GuardrailsStage,
+    /// Human approvals of calls a policy marks `@approval("required")`.
+    pub approvals: crate::approvals::stage::ApprovalsStage,
     /// Trusted reverse proxies: who the client is.
     pub edge: crate::listener::Edge,
     /// The audit trail (a no-op when no sink is configured).
@@ -242,7 +244,7 @@ impl ProxyHttp for Pipeline {
             return Ok(());
         }
         let whole = ctx.held.take().unwrap_or_default();
-        match stages.decide_body(ctx, &whole) {
+        match stages.decide_body(ctx, &whole).await {
             Ok(out) => {
                 *body = Some(out);
                 Ok(())
@@ -411,6 +413,7 @@ impl ProxyHttp for Pipeline {
             let mut record = respond::record(session, ctx, status, reason);
             stages.authz.audit(&ctx.authz, &mut record);
             stages.guard.audit(&ctx.guard, &mut record);
+            stages.approvals.audit(&ctx.approvals, &mut record);
             record.note_tool_calls(&ctx.audit.0);
             record
         });

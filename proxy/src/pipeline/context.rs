@@ -120,6 +120,8 @@ pub struct RequestCtx {
     pub limit: crate::ratelimit::Admission,
     /// Guardrails' state (findings, the response filter).
     pub guard: crate::guardrails::State,
+    /// The approvals stage's state (the held call and its outcome).
+    pub approvals: crate::approvals::stage::State,
     /// The audit trail's state (tool calls seen in the stream).
     pub audit: crate::protocol::agui::SeenToolCalls,
     /// The CORS headers of every response to this request (empty unless the route has `cors`).
@@ -173,6 +175,7 @@ impl RequestCtx {
             authz: Default::default(),
             limit: Default::default(),
             guard: Default::default(),
+            approvals: Default::default(),
             audit: Default::default(),
             cors: Vec::new(),
             preflight: false,

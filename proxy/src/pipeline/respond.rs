@@ -110,6 +110,10 @@ fn body_level(err: &ProxyError) -> bool {
             | ProxyError::StepUpRequired { .. }
             | ProxyError::GuardrailViolation
             | ProxyError::InvalidRequest(_)
+            | ProxyError::ApprovalDenied { .. }
+            | ProxyError::ApprovalTimeout
+            | ProxyError::ApprovalQueueFull(_)
+            | ProxyError::ApprovalUnavailable
     )
 }
 

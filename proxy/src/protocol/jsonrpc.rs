@@ -87,6 +87,10 @@ fn shape(err: &ProxyError) -> (i64, String, u16) {
         ProxyError::InsufficientScope { .. } | ProxyError::StepUpRequired { .. } => {
             (FORBIDDEN, err.to_string(), err.kind().status)
         }
+        // A held call refused by its approver or its deadline is a denial, answered like one.
+        ProxyError::ApprovalDenied { .. } | ProxyError::ApprovalTimeout => {
+            (FORBIDDEN, err.to_string(), 200)
+        }
         ProxyError::GuardrailViolation => (GUARDRAIL, "blocked by guardrail".into(), 400),
         ProxyError::InvalidRequest(why) => (INVALID_REQUEST, why.clone(), 400),
         other => (SERVER_ERROR, other.to_string(), other.kind().status),
