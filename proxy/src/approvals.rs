@@ -55,6 +55,9 @@ pub struct Approvals {
     webhook: Option<webhook::Webhook>,
     /// `palisade_approvals_total{outcome}`.
     outcomes: IntCounterVec,
+    /// Requests held now in this process (identical calls share an approval but each holds a
+    /// connection): at most `max_pending` of them.
+    holding: std::sync::atomic::AtomicUsize,
     pub(crate) authz: Option<Arc<Authz>>,
     pub(crate) authn: Arc<Authenticator>,
     pub(crate) audit: Arc<Auditor>,
@@ -119,6 +122,7 @@ impl Approvals {
             decided: Notify::new(),
             webhook,
             outcomes,
+            holding: std::sync::atomic::AtomicUsize::new(0),
             authz,
             authn,
             audit,
@@ -133,6 +137,15 @@ impl Approvals {
     /// Holds `call` until its approval is decided or times out. `who` is the requester (for
     /// the audit record of a new approval).
     pub async fn hold(&self, call: &Call, who: Option<&Principal>) -> Outcome {
+        use std::sync::atomic::Ordering;
+        let held = self.holding.fetch_add(1, Ordering::AcqRel);
+        let _release = Release(&self.holding);
+        if held >= self.settings.max_pending {
+            return self.refused(
+                None,
+                ProxyError::ApprovalQueueFull("the proxy's limit of held requests is reached"),
+            );
+        }
         // A grant collected by an identical concurrent call leaves this one to ask anew; a
         // bounded number of times.
         for _ in 0..3 {
@@ -374,6 +387,15 @@ impl Approvals {
             requester: a.principal.clone(),
         });
         self.audit.submit(record).await;
+    }
+}
+
+/// Counts a held request out when it ends, however it ends.
+struct Release<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

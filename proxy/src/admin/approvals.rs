@@ -70,6 +70,9 @@ async fn show(
     if let Err(refusal) = super::authorize_with(&a.authn, &headers) {
         return refusal;
     }
+    if !is_id(&id) {
+        return error(ProxyError::NotFound, "no such approval");
+    }
     match a.get(&id).await {
         Ok(Some(found)) => Json(found).into_response(),
         Ok(None) => error(ProxyError::NotFound, "no such approval"),
@@ -105,6 +108,9 @@ async fn decide(
     // The admin token first: nothing else is read without it.
     if let Err(refusal) = super::authorize_with(&a.authn, headers) {
         return refusal;
+    }
+    if !is_id(id) {
+        return error(ProxyError::NotFound, "no such approval");
     }
     let body: DecisionBody = if body.iter().all(u8::is_ascii_whitespace) {
         DecisionBody::default()
@@ -228,6 +234,12 @@ fn may_approve(
     }
 }
 
+/// Whether `id` can be an approval id (a UUID's characters, bounded): anything else never
+/// reaches the store.
+fn is_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
 /// The reason as kept: control characters dropped, at most [`MAX_REASON_CHARS`].
 fn clean_reason(reason: &str) -> String {
     reason
@@ -253,7 +265,15 @@ fn error(err: ProxyError, message: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::clean_reason;
+    use super::{clean_reason, is_id};
+
+    #[test]
+    fn only_uuid_shaped_ids_reach_the_store() {
+        assert!(is_id("6f1c2d3e-0000-4000-8000-0123456789ab"));
+        for bad in ["", "x", "a:k:b", "../a", &"a".repeat(65)] {
+            assert!(!is_id(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn reasons_are_bounded_and_printable() {
