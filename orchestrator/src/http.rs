@@ -62,6 +62,7 @@ pub(crate) fn routes(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/approvals/events", post(approval_event))
         .with_state(state)
         .merge(sessions)
 }
@@ -74,6 +75,20 @@ async fn readyz(State(state): State<AppState>) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "proxy keys not loaded").into_response();
     }
     "ready".into_response()
+}
+
+/// The proxy's approval webhook (`docs/approvals.md`): an announcement naming the request id of
+/// a tool call in flight shows as a `palisade.approval` event on that call's run (204); any
+/// other is ignored (404). It can only add that event: nothing is approved here.
+async fn approval_event(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+    let Ok(announcement) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if state.runtime.approvals.notify(announcement) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

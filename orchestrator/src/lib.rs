@@ -26,6 +26,7 @@
 //! ```
 
 pub mod a2a;
+pub mod approvals;
 mod config;
 mod http;
 pub mod idempotency;
@@ -132,6 +133,7 @@ impl Orchestrator {
             metrics: self.metrics.clone(),
             runs: self.runs.clone(),
             telemetry: telemetry.clone(),
+            approvals: Default::default(),
         });
         let routes = http::routes(http::AppState {
             runtime,

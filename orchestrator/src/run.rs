@@ -79,6 +79,8 @@ pub struct Runtime {
     pub runs: ActiveRuns,
     /// Span export (off by default).
     pub telemetry: Telemetry,
+    /// Tool calls the proxy may announce as held for an approval.
+    pub approvals: Arc<crate::approvals::ApprovalWatch>,
 }
 
 /// One run request, after identification.
@@ -230,6 +232,7 @@ async fn drive(
         caller: req.caller,
         traceparent: Some(trace.traceparent()),
         run_id: input.run_id.clone(),
+        request_id: None,
     };
     let toolbox = rt.catalog.toolbox(&ctx).await;
     let mut specs = toolbox.specs();
@@ -453,14 +456,35 @@ impl Agent<'_> {
             .telemetry
             .span("tool.call", SpanKind::Client, &mut span_trace);
         span.attrs([("tool.name", call.name.clone())]);
+        let request_id = uuid::Uuid::new_v4().to_string();
         let ctx = ToolContext {
             traceparent: Some(span_trace.traceparent()),
+            request_id: Some(request_id.clone()),
             ..self.ctx.clone()
         };
-        let result = self
+        // While the call runs, the proxy may announce that it holds it for an approver
+        // (`crate::approvals`): the stream shows it, then the outcome.
+        let mut watch = self.rt.approvals.register(&request_id);
+        let running = self
             .toolbox
-            .call(&call.name, &call.arguments, &ctx, &self.rt.metrics)
-            .await;
+            .call(&call.name, &call.arguments, &ctx, &self.rt.metrics);
+        tokio::pin!(running);
+        let mut held: Option<serde_json::Value> = None;
+        let result = loop {
+            tokio::select! {
+                result = &mut running => break result,
+                Some(notice) = watch.notices.recv(), if held.is_none() => {
+                    let id = notice.get("id").cloned().unwrap_or_default();
+                    st.emit(approval_event("pending", &id, call, notice.get("expires_at"))).await;
+                    held = Some(id);
+                }
+            }
+        };
+        drop(watch);
+        if let Some(id) = &held {
+            let status = crate::approvals::outcome(&result);
+            st.emit(approval_event(status, id, call, None)).await;
+        }
         if let Err(e) = &result {
             span.error(&e.0);
         }
@@ -486,6 +510,28 @@ impl Agent<'_> {
         })
         .await;
         conv.push(ChatMessage::tool_result(&call.id, content));
+    }
+}
+
+/// The `CUSTOM` event `palisade.approval` of a held call (`docs/approvals.md`).
+fn approval_event(
+    status: &str,
+    id: &serde_json::Value,
+    call: &ToolCallRequest,
+    expires_at: Option<&serde_json::Value>,
+) -> Event {
+    let mut value = serde_json::json!({
+        "status": status,
+        "id": id,
+        "tool": call.name,
+        "toolCallId": call.id,
+    });
+    if let Some(at) = expires_at {
+        value["expiresAt"] = at.clone();
+    }
+    Event::Custom {
+        name: crate::approvals::EVENT_NAME.to_string(),
+        value,
     }
 }
 

@@ -31,6 +31,9 @@ pub struct ToolContext {
     pub traceparent: Option<String>,
     /// The run.
     pub run_id: String,
+    /// This call's `X-Request-Id` (set per tool call): the proxy's approval announcement names
+    /// it ([`crate::approvals`]).
+    pub request_id: Option<String>,
 }
 
 /// Why a tool call failed; the text goes back to the model.

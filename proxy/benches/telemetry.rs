@@ -52,6 +52,7 @@ fn one_request(tracing: &Tracing, parent: &TraceContext) {
 fn record() -> AuditRecord {
     AuditRecord {
         action: Some("Action::\"run_agent\"".into()),
+        approval: None,
         bytes_in: 512,
         bytes_out: 20_480,
         client_ip: Some("10.1.2.3".into()),

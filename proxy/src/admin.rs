@@ -15,6 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 
+pub mod approvals;
 mod runtime;
 pub mod studio;
 
@@ -61,8 +62,9 @@ pub fn router(state: AdminState) -> Router {
             get(runtime::get_logging).put(runtime::put_logging),
         )
         .route("/admin/config", get(runtime::get_config))
-        .with_state(state)
+        .with_state(state.clone())
         .merge(studio)
+        .merge(approvals::router(state.config.approvals()))
 }
 
 /// `ready` (or why not) on the first line, for probes; then the running configuration: its hash,
@@ -117,7 +119,7 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), axum::respon
 
 /// [`authorize`] for handlers that hold the [`Authenticator`] rather than the whole state.
 #[allow(clippy::result_large_err)]
-fn authorize_with(
+pub(crate) fn authorize_with(
     authn: &Authenticator,
     headers: &HeaderMap,
 ) -> Result<(), axum::response::Response> {

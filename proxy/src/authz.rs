@@ -18,6 +18,7 @@
 //! ```
 
 pub mod analysis;
+pub mod approval;
 pub mod arguments;
 pub mod body;
 pub mod catalog;
@@ -37,7 +38,7 @@ pub mod stage;
 pub mod stepup;
 pub mod stream;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use cedar_policy::{PolicyId, Schema};
@@ -68,6 +69,8 @@ pub struct PolicySet {
     files: PolicyFiles,
     /// The scopes the policies compare `scopes` with (step-up candidates, [`stepup`]).
     scope_names: Vec<String>,
+    /// The policies annotated `@approval("required")` ([`approval`]).
+    approval_ids: HashSet<String>,
 }
 
 impl PolicySet {

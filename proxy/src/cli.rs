@@ -1,6 +1,7 @@
 //! The `palisade` command line (the commands are listed in the README's "Commands" section).
 
 mod admin;
+mod approvals;
 mod audit;
 mod deploy;
 mod keys;
@@ -78,6 +79,9 @@ enum Command {
     /// A running proxy's log filter and effective config (admin API).
     #[command(subcommand)]
     Admin(admin::AdminCommand),
+    /// Human approvals of held calls on a running proxy: list, show, approve, deny.
+    #[command(subcommand)]
+    Approvals(approvals::ApprovalsCommand),
     /// The audit trail: verify hash chains, tail decisions.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -144,6 +148,7 @@ fn run(cli: Cli) -> ExitCode {
         Command::Tokens(cmd) => keys::tokens(cmd),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Admin(cmd) => admin::run(cmd),
+        Command::Approvals(cmd) => approvals::run(cmd),
         Command::Healthcheck(args) => deploy::healthcheck(args),
         Command::AssertionKey(cmd) => deploy::assertion_key(cmd),
         Command::Completions { shell } => {

@@ -47,6 +47,21 @@ pub enum ProxyError {
         /// Scopes missing as well (also named in the challenge).
         scopes: Vec<String>,
     },
+    /// An approver refused the held call (`docs/approvals.md`).
+    #[error("the approver denied this call{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    ApprovalDenied {
+        /// The approver's reason, when given.
+        reason: Option<String>,
+    },
+    /// Nobody approved the held call in time (`approvals.timeout`): denied by default.
+    #[error("no approver decided in time: the call is denied")]
+    ApprovalTimeout,
+    /// Too many approvals are pending (all principals, or this principal's).
+    #[error("too many approvals pending: {0}")]
+    ApprovalQueueFull(&'static str),
+    /// The approval store (Redis) is unreachable: the call is refused, never assumed approved.
+    #[error("approval store unavailable")]
+    ApprovalUnavailable,
     /// No route matches the request's host and path.
     #[error("no route for this path")]
     NotFound,
@@ -131,6 +146,10 @@ impl ProxyError {
             Self::Forbidden => (403, "FORBIDDEN", "forbidden"),
             Self::InsufficientScope { .. } => (403, "INSUFFICIENT_SCOPE", "insufficient_scope"),
             Self::StepUpRequired { .. } => (401, "STEP_UP_REQUIRED", "step_up_required"),
+            Self::ApprovalDenied { .. } => (403, "APPROVAL_DENIED", "approval_denied"),
+            Self::ApprovalTimeout => (403, "APPROVAL_TIMEOUT", "approval_timeout"),
+            Self::ApprovalQueueFull(_) => (429, "APPROVAL_QUEUE_FULL", "approval_queue_full"),
+            Self::ApprovalUnavailable => (503, "APPROVAL_UNAVAILABLE", "approval_unavailable"),
             Self::NotFound => (404, "NOT_FOUND", "no_route"),
             Self::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED", "method_not_allowed"),
             Self::RateLimited { .. } => (429, "RATE_LIMITED", "rate_limited"),
@@ -346,6 +365,12 @@ mod tests {
                 max_age: None,
                 scopes: Vec::new(),
             },
+            ProxyError::ApprovalDenied {
+                reason: Some("no".into()),
+            },
+            ProxyError::ApprovalTimeout,
+            ProxyError::ApprovalQueueFull("full"),
+            ProxyError::ApprovalUnavailable,
             ProxyError::NotFound,
             ProxyError::MethodNotAllowed {
                 allow: "GET".into(),

@@ -17,6 +17,7 @@ pub const VERSION: &str = concat!(
 pub const GIT_SHA: &str = env!("PALISADE_GIT_SHA");
 
 pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod authn;
 pub mod authz;

@@ -68,6 +68,8 @@ pub struct Stages {
     pub guard: crate::guardrails::GuardrailsStage,
     /// MCP tool-definition integrity (no-op hooks on routes without `tool_integrity`).
     pub integrity: crate::integrity::IntegrityStage,
+    /// Human approvals of calls a policy marks `@approval("required")`.
+    pub approvals: crate::approvals::stage::ApprovalsStage,
     /// Trusted reverse proxies: who the client is.
     pub edge: crate::listener::Edge,
     /// The audit trail (a no-op when no sink is configured).
@@ -244,7 +246,7 @@ impl ProxyHttp for Pipeline {
             return Ok(());
         }
         let whole = ctx.held.take().unwrap_or_default();
-        match stages.decide_body(ctx, &whole) {
+        match stages.decide_body(ctx, &whole).await {
             Ok(out) => {
                 *body = Some(out);
                 Ok(())
@@ -410,6 +412,7 @@ impl ProxyHttp for Pipeline {
             stages.authz.audit(&ctx.authz, &mut record);
             stages.guard.audit(&ctx.guard, &mut record);
             stages.integrity.audit(&ctx.integrity, &mut record);
+            stages.approvals.audit(&ctx.approvals, &mut record);
             record.note_tool_calls(&ctx.audit.0);
             record
         });

@@ -59,6 +59,10 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
     ),
     ("tracing", "the span exporter starts with the process"),
     (
+        "approvals",
+        "the approval store and its webhook start with the process",
+    ),
+    (
         "embedded_orchestrator",
         "the orchestrator starts with the process",
     ),
@@ -94,6 +98,7 @@ pub(crate) struct Shared {
     pub authz: Option<Arc<crate::authz::Authz>>,
     pub audit: Arc<crate::audit::Auditor>,
     pub tracing: Arc<crate::telemetry::otel::Tracing>,
+    pub approvals: Arc<crate::approvals::Approvals>,
 }
 
 /// The [`Stages`] of `config`, over the long-lived parts in `shared` and `limiter`.
@@ -123,6 +128,10 @@ pub(crate) fn build_stages(
         integrity: crate::integrity::IntegrityStage::new(
             config.per_route.integrity.clone(),
             shared.metrics.clone(),
+        ),
+        approvals: crate::approvals::stage::ApprovalsStage::new(
+            Some(shared.approvals.clone()),
+            config.per_route.authz.clone(),
         ),
         audit: shared.audit.clone(),
         tracing: shared.tracing.clone(),
@@ -310,6 +319,11 @@ impl Reloader {
     /// The live policy sets (they reload themselves; a config reload keeps them).
     pub fn authz(&self) -> Option<Arc<crate::authz::Authz>> {
         self.shared.authz.clone()
+    }
+
+    /// The approval service (it outlives config reloads).
+    pub fn approvals(&self) -> Arc<crate::approvals::Approvals> {
+        self.shared.approvals.clone()
     }
 
     /// The running configuration's hash and the reload counts.

@@ -164,7 +164,28 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics.clone())
             .context("rate limits")?
     });
+    // Approvals outlive reloads (held calls wait on them); built inside the aux runtime: the
+    // Redis connection's I/O task and the webhook's posts live there.
+    let approvals = {
+        let _runtime = aux.enter();
+        let settings = crate::approvals::spec::validate(&config.spec.approvals, &mut Vec::new());
+        Arc::new(
+            crate::approvals::Approvals::new(
+                settings,
+                &metrics.registry,
+                config.authz.clone(),
+                authn.clone(),
+                audit.clone(),
+            )
+            .context("approvals")?,
+        )
+    };
+    if approvals.is_shared() {
+        let again = approvals.clone();
+        aux.spawn(async move { again.reannounce().await });
+    }
     let shared = Shared {
+        approvals,
         metrics: metrics.clone(),
         lifecycle: lifecycle.clone(),
         authn: authn.clone(),

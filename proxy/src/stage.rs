@@ -111,6 +111,13 @@ pub trait Stage: Send + Sync {
         Ok(())
     }
 
+    /// After every stage's `on_message`, before a byte of the body goes upstream: the one
+    /// hook that may wait on something outside the request (a human approval,
+    /// `crate::approvals`) — bounded by the stage's own deadline — and then refuse it.
+    async fn on_hold(&self, _x: &Exchange<'_>, _state: &mut Self::State) -> Result<(), Refusal> {
+        Ok(())
+    }
+
     /// The request about to go upstream.
     fn on_upstream_request(
         &self,

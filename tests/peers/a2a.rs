@@ -100,3 +100,70 @@ async fn a2a_card_send_and_stream_through_the_proxy() {
         "{anonymous}"
     );
 }
+
+/// Human approvals (`docs/approvals.md`) with the real `a2a-sdk` client: a policy added to the
+/// seed set marks an operator's `SendMessage` `@approval("required")` (the seed's
+/// `operator-agents` permits it too: any annotated determining permit holds it). Approved, the
+/// send completes; the stream after it is not held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a2a_send_waits_for_an_approver() {
+    let seed = palisade_e2e::peers::workspace().join("policies");
+    let policies = tempfile::tempdir().unwrap();
+    for f in [
+        "palisade.cedarschema",
+        "roles.cedar",
+        "abac.cedar",
+        "tools.yaml",
+    ] {
+        std::fs::copy(seed.join(f), policies.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        policies.path().join("approvals.cedar"),
+        "@id(\"operator-send-approval\")\n@approval(\"required\")\n\
+         permit (principal in Role::\"agent_operator\", action == Action::\"a2a_send\", resource);\n",
+    )
+    .unwrap();
+    let port: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let issuer = Issuer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = TestProxy::new()
+        .upstream("agent", port)
+        .route(
+            "a2a",
+            "/a2a",
+            "agent",
+            "protocol: a2a\nauthorization: {agent: assistant}\nauth: required",
+        )
+        .route_matching(
+            "agent-card",
+            "path_prefix: /.well-known/agent-card.json, methods: [GET]",
+            "agent",
+            "auth: required",
+        )
+        .top_yaml(&crate::peer::approvals_yaml(
+            &issuer,
+            policies.path(),
+            dir.path(),
+        ))
+        .start();
+    let public = proxy.url("/a2a");
+    let port = port.port().to_string();
+    let _agent = Peer::example(
+        "a2a-agent/agent.py",
+        &["--port", &port, "--public-url", &public],
+    );
+    let base = proxy.url("");
+    let op = issuer.role("agent_operator");
+    let run = {
+        let (base, op) = (base.clone(), op.clone());
+        tokio::spawn(async move { python_client("a2a_client.py", &[&base, &op]).await })
+    };
+    let admin = issuer.token("boss", &["admin"], serde_json::json!({}));
+    let held = crate::peer::decide_pending(&proxy, &admin, "approve").await;
+    assert_eq!(held["action"], "a2a_send", "{held}");
+    assert_eq!(held["resource"], "Agent::\"assistant\"");
+    let out = run.await.unwrap();
+    assert_eq!(out["send"]["state"], "TASK_STATE_COMPLETED", "{out}");
+    assert_eq!(out["send"]["text"], "You said: hello");
+    assert_eq!(out["stream"]["state"], "TASK_STATE_COMPLETED", "{out}");
+}

@@ -218,3 +218,41 @@ async fn mcp_rug_pull_is_blocked_in_session_mode_with_sse_responses() {
 async fn mcp_rug_pull_is_blocked_in_stateless_mode_with_json_responses() {
     rug_pull(&["--stateless", "--json"]).await;
 }
+
+/// Human approvals (`docs/approvals.md`) with the real SDK client: the seed policies hold an
+/// operator's `write_file` (high risk, MFA); approved, the SDK gets the tool's result; denied,
+/// it gets the JSON-RPC refusal; the low- and medium-risk calls before it are not held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_high_risk_call_waits_for_an_approver() {
+    let server = Peer::example("mcp-server/server.py", &["--port", "0", "--stateless"]);
+    let issuer = Issuer::new();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = crate::peer::approvals_yaml(
+        &issuer,
+        &palisade_e2e::peers::workspace().join("policies"),
+        dir.path(),
+    );
+    let proxy = TestProxy::new()
+        .upstream("mcp", server.addr)
+        .route("mcp", "/mcp", "mcp", "protocol: mcp\nauth: required")
+        .top_yaml(&yaml)
+        .start();
+    let url = proxy.url("/mcp");
+    let op = issuer.token("op", &["agent_operator"], json!({"amr": ["mfa"]}));
+    let admin = issuer.token("boss", &["admin"], json!({}));
+    for (verb, expected) in [
+        ("approve", "wrote 2 bytes to /tmp/x"),
+        ("deny", "refused -32030"),
+    ] {
+        let run = {
+            let (url, op) = (url.clone(), op.clone());
+            tokio::spawn(async move { client(&url, &op, "auto").await })
+        };
+        let held = crate::peer::decide_pending(&proxy, &admin, verb).await;
+        assert_eq!(held["resource"], "Tool::\"write_file\"", "{held}");
+        let out = run.await.unwrap();
+        assert_eq!(out["calls"]["search_docs"], "results for cedar", "{out}");
+        assert_eq!(out["calls"]["read_file"], "contents of /srv/a.txt", "{out}");
+        assert_eq!(out["calls"]["write_file"], expected, "{verb}: {out}");
+    }
+}

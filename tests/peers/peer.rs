@@ -125,3 +125,64 @@ pub async fn python_client(script: &str, args: &[&str]) -> Value {
     );
     serde_json::from_str(last).unwrap()
 }
+
+/// The admin token of [`approvals_yaml`].
+pub const ADMIN_TOKEN: &str = "peers-admin-token-0123456789abcdef0123456789";
+
+/// `authentication` trusting `issuer` with [`ADMIN_TOKEN`] written to a file in `dir`, and
+/// `authorization` enforcing the policy directory `policies` (for the approval scenarios,
+/// `docs/approvals.md`).
+pub fn approvals_yaml(
+    issuer: &Issuer,
+    policies: &std::path::Path,
+    dir: &std::path::Path,
+) -> String {
+    let token_file = dir.join("admin-token");
+    std::fs::write(&token_file, format!("{ADMIN_TOKEN}\n")).unwrap();
+    format!(
+        "{}  revocation: {{admin_token_file: \"{}\"}}\nauthorization:\n  policy_sets:\n    - name: main\n      path: \"{}\"\n      mode: enforce\n",
+        issuer.authentication_yaml(),
+        token_file.display(),
+        policies.display()
+    )
+}
+
+/// Waits (bounded) for one approval pending on `proxy`, then `verb`s it (`approve` or `deny`)
+/// as `approver` through the admin API; returns the approval as it was listed.
+pub async fn decide_pending(proxy: &palisade_e2e::Proxy, approver: &str, verb: &str) -> Value {
+    let c = palisade_e2e::client();
+    let mut found = None;
+    for _ in 0..1000 {
+        let list: Value = c
+            .get(proxy.admin_url("/admin/approvals"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(a) = list["approvals"].as_array().and_then(|l| l.first()) {
+            found = Some(a.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let a = found.expect("an approval became pending within 20 s");
+    let id = a["id"].as_str().unwrap();
+    let resp = c
+        .post(proxy.admin_url(&format!("/admin/approvals/{id}/{verb}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("x-palisade-approver", format!("Bearer {approver}"))
+        .json(&serde_json::json!({"reason": format!("{verb}d by the peer test")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "{verb} {id}: {}",
+        resp.text().await.unwrap()
+    );
+    a
+}

@@ -2,6 +2,7 @@
 //! port 0. One test binary, one module per concern.
 
 mod admin;
+mod approvals;
 mod audit;
 mod authn;
 mod authz;

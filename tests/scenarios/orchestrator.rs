@@ -5,6 +5,8 @@
 //! caller's own credential, tools the proxy denies, and one trace across proxy → orchestrator →
 //! proxy → MCP server.
 
+mod approvals;
+
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -28,6 +28,7 @@ fn runtime(max_iterations: u32, store: Option<Arc<dyn SessionStore>>) -> Arc<Run
         metrics: Metrics::default(),
         runs: ActiveRuns::default(),
         telemetry: crate::otel::Telemetry::default(),
+        approvals: Default::default(),
     })
 }
 
@@ -341,6 +342,7 @@ async fn every_call_of_a_turn_gets_a_result_even_when_a_plan_takes_over() {
         metrics: Metrics::default(),
         runs: ActiveRuns::default(),
         telemetry: crate::otel::Telemetry::default(),
+        approvals: Default::default(),
     });
     let events = run(&rt, request("go")).await;
     assert_eq!(types(&events).last(), Some(&"RUN_FINISHED"));

@@ -251,9 +251,15 @@ impl McpServer {
         let resp = self.post(s, ctx, &msg).await?;
         let answer = read_answer(resp, &id).await?;
         if let Some(err) = answer.get("error") {
+            // The proxy's own code (`error.data.code`, e.g. `APPROVAL_DENIED`) goes with the
+            // message: the model and the run's approval events read it.
+            let mut message = err["message"].as_str().unwrap_or("refused").to_owned();
+            if let Some(code) = err["data"]["code"].as_str() {
+                message = format!("{message} [{code}]");
+            }
             return Err(McpError::Rpc {
                 code: err["code"].as_i64().unwrap_or_default(),
-                message: err["message"].as_str().unwrap_or("refused").to_owned(),
+                message,
             });
         }
         Ok(answer["result"].clone())
@@ -282,6 +288,9 @@ impl McpServer {
         }
         if let Some(tp) = &ctx.traceparent {
             req = req.header("traceparent", tp);
+        }
+        if let Some(rid) = &ctx.request_id {
+            req = req.header("x-request-id", rid);
         }
         let resp = req.send().await.map_err(|e| McpError::Unreachable {
             server: self.name.clone(),

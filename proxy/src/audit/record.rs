@@ -20,6 +20,10 @@ use std::net::IpAddr;
 pub struct AuditRecord {
     /// The Cedar action of the request-level decision, e.g. `Action::"run_agent"`.
     pub action: Option<String>,
+    /// The human approval this request waited for or decided (`docs/approvals.md`); absent
+    /// when none was involved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<AuditApproval>,
     /// Request body bytes received.
     pub bytes_in: u64,
     /// Response body bytes sent.
@@ -97,6 +101,22 @@ pub struct AuditPrincipal {
     /// `User`, `ApiKey`, `Service` or `Anonymous`.
     #[serde(rename = "type")]
     pub kind: &'static str,
+}
+
+/// A human approval as audited: on the held request's record, on the approver's decision, and
+/// on the announcement of a new pending approval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditApproval {
+    /// Who decided (entity uid), when someone did.
+    pub approver: Option<String>,
+    /// The approval's id.
+    pub id: String,
+    /// `requested`, `approved`, `denied`, `timeout`, `queue_full` or `unavailable`.
+    pub outcome: &'static str,
+    /// The approver's reason, when given.
+    pub reason: Option<String>,
+    /// The principal whose call was held (entity uid).
+    pub requester: String,
 }
 
 /// An authorization decision as audited.
@@ -223,6 +243,7 @@ impl AuditRecord {
             path: f.path.to_string(),
             route: f.route.map(str::to_string),
             action: None,
+            approval: None,
             resource: None,
             decision: None,
             rate_limit: rate_limit_outcome(f.error, f.route.is_some() && f.principal.is_some()),

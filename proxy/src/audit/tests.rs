@@ -168,6 +168,7 @@ fn settings(dir: &Path, on_full: OnFull) -> Settings {
 pub(super) fn record(i: usize) -> AuditRecord {
     AuditRecord {
         seq: 0,
+        approval: None,
         prev_hash: String::new(),
         hash: None,
         timestamp: crate::error::now_rfc3339(),

@@ -194,6 +194,7 @@ impl PolicySet {
         let mut errors = Vec::new();
         let schema = parse_schema(&files.schemas, &mut errors);
         let (policies, sources) = parse_policies(&files.policies, &mut errors);
+        let approval_ids = super::approval::approval_policies(&policies, &sources, &mut errors);
         let catalog = match &files.catalog {
             Some((path, text)) => ToolCatalog::from_yaml(text).unwrap_or_else(|message| {
                 errors.push(PolicyError {
@@ -250,6 +251,7 @@ impl PolicySet {
             slices,
             files: files.clone(),
             scope_names: Vec::new(),
+            approval_ids,
         };
         set.scope_names = super::analysis::facts_of(&[&set])
             .literals("scopes")

@@ -29,14 +29,24 @@ pub enum AdminCommand {
 pub struct AdminClientArgs {
     /// The proxy's admin address.
     #[arg(long, default_value = "127.0.0.1:9901")]
-    admin: String,
+    pub(super) admin: String,
     /// The admin token itself (instead of `--token-file`).
     #[arg(long, env = "PALISADE_ADMIN_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub(super) token: Option<String>,
     /// The file holding the admin token (`authentication.revocation.admin_token_file` of the
     /// proxy; a leading `{tmp}` is the OS temp dir). Default: the one `palisade dev` uses.
     #[arg(long, default_value = "{tmp}/palisade-dev/admin-token")]
-    token_file: String,
+    pub(super) token_file: String,
+}
+
+impl AdminClientArgs {
+    /// The admin token: `--token`, else the file `--token-file` names.
+    pub(super) fn admin_token(&self) -> anyhow::Result<String> {
+        match &self.token {
+            Some(token) => Ok(token.clone()),
+            None => crate::authn::admin_token::read(&self.token_file),
+        }
+    }
 }
 
 /// Runs an admin command; prints the answer's JSON on stdout.

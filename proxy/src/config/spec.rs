@@ -71,6 +71,11 @@ pub struct ConfigSpec {
     /// OpenTelemetry traces over OTLP (http/protobuf or gRPC). Default: off (no network).
     #[serde(default)]
     pub tracing: crate::telemetry::spec::TracingSpec,
+    /// Human approval of calls a policy marks `@approval("required")`: deadline, caps, the
+    /// shared store, the webhook (see `docs/approvals.md`). Default: 5 minutes, 1000 pending
+    /// (10 per principal), in process, no webhook.
+    #[serde(default)]
+    pub approvals: crate::approvals::ApprovalsSpec,
 }
 
 /// One public listener.

@@ -127,6 +127,7 @@ pub(super) fn validate(spec: ConfigSpec, secrets: &mut Secrets) -> Result<Config
     crate::authn::validate_spec(&spec.authentication, secrets, &mut errors.0);
     crate::listener::spec::validate(&spec.edge, &mut errors.0);
     let audit = crate::audit::validate(&spec.audit, secrets, &mut errors.0);
+    crate::approvals::spec::validate(&spec.approvals, &mut errors.0);
     let process_env = secrets.use_process_env();
     let tracing = crate::telemetry::otel::validate(
         &spec.tracing,

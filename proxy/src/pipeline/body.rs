@@ -24,7 +24,12 @@ pub const MAX_JSON_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 impl Stages {
     /// The whole held body: parsed once, inspected by guardrails then authorization (which
     /// therefore decides on the redacted body), and re-encoded from what they left.
-    pub(super) fn decide_body(&self, ctx: &mut RequestCtx, whole: &[u8]) -> Result<Bytes, Refusal> {
+    /// Then the approvals stage may hold the request (`on_hold`) until an approver decides.
+    pub(super) async fn decide_body(
+        &self,
+        ctx: &mut RequestCtx,
+        whole: &[u8],
+    ) -> Result<Bytes, Refusal> {
         let protocol = ctx
             .core
             .route
@@ -40,6 +45,10 @@ impl Stages {
         self.integrity
             .on_message(&x, &mut ctx.integrity, &mut message)?;
         self.authz.on_message(&x, &mut ctx.authz, &mut message)?;
+        // Approvals after authorization: a forbid always wins, and only a permitted call waits.
+        self.approvals
+            .on_message(&x, &mut ctx.approvals, &mut message)?;
+        self.approvals.on_hold(&x, &mut ctx.approvals).await?;
         Ok(message.encode())
     }
 

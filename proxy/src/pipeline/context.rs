@@ -122,6 +122,8 @@ pub struct RequestCtx {
     pub guard: crate::guardrails::State,
     /// Tool-definition integrity's state (`tools/list` ids, findings).
     pub integrity: crate::integrity::State,
+    /// The approvals stage's state (the held call and its outcome).
+    pub approvals: crate::approvals::stage::State,
     /// The audit trail's state (tool calls seen in the stream).
     pub audit: crate::protocol::agui::SeenToolCalls,
     /// The CORS headers of every response to this request (empty unless the route has `cors`).
@@ -176,6 +178,7 @@ impl RequestCtx {
             limit: Default::default(),
             guard: Default::default(),
             integrity: Default::default(),
+            approvals: Default::default(),
             audit: Default::default(),
             cors: Vec::new(),
             preflight: false,

@@ -111,6 +111,10 @@ fn body_level(err: &ProxyError) -> bool {
             | ProxyError::GuardrailViolation
             | ProxyError::ToolNotApproved { .. }
             | ProxyError::InvalidRequest(_)
+            | ProxyError::ApprovalDenied { .. }
+            | ProxyError::ApprovalTimeout
+            | ProxyError::ApprovalQueueFull(_)
+            | ProxyError::ApprovalUnavailable
     )
 }
 

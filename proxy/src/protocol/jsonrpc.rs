@@ -89,6 +89,10 @@ fn shape(err: &ProxyError) -> (i64, String, u16) {
         ProxyError::InsufficientScope { .. } | ProxyError::StepUpRequired { .. } => {
             (FORBIDDEN, err.to_string(), err.kind().status)
         }
+        // A held call refused by its approver or its deadline is a denial, answered like one.
+        ProxyError::ApprovalDenied { .. } | ProxyError::ApprovalTimeout => {
+            (FORBIDDEN, err.to_string(), 200)
+        }
         ProxyError::GuardrailViolation => (GUARDRAIL, "blocked by guardrail".into(), 400),
         // Like a denial: an answer in-protocol, the HTTP exchange itself went fine.
         ProxyError::ToolNotApproved { .. } => (TOOL_NOT_APPROVED, err.to_string(), 200),

@@ -110,6 +110,7 @@ fn ctx() -> ToolContext {
         },
         traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         run_id: "r1".into(),
+        request_id: None,
     }
 }
 

@@ -71,7 +71,7 @@ fn who_can_call_run_shell_needs_mfa_and_the_exec_scope() {
         rows,
         [
             expect("admin", "admin-all"),
-            expect("agent_operator", "operator-tools")
+            expect("agent_operator", "operator-high-risk-tools")
         ]
     );
     // Tenants (none, acme, other) × the three times: every one of them.
