@@ -14,6 +14,7 @@ pub mod config;
 pub mod jwt;
 pub mod keys;
 pub mod revocation;
+pub mod session;
 pub mod shared;
 pub mod signer;
 mod spec;
@@ -51,6 +52,8 @@ pub struct Authenticator {
     assertion: signer::AssertionKeys,
     assertion_spec: config::AssertionSpec,
     dev: Option<(Signer, config::DevIssuerSpec)>,
+    /// Browser sessions (`authentication.sessions`), when configured.
+    sessions: Option<session::Sessions>,
 }
 
 impl Authenticator {
@@ -116,6 +119,11 @@ impl Authenticator {
             assertion: signer::AssertionKeys::load(&spec.assertion)?,
             assertion_spec: spec.assertion.clone(),
             dev,
+            sessions: spec
+                .sessions
+                .as_ref()
+                .map(|s| session::Sessions::new(s, http.clone()))
+                .transpose()?,
         })
     }
 
@@ -160,6 +168,8 @@ impl Authenticator {
                 self.verify(&token).await
             }
             Some(Credential::Unsupported) => Err(ProxyError::Unauthenticated),
+            // A browser without a bearer credential: its session cookie (authn/session).
+            None if requirement == AuthRequirement::Session => self.identify_session(req).await,
             // A workload with a verified client certificate and no other credential.
             None if client_cert.is_some() => Ok(Arc::new(Principal::new(
                 PrincipalKind::Service,
@@ -414,6 +424,9 @@ impl Authenticator {
                 store.refresh(&mut last_modified).await;
             }
             self.revocations.purge_expired();
+            if let Some(sessions) = &self.sessions {
+                sessions.purge();
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }

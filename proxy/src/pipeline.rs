@@ -116,8 +116,12 @@ impl Stages {
             .identify(req, ctx.core.client_ip, cert.as_deref(), route.auth)
             .await?;
         drop(stage);
-        ctx.core.principal = Some(principal);
         let req = session.req_header();
+        // A session cookie rides along on cross-site requests: state-changing ones must come
+        // from this site (bearer tokens are unaffected).
+        self.authn
+            .check_csrf(&principal, req, &route, ctx.core.tls)?;
+        ctx.core.principal = Some(principal);
 
         // Authorize after identify (policies are about the principal) and before limits (a
         // refused request must not spend budget); body-aware checks run on the parsed body.
@@ -190,6 +194,20 @@ impl ProxyHttp for Pipeline {
             Ok(admit::Admitted::Preflight) => {
                 respond::preflight(session, ctx).await?;
                 return Ok(true);
+            }
+            Ok(admit::Admitted::Session(endpoint)) => {
+                let origin = respond::origin(session);
+                let answer = stages
+                    .authn
+                    .answer_session(endpoint, session.req_header(), &origin, ctx.core.tls)
+                    .await;
+                match answer {
+                    Ok(answer) => {
+                        respond::answer(session, ctx, answer).await?;
+                        return Ok(true);
+                    }
+                    Err(err) => Err(err),
+                }
             }
             Err(err) => Err(err),
         };
