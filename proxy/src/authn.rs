@@ -226,6 +226,10 @@ impl Authenticator {
         if !keep_credentials {
             upstream.remove_header(&http::header::AUTHORIZATION);
             upstream.remove_header("x-api-key");
+            // The session cookie is a credential too: the upstream must not be able to replay it.
+            if let Some(sessions) = &self.sessions {
+                sessions.strip_cookies(upstream)?;
+            }
         }
         // Every value below passed `Principal::check_attributes` in `identify`: plain ASCII,
         // roles and tenant identity tokens, so the comma-joined roles split back exactly.

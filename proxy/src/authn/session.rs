@@ -111,6 +111,22 @@ impl Sessions {
         }
     }
 
+    /// Removes the session and sign-in cookies from the `Cookie` headers of a request going
+    /// upstream (other cookies stay, in order).
+    pub fn strip_cookies(
+        &self,
+        upstream: &mut pingora_http::RequestHeader,
+    ) -> pingora_core::Result<()> {
+        let ours = [self.spec.cookie.name.as_str(), self.login_cookie.as_str()];
+        if let Some(kept) = cookie::without(&upstream.headers, &ours) {
+            upstream.remove_header(&http::header::COOKIE);
+            if !kept.is_empty() {
+                upstream.insert_header(http::header::COOKIE, kept)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The provider's issuer.
     pub fn issuer(&self) -> &str {
         &self.spec.issuer

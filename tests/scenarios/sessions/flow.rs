@@ -105,9 +105,15 @@ async fn sign_in_then_the_cookie_is_the_same_identity_as_a_bearer_token() {
         assertion(&by_session)["roles"],
         assertion(&by_bearer)["roles"]
     );
-    // The cookie never reaches the upstream as a credential it could replay elsewhere… but
-    // the upstream gets the identity headers; and no Authorization header was invented.
+    // The upstream gets the identity headers, never the session cookie (a credential it could
+    // replay) nor an invented Authorization header; the page's other cookies pass.
     assert!(by_session["headers"]["authorization"].is_null());
+    let mut with_other = Browser::new();
+    with_other.set_cookie("127.0.0.1", "palisade-session", &cookie);
+    with_other.set_cookie("127.0.0.1", "theme", "dark");
+    let echoed = with_other.fetch(&site.url("/app/x")).await;
+    let echoed: serde_json::Value = serde_json::from_str(&echoed.body).unwrap();
+    assert_eq!(echoed["headers"]["cookie"], "theme=dark", "{echoed}");
 
     // An AG-UI run streamed with the cookie.
     let resp = palisade_e2e::client()

@@ -127,6 +127,25 @@ pub fn find<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.trim_matches('"'))
 }
 
+/// The request's cookies without those named in `names`, joined into one `Cookie` value, or
+/// `None` when none of them was there (the headers stay as they are).
+pub fn without(headers: &http::HeaderMap, names: &[&str]) -> Option<String> {
+    let pairs: Vec<&str> = headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let ours = |pair: &&str| names.contains(&pair.split_once('=').map_or(*pair, |(n, _)| n));
+    if !pairs.iter().any(ours) {
+        return None;
+    }
+    let kept: Vec<&str> = pairs.into_iter().filter(|p| !ours(p)).collect();
+    Some(kept.join("; "))
+}
+
 /// The attributes every cookie Palisade sets carries.
 #[derive(Debug, Clone, Copy)]
 pub struct Attributes {
@@ -193,6 +212,11 @@ mod tests {
         assert_eq!(find(&headers, "palisade-session"), Some("xyz"));
         assert_eq!(find(&headers, "b"), Some("2"));
         assert_eq!(find(&headers, "palisade"), None);
+        assert_eq!(
+            without(&headers, &["palisade-session"]).as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(without(&headers, &["other"]), None);
         let attrs = Attributes {
             secure: true,
             same_site: SameSite::Strict,
