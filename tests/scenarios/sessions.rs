@@ -10,8 +10,7 @@ mod refresh;
 
 use std::time::Duration;
 
-use base64::Engine;
-use palisade_e2e::browser::{Browser, Page};
+use palisade_e2e::browser::{random_cookie_key, Browser, Page};
 use palisade_e2e::oidc::Idp;
 use palisade_e2e::upstream::{self, SseScript, SseUpstream, Upstream};
 use palisade_e2e::{eventually, Proxy, TestProxy};
@@ -68,12 +67,7 @@ impl Site {
             palisade_e2e::oidc::client_secret(options.client),
         )
         .unwrap();
-        let key = random_key();
-        std::fs::write(
-            dir.path().join("cookie.key"),
-            base64::engine::general_purpose::STANDARD.encode(key),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("cookie.key"), random_cookie_key()).unwrap();
         let (echo, sse) = (upstream::echo().await, upstream::sse(options.stream).await);
         let proxy = Self::proxy(&idp, &dir, &options, &echo, &sse);
         Self::ready(&proxy).await;
@@ -158,19 +152,6 @@ impl Site {
     fn session_cookie(&self, browser: &Browser) -> Option<String> {
         browser.cookie("127.0.0.1", "palisade-session")
     }
-}
-
-/// A fresh random 32-byte cookie key (the std hasher's random keys; never a fixed key).
-fn random_key() -> Vec<u8> {
-    use std::hash::{BuildHasher, Hasher};
-    (0..4)
-        .flat_map(|_| {
-            std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish()
-                .to_le_bytes()
-        })
-        .collect()
 }
 
 /// An AG-UI run body.

@@ -16,6 +16,22 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+/// A fresh random 32-byte cookie key as base64 (`authentication.sessions.cookie.key_file`):
+/// from the standard library's randomly keyed hasher, never a fixed key in the repository.
+pub fn random_cookie_key() -> String {
+    use base64::Engine;
+    use std::hash::{BuildHasher, Hasher};
+    let bytes: Vec<u8> = (0..4)
+        .flat_map(|_| {
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+                .to_le_bytes()
+        })
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// Most redirects followed by [`Browser::follow`].
 const MAX_HOPS: usize = 20;
 
