@@ -117,6 +117,11 @@ pub struct SessionCookieSpec {
     /// `SameSite` attribute: `lax` or `strict`. Default: `lax`.
     #[serde(default)]
     pub same_site: SameSite,
+    /// Treat every request as HTTPS: cookies always `Secure`, this site's origin `https://…`
+    /// (CSRF check, default redirect URIs). Set it when TLS ends in front of Palisade (a load
+    /// balancer). Default: `false` (`Secure` exactly when the listener speaks TLS).
+    #[serde(default)]
+    pub https: bool,
     /// A file holding the 32-byte key (base64) that seals cookies (AES-256-GCM); replicas must
     /// share it. `openssl rand -base64 32` makes one. Default: absent (a key generated at start:
     /// one replica, sessions end on restart).
@@ -136,6 +141,7 @@ impl Default for SessionCookieSpec {
         Self {
             name: default_cookie_name(),
             same_site: SameSite::Lax,
+            https: false,
             key_file: None,
             key_env: None,
             previous_key_files: Vec::new(),

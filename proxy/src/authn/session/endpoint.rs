@@ -118,6 +118,13 @@ impl Authenticator {
         tls: bool,
     ) -> Result<Answer, ProxyError> {
         let sessions = self.sessions.as_ref().ok_or(ProxyError::NotFound)?;
+        // TLS ended in front of Palisade: the browser's origin is https all the same.
+        let tls = tls || sessions.spec.cookie.https;
+        let origin = match origin.strip_prefix("http://") {
+            Some(rest) if tls => format!("https://{rest}"),
+            _ => origin.to_string(),
+        };
+        let origin = origin.as_str();
         let method = &req.method;
         let allowed = match endpoint {
             Endpoint::Login | Endpoint::Callback => method == http::Method::GET,

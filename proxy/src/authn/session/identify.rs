@@ -76,7 +76,8 @@ impl Authenticator {
                     .into(),
             }));
         };
-        let own = own_origin(req, tls);
+        let https = self.sessions.as_ref().is_some_and(|s| s.spec.cookie.https);
+        let own = own_origin(req, tls || https);
         if own.as_deref() == Some(origin)
             || route
                 .cors
