@@ -69,7 +69,7 @@ impl Site {
         .unwrap();
         std::fs::write(dir.path().join("cookie.key"), random_cookie_key()).unwrap();
         let (echo, sse) = (upstream::echo().await, upstream::sse(options.stream).await);
-        let proxy = Self::proxy(&idp, &dir, &options, &echo, &sse);
+        let proxy = Self::proxy(&idp, &dir, &options, &echo, &sse, "audit.jsonl");
         Self::ready(&proxy).await;
         Site {
             idp,
@@ -83,7 +83,14 @@ impl Site {
 
     /// Another replica with the same configuration (same cookie key, same store), ready.
     async fn replica(&self) -> Proxy {
-        let proxy = Self::proxy(&self.idp, &self.dir, &self.options, &self.echo, &self.sse);
+        let proxy = Self::proxy(
+            &self.idp,
+            &self.dir,
+            &self.options,
+            &self.echo,
+            &self.sse,
+            "replica-audit.jsonl",
+        );
         Self::ready(&proxy).await;
         proxy
     }
@@ -94,6 +101,7 @@ impl Site {
         options: &SiteOptions,
         echo: &Upstream,
         sse: &SseUpstream,
+        audit: &str,
     ) -> Proxy {
         let path = |f: &str| dir.path().join(f).display().to_string();
         TestProxy::new()
@@ -112,11 +120,13 @@ impl Site {
                  client_id: {client}\n    client_secret_file: \"{secret}\"\n    \
                  scopes: [openid, email, \"agents:run\"]\n    \
                  authorization_params: {{resource: \"urn:palisade\"}}\n    \
-                 refresh_before: 1s\n    cookie: {{key_file: \"{key}\"}}\n{extra}",
+                 refresh_before: 1s\n    cookie: {{key_file: \"{key}\"}}\n{extra}\
+                 audit:\n  file: {{path: \"{audit}\"}}\n",
                 iss = idp.issuer,
                 client = options.client,
                 secret = path("secret"),
                 key = path("cookie.key"),
+                audit = path(audit),
                 authn_extra = options.authn_extra,
                 extra = options.sessions_extra,
             ))
@@ -146,6 +156,15 @@ impl Site {
     /// `http://127.0.0.1:<port>`.
     fn origin(&self) -> String {
         self.url("/").origin().ascii_serialization()
+    }
+
+    /// The audit records written so far by the first replica.
+    fn audit(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// The session cookie the browser holds for this site.

@@ -105,6 +105,20 @@ async fn sign_in_then_the_cookie_is_the_same_identity_as_a_bearer_token() {
         assertion(&by_session)["roles"],
         assertion(&by_bearer)["roles"]
     );
+    // The same audit fields, `auth_method: session`.
+    let request_id = landed.header("x-request-id").unwrap().to_string();
+    let record = palisade_e2e::eventually(std::time::Duration::from_secs(10), || {
+        site.audit()
+            .into_iter()
+            .find(|r| r["request_id"] == request_id.as_str())
+    })
+    .await
+    .expect("the request was audited");
+    assert_eq!(record["principal"]["auth_method"], "session", "{record}");
+    assert_eq!(
+        record["principal"]["id"], by_session["headers"]["x-palisade-principal"],
+        "{record}"
+    );
     // The upstream gets the identity headers, never the session cookie (a credential it could
     // replay) nor an invented Authorization header; the page's other cookies pass.
     assert!(by_session["headers"]["authorization"].is_null());
