@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! accept ─ strip X-Palisade-* ─ request id + traceparent ─ route ─ body limit
-//!        (a CORS preflight on a route with `cors` is answered at `route`, before identity)
+//!        (a CORS preflight on a route with `cors`, and the browser-session sign-in, callback
+//!        and logout paths, are answered at `route`, before identity)
 //!        ─ identify ─ authorize ─ rate limit ─ guardrails            (request head)
 //!        ─ body: dialect routes held whole, parsed once ─ guardrails ─ authorize ─ re-encode
 //!        ─ forward (hop-by-hop out, X-Forwarded-* and identity in)
