@@ -31,7 +31,7 @@ pub use config::{AuthRequirement, AuthnSpec};
 pub use spec::validate_spec;
 
 use crate::error::ProxyError;
-use apikey::KeyIndex;
+use apikey::{ApiKeyStore, KeyIndex};
 use jwt::Issuer;
 use revocation::{RevocationList, TokenCache};
 use signer::Signer;
@@ -441,58 +441,6 @@ pub async fn jwt_keys_ready(authn: &Authenticator) {
     for issuer in &authn.issuers {
         if let Err(e) = issuer.keys.refresh().await {
             tracing::warn!(issuer = %issuer.issuer, error = %e, "loading keys failed");
-        }
-    }
-}
-
-/// API keys from a file and/or Redis, merged into one index (Redis wins on the same id).
-struct ApiKeyStore {
-    index: ArcSwap<KeyIndex>,
-    file: Option<std::path::PathBuf>,
-    redis: Option<shared::SharedApiKeys>,
-    from_file: ArcSwap<Vec<apikey::KeyRecord>>,
-    from_redis: ArcSwap<Vec<apikey::KeyRecord>>,
-}
-
-impl ApiKeyStore {
-    /// Re-reads the file when it changed and Redis always; keeps the previous records of a source
-    /// that fails.
-    async fn refresh(&self, last_modified: &mut Option<SystemTime>) {
-        let mut changed = false;
-        if let Some(path) = &self.file {
-            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            if modified != *last_modified {
-                match apikey::KeysFile::load(path) {
-                    Ok(file) => {
-                        self.from_file.store(Arc::new(file.keys));
-                        changed = true;
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "keeping the previous API keys")
-                    }
-                }
-                *last_modified = modified;
-            }
-        }
-        if let Some(redis) = &self.redis {
-            match redis.load().await {
-                Ok(mut keys) => {
-                    keys.sort_by(|a, b| a.id.cmp(&b.id));
-                    if **self.from_redis.load() != keys {
-                        self.from_redis.store(Arc::new(keys));
-                        changed = true;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "keeping the previous API keys from Redis"),
-            }
-        }
-        if changed {
-            let mut keys: Vec<apikey::KeyRecord> = self.from_file.load().as_ref().clone();
-            let redis = self.from_redis.load();
-            keys.retain(|k| !redis.iter().any(|r| r.id == k.id));
-            keys.extend(redis.iter().cloned());
-            self.index
-                .store(Arc::new(KeyIndex::new(apikey::KeysFile { keys })));
         }
     }
 }
