@@ -207,9 +207,54 @@ impl Sessions {
             self.delete(sid).await;
             return Err(ProxyError::SessionExpired);
         };
+        // Across replicas (Redis): one of them refreshes, the others wait for its result.
+        let ours = self
+            .store
+            .lock_refresh(sid, REFRESH_LOCK)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "session store unreachable");
+                ProxyError::SessionStoreUnavailable
+            })?;
+        if !ours {
+            return self.refreshed_elsewhere(sid, current).await;
+        }
+        let refreshed = self.refresh_now(sid, &current, refresh_token).await;
+        self.store.unlock_refresh(sid).await;
+        refreshed
+    }
+
+    /// Waits (bounded by the lock's lifetime) for another replica's refresh of `sid` to land in
+    /// the store; meanwhile, or if it never does, the current token serves while it is valid.
+    async fn refreshed_elsewhere(
+        &self,
+        sid: &[u8],
+        current: Arc<SessionRecord>,
+    ) -> Result<Arc<SessionRecord>, ProxyError> {
+        if current.access_expires > unix_now() + 1 {
+            return Ok(current);
+        }
+        let polls = REFRESH_LOCK.as_millis() / REFRESH_POLL.as_millis();
+        for _ in 0..polls {
+            tokio::time::sleep(REFRESH_POLL).await;
+            let record = self.get(sid).await?.ok_or(ProxyError::SessionExpired)?;
+            if !self.due(&record) {
+                return Ok(record);
+            }
+        }
+        Err(ProxyError::SessionExpired)
+    }
+
+    /// The refresh itself (this replica holds the refresh lock).
+    async fn refresh_now(
+        &self,
+        sid: &[u8],
+        current: &Arc<SessionRecord>,
+        refresh_token: &str,
+    ) -> Result<Arc<SessionRecord>, ProxyError> {
         match self.provider.refresh(refresh_token).await {
             Ok(tokens) => {
-                let record = Arc::new(next_record(&current, tokens));
+                let record = Arc::new(next_record(current, tokens));
                 self.store
                     .put(sid, (*record).clone(), self.spec.idle_timeout)
                     .await
@@ -230,7 +275,7 @@ impl Sessions {
                 // The token still works for a while: keep using it; once it is gone, the caller
                 // signs in again.
                 if current.access_expires > unix_now() {
-                    Ok(current)
+                    Ok(current.clone())
                 } else {
                     Err(ProxyError::SessionExpired)
                 }
@@ -238,6 +283,12 @@ impl Sessions {
         }
     }
 }
+
+/// How long one replica may hold a session's refresh (the provider's token call has a 10-second
+/// timeout).
+const REFRESH_LOCK: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a replica waiting for another's refresh looks at the store.
+const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The session after a refresh: new access token, the rotated refresh token when one came back
 /// (else the old one), the same sign-in time and ID token.

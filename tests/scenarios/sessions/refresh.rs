@@ -111,3 +111,38 @@ async fn a_refused_refresh_ends_the_session() {
         (302, "LOGIN_REQUIRED")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_sharing_redis_refresh_a_session_once() {
+    let redis = tokio::task::spawn_blocking(palisade_e2e::redis::RedisServer::start)
+        .await
+        .unwrap();
+    let site = Site::start(SiteOptions {
+        sessions_extra: format!("    store: {{redis_url: \"{}\"}}\n", redis.url()),
+        ..short_lived()
+    })
+    .await;
+    let replica = site.replica().await;
+    let (browser, landed) = site.signed_in("user").await;
+    assert_eq!(landed.status, 200, "{}", landed.body);
+    let cookie = format!(
+        "palisade-session={}",
+        site.session_cookie(&browser).unwrap()
+    );
+    let client = palisade_e2e::client();
+    let urls = [site.proxy.url("/app/x"), replica.url("/app/x")];
+    // Bursts of 10 calls on each replica at once, until one of them refreshes.
+    let before = site.idp.grant_count("refresh_token").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut refreshes = before;
+    while refreshes == before {
+        assert!(Instant::now() < deadline, "no refresh within 10 s");
+        let calls = (0..20).map(|i| client.get(&urls[i % 2]).header("cookie", &cookie).send());
+        for resp in futures::future::join_all(calls).await {
+            assert_eq!(resp.unwrap().status(), 200, "a call noticed the refresh");
+        }
+        refreshes = site.idp.grant_count("refresh_token").await;
+    }
+    assert_eq!(refreshes, before + 1, "one refresh across both replicas");
+    drop(redis);
+}

@@ -172,6 +172,39 @@ impl SessionStore {
         }
     }
 
+    /// Takes the refresh lock of session `sid` for at most `ttl`, so one replica refreshes it
+    /// (Redis: `SET … NX PX`); in-process the per-session mutex suffices and this is always
+    /// `true`.
+    pub async fn lock_refresh(&self, sid: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Self::Memory(_) => Ok(true),
+            Self::Redis { link, prefix } => {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(format!("{prefix}{}:refresh", key_of(sid)))
+                    .arg(1)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ttl.as_millis() as u64);
+                let set: Option<String> = link
+                    .query(&cmd)
+                    .await
+                    .map_err(|e| StoreError(e.to_string()))?;
+                Ok(set.is_some())
+            }
+        }
+    }
+
+    /// Releases the refresh lock of `sid` (it also expires by itself).
+    pub async fn unlock_refresh(&self, sid: &[u8]) {
+        if let Self::Redis { link, prefix } = self {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(format!("{prefix}{}:refresh", key_of(sid)));
+            if let Err(e) = link.query::<i64>(&cmd).await {
+                tracing::debug!(error = %e, "refresh lock not released (it expires)");
+            }
+        }
+    }
+
     /// Drops sessions idle longer than `idle` or older than `absolute` (in-process store; Redis
     /// expires its keys itself).
     pub fn purge(&self, idle: Duration, absolute: Duration) {
