@@ -14,6 +14,7 @@ pub mod config;
 pub mod jwt;
 pub mod keys;
 pub mod revocation;
+pub mod session;
 pub mod shared;
 pub mod signer;
 mod spec;
@@ -30,7 +31,7 @@ pub use config::{AuthRequirement, AuthnSpec};
 pub use spec::validate_spec;
 
 use crate::error::ProxyError;
-use apikey::KeyIndex;
+use apikey::{ApiKeyStore, KeyIndex};
 use jwt::Issuer;
 use revocation::{RevocationList, TokenCache};
 use signer::Signer;
@@ -51,6 +52,8 @@ pub struct Authenticator {
     assertion: signer::AssertionKeys,
     assertion_spec: config::AssertionSpec,
     dev: Option<(Signer, config::DevIssuerSpec)>,
+    /// Browser sessions (`authentication.sessions`), when configured.
+    sessions: Option<session::Sessions>,
 }
 
 impl Authenticator {
@@ -116,6 +119,11 @@ impl Authenticator {
             assertion: signer::AssertionKeys::load(&spec.assertion)?,
             assertion_spec: spec.assertion.clone(),
             dev,
+            sessions: spec
+                .sessions
+                .as_ref()
+                .map(|s| session::Sessions::new(s, http.clone()))
+                .transpose()?,
         })
     }
 
@@ -160,6 +168,8 @@ impl Authenticator {
                 self.verify(&token).await
             }
             Some(Credential::Unsupported) => Err(ProxyError::Unauthenticated),
+            // A browser without a bearer credential: its session cookie (authn/session).
+            None if requirement == AuthRequirement::Session => self.identify_session(req).await,
             // A workload with a verified client certificate and no other credential.
             None if client_cert.is_some() => Ok(Arc::new(Principal::new(
                 PrincipalKind::Service,
@@ -216,6 +226,10 @@ impl Authenticator {
         if !keep_credentials {
             upstream.remove_header(&http::header::AUTHORIZATION);
             upstream.remove_header("x-api-key");
+            // The session cookie is a credential too: the upstream must not be able to replay it.
+            if let Some(sessions) = &self.sessions {
+                sessions.strip_cookies(upstream)?;
+            }
         }
         // Every value below passed `Principal::check_attributes` in `identify`: plain ASCII,
         // roles and tenant identity tokens, so the comma-joined roles split back exactly.
@@ -414,6 +428,9 @@ impl Authenticator {
                 store.refresh(&mut last_modified).await;
             }
             self.revocations.purge_expired();
+            if let Some(sessions) = &self.sessions {
+                sessions.purge();
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -424,58 +441,6 @@ pub async fn jwt_keys_ready(authn: &Authenticator) {
     for issuer in &authn.issuers {
         if let Err(e) = issuer.keys.refresh().await {
             tracing::warn!(issuer = %issuer.issuer, error = %e, "loading keys failed");
-        }
-    }
-}
-
-/// API keys from a file and/or Redis, merged into one index (Redis wins on the same id).
-struct ApiKeyStore {
-    index: ArcSwap<KeyIndex>,
-    file: Option<std::path::PathBuf>,
-    redis: Option<shared::SharedApiKeys>,
-    from_file: ArcSwap<Vec<apikey::KeyRecord>>,
-    from_redis: ArcSwap<Vec<apikey::KeyRecord>>,
-}
-
-impl ApiKeyStore {
-    /// Re-reads the file when it changed and Redis always; keeps the previous records of a source
-    /// that fails.
-    async fn refresh(&self, last_modified: &mut Option<SystemTime>) {
-        let mut changed = false;
-        if let Some(path) = &self.file {
-            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
-            if modified != *last_modified {
-                match apikey::KeysFile::load(path) {
-                    Ok(file) => {
-                        self.from_file.store(Arc::new(file.keys));
-                        changed = true;
-                    }
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "keeping the previous API keys")
-                    }
-                }
-                *last_modified = modified;
-            }
-        }
-        if let Some(redis) = &self.redis {
-            match redis.load().await {
-                Ok(mut keys) => {
-                    keys.sort_by(|a, b| a.id.cmp(&b.id));
-                    if **self.from_redis.load() != keys {
-                        self.from_redis.store(Arc::new(keys));
-                        changed = true;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "keeping the previous API keys from Redis"),
-            }
-        }
-        if changed {
-            let mut keys: Vec<apikey::KeyRecord> = self.from_file.load().as_ref().clone();
-            let redis = self.from_redis.load();
-            keys.retain(|k| !redis.iter().any(|r| r.id == k.id));
-            keys.extend(redis.iter().cloned());
-            self.index
-                .store(Arc::new(KeyIndex::new(apikey::KeysFile { keys })));
         }
     }
 }

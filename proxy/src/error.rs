@@ -62,6 +62,25 @@ pub enum ProxyError {
     /// The approval store (Redis) is unreachable: the call is refused, never assumed approved.
     #[error("approval store unavailable")]
     ApprovalUnavailable,
+    /// A page navigation on a `session` route without a live session: redirected to sign-in.
+    #[error("sign-in required")]
+    LoginRequired {
+        /// The sign-in URL (with `return_to`), the `Location` of the `302`.
+        location: String,
+    },
+    /// The browser session ended (signed out, expired, or its refresh failed).
+    #[error("session expired")]
+    SessionExpired,
+    /// A sign-in step was refused (state, nonce, PKCE, an open redirect…); the message says
+    /// which.
+    #[error("sign-in refused: {0}")]
+    LoginRejected(String),
+    /// A state-changing request carried a session cookie but did not come from this site.
+    #[error("cross-site request refused: {0}")]
+    CsrfRejected(String),
+    /// The session store (Redis) is unreachable: sessions fail closed.
+    #[error("session store unavailable")]
+    SessionStoreUnavailable,
     /// No route matches the request's host and path.
     #[error("no route for this path")]
     NotFound,
@@ -150,6 +169,15 @@ impl ProxyError {
             Self::ApprovalTimeout => (403, "APPROVAL_TIMEOUT", "approval_timeout"),
             Self::ApprovalQueueFull(_) => (429, "APPROVAL_QUEUE_FULL", "approval_queue_full"),
             Self::ApprovalUnavailable => (503, "APPROVAL_UNAVAILABLE", "approval_unavailable"),
+            Self::LoginRequired { .. } => (302, "LOGIN_REQUIRED", "login_required"),
+            Self::SessionExpired => (401, "SESSION_EXPIRED", "session_expired"),
+            Self::LoginRejected(_) => (400, "LOGIN_REJECTED", "login_rejected"),
+            Self::CsrfRejected(_) => (403, "CSRF_REJECTED", "csrf_rejected"),
+            Self::SessionStoreUnavailable => (
+                503,
+                "SESSION_STORE_UNAVAILABLE",
+                "session_store_unavailable",
+            ),
             Self::NotFound => (404, "NOT_FOUND", "no_route"),
             Self::MethodNotAllowed { .. } => (405, "METHOD_NOT_ALLOWED", "method_not_allowed"),
             Self::RateLimited { .. } => (429, "RATE_LIMITED", "rate_limited"),
@@ -229,6 +257,7 @@ impl ProxyError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         match self {
             Self::MethodNotAllowed { allow } => vec![("allow", allow.clone())],
+            Self::LoginRequired { location } => vec![("location", location.clone())],
             Self::RateLimited {
                 retry_after,
                 headers,
@@ -392,12 +421,21 @@ mod tests {
             ProxyError::UpstreamTimeout,
             ProxyError::ShuttingDown,
             ProxyError::AuditUnavailable,
+            ProxyError::LoginRequired {
+                location: "/.palisade/login".into(),
+            },
+            ProxyError::SessionExpired,
+            ProxyError::LoginRejected("state".into()),
+            ProxyError::CsrfRejected("origin".into()),
+            ProxyError::SessionStoreUnavailable,
             ProxyError::Internal,
         ];
         let docs = include_str!("../../docs/errors.md");
         for err in all {
             let kind = err.kind();
-            assert!((400..600).contains(&kind.status), "{err:?}");
+            // The one redirect: a page navigation sent to sign-in (it still carries the body).
+            let redirect = matches!(err, ProxyError::LoginRequired { .. }) && kind.status == 302;
+            assert!(redirect || (400..600).contains(&kind.status), "{err:?}");
             assert!(
                 docs.contains(&format!("`{}`", kind.code)),
                 "docs/errors.md does not document {}",

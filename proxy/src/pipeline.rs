@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! accept ─ strip X-Palisade-* ─ request id + traceparent ─ route ─ body limit
-//!        (a CORS preflight on a route with `cors` is answered at `route`, before identity)
+//!        (a CORS preflight on a route with `cors`, and the browser-session sign-in, callback
+//!        and logout paths, are answered at `route`, before identity)
 //!        ─ identify ─ authorize ─ rate limit ─ guardrails            (request head)
 //!        ─ body: dialect routes held whole, parsed once ─ guardrails ─ authorize ─ re-encode
 //!        ─ forward (hop-by-hop out, X-Forwarded-* and identity in)
@@ -120,8 +121,12 @@ impl Stages {
             .identify(req, ctx.core.client_ip, cert.as_deref(), route.auth)
             .await?;
         drop(stage);
-        ctx.core.principal = Some(principal);
         let req = session.req_header();
+        // A session cookie rides along on cross-site requests: state-changing ones must come
+        // from this site (bearer tokens are unaffected).
+        self.authn
+            .check_csrf(&principal, req, &route, ctx.core.tls)?;
+        ctx.core.principal = Some(principal);
 
         // Authorize after identify (policies are about the principal) and before limits (a
         // refused request must not spend budget); body-aware checks run on the parsed body.
@@ -194,6 +199,20 @@ impl ProxyHttp for Pipeline {
             Ok(admit::Admitted::Preflight) => {
                 respond::preflight(session, ctx).await?;
                 return Ok(true);
+            }
+            Ok(admit::Admitted::Session(endpoint)) => {
+                let origin = respond::origin(session);
+                let answer = stages
+                    .authn
+                    .answer_session(endpoint, session.req_header(), &origin, ctx.core.tls)
+                    .await;
+                match answer {
+                    Ok(answer) => {
+                        respond::answer(session, ctx, answer).await?;
+                        return Ok(true);
+                    }
+                    Err(err) => Err(err),
+                }
             }
             Err(err) => Err(err),
         };

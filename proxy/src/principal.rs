@@ -44,6 +44,9 @@ pub enum AuthMethod {
     TrustedHeader,
     /// None (anonymous route).
     Anonymous,
+    /// A browser session (`authentication.sessions`): the access token Palisade holds for it,
+    /// verified like a bearer JWT.
+    Session,
 }
 
 impl AuthMethod {
@@ -55,6 +58,7 @@ impl AuthMethod {
             Self::Mtls => "mtls",
             Self::TrustedHeader => "trusted_header",
             Self::Anonymous => "anonymous",
+            Self::Session => "session",
         }
     }
 }

@@ -30,6 +30,10 @@ pub enum AuthRequirement {
     /// Requests without credentials get the `Anonymous::"<ip>"` principal; bad credentials still
     /// get 401.
     Optional,
+    /// Credentials are required, and the browser session cookie of `authentication.sessions`
+    /// is one (besides bearer tokens): a page navigation without a session is redirected to
+    /// sign-in, an API call gets 401 (docs/authentication.md#browser-sessions).
+    Session,
 }
 
 /// A validated upstream.

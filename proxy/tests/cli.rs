@@ -13,6 +13,9 @@ fn validate(file: &std::path::Path) -> std::process::Output {
         .arg("-c")
         .arg(file)
         .env("SUPABASE_JWT_SECRET", "x".repeat(40))
+        // The browser-session examples: a client secret and a 32-byte cookie key (base64).
+        .env("PALISADE_OIDC_CLIENT_SECRET", "x".repeat(20))
+        .env("PALISADE_SESSION_KEY", "A".repeat(43) + "=")
         .output()
         .unwrap()
 }

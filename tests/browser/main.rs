@@ -2,8 +2,13 @@
 //! WebDriver: the page served by a whole in-process proxy's admin listener, a denied request
 //! sent through the proxy first so the audit trail has one to explain.
 //!
+//! Also browser sessions (`sessions.rs`): sign-in at the real OpenID provider and an AG-UI run
+//! by the official client from the page.
+//!
 //! Needs `chromium` and `chromium-driver` (tests/run.sh installs them); fails, never skips,
 //! without them. `PALISADE_UPDATE_SCREENSHOTS=1` writes the screenshots to `docs/studio/`.
+
+mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -110,15 +110,46 @@ const CLIENTS = {
   bare: { alg: 'RS256', claims: {} },
 };
 
-const clientMetadata = Object.entries(CLIENTS).map(([id, c]) => ({
-  client_id: id,
-  client_secret: `test-secret-${id}`,
-  grant_types: ['client_credentials'],
-  response_types: [],
-  redirect_uris: [],
-  token_endpoint_auth_method: 'client_secret_basic',
-  scope: ALL_SCOPES,
-}));
+/**
+ * Browser sign-in clients (authorization code + PKCE + refresh tokens) for the proxy's session
+ * mode: the proxy is the confidential client. `native` with loopback redirect URIs, so the
+ * proxy's free port matches (RFC 8252 §7.3: a loopback redirect's port is not compared). The
+ * person who signs in is the login typed into the login form: a login named like a client above
+ * (`admin`, `developer`…) gets that client's claims and scope. `ttl` is the access-token lifetime.
+ */
+const WEB_CLIENTS = {
+  web: { alg: 'RS256' },
+  // Refresh tests: 3-second access tokens.
+  'web-short-lived': { alg: 'RS256', ttl: 3 },
+};
+
+const clientMetadata = [
+  ...Object.entries(CLIENTS).map(([id]) => ({
+    client_id: id,
+    client_secret: `test-secret-${id}`,
+    grant_types: ['client_credentials'],
+    response_types: [],
+    redirect_uris: [],
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: ALL_SCOPES,
+  })),
+  ...Object.keys(WEB_CLIENTS).map((id) => ({
+    client_id: id,
+    client_secret: `test-secret-${id}`,
+    application_type: 'native',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/.palisade/callback', 'http://localhost/.palisade/callback'],
+    post_logout_redirect_uris: ['http://127.0.0.1/', 'http://localhost/'],
+    token_endpoint_auth_method: 'client_secret_basic',
+    scope: `openid email profile offline_access ${ALL_SCOPES}`,
+  })),
+];
+
+/** What a token is about: the signed-in account (browser clients), else the client itself. */
+function subjectSpec(token) {
+  return token.accountId !== undefined ? CLIENTS[token.accountId] : CLIENTS[token.clientId];
+}
 
 // --- signing keys ----------------------------------------------------------------------------
 /** Key generation, one key per algorithm family; `kid` = `<generation>-<alg>-<random>`. */
@@ -168,14 +199,34 @@ function buildProvider(issuer, current, retired) {
     clients: clientMetadata,
     jwks: { keys: [...current, ...retired] },
     scopes: ['openid', 'offline_access', ...ALL_SCOPES.split(' ')],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['preferred_username'] },
     cookies: { keys: ['palisade-test-cookie-key'] },
+    // The login form takes any login (the account id) and any password.
+    async findAccount(ctx, sub) {
+      return {
+        accountId: sub,
+        async claims() {
+          const claims = CLIENTS[sub]?.claims ?? {};
+          return {
+            sub,
+            email: claims.email,
+            email_verified: claims.email_verified,
+            preferred_username: claims.preferred_username,
+          };
+        },
+      };
+    },
+    // Browser clients always get a refresh token (Keycloak's behaviour; no offline_access dance).
+    issueRefreshToken: (ctx, client) => client.grantTypeAllowed('refresh_token'),
     // Lifetimes come from getResourceServerInfo; this is the fallback oidc-provider asks for.
     ttl: { ClientCredentials: (ctx, token) => token.resourceServer?.accessTokenTTL ?? DEFAULT_TTL },
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256', 'PS256', 'ES256', 'EdDSA'],
     },
     features: {
-      devInteractions: { enabled: false },
+      // The built-in login and consent forms (`/interaction/<uid>`), driven by the browser tests.
+      devInteractions: { enabled: true },
+      revocation: { enabled: true },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       resourceIndicators: {
@@ -186,7 +237,7 @@ function buildProvider(issuer, current, retired) {
         getResourceServerInfo(ctx, resource, client) {
           const match = /^urn:([A-Za-z0-9._:-]+)$/.exec(resource);
           if (!match) throw new errors.InvalidTarget('resource must be urn:<audience>');
-          const spec = CLIENTS[client.clientId];
+          const spec = CLIENTS[client.clientId] ?? WEB_CLIENTS[client.clientId];
           // Test-only overrides in the token request body: `alg` and `ttl` (seconds).
           const alg = ctx.oidc.body?.alg ?? spec.alg;
           if (!(alg in kidFor)) throw new errors.InvalidRequest(`alg must be one of ${Object.keys(kidFor).join(', ')}`);
@@ -204,14 +255,14 @@ function buildProvider(issuer, current, retired) {
     },
     // The per-client claims, stored with the token and spread into the JWT payload.
     extraTokenClaims(ctx, token) {
-      return structuredClone(CLIENTS[token.clientId]?.claims ?? {});
+      return structuredClone(subjectSpec(token)?.claims ?? {});
     },
     formats: {
       customizers: {
         // Runs after the payload is assembled: default scope, then the test's own overrides
         // (`extra_claims`: set or, with null, remove any claim; `extra_header`: add header fields).
         jwt(ctx, token, jwt) {
-          const spec = CLIENTS[token.clientId];
+          const spec = subjectSpec(token);
           if (!jwt.payload.scope && spec?.scope) jwt.payload.scope = spec.scope;
           const claims = parseJsonParam(ctx, 'extra_claims');
           for (const [name, value] of Object.entries(claims ?? {})) {
@@ -228,8 +279,19 @@ function buildProvider(issuer, current, retired) {
     },
   });
   provider.on('server_error', (ctx, err) => console.error('oidc-provider server_error:', err));
+  // Token endpoint grants by type, and the last tokens issued (what a browser never sees when
+  // the proxy holds its session): GET /test/grants.
+  provider.on('grant.success', (ctx) => {
+    const type = ctx.oidc.params?.grant_type ?? 'unknown';
+    grants.counts[type] = (grants.counts[type] ?? 0) + 1;
+    if (ctx.body?.access_token) grants.last.access_token = ctx.body.access_token;
+    if (ctx.body?.refresh_token) grants.last.refresh_token = ctx.body.refresh_token;
+  });
   return provider;
 }
+
+/** Shared by every provider generation (key rotation rebuilds the provider). */
+const grants = { counts: {}, last: {} };
 
 // --- HTTP: test routes in front of the provider ----------------------------------------------
 function sendJson(res, status, body) {
@@ -245,6 +307,7 @@ async function main() {
     retired: [],
     jwksHits: 0,
     jwksStatus: 200,
+    refuseTokens: false,
     handler: undefined,
   };
 
@@ -266,6 +329,16 @@ async function main() {
         sendJson(res, 200, { kids: Object.fromEntries(state.keys.map((k) => [k.alg, k.kid])) });
         return;
       }
+      case 'GET /test/grants':
+        sendJson(res, 200, grants);
+        return;
+      case 'POST /test/token-refusal': {
+        // `?on=1`: every POST /token answers 400 invalid_grant (a refresh the IdP refuses)
+        // until `?on=0`.
+        state.refuseTokens = url.searchParams.get('on') === '1';
+        sendJson(res, 200, { refuse: state.refuseTokens });
+        return;
+      }
       case 'GET /test/kids':
         sendJson(res, 200, { kids: Object.fromEntries(state.keys.map((k) => [k.alg, k.kid])) });
         return;
@@ -284,6 +357,11 @@ async function main() {
         return;
       }
       default:
+    }
+    if (state.refuseTokens && route === 'POST /token') {
+      req.resume();
+      sendJson(res, 400, { error: 'invalid_grant', error_description: 'refused (test)' });
+      return;
     }
     if (url.pathname === '/jwks') {
       state.jwksHits += 1;

@@ -20,6 +20,7 @@ mod orchestrator;
 mod orchestrator_state;
 mod ratelimit;
 mod reload;
+mod sessions;
 mod shutdown;
 mod streaming;
 mod tracing;

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod agui_client;
+pub mod browser;
 pub mod issuer;
 pub mod oidc;
 pub mod orchestrator;

@@ -21,7 +21,9 @@
 //! `tests/oidc/README.md`): `rs256`, `ps256`, `es256`, `eddsa` (one per algorithm, role `user`,
 //! tenant `acme`), `admin`, `developer`, `agent_operator` (tenant `acme`), `user`, `viewer`,
 //! `globex-admin` (tenant `globex`), `short-lived` (2-second tokens) and `bare` (registered
-//! claims only).
+//! claims only). Browser sign-in clients (authorization code + PKCE, refresh tokens, loopback
+//! redirect URIs on any port): `web` and `web-short-lived` (3-second access tokens); the login
+//! form takes any password, and a login named like a client above gets its claims.
 //!
 //! Node.js ≥ 20.18 and npm must be installed; a missing one fails the test with a message saying
 //! so. `npm ci` runs once per checkout when `tests/oidc/node_modules` is missing or stale, under a
@@ -303,6 +305,27 @@ impl Idp {
     /// Discovery and the token endpoint keep working.
     pub async fn set_jwks_status(&self, status: u16) {
         self.post_json(&format!("/test/jwks-status?status={status}"))
+            .await;
+    }
+
+    /// Token-endpoint grants since start by `grant_type` (`authorization_code`,
+    /// `refresh_token`, `client_credentials`), and the last `access_token` / `refresh_token`
+    /// issued: `{"counts": {...}, "last": {...}}`.
+    pub async fn grants(&self) -> Value {
+        self.get_json(&format!("{}/test/grants", self.issuer)).await
+    }
+
+    /// How many grants of `grant_type` the token endpoint has made.
+    pub async fn grant_count(&self, grant_type: &str) -> u64 {
+        self.grants().await["counts"][grant_type]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    /// While `on`, every token request is refused with `invalid_grant` (a refresh the IdP
+    /// refuses).
+    pub async fn refuse_tokens(&self, on: bool) {
+        self.post_json(&format!("/test/token-refusal?on={}", u8::from(on)))
             .await;
     }
 

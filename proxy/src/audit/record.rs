@@ -90,7 +90,7 @@ pub struct AuditRecord {
 /// The principal as audited.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditPrincipal {
-    /// `jwt`, `api_key`, `mtls`, `trusted_header` or `anonymous`.
+    /// `jwt`, `api_key`, `mtls`, `trusted_header`, `session` or `anonymous`.
     pub auth_method: &'static str,
     /// Cedar entity, e.g. `User::"https://idp|alice"`.
     pub id: String,

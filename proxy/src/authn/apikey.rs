@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -156,6 +157,58 @@ pub fn parse_time(text: &str) -> Option<SystemTime> {
     let t =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
     Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t.unix_timestamp().max(0) as u64))
+}
+
+/// API keys from a file and/or Redis, merged into one index (Redis wins on the same id).
+pub(super) struct ApiKeyStore {
+    pub(super) index: ArcSwap<KeyIndex>,
+    pub(super) file: Option<std::path::PathBuf>,
+    pub(super) redis: Option<super::shared::SharedApiKeys>,
+    pub(super) from_file: ArcSwap<Vec<KeyRecord>>,
+    pub(super) from_redis: ArcSwap<Vec<KeyRecord>>,
+}
+
+impl ApiKeyStore {
+    /// Re-reads the file when it changed and Redis always; keeps the previous records of a source
+    /// that fails.
+    pub(super) async fn refresh(&self, last_modified: &mut Option<SystemTime>) {
+        let mut changed = false;
+        if let Some(path) = &self.file {
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+            if modified != *last_modified {
+                match KeysFile::load(path) {
+                    Ok(file) => {
+                        self.from_file.store(std::sync::Arc::new(file.keys));
+                        changed = true;
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "keeping the previous API keys")
+                    }
+                }
+                *last_modified = modified;
+            }
+        }
+        if let Some(redis) = &self.redis {
+            match redis.load().await {
+                Ok(mut keys) => {
+                    keys.sort_by(|a, b| a.id.cmp(&b.id));
+                    if **self.from_redis.load() != keys {
+                        self.from_redis.store(std::sync::Arc::new(keys));
+                        changed = true;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "keeping the previous API keys from Redis"),
+            }
+        }
+        if changed {
+            let mut keys: Vec<KeyRecord> = self.from_file.load().as_ref().clone();
+            let redis = self.from_redis.load();
+            keys.retain(|k| !redis.iter().any(|r| r.id == k.id));
+            keys.extend(redis.iter().cloned());
+            self.index
+                .store(std::sync::Arc::new(KeyIndex::new(KeysFile { keys })));
+        }
+    }
 }
 
 #[cfg(test)]

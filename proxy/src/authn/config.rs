@@ -42,6 +42,10 @@ pub struct AuthnSpec {
     /// `SSL_CERT_DIR` when set). Default: absent.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// Browser sign-in (OIDC authorization code + PKCE) and the session cookie that routes with
+    /// `auth: session` accept (docs/authentication.md#browser-sessions). Default: absent (off).
+    #[serde(default)]
+    pub sessions: Option<super::session::config::SessionsSpec>,
 }
 
 /// Shared revocation list.

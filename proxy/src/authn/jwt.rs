@@ -55,6 +55,23 @@ pub async fn verify(
     token: &str,
     max_bytes: usize,
 ) -> Result<Principal, ProxyError> {
+    let (issuer, claims) = verify_claims(issuers, token, max_bytes, None).await?;
+    Ok(principal_from_claims(
+        &issuer.issuer,
+        &claims,
+        &issuer.claims,
+    ))
+}
+
+/// Verifies `token` against `issuers` with every rule above and returns its issuer and claims.
+/// `audiences` replaces the issuer's own accepted audiences: an OIDC ID token is addressed to
+/// the client (`aud` = client id), not to the API (authn/session).
+pub async fn verify_claims<'a>(
+    issuers: &'a [Arc<Issuer>],
+    token: &str,
+    max_bytes: usize,
+    audiences: Option<&[String]>,
+) -> Result<(&'a Issuer, Value), ProxyError> {
     if token.len() > max_bytes {
         return Err(refuse("token too large"));
     }
@@ -97,14 +114,15 @@ pub async fn verify(
     validation.leeway = issuer.leeway.as_secs();
     validation.validate_nbf = true;
     validation.set_issuer(&[&issuer.issuer]);
-    if issuer.audiences.is_empty() {
+    let audiences = audiences.unwrap_or(&issuer.audiences);
+    if audiences.is_empty() {
         validation.validate_aud = false;
     } else {
-        validation.set_audience(&issuer.audiences);
+        validation.set_audience(audiences);
     }
     let mut required: Vec<&str> = vec!["exp", "iss"];
     required.extend(issuer.required_claims.iter().map(String::as_str));
-    if !issuer.audiences.is_empty() {
+    if !audiences.is_empty() {
         required.push("aud");
     }
     validation.set_required_spec_claims(&required);
@@ -120,9 +138,5 @@ pub async fn verify(
             return Err(refuse("required claim missing"));
         }
     }
-    Ok(principal_from_claims(
-        &issuer.issuer,
-        &data.claims,
-        &issuer.claims,
-    ))
+    Ok((issuer.as_ref(), data.claims))
 }

@@ -60,7 +60,8 @@ impl RedisLink {
         }
     }
 
-    async fn query<T: redis::FromRedisValue>(
+    /// Runs `cmd`, connecting (again) first when needed.
+    pub async fn query<T: redis::FromRedisValue>(
         &self,
         cmd: &redis::Cmd,
     ) -> Result<T, redis::RedisError> {

@@ -217,6 +217,9 @@ pub fn validate_spec(
             "must be greater than 0".into(),
         );
     }
+    if let Some(sessions) = &spec.sessions {
+        super::session::config::validate(sessions, &spec.issuers, secrets, errors);
+    }
 }
 
 /// Builds the configured issuers (keys load in the background).

@@ -146,9 +146,11 @@ impl PrincipalSpec {
             Some("mtls") => AuthMethod::Mtls,
             Some("trusted_header") => AuthMethod::TrustedHeader,
             Some("anonymous") => AuthMethod::Anonymous,
+            Some("session") => AuthMethod::Session,
             Some(other) => {
                 return Err(format!(
-                    "principal.auth_method `{other}`: expected jwt, api_key, mtls, trusted_header or anonymous"
+                    "principal.auth_method `{other}`: expected jwt, api_key, mtls, trusted_header, \
+                     session or anonymous"
                 ))
             }
         };

@@ -291,6 +291,14 @@ fn routes(
         if r.idle_timeout.is_zero() {
             errors.push(format!("{at}.idle_timeout"), "must be greater than 0");
         }
+        if r.auth == crate::route::AuthRequirement::Session
+            && spec.authentication.sessions.is_none()
+        {
+            errors.push(
+                format!("{at}.auth"),
+                "`session` needs `authentication.sessions` (the sign-in it accepts)",
+            );
+        }
         let route_limits = crate::ratelimit::policy::route_limits(
             rate_limits,
             &r.name,

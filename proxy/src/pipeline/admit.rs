@@ -16,6 +16,9 @@ pub(super) enum Admitted {
     /// A CORS preflight the route's policy allows: answer `204` with these headers (in
     /// `ctx.cors`); nothing is forwarded and no credential is asked for.
     Preflight,
+    /// One of the browser-session paths (sign-in, callback, logout): Palisade answers it
+    /// itself, before routing and identity (authn/session).
+    Session(crate::authn::session::Endpoint),
 }
 
 impl Stages {
@@ -67,6 +70,10 @@ impl Stages {
             });
         }
         canonical.map_err(|e| ProxyError::InvalidRequest(format!("path: {e}")))?;
+        // The sign-in paths belong to no route: the browser has no session yet.
+        if let Some(endpoint) = self.authn.session_endpoint(&ctx.core.path) {
+            return Ok(Admitted::Session(endpoint));
+        }
         // Route before the body limit: the limit is per route.
         let host = headers::request_host(req).map(host_without_port);
         let routes = &self.routes;

@@ -80,6 +80,22 @@ pub async fn refuse(
     Ok(())
 }
 
+/// Writes a browser-session endpoint's answer (a redirect, with its cookies): never cached.
+pub async fn answer(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    answer: crate::authn::session::Answer,
+) -> pingora_core::Result<()> {
+    let mut resp = ResponseHeader::build(answer.status, Some(answer.headers.len() + 3))?;
+    for (name, value) in answer.headers {
+        resp.append_header(name, value)?;
+    }
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header("content-length", "0")?;
+    resp.insert_header("x-request-id", ctx.core.request_id.as_str())?;
+    session.write_response_header(Box::new(resp), true).await
+}
+
 /// Answers a CORS preflight the route allows: `204` with the headers admission computed.
 pub async fn preflight(session: &mut Session, ctx: &mut RequestCtx) -> pingora_core::Result<()> {
     // Counted and audited with reason `cors_preflight`, apart from requests that were proxied.

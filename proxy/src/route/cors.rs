@@ -168,6 +168,16 @@ impl Cors {
         })
     }
 
+    /// Whether pages from `origin` may call with credentials (listed, `allow_credentials`): the
+    /// one cross-origin caller a session cookie is accepted from (authn/session CSRF check).
+    pub fn allows_credentials_from(&self, origin: &str) -> bool {
+        self.credentials
+            && self
+                .origins
+                .as_ref()
+                .is_some_and(|list| list.iter().any(|o| o == origin))
+    }
+
     /// The `Access-Control-Allow-Origin` value for a request from `origin`, if it is allowed.
     fn allow_origin(&self, origin: &HeaderValue) -> Option<HeaderValue> {
         match &self.origins {
