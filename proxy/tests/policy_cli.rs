@@ -76,7 +76,7 @@ fn who_can_call_a_high_risk_tool_is_operators_and_admins_with_mfa() {
     assert!(
         rows[1].contains("agent_operator")
             && rows[1].contains("tools:exec")
-            && rows[1].ends_with("operator-tools")
+            && rows[1].ends_with("operator-high-risk-tools")
     );
 
     let out = run(&[

@@ -53,11 +53,16 @@ impl ApprovalsStage {
         };
         let (action, resource, arguments) = match x.route.protocol {
             RouteProtocol::Mcp => match mcp::classify(m) {
-                Ok(mcp::Call::Tool { name, arguments }) => (
-                    "call_tool",
-                    Resource::new(ResourceKind::Tool, name),
-                    arguments,
-                ),
+                Ok(mcp::Call::Tool { name, arguments }) => {
+                    // The tool as authorization saw it: with the annotations the route's tool
+                    // lock pinned (docs/tool-integrity.md), which policies may read.
+                    let mut tool = Resource::new(ResourceKind::Tool, name);
+                    tool.hints = self
+                        .routes
+                        .get(x.route.id)
+                        .and_then(|r| r.tool_hints.get(name).copied());
+                    ("call_tool", tool, arguments)
+                }
                 _ => return Ok(None),
             },
             RouteProtocol::A2a => match a2a::action(jsonrpc::method(m)) {
