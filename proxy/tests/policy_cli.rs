@@ -94,10 +94,10 @@ fn who_can_call_a_high_risk_tool_is_operators_and_admins_with_mfa() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = json["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 2);
-    for (row, (role, policy)) in rows
-        .iter()
-        .zip([("admin", "admin-all"), ("agent_operator", "operator-tools")])
-    {
+    for (row, (role, policy)) in rows.iter().zip([
+        ("admin", "admin-all"),
+        ("agent_operator", "operator-high-risk-tools"),
+    ]) {
         assert_eq!(row["shape"]["role"], role);
         assert_eq!(row["shape"]["mfa"], "yes");
         assert_eq!(row["needs_mfa"], true);
