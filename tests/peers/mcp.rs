@@ -2,7 +2,9 @@
 //! session mode and in the stateless mode) behind Palisade with the seed policies, and the SDK's
 //! client listing tools (filtered per role), calling an allowed and a denied tool, and receiving
 //! progress notifications on an SSE response one by one (not buffered until the result); and
-//! tool-definition integrity against a real SDK server that pulls the rug (`mcp_rug_server.py`).
+//! tool-definition integrity against a real SDK server that pulls the rug (`mcp_rug_server.py`);
+//! human approvals of held calls; and the step-up challenges as the SDK's OAuth helpers read them
+//! (`mcp_challenge_client.py`).
 
 use palisade_e2e::TestProxy;
 use serde_json::{json, Value};
@@ -255,4 +257,47 @@ async fn mcp_high_risk_call_waits_for_an_approver() {
         assert_eq!(out["calls"]["read_file"], "contents of /srv/a.txt", "{out}");
         assert_eq!(out["calls"]["write_file"], expected, "{verb}: {out}");
     }
+}
+
+/// Step-up challenges (`docs/policies.md`, "Step-up challenges") read by the `mcp` SDK's own
+/// OAuth helpers (`mcp_challenge_client.py`): under the seed policies an admin's `run_shell`
+/// without the `tools:exec` scope is the 403 `insufficient_scope` the SDK's client treats as a
+/// scope step-up, naming that scope and a `resource_metadata` URL whose document the SDK's model
+/// accepts; without MFA it is the RFC 9470 401 with `acr_values` and `max_age`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_sdk_reads_the_step_up_challenges() {
+    let server = Peer::example("mcp-server/server.py", &["--port", "0", "--stateless"]);
+    let issuer = Issuer::new();
+    let policies = palisade_e2e::peers::workspace().join("policies");
+    let proxy = TestProxy::new()
+        .upstream("mcp", server.addr)
+        .route("mcp", "/mcp", "mcp", "protocol: mcp\nauth: required")
+        .top_yaml(&issuer.yaml_with_sets(
+            "  step_up: {acr_values: [gold], max_age: 5m}\n",
+            &[("main", &policies, "enforce")],
+        ))
+        .start();
+    let url = proxy.url("/mcp");
+
+    let with_mfa = issuer.token("root", &["admin"], json!({"amr": ["mfa"]}));
+    let scope = python_client("mcp_challenge_client.py", &[&url, &with_mfa, "run_shell"]).await;
+    assert_eq!(scope["status"], 403, "{scope}");
+    assert_eq!(scope["sdk_step_up"], true, "{scope}");
+    assert_eq!(scope["error"], "insufficient_scope", "{scope}");
+    assert_eq!(scope["scope"], "tools:exec", "{scope}");
+    let metadata = scope["resource_metadata"].as_str().unwrap();
+    assert!(
+        metadata.ends_with("/.well-known/oauth-protected-resource/mcp"),
+        "{scope}"
+    );
+    assert_eq!(scope["prm_resource"], url, "{scope}");
+
+    let no_mfa = issuer.token("root", &["admin"], json!({"scope": "tools:exec"}));
+    let mfa = python_client("mcp_challenge_client.py", &[&url, &no_mfa, "run_shell"]).await;
+    assert_eq!(mfa["status"], 401, "{mfa}");
+    assert_eq!(mfa["sdk_step_up"], false, "{mfa}");
+    assert_eq!(mfa["error"], "insufficient_user_authentication", "{mfa}");
+    assert_eq!(mfa["acr_values"], "gold", "{mfa}");
+    assert_eq!(mfa["max_age"], "300", "{mfa}");
+    assert!(mfa["resource_metadata"].as_str().is_some(), "{mfa}");
 }
