@@ -194,6 +194,7 @@ impl Approvals {
                 &call.principal,
                 call.action,
                 &call.resource,
+                &call.route,
                 &call.arguments_digest,
             ),
             principal: call.principal.clone(),

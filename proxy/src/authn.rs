@@ -214,7 +214,7 @@ impl Authenticator {
     }
 
     /// Writes the identity headers for the upstream and removes the client's credentials unless
-    /// the route forwards them.
+    /// the route forwards them (the session cookies are removed always).
     pub fn forward(
         &self,
         upstream: &mut RequestHeader,
@@ -226,10 +226,12 @@ impl Authenticator {
         if !keep_credentials {
             upstream.remove_header(&http::header::AUTHORIZATION);
             upstream.remove_header("x-api-key");
-            // The session cookie is a credential too: the upstream must not be able to replay it.
-            if let Some(sessions) = &self.sessions {
-                sessions.strip_cookies(upstream)?;
-            }
+        }
+        // The session cookies are Palisade's own credentials, of no use to any upstream: never
+        // forwarded, not even on a route that forwards the client's token (an upstream holding
+        // one could replay it on every session route).
+        if let Some(sessions) = &self.sessions {
+            sessions.strip_cookies(upstream)?;
         }
         // Every value below passed `Principal::check_attributes` in `identify`: plain ASCII,
         // roles and tenant identity tokens, so the comma-joined roles split back exactly.

@@ -90,13 +90,21 @@ pub fn digest(value: &Value) -> String {
     hex(&Sha256::digest(text.as_bytes()))
 }
 
-/// The key of a call: a digest of who asks for what, with which arguments. The same call
-/// retried finds the same approval.
-pub fn call_key(principal: &str, action: &str, resource: &str, arguments_digest: &str) -> String {
+/// The key of a call: a digest of who asks for what, on which route, with which arguments. The
+/// same call retried finds the same approval; the same call on another route (another MCP
+/// server behind another route: `Tool::"name"` does not say which) needs its own.
+pub fn call_key(
+    principal: &str,
+    action: &str,
+    resource: &str,
+    route: &str,
+    arguments_digest: &str,
+) -> String {
     digest(&serde_json::json!([
         principal,
         action,
         resource,
+        route,
         arguments_digest
     ]))
 }
@@ -156,8 +164,14 @@ mod tests {
         assert_eq!(digest(&a), digest(&b));
         assert_ne!(digest(&a), digest(&json!({"b": 2})));
         assert_ne!(
-            call_key("User::\"a\"", "call_tool", "Tool::\"x\"", "d"),
-            call_key("User::\"b\"", "call_tool", "Tool::\"x\"", "d")
+            call_key("User::\"a\"", "call_tool", "Tool::\"x\"", "mcp", "d"),
+            call_key("User::\"b\"", "call_tool", "Tool::\"x\"", "mcp", "d")
+        );
+        // The same call on another route (another server's tool of the same name) is another
+        // approval: a grant on one route is never collected on the other.
+        assert_ne!(
+            call_key("User::\"a\"", "call_tool", "Tool::\"x\"", "staging", "d"),
+            call_key("User::\"a\"", "call_tool", "Tool::\"x\"", "prod", "d")
         );
     }
 }

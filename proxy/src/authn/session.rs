@@ -254,14 +254,25 @@ impl Sessions {
     ) -> Result<Arc<SessionRecord>, ProxyError> {
         match self.provider.refresh(refresh_token).await {
             Ok(tokens) => {
+                let rotated = tokens.refresh_token.clone();
                 let record = Arc::new(next_record(current, tokens));
-                self.store
-                    .put(sid, (*record).clone(), self.spec.idle_timeout)
+                let kept = self
+                    .store
+                    .replace(sid, (*record).clone(), self.spec.idle_timeout)
                     .await
                     .map_err(|e| {
                         tracing::warn!(error = %e, "refreshed session not stored");
                         ProxyError::SessionStoreUnavailable
                     })?;
+                if !kept {
+                    // Logged out while the provider answered: the session stays ended, and the
+                    // refresh token it just rotated in is revoked like the one logout revoked.
+                    tracing::info!("session ended during its refresh");
+                    if let Some(token) = rotated {
+                        let _ = self.provider.revoke(&token, "refresh_token").await;
+                    }
+                    return Err(ProxyError::SessionExpired);
+                }
                 tracing::debug!("session access token refreshed");
                 Ok(record)
             }
@@ -308,7 +319,7 @@ fn next_record(old: &SessionRecord, tokens: TokenResponse) -> SessionRecord {
 fn expiry(tokens: &TokenResponse, now: u64) -> u64 {
     tokens
         .expires_in
-        .map(|s| now + s)
+        .map(|s| now.saturating_add(s))
         .or_else(|| unverified_claim(&tokens.access_token, "exp").and_then(|v| v.as_u64()))
         .unwrap_or(now)
 }

@@ -144,13 +144,20 @@ impl Lock {
     }
 }
 
-/// The definition of a `tools/list` entry: its `name`, `description`, `inputSchema` and
-/// `annotations` (absent or `null` fields left out). `None` without a string `name`.
+/// The definition of a `tools/list` entry: its `name`, `title`, `description`, `inputSchema`,
+/// `outputSchema` and `annotations` (absent or `null` fields left out) — everything of it a
+/// model reads as text. `None` without a string `name`.
 pub fn definition(tool: &Value) -> Option<Value> {
     let name = tool.get("name")?.as_str()?;
     let mut out = Map::new();
     out.insert("name".into(), Value::String(name.to_string()));
-    for key in ["description", "inputSchema", "annotations"] {
+    for key in [
+        "title",
+        "description",
+        "inputSchema",
+        "outputSchema",
+        "annotations",
+    ] {
         match tool.get(key) {
             None | Some(Value::Null) => {}
             Some(v) => {
@@ -208,13 +215,19 @@ impl Diff {
             match lock.tools.get(name) {
                 None => diff.new.push(name.clone()),
                 Some(pinned) if pinned.sha256 != pin.sha256 => {
-                    let fields = ["description", "inputSchema", "annotations"]
-                        .into_iter()
-                        .filter(|f| {
-                            pinned.definition.get(*f).map(canonical)
-                                != pin.definition.get(*f).map(canonical)
-                        })
-                        .collect();
+                    let fields = [
+                        "title",
+                        "description",
+                        "inputSchema",
+                        "outputSchema",
+                        "annotations",
+                    ]
+                    .into_iter()
+                    .filter(|f| {
+                        pinned.definition.get(*f).map(canonical)
+                            != pin.definition.get(*f).map(canonical)
+                    })
+                    .collect();
                     diff.changed.push((name.clone(), fields));
                 }
                 Some(_) => {}

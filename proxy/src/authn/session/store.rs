@@ -153,6 +153,44 @@ impl SessionStore {
         }
     }
 
+    /// Replaces session `sid` only while it still exists: a refresh that finishes after a
+    /// logout (here or on another replica) must not bring the session back. `Ok(false)` when
+    /// the session was gone.
+    pub async fn replace(
+        &self,
+        sid: &[u8],
+        record: SessionRecord,
+        idle: Duration,
+    ) -> Result<bool, StoreError> {
+        let key = key_of(sid);
+        match self {
+            Self::Memory(map) => match map.get_mut(&key) {
+                Some(mut entry) => {
+                    *entry = Arc::new(Local {
+                        record: Arc::new(record),
+                        last_seen: unix_now().into(),
+                    });
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            Self::Redis { link, prefix } => {
+                // `XX`: set only when the key exists (a deleted session stays deleted).
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(format!("{prefix}{key}"))
+                    .arg(serde_json::to_string(&record).unwrap_or_default())
+                    .arg("EX")
+                    .arg(idle.as_secs().max(1))
+                    .arg("XX");
+                let set: Option<String> = link
+                    .query(&cmd)
+                    .await
+                    .map_err(|e| StoreError(e.to_string()))?;
+                Ok(set.is_some())
+            }
+        }
+    }
+
     /// Deletes session `sid` (everywhere, for Redis).
     pub async fn delete(&self, sid: &[u8]) -> Result<(), StoreError> {
         let key = key_of(sid);
@@ -249,5 +287,26 @@ mod tests {
         store.put(b"old", old, idle).await.unwrap();
         store.purge(idle, Duration::from_secs(1));
         assert!(store.get(b"old", idle).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_refresh_never_brings_back_a_deleted_session() {
+        let store = SessionStore::new(&SessionStoreSpec::default());
+        let idle = Duration::from_secs(60);
+        store.put(b"sid", record(), idle).await.unwrap();
+        let mut refreshed = record();
+        refreshed.access_token = "at2".into();
+        assert!(store
+            .replace(b"sid", refreshed.clone(), idle)
+            .await
+            .unwrap());
+        assert_eq!(
+            store.get(b"sid", idle).await.unwrap().unwrap().access_token,
+            "at2"
+        );
+        // Logged out while the provider was answering: the late write is refused.
+        store.delete(b"sid").await.unwrap();
+        assert!(!store.replace(b"sid", refreshed, idle).await.unwrap());
+        assert!(store.get(b"sid", idle).await.unwrap().is_none());
     }
 }
