@@ -170,8 +170,11 @@ impl Cors {
 
     /// Whether pages from `origin` may call with credentials (listed, `allow_credentials`): the
     /// one cross-origin caller a session cookie is accepted from (authn/session CSRF check).
+    /// `null` never is, even when listed: sandboxed frames, `data:` pages and cross-origin
+    /// redirects all send it, so it names no site.
     pub fn allows_credentials_from(&self, origin: &str) -> bool {
         self.credentials
+            && origin != "null"
             && self
                 .origins
                 .as_ref()
@@ -398,6 +401,20 @@ mod tests {
             .unwrap_err();
         assert!(err.contains("x-evil"), "{err}");
         assert_eq!(c.response_headers(None).len(), 1, "no origin: only Vary");
+    }
+
+    #[test]
+    fn a_session_cookie_is_accepted_cross_origin_only_from_a_listed_site() {
+        let c = cors("allow_origins: [https://app.example.com, 'null']\nallow_credentials: true\n");
+        assert!(c.allows_credentials_from(APP));
+        // Listed or not, `null` names no site (sandboxed frames, data: pages, redirects).
+        assert!(!c.allows_credentials_from("null"));
+        assert!(!c.allows_credentials_from("https://evil.example.com"));
+        let without = cors("allow_origins: [https://app.example.com]\n");
+        assert!(
+            !without.allows_credentials_from(APP),
+            "no allow_credentials"
+        );
     }
 
     #[test]
