@@ -6,14 +6,12 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster_async::ClusterConnection;
 use redis::Script;
 
 use super::record::Approval;
 use super::spec::RedisSettings;
 use super::store::{Decided, Opened, Taken, RETAIN_MS};
-use crate::ratelimit::policy::RedisTarget;
+use crate::ratelimit::redis::Conn;
 
 const SCRIPT: &str = include_str!("redis.lua");
 
@@ -31,11 +29,6 @@ pub enum StoreDown {
     Reply,
 }
 
-enum Conn {
-    Standalone(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
 /// The Redis approval store.
 pub struct RedisApprovals {
     conn: Conn,
@@ -47,28 +40,7 @@ pub struct RedisApprovals {
 impl RedisApprovals {
     /// Prepares the client; it connects on first use (the proxy starts while Redis is down).
     pub fn new(settings: &RedisSettings) -> Result<Self, redis::RedisError> {
-        let connect_timeout = settings.timeout.max(Duration::from_millis(250));
-        let conn = match &settings.target {
-            RedisTarget::Standalone(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(connect_timeout))
-                    .set_response_timeout(Some(settings.timeout))
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(10))
-                    .set_max_delay(Duration::from_millis(200));
-                Conn::Standalone(ConnectionManager::new_lazy_with_config(client, config)?)
-            }
-            RedisTarget::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
-                    .retries(1)
-                    .build()?;
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(connect_timeout)
-                    .set_response_timeout(settings.timeout);
-                Conn::Cluster(client.get_pending_async_connection_with_config(config))
-            }
-        };
+        let conn = Conn::lazy(&settings.target, settings.timeout)?;
         Ok(Self {
             conn,
             script: Script::new(SCRIPT),

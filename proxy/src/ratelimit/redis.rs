@@ -81,9 +81,40 @@ pub enum RedisDown {
 /// Both clients connect lazily and reconnect on their own (redis-rs's connection manager, and
 /// its cluster client's slot refresh and per-node reconnection), so the proxy starts while Redis
 /// is down and recovers when it returns without a state machine of its own.
-enum Conn {
+pub(crate) enum Conn {
+    /// One Redis server, through redis-rs's connection manager.
     Standalone(ConnectionManager),
+    /// A Redis Cluster.
     Cluster(ClusterConnection),
+}
+
+impl Conn {
+    /// The client for `target`, connecting lazily (never here) with `timeout` per reply and at
+    /// least 250 ms to connect; also used by the approvals store (`crate::approvals`).
+    pub(crate) fn lazy(target: &RedisTarget, timeout: Duration) -> Result<Self, redis::RedisError> {
+        let connect_timeout = timeout.max(Duration::from_millis(250));
+        Ok(match target {
+            RedisTarget::Standalone(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(10))
+                    .set_max_delay(Duration::from_millis(200));
+                Self::Standalone(ConnectionManager::new_lazy_with_config(client, config)?)
+            }
+            RedisTarget::Cluster(nodes) => {
+                let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                    .retries(1)
+                    .build()?;
+                let config = redis::cluster::ClusterConfig::new()
+                    .set_connection_timeout(connect_timeout)
+                    .set_response_timeout(timeout);
+                Self::Cluster(client.get_pending_async_connection_with_config(config))
+            }
+        })
+    }
 }
 
 /// A shared Redis store.
@@ -98,28 +129,7 @@ impl RedisStore {
     /// Prepares the client; connecting happens on first use (and again after failures), so the
     /// proxy starts even while Redis is down.
     pub fn new(settings: &RedisSettings) -> Result<Self, redis::RedisError> {
-        let connect_timeout = settings.timeout.max(Duration::from_millis(250));
-        let conn = match &settings.target {
-            RedisTarget::Standalone(url) => {
-                let client = redis::Client::open(url.as_str())?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(connect_timeout))
-                    .set_response_timeout(Some(settings.timeout))
-                    .set_number_of_retries(1)
-                    .set_min_delay(Duration::from_millis(10))
-                    .set_max_delay(Duration::from_millis(200));
-                Conn::Standalone(ConnectionManager::new_lazy_with_config(client, config)?)
-            }
-            RedisTarget::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
-                    .retries(1)
-                    .build()?;
-                let config = redis::cluster::ClusterConfig::new()
-                    .set_connection_timeout(connect_timeout)
-                    .set_response_timeout(settings.timeout);
-                Conn::Cluster(client.get_pending_async_connection_with_config(config))
-            }
-        };
+        let conn = Conn::lazy(&settings.target, settings.timeout)?;
         Ok(Self {
             conn,
             script: Script::new(SCRIPT),
