@@ -218,7 +218,13 @@ pub fn validate_spec(
         );
     }
     if let Some(sessions) = &spec.sessions {
-        super::session::config::validate(sessions, &spec.issuers, secrets, errors);
+        use super::session::config::NamedIssuer;
+        let issuer = match spec.issuers.iter().find(|i| i.issuer == sessions.issuer) {
+            None => NamedIssuer::Missing,
+            Some(i) if i.keys.secret_env.is_some() => NamedIssuer::Hmac,
+            Some(_) => NamedIssuer::Keys,
+        };
+        super::session::config::validate(sessions, issuer, secrets, errors);
     }
 }
 

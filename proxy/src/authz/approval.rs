@@ -5,11 +5,10 @@
 //! decision: an allow any of whose determining permits carries it. A `forbid` always wins: a
 //! denied request is refused before anyone is asked.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use cedar_policy::{Effect, PolicyId};
 
-use super::load::{PolicyError, PolicySource};
 use super::{Decision, PolicySet};
 
 /// The annotation's key.
@@ -18,26 +17,22 @@ pub const ANNOTATION: &str = "approval";
 /// The one accepted value of the annotation.
 pub const REQUIRED: &str = "required";
 
-/// The ids of the policies of `set` that require an approval; a misplaced or misspelled
-/// annotation is an error with its file and line.
+/// The ids of the policies of `set` that require an approval, and the misplaced or misspelled
+/// annotations (policy id, message), which refuse the set (the loader names file and line).
 pub(super) fn approval_policies(
     set: &cedar_policy::PolicySet,
-    sources: &BTreeMap<PolicyId, PolicySource>,
-    errors: &mut Vec<PolicyError>,
-) -> HashSet<String> {
+) -> (HashSet<String>, Vec<(PolicyId, String)>) {
     let mut ids = HashSet::new();
+    let mut wrong = Vec::new();
     for policy in set.policies() {
         let Some(value) = policy.annotation(ANNOTATION) else {
             continue;
         };
-        let source = sources.get(policy.id());
         let mut fail = |message: String| {
-            errors.push(PolicyError {
-                file: source.map(|s| s.file.clone()).unwrap_or_default(),
-                line: source.map(|s| s.line),
-                column: None,
-                message: format!("policy `{}`: {message}", policy.id()),
-            });
+            wrong.push((
+                policy.id().clone(),
+                format!("policy `{}`: {message}", policy.id()),
+            ));
         };
         if value != REQUIRED {
             fail(format!(
@@ -51,7 +46,7 @@ pub(super) fn approval_policies(
             ids.insert(policy.id().to_string());
         }
     }
-    ids
+    (ids, wrong)
 }
 
 impl PolicySet {

@@ -194,7 +194,16 @@ impl PolicySet {
         let mut errors = Vec::new();
         let schema = parse_schema(&files.schemas, &mut errors);
         let (policies, sources) = parse_policies(&files.policies, &mut errors);
-        let approval_ids = super::approval::approval_policies(&policies, &sources, &mut errors);
+        let (approval_ids, misplaced) = super::approval::approval_policies(&policies);
+        errors.extend(misplaced.into_iter().map(|(id, message)| {
+            let source = sources.get(&id);
+            PolicyError {
+                file: source.map(|s| s.file.clone()).unwrap_or_default(),
+                line: source.map(|s| s.line),
+                column: None,
+                message,
+            }
+        }));
         let catalog = match &files.catalog {
             Some((path, text)) => ToolCatalog::from_yaml(text).unwrap_or_else(|message| {
                 errors.push(PolicyError {

@@ -208,29 +208,41 @@ fn default_key_prefix() -> String {
     "palisade:session:".into()
 }
 
+/// The issuer `authentication.sessions.issuer` names, as [`validate`] needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedIssuer {
+    /// Not among `authentication.issuers`.
+    Missing,
+    /// An HMAC issuer (a shared secret: no provider to sign in at).
+    Hmac,
+    /// An issuer with public keys (discovery or a JWKS).
+    Keys,
+}
+
 /// Checks `spec` (at `authentication.sessions`); one error per problem, with its field path.
-/// Secrets (the client secret, the cookie keys) are read through `secrets`, which may excuse
-/// absent ones (`--no-env`).
+/// `issuer` is what `authentication.issuers` says of the issuer it names. Secrets (the client
+/// secret, the cookie keys) are read through `secrets`, which may excuse absent ones
+/// (`--no-env`).
 pub fn validate(
     spec: &SessionsSpec,
-    issuers: &[super::super::config::IssuerSpec],
+    issuer: NamedIssuer,
     secrets: &mut crate::secrets::Secrets,
     errors: &mut Vec<crate::error::FieldError>,
 ) {
     let at = "authentication.sessions";
     let mut push =
         |path: String, message: String| errors.push(crate::error::FieldError { path, message });
-    match issuers.iter().find(|i| i.issuer == spec.issuer) {
-        None => push(
+    match issuer {
+        NamedIssuer::Missing => push(
             format!("{at}.issuer"),
             "must be one of authentication.issuers (its keys verify the ID and access tokens)"
                 .into(),
         ),
-        Some(issuer) if issuer.keys.secret_env.is_some() => push(
+        NamedIssuer::Hmac => push(
             format!("{at}.issuer"),
             "an HMAC issuer has no sign-in: use an OIDC issuer with discovery or a JWKS".into(),
         ),
-        Some(_) => {}
+        NamedIssuer::Keys => {}
     }
     if !(spec.issuer.starts_with("https://") || spec.issuer.starts_with("http://")) {
         push(format!("{at}.issuer"), "must be an http(s) URL".into());
@@ -329,7 +341,7 @@ pub fn validate(
             Err(e) => push(path, format!("cannot read {file}: {e}")),
             Ok(None) => {}
             Ok(Some(text)) => {
-                if let Err(e) = super::cookie::parse_key(&text) {
+                if let Err(e) = parse_key(&text) {
                     push(path, format!("{file}: {e}"));
                 }
             }
@@ -341,7 +353,7 @@ pub fn validate(
             Err(message) => push(path, message),
             Ok(None) => {}
             Ok(Some(text)) => {
-                if let Err(e) = super::cookie::parse_key(&text) {
+                if let Err(e) = parse_key(&text) {
                     push(path, format!("${var}: {e}"));
                 }
             }
@@ -372,4 +384,18 @@ pub fn validate(
             "must be a redis:// URL".into(),
         );
     }
+}
+
+/// Reads a 32-byte key written as base64 (standard or URL-safe, padded or not).
+pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let text = text.trim();
+    let bytes = STANDARD
+        .decode(text)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+        .map_err(|_| "not base64 (`openssl rand -base64 32` makes a key)".to_string())?;
+    bytes
+        .try_into()
+        .map_err(|b: Vec<u8>| format!("{} bytes; the key must be 32 bytes", b.len()))
 }

@@ -6,11 +6,11 @@
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 
-use super::config::{SameSite, SessionCookieSpec};
+use super::config::{parse_key, SameSite, SessionCookieSpec};
 
 /// Largest cookie value opened (anything longer is not ours).
 const MAX_SEALED: usize = 4096;
@@ -19,18 +19,6 @@ const NONCE: usize = 12;
 /// The cookie keys: the first seals, every one opens (rotation: the old key stays readable).
 pub struct KeyRing {
     keys: Vec<Aes256Gcm>,
-}
-
-/// Reads a 32-byte key written as base64 (standard or URL-safe, padded or not).
-pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
-    let text = text.trim();
-    let bytes = STANDARD
-        .decode(text)
-        .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
-        .map_err(|_| "not base64 (`openssl rand -base64 32` makes a key)".to_string())?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("{} bytes; the key must be 32 bytes", b.len()))
 }
 
 impl KeyRing {
@@ -169,6 +157,7 @@ pub fn set(name: &str, value: &str, max_age: u64, attrs: Attributes) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::engine::general_purpose::STANDARD;
 
     #[test]
     fn sealed_values_open_only_under_their_name_and_a_known_key() {
