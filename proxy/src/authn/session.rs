@@ -216,11 +216,11 @@ impl Sessions {
                 tracing::warn!(error = %e, "session store unreachable");
                 ProxyError::SessionStoreUnavailable
             })?;
-        if !ours {
+        let Some(owner) = ours else {
             return self.refreshed_elsewhere(sid, current).await;
-        }
+        };
         let refreshed = self.refresh_now(sid, &current, refresh_token).await;
-        self.store.unlock_refresh(sid).await;
+        self.store.unlock_refresh(sid, &owner).await;
         refreshed
     }
 

@@ -211,15 +211,21 @@ impl SessionStore {
     }
 
     /// Takes the refresh lock of session `sid` for at most `ttl`, so one replica refreshes it
-    /// (Redis: `SET … NX PX`); in-process the per-session mutex suffices and this is always
-    /// `true`.
-    pub async fn lock_refresh(&self, sid: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+    /// (Redis: `SET … NX PX` with a random owner token); in-process the per-session mutex
+    /// suffices and this always succeeds. `None` when another holds it; else the token that
+    /// releases it ([`Self::unlock_refresh`]).
+    pub async fn lock_refresh(
+        &self,
+        sid: &[u8],
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
         match self {
-            Self::Memory(_) => Ok(true),
+            Self::Memory(_) => Ok(Some(String::new())),
             Self::Redis { link, prefix } => {
+                let owner = uuid::Uuid::new_v4().to_string();
                 let mut cmd = redis::cmd("SET");
                 cmd.arg(format!("{prefix}{}:refresh", key_of(sid)))
-                    .arg(1)
+                    .arg(&owner)
                     .arg("NX")
                     .arg("PX")
                     .arg(ttl.as_millis() as u64);
@@ -227,16 +233,25 @@ impl SessionStore {
                     .query(&cmd)
                     .await
                     .map_err(|e| StoreError(e.to_string()))?;
-                Ok(set.is_some())
+                Ok(set.map(|_| owner))
             }
         }
     }
 
-    /// Releases the refresh lock of `sid` (it also expires by itself).
-    pub async fn unlock_refresh(&self, sid: &[u8]) {
+    /// Releases the refresh lock of `sid` if `owner` still holds it (it also expires by
+    /// itself): a refresh slower than the lock's lifetime must not release the lock another
+    /// replica took since, or two refreshes would run and a provider that detects refresh-token
+    /// reuse would end the session.
+    pub async fn unlock_refresh(&self, sid: &[u8], owner: &str) {
         if let Self::Redis { link, prefix } = self {
-            let mut cmd = redis::cmd("DEL");
-            cmd.arg(format!("{prefix}{}:refresh", key_of(sid)));
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+                 return redis.call('DEL', KEYS[1]) else return 0 end",
+            )
+            .arg(1)
+            .arg(format!("{prefix}{}:refresh", key_of(sid)))
+            .arg(owner);
             if let Err(e) = link.query::<i64>(&cmd).await {
                 tracing::debug!(error = %e, "refresh lock not released (it expires)");
             }
