@@ -47,6 +47,52 @@ impl AdminClientArgs {
             None => crate::authn::admin_token::read(&self.token_file),
         }
     }
+
+    /// Sends the request `build` makes for `path` on the admin listener with the admin token,
+    /// and prints the answer (its JSON pretty-printed) on stdout; errors go to stderr as
+    /// `palisade <command>: …`.
+    pub(super) fn call(
+        &self,
+        command: &str,
+        path: &str,
+        build: impl FnOnce(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> ExitCode {
+        let token = match self.admin_token() {
+            Ok(token) => token,
+            Err(e) => {
+                eprintln!("palisade {command}: {e:#} (pass --token or --token-file)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let url = format!("http://{}{path}", self.admin);
+        let answer = super::keys::block_on(async {
+            let client = crate::outbound::Trust::default()
+                .client_builder()
+                .no_proxy()
+                .build()?;
+            let resp = build(&client, &url).bearer_auth(token).send().await?;
+            let status = resp.status();
+            Ok((status, resp.text().await?))
+        });
+        match answer {
+            Ok((status, body)) if status.is_success() => {
+                let pretty = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| serde_json::to_string_pretty(&v).ok())
+                    .unwrap_or(body);
+                println!("{pretty}");
+                ExitCode::SUCCESS
+            }
+            Ok((status, body)) => {
+                eprintln!("palisade {command}: {url}: {status}: {}", body.trim());
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("palisade {command}: {url}: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 /// Runs an admin command; prints the answer's JSON on stdout.
@@ -55,46 +101,8 @@ pub fn run(cmd: AdminCommand) -> ExitCode {
         AdminCommand::LogLevel { filter, admin } => (admin, filter, "/admin/logging"),
         AdminCommand::Config { admin } => (admin, None, "/admin/config"),
     };
-    let token = match args
-        .token
-        .map_or_else(|| crate::authn::admin_token::read(&args.token_file), Ok)
-    {
-        Ok(token) => token,
-        Err(e) => {
-            eprintln!("palisade admin: {e:#} (pass --token or --token-file)");
-            return ExitCode::FAILURE;
-        }
-    };
-    let url = format!("http://{}{path}", args.admin);
-    let answer = super::keys::block_on(async {
-        let client = crate::outbound::Trust::default()
-            .client_builder()
-            .no_proxy()
-            .build()?;
-        let request = match filter {
-            Some(filter) => client.put(&url).body(filter),
-            None => client.get(&url),
-        };
-        let resp = request.bearer_auth(token).send().await?;
-        let status = resp.status();
-        Ok((status, resp.text().await?))
-    });
-    match answer {
-        Ok((status, body)) if status.is_success() => {
-            let pretty = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                .unwrap_or(body);
-            println!("{pretty}");
-            ExitCode::SUCCESS
-        }
-        Ok((status, body)) => {
-            eprintln!("palisade admin: {url}: {status}: {}", body.trim());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("palisade admin: {url}: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    args.call("admin", path, |client, url| match filter {
+        Some(filter) => client.put(url).body(filter),
+        None => client.get(url),
+    })
 }

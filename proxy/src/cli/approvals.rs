@@ -64,46 +64,11 @@ pub fn run(cmd: ApprovalsCommand) -> ExitCode {
             Some((d.approver_token, d.reason)),
         ),
     };
-    let token = match admin.admin_token() {
-        Ok(token) => token,
-        Err(e) => {
-            eprintln!("palisade approvals: {e:#} (pass --token or --token-file)");
-            return ExitCode::FAILURE;
-        }
-    };
-    let url = format!("http://{}{path}", admin.admin);
-    let answer = super::keys::block_on(async {
-        let client = crate::outbound::Trust::default()
-            .client_builder()
-            .no_proxy()
-            .build()?;
-        let request = match decision {
-            Some((approver, reason)) => client
-                .post(&url)
-                .header("x-palisade-approver", format!("Bearer {approver}"))
-                .json(&serde_json::json!({ "reason": reason })),
-            None => client.get(&url),
-        };
-        let resp = request.bearer_auth(token).send().await?;
-        let status = resp.status();
-        Ok((status, resp.text().await?))
-    });
-    match answer {
-        Ok((status, body)) if status.is_success() => {
-            let pretty = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| serde_json::to_string_pretty(&v).ok())
-                .unwrap_or(body);
-            println!("{pretty}");
-            ExitCode::SUCCESS
-        }
-        Ok((status, body)) => {
-            eprintln!("palisade approvals: {url}: {status}: {}", body.trim());
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("palisade approvals: {url}: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    admin.call("approvals", &path, |client, url| match decision {
+        Some((approver, reason)) => client
+            .post(url)
+            .header("x-palisade-approver", format!("Bearer {approver}"))
+            .json(&serde_json::json!({ "reason": reason })),
+        None => client.get(url),
+    })
 }
