@@ -87,7 +87,7 @@ impl Authenticator {
                         keys: from_file.clone(),
                     })),
                     file,
-                    redis: shared::SharedApiKeys::new(
+                    redis: apikey::SharedApiKeys::new(
                         k.redis_url.as_deref(),
                         &k.redis_cluster,
                         &k.redis_key,

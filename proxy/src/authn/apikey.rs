@@ -163,7 +163,7 @@ pub fn parse_time(text: &str) -> Option<SystemTime> {
 pub(super) struct ApiKeyStore {
     pub(super) index: ArcSwap<KeyIndex>,
     pub(super) file: Option<std::path::PathBuf>,
-    pub(super) redis: Option<super::shared::SharedApiKeys>,
+    pub(super) redis: Option<SharedApiKeys>,
     pub(super) from_file: ArcSwap<Vec<KeyRecord>>,
     pub(super) from_redis: ArcSwap<Vec<KeyRecord>>,
 }
@@ -208,6 +208,46 @@ impl ApiKeyStore {
             self.index
                 .store(std::sync::Arc::new(KeyIndex::new(KeysFile { keys })));
         }
+    }
+}
+
+/// API keys kept in a Redis hash (`id` → JSON [`KeyRecord`]).
+pub struct SharedApiKeys {
+    key: String,
+    link: super::shared::RedisLink,
+}
+
+impl SharedApiKeys {
+    /// The keys at `key` on `url` / `cluster`, or `None` when no Redis is configured.
+    pub fn new(url: Option<&str>, cluster: &[String], key: &str) -> Option<Self> {
+        Some(Self {
+            key: key.to_string(),
+            link: super::shared::RedisLink::new(url, cluster)?,
+        })
+    }
+
+    /// Every stored key record.
+    pub async fn load(&self) -> Result<Vec<KeyRecord>, redis::RedisError> {
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(&self.key);
+        let entries: Vec<(String, String)> = self.link.query(&cmd).await?;
+        Ok(entries
+            .into_iter()
+            .filter_map(|(id, json)| {
+                serde_json::from_str(&json)
+                    .map_err(|e| tracing::warn!(key = %id, error = %e, "unreadable API key record in Redis"))
+                    .ok()
+            })
+            .collect())
+    }
+
+    /// Stores (or replaces) a key record.
+    pub async fn store(&self, record: &KeyRecord) -> Result<(), redis::RedisError> {
+        let mut cmd = redis::cmd("HSET");
+        cmd.arg(&self.key)
+            .arg(&record.id)
+            .arg(serde_json::to_string(record).unwrap_or_default());
+        self.link.query::<i64>(&cmd).await.map(|_| ())
     }
 }
 

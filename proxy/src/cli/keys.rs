@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
+use crate::authn::apikey::SharedApiKeys;
 use crate::authn::apikey::{self, KeysFile};
-use crate::authn::shared::SharedApiKeys;
 
 /// API key management (the keys file named by `authentication.api_keys.file`).
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use palisade_e2e::client;
 use palisade_e2e::redis::RedisServer;
 use palisade_e2e::upstream;
 use palisade_proxy::authn::apikey;
-use palisade_proxy::authn::shared::SharedApiKeys;
+use palisade_proxy::authn::apikey::SharedApiKeys;
 use palisade_proxy::authn::signer::Signer;
 use serde_json::json;
 
