@@ -64,7 +64,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/config", get(runtime::get_config))
         .with_state(state.clone())
         .merge(studio)
-        .merge(approvals::router(state.config.approvals()))
+        .merge(approvals::router(state.config.services().approvals.clone()))
 }
 
 /// `ready` (or why not) on the first line, for probes; then the running configuration: its hash,

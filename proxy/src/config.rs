@@ -26,7 +26,6 @@ mod validate;
 
 pub use crate::secrets::Secrets;
 pub use locate::Position;
-pub use validate::PerRoute;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -93,8 +92,9 @@ pub struct Config {
     pub log_level: String,
     /// The routes, in match order.
     pub routes: Arc<RouteTable>,
-    /// Each stage's per-route state (policy mapping, limits, rule set), by route id.
-    pub per_route: PerRoute,
+    /// The stages' configuration: each stage's per-route state (policy mapping, limits, rule
+    /// set…), by route id, and their top-level settings.
+    pub stages: crate::stages::StageConfig,
     /// The in-process orchestrator, when configured.
     pub embedded_orchestrator: Option<EmbeddedOrchestratorSpec>,
     /// The loaded Cedar policy sets; `None` when authorization is off.

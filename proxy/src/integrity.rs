@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub use spec::{IntegrityMode, ToolIntegritySpec};
-pub use stage::{IntegrityStage, State};
+pub use stage::{register_metrics, IntegrityStage, State};
 pub use verdict::{poisoning, Finding, Kind};
 
 use crate::error::FieldError;

@@ -25,7 +25,6 @@ pub mod respond;
 
 pub use body::MAX_JSON_ANSWER_BYTES;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,51 +35,15 @@ use pingora_core::{Error, ErrorType};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
-use crate::authn::Authenticator;
+use crate::audit::record::AuditRecord;
 use crate::error::ProxyError;
-use crate::lifecycle::Lifecycle;
 use crate::listener::mtls::ServiceIdentity;
-use crate::route::RouteTable;
-use crate::stage::{ResponseHead, Stage};
-use crate::telemetry::Metrics;
+use crate::protocol::event::Item;
+use crate::protocol::message::Message;
+use crate::stage::{Exchange, Refusal, ResponseHead, Stage};
+use crate::stages::States;
+pub use crate::stages::{LiveStages, Stages};
 use context::{RequestCtx, ResponseBody};
-
-/// The shared state of every stage, built from one configuration: at start, and again by each
-/// config reload ([`crate::reload`]). A request keeps the `Stages` it started with for its whole
-/// life (`RequestCtx::stages`), so its route and each stage's per-route state always come from
-/// the same configuration, even when a reload swaps in a new one mid-stream. A new stage adds
-/// its field here and its hook calls below.
-pub struct Stages {
-    /// The route table.
-    pub routes: Arc<RouteTable>,
-    /// The hash of the configuration these stages were built from (`/readyz`, audit records).
-    pub config_hash: Arc<str>,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Readiness, in-flight tracking, drain.
-    pub lifecycle: Arc<Lifecycle>,
-    /// Identity.
-    pub authn: Arc<Authenticator>,
-    /// Cedar authorization (no-op hooks when no policy set is configured).
-    pub authz: crate::authz::stage::AuthzStage,
-    /// Rate limits, quotas and stream caps.
-    pub limit: crate::ratelimit::stage::LimitStage,
-    /// Guardrails.
-    pub guard: crate::guardrails::GuardrailsStage,
-    /// MCP tool-definition integrity (no-op hooks on routes without `tool_integrity`).
-    pub integrity: crate::integrity::IntegrityStage,
-    /// Human approvals of calls a policy marks `@approval("required")`.
-    pub approvals: crate::approvals::stage::ApprovalsStage,
-    /// Trusted reverse proxies: who the client is.
-    pub edge: crate::listener::Edge,
-    /// The audit trail (a no-op when no sink is configured).
-    pub audit: Arc<crate::audit::Auditor>,
-    /// OpenTelemetry spans (off unless `tracing.enabled`).
-    pub tracing: Arc<crate::telemetry::otel::Tracing>,
-}
-
-/// The live [`Stages`]: swapped whole by a config reload, loaded once per request.
-pub type LiveStages = Arc<arc_swap::ArcSwap<Stages>>;
 
 /// The data plane's [`ProxyHttp`] implementation (one per listener).
 pub struct Pipeline {
@@ -133,9 +96,9 @@ impl Stages {
         let mut stage = ctx.span.stage("authorize");
         let authorized = self
             .authz
-            .on_request(&view!(ctx), &mut ctx.authz, req)
+            .on_request(&view!(ctx), &mut ctx.states.authz, req)
             .await;
-        if let Some(decision) = &ctx.authz.decision {
+        if let Some(decision) = &ctx.states.authz.decision {
             stage.attr("authz.decision", decision.verdict());
         }
         drop(stage);
@@ -145,7 +108,7 @@ impl Stages {
         let mut stage = ctx.span.stage("limit");
         let admitted = self
             .limit
-            .on_request(&view!(ctx), &mut ctx.limit, req)
+            .on_request(&view!(ctx), &mut ctx.states.limit, req)
             .await;
         stage.attr(
             "ratelimit.outcome",
@@ -161,7 +124,7 @@ impl Stages {
         // Guardrails last among the admission stages: a refused or limited request is never
         // inspected.
         self.guard
-            .on_request(&view!(ctx), &mut ctx.guard, req)
+            .on_request(&view!(ctx), &mut ctx.states.guard, req)
             .await?;
 
         // A dialect route's body is held whole and parsed once, whatever the method or declared
@@ -170,6 +133,86 @@ impl Stages {
             ctx.held = Some(BytesMut::new());
         }
         Ok(())
+    }
+
+    /// The body stages on a dialect route's parsed request body, in order: guardrails, then
+    /// tool integrity (a tool nobody reviewed is refused whoever calls it), then authorization
+    /// (which therefore decides on the redacted body), then approvals (after authorization: a
+    /// forbid always wins, and only a permitted call waits). `body.rs` parses and re-encodes.
+    fn on_message(
+        &self,
+        x: &Exchange<'_>,
+        states: &mut States,
+        message: &mut Message,
+    ) -> Result<(), Refusal> {
+        self.guard.on_message(x, &mut states.guard, message)?;
+        self.integrity
+            .on_message(x, &mut states.integrity, message)?;
+        self.authz.on_message(x, &mut states.authz, message)?;
+        self.approvals.on_message(x, &mut states.approvals, message)
+    }
+
+    /// After every `on_message`, before a byte of the body goes upstream: the approvals stage
+    /// may hold the request until an approver decides.
+    async fn on_hold(&self, x: &Exchange<'_>, states: &mut States) -> Result<(), Refusal> {
+        self.approvals.on_hold(x, &mut states.approvals).await
+    }
+
+    /// The response head's stages, in order.
+    fn on_response(
+        &self,
+        x: &Exchange<'_>,
+        states: &mut States,
+        head: &ResponseHead,
+        resp: &mut ResponseHeader,
+    ) -> Result<(), ProxyError> {
+        self.authz.on_response(x, &mut states.authz, head, resp)?;
+        self.limit.on_response(x, &mut states.limit, head, resp)?;
+        self.guard.on_response(x, &mut states.guard, head, resp)
+    }
+
+    /// The event chain over the parsed items of one SSE chunk, in order: audit facts first (the
+    /// record lists the calls authorization drops), then tool integrity (the whole upstream
+    /// `tools/list`, before any principal's filter), then authorization (what may exist), then
+    /// guardrails (scan only what the client may see). `Err` ends the stream after the items
+    /// left.
+    fn on_events(
+        &self,
+        x: &Exchange<'_>,
+        states: &mut States,
+        items: &mut Vec<Item>,
+        end: bool,
+    ) -> Result<(), ProxyError> {
+        if self.audit.is_enabled() {
+            states.audit.note(items);
+        }
+        self.integrity
+            .on_events(x, &mut states.integrity, items, end)?;
+        // Authorization may end the stream (a denied call under `run_error`); what it kept
+        // before its RUN_ERROR still goes through guardrails, as the stream's last items — a
+        // secret in the same chunk as a denied call is not relayed because the run ended for
+        // another reason.
+        let authz_end = self.authz.on_events(x, &mut states.authz, items, end);
+        self.guard
+            .on_events(x, &mut states.guard, items, end || authz_end.is_err())?;
+        authz_end
+    }
+
+    /// A dialect route's whole JSON answer, parsed once: integrity (the upstream's own
+    /// `tools/list`), authorization, guardrails.
+    fn on_answer(&self, x: &Exchange<'_>, states: &mut States, answer: &mut serde_json::Value) {
+        self.integrity.on_answer(x, &mut states.integrity, answer);
+        self.authz.on_answer(x, &mut states.authz, answer);
+        self.guard.on_answer(x, &mut states.guard, answer);
+    }
+
+    /// Each stage's part of the request's audit record.
+    fn audit_record(&self, states: &States, record: &mut AuditRecord) {
+        self.authz.audit(&states.authz, record);
+        self.guard.audit(&states.guard, record);
+        self.integrity.audit(&states.integrity, record);
+        self.approvals.audit(&states.approvals, record);
+        record.note_tool_calls(&states.audit.0);
     }
 }
 
@@ -248,7 +291,9 @@ impl ProxyHttp for Pipeline {
         let Some(held) = ctx.held.as_mut() else {
             // Not a dialect route: chunks stream on; guardrails may depth-check JSON.
             let checked = match (body.as_ref(), ctx.core.view()) {
-                (Some(chunk), Some(x)) => stages.guard.on_body_chunk(&x, &mut ctx.guard, chunk),
+                (Some(chunk), Some(x)) => {
+                    stages.guard.on_body_chunk(&x, &mut ctx.states.guard, chunk)
+                }
                 _ => Ok(()),
             };
             if let Err(err) = checked {
@@ -354,12 +399,7 @@ impl ProxyHttp for Pipeline {
         headers::cors(resp, ctx)?;
         ctx.span.upstream_answered(head.status, head.is_sse);
         let x = ctx.core.routed()?;
-        let answered = stages
-            .authz
-            .on_response(&x, &mut ctx.authz, &head, resp)
-            .and_then(|()| stages.limit.on_response(&x, &mut ctx.limit, &head, resp))
-            .and_then(|()| stages.guard.on_response(&x, &mut ctx.guard, &head, resp));
-        if let Err(e) = answered {
+        if let Err(e) = stages.on_response(&x, &mut ctx.states, &head, resp) {
             return Error::e_because(ErrorType::InternalError, "response stages", e);
         }
         // How the body is read follows from the route's protocol and the head just seen.
@@ -428,11 +468,7 @@ impl ProxyHttp for Pipeline {
         // Built before the stream state is released; queued last, after the log line.
         let record = stages.audit.is_enabled().then(|| {
             let mut record = respond::record(session, ctx, status, reason);
-            stages.authz.audit(&ctx.authz, &mut record);
-            stages.guard.audit(&ctx.guard, &mut record);
-            stages.integrity.audit(&ctx.integrity, &mut record);
-            stages.approvals.audit(&ctx.approvals, &mut record);
-            record.note_tool_calls(&ctx.audit.0);
+            stages.audit_record(&ctx.states, &mut record);
             record
         });
         respond::observe(&stages.metrics, session, ctx, status, reason);

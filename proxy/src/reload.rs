@@ -24,19 +24,17 @@ use std::time::Duration;
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use sha2::{Digest, Sha256};
 
-use crate::authn::Authenticator;
 use crate::config::Config;
-use crate::lifecycle::Lifecycle;
 use crate::listener::tls::{ReloadingCert, ReloadingClientCa};
-use crate::pipeline::{LiveStages, Stages};
 use crate::ratelimit::RateLimiter;
-use crate::telemetry::Metrics;
+use crate::stages::{Generation, LiveStages, Services, Stages};
 
 mod fingerprint;
 
 pub use fingerprint::Fingerprint;
 
-/// Top-level sections read once at start, and why. A reload that changes one is refused.
+/// Top-level sections read once at start, and why. A reload that changes one is refused (and
+/// so does one that changes a stage's section in [`crate::stages::RESTART_ONLY`]).
 pub const RESTART_ONLY: &[(&str, &str)] = &[
     (
         "listeners",
@@ -58,10 +56,6 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[
         "the audit sinks and the hash chain are opened at start",
     ),
     ("tracing", "the span exporter starts with the process"),
-    (
-        "approvals",
-        "the approval store and its webhook start with the process",
-    ),
     (
         "embedded_orchestrator",
         "the orchestrator starts with the process",
@@ -90,52 +84,20 @@ impl ConfigSource {
     }
 }
 
-/// The stage state that outlives a configuration: what a reload hands to the new [`Stages`].
-pub(crate) struct Shared {
-    pub metrics: Metrics,
-    pub lifecycle: Arc<Lifecycle>,
-    pub authn: Arc<Authenticator>,
-    pub authz: Option<Arc<crate::authz::Authz>>,
-    pub audit: Arc<crate::audit::Auditor>,
-    pub tracing: Arc<crate::telemetry::otel::Tracing>,
-    pub approvals: Arc<crate::approvals::Approvals>,
-}
-
-/// The [`Stages`] of `config`, over the long-lived parts in `shared` and `limiter`.
-pub(crate) fn build_stages(
+/// The [`Stages`] of `config`, over the long-lived `services` and `limiter`.
+fn build_stages(
     config: &Config,
-    shared: &Shared,
+    services: &Services,
     limiter: Arc<RateLimiter>,
     config_hash: &str,
 ) -> Stages {
-    Stages {
-        routes: config.routes.clone(),
-        config_hash: config_hash.into(),
-        metrics: shared.metrics.clone(),
-        lifecycle: shared.lifecycle.clone(),
-        authn: shared.authn.clone(),
-        authz: crate::authz::stage::AuthzStage::new(
-            shared.authz.clone(),
-            config.per_route.authz.clone(),
-            shared.metrics.clone(),
-        ),
-        edge: crate::listener::Edge::new(&config.edge),
-        limit: crate::ratelimit::stage::LimitStage::new(limiter, config.per_route.limits.clone()),
-        guard: crate::guardrails::GuardrailsStage::new(
-            config.per_route.guardrails.clone(),
-            shared.metrics.clone(),
-        ),
-        integrity: crate::integrity::IntegrityStage::new(
-            config.per_route.integrity.clone(),
-            shared.metrics.clone(),
-        ),
-        approvals: crate::approvals::stage::ApprovalsStage::new(
-            Some(shared.approvals.clone()),
-            config.per_route.authz.clone(),
-        ),
-        audit: shared.audit.clone(),
-        tracing: shared.tracing.clone(),
-    }
+    let generation = Generation {
+        routes: &config.routes,
+        stages: &config.stages,
+        edge: &config.edge,
+        hash: config_hash,
+    };
+    Stages::build(generation, services, limiter)
 }
 
 /// What one reload did.
@@ -244,7 +206,7 @@ pub struct Reloader {
     path: Option<PathBuf>,
     env: Vec<(String, String)>,
     live: LiveStages,
-    shared: Shared,
+    services: Services,
     aux: tokio::runtime::Handle,
     certs: Vec<Arc<ReloadingCert>>,
     client_cas: Vec<Arc<ReloadingClientCa>>,
@@ -259,15 +221,15 @@ impl Reloader {
     pub(crate) fn start(
         config: &Config,
         source: ConfigSource,
-        shared: Shared,
+        services: Services,
         limiter: Arc<RateLimiter>,
         tls: (Vec<Arc<ReloadingCert>>, Vec<Arc<ReloadingClientCa>>),
         aux: tokio::runtime::Handle,
     ) -> anyhow::Result<Arc<Self>> {
         let running = Fingerprint::of(&source.text, &source.env)
             .map_err(|e| anyhow::anyhow!("fingerprinting the configuration: {e}"))?;
-        let stages = build_stages(config, &shared, limiter.clone(), &running.hash);
-        let metrics = ReloadMetrics::register(&shared.metrics.registry)?;
+        let stages = build_stages(config, &services, limiter.clone(), &running.hash);
+        let metrics = ReloadMetrics::register(&services.core.metrics.registry)?;
         for listener in tls.0.iter().map(|c| c.listener()) {
             metrics
                 .certificates_ok
@@ -290,7 +252,7 @@ impl Reloader {
             path: source.path,
             env: source.env,
             live: Arc::new(arc_swap::ArcSwap::from_pointee(stages)),
-            shared,
+            services,
             aux,
             certs: tls.0,
             client_cas: tls.1,
@@ -318,12 +280,13 @@ impl Reloader {
 
     /// The live policy sets (they reload themselves; a config reload keeps them).
     pub fn authz(&self) -> Option<Arc<crate::authz::Authz>> {
-        self.shared.authz.clone()
+        self.services.core.authz.clone()
     }
 
-    /// The approval service (it outlives config reloads).
-    pub fn approvals(&self) -> Arc<crate::approvals::Approvals> {
-        self.shared.approvals.clone()
+    /// What outlives config reloads: the core services and each stage's own (the admin API
+    /// reaches a stage's service here).
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// The running configuration's hash and the reload counts.
@@ -416,6 +379,7 @@ impl Reloader {
         let changed = running.changed(&next);
         let needs_restart: Vec<String> = RESTART_ONLY
             .iter()
+            .chain(crate::stages::RESTART_ONLY)
             .filter(|(name, _)| changed.iter().any(|c| c == name))
             .map(|(name, why)| format!("{name}: changed, but {why}; restart to apply it"))
             .collect();
@@ -451,7 +415,10 @@ impl Reloader {
         let limiter = if changed.iter().any(|c| c == "rate_limits") {
             // The Redis connection's I/O task lives on the aux runtime, like the first one's.
             let _runtime = self.aux.enter();
-            match RateLimiter::new(config.rate_limits.clone(), self.shared.metrics.clone()) {
+            match RateLimiter::new(
+                config.rate_limits.clone(),
+                self.services.core.metrics.clone(),
+            ) {
                 Ok(l) => Arc::new(l),
                 Err(e) => {
                     let summary = "rate_limits: the Redis client could not be set up".to_string();
@@ -461,8 +428,8 @@ impl Reloader {
         } else {
             limiter
         };
-        let stages = build_stages(&config, &self.shared, limiter.clone(), &next.hash);
-        stages.integrity.carry_over(&self.live.load().integrity);
+        let stages = build_stages(&config, &self.services, limiter.clone(), &next.hash);
+        stages.carry_over(&self.live.load());
         self.live.store(Arc::new(stages));
         let mut state = self.state();
         let from = std::mem::replace(&mut state.running, next);

@@ -38,7 +38,7 @@ use crate::config::{Config, Listener};
 use crate::lifecycle::Lifecycle;
 use crate::listener::conn::{ConnGuard, ConnLimits};
 use crate::pipeline::Pipeline;
-use crate::reload::{ConfigSource, Reloader, Shared};
+use crate::reload::{ConfigSource, Reloader};
 use crate::telemetry::Metrics;
 
 /// How to start.
@@ -164,28 +164,9 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics.clone())
             .context("rate limits")?
     });
-    // Approvals outlive reloads (held calls wait on them); built inside the aux runtime: the
-    // Redis connection's I/O task and the webhook's posts live there.
-    let approvals = {
-        let _runtime = aux.enter();
-        let settings = crate::approvals::spec::validate(&config.spec.approvals, &mut Vec::new());
-        Arc::new(
-            crate::approvals::Approvals::new(
-                settings,
-                &metrics.registry,
-                config.authz.clone(),
-                authn.clone(),
-                audit.clone(),
-            )
-            .context("approvals")?,
-        )
-    };
-    if approvals.is_shared() {
-        let again = approvals.clone();
-        aux.spawn(async move { again.reannounce().await });
-    }
-    let shared = Shared {
-        approvals,
+    // What outlives reloads: the core services and each stage's own (approvals: held calls
+    // wait on them), whose I/O runs on the aux runtime.
+    let core = crate::stages::Core {
         metrics: metrics.clone(),
         lifecycle: lifecycle.clone(),
         authn: authn.clone(),
@@ -193,6 +174,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         audit: audit.clone(),
         tracing: tracing.clone(),
     };
+    let services = crate::stages::Services::start(core, &config.stages, aux.handle())?;
     // The TLS material of every listener, reloaded on change with the config file.
     let mut tls = (Vec::new(), Vec::new());
     for l in &config.listeners {
@@ -221,7 +203,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
     let reloader = Reloader::start(
         &config,
         source,
-        shared,
+        services,
         limiter,
         tls.clone(),
         aux.handle().clone(),

@@ -12,6 +12,7 @@ use super::spec::{ConfigSpec, UpstreamSpec};
 use super::{Config, FieldError, Listener};
 use crate::route::{HostMatch, Route, RouteTable, Upstream};
 use crate::secrets::Secrets;
+use crate::stages::{PerRoute, RouteInputs, RouteStages, StageConfig};
 
 #[derive(Default)]
 struct Errors(Vec<FieldError>);
@@ -112,22 +113,18 @@ pub(super) fn validate(spec: ConfigSpec, secrets: &mut Secrets) -> Result<Config
     let rate_limits = crate::ratelimit::policy::validate(&spec.rate_limits, &mut errors.0);
     // Guardrail rule sets before routes: each route carries its compiled set.
     let guardrails = crate::guardrails::compile_sets(&spec.guardrails, &mut errors.0);
+    let inputs = RouteInputs {
+        spec: &spec,
+        rate_limits: &rate_limits,
+        guardrails: &guardrails,
+    };
     let mut per_route = PerRoute::default();
-    let routes = routes(
-        &spec,
-        &upstreams,
-        &rate_limits,
-        &guardrails,
-        &mut per_route,
-        &mut errors,
-    );
+    let routes = routes(&inputs, &upstreams, &mut per_route, &mut errors);
+    let stages = StageConfig::finish(&spec, per_route, &mut errors.0);
 
-    // Pinned tool names must not collide across routes; each route learns the others'.
-    crate::integrity::link(&mut per_route.integrity, &mut errors.0);
     crate::authn::validate_spec(&spec.authentication, secrets, &mut errors.0);
     crate::listener::spec::validate(&spec.edge, &mut errors.0);
     let audit = crate::audit::validate(&spec.audit, secrets, &mut errors.0);
-    crate::approvals::spec::validate(&spec.approvals, &mut errors.0);
     let process_env = secrets.use_process_env();
     let tracing = crate::telemetry::otel::validate(
         &spec.tracing,
@@ -136,7 +133,8 @@ pub(super) fn validate(spec: ConfigSpec, secrets: &mut Secrets) -> Result<Config
     );
 
     // Policies after routes: every set's schema must support the actions the routes use.
-    let targets = per_route
+    let targets = stages
+        .per_route
         .authz
         .iter()
         .flat_map(|r| r.required_targets())
@@ -171,7 +169,7 @@ pub(super) fn validate(spec: ConfigSpec, secrets: &mut Secrets) -> Result<Config
         log_format: spec.server.log_format,
         log_level: spec.server.log_level,
         routes: Arc::new(RouteTable::new(routes)),
-        per_route,
+        stages,
         embedded_orchestrator: spec.embedded_orchestrator,
         authz,
         authentication: spec.authentication,
@@ -181,19 +179,6 @@ pub(super) fn validate(spec: ConfigSpec, secrets: &mut Secrets) -> Result<Config
         tracing,
         spec: effective,
     })
-}
-
-/// Each stage's per-route state, indexed by [`Route::id`].
-#[derive(Debug, Clone, Default)]
-pub struct PerRoute {
-    /// How each route's requests map to Cedar `(action, resource)`.
-    pub authz: Vec<Arc<crate::authz::RouteAuthz>>,
-    /// Each route's rate limits and stream caps (inherited + its own).
-    pub limits: Vec<Arc<crate::ratelimit::RouteLimits>>,
-    /// Each route's guardrail rule set; `None` when off.
-    pub guardrails: Vec<Option<Arc<crate::guardrails::RuleSet>>>,
-    /// Each route's tool-definition integrity; `None` when off.
-    pub integrity: Vec<Option<Arc<crate::integrity::RouteIntegrity>>>,
 }
 
 fn upstreams(
@@ -235,13 +220,12 @@ fn upstreams(
 }
 
 fn routes(
-    spec: &ConfigSpec,
+    inputs: &RouteInputs<'_>,
     upstreams: &BTreeMap<String, Arc<Upstream>>,
-    rate_limits: &crate::ratelimit::policy::Validated,
-    guardrails: &crate::guardrails::RuleSets,
     per_route: &mut PerRoute,
     errors: &mut Errors,
 ) -> Vec<Route> {
+    let spec = inputs.spec;
     let mut names = HashSet::new();
     let mut out = Vec::new();
     for (i, r) in spec.routes.iter().enumerate() {
@@ -299,35 +283,7 @@ fn routes(
                 "`session` needs `authentication.sessions` (the sign-in it accepts)",
             );
         }
-        let route_limits = crate::ratelimit::policy::route_limits(
-            rate_limits,
-            &r.name,
-            r.rate_limits.as_ref(),
-            &at,
-            &mut errors.0,
-        );
-        let integrity = crate::integrity::route_integrity(
-            &r.name,
-            r.protocol,
-            r.tool_integrity.as_ref(),
-            &at,
-            &mut errors.0,
-        );
-        let mut route_authz =
-            crate::authz::RouteAuthz::from_spec(&r.name, r.protocol, &r.authorization)
-                .unwrap_or_else(|errs| {
-                    for (path, message) in errs {
-                        errors.push(format!("{at}.authorization.{path}"), message);
-                    }
-                    Default::default()
-                });
-        let route_guardrails = crate::guardrails::route_rule_set(
-            guardrails,
-            &spec.guardrails,
-            r.guardrails.as_ref(),
-            &at,
-            &mut errors.0,
-        );
+        let stages = RouteStages::validate(inputs, r, &at, &mut errors.0);
         let cors = r
             .cors
             .as_ref()
@@ -349,14 +305,7 @@ fn routes(
             }
             continue;
         };
-        if let Some(integrity) = &integrity {
-            // Cedar sees the pinned annotations only: a server may claim any hint it likes.
-            route_authz.tool_hints = Arc::new(integrity.hints());
-        }
-        per_route.authz.push(Arc::new(route_authz));
-        per_route.limits.push(Arc::new(route_limits));
-        per_route.guardrails.push(route_guardrails);
-        per_route.integrity.push(integrity);
+        per_route.push(stages);
         out.push(Route {
             id: out.len(),
             name: r.name.clone(),

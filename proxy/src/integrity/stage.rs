@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use prometheus::IntCounterVec;
 use serde_json::Value;
 
 use super::verdict::{bounded, finding, Finding, Kind};
@@ -14,7 +15,6 @@ use crate::protocol::event::Item;
 use crate::protocol::message::Message;
 use crate::protocol::{jsonrpc, mcp};
 use crate::stage::{Exchange, Refusal, Stage};
-use crate::telemetry::Metrics;
 
 /// Most findings one request keeps for its audit record (the counter counts them all).
 const MAX_FINDINGS: usize = 64;
@@ -23,7 +23,7 @@ const MAX_FINDINGS: usize = 64;
 pub struct IntegrityStage {
     /// Each route's pins and settings, by route id.
     routes: Vec<Option<Arc<RouteIntegrity>>>,
-    metrics: Metrics,
+    findings: IntCounterVec,
 }
 
 /// Per-request integrity state.
@@ -35,10 +35,26 @@ pub struct State {
     findings: Vec<Finding>,
 }
 
+/// Registers `palisade_tool_integrity_findings_total` in `registry` (once per process: the
+/// counter outlives config reloads).
+pub fn register_metrics(registry: &prometheus::Registry) -> prometheus::Result<IntCounterVec> {
+    let findings = IntCounterVec::new(
+        prometheus::Opts::new(
+            "palisade_tool_integrity_findings_total",
+            "MCP tools not as pinned in the route's tool lock, by kind (changed, new, poisoned, \
+             collision) and action (blocked, flagged).",
+        ),
+        &["route", "kind", "action"],
+    )?;
+    registry.register(Box::new(findings.clone()))?;
+    Ok(findings)
+}
+
 impl IntegrityStage {
-    /// The stage over each route's integrity state (indexed by route id).
-    pub fn new(routes: Vec<Option<Arc<RouteIntegrity>>>, metrics: Metrics) -> Self {
-        Self { routes, metrics }
+    /// The stage over each route's integrity state (indexed by route id), counting findings in
+    /// `findings` (from [`register_metrics`], once per process).
+    pub fn new(routes: Vec<Option<Arc<RouteIntegrity>>>, findings: IntCounterVec) -> Self {
+        Self { routes, findings }
     }
 
     /// Takes over what `before` (the previous configuration's stage) saw of tools that are
@@ -67,8 +83,7 @@ impl IntegrityStage {
         kind: &Kind,
     ) {
         let finding = finding(tool, kind, r.mode);
-        self.metrics
-            .tool_integrity_findings
+        self.findings
             .with_label_values(&[r.route.as_str(), finding.kind, finding.action])
             .inc();
         tracing::warn!(

@@ -9,22 +9,17 @@ use pingora_http::ResponseHeader;
 use super::context::{RequestCtx, ResponseBody, StreamCtx};
 use super::respond;
 use super::Stages;
-use crate::authz::stage::AuthzStage;
 use crate::error::ProxyError;
-use crate::guardrails::GuardrailsStage;
-use crate::integrity::IntegrityStage;
-use crate::protocol::agui::SeenToolCalls;
 use crate::protocol::relay::SseRelay;
 use crate::protocol::{event::Item, json, message::Message, RouteProtocol};
-use crate::stage::{Exchange, Refusal, ResponseHead, Stage};
+use crate::stage::{Refusal, ResponseHead};
 
 /// Largest JSON answer of a dialect route the proxy holds to inspect; a larger one is refused.
 pub const MAX_JSON_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 
 impl Stages {
-    /// The whole held body: parsed once, inspected by guardrails then authorization (which
-    /// therefore decides on the redacted body), and re-encoded from what they left.
-    /// Then the approvals stage may hold the request (`on_hold`) until an approver decides.
+    /// The whole held body: parsed once, through the body stages (`on_message`, then
+    /// `on_hold`, in `pipeline.rs`'s order), and re-encoded from what they left.
     pub(super) async fn decide_body(
         &self,
         ctx: &mut RequestCtx,
@@ -40,15 +35,8 @@ impl Stages {
         };
         ctx.jsonrpc = message.jsonrpc().map(|b| (b.ids(), b.batch));
         let x = ctx.core.view().ok_or(ProxyError::Internal)?;
-        self.guard.on_message(&x, &mut ctx.guard, &mut message)?;
-        // Integrity before authorization: a tool nobody reviewed is refused whoever calls it.
-        self.integrity
-            .on_message(&x, &mut ctx.integrity, &mut message)?;
-        self.authz.on_message(&x, &mut ctx.authz, &mut message)?;
-        // Approvals after authorization: a forbid always wins, and only a permitted call waits.
-        self.approvals
-            .on_message(&x, &mut ctx.approvals, &mut message)?;
-        self.approvals.on_hold(&x, &mut ctx.approvals).await?;
+        self.on_message(&x, &mut ctx.states, &mut message)?;
+        self.on_hold(&x, &mut ctx.states).await?;
         Ok(message.encode())
     }
 
@@ -67,10 +55,7 @@ impl Stages {
             ProxyError::UpstreamUnavailable
         })?;
         let x = ctx.core.view().ok_or(ProxyError::Internal)?;
-        let audit = self.audit.is_enabled().then_some(&mut ctx.audit);
-        let states = (audit, &mut ctx.integrity, &mut ctx.authz, &mut ctx.guard);
-        let inspectors = (&self.integrity, &self.authz, &self.guard);
-        let chain = event_chain(inspectors, &x, states, &mut items, end);
+        let chain = self.on_events(&x, &mut ctx.states, &mut items, end);
         let out = stream.relay.encode(&items);
         stream
             .metrics
@@ -123,10 +108,7 @@ impl Stages {
             }
         };
         let x = ctx.core.view().ok_or(ProxyError::Internal)?;
-        self.integrity
-            .on_answer(&x, &mut ctx.integrity, &mut answer);
-        self.authz.on_answer(&x, &mut ctx.authz, &mut answer);
-        self.guard.on_answer(&x, &mut ctx.guard, &mut answer);
+        self.on_answer(&x, &mut ctx.states, &mut answer);
         Ok(json::to_bytes(&answer))
     }
     /// What the response body is: an SSE stream relayed event by event, a dialect route's
@@ -145,7 +127,7 @@ impl Stages {
         if head.is_sse {
             let metrics = self.metrics.route(route.name.as_str());
             metrics.active_streams.inc();
-            let reading = respond::reading(protocol, ctx.guard.inspects_response());
+            let reading = respond::reading(protocol, ctx.states.guard.inspects_response());
             ResponseBody::Stream(Box::new(StreamCtx {
                 metrics,
                 relay: SseRelay::new(reading, protocol == RouteProtocol::Agui),
@@ -165,38 +147,6 @@ impl Stages {
             ResponseBody::Pass
         }
     }
-}
-
-/// The per-request states the event chain edits: the audit facts (when auditing), integrity's,
-/// authorization's and guardrails'.
-type ChainStates<'a> = (
-    Option<&'a mut SeenToolCalls>,
-    &'a mut crate::integrity::State,
-    &'a mut crate::authz::stage::State,
-    &'a mut crate::guardrails::State,
-);
-
-/// The event chain over the parsed items of one chunk, in order: audit facts first (the record
-/// lists the calls authorization drops), then tool integrity (the whole upstream `tools/list`,
-/// before any principal's filter), then authorization (what may exist), then guardrails (scan
-/// only what the client may see). `Err` ends the stream after the items left.
-pub(super) fn event_chain(
-    (integrity, authz, guard): (&IntegrityStage, &AuthzStage, &GuardrailsStage),
-    x: &Exchange<'_>,
-    (audit, integrity_state, authz_state, guard_state): ChainStates<'_>,
-    items: &mut Vec<Item>,
-    end: bool,
-) -> Result<(), ProxyError> {
-    if let Some(seen) = audit {
-        seen.note(items);
-    }
-    integrity.on_events(x, integrity_state, items, end)?;
-    // Authorization may end the stream (a denied call under `run_error`); what it kept before
-    // its RUN_ERROR still goes through guardrails, as the stream's last items — a secret in the
-    // same chunk as a denied call is not relayed because the run ended for another reason.
-    let authz_end = authz.on_events(x, authz_state, items, end);
-    guard.on_events(x, guard_state, items, end || authz_end.is_err())?;
-    authz_end
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! [`RequestCtx`]: what the pipeline carries through one request — the exchange's core facts
-//! (which stages read through [`crate::stage::Exchange`]) and each stage's own state.
+//! (which stages read through [`crate::stage::Exchange`]) and each stage's own state
+//! ([`crate::stages::States`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
@@ -88,7 +89,7 @@ pub enum ResponseBody {
 pub struct RequestCtx {
     /// The configuration generation this request runs under, from its first hook to its last
     /// (a reload never changes a request's route or its stages' per-route state midway).
-    pub stages: std::sync::Arc<super::Stages>,
+    pub stages: std::sync::Arc<crate::stages::Stages>,
     /// The exchange's facts.
     pub core: Core,
     /// This request's OpenTelemetry spans (empty when tracing is off).
@@ -113,19 +114,8 @@ pub struct RequestCtx {
     pub response: ResponseBody,
     /// Items that end a stream a stage stopped, written by `fail_to_proxy`.
     pub closing: Option<Bytes>,
-    /// Authorization's state.
-    pub authz: crate::authz::stage::State,
-    /// What the rate-limit stage admitted: the stream slot (released when this context
-    /// drops, however the request ended) and the `RateLimit` headers to send.
-    pub limit: crate::ratelimit::Admission,
-    /// Guardrails' state (findings, the response filter).
-    pub guard: crate::guardrails::State,
-    /// Tool-definition integrity's state (`tools/list` ids, findings).
-    pub integrity: crate::integrity::State,
-    /// The approvals stage's state (the held call and its outcome).
-    pub approvals: crate::approvals::stage::State,
-    /// The audit trail's state (tool calls seen in the stream).
-    pub audit: crate::protocol::agui::SeenToolCalls,
+    /// What each stage keeps for this request.
+    pub states: crate::stages::States,
     /// The CORS headers of every response to this request (empty unless the route has `cors`).
     pub cors: Vec<crate::route::cors::CorsHeader>,
     /// The proxy answered this request as a CORS preflight (reason `cors_preflight`).
@@ -149,7 +139,7 @@ pub struct StreamCtx {
 
 impl RequestCtx {
     /// A fresh context, counted in flight until dropped.
-    pub fn new(in_flight: InFlight, stages: std::sync::Arc<super::Stages>) -> Self {
+    pub fn new(in_flight: InFlight, stages: std::sync::Arc<crate::stages::Stages>) -> Self {
         Self {
             stages,
             core: Core {
@@ -174,12 +164,7 @@ impl RequestCtx {
             jsonrpc: None,
             response: ResponseBody::Pass,
             closing: None,
-            authz: Default::default(),
-            limit: Default::default(),
-            guard: Default::default(),
-            integrity: Default::default(),
-            approvals: Default::default(),
-            audit: Default::default(),
+            states: Default::default(),
             cors: Vec::new(),
             preflight: false,
             _in_flight: in_flight,

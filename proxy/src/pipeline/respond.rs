@@ -457,7 +457,8 @@ pub fn observe(
         &mut ctx.span,
         &ctx.core.request_id,
         code,
-        ctx.authz
+        ctx.states
+            .authz
             .decision
             .as_ref()
             .map(|d| (d.verdict(), d.policies.join(","))),

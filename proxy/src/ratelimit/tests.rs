@@ -447,7 +447,7 @@ redis: {url: "http://x", cluster: ["redis://a:1"]}
 fn embedded_dev_config_ships_the_seed_limits() {
     let config =
         crate::config::Config::from_yaml(crate::config::EMBEDDED_DEV_CONFIG, Vec::new()).unwrap();
-    let route = &config.per_route.limits[config.routes.routes()[0].id];
+    let route = &config.stages.per_route.limits[config.routes.routes()[0].id];
     let names: Vec<&str> = route.limits.iter().map(|l| l.name.as_str()).collect();
     assert!(names.contains(&"per-principal"), "{names:?}");
     let l = &route.limits[0];

@@ -76,9 +76,6 @@ pub struct Metrics {
     pub authz_decisions: IntCounterVec,
     /// `palisade_guardrail_findings_total{rule,action}`: guardrail rules that fired (matches).
     pub guardrail_findings: IntCounterVec,
-    /// `palisade_tool_integrity_findings_total{route,kind,action}`: MCP tools not as pinned in
-    /// the route's tool lock (`changed`, `new`, `poisoned`, `collision`), `blocked` or `flagged`.
-    pub tool_integrity_findings: IntCounterVec,
     /// `palisade_authz_decision_seconds`: time to decide one request (all sets, incl. entity
     /// construction).
     pub authz_duration: Histogram,
@@ -216,15 +213,6 @@ impl Metrics {
             &["rule", "action"],
         )?;
         registry.register(Box::new(guardrail_findings.clone()))?;
-        let tool_integrity_findings = IntCounterVec::new(
-            Opts::new(
-                "palisade_tool_integrity_findings_total",
-                "MCP tools not as pinned in the route's tool lock, by kind (changed, new, \
-                 poisoned, collision) and action (blocked, flagged).",
-            ),
-            &["route", "kind", "action"],
-        )?;
-        registry.register(Box::new(tool_integrity_findings.clone()))?;
         let client_connections_cut = IntCounterVec::new(
             Opts::new(
                 "palisade_client_connections_cut_total",
@@ -252,7 +240,6 @@ impl Metrics {
             ratelimit_backend_errors,
             ratelimit_fallbacks,
             guardrail_findings,
-            tool_integrity_findings,
             client_connections_cut,
             authz_decisions,
             authz_duration,

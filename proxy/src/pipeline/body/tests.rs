@@ -1,14 +1,18 @@
 //! The event chain reads each event once: every inspector works on the relay's one parse.
 
+use std::sync::Arc;
+
 use super::*;
 use crate::config::Config;
 use crate::protocol::json::PARSES;
 use crate::protocol::relay::Reading;
+use crate::stage::{Exchange, Stage};
+use crate::stages::{Core, Generation, Services, States};
 use crate::telemetry::Metrics;
 
-/// An AG-UI route with the repository's policies and the default guardrails, in front of
-/// nothing (only the stages are built).
-fn stages() -> (Config, AuthzStage, GuardrailsStage) {
+/// An AG-UI route with the repository's policies, the default guardrails and an audit file,
+/// in front of nothing: its whole [`Stages`], built as a configuration builds them.
+fn stages(runtime: &tokio::runtime::Runtime, audit: &std::path::Path) -> (Config, Stages) {
     let policies = concat!(env!("CARGO_MANIFEST_DIR"), "/../policies");
     let yaml = format!(
         "listeners: [{{name: p, address: '127.0.0.1:0'}}]\n\
@@ -16,22 +20,41 @@ fn stages() -> (Config, AuthzStage, GuardrailsStage) {
          routes:\n  - name: agent\n    match: {{path_prefix: /agent}}\n    upstream: agent\n    \
          protocol: agui\n    authorization: {{agent: assistant}}\n\
          authorization:\n  policy_sets: [{{name: main, path: '{policies}', mode: enforce}}]\n\
-         guardrails: {{default_rule_set: default}}\n"
+         guardrails: {{default_rule_set: default}}\n\
+         audit: {{file: {{path: '{}'}}}}\n",
+        audit.display()
     );
     let config = Config::from_yaml(&yaml, Vec::new()).expect("valid config");
     let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
-    let authz = AuthzStage::new(
-        config.authz.clone(),
-        config.per_route.authz.clone(),
-        metrics.clone(),
-    );
-    let guard = GuardrailsStage::new(config.per_route.guardrails.clone(), metrics);
-    (config, authz, guard)
+    let core = Core {
+        metrics: metrics.clone(),
+        lifecycle: crate::lifecycle::Lifecycle::new(),
+        authn: Arc::new(crate::authn::Authenticator::new(&config.authentication).unwrap()),
+        authz: config.authz.clone(),
+        audit: Arc::new(
+            crate::audit::Auditor::start(&config.audit, metrics.audit.clone()).unwrap(),
+        ),
+        tracing: Arc::new(crate::telemetry::otel::Tracing::start(None, runtime.handle()).unwrap()),
+    };
+    let services = Services::start(core, &config.stages, runtime.handle()).unwrap();
+    let limiter = crate::ratelimit::RateLimiter::new(config.rate_limits.clone(), metrics).unwrap();
+    let generation = Generation {
+        routes: &config.routes,
+        stages: &config.stages,
+        edge: &config.edge,
+        hash: "test",
+    };
+    let stages = Stages::build(generation, &services, Arc::new(limiter));
+    (config, stages)
 }
 
 #[test]
 fn each_event_is_parsed_once_through_the_whole_chain() {
-    let (config, authz, guard) = stages();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (config, stages) = stages(&runtime, &dir.path().join("audit.jsonl"));
     let route = config.routes.routes()[0].clone();
     let mut principal = crate::principal::Principal::new(
         crate::principal::PrincipalKind::User,
@@ -50,28 +73,21 @@ fn each_event_is_parsed_once_through_the_whole_chain() {
         method: &http::Method::POST,
         path: "/agent",
     };
-    let (mut seen, mut integrity_state, mut authz_state, mut guard_state) = Default::default();
-    let integrity = IntegrityStage::new(
-        vec![None],
-        Metrics::new(prometheus::Registry::new()).unwrap(),
-    );
+    let mut states = States::default();
     let req = pingora_http::RequestHeader::build("POST", b"/agent", None).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     runtime
-        .block_on(authz.on_request(&x, &mut authz_state, &req))
+        .block_on(stages.authz.on_request(&x, &mut states.authz, &req))
         .expect("a developer may run the agent");
     let head = ResponseHead {
         status: 200,
         is_sse: true,
     };
     let mut resp = ResponseHeader::build(200, None).unwrap();
-    guard
-        .on_response(&x, &mut guard_state, &head, &mut resp)
+    stages
+        .on_response(&x, &mut states, &head, &mut resp)
         .unwrap();
     assert!(
-        guard_state.inspects_response(),
+        states.guard.inspects_response(),
         "the stream is under guardrails"
     );
 
@@ -92,13 +108,7 @@ fn each_event_is_parsed_once_through_the_whole_chain() {
     let mut relay = SseRelay::new(Reading::Json, true);
     PARSES.with(|n| n.set(0));
     let mut items = relay.parse(stream.as_bytes()).unwrap();
-    let states = (
-        Some(&mut seen),
-        &mut integrity_state,
-        &mut authz_state,
-        &mut guard_state,
-    );
-    event_chain((&integrity, &authz, &guard), &x, states, &mut items, true).unwrap();
+    stages.on_events(&x, &mut states, &mut items, true).unwrap();
     let out = relay.encode(&items);
     assert_eq!(relay.events(), 7);
     assert_eq!(
@@ -108,9 +118,12 @@ fn each_event_is_parsed_once_through_the_whole_chain() {
     );
     assert_eq!(relay.parses(), 7);
     // The chain did its work on that one parse.
-    assert_eq!(seen.0, [("c1".to_string(), "search_docs".to_string())]);
+    assert_eq!(
+        states.audit.0,
+        [("c1".to_string(), "search_docs".to_string())]
+    );
     assert!(
-        !authz_state.body_decisions.is_empty(),
+        !states.authz.body_decisions.is_empty(),
         "the tool call was decided"
     );
     let text = String::from_utf8(out.to_vec()).unwrap();
