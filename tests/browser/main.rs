@@ -83,9 +83,7 @@ async fn policy_studio_in_headless_chromium() {
 
     // Type an error into roles.cedar line 7 (`permit (principal in Role::"admin", …`).
     browser
-        .find("#tabs button[data-file='roles.cedar']")
-        .await
-        .click()
+        .click_on("#tabs button[data-file='roles.cedar']")
         .await;
     let editor = browser.find("#editor").await;
     editor.click().await;
@@ -139,15 +137,9 @@ async fn policy_studio_in_headless_chromium() {
             json!([]),
         )
         .await;
+    browser.click_on("#action option[value='call_tool']").await;
     browser
-        .find("#action option[value='call_tool']")
-        .await
-        .click()
-        .await;
-    browser
-        .find("#resource-type option[value='Tool']")
-        .await
-        .click()
+        .click_on("#resource-type option[value='Tool']")
         .await;
     let resource = browser.find("#resource-id").await;
     browser
@@ -157,7 +149,7 @@ async fn policy_studio_in_headless_chromium() {
         )
         .await;
     resource.send_keys("run_shell").await;
-    browser.find("#decide").await.click().await;
+    browser.click_on("#decide").await;
     let verdict = browser
         .wait_for(
             "the decision",
@@ -211,11 +203,9 @@ async fn policy_studio_in_headless_chromium() {
 
     // The denied request from the audit trail, in the explainer.
     browser
-        .find("#audit-filter option[value='denied']")
-        .await
-        .click()
+        .click_on("#audit-filter option[value='denied']")
         .await;
-    browser.find("#audit-refresh").await.click().await;
+    browser.click_on("#audit-refresh").await;
     browser
         .wait_for(
             "the denied record in the list",
@@ -225,11 +215,9 @@ async fn policy_studio_in_headless_chromium() {
         )
         .await;
     browser
-        .find(&format!(
+        .click_on(&format!(
             ".audit-row[data-request-id=\"{request_id}\"] .explain-btn"
         ))
-        .await
-        .click()
         .await;
     let explained = browser
         .wait_for(
@@ -249,11 +237,9 @@ async fn policy_studio_in_headless_chromium() {
 
     // The who-can matrix.
     browser
-        .find("#wc-action option[value='call_tool']")
-        .await
-        .click()
+        .click_on("#wc-action option[value='call_tool']")
         .await;
-    browser.find("#wc-run").await.click().await;
+    browser.click_on("#wc-run").await;
     let cell = browser
         .wait_for(
             "the matrix",

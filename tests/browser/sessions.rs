@@ -123,14 +123,14 @@ async fn sign_in_and_stream_an_agui_run_with_the_official_client_in_chromium() {
         .await
         .send_keys("x")
         .await;
-    browser.find("button[type=submit]").await.click().await;
+    browser.click_on("button[type=submit]").await;
     browser
         .wait_for(
             "the provider's consent form",
             "return document.querySelector('input[name=prompt][value=consent]') !== null;",
         )
         .await;
-    browser.find("button[type=submit]").await.click().await;
+    browser.click_on("button[type=submit]").await;
 
     // Back on the page, signed in; the session cookie is HttpOnly: no script sees it.
     browser
@@ -194,11 +194,7 @@ async fn sign_in_and_stream_an_agui_run_with_the_official_client_in_chromium() {
             "return document.querySelector('button[name=logout][value=yes]') !== null;",
         )
         .await;
-    browser
-        .find("button[name=logout][value=yes]")
-        .await
-        .click()
-        .await;
+    browser.click_on("button[name=logout][value=yes]").await;
     let home = proxy.url("/");
     browser
         .wait_for(

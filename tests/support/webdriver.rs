@@ -138,6 +138,18 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_call(method.clone(), path, body)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+    }
+
+    /// A WebDriver command; `Err` carries the driver's error (`"<error>: <message>"`).
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut req = self
             .http
             .request(method.clone(), format!("{}{path}", self.session));
@@ -147,17 +159,35 @@ impl Browser {
         let resp: Value = req
             .send()
             .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
+            .map_err(|e| e.to_string())?
             .json()
             .await
-            .expect("WebDriver answers JSON");
+            .map_err(|e| format!("not JSON: {e}"))?;
         if let Some(error) = resp["value"]["error"].as_str() {
-            panic!(
-                "WebDriver {method} {path}: {error}: {}",
-                resp["value"]["message"]
-            );
+            return Err(format!("{error}: {}", resp["value"]["message"]));
         }
-        resp["value"].clone()
+        Ok(resp["value"].clone())
+    }
+
+    /// Clicks the first element matching `selector`, finding it again when the page replaced
+    /// it between the find and the click (a re-rendered list or form: "stale element
+    /// reference"), for 20 s at most.
+    pub async fn click_on(&self, selector: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let element = self.find(selector).await;
+            let path = format!("/element/{}/click", element.id);
+            match self
+                .try_call(reqwest::Method::POST, &path, Some(json!({})))
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if e.starts_with("stale element reference") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("WebDriver click on {selector}: {e}"),
+            }
+        }
     }
 
     /// Navigates to `url`.
