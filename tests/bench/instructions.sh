@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# User-space instructions per request, nginx vs Palisade (bare and full pipeline), counted by
+# User-space instructions per request, nginx vs pingora with nothing in it (bench-pingora, the
+# floor under Palisade) vs Palisade (bare and full pipeline), counted by
 # valgrind's callgrind: a figure the machine's other load cannot move (docs/performance.md,
 # "Instructions per request"). On 127.0.0.1 only; a bounded number of requests per setup.
 #
@@ -43,9 +44,9 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 if [[ -z "${BENCH_BIN:-}" ]]; then
     log "building release binaries"
     cargo build --release -p palisade-proxy --bin palisade >&2
-    cargo build --release -p palisade-e2e --bin bench-upstream --bin bench-token >&2
+    cargo build --release -p palisade-e2e --bin bench-upstream --bin bench-token --bin bench-pingora >&2
 fi
-for b in palisade bench-upstream bench-token; do
+for b in palisade bench-upstream bench-token bench-pingora; do
     [[ -x "$BIN/$b" ]] || die "no $BIN/$b (build it, or point BENCH_BIN at the directory holding it)"
 done
 
@@ -79,7 +80,7 @@ wait_http() {
 
 mapfile -t P < <("$BIN/bench-upstream" ports 5)
 ((${#P[@]} == 5)) || die "could not pick free loopback ports"
-UP=${P[0]} NG=${P[1]} PAL=${P[2]} ADMIN=${P[3]}
+UP=${P[0]} NG=${P[1]} PAL=${P[2]} ADMIN=${P[3]} PG=${P[4]}
 TOKEN=$("$BIN/bench-token" "$TMP")
 [[ -n "$TOKEN" && -s "$TMP/jwks.json" ]] || die "bench-token wrote no token or no JWKS"
 
@@ -190,6 +191,8 @@ done
 
 log "nginx ($SENT requests under callgrind)"
 NGINX_I=$(measure nginx "$NG" "http://127.0.0.1:$NG/small" "" "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf")
+log "pingora with nothing in it (bench-pingora)"
+PINGORA_I=$(measure pingora "$PG" "http://127.0.0.1:$PG/small" "" "$BIN/bench-pingora" --port "$PG" --upstream "127.0.0.1:$UP")
 log "palisade, bare"
 BARE_I=$(measure bare "$PAL" "http://127.0.0.1:$ADMIN/readyz" "" "$BIN/palisade" run -c "$TMP/bare.yaml")
 log "palisade, full pipeline"
@@ -198,6 +201,7 @@ FULL_I=$(measure full "$PAL" "http://127.0.0.1:$ADMIN/readyz" "$TOKEN" "$BIN/pal
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 printf '\n| setup | instructions / request | ÷ nginx |\n|---|---|---|\n'
 printf '| nginx (plain proxy) | %s | 1 |\n' "$NGINX_I"
+printf '| pingora, nothing in it | %s | %s |\n' "$PINGORA_I" "$(ratio "$PINGORA_I" "$NGINX_I")"
 printf '| palisade, bare | %s | %s |\n' "$BARE_I" "$(ratio "$BARE_I" "$NGINX_I")"
 printf '| palisade, full pipeline | %s | %s |\n' "$FULL_I" "$(ratio "$FULL_I" "$NGINX_I")"
 printf '\n(%s requests per setup, user space only; SHA-256 runs without the CPU'"'"'s SHA extensions under valgrind.)\n' "$SENT"
