@@ -21,6 +21,7 @@ pub mod env;
 pub mod locate;
 pub mod reference;
 pub mod spec;
+pub mod stages;
 mod structure;
 mod validate;
 
@@ -94,7 +95,7 @@ pub struct Config {
     pub routes: Arc<RouteTable>,
     /// The stages' configuration: each stage's per-route state (policy mapping, limits, rule
     /// set…), by route id, and their top-level settings.
-    pub stages: crate::stages::StageConfig,
+    pub stages: stages::StageConfig,
     /// The in-process orchestrator, when configured.
     pub embedded_orchestrator: Option<EmbeddedOrchestratorSpec>,
     /// The loaded Cedar policy sets; `None` when authorization is off.

@@ -39,7 +39,6 @@ pub mod route;
 pub mod secrets;
 pub mod server;
 pub mod stage;
-pub mod stages;
 pub mod telemetry;
 
 pub use error::ProxyError;

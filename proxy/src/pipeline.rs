@@ -36,13 +36,13 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::audit::record::AuditRecord;
+use crate::config::stages::States;
+pub use crate::config::stages::{LiveStages, Stages};
 use crate::error::ProxyError;
 use crate::listener::mtls::ServiceIdentity;
 use crate::protocol::event::Item;
 use crate::protocol::message::Message;
 use crate::stage::{Exchange, Refusal, ResponseHead, Stage};
-use crate::stages::States;
-pub use crate::stages::{LiveStages, Stages};
 use context::{RequestCtx, ResponseBody};
 
 /// The data plane's [`ProxyHttp`] implementation (one per listener).

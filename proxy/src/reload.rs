@@ -24,17 +24,17 @@ use std::time::Duration;
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec, Opts};
 use sha2::{Digest, Sha256};
 
+use crate::config::stages::{Generation, LiveStages, Services, Stages};
 use crate::config::Config;
 use crate::listener::tls::{ReloadingCert, ReloadingClientCa};
 use crate::ratelimit::RateLimiter;
-use crate::stages::{Generation, LiveStages, Services, Stages};
 
 mod fingerprint;
 
 pub use fingerprint::Fingerprint;
 
 /// Top-level sections read once at start, and why. A reload that changes one is refused (and
-/// so does one that changes a stage's section in [`crate::stages::RESTART_ONLY`]).
+/// so does one that changes a stage's section in [`crate::config::stages::RESTART_ONLY`]).
 pub const RESTART_ONLY: &[(&str, &str)] = &[
     (
         "listeners",
@@ -379,7 +379,7 @@ impl Reloader {
         let changed = running.changed(&next);
         let needs_restart: Vec<String> = RESTART_ONLY
             .iter()
-            .chain(crate::stages::RESTART_ONLY)
+            .chain(crate::config::stages::RESTART_ONLY)
             .filter(|(name, _)| changed.iter().any(|c| c == name))
             .map(|(name, why)| format!("{name}: changed, but {why}; restart to apply it"))
             .collect();

@@ -166,7 +166,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
     });
     // What outlives reloads: the core services and each stage's own (approvals: held calls
     // wait on them), whose I/O runs on the aux runtime.
-    let core = crate::stages::Core {
+    let core = crate::config::stages::Core {
         metrics: metrics.clone(),
         lifecycle: lifecycle.clone(),
         authn: authn.clone(),
@@ -174,7 +174,7 @@ pub fn start(config: Config, options: StartOptions) -> anyhow::Result<Running> {
         audit: audit.clone(),
         tracing: tracing.clone(),
     };
-    let services = crate::stages::Services::start(core, &config.stages, aux.handle())?;
+    let services = crate::config::stages::Services::start(core, &config.stages, aux.handle())?;
     // The TLS material of every listener, reloaded on change with the config file.
     let mut tls = (Vec::new(), Vec::new());
     for l in &config.listeners {

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use http::Method;
 
 use super::spec::{ConfigSpec, UpstreamSpec};
+use super::stages::{PerRoute, RouteInputs, RouteStages, StageConfig};
 use super::{Config, FieldError, Listener};
 use crate::route::{HostMatch, Route, RouteTable, Upstream};
 use crate::secrets::Secrets;
-use crate::stages::{PerRoute, RouteInputs, RouteStages, StageConfig};
 
 #[derive(Default)]
 struct Errors(Vec<FieldError>);

@@ -1,6 +1,6 @@
 //! [`RequestCtx`]: what the pipeline carries through one request — the exchange's core facts
 //! (which stages read through [`crate::stage::Exchange`]) and each stage's own state
-//! ([`crate::stages::States`]).
+//! ([`crate::config::stages::States`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
@@ -89,7 +89,7 @@ pub enum ResponseBody {
 pub struct RequestCtx {
     /// The configuration generation this request runs under, from its first hook to its last
     /// (a reload never changes a request's route or its stages' per-route state midway).
-    pub stages: std::sync::Arc<crate::stages::Stages>,
+    pub stages: std::sync::Arc<crate::config::stages::Stages>,
     /// The exchange's facts.
     pub core: Core,
     /// This request's OpenTelemetry spans (empty when tracing is off).
@@ -115,7 +115,7 @@ pub struct RequestCtx {
     /// Items that end a stream a stage stopped, written by `fail_to_proxy`.
     pub closing: Option<Bytes>,
     /// What each stage keeps for this request.
-    pub states: crate::stages::States,
+    pub states: crate::config::stages::States,
     /// The CORS headers of every response to this request (empty unless the route has `cors`).
     pub cors: Vec<crate::route::cors::CorsHeader>,
     /// The proxy answered this request as a CORS preflight (reason `cors_preflight`).
@@ -139,7 +139,7 @@ pub struct StreamCtx {
 
 impl RequestCtx {
     /// A fresh context, counted in flight until dropped.
-    pub fn new(in_flight: InFlight, stages: std::sync::Arc<crate::stages::Stages>) -> Self {
+    pub fn new(in_flight: InFlight, stages: std::sync::Arc<crate::config::stages::Stages>) -> Self {
         Self {
             stages,
             core: Core {

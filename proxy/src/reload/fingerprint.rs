@@ -60,16 +60,18 @@ impl Fingerprint {
     }
 }
 
-/// The SHA-256 of each route's `tool_integrity.lock` file (`""` when no route has one; a file
-/// that cannot be read counts as its error, which validation reports).
+/// The SHA-256 of each file a route names whose content is configuration
+/// ([`crate::config::stages::ROUTE_FILES`], e.g. `tool_integrity.lock`); `""` when no route
+/// names one; a file that cannot be read counts as its error, which validation reports.
 fn lock_digests(tree: &Value) -> String {
     let mut out = String::new();
     let routes = tree.get("routes").and_then(Value::as_array);
-    for path in routes
-        .into_iter()
-        .flatten()
-        .filter_map(|r| r.pointer("/tool_integrity/lock").and_then(Value::as_str))
-    {
+    let files = routes.into_iter().flatten().flat_map(|r| {
+        crate::config::stages::ROUTE_FILES
+            .iter()
+            .filter_map(|pointer| r.pointer(pointer).and_then(Value::as_str))
+    });
+    for path in files {
         let content = std::fs::read(path).unwrap_or_else(|e| e.to_string().into_bytes());
         let digest = Sha256::digest(&content);
         out.push_str(&format!(

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::config::stages::{Core, Generation, Services, States};
 use crate::config::Config;
 use crate::protocol::json::PARSES;
 use crate::protocol::relay::Reading;
 use crate::stage::{Exchange, Stage};
-use crate::stages::{Core, Generation, Services, States};
 use crate::telemetry::Metrics;
 
 /// An AG-UI route with the repository's policies, the default guardrails and an audit file,

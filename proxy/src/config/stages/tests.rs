@@ -1,5 +1,6 @@
 //! The registry keeps a stage's wiring in one place: outside its own folder, a stage's module is
-//! named only where this file's header says a stage is wired (`config/spec.rs`, `stages.rs`)
+//! named only where this file's header says a stage is wired (`config/spec.rs`,
+//! `config/stages.rs`)
 //! and by the commands and admin endpoints that are features of their own.
 
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ const STAGES: &[(&str, &[&str])] = &[
 
 /// Where a stage may be wired, besides `lib.rs` (`pub mod`) and `pipeline.rs` (its hook
 /// calls, which go through the `Stages` field, never the module).
-const WIRING: &[&str] = &["config/spec.rs", "stages.rs"];
+const WIRING: &[&str] = &["config/spec.rs", "config/stages.rs"];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -66,11 +67,11 @@ fn a_stage_is_wired_in_the_registry_spec_and_pipeline_only() {
             .collect();
         assert!(
             stray.is_empty(),
-            "`{needle}` is named outside the registry (stages.rs) and the config spec: {stray:?}; \
-             wire the stage in stages.rs (see its header)"
+            "`{needle}` is named outside the registry (config/stages.rs) and the config spec: {stray:?}; \
+             wire the stage in config/stages.rs (see its header)"
         );
         assert!(
-            naming.iter().any(|rel| rel == "stages.rs"),
+            naming.iter().any(|rel| rel == "config/stages.rs"),
             "the registry does not wire `{stage}`: {naming:?}"
         );
     }

@@ -8,7 +8,7 @@
 //!
 //! 1. `lib.rs`: `pub mod <stage>;`
 //! 2. `config/spec.rs`: its top-level section and/or its field on a route, as written in YAML;
-//! 3. this file: one entry in each part below that the stage has;
+//! 3. this file (`config/stages.rs`): one entry in each part below that the stage has;
 //! 4. `pipeline.rs`: its hook calls, in order.
 //!
 //! The parts, in the order a configuration lives through them:
@@ -16,7 +16,8 @@
 //! - [`RouteStages::validate`]: each route's state per stage, built from the route's spec at
 //!   config load (errors name the route's field);
 //! - [`StageConfig::finish`]: the stages' top-level sections, validated after every route;
-//! - [`RESTART_ONLY`]: stage sections a reload may not change;
+//! - [`RESTART_ONLY`]: stage sections a reload may not change; [`ROUTE_FILES`]: route fields
+//!   naming files whose content is configuration (a tool lock);
 //! - [`Services::start`]: what a stage keeps across reloads (stores, connections), started once;
 //! - [`Stages::build`] and [`Stages::carry_over`]: one configuration's stages;
 //! - [`States`]: what each stage keeps for one request.
@@ -37,6 +38,11 @@ pub const RESTART_ONLY: &[(&str, &str)] = &[(
     "approvals",
     "the approval store and its webhook start with the process",
 )];
+
+/// Route fields (JSON pointers into a route) that name a file whose content is configuration:
+/// its SHA-256 is part of the configuration's hash, so a changed file is applied by a reload
+/// like a changed YAML line (`crate::reload`).
+pub const ROUTE_FILES: &[&str] = &["/tool_integrity/lock"];
 
 /// What one route's configuration needs from the rest of the file: the sections validated
 /// before the routes (each route carries its effective limits and its compiled rule set).
