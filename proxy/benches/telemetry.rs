@@ -8,9 +8,16 @@
 //! batch processor queues and drops), with ratio 1.0 and 0.0. `audit/seal` is the writer's work
 //! per record (canonical JSON + SHA-256), `audit/submit` the request side (one bounded-queue
 //! send; the writer thread drains to a file in the temp dir).
+//!
+//! `audit/amortized` and `audit/amortized_cpu` are the whole trail per record: a sample submits
+//! its records (a clone of the template each, as a request builds one), then flushes, so the
+//! writer thread's sealing, file writes and fsync per batch are in the figure. `amortized` is
+//! wall time per record; `amortized_cpu` the process's CPU time (user + system, every thread:
+//! the writer runs on its own) per record. The audit benches run before the span benches, whose
+//! OTLP exporters would otherwise wake up in the background.
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_proxy::audit::chain::ChainHead;
@@ -82,7 +89,7 @@ fn record() -> AuditRecord {
     }
 }
 
-fn bench(c: &mut Criterion) {
+fn spans(c: &mut Criterion) {
     let mut req = pingora_http::RequestHeader::build("POST", b"/agent", None).unwrap();
     req.insert_header(
         "traceparent",
@@ -111,7 +118,10 @@ fn bench(c: &mut Criterion) {
         parent.flags = flags.into();
         c.bench_function(name, |b| b.iter(|| one_request(&on, &parent)));
     }
+}
 
+fn audit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut head = ChainHead::default();
     let template = record();
     c.bench_function("audit/seal", |b| {
@@ -140,7 +150,57 @@ fn bench(c: &mut Criterion) {
         b.iter(|| runtime.block_on(auditor.submit(template.clone())))
     });
     runtime.block_on(auditor.flush());
+
+    // One iteration is one record; a sample ends with one flush (criterion's smallest samples
+    // hold hundreds of records, so it weighs little beside the fsync per batch).
+    let sample = |iters: u64| {
+        runtime.block_on(async {
+            for _ in 0..iters {
+                auditor.submit(template.clone()).await;
+            }
+            auditor.flush().await;
+        })
+    };
+    // Rotated files (64 MiB each) are removed between samples, outside the measurement.
+    let active = dir.path().join("audit.jsonl");
+    let tidy = || {
+        for file in palisade_proxy::audit::file::rotated_files(&active).unwrap() {
+            let _ = std::fs::remove_file(file);
+        }
+    };
+    c.bench_function("audit/amortized", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            sample(iters);
+            let took = start.elapsed();
+            tidy();
+            took
+        })
+    });
+    c.bench_function("audit/amortized_cpu", |b| {
+        b.iter_custom(|iters| {
+            let start = process_cpu();
+            sample(iters);
+            let took = process_cpu().saturating_sub(start);
+            tidy();
+            took
+        })
+    });
 }
 
-criterion_group!(benches, bench);
+/// CPU time (user + system) of every thread of the process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+criterion_group!(benches, audit, spans);
 criterion_main!(benches);
