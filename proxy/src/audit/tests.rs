@@ -304,10 +304,9 @@ fn validation_reports_every_bad_field() {
     );
 }
 
-#[test]
-fn a_sealed_record_is_canonical_json_and_verifies() {
-    let mut head = ChainHead::default();
-    let mut r = record(1);
+/// A record with every part filled, some text in it made to look like a JSON key.
+fn full_record(i: usize) -> AuditRecord {
+    let mut r = record(i);
     r.principal = Some(record::AuditPrincipal {
         auth_method: "jwt",
         id: "User::\"iss|alice\"".into(),
@@ -340,7 +339,13 @@ fn a_sealed_record_is_canonical_json_and_verifies() {
         id: Some("c1".into()),
         tool: "Tool::\"rm\"".into(),
     }];
-    let line = r.seal(&mut head);
+    r
+}
+
+#[test]
+fn a_sealed_record_is_canonical_json_and_verifies() {
+    let mut head = ChainHead::default();
+    let line = full_record(1).seal(&mut head);
     // The struct's own serialization is already canonical (sorted keys at every depth).
     let value: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(chain::canonical(&value), line);
@@ -351,6 +356,27 @@ fn a_sealed_record_is_canonical_json_and_verifies() {
     assert_eq!(chain::verify(&[&path]).unwrap().records, 2);
     // Guardrail findings carry ids and places, never content.
     assert!(!line.contains("@"));
+}
+
+#[test]
+fn sealed_lines_are_pinned_byte_for_byte() {
+    // The trail's bytes and hashes must not change with how the writer builds them.
+    let mut head = ChainHead::default();
+    let mut lines = Vec::new();
+    for i in 1..=2 {
+        let mut r = full_record(i);
+        r.timestamp = "2026-12-08T10:00:00.000Z".into();
+        lines.push(r.seal(&mut head));
+    }
+    // Pinned with the writer of 2026-12-07 (one `String` per line): the SHA-256 of both lines.
+    assert_eq!(
+        chain::hash_text("", &lines.join("\n")),
+        "bd3eb0170db1d4d0f7ca89763b676010818f4622633ab468aac0814f5b7f5568"
+    );
+    assert_eq!(
+        head.hash,
+        "20cab44e3fc2fefd383d54eac783383c6a53feaf6805dfa26fad322572f5edf3"
+    );
 }
 
 #[test]
