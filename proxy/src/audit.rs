@@ -15,6 +15,7 @@
 //!
 //! `palisade audit verify FILE…` checks a chain; `palisade audit tail` follows decisions.
 
+pub mod batch;
 pub mod chain;
 pub mod checkpoint;
 pub mod file;

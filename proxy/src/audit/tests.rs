@@ -120,8 +120,8 @@ fn rotation_keeps_one_chain_across_files_and_restarts_continue_it() {
     let (mut sink, mut head) = FileSink::open(&path, 400, Duration::from_secs(3600)).unwrap();
     assert_eq!(head, ChainHead::default());
     for i in 0..20 {
-        let line = head.seal(obj(json!({"i": i, "pad": "x".repeat(50)})));
-        sink.write(&[line], head.seq).unwrap();
+        let line = head.seal(obj(json!({"i": i, "pad": "x".repeat(50)}))) + "\n";
+        sink.write(line.as_bytes(), head.seq).unwrap();
     }
     drop(sink);
     let rotated = rotated_files(&path).unwrap();
@@ -129,8 +129,8 @@ fn rotation_keeps_one_chain_across_files_and_restarts_continue_it() {
     // A restart continues the chain of whatever is newest.
     let (mut sink, mut reopened) = FileSink::open(&path, 400, Duration::from_secs(3600)).unwrap();
     assert_eq!(reopened, head);
-    let line = reopened.seal(obj(json!({"i": 20})));
-    sink.write(&[line], reopened.seq).unwrap();
+    let line = reopened.seal(obj(json!({"i": 20}))) + "\n";
+    sink.write(line.as_bytes(), reopened.seq).unwrap();
     let files = chain_files(&path).unwrap();
     let v = chain::verify(&files).unwrap();
     assert_eq!(v.records, 21);
@@ -380,6 +380,34 @@ fn sealed_lines_are_pinned_byte_for_byte() {
 }
 
 #[test]
+fn a_batch_holds_the_lines_seal_returns() {
+    let (mut sealed, mut batched) = (ChainHead::default(), ChainHead::default());
+    let mut lines = Vec::new();
+    let mut batch = batch::Batch::default();
+    for i in 1..=3 {
+        let r = full_record(i);
+        lines.push(r.clone().seal(&mut sealed));
+        batch.seal(&mut r.clone(), &mut batched);
+    }
+    lines.push("{\"kind\":\"checkpoint\"}".into());
+    batch.push_line(&lines[3]);
+    assert_eq!(batched, sealed);
+    assert_eq!(batch.len(), 4);
+    assert_eq!(batch.bytes(), (lines.join("\n") + "\n").as_bytes());
+    assert_eq!(batch.lines().collect::<Vec<_>>(), lines);
+
+    // The file's pending lines: earlier ones first, cut to a bound.
+    let mut pending = batch.clone();
+    pending.extend(&batch);
+    pending.truncate(5);
+    let kept: Vec<&str> = pending.lines().collect();
+    assert_eq!(kept, [&lines[..], &lines[..1]].concat());
+    assert_eq!(pending.bytes(), (kept.join("\n") + "\n").as_bytes());
+    pending.clear();
+    assert!(pending.is_empty() && pending.bytes().is_empty());
+}
+
+#[test]
 fn an_unfinished_last_line_is_dropped_and_the_chain_continues() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
@@ -389,8 +417,8 @@ fn an_unfinished_last_line_is_dropped_and_the_chain_continues() {
     std::fs::write(&path, &text).unwrap();
     let (mut sink, mut head) = FileSink::open(&path, 1 << 20, Duration::from_secs(3600)).unwrap();
     assert_eq!(head.seq, 3);
-    let line = head.seal(obj(json!({"request_id": "after"})));
-    sink.write(&[line], head.seq).unwrap();
+    let line = head.seal(obj(json!({"request_id": "after"}))) + "\n";
+    sink.write(line.as_bytes(), head.seq).unwrap();
     let v = chain::verify(&[&path]).unwrap();
     assert_eq!(v.records, 4);
 }
