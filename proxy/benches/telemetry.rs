@@ -13,8 +13,10 @@
 //! its records (a clone of the template each, as a request builds one), then flushes, so the
 //! writer thread's sealing, file writes and fsync per batch are in the figure. `amortized` is
 //! wall time per record; `amortized_cpu` the process's CPU time (user + system, every thread:
-//! the writer runs on its own) per record. The audit benches run before the span benches, whose
-//! OTLP exporters would otherwise wake up in the background.
+//! the writer runs on its own) per record, with batches of up to 512 records per write and
+//! fsync; `amortized_cpu_batch16` the same with at most 16. The audit benches run before the
+//! span benches, whose OTLP exporters would otherwise wake up in the background. The bench runs
+//! on the binary's allocator (mimalloc).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -26,6 +28,11 @@ use palisade_proxy::route::Upstream;
 use palisade_proxy::telemetry::otel::{OtelSettings, Tracing};
 use palisade_proxy::telemetry::spec::OtlpProtocol;
 use palisade_proxy::telemetry::TraceContext;
+
+// The `palisade` binary's allocator (main.rs): the audit benches allocate a record per
+// request on one thread and free it on the writer's, as the proxy does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The upstream the benchmark's requests go to.
 static UPSTREAM: std::sync::LazyLock<Upstream> = std::sync::LazyLock::new(|| Upstream {
@@ -129,21 +136,7 @@ fn audit(c: &mut Criterion) {
     });
 
     let dir = tempfile::tempdir().unwrap();
-    let settings = Settings {
-        file: Some(FileSettings {
-            path: dir.path().join("audit.jsonl"),
-            max_bytes: 64 << 20,
-            max_age: Duration::from_secs(3600),
-            fsync: FsyncPolicy::Batch,
-        }),
-        stdout: false,
-        redis: None,
-        queue_capacity: 8192,
-        on_full: palisade_proxy::audit::OnFull::Block,
-        on_sink_failure: palisade_proxy::audit::OnSinkFailure::FailOpen,
-        batch_max: 512,
-        checkpoint: None,
-    };
+    let settings = settings(&dir.path().join("audit.jsonl"));
     let metrics = palisade_proxy::telemetry::Metrics::new(prometheus::Registry::new()).unwrap();
     let auditor = Auditor::start(&settings, metrics.audit.clone()).unwrap();
     c.bench_function("audit/submit", |b| {
@@ -151,6 +144,28 @@ fn audit(c: &mut Criterion) {
     });
     runtime.block_on(auditor.flush());
 
+    amortized(c, &runtime, &template, 512, "");
+    // Fewer records per fsync, as under a lighter load: the per-batch part weighs more.
+    amortized(c, &runtime, &template, 16, "_batch16");
+}
+
+/// `audit/amortized{suffix}` (wall, only for the default batch size: with small batches it is
+/// the disk's fsync latency) and `audit/amortized_cpu{suffix}`, on a trail of their own.
+fn amortized(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    template: &AuditRecord,
+    batch_max: usize,
+    suffix: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let active = dir.path().join("audit.jsonl");
+    let settings = Settings {
+        batch_max,
+        ..settings(&active)
+    };
+    let metrics = palisade_proxy::telemetry::Metrics::new(prometheus::Registry::new()).unwrap();
+    let auditor = Auditor::start(&settings, metrics.audit.clone()).unwrap();
     // One iteration is one record; a sample ends with one flush (criterion's smallest samples
     // hold hundreds of records, so it weighs little beside the fsync per batch).
     let sample = |iters: u64| {
@@ -162,22 +177,23 @@ fn audit(c: &mut Criterion) {
         })
     };
     // Rotated files (64 MiB each) are removed between samples, outside the measurement.
-    let active = dir.path().join("audit.jsonl");
     let tidy = || {
         for file in palisade_proxy::audit::file::rotated_files(&active).unwrap() {
             let _ = std::fs::remove_file(file);
         }
     };
-    c.bench_function("audit/amortized", |b| {
-        b.iter_custom(|iters| {
-            let start = Instant::now();
-            sample(iters);
-            let took = start.elapsed();
-            tidy();
-            took
-        })
-    });
-    c.bench_function("audit/amortized_cpu", |b| {
+    if suffix.is_empty() {
+        c.bench_function("audit/amortized", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                sample(iters);
+                let took = start.elapsed();
+                tidy();
+                took
+            })
+        });
+    }
+    c.bench_function(&format!("audit/amortized_cpu{suffix}"), |b| {
         b.iter_custom(|iters| {
             let start = process_cpu();
             sample(iters);
@@ -186,6 +202,25 @@ fn audit(c: &mut Criterion) {
             took
         })
     });
+}
+
+/// The bench's audit settings: a file sink at `path`, fsync per batch.
+fn settings(path: &std::path::Path) -> Settings {
+    Settings {
+        file: Some(FileSettings {
+            path: path.to_path_buf(),
+            max_bytes: 64 << 20,
+            max_age: Duration::from_secs(3600),
+            fsync: FsyncPolicy::Batch,
+        }),
+        stdout: false,
+        redis: None,
+        queue_capacity: 8192,
+        on_full: palisade_proxy::audit::OnFull::Block,
+        on_sink_failure: palisade_proxy::audit::OnSinkFailure::FailOpen,
+        batch_max: 512,
+        checkpoint: None,
+    }
 }
 
 /// CPU time (user + system) of every thread of the process so far.
