@@ -19,6 +19,7 @@ pub mod batch;
 pub mod chain;
 pub mod checkpoint;
 pub mod file;
+mod line;
 pub mod record;
 pub mod redis_stream;
 pub mod spec;

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::chain::{self, BreakKind, ChainHead, VerifyError, GENESIS};
@@ -405,6 +406,44 @@ fn a_batch_holds_the_lines_seal_returns() {
     assert_eq!(pending.bytes(), (kept.join("\n") + "\n").as_bytes());
     pending.clear();
     assert!(pending.is_empty() && pending.bytes().is_empty());
+}
+
+#[test]
+fn the_writers_json_is_serde_jsons() {
+    let mut r = full_record(1);
+    r.hash = Some("ab".repeat(32));
+    r.approval = Some(record::AuditApproval {
+        approver: Some("User::\"bob\"".into()),
+        id: "ap-1".into(),
+        outcome: "approved",
+        reason: None,
+        requester: "User::\"iss|alice\"".into(),
+    });
+    r.tool_integrity = vec![record::IntegrityFinding {
+        action: "blocked",
+        kind: "poisoned",
+        rule: Some("injection.ignore_previous".into()),
+        tool: "search".into(),
+    }];
+    r.path = "/a\u{1}\tb\u{7f}é\"\\/".into();
+    r.duration_ms = 1e-7;
+    let mut out = Vec::new();
+    let method_at = line::write(&r, &mut out);
+    assert_eq!(out, serde_json::to_vec(&r).unwrap());
+    assert!(out[method_at..].starts_with(b",\"method\":"));
+}
+
+proptest! {
+    #[test]
+    fn any_text_is_escaped_as_serde_json_escapes_it(text in any::<String>(), ms in any::<f64>()) {
+        let mut r = record(1);
+        r.path = text.clone();
+        r.route = Some(text);
+        r.duration_ms = ms;
+        let mut out = Vec::new();
+        line::write(&r, &mut out);
+        prop_assert_eq!(out, serde_json::to_vec(&r).unwrap());
+    }
 }
 
 #[test]
