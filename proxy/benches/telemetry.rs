@@ -8,9 +8,18 @@
 //! batch processor queues and drops), with ratio 1.0 and 0.0. `audit/seal` is the writer's work
 //! per record (canonical JSON + SHA-256), `audit/submit` the request side (one bounded-queue
 //! send; the writer thread drains to a file in the temp dir).
+//!
+//! `audit/amortized` and `audit/amortized_cpu` are the whole trail per record: a sample submits
+//! its records (a clone of the template each, as a request builds one), then flushes, so the
+//! writer thread's sealing, file writes and fsync per batch are in the figure. `amortized` is
+//! wall time per record; `amortized_cpu` the process's CPU time (user + system, every thread:
+//! the writer runs on its own) per record, with batches of up to 512 records per write and
+//! fsync; `amortized_cpu_batch16` the same with at most 16. The audit benches run before the
+//! span benches, whose OTLP exporters would otherwise wake up in the background. The bench runs
+//! on the binary's allocator (mimalloc).
 
 use std::hint::black_box;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use palisade_proxy::audit::chain::ChainHead;
@@ -19,6 +28,11 @@ use palisade_proxy::route::Upstream;
 use palisade_proxy::telemetry::otel::{OtelSettings, Tracing};
 use palisade_proxy::telemetry::spec::OtlpProtocol;
 use palisade_proxy::telemetry::TraceContext;
+
+// The `palisade` binary's allocator (main.rs): the audit benches allocate a record per
+// request on one thread and free it on the writer's, as the proxy does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The upstream the benchmark's requests go to.
 static UPSTREAM: std::sync::LazyLock<Upstream> = std::sync::LazyLock::new(|| Upstream {
@@ -82,7 +96,7 @@ fn record() -> AuditRecord {
     }
 }
 
-fn bench(c: &mut Criterion) {
+fn spans(c: &mut Criterion) {
     let mut req = pingora_http::RequestHeader::build("POST", b"/agent", None).unwrap();
     req.insert_header(
         "traceparent",
@@ -111,7 +125,10 @@ fn bench(c: &mut Criterion) {
         parent.flags = flags.into();
         c.bench_function(name, |b| b.iter(|| one_request(&on, &parent)));
     }
+}
 
+fn audit(c: &mut Criterion) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
     let mut head = ChainHead::default();
     let template = record();
     c.bench_function("audit/seal", |b| {
@@ -119,9 +136,79 @@ fn bench(c: &mut Criterion) {
     });
 
     let dir = tempfile::tempdir().unwrap();
+    let settings = settings(&dir.path().join("audit.jsonl"));
+    let metrics = palisade_proxy::telemetry::Metrics::new(prometheus::Registry::new()).unwrap();
+    let auditor = Auditor::start(&settings, metrics.audit.clone()).unwrap();
+    c.bench_function("audit/submit", |b| {
+        b.iter(|| runtime.block_on(auditor.submit(template.clone())))
+    });
+    runtime.block_on(auditor.flush());
+
+    amortized(c, &runtime, &template, 512, "");
+    // Fewer records per fsync, as under a lighter load: the per-batch part weighs more.
+    amortized(c, &runtime, &template, 16, "_batch16");
+}
+
+/// `audit/amortized{suffix}` (wall, only for the default batch size: with small batches it is
+/// the disk's fsync latency) and `audit/amortized_cpu{suffix}`, on a trail of their own.
+fn amortized(
+    c: &mut Criterion,
+    runtime: &tokio::runtime::Runtime,
+    template: &AuditRecord,
+    batch_max: usize,
+    suffix: &str,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let active = dir.path().join("audit.jsonl");
     let settings = Settings {
+        batch_max,
+        ..settings(&active)
+    };
+    let metrics = palisade_proxy::telemetry::Metrics::new(prometheus::Registry::new()).unwrap();
+    let auditor = Auditor::start(&settings, metrics.audit.clone()).unwrap();
+    // One iteration is one record; a sample ends with one flush (criterion's smallest samples
+    // hold hundreds of records, so it weighs little beside the fsync per batch).
+    let sample = |iters: u64| {
+        runtime.block_on(async {
+            for _ in 0..iters {
+                auditor.submit(template.clone()).await;
+            }
+            auditor.flush().await;
+        })
+    };
+    // Rotated files (64 MiB each) are removed between samples, outside the measurement.
+    let tidy = || {
+        for file in palisade_proxy::audit::file::rotated_files(&active).unwrap() {
+            let _ = std::fs::remove_file(file);
+        }
+    };
+    if suffix.is_empty() {
+        c.bench_function("audit/amortized", |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                sample(iters);
+                let took = start.elapsed();
+                tidy();
+                took
+            })
+        });
+    }
+    c.bench_function(&format!("audit/amortized_cpu{suffix}"), |b| {
+        b.iter_custom(|iters| {
+            let start = process_cpu();
+            sample(iters);
+            let took = process_cpu().saturating_sub(start);
+            tidy();
+            took
+        })
+    });
+}
+
+/// The bench's audit settings: a file sink at `path`, fsync per batch.
+fn settings(path: &std::path::Path) -> Settings {
+    Settings {
         file: Some(FileSettings {
-            path: dir.path().join("audit.jsonl"),
+            path: path.to_path_buf(),
             max_bytes: 64 << 20,
             max_age: Duration::from_secs(3600),
             fsync: FsyncPolicy::Batch,
@@ -133,14 +220,22 @@ fn bench(c: &mut Criterion) {
         on_sink_failure: palisade_proxy::audit::OnSinkFailure::FailOpen,
         batch_max: 512,
         checkpoint: None,
-    };
-    let metrics = palisade_proxy::telemetry::Metrics::new(prometheus::Registry::new()).unwrap();
-    let auditor = Auditor::start(&settings, metrics.audit.clone()).unwrap();
-    c.bench_function("audit/submit", |b| {
-        b.iter(|| runtime.block_on(auditor.submit(template.clone())))
-    });
-    runtime.block_on(auditor.flush());
+    }
 }
 
-criterion_group!(benches, bench);
+/// CPU time (user + system) of every thread of the process so far.
+fn process_cpu() -> Duration {
+    // SAFETY: `getrusage` only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+criterion_group!(benches, audit, spans);
 criterion_main!(benches);

@@ -15,9 +15,11 @@
 //!
 //! `palisade audit verify FILE…` checks a chain; `palisade audit tail` follows decisions.
 
+pub mod batch;
 pub mod chain;
 pub mod checkpoint;
 pub mod file;
+mod line;
 pub mod record;
 pub mod redis_stream;
 pub mod spec;

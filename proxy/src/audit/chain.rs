@@ -70,10 +70,24 @@ pub fn hash_text(prev_hash: &str, canonical_body: &str) -> String {
 }
 
 fn hash_bytes(prev_hash: &str, canonical_body: &[u8]) -> String {
+    hash_hex(prev_hash, canonical_body)
+        .into_iter()
+        .map(char::from)
+        .collect()
+}
+
+/// [`hash_text`] as the 64 ASCII bytes of its hex, without an allocation (the writer's path).
+pub fn hash_hex(prev_hash: &str, canonical_body: &[u8]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha256::new();
     hasher.update(prev_hash.as_bytes());
     hasher.update(canonical_body);
-    format!("{:x}", hasher.finalize())
+    let mut hex = [0u8; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(hasher.finalize()) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+    }
+    hex
 }
 
 /// Canonical JSON: object keys sorted by bytes, no insignificant whitespace; strings and numbers

@@ -60,18 +60,14 @@ impl FileSink {
         ))
     }
 
-    /// Appends `lines` (each without its newline) in one write; `last_seq` is the `seq` of the
-    /// last line, used to name the file if this batch makes it rotate.
-    pub fn write(&mut self, lines: &[String], last_seq: u64) -> std::io::Result<()> {
+    /// Appends `lines` (whole lines, each ended by its newline: a [`super::batch::Batch`]'s
+    /// bytes) in one write; `last_seq` is the `seq` of the last line, used to name the file if
+    /// this batch makes it rotate.
+    pub fn write(&mut self, lines: &[u8], last_seq: u64) -> std::io::Result<()> {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-        for line in lines {
-            buf.extend_from_slice(line.as_bytes());
-            buf.push(b'\n');
-        }
-        if let Err(e) = self.file.write_all(&buf) {
+        if let Err(e) = self.file.write_all(lines) {
             // Part of the batch may be on disk (ENOSPC mid-write): cut back to the last whole
             // record, so the batch can be written again without a torn or repeated line.
             if let Err(cut) = self.file.set_len(self.size) {
@@ -79,7 +75,7 @@ impl FileSink {
             }
             return Err(e);
         }
-        self.size += buf.len() as u64;
+        self.size += lines.len() as u64;
         if self.rotation_due_after(0) {
             // The records are written: a failed rotation must not make them be written again.
             // It is retried after the next batch.

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::batch::Batch;
+
 /// The Redis Stream sink.
 pub struct RedisSink {
     conn: ConnectionManager,
@@ -40,17 +42,17 @@ impl RedisSink {
     }
 
     /// Appends `lines` to the stream in one pipeline.
-    pub async fn write(&mut self, lines: &[String]) -> Result<(), String> {
+    pub async fn write(&mut self, lines: &Batch) -> Result<(), String> {
         if lines.is_empty() {
             return Ok(());
         }
         let mut pipe = redis::pipe();
-        for line in lines {
+        for line in lines.lines() {
             let cmd = pipe.cmd("XADD").arg(&self.stream);
             if self.maxlen > 0 {
                 cmd.arg("MAXLEN").arg("~").arg(self.maxlen);
             }
-            cmd.arg("*").arg("record").arg(line.as_str()).ignore();
+            cmd.arg("*").arg("record").arg(line).ignore();
         }
         match tokio::time::timeout(self.timeout, pipe.query_async::<()>(&mut self.conn)).await {
             Ok(Ok(())) => Ok(()),

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
 use super::chain::{self, BreakKind, ChainHead, VerifyError, GENESIS};
@@ -120,8 +121,8 @@ fn rotation_keeps_one_chain_across_files_and_restarts_continue_it() {
     let (mut sink, mut head) = FileSink::open(&path, 400, Duration::from_secs(3600)).unwrap();
     assert_eq!(head, ChainHead::default());
     for i in 0..20 {
-        let line = head.seal(obj(json!({"i": i, "pad": "x".repeat(50)})));
-        sink.write(&[line], head.seq).unwrap();
+        let line = head.seal(obj(json!({"i": i, "pad": "x".repeat(50)}))) + "\n";
+        sink.write(line.as_bytes(), head.seq).unwrap();
     }
     drop(sink);
     let rotated = rotated_files(&path).unwrap();
@@ -129,8 +130,8 @@ fn rotation_keeps_one_chain_across_files_and_restarts_continue_it() {
     // A restart continues the chain of whatever is newest.
     let (mut sink, mut reopened) = FileSink::open(&path, 400, Duration::from_secs(3600)).unwrap();
     assert_eq!(reopened, head);
-    let line = reopened.seal(obj(json!({"i": 20})));
-    sink.write(&[line], reopened.seq).unwrap();
+    let line = reopened.seal(obj(json!({"i": 20}))) + "\n";
+    sink.write(line.as_bytes(), reopened.seq).unwrap();
     let files = chain_files(&path).unwrap();
     let v = chain::verify(&files).unwrap();
     assert_eq!(v.records, 21);
@@ -304,10 +305,9 @@ fn validation_reports_every_bad_field() {
     );
 }
 
-#[test]
-fn a_sealed_record_is_canonical_json_and_verifies() {
-    let mut head = ChainHead::default();
-    let mut r = record(1);
+/// A record with every part filled, some text in it made to look like a JSON key.
+fn full_record(i: usize) -> AuditRecord {
+    let mut r = record(i);
     r.principal = Some(record::AuditPrincipal {
         auth_method: "jwt",
         id: "User::\"iss|alice\"".into(),
@@ -340,7 +340,13 @@ fn a_sealed_record_is_canonical_json_and_verifies() {
         id: Some("c1".into()),
         tool: "Tool::\"rm\"".into(),
     }];
-    let line = r.seal(&mut head);
+    r
+}
+
+#[test]
+fn a_sealed_record_is_canonical_json_and_verifies() {
+    let mut head = ChainHead::default();
+    let line = full_record(1).seal(&mut head);
     // The struct's own serialization is already canonical (sorted keys at every depth).
     let value: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(chain::canonical(&value), line);
@@ -354,6 +360,93 @@ fn a_sealed_record_is_canonical_json_and_verifies() {
 }
 
 #[test]
+fn sealed_lines_are_pinned_byte_for_byte() {
+    // The trail's bytes and hashes must not change with how the writer builds them.
+    let mut head = ChainHead::default();
+    let mut lines = Vec::new();
+    for i in 1..=2 {
+        let mut r = full_record(i);
+        r.timestamp = "2026-12-08T10:00:00.000Z".into();
+        lines.push(r.seal(&mut head));
+    }
+    // Pinned with the writer of 2026-12-07 (one `String` per line): the SHA-256 of both lines.
+    assert_eq!(
+        chain::hash_text("", &lines.join("\n")),
+        "bd3eb0170db1d4d0f7ca89763b676010818f4622633ab468aac0814f5b7f5568"
+    );
+    assert_eq!(
+        head.hash,
+        "20cab44e3fc2fefd383d54eac783383c6a53feaf6805dfa26fad322572f5edf3"
+    );
+}
+
+#[test]
+fn a_batch_holds_the_lines_seal_returns() {
+    let (mut sealed, mut batched) = (ChainHead::default(), ChainHead::default());
+    let mut lines = Vec::new();
+    let mut batch = batch::Batch::default();
+    for i in 1..=3 {
+        let r = full_record(i);
+        lines.push(r.clone().seal(&mut sealed));
+        batch.seal(&mut r.clone(), &mut batched);
+    }
+    lines.push("{\"kind\":\"checkpoint\"}".into());
+    batch.push_line(&lines[3]);
+    assert_eq!(batched, sealed);
+    assert_eq!(batch.len(), 4);
+    assert_eq!(batch.bytes(), (lines.join("\n") + "\n").as_bytes());
+    assert_eq!(batch.lines().collect::<Vec<_>>(), lines);
+
+    // The file's pending lines: earlier ones first, cut to a bound.
+    let mut pending = batch.clone();
+    pending.extend(&batch);
+    pending.truncate(5);
+    let kept: Vec<&str> = pending.lines().collect();
+    assert_eq!(kept, [&lines[..], &lines[..1]].concat());
+    assert_eq!(pending.bytes(), (kept.join("\n") + "\n").as_bytes());
+    pending.clear();
+    assert!(pending.is_empty() && pending.bytes().is_empty());
+}
+
+#[test]
+fn the_writers_json_is_serde_jsons() {
+    let mut r = full_record(1);
+    r.hash = Some("ab".repeat(32));
+    r.approval = Some(record::AuditApproval {
+        approver: Some("User::\"bob\"".into()),
+        id: "ap-1".into(),
+        outcome: "approved",
+        reason: None,
+        requester: "User::\"iss|alice\"".into(),
+    });
+    r.tool_integrity = vec![record::IntegrityFinding {
+        action: "blocked",
+        kind: "poisoned",
+        rule: Some("injection.ignore_previous".into()),
+        tool: "search".into(),
+    }];
+    r.path = "/a\u{1}\tb\u{7f}é\"\\/".into();
+    r.duration_ms = 1e-7;
+    let mut out = Vec::new();
+    let method_at = line::write(&r, &mut out);
+    assert_eq!(out, serde_json::to_vec(&r).unwrap());
+    assert!(out[method_at..].starts_with(b",\"method\":"));
+}
+
+proptest! {
+    #[test]
+    fn any_text_is_escaped_as_serde_json_escapes_it(text in any::<String>(), ms in any::<f64>()) {
+        let mut r = record(1);
+        r.path = text.clone();
+        r.route = Some(text);
+        r.duration_ms = ms;
+        let mut out = Vec::new();
+        line::write(&r, &mut out);
+        prop_assert_eq!(out, serde_json::to_vec(&r).unwrap());
+    }
+}
+
+#[test]
 fn an_unfinished_last_line_is_dropped_and_the_chain_continues() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
@@ -363,8 +456,8 @@ fn an_unfinished_last_line_is_dropped_and_the_chain_continues() {
     std::fs::write(&path, &text).unwrap();
     let (mut sink, mut head) = FileSink::open(&path, 1 << 20, Duration::from_secs(3600)).unwrap();
     assert_eq!(head.seq, 3);
-    let line = head.seal(obj(json!({"request_id": "after"})));
-    sink.write(&[line], head.seq).unwrap();
+    let line = head.seal(obj(json!({"request_id": "after"}))) + "\n";
+    sink.write(line.as_bytes(), head.seq).unwrap();
     let v = chain::verify(&[&path]).unwrap();
     assert_eq!(v.records, 4);
 }

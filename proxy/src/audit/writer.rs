@@ -18,8 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use prometheus::IntCounter;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::Batch;
 use super::chain::ChainHead;
 use super::checkpoint::{CheckpointKey, Reason};
 use super::file::FileSink;
@@ -45,11 +47,22 @@ pub struct Writer {
     batch_max: usize,
     healthy: Arc<AtomicBool>,
     metrics: AuditMetrics,
+    /// `palisade_audit_records_total` of each sink, looked up once.
+    written: Written,
     /// Lines the file sink failed to take, retried first on the next batch.
-    pending: Vec<String>,
+    pending: Batch,
     pending_max: usize,
+    /// The batch being sealed, its buffers kept from one batch to the next.
+    lines: Batch,
     unsynced_since: Option<Instant>,
     checkpoints: Option<Checkpoints>,
+}
+
+/// The records-written counters of the sinks.
+struct Written {
+    file: IntCounter,
+    stdout: IntCounter,
+    redis: IntCounter,
 }
 
 /// The checkpoint state: the key, the policy, and what is not covered yet.
@@ -89,6 +102,11 @@ impl Writer {
             }),
             None => None,
         };
+        let written = Written {
+            file: metrics.audit_records.with_label_values(&["file"]),
+            stdout: metrics.audit_records.with_label_values(&["stdout"]),
+            redis: metrics.audit_records.with_label_values(&["redis"]),
+        };
         Ok(Self {
             file,
             stdout: settings.stdout,
@@ -101,8 +119,10 @@ impl Writer {
             batch_max: settings.batch_max,
             healthy,
             metrics,
-            pending: Vec::new(),
+            written,
+            pending: Batch::default(),
             pending_max: settings.queue_capacity,
+            lines: Batch::default(),
             unsynced_since: None,
             checkpoints,
         })
@@ -164,9 +184,9 @@ impl Writer {
                                 .checkpoint_deadline()
                                 .is_some_and(|d| d <= Instant::now())
                             {
-                                let mut lines = Vec::with_capacity(1);
+                                let mut lines = Batch::default();
                                 self.checkpoint_into(&mut lines, Reason::Interval);
-                                self.write(lines).await;
+                                self.write(&mut lines).await;
                                 if self.fsync == FsyncPolicy::Batch {
                                     self.sync();
                                 }
@@ -182,18 +202,18 @@ impl Writer {
             };
             if received == 0 {
                 // Every sender is gone: the proxy is stopping.
-                let mut lines = Vec::with_capacity(1);
+                let mut lines = Batch::default();
                 self.checkpoint_into(&mut lines, Reason::Shutdown);
-                self.write(lines).await;
+                self.write(&mut lines).await;
                 self.sync();
                 return;
             }
             self.metrics.audit_queue_depth.set(rx.len() as i64);
-            let mut lines = Vec::with_capacity(batch.len());
+            let mut lines = std::mem::take(&mut self.lines);
             for msg in batch.drain(..) {
                 match msg {
                     Msg::Record(mut record) => {
-                        lines.push(record.seal(&mut self.head));
+                        lines.seal(&mut record, &mut self.head);
                         if let Some(c) = self.checkpoints.as_mut() {
                             c.uncovered += 1;
                             c.uncovered_since.get_or_insert_with(Instant::now);
@@ -201,7 +221,8 @@ impl Writer {
                     }
                     Msg::Flush(done) => {
                         self.checkpoint_into(&mut lines, Reason::Flush);
-                        self.write(std::mem::take(&mut lines)).await;
+                        self.write(&mut lines).await;
+                        lines.clear();
                         self.sync();
                         let _ = done.send(());
                     }
@@ -220,7 +241,9 @@ impl Writer {
                 // Records kept arriving before the deadline fired.
                 self.checkpoint_into(&mut lines, Reason::Interval);
             }
-            self.write(lines).await;
+            self.write(&mut lines).await;
+            lines.clear();
+            self.lines = lines;
             if self.fsync == FsyncPolicy::Batch {
                 self.sync();
             }
@@ -228,7 +251,7 @@ impl Writer {
     }
 
     /// Seals a checkpoint into `lines` when records are uncovered.
-    fn checkpoint_into(&mut self, lines: &mut Vec<String>, reason: Reason) {
+    fn checkpoint_into(&mut self, lines: &mut Batch, reason: Reason) {
         let Some(c) = self.checkpoints.as_mut() else {
             return;
         };
@@ -236,7 +259,7 @@ impl Writer {
             return;
         }
         let now = crate::error::now_rfc3339();
-        lines.push(c.key.seal(&mut self.head, reason, &now));
+        lines.push_line(&c.key.seal(&mut self.head, reason, &now));
         c.uncovered = 0;
         c.uncovered_since = None;
     }
@@ -247,34 +270,34 @@ impl Writer {
         c.uncovered_since.map(|since| since + c.every)
     }
 
-    async fn write(&mut self, mut lines: Vec<String>) {
+    /// Writes `lines` to every sink (the file's pending lines first); a checkpoint may be
+    /// sealed into them first when the file is about to rotate.
+    async fn write(&mut self, lines: &mut Batch) {
         if lines.is_empty() {
             return;
         }
         // A file about to rotate is closed with a checkpoint, sealed after everything it holds.
-        let incoming: u64 = self
-            .pending
-            .iter()
-            .chain(&lines)
-            .map(|l| l.len() as u64 + 1)
-            .sum();
+        let incoming = (self.pending.bytes().len() + lines.bytes().len()) as u64;
         if self
             .file
             .as_ref()
             .is_some_and(|f| f.rotation_due_after(incoming))
         {
-            self.checkpoint_into(&mut lines, Reason::Rotation);
+            self.checkpoint_into(lines, Reason::Rotation);
         }
         let mut ok = true;
         if let Some(file) = self.file.as_mut() {
-            let mut all = std::mem::take(&mut self.pending);
-            all.extend_from_slice(&lines);
-            match file.write(&all, self.head.seq) {
+            // Pending lines go first, in the same write; without any, the batch goes as it is.
+            let all = if self.pending.is_empty() {
+                &*lines
+            } else {
+                self.pending.extend(lines);
+                &self.pending
+            };
+            match file.write(all.bytes(), self.head.seq) {
                 Ok(()) => {
-                    self.metrics
-                        .audit_records
-                        .with_label_values(&["file"])
-                        .inc_by(all.len() as u64);
+                    self.written.file.inc_by(all.len() as u64);
+                    self.pending.clear();
                     self.unsynced_since.get_or_insert_with(Instant::now);
                 }
                 Err(e) => {
@@ -284,27 +307,21 @@ impl Writer {
                         .audit_sink_errors
                         .with_label_values(&["file"])
                         .inc();
+                    if self.pending.is_empty() {
+                        self.pending.extend(lines);
+                    }
                     // Keep them for the next batch, within bounds; beyond that they are lost.
-                    let keep = all.len().min(self.pending_max);
-                    let lost = all.len() - keep;
+                    let keep = self.pending.len().min(self.pending_max);
+                    let lost = self.pending.len() - keep;
                     self.metrics.audit_dropped.inc_by(lost as u64);
-                    all.truncate(keep);
-                    self.pending = all;
+                    self.pending.truncate(keep);
                 }
             }
         }
         if self.stdout {
             let mut out = std::io::stdout().lock();
-            let written = lines
-                .iter()
-                .try_for_each(|l| writeln!(out, "{l}"))
-                .and_then(|()| out.flush());
-            match written {
-                Ok(()) => self
-                    .metrics
-                    .audit_records
-                    .with_label_values(&["stdout"])
-                    .inc_by(lines.len() as u64),
+            match out.write_all(lines.bytes()).and_then(|()| out.flush()) {
+                Ok(()) => self.written.stdout.inc_by(lines.len() as u64),
                 Err(_) => {
                     ok = false;
                     self.metrics
@@ -315,12 +332,8 @@ impl Writer {
             }
         }
         if let Some(redis) = self.redis.as_mut() {
-            match redis.write(&lines).await {
-                Ok(()) => self
-                    .metrics
-                    .audit_records
-                    .with_label_values(&["redis"])
-                    .inc_by(lines.len() as u64),
+            match redis.write(lines).await {
+                Ok(()) => self.written.redis.inc_by(lines.len() as u64),
                 Err(e) => {
                     tracing::warn!(error = %e, records = lines.len(), "audit: redis XADD failed");
                     ok = false;
