@@ -88,10 +88,10 @@ fn fixture() -> &'static Fixture {
         let metrics = Metrics::new(prometheus::Registry::new()).expect("metrics");
         let authz = AuthzStage::new(
             config.authz.clone(),
-            config.per_route.authz.clone(),
+            config.stages.per_route.authz.clone(),
             metrics.clone(),
         );
-        let guard = GuardrailsStage::new(config.per_route.guardrails.clone(), metrics);
+        let guard = GuardrailsStage::new(config.stages.per_route.guardrails.clone(), metrics);
         let mut principal = Principal::new(
             PrincipalKind::User,
             "https://idp.test|fuzz",
