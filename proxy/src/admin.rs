@@ -184,9 +184,7 @@ async fn revoke_jti(state: &AdminState, body: Revoke) -> impl IntoResponse {
             "jti must be 1-512 bytes\n".to_string(),
         );
     }
-    let until = body
-        .forget_after
-        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+    let until = body.forget_after.map(crate::authn::unix_time);
     match state.authn.revoke(&body.jti, until).await {
         Ok(()) => {
             tracing::info!(jti = %body.jti, "token revoked");

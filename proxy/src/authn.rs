@@ -468,6 +468,14 @@ fn assertion_key(p: &Principal, route: &str) -> String {
     .unwrap_or_default()
 }
 
+/// The time `secs` seconds after the UNIX epoch, at most 9999-12-31T23:59:59Z: seconds from a
+/// token's `exp`, a Redis score or an admin request can be any `u64`, and adding one that large
+/// to a `SystemTime` panics. Every later time means the same here (not yet).
+pub fn unix_time(secs: u64) -> SystemTime {
+    const LAST: u64 = 253_402_300_799;
+    UNIX_EPOCH + Duration::from_secs(secs.min(LAST))
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -83,9 +83,7 @@ pub fn principal_from_claims(issuer: &str, claims: &Value, map: &ClaimMappingSpe
     }) || claims["aal"].as_str() == Some("aal2");
     p.actors = actors(&claims["act"]);
     p.token_id = claims["jti"].as_str().map(str::to_string);
-    p.expires_at = claims["exp"]
-        .as_u64()
-        .map(|exp| std::time::UNIX_EPOCH + std::time::Duration::from_secs(exp));
+    p.expires_at = claims["exp"].as_u64().map(super::unix_time);
     p.normalize()
 }
 
@@ -93,6 +91,20 @@ pub fn principal_from_claims(issuer: &str, claims: &Value, map: &ClaimMappingSpe
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Found by the `claims_principal` fuzz target: an `exp` past what `SystemTime` holds
+    /// panicked instead of meaning "not yet".
+    #[test]
+    fn an_exp_beyond_any_date_is_far_future_not_a_panic() {
+        for exp in [u64::MAX, 11_101_111_111_980_000_000, 253_402_300_800] {
+            let p = principal_from_claims("iss", &json!({"sub": "a", "exp": exp}), &map(&[]));
+            let at = p.expires_at.expect("an expiry");
+            assert_eq!(at, crate::authn::unix_time(253_402_300_799), "exp {exp}");
+            assert!(at > std::time::SystemTime::now());
+        }
+        let p = principal_from_claims("iss", &json!({"sub": "a", "exp": 1_700_000_000}), &map(&[]));
+        assert_eq!(p.expires_at, Some(crate::authn::unix_time(1_700_000_000)));
+    }
 
     fn map(roles: &[&str]) -> ClaimMappingSpec {
         ClaimMappingSpec {

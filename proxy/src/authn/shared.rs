@@ -121,7 +121,7 @@ impl SharedRevocations {
         let n = entries.len();
         for (jti, until) in entries {
             if !local.is_revoked(&jti) {
-                local.revoke(&jti, Some(UNIX_EPOCH + Duration::from_secs(until)));
+                local.revoke(&jti, Some(super::unix_time(until)));
             }
         }
         Ok(n)
