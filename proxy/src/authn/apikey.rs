@@ -156,7 +156,7 @@ impl KeyIndex {
 pub fn parse_time(text: &str) -> Option<SystemTime> {
     let t =
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(t.unix_timestamp().max(0) as u64))
+    Some(super::unix_time(t.unix_timestamp().max(0) as u64))
 }
 
 /// API keys from a file and/or Redis, merged into one index (Redis wins on the same id).
