@@ -93,6 +93,8 @@ step "Python venv with the peer packages (target/peers-venv)"
 target/peers-venv/bin/pip install -q --disable-pip-version-check -r tests/peers/requirements.txt \
   -r tests/deploy/requirements.txt
 
+step "free disk before building: $(df -h . | awk 'NR == 2 { print $4 }') (a clean run needs ≈ 8 GB)"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -111,11 +113,16 @@ python3 tests/tools/unused_deps.py
 step "tests (unit, property, end-to-end)"
 cargo nextest run --workspace --locked --no-fail-fast
 
+# The next steps use the binaries the test build left in target/debug. A `cargo build` of the
+# binaries alone would resolve features without the dev-dependencies and compile a second copy of
+# the workspace and of the crates whose features differ (gigabytes of disk for nothing); this
+# `cargo test --no-run` is the test build again, a no-op after the run above.
+cargo test --workspace --no-run --locked -q
+
 step "policy tests (palisade policy test over policies/)"
-cargo run -q --locked -p palisade-proxy --bin palisade -- policy test -p policies
+target/debug/palisade policy test -p policies
 
 step "deployment: image, Kubernetes sidecar pod, compose stack (tests/deploy)"
-cargo build -q --locked -p palisade-proxy --bin palisade -p palisade-orchestrator --bin palisade-orchestrator
 bash tests/deploy/run.sh
 
 step "doc tests"
@@ -129,5 +136,8 @@ else
   echo "fuzz smoke: NOT RUN — no nightly toolchain on this machine (cargo-fuzz needs one)."
   echo "The same invariants run as property tests above (palisade-wire sse::tests)."
 fi
+
+step "disk used by the build: $(du -sh target proxy/fuzz/target proxy/wire/fuzz/target 2>/dev/null | tr '\t\n' ' ')"
+df -h . | tail -n 1
 
 step "all checks passed"

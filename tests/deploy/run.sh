@@ -71,7 +71,7 @@ done
   fail "$PY lacks tests/deploy/requirements.txt"
 [ "$(id -u)" = 0 ] || fail "the container tests run podman as root"
 for b in palisade palisade-orchestrator; do
-  [ -x "$PROFILE_DIR/$b" ] || fail "$PROFILE_DIR/$b is missing: cargo build -p palisade-proxy -p palisade-orchestrator"
+  [ -x "$PROFILE_DIR/$b" ] || fail "$PROFILE_DIR/$b is missing: cargo test --workspace --no-run (or cargo build -p palisade-proxy -p palisade-orchestrator)"
 done
 
 # Waits until "$@" succeeds (at most $WAIT_S seconds, default 30).
