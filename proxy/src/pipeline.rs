@@ -218,18 +218,22 @@ impl Stages {
 
 #[async_trait]
 impl ProxyHttp for Pipeline {
-    type CTX = RequestCtx;
+    /// Boxed: pingora keeps the context inline in its per-connection future, several times over
+    /// (the future takes it by value and hands it down), so a 1.7 KB context made every
+    /// connection's task larger — idle ones too — and was copied each time pingora moved that
+    /// future. Boxed, each holds a pointer, for one allocation per request.
+    type CTX = Box<RequestCtx>;
 
-    fn new_ctx(&self) -> RequestCtx {
+    fn new_ctx(&self) -> Box<RequestCtx> {
         // The request's configuration generation, kept to its end.
         let stages = self.stages.load_full();
-        RequestCtx::new(stages.lifecycle.enter(), stages)
+        Box::new(RequestCtx::new(stages.lifecycle.enter(), stages))
     }
 
     async fn request_filter(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora_core::Result<bool> {
         let stages = ctx.stages.clone();
         // RFC 9728 metadata for MCP routes is public: it tells clients where to get a token.
@@ -273,7 +277,7 @@ impl ProxyHttp for Pipeline {
         session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora_core::Result<()> {
         let stages = ctx.stages.clone();
         ctx.request_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
@@ -326,7 +330,7 @@ impl ProxyHttp for Pipeline {
     async fn upstream_peer(
         &self,
         session: &mut Session,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora_core::Result<Box<HttpPeer>> {
         let route = ctx.core.routed()?.route;
         if ctx.span.is_live() {
@@ -350,7 +354,7 @@ impl ProxyHttp for Pipeline {
         peer: &HttpPeer,
         fd: std::os::unix::io::RawFd,
         _digest: Option<&Digest>,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora_core::Result<()> {
         if let Some(addr) = peer.address().as_inet() {
             ctx.upstream_socket = Some((fd, *addr));
@@ -362,7 +366,7 @@ impl ProxyHttp for Pipeline {
         &self,
         session: &mut Session,
         upstream: &mut RequestHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora_core::Result<()> {
         let stages = ctx.stages.clone();
         let x = ctx.core.routed()?;
@@ -387,7 +391,7 @@ impl ProxyHttp for Pipeline {
         &self,
         _session: &mut Session,
         resp: &mut ResponseHeader,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora_core::Result<()> {
         let stages = ctx.stages.clone();
         ctx.upstream_status = Some(resp.status.as_u16());
@@ -412,7 +416,7 @@ impl ProxyHttp for Pipeline {
         _session: &mut Session,
         body: &mut Option<Bytes>,
         end_of_stream: bool,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> pingora_core::Result<Option<Duration>> {
         let stages = ctx.stages.clone();
         let chunk = body.take().unwrap_or_default();
@@ -442,7 +446,7 @@ impl ProxyHttp for Pipeline {
         &self,
         session: &mut Session,
         e: &Error,
-        ctx: &mut RequestCtx,
+        ctx: &mut Box<RequestCtx>,
     ) -> FailToProxy {
         let stages = ctx.stages.clone();
         let classified = respond::classify(e, ctx, &stages.metrics);
@@ -456,7 +460,7 @@ impl ProxyHttp for Pipeline {
         }
     }
 
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Box<RequestCtx>) {
         let stages = ctx.stages.clone();
         let reason = match (&ctx.error, e) {
             (Some(err), _) => err.kind().reason,
@@ -478,7 +482,12 @@ impl ProxyHttp for Pipeline {
         }
     }
 
-    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, _error: &Error) -> bool {
+    fn suppress_error_log(
+        &self,
+        _session: &Session,
+        _ctx: &Box<RequestCtx>,
+        _error: &Error,
+    ) -> bool {
         // Every request already gets one structured log line from `logging`.
         true
     }
