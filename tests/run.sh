@@ -118,9 +118,13 @@ cargo nextest run --workspace --locked --no-fail-fast
 # the workspace and of the crates whose features differ (gigabytes of disk for nothing); this
 # `cargo test --no-run` is the test build again, a no-op after the run above.
 cargo test --workspace --no-run --locked -q
+# Where cargo put them (CARGO_TARGET_DIR, when set, moves the whole target directory).
+target_dir="${CARGO_TARGET_DIR:-target}"
+PALISADE_BIN_DIR="$(cd "$target_dir/debug" && pwd)"
+export PALISADE_BIN_DIR
 
 step "policy tests (palisade policy test over policies/)"
-target/debug/palisade policy test -p policies
+"$PALISADE_BIN_DIR/palisade" policy test -p policies
 
 step "deployment: image, Kubernetes sidecar pod, compose stack (tests/deploy)"
 bash tests/deploy/run.sh
@@ -137,7 +141,7 @@ else
   echo "The same invariants run as property tests above (palisade-wire sse::tests)."
 fi
 
-step "disk used by the build: $(du -sh target proxy/fuzz/target proxy/wire/fuzz/target 2>/dev/null | tr '\t\n' ' ')"
+step "disk used by the build: $(du -sh "$target_dir" proxy/fuzz/target proxy/wire/fuzz/target 2>/dev/null | tr '\t\n' ' ')"
 df -h . | tail -n 1
 
 step "all checks passed"
