@@ -47,7 +47,9 @@ pub struct Authenticator {
     /// The admin API's bearer token; `None` turns the admin API off.
     pub admin_token: Option<admin_token::AdminToken>,
     shared: Option<shared::SharedRevocations>,
-    assertions: dashmap::DashMap<String, (u64, String)>,
+    /// Keyed with ahash (randomly seeded per process, built to resist collision flooding):
+    /// one lookup a request, cheaper than SipHash.
+    assertions: dashmap::DashMap<String, (u64, String), ahash::RandomState>,
     max_token_bytes: usize,
     assertion: signer::AssertionKeys,
     assertion_spec: config::AssertionSpec,
@@ -114,7 +116,7 @@ impl Authenticator {
                 .map(admin_token::AdminToken::load_or_create)
                 .transpose()?,
             shared: shared::SharedRevocations::new(&spec.revocation),
-            assertions: dashmap::DashMap::new(),
+            assertions: dashmap::DashMap::default(),
             max_token_bytes: spec.max_token_bytes,
             assertion: signer::AssertionKeys::load(&spec.assertion)?,
             assertion_spec: spec.assertion.clone(),

@@ -238,7 +238,7 @@ impl AuditRecord {
                 tenant: p.tenant.clone(),
                 auth_method: p.auth_method.as_str(),
             }),
-            client_ip: f.client_ip.map(|ip| ip.to_string()),
+            client_ip: f.client_ip.map(crate::error::ip_text),
             config_hash: f.config_hash.to_string(),
             method: f.method.to_string(),
             path: f.path.to_string(),

@@ -37,9 +37,37 @@ pub fn context_json(req: &AuthzRequest<'_>) -> Value {
 /// `method`) repeat from request to request. Used only when no policy reads a key that changes
 /// on nearly every request (`time`, `path`, `request_bytes`); bounded, cleared when full.
 pub(super) struct ContextCache {
-    /// The keys policies read, when every one is worth caching on.
-    keys: Option<HashSet<String>>,
-    contexts: dashmap::DashMap<ContextKey, Context>,
+    /// Which keys policies read, when every one is worth caching on.
+    keys: Option<Wanted>,
+    contexts: dashmap::DashMap<ContextKey, Context, super::Hasher>,
+}
+
+/// Which of the cached keys some policy reads, looked up once when the policies load rather
+/// than in a string set on every request.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    method: bool,
+    ip: bool,
+    forwarded: bool,
+    hour: bool,
+    weekday: bool,
+    tls: bool,
+    mfa: bool,
+}
+
+impl Wanted {
+    fn of(keys: &HashSet<String>) -> Self {
+        let has = |k: &str| keys.contains(k);
+        Self {
+            method: has("method"),
+            ip: has("ip"),
+            forwarded: has("forwarded"),
+            hour: has("hour"),
+            weekday: has("weekday"),
+            tls: has("tls"),
+            mfa: has("mfa"),
+        }
+    }
 }
 
 /// The values a cached context was built from (`None`: no policy reads that key).
@@ -72,10 +100,10 @@ impl ContextCache {
     pub(super) fn new(keys: Option<&HashSet<String>>) -> Self {
         let keys = keys
             .filter(|k| !UNCACHED_KEYS.iter().any(|u| k.contains(*u)))
-            .cloned();
+            .map(Wanted::of);
         Self {
             keys,
-            contexts: dashmap::DashMap::new(),
+            contexts: dashmap::DashMap::default(),
         }
     }
 
@@ -87,20 +115,19 @@ impl ContextCache {
         tool: bool,
         build: impl FnOnce() -> Result<Context, String>,
     ) -> Result<Context, String> {
-        let Some(keys) = &self.keys else {
+        let Some(wanted) = self.keys else {
             return build();
         };
         let f = req.facts;
-        let wanted = |k: &str| keys.contains(k);
         let time = f.time.to_offset(time::UtcOffset::UTC);
         let key = ContextKey {
-            method: wanted("method").then(|| f.method.clone()),
-            ip: wanted("ip").then_some(f.ip),
-            forwarded: wanted("forwarded").then_some(f.forwarded),
-            hour: wanted("hour").then(|| time.hour()),
-            weekday: wanted("weekday").then(|| weekday(time)),
-            tls: wanted("tls").then_some(f.tls),
-            mfa: wanted("mfa").then(|| req.principal.is_some_and(|p| p.mfa)),
+            method: wanted.method.then(|| f.method.clone()),
+            ip: wanted.ip.then_some(f.ip),
+            forwarded: wanted.forwarded.then_some(f.forwarded),
+            hour: wanted.hour.then(|| time.hour()),
+            weekday: wanted.weekday.then(|| weekday(time)),
+            tls: wanted.tls.then_some(f.tls),
+            mfa: wanted.mfa.then(|| req.principal.is_some_and(|p| p.mfa)),
             tool_route: tool.then(|| f.route.clone()),
         };
         if let Some(hit) = self.contexts.get(&key) {

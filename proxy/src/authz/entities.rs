@@ -82,10 +82,10 @@ pub struct EntityModel {
     action_groups_used: bool,
     /// Principal entities already built, by identity (a caller's entity is the same on each of
     /// its requests). Bounded; cleared when full.
-    principals: dashmap::DashMap<PrincipalKey, (Entity, Vec<String>)>,
+    principals: dashmap::DashMap<PrincipalKey, (Entity, Vec<String>), super::Hasher>,
     /// Entity stores of argument-free requests, by everything they are built from. Bounded;
     /// cleared when full.
-    entity_sets: dashmap::DashMap<EntitiesKey, Arc<EntityParts>>,
+    entity_sets: dashmap::DashMap<EntitiesKey, Arc<EntityParts>, super::Hasher>,
     /// Context keys some policy reads; `None` when a policy uses `context` as a whole. Keys no
     /// policy reads are left out of the request (they cost parsing, e.g. `datetime`).
     context_keys: Option<HashSet<String>>,
@@ -229,8 +229,8 @@ impl EntityModel {
             catalog: catalog.tools.clone().into_iter().collect(),
             path_arguments,
             action_groups_used,
-            principals: dashmap::DashMap::new(),
-            entity_sets: dashmap::DashMap::new(),
+            principals: dashmap::DashMap::default(),
+            entity_sets: dashmap::DashMap::default(),
             context_keys,
         })
     }

@@ -32,9 +32,9 @@ const MERGED_CACHE: usize = 4096;
 /// a uid as Cedar text and `open` holds the policies not constrained to one.
 #[derive(Debug, Default)]
 pub struct Slices {
-    actions: HashMap<String, Keyed<Keyed<Bucket>>>,
+    actions: HashMap<String, Keyed<Keyed<Bucket>>, super::Hasher>,
     /// Unions of buckets, by the ordered indexes of the buckets merged.
-    merged: dashmap::DashMap<Vec<u32>, Arc<cedar_policy::PolicySet>>,
+    merged: dashmap::DashMap<Vec<u32>, Arc<cedar_policy::PolicySet>, super::Hasher>,
     /// How many buckets were made (the next bucket's index).
     buckets: u32,
 }
@@ -50,14 +50,14 @@ struct Bucket {
 #[derive(Debug)]
 struct Keyed<T> {
     open: Option<T>,
-    by_key: HashMap<String, T>,
+    by_key: HashMap<String, T, super::Hasher>,
 }
 
 impl<T> Default for Keyed<T> {
     fn default() -> Self {
         Self {
             open: None,
-            by_key: HashMap::new(),
+            by_key: HashMap::default(),
         }
     }
 }

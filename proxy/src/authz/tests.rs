@@ -389,3 +389,29 @@ fn cached_contexts_follow_every_value_policies_read() {
         );
     }
 }
+
+proptest::proptest! {
+    /// A policy id's text in a decision is Cedar's display of it, whatever the id holds.
+    #[test]
+    fn policy_id_text_is_cedars_display(id in proptest::prelude::any::<String>()) {
+        let id = cedar_policy::PolicyId::new(&id);
+        proptest::prop_assert_eq!(super::policy_id_text(&id), id.to_string());
+    }
+}
+
+#[test]
+fn policy_id_text_escapes_as_cedar_does() {
+    for raw in [
+        "policy0",
+        "a b/c.cedar#3",
+        "quote\"d",
+        "it's",
+        "back\\slash",
+        "tab\there",
+        "\u{301}x",
+        "é",
+    ] {
+        let id = cedar_policy::PolicyId::new(raw);
+        assert_eq!(super::policy_id_text(&id), id.to_string(), "{raw:?}");
+    }
+}

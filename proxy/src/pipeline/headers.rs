@@ -314,9 +314,21 @@ mod tests {
             with_state.tracestate.as_deref(),
             Some("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")
         );
+        assert_eq!(
+            ctx.traceparent(),
+            format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{}-01", ctx.span_id)
+        );
+        assert_eq!(ctx.span_id.len(), 16);
         assert!(ctx
-            .traceparent()
-            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+            .span_id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        let started = TraceContext::from_request(&req(&[]));
+        assert_eq!(
+            started.traceparent(),
+            format!("00-{}-{}-01", started.trace_id, started.span_id)
+        );
+        assert_ne!(started.trace_id, ctx.trace_id);
 
         for bad in [
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",

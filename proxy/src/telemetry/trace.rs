@@ -68,7 +68,18 @@ impl TraceContext {
 
     /// The `traceparent` header value naming this hop as the parent.
     pub fn traceparent(&self) -> String {
-        format!("00-{}-{}-{}", self.trace_id, self.span_id, self.flags)
+        // Pieces pushed rather than `format!`: one per request, and `fmt` costs about a
+        // thousand instructions more for the same bytes.
+        let mut out =
+            String::with_capacity(5 + self.trace_id.len() + self.span_id.len() + self.flags.len());
+        for (i, part) in [&self.trace_id, &self.span_id, &self.flags]
+            .into_iter()
+            .enumerate()
+        {
+            out.push_str(if i == 0 { "00-" } else { "-" });
+            out.push_str(part);
+        }
+        out
     }
 
     /// Sets `traceparent` (this hop as the parent) and the client's `tracestate` on an upstream
@@ -83,6 +94,7 @@ impl TraceContext {
 }
 
 fn random_hex(bytes: usize) -> String {
-    let id = uuid::Uuid::new_v4();
-    id.simple().to_string()[..bytes * 2].to_string()
+    let mut buf = [0u8; uuid::fmt::Simple::LENGTH];
+    let hex = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+    hex[..bytes * 2].to_string()
 }

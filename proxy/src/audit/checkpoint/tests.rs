@@ -230,6 +230,11 @@ async fn a_cut_tail_is_reported_as_unsigned() {
     let (file, key_file) = signed_trail(dir.path(), 120).await;
     let mut kept = lines(&file);
     kept.truncate(kept.len() - 5);
+    // Where checkpoints fall depends on how records were batched: when the cut ends on one,
+    // drop it too, so some records always follow the last checkpoint kept.
+    if is_checkpoint(&map(kept.last().unwrap())) {
+        kept.pop();
+    }
     write(&file, &kept);
     // The hash chain alone sees nothing wrong with a shorter file.
     assert!(chain::verify(&[&file]).is_ok());
