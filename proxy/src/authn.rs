@@ -47,8 +47,8 @@ pub struct Authenticator {
     /// The admin API's bearer token; `None` turns the admin API off.
     pub admin_token: Option<admin_token::AdminToken>,
     shared: Option<shared::SharedRevocations>,
-    /// Keyed with ahash (randomly seeded per process, built to resist collision flooding):
-    /// one lookup a request, cheaper than SipHash.
+    /// Hashed with ahash, randomly keyed per process (see `authz`'s `Hasher` on why that is
+    /// acceptable for caller-influenced keys in a bounded map): one lookup a request.
     assertions: dashmap::DashMap<String, (u64, String), ahash::RandomState>,
     max_token_bytes: usize,
     assertion: signer::AssertionKeys,

@@ -56,10 +56,12 @@ use entities::EntityModel;
 use slice::Slices;
 
 /// The hasher of authorization's per-request lookups and caches: ahash, keyed from the OS's
-/// randomness once per process. std's SipHash cost about 3,000 instructions a decision here
-/// (principal, entity-store and context keys, bucket lookups). With secret random keys ahash is
-/// built to resist collision flooding (HashDoS) as SipHash is, and every cache it keys is bounded
-/// and emptied when full.
+/// randomness once per process (its `runtime-rng` feature). std's SipHash cost about 3,000
+/// instructions a decision here (principal, entity-store and context keys, bucket lookups).
+/// Callers influence these keys (tool names, routes, principal attributes); against collision
+/// flooding (HashDoS) ahash relies on its secret random keys and its design, without the public
+/// cryptanalysis SipHash has had. That risk is accepted because every cache it keys is bounded
+/// and emptied when full, so a flood can slow at most a few thousand entries.
 type Hasher = ahash::RandomState;
 
 /// A loaded, strictly validated Cedar policy set with its schema and tool catalog.

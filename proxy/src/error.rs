@@ -343,7 +343,7 @@ pub fn ip_text(ip: std::net::IpAddr) -> String {
     }
 }
 
-/// `t` (UTC) as `2026-01-02T03:04:05.678Z`. Every request's audit record takes one, and a
+/// `t`, converted to UTC, as `2026-01-02T03:04:05.678Z`. Every request's audit record takes one, and a
 /// `time` format description costs ≈ 2,000 instructions a call; the part up to the second is
 /// formatted once per second per thread, the milliseconds are three digits appended.
 fn rfc3339_millis(t: time::OffsetDateTime) -> String {
@@ -450,6 +450,9 @@ mod tests {
         // Going back in time too (the clock can), and a zone other than UTC.
         times.push(start);
         times.push(time::macros::datetime!(1999-01-01 00:00:00.001 +02:00));
+        // Before 1970 the Unix second rounds down (-0.5 s is second -1 and 500 ms).
+        times.push(time::macros::datetime!(1969-12-31 23:59:59.500 UTC));
+        times.push(time::macros::datetime!(1970-01-01 00:00:00.000 UTC));
         times.push(time::macros::datetime!(2027-01-01 00:00:00.000 UTC));
         for t in times {
             let expected = t.to_offset(time::UtcOffset::UTC).format(&full).unwrap();

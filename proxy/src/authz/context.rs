@@ -90,8 +90,9 @@ const CONTEXT_CACHE: usize = 4096;
 /// Keys whose values change on nearly every request: a policy reading one turns the cache off.
 const UNCACHED_KEYS: [&str; 3] = ["time", "path", "request_bytes"];
 
-/// Keys [`ContextKey`] holds the values of (a unit test checks these and [`UNCACHED_KEYS`] are
-/// every key [`context_pairs`] builds, so a new key cannot be cached on without its value).
+/// Keys [`ContextKey`] holds the values of. Unit tests check that these and [`UNCACHED_KEYS`]
+/// are every key [`context_pairs`] builds, and that the cache keys on each one's value (a new
+/// key must be added to [`Wanted`], [`ContextKey`] and that test's variations).
 #[cfg(test)]
 const CACHED_KEYS: [&str; 7] = ["method", "ip", "forwarded", "hour", "weekday", "tls", "mfa"];
 
@@ -255,6 +256,83 @@ mod tests {
             v.sort();
             v
         })
+    }
+
+    /// For each cached key alone: a request whose value of that key differs never reuses a
+    /// context, and one differing only in keys no policy reads does (so each flag of
+    /// [`Wanted`] and each field of [`ContextKey`] follows the key it is named for).
+    #[test]
+    fn a_cached_context_is_reused_only_when_every_value_policies_read_is_equal() {
+        use std::cell::Cell;
+
+        use super::super::request::{RequestFacts, Resource};
+        use crate::authn::Principal;
+
+        let base = crate::authz::tests::facts("GET");
+        let caller = crate::authz::tests::user(&["admin"]);
+        let mut other_mfa = caller.clone();
+        other_mfa.mfa = !caller.mfa;
+        // The request with `key`'s value changed and every other value as in `base`.
+        let variant = |key: &str| -> (RequestFacts, &Principal) {
+            let mut f = base.clone();
+            let mut principal = &caller;
+            match key {
+                "method" => f.method = "POST".into(),
+                "ip" => f.ip = "203.0.113.9".parse().unwrap(),
+                "forwarded" => f.forwarded = !f.forwarded,
+                "hour" => f.time += time::Duration::hours(1),
+                "weekday" => f.time += time::Duration::days(1),
+                "tls" => f.tls = !f.tls,
+                "mfa" => principal = &other_mfa,
+                other => panic!("no variation for the cached key `{other}`: add one here"),
+            }
+            (f, principal)
+        };
+        let resource = Resource::new(ResourceKind::Route, "r");
+        for key in CACHED_KEYS {
+            let cache = ContextCache::new(Some(&HashSet::from([key.to_string()])));
+            let builds = Cell::new(0);
+            let get = |facts: &RequestFacts, principal: &Principal| {
+                let req = AuthzRequest {
+                    principal: Some(principal),
+                    action: "http_request",
+                    resource: &resource,
+                    facts,
+                    arguments: None,
+                };
+                cache
+                    .get_or_build(&req, false, || {
+                        builds.set(builds.get() + 1);
+                        Ok(Context::empty())
+                    })
+                    .unwrap();
+            };
+            get(&base, &caller);
+            get(&base, &caller);
+            assert_eq!(
+                builds.get(),
+                1,
+                "`{key}`: an equal request reuses the context"
+            );
+            for other in CACHED_KEYS {
+                let (facts, principal) = variant(other);
+                let before = builds.get();
+                get(&facts, principal);
+                if other == key {
+                    assert_eq!(
+                        builds.get(),
+                        before + 1,
+                        "policies read `{key}`: another `{key}` must not reuse the context"
+                    );
+                } else {
+                    assert_eq!(
+                        builds.get(),
+                        before,
+                        "policies read only `{key}`: a request differing in `{other}` reuses it"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
