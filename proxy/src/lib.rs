@@ -40,5 +40,6 @@ pub mod secrets;
 pub mod server;
 pub mod stage;
 pub mod telemetry;
+pub mod text;
 
 pub use error::ProxyError;

@@ -228,7 +228,7 @@ impl AuditRecord {
             seq: 0,
             prev_hash: String::new(),
             hash: None,
-            timestamp: crate::error::now_rfc3339(),
+            timestamp: crate::text::now_rfc3339(),
             request_id: f.request_id.to_string(),
             trace_id: f.trace_id.to_string(),
             principal: f.principal.map(|p| AuditPrincipal {
@@ -238,7 +238,7 @@ impl AuditRecord {
                 tenant: p.tenant.clone(),
                 auth_method: p.auth_method.as_str(),
             }),
-            client_ip: f.client_ip.map(crate::error::ip_text),
+            client_ip: f.client_ip.map(crate::text::ip_text),
             config_hash: f.config_hash.to_string(),
             method: f.method.to_string(),
             path: f.path.to_string(),

@@ -172,7 +172,7 @@ pub(super) fn record(i: usize) -> AuditRecord {
         approval: None,
         prev_hash: String::new(),
         hash: None,
-        timestamp: crate::error::now_rfc3339(),
+        timestamp: crate::text::now_rfc3339(),
         request_id: format!("req-{i}"),
         trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
         principal: None,

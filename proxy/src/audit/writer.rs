@@ -258,7 +258,7 @@ impl Writer {
         if c.uncovered == 0 {
             return;
         }
-        let now = crate::error::now_rfc3339();
+        let now = crate::text::now_rfc3339();
         lines.push_line(&c.key.seal(&mut self.head, reason, &now));
         c.uncovered = 0;
         c.uncovered_since = None;

@@ -97,7 +97,7 @@ pub fn generate(owner: &str) -> (KeyRecord, String) {
         scopes: Vec::new(),
         tenant: None,
         tier: None,
-        created_at: crate::error::now_rfc3339(),
+        created_at: crate::text::now_rfc3339(),
         expires_at: None,
         revoked: false,
     };

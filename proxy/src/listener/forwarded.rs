@@ -170,7 +170,7 @@ impl Edge {
                     .filter(|_| trusted && self.header == ClientIpHeader::XForwardedFor);
                 let chain = match prior {
                     Some(prior) => format!("{prior}, {ip}"),
-                    None => crate::error::ip_text(ip),
+                    None => crate::text::ip_text(ip),
                 };
                 upstream.insert_header("x-forwarded-for", chain)?;
             }
