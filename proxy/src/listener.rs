@@ -6,6 +6,7 @@
 
 pub mod conn;
 pub mod forwarded;
+mod head_end;
 pub mod mtls;
 pub mod spec;
 pub mod tls;

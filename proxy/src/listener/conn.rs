@@ -11,9 +11,9 @@
 //! connection. Bodies keep pingora's per-read timeout; HTTP/2 connections (prior knowledge or
 //! ALPN) are left to HTTP/2's own flow control after their preface.
 //!
-//! The head's end is found by watching the bytes pingora reads for the blank line that ends it
-//! (`CRLF CRLF`, or `LF LF` as lenient parsers accept), a few comparisons per byte of the head
-//! only — cheaper than a second HTTP parser, which is why this is hand-written.
+//! The head's end is found by watching the bytes pingora reads for the empty line that ends it,
+//! as pingora's parser reads one ([`super::head_end`]); only the line feeds are visited, which
+//! is cheaper than a second HTTP parser and why this is hand-written.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,6 +31,8 @@ use pingora_core::protocols::{
 };
 use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::head_end::head_ends;
 
 /// The limits of one proxy (shared by its listeners) and what they did.
 pub struct ConnLimits {
@@ -245,40 +247,6 @@ impl HeadDeadline {
             self.phase = Phase::Request;
         }
     }
-}
-
-/// Whether the last four bytes seen (`window`, the newest lowest) end a request head as
-/// pingora's parser (httparse) reads one: a line ends with `\r\n` or a bare `\n`, and the head
-/// with the first empty line — `\r\n\r\n`, `\n\n` (which covers `\r\n\n`) or `\n\r\n`. Missing
-/// one would keep the head deadline running into the body of a request already read.
-fn ends_head(window: u32) -> bool {
-    window == u32::from_be_bytes(*b"\r\n\r\n")
-        || window & 0xffff == u32::from(u16::from_be_bytes(*b"\n\n"))
-        || window & 0xff_ffff == 0x0a_0d_0a
-}
-
-/// Feeds `read` into `window` (the last four bytes seen, the newest lowest) and tells whether a
-/// head's end ([`ends_head`]) completed in it; `window` then stops at that line feed. Only a line feed can complete an end, so only the line feeds are visited (memchr)
-/// and at most the four bytes up to each one are folded in: a 700-byte head with a bearer token
-/// costs a dozen steps instead of one per byte (the byte loop was ≈ 2 % of a full pipeline
-/// request's instructions).
-fn head_ends(window: &mut u32, read: &[u8]) -> bool {
-    fn fold(window: &mut u32, bytes: &[u8]) {
-        for &b in bytes {
-            *window = (*window << 8) | u32::from(b);
-        }
-    }
-    let mut from = 0;
-    for at in memchr::memchr_iter(b'\n', read) {
-        // Four bytes overwrite the whole window: anything before them cannot matter.
-        fold(window, &read[from.max((at + 1).saturating_sub(4))..=at]);
-        from = at + 1;
-        if ends_head(*window) {
-            return true;
-        }
-    }
-    fold(window, &read[from.max(read.len().saturating_sub(4))..]);
-    false
 }
 
 impl AsyncRead for HeadDeadline {
@@ -537,78 +505,5 @@ mod tests {
             limits(Duration::from_secs(1), 0).admit(ip).is_some(),
             "0: no cap"
         );
-    }
-
-    /// The byte-at-a-time scan `head_ends` replaced: the reference it must agree with.
-    fn head_ends_bytewise(window: &mut u32, read: &[u8]) -> bool {
-        for &b in read {
-            *window = (*window << 8) | u32::from(b);
-            if ends_head(*window) {
-                return true;
-            }
-        }
-        false
-    }
-
-    #[test]
-    fn head_ends_at_the_blank_line_whatever_the_read_boundaries() {
-        let head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody";
-        for split in 0..head.len() {
-            let mut window = 0;
-            let ended =
-                head_ends(&mut window, &head[..split]) || head_ends(&mut window, &head[split..]);
-            assert!(ended, "split at {split}");
-        }
-        let mut window = 0;
-        assert!(!head_ends(&mut window, b"GET / HTTP/1.1\r\nHost: a\r\n"));
-        assert!(
-            !head_ends(&mut window, b""),
-            "an empty read changes nothing"
-        );
-        assert!(
-            head_ends(&mut window, b"\r\n"),
-            "the blank line completes it"
-        );
-        // Every way httparse ends a head, and what is not an end.
-        for (head, ends) in [
-            (&b"GET / HTTP/1.0\n\n"[..], true),
-            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", true),
-            (b"GET / HTTP/1.1\r\nHost: a\r\n\n", true),
-            (b"GET / HTTP/1.1\nHost: a\n\n", true),
-            (b"GET / HTTP/1.1\r\nHost: a\r\n\r", false),
-            (b"GET / HTTP/1.1\r\nHost: a\r\r\n", false),
-            (b"GET / HTTP/1.1\r\nHost: a\r\n", false),
-        ] {
-            let mut window = 0;
-            assert_eq!(head_ends(&mut window, head), ends, "{head:?}");
-        }
-    }
-
-    proptest::proptest! {
-        /// Over any bytes cut into any reads, `head_ends` answers as the byte loop did and leaves
-        /// the same window (so the next read continues from the same state).
-        #[test]
-        fn head_ends_agrees_with_the_byte_loop(
-            bytes in proptest::collection::vec(
-                proptest::sample::select(vec![b'\r', b'\n', b'a', b' ', 0u8, 0xff]), 0..64),
-            cuts in proptest::collection::vec(0usize..64, 0..6),
-            start in proptest::num::u32::ANY,
-        ) {
-            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
-            cuts.sort_unstable();
-            cuts.push(bytes.len());
-            let (mut fast, mut slow) = (start, start);
-            let mut from = 0;
-            for to in cuts {
-                let read = &bytes[from..to];
-                from = to;
-                let (a, b) = (head_ends(&mut fast, read), head_ends_bytewise(&mut slow, read));
-                proptest::prop_assert_eq!(a, b);
-                proptest::prop_assert_eq!(fast, slow);
-                if a {
-                    break;
-                }
-            }
-        }
     }
 }
