@@ -426,13 +426,19 @@ fn spawn_ready() -> (String, Child, Arc<Mutex<String>>) {
             (issuer, child, stderr)
         }
         other => {
+            // Whether node was running, sleeping or waiting on I/O, and how much CPU it had
+            // used, before it is killed: a hang and a starved start look alike otherwise.
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))
+                .unwrap_or_else(|e| format!("(no /proc stat: {e})"));
             let _ = child.kill();
             let _ = child.wait();
             std::thread::sleep(Duration::from_millis(100)); // let the stderr reader finish
             let log = stderr.lock().map(|s| s.clone()).unwrap_or_default();
             panic!(
                 "the OIDC IdP (node tests/oidc/server.mjs) did not become ready within \
-                 {READY_TIMEOUT:?}: first stdout line {other:?}\n--- its stderr ---\n{log}"
+                 {READY_TIMEOUT:?}: first stdout line {other:?}\n--- /proc/<pid>/stat (state \
+                 is field 3, user and system clock ticks fields 14 and 15) ---\n{stat}\n\
+                 --- its stderr ---\n{log}"
             );
         }
     }
