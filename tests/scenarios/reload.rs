@@ -40,6 +40,15 @@ fn field<'a>(readyz: &'a str, name: &str) -> Option<&'a str> {
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(": "))
 }
 
+/// Replaces the config file whole, as a deployment or an editor's save does (a new file renamed
+/// over the old): `std::fs::write` truncates first, and the 50 ms poll can read the half-written
+/// file, which Palisade refuses too, making one more failure than the test counts.
+fn replace(file: &std::path::Path, text: impl AsRef<[u8]>) -> std::io::Result<()> {
+    let next = file.with_extension("next");
+    std::fs::write(&next, text)?;
+    std::fs::rename(&next, file)
+}
+
 /// Polls `/readyz` until `name` reads `value`.
 async fn wait_for(proxy: &palisade_e2e::Proxy, name: &str, value: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -118,7 +127,7 @@ async fn a_reload_under_load_moves_traffic_and_fails_no_request() {
 
     // v2: `app` moves to the new upstream and a route is added.
     let v2 = version(new.addr, events.addr, &audit_s).route("added", "/new", "app", "");
-    std::fs::write(&file, v2.yaml()).unwrap();
+    replace(&file, v2.yaml()).unwrap();
     let body = wait_for(&proxy, "config_reloads", "1").await;
     let second_hash = field(&body, "config_hash").unwrap().to_string();
     assert_ne!(second_hash, first_hash);
@@ -151,7 +160,7 @@ async fn a_reload_under_load_moves_traffic_and_fails_no_request() {
         "admin:\n  address: 127.0.0.1:0\n",
         "admin:\n  address: 127.0.0.1:1\n",
     );
-    std::fs::write(&file, moved).unwrap();
+    replace(&file, moved).unwrap();
     let body = wait_for(&proxy, "config_reload_failures", "1").await;
     assert_eq!(field(&body, "config_hash"), Some(second_hash.as_str()));
     let error = field(&body, "config_last_reload_error").unwrap();
@@ -162,7 +171,7 @@ async fn a_reload_under_load_moves_traffic_and_fails_no_request() {
 
     // An invalid file is refused with the field's path; v2 stays.
     let invalid = v2.yaml().replace("upstream: app", "upstream: nowhere");
-    std::fs::write(&file, invalid).unwrap();
+    replace(&file, invalid).unwrap();
     let body = wait_for(&proxy, "config_reload_failures", "2").await;
     assert_eq!(field(&body, "config_hash"), Some(second_hash.as_str()));
     let error = field(&body, "config_last_reload_error").unwrap();
@@ -171,7 +180,7 @@ async fn a_reload_under_load_moves_traffic_and_fails_no_request() {
     assert!(!error.contains("nowhere"), "{error}");
 
     // Reverting the file to the running version clears the refusal (and the alert's gauge).
-    std::fs::write(&file, v2.yaml()).unwrap();
+    replace(&file, v2.yaml()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let body = readyz(&proxy).await;
@@ -187,7 +196,7 @@ async fn a_reload_under_load_moves_traffic_and_fails_no_request() {
     }
 
     // Back to a good file: applied, the failure cleared.
-    std::fs::write(&file, v2.yaml().replace("/new", "/newer")).unwrap();
+    replace(&file, v2.yaml().replace("/new", "/newer")).unwrap();
     let body = wait_for(&proxy, "config_reloads", "2").await;
     assert_eq!(field(&body, "config_last_reload_error"), None);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -252,7 +261,7 @@ async fn an_unchanged_configuration_is_not_reloaded() {
         .route("api", "/api", "app", "");
     let yaml = builder.yaml();
     let proxy = builder.start_from_file(&file);
-    std::fs::write(&file, format!("# edited\n{yaml}")).unwrap();
+    replace(&file, format!("# edited\n{yaml}")).unwrap();
     let outcome = tokio::task::block_in_place(|| proxy.running.config.reload("test"));
     assert_eq!(outcome, palisade_proxy::reload::Outcome::Unchanged);
     let status = proxy.running.config.status();
