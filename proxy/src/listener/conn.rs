@@ -32,7 +32,7 @@ use pingora_core::protocols::{
 use pingora_core::server::ShutdownWatch;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use super::head_end::head_ends;
+use super::head_end::HeadEnd;
 
 /// The limits of one proxy (shared by its listeners) and what they did.
 pub struct ConnLimits {
@@ -178,9 +178,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnGuard<A> {
 /// Where a connection is, as far as the head deadline cares.
 #[derive(Debug)]
 enum Phase {
-    /// Reading a request head, which must be complete by the deadline. `window` holds the last
-    /// bytes read (to find the blank line across reads); `first` is the connection's first head.
-    Head { window: u32, first: bool },
+    /// Reading a request head, which must be complete by the deadline. `end` follows the bytes
+    /// read (to find the empty line across reads); `first`: nothing of the connection was read
+    /// yet (only then can it be HTTP/2's preface).
+    Head { end: HeadEnd, first: bool },
     /// The head was read; the request and its answer are under way.
     Request,
     /// The answer went out: the next byte read starts the next head.
@@ -213,7 +214,7 @@ impl HeadDeadline {
         Self {
             inner,
             phase: Phase::Head {
-                window: 0,
+                end: HeadEnd::default(),
                 first: true,
             },
             timeout: limits.header_timeout,
@@ -232,18 +233,20 @@ impl HeadDeadline {
             let at = tokio::time::Instant::now() + self.timeout;
             self.deadline.as_mut().reset(at);
             self.phase = Phase::Head {
-                window: 0,
+                end: HeadEnd::default(),
                 first: false,
             };
         }
-        let Phase::Head { window, first } = &mut self.phase else {
+        let Phase::Head { end, first } = &mut self.phase else {
             return;
         };
-        if *first && *window == 0 && read.starts_with(b"PRI ") {
+        // Only the connection's very first bytes can be the preface: a later `PRI ` (after
+        // empty lines, say) is an HTTP/1 head and stays under the deadline.
+        if std::mem::take(first) && read.starts_with(b"PRI ") {
             self.phase = Phase::Off;
             return;
         }
-        if head_ends(window, read) {
+        if end.feed(read) {
             self.phase = Phase::Request;
         }
     }
@@ -444,6 +447,33 @@ mod tests {
             }
         }
         panic!("a head trickled past its deadline was read");
+    }
+
+    /// Empty lines before the request line (which pingora's parser skips) are not the end of a
+    /// head: a client sending them first and then trickling its head is still cut off.
+    #[tokio::test(start_paused = true)]
+    async fn empty_lines_first_do_not_stop_the_deadline() {
+        for leading in [&b"\r\n\r\n"[..], b"\n\n", b"\r\n\r\nPRI "] {
+            let (mut s, mut c, l) = pair(Duration::from_secs(2));
+            c.write_all(leading).await.unwrap();
+            read_some(&mut s).await.unwrap();
+            assert!(matches!(s.phase, Phase::Head { .. }), "{leading:?}");
+            let mut cut = false;
+            for _ in 0..3 {
+                tokio::time::advance(Duration::from_millis(900)).await;
+                c.write_all(b"x").await.unwrap();
+                if let Err(e) = read_some(&mut s).await {
+                    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+                    assert_eq!(l.timed_out.get(), 1);
+                    cut = true;
+                    break;
+                }
+            }
+            assert!(
+                cut,
+                "{leading:?}, then a trickled head, got past the deadline"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

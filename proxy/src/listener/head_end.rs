@@ -12,13 +12,43 @@ fn ends_head(window: u32) -> bool {
         || window & 0xff_ffff == 0x0a_0d_0a
 }
 
+/// Where a head's end is being looked for, across the reads that carry the head.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct HeadEnd {
+    /// The last four bytes seen since the head's first line started, the newest lowest.
+    window: u32,
+    /// Whether a byte other than `\r` or `\n` has been read: the request line has started.
+    started: bool,
+}
+
+impl HeadEnd {
+    /// Feeds `read` in and tells whether the head ended in it. Empty lines before the request
+    /// line are skipped, as httparse skips them (RFC 9112 §2.2): were they taken for the empty
+    /// line that ends a head, a client could send `\r\n\r\n` first and then trickle its real
+    /// head past the deadline.
+    pub(super) fn feed(&mut self, read: &[u8]) -> bool {
+        let read = if self.started {
+            read
+        } else {
+            match read.iter().position(|&b| b != b'\r' && b != b'\n') {
+                Some(at) => {
+                    self.started = true;
+                    &read[at..]
+                }
+                None => return false,
+            }
+        };
+        head_ends(&mut self.window, read)
+    }
+}
+
 /// Feeds `read` into `window` (the last four bytes seen, the newest lowest) and tells whether a
 /// head's end ([`ends_head`]) completed in it; `window` then stops at that line feed. Only a
 /// line feed can complete an end, so only the line feeds are visited (memchr) and at most the
 /// four bytes up to each one are folded in: a 700-byte head with a bearer token costs a dozen
 /// steps instead of one per byte (the byte loop was ≈ 2 % of a full pipeline request's
 /// instructions).
-pub(super) fn head_ends(window: &mut u32, read: &[u8]) -> bool {
+fn head_ends(window: &mut u32, read: &[u8]) -> bool {
     fn fold(window: &mut u32, bytes: &[u8]) {
         for &b in bytes {
             *window = (*window << 8) | u32::from(b);
@@ -84,6 +114,28 @@ mod tests {
             let mut window = 0;
             assert_eq!(head_ends(&mut window, head), ends, "{head:?}");
         }
+    }
+
+    #[test]
+    fn empty_lines_before_the_request_line_do_not_end_a_head() {
+        for leading in [&b"\r\n\r\n"[..], b"\n\n", b"\r\n", b"\n\r\n\n\r\n"] {
+            let mut end = HeadEnd::default();
+            assert!(!end.feed(leading), "{leading:?} alone");
+            assert!(!end.feed(b"GET / HTTP/1.1\r\nHost: a\r\n"), "{leading:?}");
+            assert!(
+                end.feed(b"\r\n"),
+                "{leading:?}: the head's own empty line ends it"
+            );
+            // In the same read as the head, too.
+            let mut end = HeadEnd::default();
+            let mut whole = leading.to_vec();
+            whole.extend_from_slice(b"GET / HTTP/1.1\r\n");
+            assert!(!end.feed(&whole), "{leading:?} then a request line");
+            assert!(end.feed(b"\r\n"));
+        }
+        // Once the request line started, its empty line ends the head as before.
+        let mut end = HeadEnd::default();
+        assert!(end.feed(b"GET / HTTP/1.0\n\n"));
     }
 
     proptest::proptest! {
