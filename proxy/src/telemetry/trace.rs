@@ -68,18 +68,8 @@ impl TraceContext {
 
     /// The `traceparent` header value naming this hop as the parent.
     pub fn traceparent(&self) -> String {
-        // Pieces pushed rather than `format!`: one per request, and `fmt` costs about a
-        // thousand instructions more for the same bytes.
-        let mut out =
-            String::with_capacity(5 + self.trace_id.len() + self.span_id.len() + self.flags.len());
-        for (i, part) in [&self.trace_id, &self.span_id, &self.flags]
-            .into_iter()
-            .enumerate()
-        {
-            out.push_str(if i == 0 { "00-" } else { "-" });
-            out.push_str(part);
-        }
-        out
+        // One exact allocation, no `fmt` (≈ 1,000 instructions more for the same bytes).
+        ["00-", &self.trace_id, "-", &self.span_id, "-", &self.flags].concat()
     }
 
     /// Sets `traceparent` (this hop as the parent) and the client's `tracestate` on an upstream
