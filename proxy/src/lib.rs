@@ -38,6 +38,7 @@ pub mod reload;
 pub mod route;
 pub mod secrets;
 pub mod server;
+pub mod settle;
 pub mod stage;
 pub mod telemetry;
 pub mod text;

@@ -142,6 +142,8 @@ struct State {
     spec: Arc<crate::config::spec::ConfigSpec>,
     /// The file's bytes last looked at: a refused file is not retried until it changes again.
     file_seen: [u8; 32],
+    /// A change seen by one poll, taken when the next reads the same bytes.
+    file_settle: crate::settle::Settle<[u8; 32]>,
     limiter: Arc<RateLimiter>,
     status: Status,
 }
@@ -260,6 +262,7 @@ impl Reloader {
             reloading: Mutex::new(()),
             state: Mutex::new(State {
                 file_seen: Sha256::digest(source.text.as_bytes()).into(),
+                file_settle: Default::default(),
                 spec: config.spec.clone(),
                 running,
                 limiter,
@@ -445,7 +448,8 @@ impl Reloader {
         }
     }
 
-    /// Whether the config file's bytes differ from those last looked at.
+    /// Whether the config file's bytes differ from those last looked at, and read the same on
+    /// the previous poll too ([`crate::settle`]: not a file caught half-written).
     fn file_changed(&self) -> bool {
         let Some(path) = &self.path else {
             return false;
@@ -455,7 +459,12 @@ impl Reloader {
             return false;
         };
         let now: [u8; 32] = Sha256::digest(&bytes).into();
-        self.state().file_seen != now
+        let state = self.state();
+        if state.file_seen == now {
+            state.file_settle.clear();
+            return false;
+        }
+        state.file_settle.settled(now)
     }
 
     /// Reloads every TLS listener's certificate pair and client CA whose files changed.

@@ -54,6 +54,8 @@ struct LiveSet {
     dir: PathBuf,
     mode: Mode,
     current: ArcSwap<PolicySet>,
+    /// A change seen by one poll, taken when the next reads the same files.
+    settle: crate::settle::Settle<String>,
 }
 
 /// The live policy sets of a proxy.
@@ -104,6 +106,7 @@ impl Authz {
                     dir,
                     mode,
                     current: ArcSwap::from_pointee(set),
+                    settle: Default::default(),
                 }),
                 Err(errs) => errors.extend(
                     errs.into_iter()
@@ -132,6 +135,7 @@ impl Authz {
                 dir: PathBuf::new(),
                 mode: set.mode(),
                 current: ArcSwap::from_pointee(set),
+                settle: Default::default(),
             }],
             reload_interval: Duration::ZERO,
             targets: Vec::new(),
@@ -187,18 +191,29 @@ impl Authz {
 
     /// Re-reads every set's directory and swaps in the sets that changed and are good.
     pub fn reload(&self) -> Vec<(String, ReloadOutcome)> {
+        self.reload_sets(false)
+    }
+
+    /// [`Authz::reload`], or with `polled` a change is taken only once two polls in a row read
+    /// the same files ([`crate::settle`]: not a file caught half-written).
+    pub(crate) fn reload_sets(&self, polled: bool) -> Vec<(String, ReloadOutcome)> {
         self.sets
             .iter()
-            .map(|s| (s.name.clone(), self.reload_one(s)))
+            .map(|s| (s.name.clone(), self.reload_one(s, polled)))
             .collect()
     }
 
-    fn reload_one(&self, live: &LiveSet) -> ReloadOutcome {
+    fn reload_one(&self, live: &LiveSet, polled: bool) -> ReloadOutcome {
         let files = match PolicyFiles::read(&live.dir) {
             Ok(files) => files,
             Err(errors) => return ReloadOutcome::Failed(errors),
         };
-        if files.hash() == live.current.load().hash() {
+        let hash = files.hash();
+        if hash == live.current.load().hash() {
+            live.settle.clear();
+            return ReloadOutcome::Unchanged;
+        }
+        if polled && !live.settle.settled(hash) {
             return ReloadOutcome::Unchanged;
         }
         match PolicySet::from_files(&live.name, &files, live.mode)
@@ -214,8 +229,9 @@ impl Authz {
     }
 
     /// Reloads and records the outcome in logs and `palisade_policy_reloads_total`.
-    pub fn reload_and_report(&self, metrics: &Metrics) {
-        for (name, outcome) in self.reload() {
+    /// With `polled` (a timer's poll, not SIGHUP) a change waits until it has settled.
+    pub fn reload_and_report(&self, metrics: &Metrics, polled: bool) {
+        for (name, outcome) in self.reload_sets(polled) {
             match outcome {
                 ReloadOutcome::Unchanged => {}
                 ReloadOutcome::Reloaded(hash) => {
@@ -269,14 +285,17 @@ impl Authz {
                         None => std::future::pending().await,
                     }
                 };
-                tokio::select! {
-                    _ = by_signal => tracing::info!("SIGHUP: reloading policies"),
-                    _ = by_timer => {}
-                }
+                let polled = tokio::select! {
+                    _ = by_signal => {
+                        tracing::info!("SIGHUP: reloading policies");
+                        false
+                    }
+                    _ = by_timer => true,
+                };
                 // Reading and validating files blocks; keep it off the runtime's async threads.
                 let a = authz.clone();
                 let m = metrics.clone();
-                let _ = tokio::task::spawn_blocking(move || a.reload_and_report(&m)).await;
+                let _ = tokio::task::spawn_blocking(move || a.reload_and_report(&m, polled)).await;
             }
         });
     }

@@ -183,6 +183,38 @@ fn reload_keeps_the_last_good_set() {
         "{outcome:?}"
     );
     assert!(authz.primary().source("none").is_some());
+
+    // A poll takes a change only when the next poll reads the same files: a file caught
+    // half-written (here: cut between policies, still valid) is not applied on first sight.
+    let applied = authz.primary().hash().to_string();
+    let unchanged = vec![("main".to_string(), ReloadOutcome::Unchanged)];
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        "@id(\"none\")\nforbid (principal, action, resource);\n@id(\"all\")\n",
+    )
+    .unwrap();
+    assert_eq!(
+        authz.reload_sets(true),
+        unchanged,
+        "a half-written file, first sight"
+    );
+    std::fs::write(
+        dir.path().join("p.cedar"),
+        "@id(\"all\")\npermit (principal, action, resource);\n",
+    )
+    .unwrap();
+    assert_eq!(
+        authz.reload_sets(true),
+        unchanged,
+        "written on: another first sight"
+    );
+    assert_eq!(authz.primary().hash(), applied, "nothing applied meanwhile");
+    let outcome = authz.reload_sets(true);
+    assert!(
+        matches!(&outcome[0].1, ReloadOutcome::Reloaded(h) if *h != applied),
+        "the same files on the next poll: {outcome:?}"
+    );
+    assert!(authz.primary().source("all").is_some());
 }
 
 #[test]
@@ -346,18 +378,19 @@ fn sighup_reloads_the_policies() {
     .unwrap();
     // SAFETY: raising a signal the runtime has a handler for.
     unsafe { libc::raise(libc::SIGHUP) };
+    // The reload counts its success after it stored the new set: wait for the count, the
+    // last thing it does (waiting for the set raced with the count).
+    let reloads = metrics.policy_reloads.with_label_values(&["success"]);
     runtime.block_on(async {
         for _ in 0..500 {
-            if authz.primary().hash() != before {
+            if reloads.get() > 0 {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         panic!("SIGHUP did not reload");
     });
+    assert_ne!(authz.primary().hash(), before);
     assert!(authz.primary().source("b").is_some());
-    assert_eq!(
-        metrics.policy_reloads.with_label_values(&["success"]).get(),
-        1
-    );
+    assert_eq!(reloads.get(), 1);
 }
