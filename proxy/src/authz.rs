@@ -183,10 +183,12 @@ impl PolicySet {
         let mut permits = Vec::new();
         let mut forbids = Vec::new();
         let mut errors = Vec::new();
-        if let Some(slice) =
-            self.slices
-                .candidates(built.action_id(), built.resource(), built.principal_side())
-        {
+        if let Some(slice) = self.slices.candidates(
+            built.action_id(),
+            built.resource(),
+            built.principal_side(),
+            built.tool_probe(),
+        ) {
             let response = authorizer.is_authorized(&built.request, &slice, built.entities());
             let reasons = response.diagnostics().reason().map(policy_id_text);
             match response.decision() {

@@ -20,6 +20,7 @@ use super::catalog::{ToolCatalog, ToolSpec};
 use super::context::{context_keys, context_pairs, ContextCache};
 use super::request::{AuthzRequest, Resource, ResourceKind};
 use crate::authn::{AuthMethod, Principal, PrincipalKind};
+use crate::protocol::mcp::ToolAnnotations;
 
 /// A Cedar request ready to evaluate, with what explain shows.
 pub struct BuiltRequest {
@@ -28,16 +29,22 @@ pub struct BuiltRequest {
     /// Its entities and the uids it is about (shared with other requests of the same caller,
     /// resource and route).
     parts: Arc<EntityParts>,
+    /// A tool call's own entity store, when it has arguments: `parts`' entities and its
+    /// `Arguments::"call"`.
+    call_entities: Option<Entities>,
     /// Action uid as text.
     action: Arc<str>,
     /// The action's id (`run_agent`).
     action_id: Arc<str>,
+    /// When the resource is a catalogued tool: its pinned hints, which with its uid and the
+    /// catalog make its entity (the key its pruned policy sets are cached under).
+    catalogued_tool: Option<Option<ToolAnnotations>>,
 }
 
 impl BuiltRequest {
     /// The entities the request needs.
     pub fn entities(&self) -> &Entities {
-        &self.parts.entities
+        self.call_entities.as_ref().unwrap_or(&self.parts.entities)
     }
 
     /// Principal uid as text.
@@ -63,6 +70,15 @@ impl BuiltRequest {
     /// Uids the principal is `in` (itself and its parents), for slicing.
     pub fn principal_side(&self) -> &[String] {
         &self.parts.principal_side
+    }
+
+    /// When the resource is a catalogued tool: what to prune its policy set with.
+    pub(super) fn tool_probe(&self) -> Option<super::slice::ToolProbe<'_>> {
+        Some(super::slice::ToolProbe {
+            hints: self.catalogued_tool?,
+            request: &self.request,
+            entities: self.entities(),
+        })
     }
 }
 
@@ -109,6 +125,8 @@ struct EntitiesKey {
     route: String,
     protocol: &'static str,
     action: Option<String>,
+    /// The store is a tool call's base: without `Arguments::"call"`, which each call adds.
+    call_base: bool,
 }
 
 /// A request's entity store and the uids it is about (with their text, made once).
@@ -278,7 +296,7 @@ impl EntityModel {
             .get(req.action)
             .ok_or_else(|| format!("the schema has no action `{}`", req.action))?;
         let tool = req.resource.kind == ResourceKind::Tool;
-        let parts = self.entities(req)?;
+        let (parts, call_entities) = self.entities(req)?;
         let build = || {
             let mut pairs = context_pairs(req, keys);
             if tool {
@@ -306,34 +324,73 @@ impl EntityModel {
             None,
         )
         .map_err(|e| e.to_string())?;
+        let catalogued_tool =
+            (tool && self.catalog.contains_key(&req.resource.id)).then_some(req.resource.hints);
         Ok(BuiltRequest {
             request,
             parts,
+            call_entities,
             action: action.text.clone(),
             action_id: action.id.clone(),
+            catalogued_tool,
         })
     }
 
-    /// The entities of `req`: cached per (principal, resource, route) when the request has no
-    /// tool arguments (its entities are then the same on every such request).
-    fn entities(&self, req: &AuthzRequest<'_>) -> Result<Arc<EntityParts>, String> {
-        let no_arguments = req
-            .arguments
-            .and_then(Value::as_object)
-            .is_none_or(|m| m.is_empty());
-        let key = match (req.principal, no_arguments) {
-            (Some(p), true) => Some(EntitiesKey {
-                principal: PrincipalKey::of(p),
-                resource: req.resource.clone(),
-                route: req.facts.route.clone(),
-                protocol: req.facts.protocol,
-                action: self.action_groups_used.then(|| req.action.to_string()),
-            }),
-            _ => None,
+    /// The entities of `req`, cached per (principal, resource, route): as they are when the
+    /// request has no tool arguments (its entities are then the same on every such request);
+    /// for a tool call with arguments, the store without them, and the call's own store (that
+    /// one and its `Arguments::"call"`; adding one entity to a built store costs less than
+    /// building the store again with it).
+    fn entities(
+        &self,
+        req: &AuthzRequest<'_>,
+    ) -> Result<(Arc<EntityParts>, Option<Entities>), String> {
+        let call_base = req.resource.kind == ResourceKind::Tool
+            && req
+                .arguments
+                .and_then(Value::as_object)
+                .is_some_and(|m| !m.is_empty());
+        let Some(p) = req.principal else {
+            return Ok((self.build_entities(req, true)?, None));
         };
-        if let Some(hit) = key.as_ref().and_then(|k| self.entity_sets.get(k)) {
-            return Ok(hit.value().clone());
+        let key = EntitiesKey {
+            principal: PrincipalKey::of(p),
+            resource: req.resource.clone(),
+            route: req.facts.route.clone(),
+            protocol: req.facts.protocol,
+            action: self.action_groups_used.then(|| req.action.to_string()),
+            call_base,
+        };
+        let parts = match self.entity_sets.get(&key) {
+            Some(hit) => hit.value().clone(),
+            None => {
+                let parts = self.build_entities(req, !call_base)?;
+                if self.entity_sets.len() >= ENTITY_CACHE {
+                    self.entity_sets.clear();
+                }
+                self.entity_sets.insert(key, parts.clone());
+                parts
+            }
+        };
+        if !call_base {
+            return Ok((parts, None));
         }
+        let paths = self.path_arguments.get(&req.resource.id);
+        let call = parts
+            .entities
+            .clone()
+            .add_entities([arguments_entity(req.arguments, paths)?], None)
+            .map_err(|e| e.to_string())?;
+        Ok((parts, Some(call)))
+    }
+
+    /// The entity store of `req` and the uids it is about; a tool's `Arguments::"call"` is in
+    /// it when `with_arguments`.
+    fn build_entities(
+        &self,
+        req: &AuthzRequest<'_>,
+        with_arguments: bool,
+    ) -> Result<Arc<EntityParts>, String> {
         let (principal, principal_side) = self.principal_entity(req.principal, req.facts.ip)?;
         let principal_uid = principal.uid();
         let resource = self.resource_entity(req)?;
@@ -346,25 +403,18 @@ impl EntityModel {
                 entities.extend(action.entities.iter().cloned());
             }
         }
-        if req.resource.kind == ResourceKind::Tool {
+        if with_arguments && req.resource.kind == ResourceKind::Tool {
             let paths = self.path_arguments.get(&req.resource.id);
             entities.push(arguments_entity(req.arguments, paths)?);
         }
-        let parts = Arc::new(EntityParts {
+        Ok(Arc::new(EntityParts {
             entities: Entities::from_entities(entities, None).map_err(|e| e.to_string())?,
             principal_text: principal_uid.to_string(),
             principal: principal_uid,
             resource_text: resource_uid.to_string(),
             resource: resource_uid,
             principal_side,
-        });
-        if let Some(key) = key {
-            if self.entity_sets.len() >= ENTITY_CACHE {
-                self.entity_sets.clear();
-            }
-            self.entity_sets.insert(key, parts.clone());
-        }
-        Ok(parts)
+        }))
     }
 
     /// The principal's entity, from the cache when this identity was seen before.
@@ -486,7 +536,7 @@ fn principal_entity(
 fn tool_entity(
     name: &str,
     spec: Option<&ToolSpec>,
-    hints: Option<&crate::protocol::mcp::ToolAnnotations>,
+    hints: Option<&ToolAnnotations>,
 ) -> Result<Entity, String> {
     let set = |values: Option<&std::collections::BTreeSet<String>>| {
         RestrictedExpression::new_set(

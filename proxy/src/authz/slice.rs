@@ -18,15 +18,38 @@
 //! merged on first use and cached: one `is_authorized` call per decision instead of one per
 //! bucket (each call builds an evaluator and a response of its own; with a tool call's five
 //! or six buckets that was about a tenth of the decision's instructions).
+//!
+//! **Pruned for a catalogued tool.** A policy that can apply to every resource (its resource
+//! scope is open or `is T`) often starts its condition with a test of the resource alone
+//! (`when { resource.risk == "high" && … }`, `when { resource has tenant } unless { … }`): for a
+//! catalogued tool that test has the same value on every request, because the tool's entity
+//! is built from the catalog and the tool's pinned hints only. At load, each such policy gets
+//! a *guard*: a permit with open principal and action scopes, the policy's resource scope, and
+//! the leading resource-only part of its condition ([`guard_of`]). A merged set's guards are
+//! evaluated once per (combination, tool, hints) and a policy whose guard is *false without an
+//! error* is dropped from that tool's set. That is exact: Cedar evaluates a policy's scope
+//! (which cannot error) and then its conditions left to right, stopping at the first false or
+//! error, so such a policy is false, without an error, for every principal and context. A
+//! guard that errors or holds keeps its policy, and so do tools outside the catalog (their
+//! names are the caller's to choose, so they are not cached).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cedar_policy::{ActionConstraint, EntityUid, Policy, PrincipalConstraint, ResourceConstraint};
+use cedar_policy::{
+    ActionConstraint, EntityUid, Policy, PolicyId, PrincipalConstraint, ResourceConstraint,
+};
+use serde_json::{json, Value};
+
+use crate::protocol::mcp::ToolAnnotations;
 
 /// Most merged bucket combinations kept; the cache is emptied when full (a combination is
 /// rebuilt from its buckets on its next use, so this bounds memory, never correctness).
 const MERGED_CACHE: usize = 4096;
+
+/// Most sets pruned for a tool kept (one per combination of buckets, catalogued tool and
+/// pinned hints); emptied when full, like the merged sets.
+const PRUNED_CACHE: usize = 4096;
 
 /// Buckets of a policy set: action → resource key → principal key → policies, where a key is
 /// a uid as Cedar text and `open` holds the policies not constrained to one.
@@ -34,16 +57,37 @@ const MERGED_CACHE: usize = 4096;
 pub struct Slices {
     actions: HashMap<String, Keyed<Keyed<Bucket>>, super::Hasher>,
     /// Unions of buckets, by the ordered indexes of the buckets merged.
-    merged: dashmap::DashMap<Vec<u32>, Arc<cedar_policy::PolicySet>, super::Hasher>,
+    merged: dashmap::DashMap<Vec<u32>, Merged, super::Hasher>,
+    /// Unions pruned for a catalogued tool, by buckets, tool uid and hints.
+    pruned: dashmap::DashMap<PrunedKey, Arc<cedar_policy::PolicySet>, super::Hasher>,
     /// How many buckets were made (the next bucket's index).
     buckets: u32,
 }
 
-/// The policies of one bucket, with the bucket's index (its identity in a merged key).
+type PrunedKey = (Vec<u32>, String, Option<ToolAnnotations>);
+
+/// A union of buckets and the guards of its policies that have one (`None`: none has).
+#[derive(Debug, Clone)]
+struct Merged {
+    set: Arc<cedar_policy::PolicySet>,
+    guards: Option<Arc<cedar_policy::PolicySet>>,
+}
+
+/// The policies of one bucket, with the bucket's index (its identity in a merged key), and
+/// the guards of those that have one ([`guard_of`]), under the policies' ids.
 #[derive(Debug, Default)]
 struct Bucket {
     index: u32,
     policies: cedar_policy::PolicySet,
+    guards: Vec<Policy>,
+}
+
+/// The catalogued tool a decision is about, for pruning: its pinned hints (which with its uid
+/// and the set's catalog make its entity), and the request and entities to evaluate guards on.
+pub struct ToolProbe<'a> {
+    pub hints: Option<ToolAnnotations>,
+    pub request: &'a cedar_policy::Request,
+    pub entities: &'a cedar_policy::Entities,
 }
 
 /// Entries for one literal key each, plus the open entry.
@@ -96,6 +140,9 @@ impl Slices {
                 }
                 _ => None,
             };
+            // Only policies of the open resource key are guarded: the others are looked up
+            // for their one resource alone.
+            let guard = resource.is_none().then(|| guard_of(policy)).flatten();
             for action in applicable_actions(policy, actions) {
                 let next = slices.buckets;
                 let bucket = slices
@@ -110,6 +157,7 @@ impl Slices {
                 }
                 // Ids are unique in the source set, so adding cannot collide.
                 let _ = bucket.policies.add(policy.clone());
+                bucket.guards.extend(guard.clone());
             }
         }
         slices
@@ -117,13 +165,38 @@ impl Slices {
 
     /// The policies that may apply to this request — the union of the buckets for its
     /// action × {open, `resource`} × {open, each of `principal_side`} (the principal's own uid
-    /// and its parents') — or `None` when no bucket holds any (nothing can permit).
+    /// and its parents'), pruned for `tool` when the request is about a catalogued one — or
+    /// `None` when no bucket holds any (nothing can permit).
     pub fn candidates(
         &self,
         action: &str,
         resource: &str,
         principal_side: &[String],
+        tool: Option<ToolProbe<'_>>,
     ) -> Option<Arc<cedar_policy::PolicySet>> {
+        let (key, merged) = self.merged(action, resource, principal_side)?;
+        let (Some(guards), Some(tool)) = (merged.guards, tool) else {
+            return Some(merged.set);
+        };
+        let key = (key, resource.to_string(), tool.hints);
+        if let Some(hit) = self.pruned.get(&key) {
+            return Some(hit.value().clone());
+        }
+        let set = prune(&merged.set, &guards, &tool);
+        if self.pruned.len() >= PRUNED_CACHE {
+            self.pruned.clear();
+        }
+        self.pruned.insert(key, set.clone());
+        Some(set)
+    }
+
+    /// The union of the buckets for the request, with its key.
+    fn merged(
+        &self,
+        action: &str,
+        resource: &str,
+        principal_side: &[String],
+    ) -> Option<(Vec<u32>, Merged)> {
         let by_resource = self.actions.get(action)?;
         let mut found: Vec<&Bucket> = Vec::with_capacity(8);
         for by_principal in by_resource.lookup(resource) {
@@ -142,21 +215,127 @@ impl Slices {
             return None;
         }
         if let Some(hit) = self.merged.get(&key) {
-            return Some(hit.value().clone());
+            return Some((key, hit.value().clone()));
         }
         let mut union = cedar_policy::PolicySet::new();
+        let mut guards = cedar_policy::PolicySet::new();
         for bucket in &found {
             for policy in bucket.policies.policies() {
                 // Each policy sits in one bucket per action: ids cannot collide.
                 let _ = union.add(policy.clone());
             }
+            for guard in &bucket.guards {
+                let _ = guards.add(guard.clone());
+            }
         }
-        let union = Arc::new(union);
+        let merged = Merged {
+            set: Arc::new(union),
+            guards: (!guards.is_empty()).then(|| Arc::new(guards)),
+        };
         if self.merged.len() >= MERGED_CACHE {
             self.merged.clear();
         }
-        self.merged.insert(key, union.clone());
-        Some(union)
+        self.merged.insert(key.clone(), merged.clone());
+        Some((key, merged))
+    }
+}
+
+/// `set` without the policies whose guard is false, without an error, for `tool`.
+fn prune(
+    set: &Arc<cedar_policy::PolicySet>,
+    guards: &cedar_policy::PolicySet,
+    tool: &ToolProbe<'_>,
+) -> Arc<cedar_policy::PolicySet> {
+    let response =
+        cedar_policy::Authorizer::new().is_authorized(tool.request, guards, tool.entities);
+    let diagnostics = response.diagnostics();
+    let mut kept: std::collections::HashSet<&PolicyId> = diagnostics.reason().collect();
+    kept.extend(diagnostics.errors().map(|e| match e {
+        cedar_policy::AuthorizationError::PolicyEvaluationError(e) => e.policy_id(),
+    }));
+    let dropped = |id: &PolicyId| guards.policy(id).is_some() && !kept.contains(id);
+    if !set.policies().any(|p| dropped(p.id())) {
+        return set.clone();
+    }
+    let mut pruned = cedar_policy::PolicySet::new();
+    for policy in set.policies().filter(|p| !dropped(p.id())) {
+        let _ = pruned.add(policy.clone());
+    }
+    Arc::new(pruned)
+}
+
+/// The guard of `policy`: a permit with open principal and action scopes, `policy`'s resource
+/// scope, and the leading part of its condition that reads nothing but `resource` — the
+/// conjuncts of its `when` clauses and whole `unless` clauses, in order, up to the first that
+/// reads anything else. `None` when that leaves nothing to test (an open resource scope and
+/// no such conjunct) or the policy has no JSON form.
+///
+/// Reading nothing but `resource` means: no `principal`, `action` or `context`, no template
+/// slot and no entity literal (an `in` or an attribute of another entity would depend on the
+/// request's entity store). Such an expression's value depends on the resource's entity alone.
+pub(crate) fn guard_of(policy: &Policy) -> Option<Policy> {
+    let json = policy.to_json().ok()?;
+    let mut guards: Vec<Value> = Vec::new();
+    'clauses: for clause in json.get("conditions")?.as_array()? {
+        let body = clause.get("body")?;
+        match clause.get("kind")?.as_str()? {
+            "when" => {
+                let mut conjuncts = Vec::new();
+                conjuncts_of(body, &mut conjuncts);
+                for conjunct in conjuncts {
+                    if !reads_only_resource(conjunct) {
+                        break 'clauses;
+                    }
+                    guards.push(json!({"kind": "when", "body": conjunct}));
+                }
+            }
+            "unless" if reads_only_resource(body) => {
+                guards.push(json!({"kind": "unless", "body": body}));
+            }
+            _ => break,
+        }
+    }
+    let resource = json.get("resource")?;
+    if guards.is_empty() && resource.get("op").and_then(Value::as_str) == Some("All") {
+        return None;
+    }
+    let guard = json!({
+        "effect": "permit",
+        "principal": {"op": "All"},
+        "action": {"op": "All"},
+        "resource": resource,
+        "conditions": guards,
+    });
+    Policy::from_json(Some(policy.id().clone()), guard).ok()
+}
+
+/// The conjuncts of `expr` in the order Cedar evaluates them (`&&` is left to right and stops
+/// at the first false or error).
+fn conjuncts_of<'a>(expr: &'a Value, out: &mut Vec<&'a Value>) {
+    match expr.get("&&") {
+        Some(and) => {
+            if let (Some(left), Some(right)) = (and.get("left"), and.get("right")) {
+                conjuncts_of(left, out);
+                conjuncts_of(right, out);
+            } else {
+                out.push(expr);
+            }
+        }
+        None => out.push(expr),
+    }
+}
+
+/// Whether the JSON expression `expr` reads nothing but the `resource` variable (see
+/// [`guard_of`]).
+fn reads_only_resource(expr: &Value) -> bool {
+    match expr {
+        Value::Object(map) => map.iter().all(|(key, value)| match key.as_str() {
+            "Var" => value.as_str() == Some("resource"),
+            "Slot" | "Unknown" | "__entity" | "entity" => false,
+            _ => reads_only_resource(value),
+        }),
+        Value::Array(items) => items.iter().all(reads_only_resource),
+        _ => true,
     }
 }
 
@@ -179,4 +358,255 @@ fn applicable_actions(policy: &Policy, actions: &HashMap<String, Vec<String>>) -
 
 fn action_id(uid: &EntityUid) -> String {
     uid.id().unescaped().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+    use std::str::FromStr;
+
+    use cedar_policy::{
+        Authorizer, Context, Entities, Entity, EntityUid, PolicySet, Request, RestrictedExpression,
+    };
+
+    use super::*;
+
+    /// The policies of `text`, each under its `@id`.
+    fn set(text: &str) -> PolicySet {
+        let parsed = PolicySet::from_str(text).expect("policies parse");
+        let mut set = PolicySet::new();
+        for p in parsed.policies() {
+            let id = p.annotation("id").unwrap_or(p.id().as_ref()).to_string();
+            set.add(p.new_id(PolicyId::new(id))).unwrap();
+        }
+        set
+    }
+
+    fn guard_text(policy: &str) -> Option<String> {
+        let set = set(policy);
+        let policy = set.policies().next().unwrap();
+        guard_of(policy).map(|g| {
+            g.to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+
+    #[test]
+    fn a_guard_is_the_leading_resource_only_part_of_the_condition() {
+        let cases = [
+            (
+                r#"forbid (principal, action, resource) when { resource has tenant } unless { principal has tenant && principal.tenant == resource.tenant };"#,
+                Some(r#"permit(principal, action, resource) when { resource has tenant };"#),
+            ),
+            (
+                r#"forbid (principal, action, resource) when { resource.tags.contains("x") && (context.hour < 8 || resource.risk == "high") && resource.risk == "low" };"#,
+                Some(
+                    r#"permit(principal, action, resource) when { resource.tags.contains("x") };"#,
+                ),
+            ),
+            (
+                r#"forbid (principal, action, resource) unless { resource.risk == "low" } when { resource.catalogued };"#,
+                Some(
+                    r#"permit(principal, action, resource) unless { resource.risk == "low" } when { resource.catalogued };"#,
+                ),
+            ),
+            (
+                r#"permit (principal in Role::"a", action == Action::"approve", resource is Tool) when { resource.risk != "high" };"#,
+                Some(
+                    r#"permit(principal, action, resource is Tool) when { resource.risk != "high" };"#,
+                ),
+            ),
+            (
+                r#"permit (principal, action, resource is Agent);"#,
+                Some(r#"permit(principal, action, resource is Agent);"#),
+            ),
+            // Nothing to test: no condition reads the resource alone first.
+            (
+                r#"permit (principal in Role::"admin", action, resource);"#,
+                None,
+            ),
+            (
+                r#"forbid (principal, action, resource) when { context.a && resource.risk == "high" };"#,
+                None,
+            ),
+            (
+                r#"forbid (principal, action, resource) when { principal.mfa } when { resource.risk == "high" };"#,
+                None,
+            ),
+            (
+                r#"forbid (principal, action, resource) unless { principal.scopes.containsAll(resource.required_credentials) };"#,
+                None,
+            ),
+            // An entity literal depends on the entity store, not the resource alone.
+            (
+                r#"permit (principal, action, resource) when { resource == Tool::"a" };"#,
+                None,
+            ),
+            (
+                r#"permit (principal, action, resource) when { resource.owner == User::"a" };"#,
+                None,
+            ),
+        ];
+        for (policy, expected) in cases {
+            assert_eq!(guard_text(policy).as_deref(), expected, "{policy}");
+        }
+    }
+
+    fn tool(attrs: &[(&str, RestrictedExpression)]) -> Entity {
+        let attrs: HashMap<String, RestrictedExpression> = attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        Entity::new(
+            EntityUid::from_str(r#"Tool::"t""#).unwrap(),
+            attrs,
+            HashSet::new(),
+        )
+        .unwrap()
+    }
+
+    fn request(context: &[(&str, bool)]) -> Request {
+        Request::new(
+            EntityUid::from_str(r#"User::"u""#).unwrap(),
+            EntityUid::from_str(r#"Action::"call_tool""#).unwrap(),
+            EntityUid::from_str(r#"Tool::"t""#).unwrap(),
+            Context::from_pairs(
+                context
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), RestrictedExpression::new_bool(*v))),
+            )
+            .unwrap(),
+            None,
+        )
+        .unwrap()
+    }
+
+    /// Decision, reasons and errors (by policy) of `set`.
+    fn outcome(r: &Request, set: &PolicySet, e: &Entities) -> (bool, Vec<String>, Vec<String>) {
+        let response = Authorizer::new().is_authorized(r, set, e);
+        let mut reasons: Vec<String> = response
+            .diagnostics()
+            .reason()
+            .map(|p| p.to_string())
+            .collect();
+        reasons.sort();
+        let mut errors: Vec<String> = response
+            .diagnostics()
+            .errors()
+            .map(|e| e.to_string())
+            .collect();
+        errors.sort();
+        (
+            response.decision() == cedar_policy::Decision::Allow,
+            reasons,
+            errors,
+        )
+    }
+
+    const POLICIES: &str = r#"
+        @id("pruned-when") forbid (principal, action, resource) when { resource.risk == "high" && context.mfa };
+        @id("pruned-unless") forbid (principal, action, resource) unless { resource.risk == "low" };
+        @id("pruned-is") permit (principal, action, resource is Agent);
+        @id("kept-error") forbid (principal, action, resource) when { resource.nope == "x" && context.mfa };
+        @id("kept-context-first") forbid (principal, action, resource) when { context.mfa && resource.risk == "high" };
+        @id("kept-true") permit (principal, action, resource) when { resource.risk == "low" && context.ok };
+        @id("kept-literal") permit (principal, action, resource) when { resource == Tool::"other" };
+        @id("kept-no-guard") permit (principal == User::"u", action, resource);
+    "#;
+
+    #[test]
+    fn pruning_drops_only_policies_false_without_error_and_decides_as_the_whole_set() {
+        let whole = set(POLICIES);
+        let actions = HashMap::from([("call_tool".to_string(), Vec::new())]);
+        let slices = Slices::build(&whole, &actions);
+        let entities = Entities::from_entities(
+            [tool(&[(
+                "risk",
+                RestrictedExpression::new_string("low".into()),
+            )])],
+            None,
+        )
+        .unwrap();
+        let side = [r#"User::"u""#.to_string()];
+        for context in [
+            vec![("mfa", true), ("ok", true)],
+            vec![("mfa", false), ("ok", true)],
+            vec![("mfa", true), ("ok", false)],
+            vec![("mfa", false)],
+            vec![],
+        ] {
+            let r = request(&context);
+            let probe = ToolProbe {
+                hints: None,
+                request: &r,
+                entities: &entities,
+            };
+            let pruned = slices
+                .candidates("call_tool", r#"Tool::"t""#, &side, Some(probe))
+                .unwrap();
+            let mut ids: Vec<String> = pruned.policies().map(|p| p.id().to_string()).collect();
+            ids.sort();
+            assert_eq!(
+                ids,
+                [
+                    "kept-context-first",
+                    "kept-error",
+                    "kept-literal",
+                    "kept-no-guard",
+                    "kept-true"
+                ],
+                "{context:?}"
+            );
+            assert_eq!(
+                outcome(&r, &pruned, &entities),
+                outcome(&r, &whole, &entities),
+                "{context:?}"
+            );
+        }
+        // Without a probe (not a catalogued tool) nothing is pruned.
+        let all = slices
+            .candidates("call_tool", r#"Tool::"t""#, &side, None)
+            .unwrap();
+        assert_eq!(all.policies().count(), whole.policies().count());
+    }
+
+    #[test]
+    fn pruned_sets_are_kept_per_tool_and_hints() {
+        let whole = set(
+            r#"@id("read-only") permit (principal, action, resource) when { resource has read_only && resource.read_only };"#,
+        );
+        let actions = HashMap::from([("call_tool".to_string(), Vec::new())]);
+        let slices = Slices::build(&whole, &actions);
+        let r = request(&[]);
+        let side = [r#"User::"u""#.to_string()];
+        let bare = Entities::from_entities([tool(&[])], None).unwrap();
+        let hinted = Entities::from_entities(
+            [tool(&[("read_only", RestrictedExpression::new_bool(true))])],
+            None,
+        )
+        .unwrap();
+        let hints = ToolAnnotations {
+            read_only: Some(true),
+            ..ToolAnnotations::default()
+        };
+        let count = |hints, entities: &Entities| {
+            let probe = ToolProbe {
+                hints,
+                request: &r,
+                entities,
+            };
+            slices
+                .candidates("call_tool", r#"Tool::"t""#, &side, Some(probe))
+                .map_or(0, |s| s.policies().count())
+        };
+        assert_eq!(count(None, &bare), 0, "no hint: the policy cannot apply");
+        assert_eq!(count(Some(hints), &hinted), 1, "the hinted tool keeps it");
+        assert_eq!(count(None, &bare), 0);
+        assert!(
+            outcome(&r, &whole, &hinted).0,
+            "and it permits the hinted tool"
+        );
+    }
 }

@@ -82,6 +82,13 @@ fn decide_args(
         .collect();
     reasons.sort();
     assert_eq!(d.policies, reasons);
+    let mut errors: Vec<String> = whole
+        .diagnostics()
+        .errors()
+        .map(|e| e.to_string())
+        .collect();
+    errors.sort();
+    assert_eq!(d.errors, errors, "sliced and whole-set errors differ");
     let complete = set.build_complete(&req).unwrap();
     assert_eq!(
         set.evaluate(&complete).allowed,
@@ -166,6 +173,74 @@ fn tool_risk_by_role() {
     let viewer = user(&["viewer"]);
     assert!(decide(&set, Some(&viewer), "list_tools", tool("search_docs"), &f).allowed);
     assert!(!decide(&set, Some(&viewer), "call_tool", tool("search_docs"), &f).allowed);
+}
+
+/// The policies a decision evaluates for `resource`: the sliced set, pruned when it is a
+/// catalogued tool.
+fn evaluated(set: &PolicySet, p: &Principal, action: &str, resource: Resource) -> Vec<String> {
+    let f = facts("POST");
+    let req = AuthzRequest {
+        principal: Some(p),
+        action,
+        resource: &resource,
+        facts: &f,
+        arguments: None,
+    };
+    let built = set.build(&req).unwrap();
+    let slice = set.slices.candidates(
+        built.action_id(),
+        built.resource(),
+        built.principal_side(),
+        built.tool_probe(),
+    );
+    let mut ids: Vec<String> = slice
+        .iter()
+        .flat_map(|s| s.policies())
+        .map(|p| p.id().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[test]
+fn a_catalogued_tool_is_decided_without_the_policies_its_entity_rules_out() {
+    let set = seed_set();
+    let p = user(&["user"]);
+    // get_time: low risk, tags [read, builtin], no tenant, no required credentials. Of the
+    // forbids for every tool only required-credentials tests the principal before the tool.
+    assert_eq!(
+        evaluated(&set, &p, "call_tool", tool("get_time")),
+        ["required-credentials", "user-tools"]
+    );
+    // An uncatalogued tool is not pruned (its name is the caller's), so every forbid stays.
+    assert_eq!(
+        evaluated(&set, &p, "call_tool", tool("no_such_tool")),
+        [
+            "business-hours",
+            "high-risk-needs-mfa",
+            "no-parent-segments",
+            "no-system-paths",
+            "required-credentials",
+            "tenant-isolation",
+            "uncatalogued-tools",
+            "user-tools"
+        ]
+    );
+    // The forbids a tool's attributes make live stay: a tenant's tool keeps tenant isolation,
+    // a filesystem tool the path rules.
+    assert_eq!(
+        evaluated(&set, &p, "call_tool", tool("acme_crm_lookup")),
+        ["required-credentials", "tenant-isolation", "user-tools"]
+    );
+    assert_eq!(
+        evaluated(&set, &user(&["developer"]), "call_tool", tool("read_file")),
+        [
+            "developer-tools",
+            "no-parent-segments",
+            "no-system-paths",
+            "required-credentials"
+        ]
+    );
 }
 
 #[test]
@@ -261,6 +336,18 @@ fn tool_arguments_are_visible_to_policies() {
         Some(&etc),
     );
     assert_eq!(d.policies, ["no-system-paths"]);
+    // Calls share the caller's store without arguments; each adds its own to a copy.
+    for (arguments, allowed) in [(Some(&ok), true), (None, true), (Some(&etc), false)] {
+        let d = decide_args(
+            &set,
+            Some(&dev),
+            "call_tool",
+            tool("read_file"),
+            &f,
+            arguments,
+        );
+        assert_eq!(d.allowed, allowed, "{arguments:?}");
+    }
 }
 
 #[test]
