@@ -2,11 +2,14 @@
 //!
 //! The set is the seed policies plus generated ones shaped like a large deployment: per-team tool
 //! grants (`principal in Role::"team_N"`, `resource == Tool::"tool_N"`), per-user blocks and
-//! per-route rules. Each decision builds the principal, resource, action and argument entities and
-//! the context from scratch, as the proxy does per request.
+//! per-route rules. Each decision takes the proxy's own path (`PolicySet::decide`), with its caches
+//! warm, as they are for a caller's second request: the principal's entity, the entity store
+//! without arguments, the context and the merged (and, for a catalogued tool, pruned) slice. A
+//! tool call with arguments still adds its `Arguments::"call"` to a copy of the store per call.
 //!
 //! Besides criterion's report, the bench prints p50/p99 over individually timed decisions for the
-//! sliced decision path (what the proxy runs) and for whole-set evaluation (for comparison).
+//! sliced decision path (what the proxy runs) and for whole-set evaluation (for comparison). The
+//! bench runs on the binary's allocator (mimalloc).
 //!
 //! `cargo bench -p palisade-proxy --bench authz`
 
@@ -15,6 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use palisade_proxy::authn::{AuthMethod, Principal, PrincipalKind};
 use palisade_proxy::authz::{
     AuthzRequest, Mode, PolicyFiles, PolicySet, RequestFacts, Resource, ResourceKind,
