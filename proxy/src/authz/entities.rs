@@ -532,7 +532,9 @@ fn principal_entity(
 }
 
 /// `Tool::"<name>"`: the catalog's attributes (or an uncatalogued tool's), and the tool's pinned
-/// MCP annotations when its route has a tool lock.
+/// MCP annotations when its route has a tool lock. Its attributes are strings, sets of strings
+/// and bools, never entity references, and it has no parents: pruning a catalogued tool's slice
+/// (`slice::guard_of`) relies on its value depending on nothing else in the store.
 fn tool_entity(
     name: &str,
     spec: Option<&ToolSpec>,

@@ -34,6 +34,7 @@
 //! names are the caller's to choose, so they are not cached).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use cedar_policy::{
@@ -51,6 +52,11 @@ const MERGED_CACHE: usize = 4096;
 /// pinned hints); emptied when full, like the merged sets.
 const PRUNED_CACHE: usize = 4096;
 
+/// Most policies the pruned sets hold together: a pruned set is a copy (Cedar copies each
+/// policy's text with it), so with large open slices the count of sets alone would not bound
+/// memory. The cache is emptied when a new set would pass it.
+const PRUNED_POLICIES: usize = 1 << 16;
+
 /// Buckets of a policy set: action → resource key → principal key → policies, where a key is
 /// a uid as Cedar text and `open` holds the policies not constrained to one.
 #[derive(Debug, Default)]
@@ -60,6 +66,8 @@ pub struct Slices {
     merged: dashmap::DashMap<Vec<u32>, Merged, super::Hasher>,
     /// Unions pruned for a catalogued tool, by buckets, tool uid and hints.
     pruned: dashmap::DashMap<PrunedKey, Arc<cedar_policy::PolicySet>, super::Hasher>,
+    /// Policies held by `pruned` (approximately, under concurrent inserts).
+    pruned_policies: std::sync::atomic::AtomicUsize,
     /// How many buckets were made (the next bucket's index).
     buckets: u32,
 }
@@ -183,8 +191,11 @@ impl Slices {
             return Some(hit.value().clone());
         }
         let set = prune(&merged.set, &guards, &tool);
-        if self.pruned.len() >= PRUNED_CACHE {
+        let size = set.policies().count();
+        let held = self.pruned_policies.fetch_add(size, Ordering::Relaxed) + size;
+        if self.pruned.len() >= PRUNED_CACHE || held > PRUNED_POLICIES {
             self.pruned.clear();
+            self.pruned_policies.store(size, Ordering::Relaxed);
         }
         self.pruned.insert(key, set.clone());
         Some(set)
@@ -272,7 +283,10 @@ fn prune(
 ///
 /// Reading nothing but `resource` means: no `principal`, `action` or `context`, no template
 /// slot and no entity literal (an `in` or an attribute of another entity would depend on the
-/// request's entity store). Such an expression's value depends on the resource's entity alone.
+/// request's entity store). Such an expression's value depends on the resource's entity alone
+/// *because a tool's attributes hold no entity references* (strings, sets of strings, bools:
+/// `entities::tool_entity`); an entity-valued attribute would let `resource.owner.mfa` read the
+/// store, and this check would have to refuse attribute access on anything but `resource`.
 pub(crate) fn guard_of(policy: &Policy) -> Option<Policy> {
     let json = policy.to_json().ok()?;
     let mut guards: Vec<Value> = Vec::new();
@@ -438,6 +452,27 @@ mod tests {
             (
                 r#"forbid (principal, action, resource) unless { principal.scopes.containsAll(resource.required_credentials) };"#,
                 None,
+            ),
+            // A clause that reads anything else ends the guard, `unless` included: later
+            // clauses are not tested (Cedar would stop at an error in the one before them).
+            (
+                r#"forbid (principal, action, resource) when { resource.catalogued } unless { principal.mfa } when { resource.risk == "high" };"#,
+                Some(r#"permit(principal, action, resource) when { resource.catalogued };"#),
+            ),
+            (
+                r#"forbid (principal, action, resource) unless { resource.catalogued && context.mfa };"#,
+                None,
+            ),
+            (
+                r#"forbid (principal, action, resource) when { resource.hasTag("a") && resource.getTag("a") == "b" && ip("10.0.0.1").isLoopback() };"#,
+                Some(
+                    r#"permit(principal, action, resource) when { resource.hasTag("a") } when { resource.getTag("a") == "b" } when { ip("10.0.0.1").isLoopback() };"#,
+                ),
+            ),
+            // The resource scope is kept as it is: its `in` reads the resource's own ancestors.
+            (
+                r#"permit (principal, action, resource is Tool in Tool::"group");"#,
+                Some(r#"permit(principal, action, resource is Tool in Tool::"group");"#),
             ),
             // An entity literal depends on the entity store, not the resource alone.
             (
