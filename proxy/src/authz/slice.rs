@@ -34,7 +34,7 @@
 //! names are the caller's to choose, so they are not cached).
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use cedar_policy::{
@@ -44,18 +44,49 @@ use serde_json::{json, Value};
 
 use crate::protocol::mcp::ToolAnnotations;
 
-/// Most merged bucket combinations kept; the cache is emptied when full (a combination is
-/// rebuilt from its buckets on its next use, so this bounds memory, never correctness).
-const MERGED_CACHE: usize = 4096;
+/// Most sets each cache of [`Slices`] keeps (merged combinations of buckets; those pruned for a
+/// tool). A cache is emptied when full: a set is rebuilt on its next use, so this bounds memory,
+/// never correctness.
+const CACHED_SETS: usize = 4096;
 
-/// Most sets pruned for a tool kept (one per combination of buckets, catalogued tool and
-/// pinned hints); emptied when full, like the merged sets.
-const PRUNED_CACHE: usize = 4096;
+/// Most policies each cache's sets hold together. Every cached set is a copy (Cedar copies each
+/// policy's text with it), so with large open slices — hundreds of policies no scope separates —
+/// the count of sets alone would not bound memory.
+const CACHED_POLICIES: usize = 1 << 18;
 
-/// Most policies the pruned sets hold together: a pruned set is a copy (Cedar copies each
-/// policy's text with it), so with large open slices the count of sets alone would not bound
-/// memory. The cache is emptied when a new set would pass it.
-const PRUNED_POLICIES: usize = 1 << 16;
+/// A cache of policy sets bounded by sets and by policies held, emptied when either would be
+/// passed.
+#[derive(Debug)]
+struct SetCache<K: std::hash::Hash + Eq, V> {
+    sets: dashmap::DashMap<K, V, super::Hasher>,
+    /// Policies held (approximately, under concurrent inserts).
+    policies: AtomicUsize,
+}
+
+impl<K: std::hash::Hash + Eq, V> Default for SetCache<K, V> {
+    fn default() -> Self {
+        Self {
+            sets: dashmap::DashMap::default(),
+            policies: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> SetCache<K, V> {
+    fn get(&self, key: &K) -> Option<V> {
+        self.sets.get(key).map(|hit| hit.value().clone())
+    }
+
+    /// Keeps `value`, which holds `size` policies.
+    fn insert(&self, key: K, value: V, size: usize) {
+        let held = self.policies.fetch_add(size, Ordering::Relaxed) + size;
+        if self.sets.len() >= CACHED_SETS || held > CACHED_POLICIES {
+            self.sets.clear();
+            self.policies.store(size, Ordering::Relaxed);
+        }
+        self.sets.insert(key, value);
+    }
+}
 
 /// Buckets of a policy set: action → resource key → principal key → policies, where a key is
 /// a uid as Cedar text and `open` holds the policies not constrained to one.
@@ -63,11 +94,9 @@ const PRUNED_POLICIES: usize = 1 << 16;
 pub struct Slices {
     actions: HashMap<String, Keyed<Keyed<Bucket>>, super::Hasher>,
     /// Unions of buckets, by the ordered indexes of the buckets merged.
-    merged: dashmap::DashMap<Vec<u32>, Merged, super::Hasher>,
+    merged: SetCache<Vec<u32>, Merged>,
     /// Unions pruned for a catalogued tool, by buckets, tool uid and hints.
-    pruned: dashmap::DashMap<PrunedKey, Arc<cedar_policy::PolicySet>, super::Hasher>,
-    /// Policies held by `pruned` (approximately, under concurrent inserts).
-    pruned_policies: std::sync::atomic::AtomicUsize,
+    pruned: SetCache<PrunedKey, Arc<cedar_policy::PolicySet>>,
     /// How many buckets were made (the next bucket's index).
     buckets: u32,
 }
@@ -188,16 +217,10 @@ impl Slices {
         };
         let key = (key, resource.to_string(), tool.hints);
         if let Some(hit) = self.pruned.get(&key) {
-            return Some(hit.value().clone());
+            return Some(hit);
         }
         let set = prune(&merged.set, &guards, &tool);
-        let size = set.policies().count();
-        let held = self.pruned_policies.fetch_add(size, Ordering::Relaxed) + size;
-        if self.pruned.len() >= PRUNED_CACHE || held > PRUNED_POLICIES {
-            self.pruned.clear();
-            self.pruned_policies.store(size, Ordering::Relaxed);
-        }
-        self.pruned.insert(key, set.clone());
+        self.pruned.insert(key, set.clone(), set.policies().count());
         Some(set)
     }
 
@@ -226,7 +249,7 @@ impl Slices {
             return None;
         }
         if let Some(hit) = self.merged.get(&key) {
-            return Some((key, hit.value().clone()));
+            return Some((key, hit));
         }
         let mut union = cedar_policy::PolicySet::new();
         let mut guards = cedar_policy::PolicySet::new();
@@ -243,10 +266,9 @@ impl Slices {
             set: Arc::new(union),
             guards: (!guards.is_empty()).then(|| Arc::new(guards)),
         };
-        if self.merged.len() >= MERGED_CACHE {
-            self.merged.clear();
-        }
-        self.merged.insert(key.clone(), merged.clone());
+        let size = merged.set.policies().count()
+            + merged.guards.as_ref().map_or(0, |g| g.policies().count());
+        self.merged.insert(key.clone(), merged.clone(), size);
         Some((key, merged))
     }
 }

@@ -264,3 +264,22 @@ fn pruned_sets_are_kept_per_tool_and_hints() {
         "and it permits the hinted tool"
     );
 }
+
+#[test]
+fn a_set_cache_is_bounded_by_sets_and_by_policies_held() {
+    let cache: SetCache<u32, u32> = SetCache::default();
+    cache.insert(1, 1, CACHED_POLICIES - 10);
+    cache.insert(2, 2, 5);
+    assert_eq!((cache.get(&1), cache.get(&2)), (Some(1), Some(2)));
+    // Holding 10 more would pass the bound on policies: emptied, then kept.
+    cache.insert(3, 3, 10);
+    assert_eq!(
+        (cache.get(&1), cache.get(&2), cache.get(&3)),
+        (None, None, Some(3))
+    );
+    for k in 10..10 + CACHED_SETS as u32 {
+        cache.insert(k, k, 0);
+        assert!(cache.sets.len() <= CACHED_SETS);
+    }
+    assert_eq!(cache.get(&3), None, "emptied when full of sets");
+}
